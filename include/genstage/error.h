@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Error codes. Every public call returns a gs_err; GS_OK is zero and every
+ * failure is a positive code. Codes and messages come from one list so they
+ * can never disagree. Callbacks return GS_OK or any non-zero int: a code from
+ * this list, or the user's own (GS_EUSER and above), which stops the stage
+ * with that reason.
+ */
+#ifndef GENSTAGE_ERROR_H
+#define GENSTAGE_ERROR_H
+
+#define GS_ERRORS(X)                                                          \
+	X(GS_OK, "success")                                                   \
+	X(GS_EINVAL, "invalid argument")                                      \
+	X(GS_ENOMEM, "out of memory")                                         \
+	X(GS_ESTATE, "not allowed in the current state")                      \
+	X(GS_EKIND, "the stage's kind does not allow this")                   \
+	X(GS_ESELF, "a stage cannot subscribe to itself")                     \
+	X(GS_ECYCLE, "the subscription would create a cycle")                 \
+	X(GS_EDEMAND, "min_demand must be less than max_demand")              \
+	X(GS_EPIPELINE, "the stages belong to different pipelines")           \
+	X(GS_ETHREAD, "not called from the stage's own thread")               \
+	X(GS_ESPAWN, "could not start a thread")                              \
+	X(GS_ECANCELED, "the subscription was cancelled")                     \
+	X(GS_ETIMEDOUT, "timed out")                                          \
+	X(GS_EFULL, "buffer full")                                            \
+	X(GS_ECLOSED, "the stage has stopped")
+
+typedef enum gs_err {
+#define GS__ENUM(name, msg) name,
+	GS_ERRORS(GS__ENUM)
+#undef GS__ENUM
+	GS__ERR_COUNT,
+	/* User callbacks may return their own codes from here up. */
+	GS_EUSER = 1000
+} gs_err;
+
+/* A static message for any code, never NULL ("unknown error" for codes
+ * outside the list). Thread-safe. */
+const char *gs_strerror(int code);
+
+#endif

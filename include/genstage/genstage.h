@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: MIT
+/*
+ * genstage-c: GenStage for C. Stages on worker threads exchange events for
+ * demand, so a fast producer can never overload a slow consumer. This
+ * umbrella header is the whole supported API.
+ */
+#ifndef GENSTAGE_GENSTAGE_H
+#define GENSTAGE_GENSTAGE_H
+
+#include "error.h"
+#include "pipeline.h"
+#include "stage.h"
+#include "subscription.h"
+
+#endif

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Pipelines own stages: they start their threads, wait for them, stop them
+ * and free them, and report the first error any stage stopped with.
+ */
+#ifndef GENSTAGE_PIPELINE_H
+#define GENSTAGE_PIPELINE_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "error.h"
+
+typedef struct gs_pipeline gs_pipeline;
+typedef struct gs_stage gs_stage;
+
+typedef enum gs_log_level {
+	GS_LOG_WARN = 0, /* events dropped */
+	GS_LOG_ERROR,    /* a stage stopped abnormally */
+} gs_log_level;
+
+/* Called on the thread where the drop or stop happened; may be called from
+ * several threads at once. `stage` is valid for the call. */
+typedef void (*gs_log_fn)(void *arg, gs_log_level level, const gs_stage *stage,
+			  const char *msg);
+
+/* Called on the consumer's thread before each batch is handed to
+ * handle_events. Keep it cheap: it runs once per batch. */
+typedef void (*gs_trace_fn)(void *arg, const gs_stage *from,
+			    const gs_stage *to, size_t n);
+
+typedef struct gs_pipeline_opts {
+	gs_log_fn log;     /* NULL: one line on stderr per drop or error */
+	void *log_arg;
+	gs_trace_fn trace; /* NULL: no tracing */
+	void *trace_arg;
+} gs_pipeline_opts;
+
+typedef enum gs_stop_mode {
+	/* Sources stop producing; every buffered and in-flight event is
+	 * delivered downstream; stages finish from the top. */
+	GS_STOP_DRAIN = 0,
+	/* Every stage stops at once; undelivered events go to their
+	 * producer's event_free and are counted as dropped. */
+	GS_STOP_NOW,
+} gs_stop_mode;
+
+/* Creates an empty pipeline. `opts` may be NULL; it is read once. On error
+ * *out is untouched. */
+gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out);
+
+/* Starts a thread per stage; each stage's init runs on its own thread.
+ * Stages created later start at once. GS_ESTATE if already started. On
+ * error, threads already started are stopped and joined. */
+gs_err gs_pipeline_start(gs_pipeline *p);
+
+/* Blocks until every stage has finished. Returns the first error a stage
+ * stopped with, or GS_OK. May be called more than once, from any thread. */
+gs_err gs_pipeline_wait(gs_pipeline *p);
+
+/* Stops every stage (see gs_stop_mode) and waits for them; returns what
+ * gs_pipeline_wait returns. Safe from any thread but a stage's own. */
+gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode);
+
+/* Stops (GS_STOP_NOW) if running, then frees every stage and subscription.
+ * NULL is a no-op. Not from a stage's own thread. */
+void gs_pipeline_free(gs_pipeline *p);
+
+/* Writes the graph in Graphviz dot syntax, with live counts from
+ * gs_stage_stats. Thread-safe. GS_EINVAL on NULL arguments. */
+gs_err gs_pipeline_write_dot(gs_pipeline *p, FILE *f);
+
+#endif

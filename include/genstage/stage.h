@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Stages: producers, producer-consumers and consumers, each with its own
+ * worker thread and a table of GenStage callbacks. A stage's callbacks all
+ * run on that thread, one at a time, so the state needs no lock.
+ */
+#ifndef GENSTAGE_STAGE_H
+#define GENSTAGE_STAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "pipeline.h"
+
+typedef struct gs_sub gs_sub;
+
+typedef enum gs_kind {
+	GS_PRODUCER = 1,
+	GS_PRODUCER_CONSUMER,
+	GS_CONSUMER,
+} gs_kind;
+
+/* Which end of a subscription a callback's stage is on. */
+typedef enum gs_role {
+	GS_ROLE_PRODUCER = 0,
+	GS_ROLE_CONSUMER,
+} gs_role;
+
+/*
+ * The callbacks. Every one is optional but handle_demand (producers) and
+ * handle_events (producer-consumers and consumers). Each runs on the stage's
+ * own thread and may block only as long as the user accepts the pipeline
+ * stalling behind it. Returning non-zero stops the stage with that reason.
+ */
+typedef struct gs_stage_ops {
+	/* First call on the stage's thread, before any other. */
+	int (*init)(void *state, gs_stage *stage);
+	/* Producers: consumers asked for `demand` more events than the buffer
+	 * holds. Emit them now or later with gs_emit; emitting more fills the
+	 * buffer. Never called for producer-consumers: their demand goes
+	 * upstream. */
+	int (*handle_demand)(void *state, gs_stage *stage, size_t demand);
+	/* Consumers and producer-consumers: `n` events from `from`. The array
+	 * is borrowed for the call; the events in it now belong to the callee.
+	 * A producer-consumer passes what it makes downstream with gs_emit. */
+	int (*handle_events)(void *state, gs_stage *stage, gs_sub *from,
+			     void **events, size_t n);
+	/* A subscription was attached, on either end (`role` says which). */
+	int (*handle_subscribe)(void *state, gs_stage *stage, gs_sub *sub,
+				gs_role role);
+	/* A subscription ended with `reason` (GS_OK: the producer finished;
+	 * GS_ECANCELED: gs_cancel; anything else: the stage at the other end
+	 * stopped with that error). Its return value is ignored when the stage
+	 * is stopping anyway. */
+	int (*handle_cancel)(void *state, gs_stage *stage, gs_sub *sub,
+			     gs_role role, int reason);
+	/* Last call on the stage's thread, with the reason it stops. */
+	void (*terminate)(void *state, gs_stage *stage, int reason);
+} gs_stage_ops;
+
+/* What a full producer buffer keeps. */
+typedef enum gs_keep {
+	GS_KEEP_LAST = 0, /* drop the oldest events (GenStage's default) */
+	GS_KEEP_FIRST,    /* drop the incoming events */
+} gs_keep;
+
+/* buffer_size for a buffer that never drops. */
+#define GS_UNBOUNDED SIZE_MAX
+
+typedef struct gs_stage_opts {
+	const char *name;   /* copied; NULL: "stage-N" */
+	size_t buffer_size; /* 0: 10000 for producers, GS_UNBOUNDED for
+			       producer-consumers */
+	gs_keep buffer_keep;
+	/* Receives every event the library drops (full buffer, stop without
+	 * drain, consumer gone). Called from any pipeline thread, possibly
+	 * concurrently, so it must be thread-safe. NULL: dropped events are
+	 * only counted and logged. */
+	void (*event_free)(void *event, void *arg);
+	void *event_free_arg;
+} gs_stage_opts;
+
+typedef struct gs_stats {
+	uint64_t events_in;      /* received through handle_events */
+	uint64_t events_out;     /* sent to subscriptions */
+	uint64_t batches_in;     /* handle_events calls */
+	uint64_t batches_out;    /* batches sent to subscriptions */
+	uint64_t pending_demand; /* demand consumers asked that is unmet */
+	uint64_t buffered;       /* events waiting in the buffer */
+	uint64_t dropped;        /* events handed to event_free */
+	uint64_t busy_ns;        /* time spent inside callbacks */
+} gs_stats;
+
+/*
+ * Creates a stage owned by `p`. `ops` is copied; `opts` may be NULL and is
+ * read once; `state` is passed to every callback and stays the caller's.
+ * On a running pipeline the stage starts at once. On error *out is
+ * untouched and no callback is called.
+ */
+gs_err gs_stage_new(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
+		    void *state, const gs_stage_opts *opts, gs_stage **out);
+
+/* Sends `n` events downstream, or into the buffer where no subscription has
+ * demand. Only from a producer's or producer-consumer's own callbacks. On
+ * GS_OK the library owns the events (a full buffer drops some, see
+ * buffer_keep); on error they stay the caller's. */
+gs_err gs_emit(gs_stage *stage, void *const *events, size_t n);
+
+/* Finishes a producer once its buffer is delivered: no more handle_demand,
+ * then every subscription ends with GS_OK. Only from the stage's own
+ * callbacks. Idempotent. */
+gs_err gs_done(gs_stage *stage);
+
+/* Stops a stage from any thread with `reason` (GS_OK for a normal stop):
+ * buffered events are dropped and its subscriptions end. Asynchronous: the
+ * stage stops on its own thread soon after. */
+gs_err gs_stage_stop(gs_stage *stage, int reason);
+
+/* The state given to gs_stage_new; NULL for NULL. Thread-safe. */
+void *gs_stage_state(const gs_stage *stage);
+
+/* The stage's name; never NULL for a valid stage. Thread-safe. */
+const char *gs_stage_name(const gs_stage *stage);
+
+/* A snapshot of the stage's counters, from any thread; each counter is
+ * exact, the set is not taken atomically. */
+gs_err gs_stage_stats(const gs_stage *stage, gs_stats *out);
+
+#endif

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Subscriptions connect a consumer to a producer: events flow down, demand
+ * flows up, and a producer never sends more than was asked.
+ *
+ * The batch rule (GenStage's, as its source implements it): the consumer
+ * first asks max_demand. It hands what arrives to handle_events in chunks of
+ * at most max_demand - min_demand events; after each chunk it subtracts the
+ * chunk from its outstanding demand and, if that is now min_demand or less,
+ * asks for max_demand - outstanding, so outstanding is max_demand again.
+ * With max 1000 and min 500: ask 1000, chunks of up to 500, ask 500 after
+ * each full chunk. With min 0 (GS_MIN_DEMAND_ZERO): chunks of up to
+ * max_demand and a new ask only when all of it has arrived.
+ */
+#ifndef GENSTAGE_SUBSCRIPTION_H
+#define GENSTAGE_SUBSCRIPTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "stage.h"
+
+/* What the consumer does when the producer's end goes away. */
+typedef enum gs_cancel_mode {
+	GS_CANCEL_PERMANENT = 0, /* stop with the producer's reason */
+	GS_CANCEL_TRANSIENT,     /* stop only if the producer failed */
+	GS_CANCEL_TEMPORARY,     /* keep running */
+} gs_cancel_mode;
+
+/* min_demand of zero, since a zero field means "the default". */
+#define GS_MIN_DEMAND_ZERO SIZE_MAX
+
+typedef struct gs_sub_opts {
+	size_t max_demand; /* 0: 1000 */
+	size_t min_demand; /* 0: max_demand / 2; GS_MIN_DEMAND_ZERO for 0 */
+	gs_cancel_mode cancel;
+	/* No automatic asks: the consumer calls gs_ask itself. */
+	bool manual;
+} gs_sub_opts;
+
+/*
+ * Subscribes `consumer` to `producer` (same pipeline), before start or while
+ * running, from any thread but the two stages' own. `opts` may be NULL. The
+ * subscription belongs to the pipeline and stays valid until
+ * gs_pipeline_free; *out may be NULL. Refused: NULL stages (GS_EINVAL), a
+ * producer that cannot produce or a consumer that cannot consume
+ * (GS_EKIND), a stage subscribing to itself (GS_ESELF), a cycle
+ * (GS_ECYCLE), min_demand >= max_demand (GS_EDEMAND), a stopped stage
+ * (GS_ECLOSED).
+ *
+ * A consumer with at least one subscription finishes (GS_OK) once every one
+ * of them has ended because its producer finished; a producer whose every
+ * consumer has stopped finishes too, so a finite pipeline always completes.
+ */
+gs_err gs_subscribe(gs_stage *consumer, gs_stage *producer,
+		    const gs_sub_opts *opts, gs_sub **out);
+
+/* Ends the subscription from the consumer's side, from any thread. Events
+ * the producer already sent are still delivered; then both ends see
+ * handle_cancel with GS_ECANCELED, and the consumer keeps running.
+ * Idempotent. */
+gs_err gs_cancel(gs_sub *sub);
+
+/* Manual subscriptions only, from the consumer's own callbacks: asks the
+ * producer for `n` more events (GS_ESTATE on an automatic one). Demand above
+ * max_demand outstanding waits until the earlier events are taken. */
+gs_err gs_ask(gs_sub *sub, size_t n);
+
+/* The two ends; NULL for NULL. Thread-safe. */
+gs_stage *gs_sub_producer(const gs_sub *sub);
+gs_stage *gs_sub_consumer(const gs_sub *sub);
+
+#endif

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The engine's private structures: pipelines, stages, subscriptions and the
+ * control messages between them, with the functions the stage/ files share.
+ *
+ * Threading: a stage's fields marked "own" are touched only by its worker
+ * thread. Fields marked "atomic" are the only ones two threads share on the
+ * hot path. Everything else is written before the thread starts or under
+ * the lock named beside it.
+ */
+#ifndef GS_INTERNAL_H
+#define GS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "genstage/genstage.h"
+
+#include "buffer.h"
+#include "demand.h"
+#include "ring.h"
+
+#define GS__API __attribute__((visibility("default")))
+
+/* Why a subscription's consumer end let go (gs_sub.cons_cancel). */
+enum {
+	GS__CONS_LIVE = 0,
+	GS__CONS_CANCEL, /* gs_cancel: the consumer drains what was sent */
+	GS__CONS_GONE,   /* the consumer stopped: it reads no more */
+};
+
+struct gs_sub {
+	gs__ring ring; /* events, producer -> consumer */
+	/* atomic: total demand the consumer has asked for (consumer writes) */
+	_Alignas(GS__CACHELINE) _Atomic uint64_t granted;
+	/* atomic: GS__CONS_*; cons_reason is written before it */
+	_Atomic int cons_cancel;
+	int cons_reason;
+	/* atomic: set once the producer will push no more; prod_reason is
+	 * written before it */
+	_Atomic int prod_end;
+	int prod_reason;
+	/* atomic: ends still attached; the last to let go frees the ring */
+	_Atomic int refs;
+
+	/* producer-own */
+	uint64_t granted_seen; /* granted as last read */
+	uint64_t sent;         /* events pushed into the ring */
+	bool needs_wake;       /* pushed since the consumer was last woken */
+
+	/* consumer-own */
+	gs__demand demand;  /* automatic subscriptions */
+	uint64_t asked;     /* manual: total asked */
+	uint64_t received;  /* events handed to handle_events */
+
+	/* immutable after gs_subscribe */
+	gs_stage *producer;
+	gs_stage *consumer;
+	size_t max_demand;
+	size_t min_demand;
+	gs_cancel_mode cancel;
+	bool manual;
+
+	/* pipeline lock */
+	bool live;         /* counts as an edge for cycle checks */
+	struct gs_sub *next; /* the pipeline's list of every subscription */
+};
+
+typedef enum gs__msg_kind {
+	GS__MSG_ATTACH_OUT, /* a new subscription where we produce */
+	GS__MSG_ATTACH_IN,  /* a new subscription where we consume */
+	GS__MSG_STOP,       /* stop now with msg.reason */
+	GS__MSG_DRAIN,      /* pipeline drain: sources finish */
+} gs__msg_kind;
+
+typedef struct gs__msg {
+	gs__msg_kind kind;
+	gs_sub *sub;
+	int reason;
+	struct gs__msg *next;
+} gs__msg;
+
+struct gs_stage {
+	/* immutable after gs_stage_new */
+	gs_pipeline *p;
+	gs_kind kind;
+	gs_stage_ops ops;
+	void *state;
+	char name[64];
+	void (*event_free)(void *event, void *arg);
+	void *event_free_arg;
+
+	/* wake-ups: seq moves whenever there may be new work; the worker
+	 * sleeps on it only after announcing itself in `sleeping` */
+	_Alignas(GS__CACHELINE) _Atomic uint32_t seq;
+	_Atomic uint32_t sleeping;
+
+	/* control inbox, under inbox_lock; inbox_pending lets the worker skip
+	 * the lock when the inbox is empty */
+	_Alignas(GS__CACHELINE) pthread_mutex_t inbox_lock;
+	gs__msg *inbox_head, *inbox_tail;
+	bool inbox_closed;
+	_Atomic int inbox_pending;
+
+	/* pipeline lock */
+	pthread_t thread;
+	bool started;
+	bool joined;
+	bool finished;
+	int reason;
+	struct gs_stage *next;
+
+	/* own */
+	gs_sub **outs;
+	size_t n_outs, cap_outs;
+	gs_sub **ins;
+	size_t n_ins, cap_ins;
+	size_t in_cursor;  /* round-robin start over ins */
+	gs__buffer buf;
+	bool done;         /* gs_done: finish once the buffer is delivered */
+	bool stopping;     /* leave the loop with stop_reason */
+	int stop_reason;
+	uint64_t unassigned; /* demand passed on whose subscription left */
+	uint64_t credit;     /* producer-consumer: downstream demand unused */
+
+	/* atomic counters, written by the worker (dropped: by anyone) */
+	_Atomic uint64_t st_in, st_out, st_bin, st_bout, st_dropped, st_busy;
+	_Atomic uint64_t st_pending, st_buffered;
+};
+
+struct gs_pipeline {
+	pthread_mutex_t lock;
+	pthread_cond_t all_finished;
+	pthread_mutex_t join_lock; /* one joiner at a time; never under lock */
+	gs_pipeline_opts opts;
+	gs_stage *stages, **stages_tail;
+	gs_sub *subs;
+	size_t n_stages;
+	size_t running; /* started and not finished */
+	long cpus;      /* online CPUs, read at creation */
+	/* atomic: more stages running than CPUs, so idle ones must yield */
+	_Atomic bool crowded;
+	bool started;
+	int first_err;
+};
+
+/* pipeline.c */
+void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void gs__stage_finished(gs_stage *s, int reason);
+void gs__update_crowded(gs_pipeline *p); /* under the pipeline lock */
+
+/* stage.c */
+gs_err gs__post(gs_stage *s, gs__msg_kind kind, gs_sub *sub, int reason);
+gs__msg *gs__msg_new(gs__msg_kind kind, gs_sub *sub, int reason);
+void gs__inbox_push_locked(gs_stage *s, gs__msg *m);
+gs_err gs__start_thread(gs_stage *s);
+void gs__stage_free(gs_stage *s);
+void gs__drop(gs_stage *owner, void *const *events, size_t n);
+void gs__stop(gs_stage *s, int reason);
+bool gs__is_current(const gs_stage *s);
+bool gs__in_any_stage(void);
+void gs__enter_done(gs_stage *s);
+void gs__busy_add(gs_stage *s, uint64_t since_ns);
+uint64_t gs__now_ns(void);
+void gs__count(_Atomic uint64_t *counter, uint64_t n);
+
+/* subscription.c */
+void gs__attach_out(gs_stage *s, gs_sub *sub);
+void gs__attach_in(gs_stage *s, gs_sub *sub);
+void gs__end_out(gs_stage *s, size_t idx, int reason, int notify_reason,
+		 bool notify);
+void gs__grant(gs_sub *sub, uint64_t n);
+void gs__release_in(gs_stage *s, size_t idx, int reason);
+void gs__detach(gs_sub *sub);
+bool gs__read_inputs(gs_stage *s);
+void gs__sub_free(gs_sub *sub);
+
+/* dispatcher_demand.c */
+uint64_t gs__collect_demand(gs_stage *s, bool *changed);
+size_t gs__dispatch(gs_stage *s, void *const *events, size_t n);
+bool gs__dispatch_buffer(gs_stage *s);
+void gs__wake_consumers(gs_stage *s);
+
+#endif

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Waking and parking a stage's worker. A waker bumps the stage's sequence
+ * number and makes a futex call only if the worker has announced it is
+ * asleep, so a busy stage is never woken by a system call. A worker with
+ * nothing to do spins briefly (a futex wake across cores costs 6-50 us
+ * here) and then sleeps until the sequence moves.
+ */
+#ifndef GS_PARK_H
+#define GS_PARK_H
+
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* How long an idle worker waits for work before it sleeps, and how much of
+ * that it may spend in a pure spin when stages outnumber cores (the rest it
+ * spends yielding, so a runnable stage gets the core). */
+#ifndef GS_SPIN_NS
+#define GS_SPIN_NS 50000
+#endif
+#ifndef GS_PURE_SPIN_NS
+#define GS_PURE_SPIN_NS 2000
+#endif
+
+static inline void gs__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static inline void gs__wake(gs_stage *s)
+{
+	/* seq_cst on both sides (here: bump, then read `sleeping`; in
+	 * gs__park: set `sleeping`, then read seq) makes sure at least one
+	 * side sees the other: no wake-up is lost. */
+	atomic_fetch_add_explicit(&s->seq, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&s->sleeping, memory_order_seq_cst))
+		syscall(SYS_futex, &s->seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL,
+			0);
+}
+
+/* Returns once seq differs from `seen` (the value read before the worker
+ * last looked for work). */
+static inline void gs__park(gs_stage *s, uint32_t seen)
+{
+	uint64_t start = gs__now_ns();
+	bool crowded = atomic_load_explicit(&s->p->crowded,
+					    memory_order_relaxed);
+	for (unsigned i = 1;; i++) {
+		if (atomic_load_explicit(&s->seq, memory_order_acquire) != seen)
+			return;
+		if (i % 64)
+			continue;
+		uint64_t spent = gs__now_ns() - start;
+		if (spent > GS_SPIN_NS)
+			break;
+		if (crowded && spent > GS_PURE_SPIN_NS)
+			sched_yield();
+		else
+			gs__cpu_relax();
+	}
+	atomic_store_explicit(&s->sleeping, 1, memory_order_seq_cst);
+	while (atomic_load_explicit(&s->seq, memory_order_seq_cst) == seen)
+		syscall(SYS_futex, &s->seq, FUTEX_WAIT_PRIVATE, seen, NULL,
+			NULL, 0);
+	atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
+}
+
+#endif

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Pipelines: the set of stages and subscriptions, starting, waiting,
+ * stopping and freeing them, the first error, logging and the dot graph.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+GS__API gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out)
+{
+	if (!out)
+		return GS_EINVAL;
+	gs_pipeline *p = calloc(1, sizeof *p);
+	if (!p)
+		return GS_ENOMEM;
+	if (pthread_mutex_init(&p->lock, NULL)) {
+		free(p);
+		return GS_ENOMEM;
+	}
+	if (pthread_cond_init(&p->all_finished, NULL)) {
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+		return GS_ENOMEM;
+	}
+	if (pthread_mutex_init(&p->join_lock, NULL)) {
+		pthread_cond_destroy(&p->all_finished);
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+		return GS_ENOMEM;
+	}
+	if (opts)
+		p->opts = *opts;
+	p->stages_tail = &p->stages;
+	p->cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	*out = p;
+	return GS_OK;
+}
+
+/* Posts `kind` to every stage that still reads its inbox. */
+static void post_all(gs_pipeline *p, gs__msg_kind kind)
+{
+	pthread_mutex_lock(&p->lock);
+	for (gs_stage *s = p->stages; s; s = s->next)
+		if (s->started && !s->finished)
+			(void)gs__post(s, kind, NULL, GS_OK);
+	pthread_mutex_unlock(&p->lock);
+}
+
+GS__API gs_err gs_pipeline_start(gs_pipeline *p)
+{
+	if (!p)
+		return GS_EINVAL;
+	pthread_mutex_lock(&p->lock);
+	if (p->started) {
+		pthread_mutex_unlock(&p->lock);
+		return GS_ESTATE;
+	}
+	p->started = true;
+	gs_err err = GS_OK;
+	for (gs_stage *s = p->stages; s && !err; s = s->next)
+		err = gs__start_thread(s);
+	pthread_mutex_unlock(&p->lock);
+	if (err) {
+		post_all(p, GS__MSG_STOP);
+		(void)gs_pipeline_wait(p);
+	}
+	return err;
+}
+
+void gs__update_crowded(gs_pipeline *p)
+{
+	atomic_store_explicit(&p->crowded, (long)p->running > p->cpus,
+			      memory_order_relaxed);
+}
+
+void gs__stage_finished(gs_stage *s, int reason)
+{
+	gs_pipeline *p = s->p;
+	pthread_mutex_lock(&p->lock);
+	s->finished = true;
+	s->reason = reason;
+	if (reason != GS_OK && p->first_err == GS_OK)
+		p->first_err = reason;
+	if (--p->running == 0)
+		pthread_cond_broadcast(&p->all_finished);
+	gs__update_crowded(p);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Joins every finished thread not joined yet; one caller at a time. */
+static void join_all(gs_pipeline *p)
+{
+	pthread_mutex_lock(&p->join_lock);
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		gs_stage *s = p->stages;
+		while (s && !(s->started && s->finished && !s->joined))
+			s = s->next;
+		if (s)
+			s->joined = true;
+		pthread_mutex_unlock(&p->lock);
+		if (!s)
+			break;
+		pthread_join(s->thread, NULL);
+	}
+	pthread_mutex_unlock(&p->join_lock);
+}
+
+GS__API gs_err gs_pipeline_wait(gs_pipeline *p)
+{
+	if (!p)
+		return GS_EINVAL;
+	if (gs__in_any_stage())
+		return GS_ETHREAD; /* it would wait for itself */
+	pthread_mutex_lock(&p->lock);
+	if (!p->started) {
+		pthread_mutex_unlock(&p->lock);
+		return GS_ESTATE;
+	}
+	while (p->running)
+		pthread_cond_wait(&p->all_finished, &p->lock);
+	int err = p->first_err;
+	pthread_mutex_unlock(&p->lock);
+	join_all(p);
+	return err;
+}
+
+GS__API gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode)
+{
+	if (!p)
+		return GS_EINVAL;
+	if (mode != GS_STOP_DRAIN && mode != GS_STOP_NOW)
+		return GS_EINVAL;
+	if (gs__in_any_stage())
+		return GS_ETHREAD;
+	post_all(p, mode == GS_STOP_DRAIN ? GS__MSG_DRAIN : GS__MSG_STOP);
+	return gs_pipeline_wait(p);
+}
+
+GS__API void gs_pipeline_free(gs_pipeline *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	bool started = p->started;
+	pthread_mutex_unlock(&p->lock);
+	if (started)
+		(void)gs_pipeline_stop(p, GS_STOP_NOW);
+	for (gs_sub *sub = p->subs, *next; sub; sub = next) {
+		next = sub->next;
+		gs__sub_free(sub);
+	}
+	for (gs_stage *s = p->stages, *next; s; s = next) {
+		next = s->next;
+		gs__stage_free(s);
+	}
+	pthread_mutex_destroy(&p->join_lock);
+	pthread_cond_destroy(&p->all_finished);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	const gs_pipeline_opts *o = &s->p->opts;
+	if (o->log)
+		o->log(o->log_arg, level, s, msg);
+	else
+		fprintf(stderr, "genstage: %s: %s: %s\n",
+			level == GS_LOG_ERROR ? "error" : "warning", s->name,
+			msg);
+}
+
+GS__API gs_err gs_pipeline_write_dot(gs_pipeline *p, FILE *f)
+{
+	if (!p || !f)
+		return GS_EINVAL;
+	static const char *const shapes[] = {
+		[GS_PRODUCER] = "invhouse",
+		[GS_PRODUCER_CONSUMER] = "box",
+		[GS_CONSUMER] = "house",
+	};
+	pthread_mutex_lock(&p->lock);
+	fprintf(f, "digraph genstage {\n\trankdir=LR;\n");
+	for (gs_stage *s = p->stages; s; s = s->next) {
+		gs_stats st;
+		gs_stage_stats(s, &st);
+		fprintf(f,
+			"\t\"%p\" [shape=%s, label=\"%s\\nin %llu  out %llu"
+			"\\nbuffered %llu  dropped %llu\"];\n",
+			(void *)s, shapes[s->kind], s->name,
+			(unsigned long long)st.events_in,
+			(unsigned long long)st.events_out,
+			(unsigned long long)st.buffered,
+			(unsigned long long)st.dropped);
+	}
+	for (gs_sub *sub = p->subs; sub; sub = sub->next)
+		if (sub->live)
+			fprintf(f,
+				"\t\"%p\" -> \"%p\" [label=\"max %zu min "
+				"%zu\"];\n",
+				(void *)sub->producer, (void *)sub->consumer,
+				sub->max_demand, sub->min_demand);
+	fprintf(f, "}\n");
+	pthread_mutex_unlock(&p->lock);
+	return ferror(f) ? GS_EINVAL : GS_OK;
+}
