@@ -73,6 +73,7 @@ typedef enum gs__msg_kind {
 	GS__MSG_ATTACH_IN,  /* a new subscription where we consume */
 	GS__MSG_STOP,       /* stop now with msg.reason */
 	GS__MSG_DRAIN,      /* pipeline drain: sources finish */
+	GS__MSG_DEMAND,     /* switch demand mode to msg.reason */
 } gs__msg_kind;
 
 typedef struct gs__msg {
@@ -91,6 +92,8 @@ struct gs_stage {
 	char name[64];
 	void (*event_free)(void *event, void *arg);
 	void *event_free_arg;
+	/* for stages the library builds: frees their state with the stage */
+	void (*cleanup)(gs_stage *s, void *state);
 
 	/* wake-ups: seq moves whenever there may be new work; the worker
 	 * sleeps on it only after announcing itself in `sleeping` */
@@ -124,6 +127,8 @@ struct gs_stage {
 	int stop_reason;
 	uint64_t unassigned; /* demand passed on whose subscription left */
 	uint64_t credit;     /* producer-consumer: downstream demand unused */
+	bool accumulate;     /* demand held, not passed on */
+	uint64_t held;       /* demand held while accumulating */
 
 	/* atomic counters, written by the worker (dropped: by anyone) */
 	_Atomic uint64_t st_in, st_out, st_bin, st_bout, st_dropped, st_busy;

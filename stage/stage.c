@@ -83,6 +83,8 @@ GS__API gs_err gs_stage_new(gs_pipeline *p, gs_kind kind,
 	gs_stage_opts o = opts ? *opts : (gs_stage_opts){ 0 };
 	if (o.buffer_keep != GS_KEEP_LAST && o.buffer_keep != GS_KEEP_FIRST)
 		return GS_EINVAL;
+	if (o.demand != GS_DEMAND_FORWARD && o.demand != GS_DEMAND_ACCUMULATE)
+		return GS_EINVAL;
 
 	size_t size = (sizeof(gs_stage) + GS__CACHELINE - 1) &
 		      ~(size_t)(GS__CACHELINE - 1);
@@ -100,6 +102,7 @@ GS__API gs_err gs_stage_new(gs_pipeline *p, gs_kind kind,
 	s->state = state;
 	s->event_free = o.event_free;
 	s->event_free_arg = o.event_free_arg;
+	s->accumulate = o.demand == GS_DEMAND_ACCUMULATE;
 	size_t limit = o.buffer_size ? o.buffer_size
 		       : kind == GS_PRODUCER ? 10000
 					     : GS_UNBOUNDED;
@@ -123,6 +126,8 @@ GS__API gs_err gs_stage_new(gs_pipeline *p, gs_kind kind,
 
 void gs__stage_free(gs_stage *s)
 {
+	if (s->cleanup)
+		s->cleanup(s, s->state);
 	for (gs__msg *m = s->inbox_head, *next; m; m = next) {
 		next = m->next;
 		free(m);
@@ -205,6 +210,9 @@ static void apply(gs_stage *s, gs__msg *m)
 	case GS__MSG_STOP:
 		gs__stop(s, m->reason);
 		break;
+	case GS__MSG_DEMAND:
+		s->accumulate = m->reason == GS_DEMAND_ACCUMULATE;
+		break;
 	case GS__MSG_DRAIN:
 		/* Only sources act: everything below finishes as its
 		 * producers do. */
@@ -230,6 +238,25 @@ static bool read_inbox(gs_stage *s)
 	return true;
 }
 
+/* Hands the held demand to handle_demand, or to a producer-consumer's
+ * input credit. */
+static void pass_demand(gs_stage *s)
+{
+	uint64_t demand = s->held;
+	s->held = 0;
+	if (s->kind == GS_PRODUCER_CONSUMER) {
+		s->credit += demand;
+		return;
+	}
+	if (s->done)
+		return;
+	uint64_t t0 = gs__now_ns();
+	int r = s->ops.handle_demand(s->state, s, demand);
+	gs__busy_add(s, t0);
+	if (r)
+		gs__stop(s, r);
+}
+
 /* New demand is met from the buffer first, then from demand passed on
  * earlier for subscriptions that left, and only the rest reaches
  * handle_demand (or, for a producer-consumer, its input credit). */
@@ -249,15 +276,11 @@ static bool produce(gs_stage *s)
 		take = fresh < s->unassigned ? fresh : s->unassigned;
 		fresh -= take;
 		s->unassigned -= take;
-		if (fresh && !s->done && s->kind == GS_PRODUCER) {
-			uint64_t t0 = gs__now_ns();
-			int r = s->ops.handle_demand(s->state, s, fresh);
-			gs__busy_add(s, t0);
-			if (r)
-				gs__stop(s, r);
-		} else if (fresh) {
-			s->credit += fresh;
-		}
+		s->held += fresh;
+	}
+	if (s->held && !s->accumulate) {
+		changed = true;
+		pass_demand(s);
 	}
 	gs__wake_consumers(s);
 	return changed;
@@ -395,6 +418,15 @@ GS__API gs_err gs_stage_stop(gs_stage *s, int reason)
 	if (!s)
 		return GS_EINVAL;
 	return gs__post(s, GS__MSG_STOP, NULL, reason);
+}
+
+GS__API gs_err gs_stage_demand(gs_stage *s, gs_demand_mode mode)
+{
+	if (!s || (mode != GS_DEMAND_FORWARD && mode != GS_DEMAND_ACCUMULATE))
+		return GS_EINVAL;
+	if (s->kind == GS_CONSUMER)
+		return GS_EKIND;
+	return gs__post(s, GS__MSG_DEMAND, NULL, (int)mode);
 }
 
 GS__API void *gs_stage_state(const gs_stage *s)

@@ -241,11 +241,10 @@ bool gs__read_inputs(gs_stage *s)
 	bool progress = false;
 	size_t n = s->n_ins;
 	for (size_t k = 0; k < n && !s->stopping && !s->done; k++) {
-		if (s->kind == GS_PRODUCER_CONSUMER && !s->credit)
-			break;
 		size_t idx = (s->in_cursor + k) % n;
 		gs_sub *sub = s->ins[idx];
-		if (take_chunk(s, sub)) {
+		bool may_take = s->kind != GS_PRODUCER_CONSUMER || s->credit;
+		if (may_take && take_chunk(s, sub)) {
 			progress = true;
 			continue;
 		}

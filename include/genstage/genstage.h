@@ -10,6 +10,7 @@
 #include "error.h"
 #include "pipeline.h"
 #include "stage.h"
+#include "sources.h"
 #include "subscription.h"
 
 #endif

@@ -65,6 +65,12 @@ typedef enum gs_keep {
 	GS_KEEP_FIRST,    /* drop the incoming events */
 } gs_keep;
 
+/* What a producer does with demand (GenStage's `demand` option). */
+typedef enum gs_demand_mode {
+	GS_DEMAND_FORWARD = 0, /* pass it to handle_demand as it arrives */
+	GS_DEMAND_ACCUMULATE,  /* hold it until gs_stage_demand(FORWARD) */
+} gs_demand_mode;
+
 /* buffer_size for a buffer that never drops. */
 #define GS_UNBOUNDED SIZE_MAX
 
@@ -73,6 +79,9 @@ typedef struct gs_stage_opts {
 	size_t buffer_size; /* 0: 10000 for producers, GS_UNBOUNDED for
 			       producer-consumers */
 	gs_keep buffer_keep;
+	/* Producers: GS_DEMAND_ACCUMULATE starts with demand held (events
+	 * already emitted are still delivered). */
+	gs_demand_mode demand;
 	/* Receives every event the library drops (full buffer, stop without
 	 * drain, consumer gone). Called from any pipeline thread, possibly
 	 * concurrently, so it must be thread-safe. NULL: dropped events are
@@ -116,6 +125,11 @@ gs_err gs_done(gs_stage *stage);
  * buffered events are dropped and its subscriptions end. Asynchronous: the
  * stage stops on its own thread soon after. */
 gs_err gs_stage_stop(gs_stage *stage, int reason);
+
+/* Switches a producer's demand mode, from any thread. Going to
+ * GS_DEMAND_FORWARD passes the demand held so far to handle_demand at once.
+ * Asynchronous, like gs_stage_stop. */
+gs_err gs_stage_demand(gs_stage *stage, gs_demand_mode mode);
 
 /* The state given to gs_stage_new; NULL for NULL. Thread-safe. */
 void *gs_stage_state(const gs_stage *stage);
