@@ -24,6 +24,33 @@
 
 #define GS__API __attribute__((visibility("default")))
 
+/* A dispatcher: how a producer reads demand and spreads events. */
+typedef struct gs__dispatcher_ops {
+	/* Reads every subscription's demand, ends those whose consumer let
+	 * go, and returns the demand to pass on that arrived since the last
+	 * call. Sets *changed if anything moved. */
+	uint64_t (*collect)(gs_stage *s, bool *changed);
+	/* Sends up to n events; returns how many it took (the rest wait in
+	 * the producer's buffer). */
+	size_t (*dispatch)(gs_stage *s, void *const *events, size_t n);
+	/* Optional: a subscription was attached, or is leaving because its
+	 * consumer let go, on the producer's thread. */
+	void (*attach)(gs_stage *s, gs_sub *sub);
+	void (*detach)(gs_stage *s, gs_sub *sub);
+	/* Optional: events the dispatcher holds itself, and whether new
+	 * demand must wait (back-pressure from its own queues). */
+	size_t (*held)(const gs_stage *s);
+	bool (*gated)(const gs_stage *s);
+	/* Optional: drops what it holds (the stage is finishing), and frees
+	 * its state (the stage is being freed). */
+	void (*drop)(gs_stage *s);
+	void (*free)(gs_stage *s);
+} gs__dispatcher_ops;
+
+extern const gs__dispatcher_ops gs__dispatch_demand_ops;
+extern const gs__dispatcher_ops gs__dispatch_broadcast_ops;
+extern const gs__dispatcher_ops gs__dispatch_partition_ops;
+
 /* Why a subscription's consumer end let go (gs_sub.cons_cancel). */
 enum {
 	GS__CONS_LIVE = 0,
@@ -50,6 +77,9 @@ struct gs_sub {
 	uint64_t sent;         /* events pushed into the ring */
 	bool needs_wake;       /* pushed since the consumer was last woken */
 
+	/* producer-own, for the dispatcher */
+	int64_t bdemand; /* broadcast: demand beyond what all can take */
+
 	/* consumer-own */
 	gs__demand demand;  /* automatic subscriptions */
 	uint64_t asked;     /* manual: total asked */
@@ -62,6 +92,9 @@ struct gs_sub {
 	size_t min_demand;
 	gs_cancel_mode cancel;
 	bool manual;
+	size_t partition; /* partition dispatcher: the index held */
+	gs_selector_fn selector;
+	void *selector_arg;
 
 	/* pipeline lock */
 	bool live;         /* counts as an edge for cycle checks */
@@ -92,6 +125,8 @@ struct gs_stage {
 	char name[64];
 	void (*event_free)(void *event, void *arg);
 	void *event_free_arg;
+	const gs__dispatcher_ops *disp;
+	gs_dispatcher dconf;
 	/* for stages the library builds: frees their state with the stage */
 	void (*cleanup)(gs_stage *s, void *state);
 
@@ -128,6 +163,15 @@ struct gs_stage {
 	uint64_t unassigned; /* demand passed on whose subscription left */
 	uint64_t credit;     /* producer-consumer: downstream demand unused */
 	bool accumulate;     /* demand held, not passed on */
+	uint64_t waiting;    /* broadcast: events every subscriber can take */
+	gs__buffer *pq;      /* partition: a queue per partition */
+	uint64_t owed;       /* partition: demand passed on, not yet emitted */
+	gs_sub **pout;       /* partition: the attached subscription of each */
+	void **pstage;       /* partition: staging, CHUNK per partition */
+	size_t *pstaged;
+
+	/* pipeline lock: which subscription holds each partition */
+	gs_sub **pheld;
 	uint64_t held;       /* demand held while accumulating */
 
 	/* atomic counters, written by the worker (dropped: by anyone) */
@@ -183,10 +227,17 @@ void gs__detach(gs_sub *sub);
 bool gs__read_inputs(gs_stage *s);
 void gs__sub_free(gs_sub *sub);
 
-/* dispatcher_demand.c */
-uint64_t gs__collect_demand(gs_stage *s, bool *changed);
+/* dispatcher.c */
+gs_err gs__dispatcher_init(gs_stage *s, const gs_dispatcher *d);
+void gs__dispatcher_fini(gs_stage *s);
 size_t gs__dispatch(gs_stage *s, void *const *events, size_t n);
 bool gs__dispatch_buffer(gs_stage *s);
 void gs__wake_consumers(gs_stage *s);
+size_t gs__sub_room(gs_sub *sub);
+size_t gs__push(gs_stage *s, gs_sub *sub, void *const *events, size_t n);
+bool gs__end_if_cancelled(gs_stage *s, size_t idx, bool *changed);
+gs_err gs__partition_init(gs_stage *s);
+gs_err gs__partition_claim(gs_stage *producer, gs_sub *sub, size_t want);
+void gs__partition_release(gs_sub *sub);
 
 #endif

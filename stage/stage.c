@@ -107,6 +107,13 @@ GS__API gs_err gs_stage_new(gs_pipeline *p, gs_kind kind,
 		       : kind == GS_PRODUCER ? 10000
 					     : GS_UNBOUNDED;
 	gs__buffer_init(&s->buf, limit, o.buffer_keep);
+	gs_err err = kind == GS_CONSUMER
+			     ? (o.dispatcher.kind ? GS_EKIND : GS_OK)
+			     : gs__dispatcher_init(s, &o.dispatcher);
+	if (err) {
+		gs__stage_free(s);
+		return err;
+	}
 
 	pthread_mutex_lock(&p->lock);
 	if (o.name)
@@ -116,7 +123,7 @@ GS__API gs_err gs_stage_new(gs_pipeline *p, gs_kind kind,
 	p->n_stages++;
 	*p->stages_tail = s;
 	p->stages_tail = &s->next;
-	gs_err err = p->started ? gs__start_thread(s) : GS_OK;
+	err = p->started ? gs__start_thread(s) : GS_OK;
 	pthread_mutex_unlock(&p->lock);
 	if (err)
 		return err; /* the pipeline frees the unstarted stage */
@@ -128,6 +135,7 @@ void gs__stage_free(gs_stage *s)
 {
 	if (s->cleanup)
 		s->cleanup(s, s->state);
+	gs__dispatcher_fini(s);
 	for (gs__msg *m = s->inbox_head, *next; m; m = next) {
 		next = m->next;
 		free(m);
@@ -264,7 +272,7 @@ static bool produce(gs_stage *s)
 {
 	size_t buffered = s->buf.count;
 	bool changed = false;
-	uint64_t fresh = gs__collect_demand(s, &changed);
+	uint64_t fresh = s->disp->collect(s, &changed);
 	if (s->stopping)
 		return true;
 	if (buffered)
@@ -278,7 +286,8 @@ static bool produce(gs_stage *s)
 		s->unassigned -= take;
 		s->held += fresh;
 	}
-	if (s->held && !s->accumulate) {
+	bool gated = s->disp->gated && s->disp->gated(s);
+	if (s->held && !s->accumulate && !gated) {
 		changed = true;
 		pass_demand(s);
 	}
@@ -292,7 +301,8 @@ static void check_done(gs_stage *s)
 {
 	if (!s->done || s->stopping)
 		return;
-	if (s->buf.count && s->n_outs)
+	size_t held = s->disp->held ? s->disp->held(s) : 0;
+	if ((s->buf.count || held) && s->n_outs)
 		return;
 	if (s->buf.count) {
 		gs__log(s, GS_LOG_WARN,
@@ -320,6 +330,8 @@ static void finish(gs_stage *s)
 		gs__buffer_clear(&s->buf, drop_cb, s);
 		atomic_store_explicit(&s->st_buffered, 0, memory_order_relaxed);
 	}
+	if (s->disp && s->disp->drop)
+		s->disp->drop(s);
 	while (s->n_outs)
 		gs__end_out(s, s->n_outs - 1, reason, reason, false);
 	while (s->n_ins)

@@ -63,6 +63,7 @@ void gs__detach(gs_sub *sub)
 	gs_pipeline *p = sub->producer->p;
 	pthread_mutex_lock(&p->lock);
 	sub->live = false;
+	gs__partition_release(sub);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -86,6 +87,8 @@ void gs__attach_out(gs_stage *s, gs_sub *sub)
 		gs__stop(s, GS_ENOMEM);
 		return;
 	}
+	if (s->disp->attach)
+		s->disp->attach(s, sub);
 	if (s->stopping || !s->ops.handle_subscribe)
 		return;
 	uint64_t t0 = gs__now_ns();
@@ -301,6 +304,8 @@ static gs_err check(gs_stage *c, gs_stage *pr, const gs_sub_opts *o)
 	    o->cancel != GS_CANCEL_TRANSIENT &&
 	    o->cancel != GS_CANCEL_TEMPORARY)
 		return GS_EINVAL;
+	if (o->selector && pr->dconf.kind != GS_DISPATCH_BROADCAST)
+		return GS_EINVAL;
 	return GS_OK;
 }
 
@@ -325,6 +330,8 @@ static gs_sub *sub_new(gs_stage *c, gs_stage *pr, const gs_sub_opts *o,
 	sub->demand = (gs__demand){ .max = max, .min = min };
 	sub->cancel = o->cancel;
 	sub->manual = o->manual;
+	sub->selector = o->selector;
+	sub->selector_arg = o->selector_arg;
 	return sub;
 }
 
@@ -377,7 +384,13 @@ GS__API gs_err gs_subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
 	}
 	gs_pipeline *p = c->p;
 	pthread_mutex_lock(&p->lock);
-	err = reaches(p, c, pr) ? GS_ECYCLE : post_attach(sub, in, outm);
+	err = reaches(p, c, pr) ? GS_ECYCLE
+				: gs__partition_claim(pr, sub, o.partition);
+	if (!err) {
+		err = post_attach(sub, in, outm);
+		if (err)
+			gs__partition_release(sub);
+	}
 	if (!err) {
 		sub->live = true;
 		sub->next = p->subs;

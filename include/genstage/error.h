@@ -24,7 +24,8 @@
 	X(GS_ECANCELED, "the subscription was cancelled")                     \
 	X(GS_ETIMEDOUT, "timed out")                                          \
 	X(GS_EFULL, "buffer full")                                            \
-	X(GS_ECLOSED, "the stage has stopped")
+	X(GS_ECLOSED, "the stage has stopped")                                \
+	X(GS_EBUSY, "the partition is already taken")
 
 typedef enum gs_err {
 #define GS__ENUM(name, msg) name,

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dispatcher.h"
 #include "error.h"
 #include "pipeline.h"
 
@@ -82,6 +83,8 @@ typedef struct gs_stage_opts {
 	/* Producers: GS_DEMAND_ACCUMULATE starts with demand held (events
 	 * already emitted are still delivered). */
 	gs_demand_mode demand;
+	/* Producers and producer-consumers; zero: the demand dispatcher. */
+	gs_dispatcher dispatcher;
 	/* Receives every event the library drops (full buffer, stop without
 	 * drain, consumer gone). Called from any pipeline thread, possibly
 	 * concurrently, so it must be thread-safe. NULL: dropped events are

@@ -31,12 +31,25 @@ typedef enum gs_cancel_mode {
 /* min_demand of zero, since a zero field means "the default". */
 #define GS_MIN_DEMAND_ZERO SIZE_MAX
 
+/* Partition i of a partition dispatcher; a zero field means "the lowest
+ * partition nobody holds". */
+#define GS_PARTITION(i) ((size_t)(i) + 1)
+
+/* Broadcast only: whether this subscription wants `event`. Called on the
+ * producer's thread, once per event and subscription. */
+typedef bool (*gs_selector_fn)(void *arg, const void *event);
+
 typedef struct gs_sub_opts {
 	size_t max_demand; /* 0: 1000 */
 	size_t min_demand; /* 0: max_demand / 2; GS_MIN_DEMAND_ZERO for 0 */
 	gs_cancel_mode cancel;
 	/* No automatic asks: the consumer calls gs_ask itself. */
 	bool manual;
+	/* Partition dispatcher: GS_PARTITION(i), or 0 for the lowest free. */
+	size_t partition;
+	/* Broadcast dispatcher: NULL receives everything. */
+	gs_selector_fn selector;
+	void *selector_arg;
 } gs_sub_opts;
 
 /*
@@ -47,7 +60,9 @@ typedef struct gs_sub_opts {
  * producer that cannot produce or a consumer that cannot consume
  * (GS_EKIND), a stage subscribing to itself (GS_ESELF), a cycle
  * (GS_ECYCLE), min_demand >= max_demand (GS_EDEMAND), a stopped stage
- * (GS_ECLOSED).
+ * (GS_ECLOSED); with a partition dispatcher, a partition out of range
+ * (GS_EINVAL) or already held, or none left (GS_EBUSY); a selector on a
+ * producer that does not broadcast (GS_EINVAL).
  *
  * A consumer with at least one subscription finishes (GS_OK) once every one
  * of them has ended because its producer finished; a producer whose every

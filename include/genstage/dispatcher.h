@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Dispatchers: how a producer spreads its events over its subscriptions.
+ * Pass one as gs_stage_opts.dispatcher; the zero value is the demand
+ * dispatcher.
+ *
+ * Where we differ from GenStage, and why:
+ * - Demand: GenStage's `shuffle_demands_on_first_dispatch` and
+ *   `max_demand` options are not offered: batches already go to the
+ *   subscription with the most pending demand, which is what both tune.
+ * - Partition: each partition's queue is bounded (gs_stage_opts.buffer_size
+ *   per partition, default 10000). While a partition's queue is full the
+ *   producer passes no new demand to handle_demand, so a slow partition
+ *   slows the producer instead of growing memory without limit (GenStage
+ *   #282). Events the producer emits anyway still wait in the queue: none is
+ *   dropped for back-pressure. A partition has one subscription at a time.
+ */
+#ifndef GENSTAGE_DISPATCHER_H
+#define GENSTAGE_DISPATCHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum gs_dispatcher_kind {
+	GS_DISPATCH_DEMAND = 0,
+	GS_DISPATCH_BROADCAST,
+	GS_DISPATCH_PARTITION,
+} gs_dispatcher_kind;
+
+/* Returned by a partition hash to drop the event (counted, and passed to
+ * the producer's event_free). */
+#define GS_DISCARD SIZE_MAX
+
+/* Maps an event to a partition in [0, n), or GS_DISCARD. Called on the
+ * producer's thread, once per event. */
+typedef size_t (*gs_hash_fn)(void *arg, const void *event);
+
+typedef struct gs_dispatcher {
+	gs_dispatcher_kind kind;
+	size_t partitions;
+	gs_hash_fn hash;
+	void *arg;
+} gs_dispatcher;
+
+/* Each batch goes to the subscription with the most pending demand. */
+gs_dispatcher gs_dispatcher_demand(void);
+
+/* Every subscription receives every event its selector (gs_sub_opts) lets
+ * through; the slowest subscription sets the pace. */
+gs_dispatcher gs_dispatcher_broadcast(void);
+
+/* `hash` maps each event to one of `n` partitions, each taken by the
+ * subscription that names it (gs_sub_opts.partition). gs_stage_new refuses
+ * n == 0 or a NULL hash with GS_EINVAL. */
+gs_dispatcher gs_dispatcher_partition(size_t n, gs_hash_fn hash, void *arg);
+
+#endif
