@@ -21,6 +21,7 @@
 #include "buffer.h"
 #include "demand.h"
 #include "ring.h"
+#include "timers.h"
 
 #define GS__API __attribute__((visibility("default")))
 
@@ -107,12 +108,20 @@ typedef enum gs__msg_kind {
 	GS__MSG_STOP,       /* stop now with msg.reason */
 	GS__MSG_DRAIN,      /* pipeline drain: sources finish */
 	GS__MSG_DEMAND,     /* switch demand mode to msg.reason */
+	GS__MSG_CALL,       /* gs_call: msg.call */
+	GS__MSG_CAST,       /* gs_cast: msg.payload */
+	GS__MSG_TIMER,      /* gs_send_after: msg.payload at msg.deadline */
 } gs__msg_kind;
+
+typedef struct gs__call gs__call;
 
 typedef struct gs__msg {
 	gs__msg_kind kind;
 	gs_sub *sub;
 	int reason;
+	void *payload;
+	uint64_t deadline;
+	gs__call *call;
 	struct gs__msg *next;
 } gs__msg;
 
@@ -125,6 +134,8 @@ struct gs_stage {
 	char name[64];
 	void (*event_free)(void *event, void *arg);
 	void *event_free_arg;
+	void (*msg_free)(void *msg, void *arg);
+	void *msg_free_arg;
 	const gs__dispatcher_ops *disp;
 	gs_dispatcher dconf;
 	/* for stages the library builds: frees their state with the stage */
@@ -173,6 +184,7 @@ struct gs_stage {
 	/* pipeline lock: which subscription holds each partition */
 	gs_sub **pheld;
 	uint64_t held;       /* demand held while accumulating */
+	gs__timers timers;
 
 	/* atomic counters, written by the worker (dropped: by anyone) */
 	_Atomic uint64_t st_in, st_out, st_bin, st_bout, st_dropped, st_busy;
@@ -203,6 +215,7 @@ void gs__update_crowded(gs_pipeline *p); /* under the pipeline lock */
 
 /* stage.c */
 gs_err gs__post(gs_stage *s, gs__msg_kind kind, gs_sub *sub, int reason);
+gs_err gs__post_msg(gs_stage *s, gs__msg *m);
 gs__msg *gs__msg_new(gs__msg_kind kind, gs_sub *sub, int reason);
 void gs__inbox_push_locked(gs_stage *s, gs__msg *m);
 gs_err gs__start_thread(gs_stage *s);
@@ -215,6 +228,12 @@ void gs__enter_done(gs_stage *s);
 void gs__busy_add(gs_stage *s, uint64_t since_ns);
 uint64_t gs__now_ns(void);
 void gs__count(_Atomic uint64_t *counter, uint64_t n);
+
+/* messages.c */
+void gs__handle_message(gs_stage *s, gs__msg *m);
+void gs__discard_message(gs_stage *s, gs__msg *m);
+bool gs__fire_timers(gs_stage *s);
+void gs__discard_timers(gs_stage *s);
 
 /* subscription.c */
 void gs__attach_out(gs_stage *s, gs_sub *sub);

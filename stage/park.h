@@ -4,7 +4,7 @@
  * number and makes a futex call only if the worker has announced it is
  * asleep, so a busy stage is never woken by a system call. A worker with
  * nothing to do spins briefly (a futex wake across cores costs 6-50 us
- * here) and then sleeps until the sequence moves.
+ * here) and then sleeps until the sequence moves or its next timer is due.
  */
 #ifndef GS_PARK_H
 #define GS_PARK_H
@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -47,9 +48,30 @@ static inline void gs__wake(gs_stage *s)
 			0);
 }
 
+/* Sleeps until seq moves away from `seen` or the clock passes deadline_ns
+ * (UINT64_MAX: no deadline). */
+static inline void gs__sleep(gs_stage *s, uint32_t seen, uint64_t deadline_ns)
+{
+	atomic_store_explicit(&s->sleeping, 1, memory_order_seq_cst);
+	while (atomic_load_explicit(&s->seq, memory_order_seq_cst) == seen) {
+		struct timespec ts, *timeout = NULL;
+		if (deadline_ns != UINT64_MAX) {
+			uint64_t now = gs__now_ns();
+			if (now >= deadline_ns)
+				break;
+			ts.tv_sec = (time_t)((deadline_ns - now) / 1000000000u);
+			ts.tv_nsec = (long)((deadline_ns - now) % 1000000000u);
+			timeout = &ts;
+		}
+		syscall(SYS_futex, &s->seq, FUTEX_WAIT_PRIVATE, seen, timeout,
+			NULL, 0);
+	}
+	atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
+}
+
 /* Returns once seq differs from `seen` (the value read before the worker
- * last looked for work). */
-static inline void gs__park(gs_stage *s, uint32_t seen)
+ * last looked for work), or once the clock passes deadline_ns. */
+static inline void gs__park(gs_stage *s, uint32_t seen, uint64_t deadline_ns)
 {
 	uint64_t start = gs__now_ns();
 	bool crowded = atomic_load_explicit(&s->p->crowded,
@@ -57,21 +79,18 @@ static inline void gs__park(gs_stage *s, uint32_t seen)
 	for (unsigned i = 1;; i++) {
 		if (atomic_load_explicit(&s->seq, memory_order_acquire) != seen)
 			return;
+		gs__cpu_relax();
 		if (i % 64)
 			continue;
-		uint64_t spent = gs__now_ns() - start;
-		if (spent > GS_SPIN_NS)
+		uint64_t now = gs__now_ns();
+		if (now >= deadline_ns)
+			return;
+		if (now - start > GS_SPIN_NS)
 			break;
-		if (crowded && spent > GS_PURE_SPIN_NS)
+		if (crowded && now - start > GS_PURE_SPIN_NS)
 			sched_yield();
-		else
-			gs__cpu_relax();
 	}
-	atomic_store_explicit(&s->sleeping, 1, memory_order_seq_cst);
-	while (atomic_load_explicit(&s->seq, memory_order_seq_cst) == seen)
-		syscall(SYS_futex, &s->seq, FUTEX_WAIT_PRIVATE, seen, NULL,
-			NULL, 0);
-	atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
+	gs__sleep(s, seen, deadline_ns);
 }
 
 #endif

@@ -102,6 +102,8 @@ GS__API gs_err gs_stage_new(gs_pipeline *p, gs_kind kind,
 	s->state = state;
 	s->event_free = o.event_free;
 	s->event_free_arg = o.event_free_arg;
+	s->msg_free = o.msg_free;
+	s->msg_free_arg = o.msg_free_arg;
 	s->accumulate = o.demand == GS_DEMAND_ACCUMULATE;
 	size_t limit = o.buffer_size ? o.buffer_size
 		       : kind == GS_PRODUCER ? 10000
@@ -138,8 +140,10 @@ void gs__stage_free(gs_stage *s)
 	gs__dispatcher_fini(s);
 	for (gs__msg *m = s->inbox_head, *next; m; m = next) {
 		next = m->next;
+		gs__discard_message(s, m);
 		free(m);
 	}
+	gs__discard_timers(s);
 	gs__buffer_fini(&s->buf);
 	free(s->outs);
 	free(s->ins);
@@ -170,15 +174,22 @@ gs_err gs__post(gs_stage *s, gs__msg_kind kind, gs_sub *sub, int reason)
 	gs__msg *m = gs__msg_new(kind, sub, reason);
 	if (!m)
 		return GS_ENOMEM;
+	gs_err err = gs__post_msg(s, m);
+	if (err)
+		free(m);
+	return err;
+}
+
+/* Queues m, or returns GS_ECLOSED (m stays the caller's). */
+gs_err gs__post_msg(gs_stage *s, gs__msg *m)
+{
 	pthread_mutex_lock(&s->inbox_lock);
 	bool closed = s->inbox_closed;
 	if (!closed)
 		gs__inbox_push_locked(s, m);
 	pthread_mutex_unlock(&s->inbox_lock);
-	if (closed) {
-		free(m);
+	if (closed)
 		return GS_ECLOSED;
-	}
 	gs__wake(s);
 	return GS_OK;
 }
@@ -217,6 +228,11 @@ static void apply(gs_stage *s, gs__msg *m)
 		break;
 	case GS__MSG_STOP:
 		gs__stop(s, m->reason);
+		break;
+	case GS__MSG_CALL:
+	case GS__MSG_CAST:
+	case GS__MSG_TIMER:
+		gs__handle_message(s, m);
 		break;
 	case GS__MSG_DEMAND:
 		s->accumulate = m->reason == GS_DEMAND_ACCUMULATE;
@@ -322,8 +338,11 @@ static void finish(gs_stage *s)
 		next = m->next;
 		if (m->kind == GS__MSG_ATTACH_OUT || m->kind == GS__MSG_ATTACH_IN)
 			apply(s, m); /* stopping: attached without callbacks */
+		else
+			gs__discard_message(s, m);
 		free(m);
 	}
+	gs__discard_timers(s);
 	if (s->buf.count) {
 		gs__log(s, GS_LOG_WARN, "stopped: dropped %zu buffered events",
 			s->buf.count);
@@ -363,9 +382,11 @@ static void *stage_main(void *arg)
 			progress |= produce(s);
 		if (!s->stopping && s->kind != GS_PRODUCER)
 			progress |= gs__read_inputs(s);
+		if (!s->stopping)
+			progress |= gs__fire_timers(s);
 		check_done(s);
 		if (!progress && !s->stopping)
-			gs__park(s, seen);
+			gs__park(s, seen, gs__timers_next(&s->timers));
 	}
 	finish(s);
 	current = NULL;

@@ -56,6 +56,15 @@ typedef struct gs_stage_ops {
 	 * is stopping anyway. */
 	int (*handle_cancel)(void *state, gs_stage *stage, gs_sub *sub,
 			     gs_role role, int reason);
+	/* gs_call: answer `request` by setting *reply (NULL by default). A
+	 * non-zero return stops the stage; the caller gets that code. */
+	int (*handle_call)(void *state, gs_stage *stage, void *request,
+			   void **reply);
+	/* gs_cast: `msg` now belongs to the callee. */
+	int (*handle_cast)(void *state, gs_stage *stage, void *msg);
+	/* A timer set with gs_send_after fired: `msg` now belongs to the
+	 * callee. Re-arm from here for periodic work. */
+	int (*handle_info)(void *state, gs_stage *stage, void *msg);
 	/* Last call on the stage's thread, with the reason it stops. */
 	void (*terminate)(void *state, gs_stage *stage, int reason);
 } gs_stage_ops;
@@ -91,6 +100,10 @@ typedef struct gs_stage_opts {
 	 * only counted and logged. */
 	void (*event_free)(void *event, void *arg);
 	void *event_free_arg;
+	/* Receives gs_cast and gs_send_after messages the stage stopped
+	 * before handling (same thread rules as event_free). NULL: none. */
+	void (*msg_free)(void *msg, void *arg);
+	void *msg_free_arg;
 } gs_stage_opts;
 
 typedef struct gs_stats {
@@ -128,6 +141,26 @@ gs_err gs_done(gs_stage *stage);
  * buffered events are dropped and its subscriptions end. Asynchronous: the
  * stage stops on its own thread soon after. */
 gs_err gs_stage_stop(gs_stage *stage, int reason);
+
+/*
+ * Calls the stage's handle_call with `request` and waits up to timeout_ms
+ * (negative: forever) for its reply. From any thread but the stage's own
+ * (GS_ETHREAD). Returns GS_OK with *reply set; GS_ETIMEDOUT (the request
+ * may still be handled later; its reply is then discarded); GS_ECLOSED if
+ * the stage stopped first; GS_EINVAL if it has no handle_call; or the
+ * non-zero code handle_call returned.
+ */
+gs_err gs_call(gs_stage *stage, void *request, void **reply, int timeout_ms);
+
+/* Queues `msg` for handle_cast and returns at once, from any thread. On
+ * GS_OK the stage owns msg (see msg_free); on error it stays the caller's.
+ * GS_EINVAL if the stage has no handle_cast. */
+gs_err gs_cast(gs_stage *stage, void *msg);
+
+/* Arranges for handle_info(msg) to run on the stage's thread after `ms`
+ * milliseconds, from any thread. Ownership as for gs_cast. Timers that
+ * have not fired when the stage stops go to msg_free. */
+gs_err gs_send_after(gs_stage *stage, unsigned ms, void *msg);
 
 /* Switches a producer's demand mode, from any thread. Going to
  * GS_DEMAND_FORWARD passes the demand held so far to handle_demand at once.

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Messages to a stage from outside its thread: synchronous calls with a
+ * timeout, casts, and timers that fire handle_info on the stage's thread.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "internal.h"
+
+enum { CALL_PENDING, CALL_ANSWERED, CALL_ABANDONED };
+
+/* Shared by the caller and the stage; the last of the two frees it. */
+struct gs__call {
+	pthread_mutex_t lock;
+	pthread_cond_t answered;
+	int state;
+	void *request;
+	void *reply;
+	int err;
+	_Atomic int refs;
+};
+
+static void call_unref(gs__call *c)
+{
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	pthread_cond_destroy(&c->answered);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+static void answer(gs__call *c, void *reply, int err)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->state == CALL_PENDING) {
+		c->reply = reply;
+		c->err = err;
+		c->state = CALL_ANSWERED;
+		pthread_cond_signal(&c->answered);
+	}
+	pthread_mutex_unlock(&c->lock);
+	call_unref(c);
+}
+
+static gs__call *call_new(void *request)
+{
+	gs__call *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	int bad = pthread_mutex_init(&c->lock, NULL);
+	if (!bad && pthread_cond_init(&c->answered, &attr)) {
+		pthread_mutex_destroy(&c->lock);
+		bad = 1;
+	}
+	pthread_condattr_destroy(&attr);
+	if (bad) {
+		free(c);
+		return NULL;
+	}
+	c->request = request;
+	atomic_init(&c->refs, 2);
+	return c;
+}
+
+static struct timespec deadline_ts(int timeout_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
+
+GS__API gs_err gs_call(gs_stage *s, void *request, void **reply,
+		       int timeout_ms)
+{
+	if (!s || !reply)
+		return GS_EINVAL;
+	if (!s->ops.handle_call)
+		return GS_EINVAL;
+	if (gs__is_current(s))
+		return GS_ETHREAD;
+	gs__call *c = call_new(request);
+	gs__msg *m = c ? gs__msg_new(GS__MSG_CALL, NULL, 0) : NULL;
+	if (!m) {
+		if (c)
+			call_unref(c), call_unref(c);
+		return GS_ENOMEM;
+	}
+	m->call = c;
+	gs_err err = gs__post_msg(s, m);
+	if (err) {
+		free(m);
+		call_unref(c);
+		call_unref(c);
+		return err;
+	}
+	struct timespec until = deadline_ts(timeout_ms < 0 ? 0 : timeout_ms);
+	pthread_mutex_lock(&c->lock);
+	while (c->state == CALL_PENDING) {
+		if (timeout_ms < 0) {
+			pthread_cond_wait(&c->answered, &c->lock);
+		} else if (pthread_cond_timedwait(&c->answered, &c->lock,
+						  &until) == ETIMEDOUT &&
+			   c->state == CALL_PENDING) {
+			c->state = CALL_ABANDONED;
+		}
+	}
+	err = c->state == CALL_ANSWERED ? c->err : GS_ETIMEDOUT;
+	if (c->state == CALL_ANSWERED && !err)
+		*reply = c->reply;
+	pthread_mutex_unlock(&c->lock);
+	call_unref(c);
+	return err;
+}
+
+static gs_err post_payload(gs_stage *s, gs__msg_kind kind, void *msg,
+			   uint64_t deadline)
+{
+	gs__msg *m = gs__msg_new(kind, NULL, 0);
+	if (!m)
+		return GS_ENOMEM;
+	m->payload = msg;
+	m->deadline = deadline;
+	gs_err err = gs__post_msg(s, m);
+	if (err)
+		free(m);
+	return err;
+}
+
+GS__API gs_err gs_cast(gs_stage *s, void *msg)
+{
+	if (!s || !s->ops.handle_cast)
+		return GS_EINVAL;
+	return post_payload(s, GS__MSG_CAST, msg, 0);
+}
+
+GS__API gs_err gs_send_after(gs_stage *s, unsigned ms, void *msg)
+{
+	if (!s || !s->ops.handle_info)
+		return GS_EINVAL;
+	return post_payload(s, GS__MSG_TIMER, msg,
+			    gs__now_ns() + (uint64_t)ms * 1000000u);
+}
+
+static void free_msg(gs_stage *s, void *msg)
+{
+	if (s->msg_free)
+		s->msg_free(msg, s->msg_free_arg);
+}
+
+static void run(gs_stage *s, int (*cb)(void *, gs_stage *, void *), void *msg)
+{
+	uint64_t t0 = gs__now_ns();
+	int r = cb(s->state, s, msg);
+	gs__busy_add(s, t0);
+	if (r)
+		gs__stop(s, r);
+}
+
+/* On the stage's thread, from its inbox. */
+void gs__handle_message(gs_stage *s, gs__msg *m)
+{
+	if (s->stopping) {
+		gs__discard_message(s, m);
+		return;
+	}
+	switch (m->kind) {
+	case GS__MSG_CALL: {
+		void *reply = NULL;
+		uint64_t t0 = gs__now_ns();
+		int r = s->ops.handle_call(s->state, s, m->call->request,
+					   &reply);
+		gs__busy_add(s, t0);
+		answer(m->call, reply, r);
+		if (r)
+			gs__stop(s, r);
+		break;
+	}
+	case GS__MSG_CAST:
+		run(s, s->ops.handle_cast, m->payload);
+		break;
+	case GS__MSG_TIMER:
+		if (gs__timers_add(&s->timers, m->deadline, m->payload)) {
+			gs__log(s, GS_LOG_ERROR, "out of memory for a timer");
+			free_msg(s, m->payload);
+			gs__stop(s, GS_ENOMEM);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+/* A message the stage will never handle: answer or free what it holds. */
+void gs__discard_message(gs_stage *s, gs__msg *m)
+{
+	if (m->kind == GS__MSG_CALL)
+		answer(m->call, NULL, GS_ECLOSED);
+	else if (m->kind == GS__MSG_CAST || m->kind == GS__MSG_TIMER)
+		free_msg(s, m->payload);
+}
+
+bool gs__fire_timers(gs_stage *s)
+{
+	if (!s->timers.n || gs__timers_next(&s->timers) > gs__now_ns())
+		return false;
+	uint64_t now = gs__now_ns();
+	while (!s->stopping && gs__timers_next(&s->timers) <= now)
+		run(s, s->ops.handle_info, gs__timers_pop(&s->timers));
+	return true;
+}
+
+void gs__discard_timers(gs_stage *s)
+{
+	while (s->timers.n)
+		free_msg(s, gs__timers_pop(&s->timers));
+	gs__timers_fini(&s->timers);
+}
