@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "genstage/genstage.h"
 
@@ -51,6 +52,20 @@ typedef struct gs__dispatcher_ops {
 extern const gs__dispatcher_ops gs__dispatch_demand_ops;
 extern const gs__dispatcher_ops gs__dispatch_broadcast_ops;
 extern const gs__dispatcher_ops gs__dispatch_partition_ops;
+
+/* What stages the library builds (sources, push, stream) add to the
+ * worker loop. Set before the worker starts. */
+typedef enum gs__role_tag { GS__PLAIN = 0, GS__PUSH, GS__STREAM } gs__role_tag;
+typedef struct gs__hooks {
+	gs__role_tag tag;
+	/* Called on every turn of the worker loop; true if it did work. */
+	bool (*poll)(gs_stage *s, void *state);
+	/* Consumers: read input only while `credit` lasts, as a
+	 * producer-consumer does (the credit comes from poll). */
+	bool pull;
+	/* Frees the state with the stage. */
+	void (*cleanup)(gs_stage *s, void *state);
+} gs__hooks;
 
 /* Why a subscription's consumer end let go (gs_sub.cons_cancel). */
 enum {
@@ -138,8 +153,7 @@ struct gs_stage {
 	void *msg_free_arg;
 	const gs__dispatcher_ops *disp;
 	gs_dispatcher dconf;
-	/* for stages the library builds: frees their state with the stage */
-	void (*cleanup)(gs_stage *s, void *state);
+	gs__hooks hooks; /* for stages the library builds itself */
 
 	/* wake-ups: seq moves whenever there may be new work; the worker
 	 * sleeps on it only after announcing itself in `sleeping` */
@@ -214,6 +228,9 @@ void gs__stage_finished(gs_stage *s, int reason);
 void gs__update_crowded(gs_pipeline *p); /* under the pipeline lock */
 
 /* stage.c */
+gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
+			void *state, const gs_stage_opts *opts,
+			const gs__hooks *hooks, gs_stage **out);
 gs_err gs__post(gs_stage *s, gs__msg_kind kind, gs_sub *sub, int reason);
 gs_err gs__post_msg(gs_stage *s, gs__msg *m);
 gs__msg *gs__msg_new(gs__msg_kind kind, gs_sub *sub, int reason);
@@ -228,6 +245,13 @@ void gs__enter_done(gs_stage *s);
 void gs__busy_add(gs_stage *s, uint64_t since_ns);
 uint64_t gs__now_ns(void);
 void gs__count(_Atomic uint64_t *counter, uint64_t n);
+/* Condition variables on the monotonic clock, waited on with a timeout in
+ * milliseconds (negative: for ever) turned into a deadline once; the wait
+ * returns true when the deadline has passed. */
+int gs__cond_init(pthread_cond_t *cv);
+struct timespec gs__deadline(int timeout_ms);
+bool gs__cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int timeout_ms,
+		   const struct timespec *deadline);
 
 /* messages.c */
 void gs__handle_message(gs_stage *s, gs__msg *m);

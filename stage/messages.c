@@ -3,9 +3,7 @@
  * Messages to a stage from outside its thread: synchronous calls with a
  * timeout, casts, and timers that fire handle_info on the stage's thread.
  */
-#include <errno.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "internal.h"
 
@@ -49,35 +47,18 @@ static gs__call *call_new(void *request)
 	gs__call *c = calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
-	pthread_condattr_t attr;
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	int bad = pthread_mutex_init(&c->lock, NULL);
-	if (!bad && pthread_cond_init(&c->answered, &attr)) {
-		pthread_mutex_destroy(&c->lock);
-		bad = 1;
+	if (pthread_mutex_init(&c->lock, NULL)) {
+		free(c);
+		return NULL;
 	}
-	pthread_condattr_destroy(&attr);
-	if (bad) {
+	if (gs__cond_init(&c->answered)) {
+		pthread_mutex_destroy(&c->lock);
 		free(c);
 		return NULL;
 	}
 	c->request = request;
 	atomic_init(&c->refs, 2);
 	return c;
-}
-
-static struct timespec deadline_ts(int timeout_ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	return ts;
 }
 
 GS__API gs_err gs_call(gs_stage *s, void *request, void **reply,
@@ -104,17 +85,12 @@ GS__API gs_err gs_call(gs_stage *s, void *request, void **reply,
 		call_unref(c);
 		return err;
 	}
-	struct timespec until = deadline_ts(timeout_ms < 0 ? 0 : timeout_ms);
+	struct timespec until = gs__deadline(timeout_ms);
 	pthread_mutex_lock(&c->lock);
-	while (c->state == CALL_PENDING) {
-		if (timeout_ms < 0) {
-			pthread_cond_wait(&c->answered, &c->lock);
-		} else if (pthread_cond_timedwait(&c->answered, &c->lock,
-						  &until) == ETIMEDOUT &&
-			   c->state == CALL_PENDING) {
+	while (c->state == CALL_PENDING)
+		if (gs__cond_wait(&c->answered, &c->lock, timeout_ms, &until) &&
+		    c->state == CALL_PENDING)
 			c->state = CALL_ABANDONED;
-		}
-	}
 	err = c->state == CALL_ANSWERED ? c->err : GS_ETIMEDOUT;
 	if (c->state == CALL_ANSWERED && !err)
 		*reply = c->reply;

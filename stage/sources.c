@@ -90,16 +90,14 @@ static const gs_stage_ops source_ops = {
 static gs_err source_new(gs_pipeline *p, source *src,
 			 const gs_stage_opts *opts, gs_stage **out)
 {
-	gs_err err = gs_stage_new(p, GS_PRODUCER, &source_ops, src, opts, out);
+	static const gs__hooks hooks = { .cleanup = cleanup };
+	gs_err err = gs__stage_create(p, GS_PRODUCER, &source_ops, src, opts,
+				      &hooks, out);
 	if (err) {
 		free(src->events);
 		free(src);
-		return err;
 	}
-	/* Before start no thread reads it; after, the pipeline lock taken
-	 * by gs_stage_new orders this store before the stage is freed. */
-	(*out)->cleanup = cleanup;
-	return GS_OK;
+	return err;
 }
 
 GS__API gs_err gs_from_array(gs_pipeline *p, void *const *events, size_t n,

@@ -3,6 +3,7 @@
  * Stages: creation, the worker loop, the control inbox, and the calls a
  * stage makes on itself (gs_emit, gs_done) or others make on it.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,41 @@ void gs__count(_Atomic uint64_t *counter, uint64_t n)
 			      memory_order_relaxed);
 }
 
+int gs__cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t attr;
+	if (pthread_condattr_init(&attr))
+		return -1;
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	int err = pthread_cond_init(cv, &attr);
+	pthread_condattr_destroy(&attr);
+	return err;
+}
+
+struct timespec gs__deadline(int timeout_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (timeout_ms <= 0)
+		return ts;
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
+
+bool gs__cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int timeout_ms,
+		   const struct timespec *deadline)
+{
+	if (timeout_ms < 0)
+		return pthread_cond_wait(cv, m), false;
+	return timeout_ms == 0 ||
+	       pthread_cond_timedwait(cv, m, deadline) == ETIMEDOUT;
+}
+
 void gs__busy_add(gs_stage *s, uint64_t since_ns)
 {
 	gs__count(&s->st_busy, gs__now_ns() - since_ns);
@@ -73,6 +109,13 @@ GS__API gs_err gs_stage_new(gs_pipeline *p, gs_kind kind,
 			    const gs_stage_ops *ops, void *state,
 			    const gs_stage_opts *opts, gs_stage **out)
 {
+	return gs__stage_create(p, kind, ops, state, opts, NULL, out);
+}
+
+gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
+			void *state, const gs_stage_opts *opts,
+			const gs__hooks *hooks, gs_stage **out)
+{
 	if (!p || !ops || !out)
 		return GS_EINVAL;
 	if (kind != GS_PRODUCER && kind != GS_PRODUCER_CONSUMER &&
@@ -97,6 +140,8 @@ GS__API gs_err gs_stage_new(gs_pipeline *p, gs_kind kind,
 		return GS_ENOMEM;
 	}
 	s->p = p;
+	if (hooks)
+		s->hooks = *hooks;
 	s->kind = kind;
 	s->ops = *ops;
 	s->state = state;
@@ -113,6 +158,7 @@ GS__API gs_err gs_stage_new(gs_pipeline *p, gs_kind kind,
 			     ? (o.dispatcher.kind ? GS_EKIND : GS_OK)
 			     : gs__dispatcher_init(s, &o.dispatcher);
 	if (err) {
+		s->hooks.cleanup = NULL; /* on error the state stays the caller's */
 		gs__stage_free(s);
 		return err;
 	}
@@ -135,8 +181,8 @@ GS__API gs_err gs_stage_new(gs_pipeline *p, gs_kind kind,
 
 void gs__stage_free(gs_stage *s)
 {
-	if (s->cleanup)
-		s->cleanup(s, s->state);
+	if (s->hooks.cleanup)
+		s->hooks.cleanup(s, s->state);
 	gs__dispatcher_fini(s);
 	for (gs__msg *m = s->inbox_head, *next; m; m = next) {
 		next = m->next;
@@ -378,6 +424,8 @@ static void *stage_main(void *arg)
 		uint32_t seen = atomic_load_explicit(&s->seq,
 						     memory_order_acquire);
 		bool progress = read_inbox(s);
+		if (!s->stopping && s->hooks.poll)
+			progress |= s->hooks.poll(s, s->state);
 		if (!s->stopping && s->kind != GS_CONSUMER)
 			progress |= produce(s);
 		if (!s->stopping && s->kind != GS_PRODUCER)

@@ -220,8 +220,7 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 	 * producer waiting for room: tell it there is some now. */
 	bool blocked = sub->asked - sub->received > gs__ring_capacity(&sub->ring);
 	sub->received += n;
-	if (s->kind == GS_PRODUCER_CONSUMER)
-		s->credit -= n < s->credit ? n : s->credit;
+	s->credit -= n < s->credit ? n : s->credit;
 	if (r) {
 		gs__stop(s, r);
 		return true;
@@ -246,7 +245,9 @@ bool gs__read_inputs(gs_stage *s)
 	for (size_t k = 0; k < n && !s->stopping && !s->done; k++) {
 		size_t idx = (s->in_cursor + k) % n;
 		gs_sub *sub = s->ins[idx];
-		bool may_take = s->kind != GS_PRODUCER_CONSUMER || s->credit;
+		bool may_take = (s->kind != GS_PRODUCER_CONSUMER &&
+				 !s->hooks.pull) ||
+				s->credit;
 		if (may_take && take_chunk(s, sub)) {
 			progress = true;
 			continue;

@@ -7,6 +7,7 @@
 #ifndef GENSTAGE_GENSTAGE_H
 #define GENSTAGE_GENSTAGE_H
 
+#include "boundary.h"
 #include "dispatcher.h"
 #include "error.h"
 #include "pipeline.h"

@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The push producer: ordinary threads put events into a bounded queue
+ * under a lock (once per gs_push call, not per event); the stage's worker
+ * moves them out only as far as consumers' demand reaches, so a full queue
+ * is back-pressure that reaches the pushing threads.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "park.h"
+
+/* Events moved from the queue per gs_emit. */
+#define CHUNK 512
+
+typedef struct pusher {
+	pthread_mutex_t lock;
+	pthread_cond_t room; /* signalled when events leave the queue */
+	gs__buffer queue;    /* lock */
+	bool closed;         /* lock: gs_push_close was called */
+	bool stopped;        /* lock: the stage has finished */
+	uint64_t demand;     /* worker-own: demand not met yet */
+} pusher;
+
+static void drop_cb(void *ctx, void *const *events, size_t n)
+{
+	gs__drop(ctx, events, n);
+}
+
+/* Moves up to `demand` events from the queue into gs_emit. */
+static bool pump(gs_stage *s, void *state)
+{
+	pusher *ps = state;
+	bool moved = false;
+	for (;;) {
+		void *chunk[CHUNK];
+		size_t k = 0;
+		pthread_mutex_lock(&ps->lock);
+		while (k < CHUNK && k < ps->demand && ps->queue.count) {
+			void **ev = NULL;
+			size_t n = gs__buffer_peek(&ps->queue, &ev);
+			size_t want = CHUNK - k;
+			if (want > ps->demand - k)
+				want = ps->demand - k;
+			if (n > want)
+				n = want;
+			memcpy(chunk + k, ev, n * sizeof *ev);
+			gs__buffer_consume(&ps->queue, n);
+			k += n;
+		}
+		if (k)
+			pthread_cond_broadcast(&ps->room);
+		bool finished = ps->closed && !ps->queue.count;
+		pthread_mutex_unlock(&ps->lock);
+		if (k) {
+			ps->demand -= k;
+			moved = true;
+			if (gs_emit(s, chunk, k))
+				gs__drop(s, chunk, k); /* stopping: not lost */
+		}
+		if (finished && !s->done) {
+			gs__enter_done(s);
+			moved = true;
+		}
+		if (k < CHUNK)
+			return moved;
+	}
+}
+
+static int on_demand(void *state, gs_stage *s, size_t demand)
+{
+	pusher *ps = state;
+	ps->demand += demand;
+	pump(s, ps);
+	return GS_OK;
+}
+
+/* Nothing more will leave the queue: drop what is there and release the
+ * waiting pushers. */
+static void on_terminate(void *state, gs_stage *s, int reason)
+{
+	(void)reason;
+	pusher *ps = state;
+	pthread_mutex_lock(&ps->lock);
+	ps->stopped = true;
+	size_t dropped = ps->queue.count;
+	gs__buffer_clear(&ps->queue, drop_cb, s);
+	pthread_cond_broadcast(&ps->room);
+	pthread_mutex_unlock(&ps->lock);
+	if (dropped)
+		gs__log(s, GS_LOG_WARN, "stopped: dropped %zu pushed events",
+			dropped);
+}
+
+static void cleanup(gs_stage *s, void *state)
+{
+	pusher *ps = state;
+	gs__buffer_clear(&ps->queue, drop_cb, s);
+	gs__buffer_fini(&ps->queue);
+	pthread_cond_destroy(&ps->room);
+	pthread_mutex_destroy(&ps->lock);
+	free(ps);
+}
+
+static const gs_stage_ops push_ops = {
+	.handle_demand = on_demand,
+	.terminate = on_terminate,
+};
+
+GS__API gs_err gs_push_producer(gs_pipeline *p, const gs_stage_opts *opts,
+				gs_stage **out)
+{
+	if (!p || !out)
+		return GS_EINVAL;
+	pusher *ps = calloc(1, sizeof *ps);
+	if (!ps)
+		return GS_ENOMEM;
+	if (pthread_mutex_init(&ps->lock, NULL)) {
+		free(ps);
+		return GS_ENOMEM;
+	}
+	if (gs__cond_init(&ps->room)) {
+		pthread_mutex_destroy(&ps->lock);
+		free(ps);
+		return GS_ENOMEM;
+	}
+	size_t cap = opts && opts->buffer_size ? opts->buffer_size : 10000;
+	gs__buffer_init(&ps->queue, cap, GS_KEEP_FIRST);
+	static const gs__hooks hooks = {
+		.tag = GS__PUSH,
+		.poll = pump,
+		.cleanup = cleanup,
+	};
+	gs_err err = gs__stage_create(p, GS_PRODUCER, &push_ops, ps, opts,
+				      &hooks, out);
+	if (err)
+		cleanup(NULL, ps);
+	return err;
+}
+
+static pusher *as_pusher(gs_stage *s)
+{
+	return s && s->hooks.tag == GS__PUSH ? s->state : NULL;
+}
+
+GS__API gs_err gs_push(gs_stage *s, void *const *events, size_t n,
+		       int timeout_ms)
+{
+	pusher *ps = as_pusher(s);
+	if (!ps || (!events && n))
+		return GS_EINVAL;
+	if (gs__is_current(s))
+		return GS_ETHREAD;
+	if (n > ps->queue.limit)
+		return GS_EINVAL;
+	struct timespec until = gs__deadline(timeout_ms);
+	gs_err err = GS_OK;
+	pthread_mutex_lock(&ps->lock);
+	for (;;) {
+		if (ps->stopped || ps->closed) {
+			err = GS_ECLOSED;
+			break;
+		}
+		if (ps->queue.limit - ps->queue.count >= n)
+			break;
+		if (timeout_ms == 0) {
+			err = GS_EFULL;
+			break;
+		}
+		if (gs__cond_wait(&ps->room, &ps->lock, timeout_ms, &until) &&
+		    ps->queue.limit - ps->queue.count < n) {
+			err = GS_ETIMEDOUT;
+			break;
+		}
+	}
+	if (!err)
+		gs__buffer_put(&ps->queue, events, n, drop_cb, s);
+	pthread_mutex_unlock(&ps->lock);
+	if (!err && n)
+		gs__wake(s);
+	return err;
+}
+
+GS__API gs_err gs_push_close(gs_stage *s)
+{
+	pusher *ps = as_pusher(s);
+	if (!ps)
+		return GS_EINVAL;
+	pthread_mutex_lock(&ps->lock);
+	ps->closed = true;
+	pthread_mutex_unlock(&ps->lock);
+	gs__wake(s);
+	return GS_OK;
+}

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The stream consumer: an ordinary thread pulls events with gs_stream_next.
+ * The stage reads from its subscriptions only while it has credit, and the
+ * puller gives credit back as it takes events, so at most the stream's size
+ * waits for the puller and the rest stays upstream under demand.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "park.h"
+
+typedef struct stream {
+	pthread_mutex_t lock;
+	pthread_cond_t ready;   /* signalled when events arrive or it ends */
+	gs__buffer queue;       /* lock */
+	bool ended;             /* lock */
+	_Atomic uint64_t given; /* credit the puller has handed back */
+} stream;
+
+static void drop_cb(void *ctx, void *const *events, size_t n)
+{
+	gs__drop(ctx, events, n);
+}
+
+static int on_events(void *state, gs_stage *s, gs_sub *from, void **events,
+		     size_t n)
+{
+	(void)from;
+	stream *st = state;
+	pthread_mutex_lock(&st->lock);
+	gs__buffer_put(&st->queue, events, n, drop_cb, s);
+	pthread_cond_broadcast(&st->ready);
+	pthread_mutex_unlock(&st->lock);
+	return GS_OK;
+}
+
+static bool take_credit(gs_stage *s, void *state)
+{
+	stream *st = state;
+	uint64_t c = atomic_exchange_explicit(&st->given, 0,
+					      memory_order_acquire);
+	s->credit += c;
+	return c > 0;
+}
+
+static void on_terminate(void *state, gs_stage *s, int reason)
+{
+	(void)s;
+	(void)reason;
+	stream *st = state;
+	pthread_mutex_lock(&st->lock);
+	st->ended = true;
+	pthread_cond_broadcast(&st->ready);
+	pthread_mutex_unlock(&st->lock);
+}
+
+static void cleanup(gs_stage *s, void *state)
+{
+	stream *st = state;
+	if (s && st->queue.count) {
+		gs__log(s, GS_LOG_WARN, "freed: dropped %zu events never pulled",
+			st->queue.count);
+		gs__buffer_clear(&st->queue, drop_cb, s);
+	}
+	gs__buffer_fini(&st->queue);
+	pthread_cond_destroy(&st->ready);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
+static const gs_stage_ops stream_ops = {
+	.handle_events = on_events,
+	.terminate = on_terminate,
+};
+
+GS__API gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts,
+			 gs_stage **out)
+{
+	if (!p || !out)
+		return GS_EINVAL;
+	stream *st = calloc(1, sizeof *st);
+	if (!st)
+		return GS_ENOMEM;
+	if (pthread_mutex_init(&st->lock, NULL)) {
+		free(st);
+		return GS_ENOMEM;
+	}
+	if (gs__cond_init(&st->ready)) {
+		pthread_mutex_destroy(&st->lock);
+		free(st);
+		return GS_ENOMEM;
+	}
+	size_t cap = opts && opts->buffer_size ? opts->buffer_size : 1000;
+	/* The credit bounds the queue; a chunk may overshoot it by less
+	 * than one max_demand, so the queue itself never drops. */
+	gs__buffer_init(&st->queue, GS_UNBOUNDED, GS_KEEP_FIRST);
+	atomic_init(&st->given, cap);
+	static const gs__hooks hooks = {
+		.tag = GS__STREAM,
+		.poll = take_credit,
+		.pull = true,
+		.cleanup = cleanup,
+	};
+	gs_err err = gs__stage_create(p, GS_CONSUMER, &stream_ops, st, opts,
+				      &hooks, out);
+	if (err)
+		cleanup(NULL, st);
+	return err;
+}
+
+GS__API gs_err gs_stream_next(gs_stage *s, void **events, size_t max,
+			      size_t *n, int timeout_ms)
+{
+	stream *st = s && s->hooks.tag == GS__STREAM ? s->state : NULL;
+	if (!st || !events || !max || !n)
+		return GS_EINVAL;
+	if (gs__is_current(s))
+		return GS_ETHREAD;
+	struct timespec until = gs__deadline(timeout_ms);
+	gs_err err = GS_OK;
+	size_t taken = 0;
+	pthread_mutex_lock(&st->lock);
+	while (!st->queue.count && !st->ended)
+		if (gs__cond_wait(&st->ready, &st->lock, timeout_ms, &until) &&
+		    !st->queue.count && !st->ended)
+			break;
+	while (taken < max && st->queue.count) {
+		void **ev = NULL;
+		size_t k = gs__buffer_peek(&st->queue, &ev);
+		if (k > max - taken)
+			k = max - taken;
+		memcpy(events + taken, ev, k * sizeof *ev);
+		gs__buffer_consume(&st->queue, k);
+		taken += k;
+	}
+	if (!taken)
+		err = st->ended ? GS_ECLOSED : GS_ETIMEDOUT;
+	pthread_mutex_unlock(&st->lock);
+	*n = taken;
+	if (taken) {
+		atomic_fetch_add_explicit(&st->given, taken,
+					  memory_order_release);
+		gs__wake(s);
+	}
+	return err;
+}
