@@ -439,6 +439,18 @@ GS__API gs_err gs_ask(gs_sub *sub, size_t n)
 	return GS_OK;
 }
 
+GS__API gs_err gs_sub_manual(gs_sub *sub)
+{
+	if (!sub)
+		return GS_EINVAL;
+	if (!gs__is_current(sub->consumer))
+		return GS_ETHREAD;
+	if (sub->received || sub->demand.outstanding || sub->asked)
+		return GS_ESTATE;
+	sub->manual = true;
+	return GS_OK;
+}
+
 GS__API gs_stage *gs_sub_producer(const gs_sub *sub)
 {
 	return sub ? sub->producer : NULL;

@@ -82,6 +82,11 @@ gs_err gs_cancel(gs_sub *sub);
  * max_demand outstanding waits until the earlier events are taken. */
 gs_err gs_ask(gs_sub *sub, size_t n);
 
+/* From the consumer's handle_subscribe only (GS_ETHREAD elsewhere, GS_ESTATE
+ * once demand was asked): this subscription takes manual demand, as if
+ * gs_sub_opts.manual were set (GenStage's {:manual, state}). */
+gs_err gs_sub_manual(gs_sub *sub);
+
 /* The two ends; NULL for NULL. Thread-safe. */
 gs_stage *gs_sub_producer(const gs_sub *sub);
 gs_stage *gs_sub_consumer(const gs_sub *sub);
