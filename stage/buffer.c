@@ -30,11 +30,11 @@ static int grow(gs__buffer *b, size_t need)
 	if (!slots)
 		return 0;
 	size_t first = b->cap - b->head < b->count ? b->cap - b->head
-						     : b->count;
+						   : b->count;
 	if (b->count) {
 		memcpy(slots, b->slots + b->head, first * sizeof *slots);
-		memcpy(slots + first, b->slots, (b->count - first) *
-							sizeof *slots);
+		memcpy(slots + first, b->slots,
+		       (b->count - first) * sizeof *slots);
 	}
 	free(b->slots);
 	b->slots = slots;

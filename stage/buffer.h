@@ -13,8 +13,8 @@
 
 typedef struct gs__buffer {
 	void **slots;
-	size_t cap;   /* allocated slots, a power of two (0 before use) */
-	size_t head;  /* index of the oldest event */
+	size_t cap;  /* allocated slots, a power of two (0 before use) */
+	size_t head; /* index of the oldest event */
 	size_t count;
 	size_t limit; /* most events held; GS_UNBOUNDED for no limit */
 	gs_keep keep;

@@ -135,8 +135,10 @@ static void flush(gs_stage *s, size_t i)
 	}
 	if (sent < n &&
 	    gs__buffer_put(&s->pq[i], ev + sent, n - sent, drop_cb, s))
-		gs__log(s, GS_LOG_WARN, "out of memory: dropped events of "
-					"partition %zu", i);
+		gs__log(s, GS_LOG_WARN,
+			"out of memory: dropped events of "
+			"partition %zu",
+			i);
 }
 
 static size_t dispatch(gs_stage *s, void *const *events, size_t n)

@@ -97,9 +97,9 @@ struct gs_sub {
 	int64_t bdemand; /* broadcast: demand beyond what all can take */
 
 	/* consumer-own */
-	gs__demand demand;  /* automatic subscriptions */
-	uint64_t asked;     /* manual: total asked */
-	uint64_t received;  /* events handed to handle_events */
+	gs__demand demand; /* automatic subscriptions */
+	uint64_t asked;    /* manual: total asked */
+	uint64_t received; /* events handed to handle_events */
 
 	/* immutable after gs_subscribe */
 	gs_stage *producer;
@@ -113,7 +113,7 @@ struct gs_sub {
 	void *selector_arg;
 
 	/* pipeline lock */
-	bool live;         /* counts as an edge for cycle checks */
+	bool live;           /* counts as an edge for cycle checks */
 	struct gs_sub *next; /* the pipeline's list of every subscription */
 };
 
@@ -180,10 +180,10 @@ struct gs_stage {
 	size_t n_outs, cap_outs;
 	gs_sub **ins;
 	size_t n_ins, cap_ins;
-	size_t in_cursor;  /* round-robin start over ins */
+	size_t in_cursor; /* round-robin start over ins */
 	gs__buffer buf;
-	bool done;         /* gs_done: finish once the buffer is delivered */
-	bool stopping;     /* leave the loop with stop_reason */
+	bool done;     /* gs_done: finish once the buffer is delivered */
+	bool stopping; /* leave the loop with stop_reason */
 	int stop_reason;
 	uint64_t unassigned; /* demand passed on whose subscription left */
 	uint64_t credit;     /* producer-consumer: downstream demand unused */
@@ -197,7 +197,7 @@ struct gs_stage {
 
 	/* pipeline lock: which subscription holds each partition */
 	gs_sub **pheld;
-	uint64_t held;       /* demand held while accumulating */
+	uint64_t held; /* demand held while accumulating */
 	gs__timers timers;
 
 	/* atomic counters, written by the worker (dropped: by anyone) */

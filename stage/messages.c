@@ -61,8 +61,7 @@ static gs__call *call_new(void *request)
 	return c;
 }
 
-GS__API gs_err gs_call(gs_stage *s, void *request, void **reply,
-		       int timeout_ms)
+GS__API gs_err gs_call(gs_stage *s, void *request, void **reply, int timeout_ms)
 {
 	if (!s || !reply)
 		return GS_EINVAL;

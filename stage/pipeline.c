@@ -180,6 +180,16 @@ void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
 			msg);
 }
 
+/* Stage names are the user's: quote what dot would read as syntax. */
+static void write_name(FILE *f, const char *name)
+{
+	for (; *name; name++) {
+		if (*name == '"' || *name == '\\')
+			fputc('\\', f);
+		fputc(*name, f);
+	}
+}
+
 GS__API gs_err gs_pipeline_write_dot(gs_pipeline *p, FILE *f)
 {
 	if (!p || !f)
@@ -194,22 +204,24 @@ GS__API gs_err gs_pipeline_write_dot(gs_pipeline *p, FILE *f)
 	for (gs_stage *s = p->stages; s; s = s->next) {
 		gs_stats st;
 		gs_stage_stats(s, &st);
+		fprintf(f, "\t\"%p\" [shape=%s, label=\"", (void *)s,
+			shapes[s->kind]);
+		write_name(f, s->name);
 		fprintf(f,
-			"\t\"%p\" [shape=%s, label=\"%s\\nin %llu  out %llu"
-			"\\nbuffered %llu  dropped %llu\"];\n",
-			(void *)s, shapes[s->kind], s->name,
+			"\\nin %llu  out %llu\\nbuffered %llu  dropped "
+			"%llu\"];\n",
 			(unsigned long long)st.events_in,
 			(unsigned long long)st.events_out,
 			(unsigned long long)st.buffered,
 			(unsigned long long)st.dropped);
 	}
+	/* Ended subscriptions stay in the picture, dashed. */
 	for (gs_sub *sub = p->subs; sub; sub = sub->next)
-		if (sub->live)
-			fprintf(f,
-				"\t\"%p\" -> \"%p\" [label=\"max %zu min "
-				"%zu\"];\n",
-				(void *)sub->producer, (void *)sub->consumer,
-				sub->max_demand, sub->min_demand);
+		fprintf(f,
+			"\t\"%p\" -> \"%p\" [label=\"max %zu min %zu\"%s];\n",
+			(void *)sub->producer, (void *)sub->consumer,
+			sub->max_demand, sub->min_demand,
+			sub->live ? "" : ", style=dashed");
 	fprintf(f, "}\n");
 	pthread_mutex_unlock(&p->lock);
 	return ferror(f) ? GS_EINVAL : GS_OK;

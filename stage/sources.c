@@ -87,8 +87,8 @@ static const gs_stage_ops source_ops = {
 	.terminate = on_terminate,
 };
 
-static gs_err source_new(gs_pipeline *p, source *src,
-			 const gs_stage_opts *opts, gs_stage **out)
+static gs_err source_new(gs_pipeline *p, source *src, const gs_stage_opts *opts,
+			 gs_stage **out)
 {
 	static const gs__hooks hooks = { .cleanup = cleanup };
 	gs_err err = gs__stage_create(p, GS_PRODUCER, &source_ops, src, opts,

@@ -38,10 +38,10 @@ uint64_t gs__now_ns(void)
  * instruction on the hot path. */
 void gs__count(_Atomic uint64_t *counter, uint64_t n)
 {
-	atomic_store_explicit(counter,
-			      atomic_load_explicit(counter,
-						   memory_order_relaxed) + n,
-			      memory_order_relaxed);
+	atomic_store_explicit(
+		counter,
+		atomic_load_explicit(counter, memory_order_relaxed) + n,
+		memory_order_relaxed);
 }
 
 int gs__cond_init(pthread_cond_t *cv)
@@ -150,7 +150,7 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 	s->msg_free = o.msg_free;
 	s->msg_free_arg = o.msg_free_arg;
 	s->accumulate = o.demand == GS_DEMAND_ACCUMULATE;
-	size_t limit = o.buffer_size ? o.buffer_size
+	size_t limit = o.buffer_size         ? o.buffer_size
 		       : kind == GS_PRODUCER ? 10000
 					     : GS_UNBOUNDED;
 	gs__buffer_init(&s->buf, limit, o.buffer_keep);
@@ -158,7 +158,8 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 			     ? (o.dispatcher.kind ? GS_EKIND : GS_OK)
 			     : gs__dispatcher_init(s, &o.dispatcher);
 	if (err) {
-		s->hooks.cleanup = NULL; /* on error the state stays the caller's */
+		s->hooks.cleanup =
+			NULL; /* on error the state stays the caller's */
 		gs__stage_free(s);
 		return err;
 	}
@@ -382,7 +383,8 @@ static void finish(gs_stage *s)
 	int reason = s->stop_reason;
 	for (gs__msg *m = take_inbox(s, true), *next; m; m = next) {
 		next = m->next;
-		if (m->kind == GS__MSG_ATTACH_OUT || m->kind == GS__MSG_ATTACH_IN)
+		if (m->kind == GS__MSG_ATTACH_OUT ||
+		    m->kind == GS__MSG_ATTACH_IN)
 			apply(s, m); /* stopping: attached without callbacks */
 		else
 			gs__discard_message(s, m);
@@ -404,8 +406,8 @@ static void finish(gs_stage *s)
 	if (s->ops.terminate)
 		s->ops.terminate(s->state, s, reason);
 	if (reason != GS_OK)
-		gs__log(s, GS_LOG_ERROR, "stopped: %s (%d)", gs_strerror(reason),
-			reason);
+		gs__log(s, GS_LOG_ERROR, "stopped: %s (%d)",
+			gs_strerror(reason), reason);
 	gs__stage_finished(s, reason);
 }
 

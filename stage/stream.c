@@ -60,7 +60,8 @@ static void cleanup(gs_stage *s, void *state)
 {
 	stream *st = state;
 	if (s && st->queue.count) {
-		gs__log(s, GS_LOG_WARN, "freed: dropped %zu events never pulled",
+		gs__log(s, GS_LOG_WARN,
+			"freed: dropped %zu events never pulled",
 			st->queue.count);
 		gs__buffer_clear(&st->queue, drop_cb, s);
 	}
@@ -110,8 +111,8 @@ GS__API gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts,
 	return err;
 }
 
-GS__API gs_err gs_stream_next(gs_stage *s, void **events, size_t max,
-			      size_t *n, int timeout_ms)
+GS__API gs_err gs_stream_next(gs_stage *s, void **events, size_t max, size_t *n,
+			      int timeout_ms)
 {
 	stream *st = s && s->hooks.tag == GS__STREAM ? s->state : NULL;
 	if (!st || !events || !max || !n)

@@ -218,7 +218,8 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 	gs__ring_release(&sub->ring, n);
 	/* Demand beyond the ring's capacity (manual asks) leaves the
 	 * producer waiting for room: tell it there is some now. */
-	bool blocked = sub->asked - sub->received > gs__ring_capacity(&sub->ring);
+	bool blocked = sub->asked - sub->received >
+		       gs__ring_capacity(&sub->ring);
 	sub->received += n;
 	s->credit -= n < s->credit ? n : s->credit;
 	if (r) {
@@ -252,7 +253,8 @@ bool gs__read_inputs(gs_stage *s)
 			progress = true;
 			continue;
 		}
-		if (atomic_load_explicit(&sub->prod_end, memory_order_acquire) &&
+		if (atomic_load_explicit(&sub->prod_end,
+					 memory_order_acquire) &&
 		    gs__ring_count(&sub->ring) == 0) {
 			end_in(s, idx);
 			return true; /* the array changed under the loop */
@@ -367,7 +369,7 @@ GS__API gs_err gs_subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
 		return err;
 	size_t max = o.max_demand ? o.max_demand : 1000;
 	size_t min = o.min_demand == GS_MIN_DEMAND_ZERO ? 0
-		     : o.min_demand			? o.min_demand
+		     : o.min_demand                     ? o.min_demand
 							: max / 2;
 	if (min >= max)
 		return GS_EDEMAND;

@@ -12,6 +12,10 @@
 #include "error.h"
 #include "stage.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /*
  * A producer fed by gs_push. Its queue holds opts->buffer_size events
  * (default 10000); pushers wait while it is full. `opts` as for
@@ -29,8 +33,7 @@ gs_err gs_push_producer(gs_pipeline *p, const gs_stage_opts *opts,
  * caller's. GS_ECLOSED once the stage has stopped or gs_push_close was
  * called.
  */
-gs_err gs_push(gs_stage *stage, void *const *events, size_t n,
-	       int timeout_ms);
+gs_err gs_push(gs_stage *stage, void *const *events, size_t n, int timeout_ms);
 
 /* No more pushes: the producer finishes once what was pushed is delivered.
  * From any thread; idempotent. */
@@ -54,5 +57,9 @@ gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts, gs_stage **out);
  */
 gs_err gs_stream_next(gs_stage *stage, void **events, size_t max, size_t *n,
 		      int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

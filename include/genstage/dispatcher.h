@@ -22,6 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum gs_dispatcher_kind {
 	GS_DISPATCH_DEMAND = 0,
 	GS_DISPATCH_BROADCAST,
@@ -54,5 +58,9 @@ gs_dispatcher gs_dispatcher_broadcast(void);
  * subscription that names it (gs_sub_opts.partition). gs_stage_new refuses
  * n == 0 or a NULL hash with GS_EINVAL. */
 gs_dispatcher gs_dispatcher_partition(size_t n, gs_hash_fn hash, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

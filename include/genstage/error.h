@@ -9,29 +9,33 @@
 #ifndef GENSTAGE_ERROR_H
 #define GENSTAGE_ERROR_H
 
-#define GS_ERRORS(X)                                                          \
-	X(GS_OK, "success")                                                   \
-	X(GS_EINVAL, "invalid argument")                                      \
-	X(GS_ENOMEM, "out of memory")                                         \
-	X(GS_ESTATE, "not allowed in the current state")                      \
-	X(GS_EKIND, "the stage's kind does not allow this")                   \
-	X(GS_ESELF, "a stage cannot subscribe to itself")                     \
-	X(GS_ECYCLE, "the subscription would create a cycle")                 \
-	X(GS_EDEMAND, "min_demand must be less than max_demand")              \
-	X(GS_EPIPELINE, "the stages belong to different pipelines")           \
-	X(GS_ETHREAD, "not called from the stage's own thread")               \
-	X(GS_ESPAWN, "could not start a thread")                              \
-	X(GS_ECANCELED, "the subscription was cancelled")                     \
-	X(GS_ETIMEDOUT, "timed out")                                          \
-	X(GS_EFULL, "buffer full")                                            \
-	X(GS_ECLOSED, "the stage has stopped")                                \
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GS_ERRORS(X)                                                           \
+	X(GS_OK, "success")                                                    \
+	X(GS_EINVAL, "invalid argument")                                       \
+	X(GS_ENOMEM, "out of memory")                                          \
+	X(GS_ESTATE, "not allowed in the current state")                       \
+	X(GS_EKIND, "the stage's kind does not allow this")                    \
+	X(GS_ESELF, "a stage cannot subscribe to itself")                      \
+	X(GS_ECYCLE, "the subscription would create a cycle")                  \
+	X(GS_EDEMAND, "min_demand must be less than max_demand")               \
+	X(GS_EPIPELINE, "the stages belong to different pipelines")            \
+	X(GS_ETHREAD, "not called from the stage's own thread")                \
+	X(GS_ESPAWN, "could not start a thread")                               \
+	X(GS_ECANCELED, "the subscription was cancelled")                      \
+	X(GS_ETIMEDOUT, "timed out")                                           \
+	X(GS_EFULL, "buffer full")                                             \
+	X(GS_ECLOSED, "the stage has stopped")                                 \
 	X(GS_EBUSY, "the partition is already taken")
 
 typedef enum gs_err {
 #define GS__ENUM(name, msg) name,
 	GS_ERRORS(GS__ENUM)
 #undef GS__ENUM
-	GS__ERR_COUNT,
+		GS__ERR_COUNT,
 	/* User callbacks may return their own codes from here up. */
 	GS_EUSER = 1000
 } gs_err;
@@ -39,5 +43,9 @@ typedef enum gs_err {
 /* A static message for any code, never NULL ("unknown error" for codes
  * outside the list). Thread-safe. */
 const char *gs_strerror(int code);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -15,4 +15,12 @@
 #include "sources.h"
 #include "subscription.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
 #endif

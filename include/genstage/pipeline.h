@@ -11,6 +11,10 @@
 
 #include "error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gs_pipeline gs_pipeline;
 typedef struct gs_stage gs_stage;
 
@@ -26,11 +30,11 @@ typedef void (*gs_log_fn)(void *arg, gs_log_level level, const gs_stage *stage,
 
 /* Called on the consumer's thread before each batch is handed to
  * handle_events. Keep it cheap: it runs once per batch. */
-typedef void (*gs_trace_fn)(void *arg, const gs_stage *from,
-			    const gs_stage *to, size_t n);
+typedef void (*gs_trace_fn)(void *arg, const gs_stage *from, const gs_stage *to,
+			    size_t n);
 
 typedef struct gs_pipeline_opts {
-	gs_log_fn log;     /* NULL: one line on stderr per drop or error */
+	gs_log_fn log; /* NULL: one line on stderr per drop or error */
 	void *log_arg;
 	gs_trace_fn trace; /* NULL: no tracing */
 	void *trace_arg;
@@ -69,5 +73,9 @@ void gs_pipeline_free(gs_pipeline *p);
 /* Writes the graph in Graphviz dot syntax, with live counts from
  * gs_stage_stats. Thread-safe. GS_EINVAL on NULL arguments. */
 gs_err gs_pipeline_write_dot(gs_pipeline *p, FILE *f);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -12,6 +12,10 @@
 #include "error.h"
 #include "stage.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /*
  * A producer emitting events[0..n) in order, then finishing. The array is
  * copied, so the caller may free it at once; the events themselves pass to
@@ -34,5 +38,9 @@ typedef long (*gs_gen_fn)(void *arg, void **out, size_t max);
  * stays the caller's. `opts` as for gs_stage_new. */
 gs_err gs_from_fn(gs_pipeline *p, gs_gen_fn gen, void *arg,
 		  const gs_stage_opts *opts, gs_stage **out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -14,6 +14,10 @@
 #include "error.h"
 #include "pipeline.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gs_sub gs_sub;
 
 typedef enum gs_kind {
@@ -43,8 +47,10 @@ typedef struct gs_stage_ops {
 	 * upstream. */
 	int (*handle_demand)(void *state, gs_stage *stage, size_t demand);
 	/* Consumers and producer-consumers: `n` events from `from`. The array
-	 * is borrowed for the call; the events in it now belong to the callee.
-	 * A producer-consumer passes what it makes downstream with gs_emit. */
+	 * is lent for the call: the callee may overwrite its entries (map in
+	 * place) and pass it to gs_emit, but not keep it. The events in it now
+	 * belong to the callee. A producer-consumer passes what it makes
+	 * downstream with gs_emit. */
 	int (*handle_events)(void *state, gs_stage *stage, gs_sub *from,
 			     void **events, size_t n);
 	/* A subscription was attached, on either end (`role` says which). */
@@ -176,5 +182,9 @@ const char *gs_stage_name(const gs_stage *stage);
 /* A snapshot of the stage's counters, from any thread; each counter is
  * exact, the set is not taken atomically. */
 gs_err gs_stage_stats(const gs_stage *stage, gs_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

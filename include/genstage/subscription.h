@@ -21,6 +21,10 @@
 #include "error.h"
 #include "stage.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* What the consumer does when the producer's end goes away. */
 typedef enum gs_cancel_mode {
 	GS_CANCEL_PERMANENT = 0, /* stop with the producer's reason */
@@ -90,5 +94,9 @@ gs_err gs_sub_manual(gs_sub *sub);
 /* The two ends; NULL for NULL. Thread-safe. */
 gs_stage *gs_sub_producer(const gs_sub *sub);
 gs_stage *gs_sub_consumer(const gs_sub *sub);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,0 +1,46 @@
+# SPDX-License-Identifier: MIT
+# A thin wrapper over meson so that `make demo`, `make test` and `make bench`
+# work as the first command on a fresh Debian machine. The build itself is
+# meson's: see meson.build and meson_options.txt.
+
+BUILD ?= build
+MESON ?= meson
+NINJA ?= ninja
+
+.PHONY: all build setup bootstrap demo test bench format clean
+
+all: build
+
+bootstrap:
+	@sh scripts/bootstrap
+
+# Configures $(BUILD) once; after that ninja re-runs meson by itself when a
+# meson.build changes. A directory left half-made by a failed setup is wiped.
+setup: bootstrap
+	@if [ ! -f $(BUILD)/build.ninja ]; then \
+		if [ -f $(BUILD)/meson-private/coredata.dat ]; then \
+			$(MESON) setup --wipe $(BUILD); \
+		else \
+			$(MESON) setup $(BUILD); \
+		fi; \
+	fi
+
+build: setup
+	$(NINJA) -C $(BUILD)
+
+demo: build
+	$(if $(filter /%,$(BUILD)),,./)$(BUILD)/examples/demo
+
+test: build
+	$(MESON) test -C $(BUILD) --print-errorlogs
+
+bench: build
+	./bench/run
+
+# Formats every C file in place with the tree's .clang-format (CI checks it).
+format:
+	find include stage tests bench examples -name '*.[ch]' -type f \
+		-exec clang-format -i {} +
+
+clean:
+	rm -rf $(BUILD) build build-tsan build-asan
