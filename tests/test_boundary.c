@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: MIT
+/* Plain threads at the edges: pushing with back-pressure and pulling with
+ * demand. */
+#include <criterion/criterion.h>
+
+#include <pthread.h>
+
+#include "probe.h"
+
+#ifndef GS_TEST_PUSHES
+#define GS_TEST_PUSHES 20000
+#endif
+#define PUSHERS 4
+
+typedef struct slow {
+	uintptr_t last[PUSHERS];
+	atomic_size_t count;
+	int out_of_order;
+} slow;
+
+static int slow_events(void *state, gs_stage *s, gs_sub *from, void **ev,
+		       size_t n)
+{
+	(void)s;
+	(void)from;
+	slow *c = state;
+	for (size_t i = 0; i < n; i++) {
+		uintptr_t v = (uintptr_t)ev[i];
+		unsigned t = (unsigned)(v >> 24);
+		uintptr_t k = v & 0xffffff;
+		c->out_of_order += k != c->last[t] + 1;
+		c->last[t] = k;
+		for (volatile int j = 0; j < 200; j++)
+			;
+	}
+	atomic_fetch_add(&c->count, n);
+	return GS_OK;
+}
+
+typedef struct pusher_arg {
+	gs_stage *stage;
+	uintptr_t id;
+	atomic_size_t *blocked;
+} pusher_arg;
+
+static void *push_all(void *arg)
+{
+	pusher_arg *a = arg;
+	void *batch[8];
+	for (uintptr_t i = 1; i <= GS_TEST_PUSHES;) {
+		size_t k = 0;
+		for (; k < 8 && i + k <= GS_TEST_PUSHES; k++)
+			batch[k] = (void *)((a->id << 24) | (i + k));
+		gs_err err = gs_push(a->stage, batch, k, 1);
+		if (err == GS_ETIMEDOUT) {
+			atomic_fetch_add(a->blocked, 1);
+			continue;
+		}
+		if (err)
+			return (void *)(uintptr_t)err;
+		i += k;
+	}
+	return NULL;
+}
+
+Test(push, publishers_block_on_a_slow_consumer_and_lose_nothing, .timeout = 60)
+{
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	gs_stage *src, *cons;
+	cr_assert_eq(gs_push_producer(p, &(gs_stage_opts){ .buffer_size = 64 },
+				      &src),
+		     GS_OK);
+	static const gs_stage_ops ops = { .handle_events = slow_events };
+	slow c = { 0 };
+	gs_stage_new(p, GS_CONSUMER, &ops, &c, NULL, &cons);
+	gs_subscribe(cons, src, &(gs_sub_opts){ .max_demand = 32 }, NULL);
+	gs_pipeline_start(p);
+	atomic_size_t blocked = 0;
+	pthread_t th[PUSHERS];
+	pusher_arg args[PUSHERS];
+	for (uintptr_t t = 0; t < PUSHERS; t++) {
+		args[t] = (pusher_arg){ src, t, &blocked };
+		pthread_create(&th[t], NULL, push_all, &args[t]);
+	}
+	for (int t = 0; t < PUSHERS; t++) {
+		void *ret;
+		pthread_join(th[t], &ret);
+		cr_assert_null(ret, "push failed: %d", (int)(uintptr_t)ret);
+	}
+	cr_assert_eq(gs_push_close(src), GS_OK);
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(atomic_load(&c.count), PUSHERS * GS_TEST_PUSHES);
+	cr_assert_eq(c.out_of_order, 0);
+	cr_assert_gt(atomic_load(&blocked), 0, "nobody was ever held back");
+	gs_pipeline_free(p);
+}
+
+Test(push, fails_fast_when_full_and_refuses_bad_pushes)
+{
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	gs_stage *src;
+	atomic_size_t freed = 0;
+	gs_push_producer(p,
+			 &(gs_stage_opts){ .buffer_size = 4,
+					   .event_free = count_free,
+					   .event_free_arg = &freed },
+			 &src);
+	void *ev[5] = { 0 };
+	/* not started: nothing drains the queue */
+	cr_assert_eq(gs_push(src, ev, 3, 0), GS_OK);
+	cr_assert_eq(gs_push(src, ev, 2, 0), GS_EFULL, "all or nothing");
+	cr_assert_eq(gs_push(src, ev, 2, 10), GS_ETIMEDOUT);
+	cr_assert_eq(gs_push(src, ev, 5, 0), GS_EINVAL, "larger than queue");
+	cr_assert_eq(gs_push(NULL, ev, 1, 0), GS_EINVAL);
+	gs_stage *plain;
+	counter c = { 0 };
+	gs_from_fn(p, counter_gen, &c, NULL, &plain);
+	cr_assert_eq(gs_push(plain, ev, 1, 0), GS_EINVAL, "not a push stage");
+	cr_assert_eq(gs_push_close(src), GS_OK);
+	cr_assert_eq(gs_push(src, ev, 1, 0), GS_ECLOSED);
+	gs_pipeline_free(p);
+	cr_assert_eq(atomic_load(&freed), 3, "queued events are freed");
+}
+
+Test(stream, delivers_everything_in_order_then_reports_the_end, .timeout = 30)
+{
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	counter c = { .end = 30000 };
+	gs_stage *src, *st;
+	gs_from_fn(p, counter_gen, &c, NULL, &src);
+	cr_assert_eq(gs_stream(p, &(gs_stage_opts){ .buffer_size = 100 }, &st),
+		     GS_OK);
+	gs_subscribe(st, src, &(gs_sub_opts){ .max_demand = 50 }, NULL);
+	gs_pipeline_start(p);
+	void *buf[37];
+	size_t n, got = 0;
+	gs_err err;
+	while (!(err = gs_stream_next(st, buf, 37, &n, 5000))) {
+		cr_assert_gt(n, 0);
+		for (size_t i = 0; i < n; i++)
+			cr_assert_eq((uintptr_t)buf[i], got + i);
+		got += n;
+	}
+	cr_assert_eq(err, GS_ECLOSED);
+	cr_assert_eq(got, 30000);
+	cr_assert_eq(gs_stream_next(st, buf, 37, &n, 0), GS_ECLOSED);
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	gs_pipeline_free(p);
+}
+
+Test(stream, takes_only_what_the_puller_makes_room_for, .timeout = 30)
+{
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	counter c = { 0 }; /* endless */
+	gs_stage *src, *st;
+	gs_from_fn(p, counter_gen, &c, NULL, &src);
+	gs_stream(p, &(gs_stage_opts){ .buffer_size = 100 }, &st);
+	gs_subscribe(st, src, &(gs_sub_opts){ .max_demand = 40 }, NULL);
+	gs_pipeline_start(p);
+	void *buf[10];
+	size_t n, pulled = 0;
+	for (int round = 0; round < 50; round++) {
+		cr_assert_eq(gs_stream_next(st, buf, 10, &n, 5000), GS_OK);
+		pulled += n;
+		gs_stats stats;
+		gs_stage_stats(st, &stats);
+		/* what waits for the puller: the stream's size plus at
+		 * most one chunk (max_demand - min_demand) */
+		cr_assert_leq(stats.events_in, pulled + 100 + 20);
+	}
+	sleep_ms(20);
+	/* upstream is held back by demand: the ring and one ask at most */
+	cr_assert_leq(atomic_load(&c.produced), pulled + 100 + 20 + 2 * 40);
+	gs_pipeline_stop(p, GS_STOP_NOW);
+	gs_pipeline_free(p);
+}
+
+Test(stream, times_out_when_nothing_comes)
+{
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	gs_stage *st;
+	gs_stream(p, NULL, &st);
+	gs_pipeline_start(p);
+	void *buf[4];
+	size_t n = 9;
+	cr_assert_eq(gs_stream_next(st, buf, 4, &n, 10), GS_ETIMEDOUT);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(gs_stream_next(st, buf, 0, &n, 10), GS_EINVAL);
+	cr_assert_eq(gs_stream_next(NULL, buf, 4, &n, 10), GS_EINVAL);
+	gs_pipeline_stop(p, GS_STOP_NOW);
+	gs_pipeline_free(p);
+}

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: MIT
+/* Calls, casts and timers: replies, timeouts, the stage's own thread, and
+ * what happens to messages a stopping stage never handled. */
+#include <criterion/criterion.h>
+
+#include <pthread.h>
+
+#include "probe.h"
+
+typedef struct box {
+	pthread_t self;
+	atomic_int wrong_thread;
+	uintptr_t total;
+	uintptr_t order[8];
+	atomic_int fired;
+	int ticks;
+	int self_call;
+} box;
+
+static void check_thread(box *b)
+{
+	if (!pthread_equal(b->self, pthread_self()))
+		atomic_fetch_add(&b->wrong_thread, 1);
+}
+
+static int on_init(void *state, gs_stage *s)
+{
+	box *b = state;
+	b->self = pthread_self();
+	void *reply;
+	b->self_call = gs_call(s, NULL, &reply, 10);
+	return GS_OK;
+}
+
+static int on_call(void *state, gs_stage *s, void *req, void **reply)
+{
+	(void)s;
+	box *b = state;
+	check_thread(b);
+	uintptr_t r = (uintptr_t)req;
+	if (r == 1000)
+		sleep_ms(300); /* slower than the caller waits */
+	if (r == 666)
+		return GS_EUSER + 6;
+	*reply = (void *)(b->total + r);
+	return GS_OK;
+}
+
+static int on_cast(void *state, gs_stage *s, void *msg)
+{
+	(void)s;
+	box *b = state;
+	check_thread(b);
+	b->total += (uintptr_t)msg;
+	return GS_OK;
+}
+
+static int on_info(void *state, gs_stage *s, void *msg)
+{
+	box *b = state;
+	check_thread(b);
+	int n = atomic_load(&b->fired);
+	if (n < 8)
+		b->order[n] = (uintptr_t)msg;
+	if ((uintptr_t)msg == 99 && ++b->ticks < 5)
+		gs_send_after(s, 2, msg); /* periodic: re-arm */
+	atomic_fetch_add(&b->fired, 1);
+	return GS_OK;
+}
+
+static int nop_events(void *st, gs_stage *s, gs_sub *f, void **ev, size_t n)
+{
+	(void)st, (void)s, (void)f, (void)ev, (void)n;
+	return GS_OK;
+}
+
+static const gs_stage_ops box_ops = { .init = on_init,
+				      .handle_events = nop_events,
+				      .handle_call = on_call,
+				      .handle_cast = on_cast,
+				      .handle_info = on_info };
+
+static gs_stage *box_new(gs_pipeline **p, box *b, gs_stage_opts *o)
+{
+	gs_pipeline_new(NULL, p);
+	gs_stage *s;
+	cr_assert_eq(gs_stage_new(*p, GS_CONSUMER, &box_ops, b, o, &s), GS_OK);
+	cr_assert_eq(gs_pipeline_start(*p), GS_OK);
+	return s;
+}
+
+Test(call, replies_after_earlier_casts_on_the_stage_thread, .timeout = 30)
+{
+	gs_pipeline *p;
+	box b = { 0 };
+	gs_stage *s = box_new(&p, &b, NULL);
+	cr_assert_eq(gs_cast(s, (void *)5), GS_OK);
+	cr_assert_eq(gs_cast(s, (void *)6), GS_OK);
+	void *reply = NULL;
+	cr_assert_eq(gs_call(s, (void *)100, &reply, 5000), GS_OK);
+	cr_assert_eq((uintptr_t)reply, 111, "casts first, in order");
+	cr_assert_eq(gs_pipeline_stop(p, GS_STOP_NOW), GS_OK);
+	cr_assert_eq(atomic_load(&b.wrong_thread), 0);
+	cr_assert_eq(b.self_call, GS_ETHREAD, "a stage cannot call itself");
+	gs_pipeline_free(p);
+}
+
+Test(call, times_out_and_the_late_reply_is_discarded, .timeout = 30)
+{
+	gs_pipeline *p;
+	box b = { 0 };
+	gs_stage *s = box_new(&p, &b, NULL);
+	void *reply = (void *)7;
+	cr_assert_eq(gs_call(s, (void *)1000, &reply, 20), GS_ETIMEDOUT);
+	cr_assert_eq((uintptr_t)reply, 7, "untouched on error");
+	/* the stage is still fine afterwards */
+	cr_assert_eq(gs_call(s, (void *)1, &reply, -1), GS_OK);
+	cr_assert_eq((uintptr_t)reply, 1);
+	gs_pipeline_stop(p, GS_STOP_NOW);
+	gs_pipeline_free(p);
+}
+
+Test(call, an_error_from_handle_call_stops_the_stage, .timeout = 30)
+{
+	gs_pipeline *p;
+	box b = { 0 };
+	gs_stage *s = box_new(&p, &b, NULL);
+	void *reply;
+	cr_assert_eq(gs_call(s, (void *)666, &reply, 5000), GS_EUSER + 6);
+	cr_assert_eq(gs_pipeline_wait(p), GS_EUSER + 6);
+	cr_assert_eq(gs_call(s, (void *)1, &reply, 100), GS_ECLOSED);
+	cr_assert_eq(gs_cast(s, (void *)1), GS_ECLOSED);
+	gs_pipeline_free(p);
+}
+
+Test(call, bad_arguments_are_refused)
+{
+	void *reply;
+	cr_assert_eq(gs_call(NULL, NULL, &reply, 0), GS_EINVAL);
+	cr_assert_eq(gs_cast(NULL, NULL), GS_EINVAL);
+	cr_assert_eq(gs_send_after(NULL, 1, NULL), GS_EINVAL);
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	static const gs_stage_ops plain = { .handle_events = nop_events };
+	gs_stage *s;
+	gs_stage_new(p, GS_CONSUMER, &plain, NULL, NULL, &s);
+	cr_assert_eq(gs_call(s, NULL, &reply, 0), GS_EINVAL, "no handle_call");
+	cr_assert_eq(gs_cast(s, NULL), GS_EINVAL, "no handle_cast");
+	cr_assert_eq(gs_send_after(s, 1, NULL), GS_EINVAL, "no handle_info");
+	gs_pipeline_free(p);
+}
+
+Test(timer, timers_fire_in_deadline_order_on_the_stage_thread, .timeout = 30)
+{
+	gs_pipeline *p;
+	box b = { 0 };
+	gs_stage *s = box_new(&p, &b, NULL);
+	gs_send_after(s, 60, (void *)3);
+	gs_send_after(s, 20, (void *)1);
+	gs_send_after(s, 40, (void *)2);
+	gs_send_after(s, 0, (void *)99); /* re-arms itself 4 times */
+	for (int i = 0; i < 5000 && atomic_load(&b.fired) < 8; i++)
+		sleep_ms(1);
+	gs_pipeline_stop(p, GS_STOP_NOW);
+	cr_assert_eq(atomic_load(&b.fired), 8);
+	cr_assert_eq(b.ticks, 5);
+	uintptr_t mine[3];
+	int k = 0;
+	for (int i = 0; i < 8; i++)
+		if (b.order[i] != 99)
+			mine[k++] = b.order[i];
+	cr_assert_eq(k, 3);
+	cr_assert_eq(mine[0], 1);
+	cr_assert_eq(mine[1], 2);
+	cr_assert_eq(mine[2], 3);
+	cr_assert_eq(atomic_load(&b.wrong_thread), 0);
+	gs_pipeline_free(p);
+}
+
+static void count_msg(void *msg, void *arg)
+{
+	(void)msg;
+	atomic_fetch_add((atomic_size_t *)arg, 1);
+}
+
+Test(timer, timers_pending_at_stop_go_to_msg_free, .timeout = 30)
+{
+	gs_pipeline *p;
+	box b = { 0 };
+	atomic_size_t freed = 0;
+	gs_stage *s = box_new(&p, &b,
+			      &(gs_stage_opts){ .msg_free = count_msg,
+						.msg_free_arg = &freed });
+	for (uintptr_t i = 0; i < 5; i++)
+		cr_assert_eq(gs_send_after(s, 60000, (void *)i), GS_OK);
+	void *reply;
+	gs_call(s, (void *)1, &reply, -1); /* the timers are now armed */
+	gs_pipeline_stop(p, GS_STOP_NOW);
+	cr_assert_eq(atomic_load(&freed), 5);
+	cr_assert_eq(atomic_load(&b.fired), 0);
+	gs_pipeline_free(p);
+}
