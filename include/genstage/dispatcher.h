@@ -51,7 +51,9 @@ typedef struct gs_dispatcher {
 gs_dispatcher gs_dispatcher_demand(void);
 
 /* Every subscription receives every event its selector (gs_sub_opts) lets
- * through; the slowest subscription sets the pace. */
+ * through; the slowest subscription sets the pace. Every subscriber gets
+ * the same pointers, so no single consumer owns them: broadcast values, or
+ * data that outlives the pipeline or is reference-counted. */
 gs_dispatcher gs_dispatcher_broadcast(void);
 
 /* `hash` maps each event to one of `n` partitions, each taken by the
