@@ -224,6 +224,7 @@ struct gs_pipeline {
 /* pipeline.c */
 void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+void gs__stage_failing(gs_stage *s, int reason);
 void gs__stage_finished(gs_stage *s, int reason);
 void gs__update_crowded(gs_pipeline *p); /* under the pipeline lock */
 

@@ -77,14 +77,23 @@ void gs__update_crowded(gs_pipeline *p)
 			      memory_order_relaxed);
 }
 
+/* Before the stage lets its subscriptions go: a stage that fails in
+ * reaction to this one must not be recorded as the first error. */
+void gs__stage_failing(gs_stage *s, int reason)
+{
+	gs_pipeline *p = s->p;
+	pthread_mutex_lock(&p->lock);
+	if (reason != GS_OK && p->first_err == GS_OK)
+		p->first_err = reason;
+	pthread_mutex_unlock(&p->lock);
+}
+
 void gs__stage_finished(gs_stage *s, int reason)
 {
 	gs_pipeline *p = s->p;
 	pthread_mutex_lock(&p->lock);
 	s->finished = true;
 	s->reason = reason;
-	if (reason != GS_OK && p->first_err == GS_OK)
-		p->first_err = reason;
 	if (--p->running == 0)
 		pthread_cond_broadcast(&p->all_finished);
 	gs__update_crowded(p);

@@ -381,6 +381,7 @@ static void check_done(gs_stage *s)
 static void finish(gs_stage *s)
 {
 	int reason = s->stop_reason;
+	gs__stage_failing(s, reason);
 	for (gs__msg *m = take_inbox(s, true), *next; m; m = next) {
 		next = m->next;
 		if (m->kind == GS__MSG_ATTACH_OUT ||

@@ -13,10 +13,11 @@
 
 typedef struct stream {
 	pthread_mutex_t lock;
-	pthread_cond_t ready;   /* signalled when events arrive or it ends */
-	gs__buffer queue;       /* lock */
-	bool ended;             /* lock */
-	_Atomic uint64_t given; /* credit the puller has handed back */
+	pthread_cond_t ready; /* signalled when events arrive or it ends */
+	gs__buffer queue;     /* lock */
+	bool ended;           /* lock */
+	/* credit ever given: the stream's size plus all the puller took */
+	_Atomic uint64_t given;
 } stream;
 
 static void drop_cb(void *ctx, void *const *events, size_t n)
@@ -36,13 +37,18 @@ static int on_events(void *state, gs_stage *s, gs_sub *from, void **events,
 	return GS_OK;
 }
 
+/* Credit from totals, not increments: a chunk may overshoot the credit
+ * left, and the overshoot must be paid back before the next read, or the
+ * queue would creep past the stream's size over time. */
 static bool take_credit(gs_stage *s, void *state)
 {
 	stream *st = state;
-	uint64_t c = atomic_exchange_explicit(&st->given, 0,
-					      memory_order_acquire);
-	s->credit += c;
-	return c > 0;
+	uint64_t given = atomic_load_explicit(&st->given, memory_order_acquire);
+	uint64_t taken = atomic_load_explicit(&s->st_in, memory_order_relaxed);
+	uint64_t credit = given > taken ? given - taken : 0;
+	bool more = credit > s->credit;
+	s->credit = credit;
+	return more;
 }
 
 static void on_terminate(void *state, gs_stage *s, int reason)

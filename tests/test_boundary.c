@@ -63,7 +63,7 @@ static void *push_all(void *arg)
 	return NULL;
 }
 
-Test(push, publishers_block_on_a_slow_consumer_and_lose_nothing, .timeout = 60)
+Test(push, publishers_block_on_a_slow_consumer_and_lose_nothing, .timeout = 30)
 {
 	gs_pipeline *p;
 	gs_pipeline_new(NULL, &p);
