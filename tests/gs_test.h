@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: MIT
+/*
+ * What the suites share: a sequence producer, a recording consumer, a
+ * mapping producer-consumer, a tally of every event delivered or freed, and
+ * a log hook that counts. Stage callbacks never assert (Criterion's asserts
+ * belong to the test's own thread): they count violations in atomics that
+ * the test checks after gs_pipeline_wait.
+ */
+#ifndef GS_TEST_H
+#define GS_TEST_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <criterion/criterion.h>
+#include <genstage/genstage.h>
+
+/* Criterion's per-test limit, in seconds; generous for sanitizer builds. */
+#ifndef GS_TEST_TIMEOUT
+#define GS_TEST_TIMEOUT 60
+#endif
+
+/* Integers travel as events. */
+#define GS_EV(i) ((void *)(uintptr_t)(i))
+#define GS_VAL(e) ((uintptr_t)(e))
+
+/* A user error code for callbacks to fail with. */
+#define GS_TEST_FAIL (GS_EUSER + 1)
+
+/* Asserts that a gs_err expression is GS_OK, naming it if not. */
+#define GS_OK_OR_DIE(expr)                                                     \
+	do {                                                                   \
+		gs_err gs_ok_or_die_ = (expr);                                 \
+		cr_assert_eq(gs_ok_or_die_, GS_OK, "%s: %s (%d)", #expr,       \
+			     gs_strerror(gs_ok_or_die_), (int)gs_ok_or_die_);  \
+	} while (0)
+
+/*
+ * Every event of ids [0, n): how often each was delivered to a recorder
+ * and how often freed (event_free with this tally as its argument). The
+ * counts are atomic so that any stage thread may mark them.
+ */
+typedef struct tally {
+	size_t n;
+	_Atomic unsigned char *seen;
+	_Atomic unsigned char *freed;
+	_Atomic uint64_t delivered;
+	_Atomic uint64_t freed_count;
+	_Atomic uint64_t out_of_range;
+} tally;
+
+void tally_init(tally *t, size_t n);
+void tally_fini(tally *t);
+/* event_free for stage options: marks the event freed in the tally `arg`. */
+void tally_free(void *event, void *arg);
+/* Checks (with cr_assert) that no event was delivered or freed twice, nor
+ * both, that none was out of range, and that delivered + freed equals
+ * `produced`; when `all`, that every id below `produced` was accounted. */
+void tally_check(const tally *t, uint64_t produced, bool all);
+/* Checks that every id in [lo, hi) was delivered or freed. */
+void tally_check_range(const tally *t, size_t lo, size_t hi);
+
+/*
+ * A producer emitting first, first + 1, ... as it is asked, `total` events
+ * in all (SIZE_MAX: without end), then gs_done. Options set before start;
+ * counters read after the pipeline finished (or atomically while it runs).
+ */
+typedef struct seq_producer {
+	uintptr_t first;
+	size_t total;
+	/* Emit this many events more than asked on each call, and
+	 * extra_first more on the first. */
+	size_t extra;
+	size_t extra_first;
+	/* Return fail_code from the fail_at-th handle_demand (1-based), after
+	 * emitting; 0: never. */
+	uint64_t fail_at;
+	int fail_code;
+	/* Return fail_code from init. */
+	bool fail_init;
+	/* Call gs_done from init (with total 0, nothing is ever emitted). */
+	bool done_in_init;
+	/* Call gs_done from handle_cancel (the producer's role). */
+	bool done_on_cancel;
+	/* When set: check on each handle_demand that the demand passed so far
+	 * is at most *consumed + slack (the batch rule's bound). */
+	const _Atomic uint64_t *consumed;
+	uint64_t slack;
+
+	size_t next; /* own */
+
+	_Atomic uint64_t calls;
+	_Atomic uint64_t demanded;
+	_Atomic uint64_t first_demand;
+	_Atomic uint64_t emitted;
+	_Atomic uint64_t over_demand; /* handle_demand calls past the bound */
+	_Atomic uint64_t emit_errors;
+	_Atomic uint64_t calls_after_done;
+	_Atomic int cancels;
+	_Atomic int cancel_reason; /* the last */
+	_Atomic int terminated;
+	_Atomic int reason;
+	bool is_done; /* own */
+} seq_producer;
+
+extern const gs_stage_ops seq_producer_ops;
+
+/* At most this many subscriptions a recorder tracks in detail. */
+#define GS_TEST_SUBS 8
+
+/* What a recorder knows of one of its subscriptions. */
+typedef struct rec_sub {
+	gs_sub *sub;
+	size_t max, min;
+	bool manual;
+	/* own: the consumer's demand as the batch rule computes it */
+	uint64_t asked, received, outstanding;
+	uintptr_t last;
+	bool any;
+} rec_sub;
+
+/*
+ * A consumer (or the consuming half of a test stage) that records what it
+ * receives: counts and sums, the tally, each subscription's order and the
+ * batch rule (chunk sizes, never more than asked).
+ */
+typedef struct recorder {
+	tally *tally;     /* may be NULL */
+	bool check_order; /* each subscription's values strictly increase */
+	/* Return fail_code once this many events have arrived; 0: never. */
+	uint64_t fail_after;
+	int fail_code;
+	/* What handle_cancel returns. */
+	int cancel_ret;
+	/* Also counts what arrives here, when set (shared by recorders). */
+	_Atomic uint64_t *also_received;
+
+	rec_sub subs[GS_TEST_SUBS]; /* set with recorder_track before start */
+	size_t n_subs;
+
+	_Atomic uint64_t received;
+	_Atomic uint64_t sum;
+	_Atomic uint64_t chunks;
+	_Atomic uint64_t max_chunk;
+	_Atomic uint64_t untracked; /* events from subscriptions not tracked */
+	_Atomic uint64_t order_errors;
+	_Atomic uint64_t chunk_errors;  /* a chunk above max - min */
+	_Atomic uint64_t demand_errors; /* more events than asked */
+	_Atomic uint64_t empty_chunks;
+	_Atomic uint64_t after_stop; /* callbacks after terminate */
+	_Atomic int subscribes;
+	_Atomic int cancels;
+	_Atomic int cancels_ok;
+	_Atomic int cancel_reason; /* the last */
+	_Atomic int terminated;
+	_Atomic int reason;
+} recorder;
+
+extern const gs_stage_ops recorder_ops;
+
+/* Subscribes `consumer` (whose state is `r`) to `producer` and tracks the
+ * subscription in r; asserts success. */
+gs_sub *recorder_subscribe(recorder *r, gs_stage *consumer, gs_stage *producer,
+			   const gs_sub_opts *opts);
+
+/* Records a chunk in r (for stages that wrap a recorder). */
+int recorder_take(recorder *r, gs_sub *from, void **events, size_t n);
+
+/*
+ * A producer-consumer that emits each event plus `add`, `copies` times
+ * (0 means once), recording what it receives like a recorder.
+ */
+typedef struct mapper {
+	recorder rec;
+	uintptr_t add;
+	unsigned copies;
+	_Atomic uint64_t emitted;
+	_Atomic uint64_t emit_errors;
+} mapper;
+
+extern const gs_stage_ops mapper_ops;
+
+/* A log hook counting each level; `arg` is a log_count. */
+typedef struct log_count {
+	_Atomic int warn;
+	_Atomic int error;
+	_Atomic int null_stage;
+} log_count;
+
+void log_counter(void *arg, gs_log_level level, const gs_stage *stage,
+		 const char *msg);
+
+/* Waits (without a time limit: the test's .timeout is the limit) until
+ * *v >= at_least. */
+void wait_at_least(const _Atomic uint64_t *v, uint64_t at_least);
+void wait_int_at_least(const _Atomic int *v, int at_least);
+
+/* A small deterministic generator for randomized tests. */
+typedef struct gs_rng {
+	uint64_t s;
+} gs_rng;
+
+uint64_t gs_rng_next(gs_rng *r);
+/* Uniform in [lo, hi]. */
+size_t gs_rng_range(gs_rng *r, size_t lo, size_t hi);
+
+#endif

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: MIT
+/* Stopping a running pipeline: drain delivers everything, now frees what
+ * was not delivered, and either way produced = delivered + freed. */
+#include <pthread.h>
+#include <time.h>
+
+#include "gs_test.h"
+
+#ifndef GS_TEST_EVENTS
+#define GS_TEST_EVENTS 100000
+#endif
+
+/* Ids the endless producers may reach; far beyond what a test lets them. */
+#define ID_SPACE ((size_t)1 << 21)
+
+/* Events to see delivered before stopping. */
+#define BEFORE_STOP (GS_TEST_EVENTS / 5)
+
+typedef struct chain {
+	gs_pipeline *p;
+	gs_stage *prod, *pc[2], *cons;
+	seq_producer sp;
+	mapper m[2];
+	recorder r;
+	tally t;
+	log_count log;
+} chain;
+
+/* prod -> `pcs` identity stages -> cons; every stage frees into the
+ * tally. */
+static void chain_new(chain *c, int pcs, size_t extra)
+{
+	*c = (chain){
+		.sp = { .total = ID_SPACE, .extra = extra },
+		.r = { .check_order = true },
+	};
+	tally_init(&c->t, ID_SPACE);
+	c->r.tally = &c->t;
+	gs_stage_opts opts = { .event_free = tally_free,
+			       .event_free_arg = &c->t };
+	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
+							  .log_arg = &c->log },
+				     &c->p));
+	GS_OK_OR_DIE(gs_stage_new(c->p, GS_PRODUCER, &seq_producer_ops, &c->sp,
+				  &opts, &c->prod));
+	gs_stage *up = c->prod;
+	for (int i = 0; i < pcs; i++) {
+		c->m[i].rec.check_order = true;
+		GS_OK_OR_DIE(gs_stage_new(c->p, GS_PRODUCER_CONSUMER,
+					  &mapper_ops, &c->m[i], &opts,
+					  &c->pc[i]));
+		recorder_subscribe(&c->m[i].rec, c->pc[i], up,
+				   &(gs_sub_opts){ .max_demand = 200 });
+		up = c->pc[i];
+	}
+	GS_OK_OR_DIE(gs_stage_new(c->p, GS_CONSUMER, &recorder_ops, &c->r,
+				  &opts, &c->cons));
+	recorder_subscribe(&c->r, c->cons, up,
+			   &(gs_sub_opts){ .max_demand = 300 });
+}
+
+static uint64_t chain_dropped(chain *c, int pcs)
+{
+	gs_stats st;
+	uint64_t sum = 0;
+	GS_OK_OR_DIE(gs_stage_stats(c->prod, &st));
+	sum += st.dropped;
+	for (int i = 0; i < pcs; i++) {
+		GS_OK_OR_DIE(gs_stage_stats(c->pc[i], &st));
+		sum += st.dropped;
+	}
+	GS_OK_OR_DIE(gs_stage_stats(c->cons, &st));
+	return sum + st.dropped;
+}
+
+static void chain_free(chain *c)
+{
+	gs_pipeline_free(c->p);
+	tally_fini(&c->t);
+}
+
+static void expect_all_ok(chain *c, int pcs)
+{
+	cr_assert_eq(atomic_load(&c->sp.terminated), 1);
+	cr_assert_eq(atomic_load(&c->sp.reason), GS_OK);
+	for (int i = 0; i < pcs; i++) {
+		cr_assert_eq(atomic_load(&c->m[i].rec.terminated), 1);
+		cr_assert_eq(atomic_load(&c->m[i].rec.reason), GS_OK);
+	}
+	cr_assert_eq(atomic_load(&c->r.terminated), 1);
+	cr_assert_eq(atomic_load(&c->r.reason), GS_OK);
+	cr_assert_eq(atomic_load(&c->r.order_errors), 0);
+	cr_assert_eq(atomic_load(&c->r.demand_errors), 0);
+	cr_assert_eq(atomic_load(&c->log.error), 0, "no abnormal stop");
+}
+
+Test(stop, drain_delivers_every_event_in_flight, .timeout = GS_TEST_TIMEOUT)
+{
+	chain c;
+	chain_new(&c, 2, 3);
+	GS_OK_OR_DIE(gs_pipeline_start(c.p));
+	wait_at_least(&c.r.received, BEFORE_STOP);
+	cr_assert_eq(gs_pipeline_stop(c.p, GS_STOP_DRAIN), GS_OK);
+	uint64_t produced = atomic_load(&c.sp.emitted);
+	tally_check(&c.t, produced, true);
+	cr_assert_eq(atomic_load(&c.t.freed_count), 0, "drain frees nothing");
+	cr_assert_eq(atomic_load(&c.r.received), produced);
+	cr_assert_eq(chain_dropped(&c, 2), 0);
+	expect_all_ok(&c, 2);
+	chain_free(&c);
+}
+
+Test(stop, drain_straight_into_a_consumer_delivers_everything,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	chain c;
+	chain_new(&c, 0, 0);
+	GS_OK_OR_DIE(gs_pipeline_start(c.p));
+	wait_at_least(&c.r.received, BEFORE_STOP);
+	cr_assert_eq(gs_pipeline_stop(c.p, GS_STOP_DRAIN), GS_OK);
+	uint64_t produced = atomic_load(&c.sp.emitted);
+	tally_check(&c.t, produced, true);
+	cr_assert_eq(atomic_load(&c.t.freed_count), 0);
+	expect_all_ok(&c, 0);
+	chain_free(&c);
+}
+
+Test(stop, now_frees_what_was_not_delivered, .timeout = GS_TEST_TIMEOUT)
+{
+	chain c;
+	chain_new(&c, 2, 3);
+	GS_OK_OR_DIE(gs_pipeline_start(c.p));
+	wait_at_least(&c.r.received, BEFORE_STOP);
+	cr_assert_eq(gs_pipeline_stop(c.p, GS_STOP_NOW), GS_OK);
+	uint64_t produced = atomic_load(&c.sp.emitted);
+	tally_check(&c.t, produced, true);
+	cr_assert_eq(chain_dropped(&c, 2), atomic_load(&c.t.freed_count),
+		     "every freed event is counted as dropped");
+	cr_assert_eq(atomic_load(&c.r.reason), GS_OK);
+	cr_assert_eq(atomic_load(&c.sp.terminated), 1);
+	chain_free(&c);
+}
+
+Test(stop, freeing_a_running_pipeline_accounts_for_every_event,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	chain c;
+	chain_new(&c, 1, 3);
+	GS_OK_OR_DIE(gs_pipeline_start(c.p));
+	wait_at_least(&c.r.received, BEFORE_STOP);
+	gs_pipeline_free(c.p);
+	uint64_t produced = atomic_load(&c.sp.emitted);
+	tally_check(&c.t, produced, true);
+	cr_assert_eq(atomic_load(&c.sp.terminated), 1);
+	cr_assert_eq(atomic_load(&c.r.terminated), 1);
+	tally_fini(&c.t);
+}
+
+/* --- a consumer held inside handle_events ------------------------------- */
+
+typedef struct holder {
+	recorder rec;
+	_Atomic int blocked;
+	_Atomic int release;
+} holder;
+
+static int hold_events(void *state, gs_stage *stage, gs_sub *from,
+		       void **events, size_t n)
+{
+	holder *h = state;
+	(void)stage;
+	if (!atomic_exchange(&h->blocked, 1))
+		while (!atomic_load(&h->release)) {
+			struct timespec ts = { .tv_nsec = 100000 };
+			nanosleep(&ts, NULL);
+		}
+	return recorder_take(&h->rec, from, events, n);
+}
+
+static void hold_terminate(void *state, gs_stage *stage, int reason)
+{
+	recorder_ops.terminate(&((holder *)state)->rec, stage, reason);
+}
+
+static const gs_stage_ops holder_ops = { .handle_events = hold_events,
+					 .terminate = hold_terminate };
+
+typedef struct held {
+	gs_pipeline *p;
+	gs_stage *prod, *cons;
+	seq_producer sp;
+	holder h;
+	tally t;
+	gs_stop_mode mode;
+	gs_err stop_result;
+} held;
+
+static void *stopper(void *arg)
+{
+	held *x = arg;
+	x->stop_result = gs_pipeline_stop(x->p, x->mode);
+	return NULL;
+}
+
+/* The consumer takes its first chunk and holds on to it while the
+ * pipeline is told to stop; the producer's first call emitted 500 more
+ * than asked, so there are events both in the ring and in the buffer. */
+static void run_held(held *x, gs_stop_mode mode)
+{
+	*x = (held){ .sp = { .total = ID_SPACE, .extra_first = 500 },
+		     .h = { .rec = { .check_order = true } },
+		     .mode = mode };
+	tally_init(&x->t, ID_SPACE);
+	x->h.rec.tally = &x->t;
+	gs_stage_opts opts = { .event_free = tally_free,
+			       .event_free_arg = &x->t };
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &x->p));
+	GS_OK_OR_DIE(gs_stage_new(x->p, GS_PRODUCER, &seq_producer_ops, &x->sp,
+				  &opts, &x->prod));
+	GS_OK_OR_DIE(gs_stage_new(x->p, GS_CONSUMER, &holder_ops, &x->h, &opts,
+				  &x->cons));
+	recorder_subscribe(&x->h.rec, x->cons, x->prod,
+			   &(gs_sub_opts){ .max_demand = 100 });
+	GS_OK_OR_DIE(gs_pipeline_start(x->p));
+	wait_int_at_least(&x->h.blocked, 1);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, stopper, x), 0);
+	/* With GS_STOP_NOW, let the producer stop while the consumer is
+	 * held; a drain cannot finish the producer before the consumer takes
+	 * its buffer, so release at once. */
+	if (mode == GS_STOP_NOW)
+		wait_int_at_least(&x->sp.terminated, 1);
+	atomic_store(&x->h.release, 1);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_eq(x->stop_result, GS_OK);
+}
+
+Test(stop, drain_delivers_the_buffer_of_a_held_consumer,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	held x;
+	run_held(&x, GS_STOP_DRAIN);
+	uint64_t produced = atomic_load(&x.sp.emitted);
+	cr_assert_geq(produced, 600);
+	tally_check(&x.t, produced, true);
+	cr_assert_eq(atomic_load(&x.t.freed_count), 0);
+	cr_assert_eq(atomic_load(&x.h.rec.received), produced);
+	cr_assert_eq(atomic_load(&x.h.rec.reason), GS_OK);
+	gs_pipeline_free(x.p);
+	tally_fini(&x.t);
+}
+
+Test(stop, now_frees_the_buffer_and_the_ring_of_a_held_consumer,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	held x;
+	run_held(&x, GS_STOP_NOW);
+	uint64_t produced = atomic_load(&x.sp.emitted);
+	tally_check(&x.t, produced, true);
+	/* At least the 500 still in the producer's buffer. */
+	cr_assert_geq(atomic_load(&x.t.freed_count), 500);
+	gs_stats ps, cs;
+	GS_OK_OR_DIE(gs_stage_stats(x.prod, &ps));
+	GS_OK_OR_DIE(gs_stage_stats(x.cons, &cs));
+	cr_assert_eq(ps.dropped + cs.dropped, atomic_load(&x.t.freed_count));
+	cr_assert_eq(atomic_load(&x.h.rec.reason), GS_OK);
+	gs_pipeline_free(x.p);
+	tally_fini(&x.t);
+}
+
+/* --- misuse ------------------------------------------------------------- */
+
+typedef struct self_stopper {
+	recorder rec;
+	gs_pipeline *p;
+	_Atomic int stop_err;
+	_Atomic int wait_err;
+	_Atomic int tried;
+} self_stopper;
+
+static int self_stop_events(void *state, gs_stage *stage, gs_sub *from,
+			    void **events, size_t n)
+{
+	self_stopper *s = state;
+	(void)stage;
+	if (!atomic_exchange(&s->tried, 1)) {
+		atomic_store(&s->stop_err, gs_pipeline_stop(s->p, GS_STOP_NOW));
+		atomic_store(&s->wait_err, gs_pipeline_wait(s->p));
+	}
+	return recorder_take(&s->rec, from, events, n);
+}
+
+Test(stop, stop_and_wait_from_a_stage_thread_are_refused_not_deadlocked,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p = NULL;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	seq_producer sp = { .total = 1000 };
+	self_stopper s = { .p = p };
+	static const gs_stage_ops ops = { .handle_events = self_stop_events };
+	gs_stage *prod = NULL, *cons = NULL;
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
+				  &prod));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &ops, &s, NULL, &cons));
+	GS_OK_OR_DIE(gs_subscribe(cons, prod, NULL, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(atomic_load(&s.tried), 1);
+	cr_assert_neq(atomic_load(&s.stop_err), GS_OK);
+	cr_assert_neq(atomic_load(&s.wait_err), GS_OK);
+	cr_assert_eq(atomic_load(&s.rec.received), 1000);
+	gs_pipeline_free(p);
+}
