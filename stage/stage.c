@@ -471,6 +471,9 @@ GS__API gs_err gs_emit(gs_stage *s, void *const *events, size_t n)
 		gs__dispatch_buffer(s); /* older events go first */
 	if (!s->buf.count)
 		sent = gs__dispatch(s, events, n);
+	/* What goes to the buffer is paid for when later demand is met from
+	 * it (see produce). */
+	s->credit -= sent < s->credit ? sent : s->credit;
 	if (sent < n) {
 		size_t dropped = gs__buffer_put(&s->buf, events + sent,
 						n - sent, drop_cb, s);

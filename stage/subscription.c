@@ -221,7 +221,11 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 	bool blocked = sub->asked - sub->received >
 		       gs__ring_capacity(&sub->ring);
 	sub->received += n;
-	s->credit -= n < s->credit ? n : s->credit;
+	/* A pull stream pays for what it receives; a producer-consumer pays
+	 * for what it sends on (gs_emit), as GenStage does, so one that
+	 * filters or reduces keeps reading. */
+	if (s->hooks.pull)
+		s->credit -= n < s->credit ? n : s->credit;
 	if (r) {
 		gs__stop(s, r);
 		return true;
@@ -238,7 +242,8 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 
 /* One pass over the inputs, a chunk from each, starting from a different
  * one each time so that no producer is starved. A producer-consumer reads
- * only while its downstream has demand: back-pressure passes through it. */
+ * only while its downstream has demand it has not yet met: back-pressure
+ * passes through it. */
 bool gs__read_inputs(gs_stage *s)
 {
 	bool progress = false;
