@@ -181,6 +181,8 @@ struct gs_stage {
 	gs_sub **ins;
 	size_t n_ins, cap_ins;
 	size_t in_cursor; /* round-robin start over ins */
+	void **scratch;   /* a chunk gathered across a ring's wrap */
+	size_t scratch_cap;
 	gs__buffer buf;
 	bool done;     /* gs_done: finish once the buffer is delivered */
 	bool stopping; /* leave the loop with stop_reason */

@@ -104,6 +104,31 @@ static inline size_t gs__ring_peek(gs__ring *r, void ***items, size_t max)
 	return avail;
 }
 
+/* Consumer side: copies the next n items (n <= what is queued, as a peek
+ * or gs__ring_count showed) into out, across the wrap; they stay in the
+ * ring until gs__ring_release. */
+static inline void gs__ring_gather(const gs__ring *r, void **out, size_t n)
+{
+	uint32_t h = (uint32_t)atomic_load_explicit(&r->head,
+						    memory_order_relaxed);
+	size_t at = h & r->mask;
+	size_t first = gs__ring_capacity(r) - at < n ? gs__ring_capacity(r) - at
+						     : n;
+	memcpy(out, r->slots + at, first * sizeof *out);
+	memcpy(out + first, r->slots, (n - first) * sizeof *out);
+}
+
+/* Consumer side: how many items are queued, refreshing the view of the
+ * producer's index. */
+static inline size_t gs__ring_ready(gs__ring *r)
+{
+	uint32_t h = (uint32_t)atomic_load_explicit(&r->head,
+						    memory_order_relaxed);
+	r->tail_seen = (uint32_t)atomic_load_explicit(&r->tail,
+						      memory_order_acquire);
+	return (uint32_t)(r->tail_seen - h);
+}
+
 /* Consumer side: gives n peeked slots back to the producer. */
 static inline void gs__ring_release(gs__ring *r, size_t n)
 {

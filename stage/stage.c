@@ -194,6 +194,7 @@ void gs__stage_free(gs_stage *s)
 	gs__buffer_fini(&s->buf);
 	free(s->outs);
 	free(s->ins);
+	free(s->scratch);
 	pthread_mutex_destroy(&s->inbox_lock);
 	free(s);
 }

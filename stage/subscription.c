@@ -115,6 +115,14 @@ void gs__attach_in(gs_stage *s, gs_sub *sub)
 		gs__release_in(s, s->n_ins - 1, GS_OK);
 		return;
 	}
+	size_t chunk = sub->max_demand; /* the most take_chunk may gather */
+	if (chunk > s->scratch_cap) {
+		void **sc = realloc(s->scratch, chunk * sizeof *sc);
+		if (sc) { /* without it, chunks just break at the wrap */
+			s->scratch = sc;
+			s->scratch_cap = chunk;
+		}
+	}
 	if (s->ops.handle_subscribe) {
 		uint64_t t0 = gs__now_ns();
 		int r = s->ops.handle_subscribe(s->state, s, sub,
@@ -207,6 +215,16 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 	size_t n = gs__ring_peek(&sub->ring, &ev, chunk);
 	if (!n)
 		return false;
+	/* A chunk that runs past the ring's end is gathered into one array
+	 * (a copy at most once per lap) so batches keep their size. */
+	if (n < chunk && chunk <= s->scratch_cap) {
+		size_t ready = gs__ring_ready(&sub->ring);
+		if (ready > n) {
+			n = ready < chunk ? ready : chunk;
+			gs__ring_gather(&sub->ring, s->scratch, n);
+			ev = s->scratch;
+		}
+	}
 	gs_pipeline *p = s->p;
 	if (p->opts.trace)
 		p->opts.trace(p->opts.trace_arg, sub->producer, s, n);
