@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+/*
+ * What gs-bench's parts share: a topology's parameters and result, the
+ * functions that run them, and the few helpers every topology uses (the
+ * clock, the expected checksum, a spin-wait hint).
+ */
+#ifndef GSB_BENCH_H
+#define GSB_BENCH_H
+
+#include <sched.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* What a run gets: how many events to move, and where to report how many
+ * have arrived so far (shared with the parent, which prints progress). */
+typedef struct gsb_params {
+	uint64_t events;
+	_Atomic uint64_t *progress;
+} gsb_params;
+
+/* What a run reports back through the pipe, as plain bytes. */
+typedef struct gsb_result {
+	uint64_t delivered; /* events the last stage received */
+	uint64_t checksum;  /* sum of the values it received */
+	uint64_t expected;  /* what checksum must be */
+	double seconds;     /* from starting the threads to joining them */
+	int err;            /* 0, or why the run could not complete */
+	char note[192];     /* a line on how the run went (batches, costs) */
+} gsb_result;
+
+typedef struct gsb_topology gsb_topology;
+typedef void (*gsb_run_fn)(const gsb_topology *t, const gsb_params *p,
+			   gsb_result *r);
+
+struct gsb_topology {
+	const char *name;
+	const char *what; /* one line for --list and RESULTS.md */
+	gsb_run_fn run;
+	size_t max_demand; /* genstage topologies only */
+	uint64_t default_events;
+};
+
+/* topo_genstage.c: the library's own pipelines. */
+void gsb_run_1_1(const gsb_topology *t, const gsb_params *p, gsb_result *r);
+void gsb_run_1_map_1(const gsb_topology *t, const gsb_params *p, gsb_result *r);
+void gsb_run_1_1_slow(const gsb_topology *t, const gsb_params *p,
+		      gsb_result *r);
+
+/* topo_baselines.c: the same work without the library. */
+void gsb_run_mutex_queue(const gsb_topology *t, const gsb_params *p,
+			 gsb_result *r);
+void gsb_run_ck_ring(const gsb_topology *t, const gsb_params *p, gsb_result *r);
+void gsb_run_gs_ring(const gsb_topology *t, const gsb_params *p, gsb_result *r);
+void gsb_run_gs_ring_1(const gsb_topology *t, const gsb_params *p,
+		       gsb_result *r);
+
+static inline double gsb_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Every producer emits 1..n (never 0, which would be a NULL event); each
+ * map stage on the way adds one to every value. */
+static inline uint64_t gsb_expected_sum(uint64_t n, uint64_t maps)
+{
+	return (n % 2 ? n * ((n + 1) / 2) : (n / 2) * (n + 1)) + maps * n;
+}
+
+/* Busy-wait hint: lets the sibling hyperthread (or the other side's cache
+ * line) make progress while we spin. */
+static inline void gsb_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+/* Failed tries before a spinning thread yields the CPU: a few
+ * microseconds of pause, far longer than a hand-off takes when both
+ * threads have a core, so it matters only when they do not (a shared,
+ * busy machine), where spinning on would burn the time slice the other
+ * thread needs. */
+#define GSB_YIELD_AFTER 1024u
+
+/* One failed try of a spin-wait; `tries` counts them. */
+static inline void gsb_backoff(unsigned *tries)
+{
+	if (++*tries % GSB_YIELD_AFTER)
+		gsb_relax();
+	else
+		sched_yield();
+}
+
+/* Progress is published every this many events by per-item loops, so the
+ * shared line is touched rarely. */
+#define GSB_PROGRESS_EVERY 4096u
+
+static inline void gsb_progress(const gsb_params *p, uint64_t delivered)
+{
+	atomic_store_explicit(p->progress, delivered, memory_order_relaxed);
+}
+
+#endif
