@@ -10,17 +10,16 @@
 
 #include "internal.h"
 #include "park.h"
+#include "waitq.h"
 
 /* Events moved from the queue per gs_emit. */
 #define CHUNK 512
 
 typedef struct pusher {
-	pthread_mutex_t lock;
-	pthread_cond_t room; /* signalled when events leave the queue */
-	gs__buffer queue;    /* lock */
-	bool closed;         /* lock: gs_push_close was called */
-	bool stopped;        /* lock: the stage has finished */
-	uint64_t demand;     /* worker-own: demand not met yet */
+	gs__waitq w;     /* cv: signalled when events leave the queue */
+	bool closed;     /* w.lock: gs_push_close was called */
+	bool stopped;    /* w.lock: the stage has finished */
+	uint64_t demand; /* worker-own: demand not met yet */
 } pusher;
 
 static void drop_cb(void *ctx, void *const *events, size_t n)
@@ -36,23 +35,23 @@ static bool pump(gs_stage *s, void *state)
 	for (;;) {
 		void *chunk[CHUNK];
 		size_t k = 0;
-		pthread_mutex_lock(&ps->lock);
-		while (k < CHUNK && k < ps->demand && ps->queue.count) {
+		pthread_mutex_lock(&ps->w.lock);
+		while (k < CHUNK && k < ps->demand && ps->w.q.count) {
 			void **ev = NULL;
-			size_t n = gs__buffer_peek(&ps->queue, &ev);
+			size_t n = gs__buffer_peek(&ps->w.q, &ev);
 			size_t want = CHUNK - k;
 			if (want > ps->demand - k)
 				want = ps->demand - k;
 			if (n > want)
 				n = want;
 			memcpy(chunk + k, ev, n * sizeof *ev);
-			gs__buffer_consume(&ps->queue, n);
+			gs__buffer_consume(&ps->w.q, n);
 			k += n;
 		}
 		if (k)
-			pthread_cond_broadcast(&ps->room);
-		bool finished = ps->closed && !ps->queue.count;
-		pthread_mutex_unlock(&ps->lock);
+			pthread_cond_broadcast(&ps->w.cv);
+		bool finished = ps->closed && !ps->w.q.count;
+		pthread_mutex_unlock(&ps->w.lock);
 		if (k) {
 			ps->demand -= k;
 			moved = true;
@@ -82,12 +81,12 @@ static void on_terminate(void *state, gs_stage *s, int reason)
 {
 	(void)reason;
 	pusher *ps = state;
-	pthread_mutex_lock(&ps->lock);
+	pthread_mutex_lock(&ps->w.lock);
 	ps->stopped = true;
-	size_t dropped = ps->queue.count;
-	gs__buffer_clear(&ps->queue, drop_cb, s);
-	pthread_cond_broadcast(&ps->room);
-	pthread_mutex_unlock(&ps->lock);
+	size_t dropped = ps->w.q.count;
+	gs__buffer_clear(&ps->w.q, drop_cb, s);
+	pthread_cond_broadcast(&ps->w.cv);
+	pthread_mutex_unlock(&ps->w.lock);
 	if (dropped)
 		gs__log(s, GS_LOG_WARN, "stopped: dropped %zu pushed events",
 			dropped);
@@ -96,10 +95,7 @@ static void on_terminate(void *state, gs_stage *s, int reason)
 static void cleanup(gs_stage *s, void *state)
 {
 	pusher *ps = state;
-	gs__buffer_clear(&ps->queue, drop_cb, s);
-	gs__buffer_fini(&ps->queue);
-	pthread_cond_destroy(&ps->room);
-	pthread_mutex_destroy(&ps->lock);
+	gs__waitq_fini(&ps->w, s);
 	free(ps);
 }
 
@@ -116,17 +112,11 @@ GS__API gs_err gs_push_producer(gs_pipeline *p, const gs_stage_opts *opts,
 	pusher *ps = calloc(1, sizeof *ps);
 	if (!ps)
 		return GS_ENOMEM;
-	if (pthread_mutex_init(&ps->lock, NULL)) {
-		free(ps);
-		return GS_ENOMEM;
-	}
-	if (gs__cond_init(&ps->room)) {
-		pthread_mutex_destroy(&ps->lock);
-		free(ps);
-		return GS_ENOMEM;
-	}
 	size_t cap = opts && opts->buffer_size ? opts->buffer_size : 10000;
-	gs__buffer_init(&ps->queue, cap, GS_KEEP_FIRST);
+	if (gs__waitq_init(&ps->w, cap, GS_KEEP_FIRST)) {
+		free(ps);
+		return GS_ENOMEM;
+	}
 	static const gs__hooks hooks = {
 		.tag = GS__PUSH,
 		.poll = pump,
@@ -152,31 +142,31 @@ GS__API gs_err gs_push(gs_stage *s, void *const *events, size_t n,
 		return GS_EINVAL;
 	if (gs__is_current(s))
 		return GS_ETHREAD;
-	if (n > ps->queue.limit)
+	if (n > ps->w.q.limit)
 		return GS_EINVAL;
 	struct timespec until = gs__deadline(timeout_ms);
 	gs_err err = GS_OK;
-	pthread_mutex_lock(&ps->lock);
+	pthread_mutex_lock(&ps->w.lock);
 	for (;;) {
 		if (ps->stopped || ps->closed) {
 			err = GS_ECLOSED;
 			break;
 		}
-		if (ps->queue.limit - ps->queue.count >= n)
+		if (ps->w.q.limit - ps->w.q.count >= n)
 			break;
 		if (timeout_ms == 0) {
 			err = GS_EFULL;
 			break;
 		}
-		if (gs__cond_wait(&ps->room, &ps->lock, timeout_ms, &until) &&
-		    ps->queue.limit - ps->queue.count < n) {
+		if (gs__cond_wait(&ps->w.cv, &ps->w.lock, timeout_ms, &until) &&
+		    ps->w.q.limit - ps->w.q.count < n) {
 			err = GS_ETIMEDOUT;
 			break;
 		}
 	}
 	if (!err)
-		gs__buffer_put(&ps->queue, events, n, drop_cb, s);
-	pthread_mutex_unlock(&ps->lock);
+		gs__buffer_put(&ps->w.q, events, n, drop_cb, s);
+	pthread_mutex_unlock(&ps->w.lock);
 	if (!err && n)
 		gs__wake(s);
 	return err;
@@ -187,9 +177,9 @@ GS__API gs_err gs_push_close(gs_stage *s)
 	pusher *ps = as_pusher(s);
 	if (!ps)
 		return GS_EINVAL;
-	pthread_mutex_lock(&ps->lock);
+	pthread_mutex_lock(&ps->w.lock);
 	ps->closed = true;
-	pthread_mutex_unlock(&ps->lock);
+	pthread_mutex_unlock(&ps->w.lock);
 	gs__wake(s);
 	return GS_OK;
 }

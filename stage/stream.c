@@ -10,12 +10,11 @@
 
 #include "internal.h"
 #include "park.h"
+#include "waitq.h"
 
 typedef struct stream {
-	pthread_mutex_t lock;
-	pthread_cond_t ready; /* signalled when events arrive or it ends */
-	gs__buffer queue;     /* lock */
-	bool ended;           /* lock */
+	gs__waitq w; /* cv: signalled when events arrive or it ends */
+	bool ended;  /* w.lock */
 	/* credit ever given: the stream's size plus all the puller took */
 	_Atomic uint64_t given;
 } stream;
@@ -30,10 +29,10 @@ static int on_events(void *state, gs_stage *s, gs_sub *from, void **events,
 {
 	(void)from;
 	stream *st = state;
-	pthread_mutex_lock(&st->lock);
-	gs__buffer_put(&st->queue, events, n, drop_cb, s);
-	pthread_cond_broadcast(&st->ready);
-	pthread_mutex_unlock(&st->lock);
+	pthread_mutex_lock(&st->w.lock);
+	gs__buffer_put(&st->w.q, events, n, drop_cb, s);
+	pthread_cond_broadcast(&st->w.cv);
+	pthread_mutex_unlock(&st->w.lock);
 	return GS_OK;
 }
 
@@ -56,24 +55,19 @@ static void on_terminate(void *state, gs_stage *s, int reason)
 	(void)s;
 	(void)reason;
 	stream *st = state;
-	pthread_mutex_lock(&st->lock);
+	pthread_mutex_lock(&st->w.lock);
 	st->ended = true;
-	pthread_cond_broadcast(&st->ready);
-	pthread_mutex_unlock(&st->lock);
+	pthread_cond_broadcast(&st->w.cv);
+	pthread_mutex_unlock(&st->w.lock);
 }
 
 static void cleanup(gs_stage *s, void *state)
 {
 	stream *st = state;
-	if (s && st->queue.count) {
+	size_t dropped = gs__waitq_fini(&st->w, s);
+	if (dropped)
 		gs__log(s, GS_LOG_WARN,
-			"freed: dropped %zu events never pulled",
-			st->queue.count);
-		gs__buffer_clear(&st->queue, drop_cb, s);
-	}
-	gs__buffer_fini(&st->queue);
-	pthread_cond_destroy(&st->ready);
-	pthread_mutex_destroy(&st->lock);
+			"freed: dropped %zu events never pulled", dropped);
 	free(st);
 }
 
@@ -90,19 +84,13 @@ GS__API gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts,
 	stream *st = calloc(1, sizeof *st);
 	if (!st)
 		return GS_ENOMEM;
-	if (pthread_mutex_init(&st->lock, NULL)) {
-		free(st);
-		return GS_ENOMEM;
-	}
-	if (gs__cond_init(&st->ready)) {
-		pthread_mutex_destroy(&st->lock);
+	/* The credit bounds the queue; a chunk may overshoot it by less
+	 * than one max_demand, so the queue itself never drops. */
+	if (gs__waitq_init(&st->w, GS_UNBOUNDED, GS_KEEP_FIRST)) {
 		free(st);
 		return GS_ENOMEM;
 	}
 	size_t cap = opts && opts->buffer_size ? opts->buffer_size : 1000;
-	/* The credit bounds the queue; a chunk may overshoot it by less
-	 * than one max_demand, so the queue itself never drops. */
-	gs__buffer_init(&st->queue, GS_UNBOUNDED, GS_KEEP_FIRST);
 	atomic_init(&st->given, cap);
 	static const gs__hooks hooks = {
 		.tag = GS__STREAM,
@@ -128,23 +116,23 @@ GS__API gs_err gs_stream_next(gs_stage *s, void **events, size_t max, size_t *n,
 	struct timespec until = gs__deadline(timeout_ms);
 	gs_err err = GS_OK;
 	size_t taken = 0;
-	pthread_mutex_lock(&st->lock);
-	while (!st->queue.count && !st->ended)
-		if (gs__cond_wait(&st->ready, &st->lock, timeout_ms, &until) &&
-		    !st->queue.count && !st->ended)
+	pthread_mutex_lock(&st->w.lock);
+	while (!st->w.q.count && !st->ended)
+		if (gs__cond_wait(&st->w.cv, &st->w.lock, timeout_ms, &until) &&
+		    !st->w.q.count && !st->ended)
 			break;
-	while (taken < max && st->queue.count) {
+	while (taken < max && st->w.q.count) {
 		void **ev = NULL;
-		size_t k = gs__buffer_peek(&st->queue, &ev);
+		size_t k = gs__buffer_peek(&st->w.q, &ev);
 		if (k > max - taken)
 			k = max - taken;
 		memcpy(events + taken, ev, k * sizeof *ev);
-		gs__buffer_consume(&st->queue, k);
+		gs__buffer_consume(&st->w.q, k);
 		taken += k;
 	}
 	if (!taken)
 		err = st->ended ? GS_ECLOSED : GS_ETIMEDOUT;
-	pthread_mutex_unlock(&st->lock);
+	pthread_mutex_unlock(&st->w.lock);
 	*n = taken;
 	if (taken) {
 		atomic_fetch_add_explicit(&st->given, taken,
