@@ -1,0 +1,604 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Building a flow description: sources, fused operations, partitions,
+ * merges and reduce steps, each checked as it is added. The first error
+ * sticks to the flow so a chain of calls can be checked once.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "flow_internal.h"
+
+gs_err gs__flow_fail(gs_flow *f, gs_err code, const char *fmt, ...)
+{
+	if (f && f->err == GS_OK) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(f->msg, sizeof(f->msg), fmt, ap);
+		va_end(ap);
+		f->err = code;
+	}
+	return code;
+}
+
+void gs__flow_drop(const gs_flow *f, void *event)
+{
+	if (f->event_free)
+		f->event_free(event, f->event_free_arg);
+}
+
+GS_FLOW_API gs_err gs_flow_error(const gs_flow *f)
+{
+	return f ? f->err : GS_EINVAL;
+}
+
+GS_FLOW_API const char *gs_flow_errmsg(const gs_flow *f)
+{
+	if (!f)
+		return "no flow";
+	return f->err ? f->msg : "no error";
+}
+
+static gs__flow_layer *layer_new(gs_flow *f, gs__layer_kind kind)
+{
+	gs__flow_layer *l = calloc(1, sizeof(*l));
+	gs__flow_layer **nl = l ? realloc(f->layers,
+					  (f->nlayers + 1) * sizeof(*nl))
+				: NULL;
+	if (!nl) {
+		free(l);
+		return NULL;
+	}
+	f->layers = nl;
+	f->layers[f->nlayers++] = l;
+	l->kind = kind;
+	f->last = l;
+	return l;
+}
+
+static gs_err flow_new(const gs_flow_opts *opts, gs_flow **out)
+{
+	if (!out)
+		return GS_EINVAL;
+	gs_flow *f = calloc(1, sizeof(*f));
+	if (!f)
+		return GS_ENOMEM;
+	if (opts) {
+		f->event_free = opts->event_free;
+		f->event_free_arg = opts->event_free_arg;
+	}
+	*out = f;
+	return GS_OK;
+}
+
+GS_FLOW_API gs_err gs_flow_from_array(void *const *events, size_t n,
+				      const gs_flow_opts *opts, gs_flow **out)
+{
+	if (!out || (n && !events))
+		return GS_EINVAL;
+	gs_flow *f;
+	gs_err e = flow_new(opts, &f);
+	if (e)
+		return e;
+	gs__flow_layer *l = layer_new(f, GS__L_ARRAY);
+	void **copy = n ? malloc(n * sizeof(void *)) : NULL;
+	if (!l || (n && !copy)) {
+		free(copy);
+		gs_flow_free(f);
+		return GS_ENOMEM;
+	}
+	if (n)
+		memcpy(copy, events, n * sizeof(void *));
+	l->events = copy;
+	l->nevents = n;
+	l->nstages = 1;
+	*out = f;
+	return GS_OK;
+}
+
+GS_FLOW_API gs_err gs_flow_from_fn(gs_gen_fn gen, void *arg,
+				   const gs_flow_opts *opts, gs_flow **out)
+{
+	if (!out || !gen)
+		return GS_EINVAL;
+	gs_flow *f;
+	gs_err e = flow_new(opts, &f);
+	if (e)
+		return e;
+	gs__flow_layer *l = layer_new(f, GS__L_FN);
+	if (!l) {
+		gs_flow_free(f);
+		return GS_ENOMEM;
+	}
+	l->gen = gen;
+	l->gen_arg = arg;
+	l->nstages = 1;
+	*out = f;
+	return GS_OK;
+}
+
+static gs__flow_layer *stages_layer(gs_flow *f, gs__in_mode mode,
+				    gs__flow_layer **inputs, size_t ninputs,
+				    size_t nstages, size_t max_demand,
+				    size_t min_demand)
+{
+	gs__flow_layer *l = layer_new(f, GS__L_STAGES);
+	if (!l)
+		return NULL;
+	l->inputs = malloc(ninputs * sizeof(*l->inputs));
+	if (!l->inputs) {
+		f->nlayers--;
+		free(l);
+		return NULL;
+	}
+	memcpy(l->inputs, inputs, ninputs * sizeof(*inputs));
+	l->ninputs = ninputs;
+	l->in_mode = mode;
+	l->nstages = nstages;
+	l->max_demand = max_demand;
+	l->min_demand = min_demand;
+	for (size_t i = 0; i < ninputs; i++)
+		inputs[i]->out = l;
+	return l;
+}
+
+GS_FLOW_API gs_err gs_flow_from_stages(gs_pipeline *p,
+				       gs_stage *const *producers, size_t n,
+				       const gs_flow_opts *opts, gs_flow **out)
+{
+	if (!out || !p || !producers || n == 0)
+		return GS_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!producers[i])
+			return GS_EINVAL;
+	gs_flow *f;
+	gs_err e = flow_new(opts, &f);
+	if (e)
+		return e;
+	f->bound = p;
+	gs__flow_layer *u = layer_new(f, GS__L_USER);
+	if (!u || !(u->user = malloc(n * sizeof(gs_stage *)))) {
+		gs_flow_free(f);
+		return GS_ENOMEM;
+	}
+	memcpy(u->user, producers, n * sizeof(gs_stage *));
+	u->nstages = n;
+	size_t stages = opts && opts->stages ? opts->stages : n;
+	if (!stages_layer(f, GS__IN_SHUFFLE, &u, 1, stages,
+			  opts ? opts->max_demand : 0,
+			  opts ? opts->min_demand : 0)) {
+		gs_flow_free(f);
+		return GS_ENOMEM;
+	}
+	*out = f;
+	return GS_OK;
+}
+
+static void layer_free(gs__flow_layer *l, const gs_flow *f)
+{
+	if (!l)
+		return;
+	/* Array events never handed to a built source are still ours. */
+	if (l->kind == GS__L_ARRAY && !f->built)
+		for (size_t i = 0; i < l->nevents; i++)
+			gs__flow_drop(f, l->events[i]);
+	free(l->events);
+	free(l->user);
+	free(l->inputs);
+	free(l->ops);
+	free(l);
+}
+
+GS_FLOW_API void gs_flow_free(gs_flow *f)
+{
+	if (!f)
+		return;
+	if (f->own) {
+		gs_pipeline_stop(f->own, GS_STOP_NOW);
+		gs_pipeline_free(f->own);
+	}
+	gs__flow_unbuild(f);
+	for (size_t i = 0; i < f->collected.n; i++)
+		gs__flow_drop(f, f->collected.v[i]);
+	gs__flow_vec_free(&f->collected);
+	for (size_t i = 0; i < f->nlayers; i++)
+		layer_free(f->layers[i], f);
+	free(f->layers);
+	free(f);
+}
+
+/* Common checks for a step added to `f`. */
+static gs_err usable(gs_flow *f, const char *what)
+{
+	if (!f)
+		return GS_EINVAL;
+	if (f->err)
+		return f->err;
+	if (f->used)
+		return gs__flow_fail(f, GS_ESTATE,
+				     "%s: the flow was already run or merged",
+				     what);
+	return GS_OK;
+}
+
+static gs_err add_op(gs_flow *f, const char *what, gs__flow_op op, bool have_fn)
+{
+	gs_err e = usable(f, what);
+	if (e)
+		return e;
+	if (!have_fn)
+		return gs__flow_fail(f, GS_EINVAL, "%s: the function is NULL",
+				     what);
+	gs__flow_layer *l = f->last;
+	if (l->has_reduce || l->is_join)
+		return gs__flow_fail(f, GS_EINVAL,
+				     "%s after reduce: use gs_flow_on_trigger "
+				     "or partition again",
+				     what);
+	gs__flow_op *ops = realloc(l->ops, (l->nops + 1) * sizeof(*ops));
+	if (!ops)
+		return gs__flow_fail(f, GS_ENOMEM, "%s: out of memory", what);
+	ops[l->nops++] = op;
+	l->ops = ops;
+	return GS_OK;
+}
+
+GS_FLOW_API gs_err gs_flow_map(gs_flow *f, gs_flow_map_fn fn, void *arg)
+{
+	return add_op(f, "gs_flow_map",
+		      (gs__flow_op){ GS__OP_MAP, { .map = fn }, arg }, fn);
+}
+
+GS_FLOW_API gs_err gs_flow_filter(gs_flow *f, gs_flow_pred_fn fn, void *arg)
+{
+	return add_op(f, "gs_flow_filter",
+		      (gs__flow_op){ GS__OP_FILTER, { .pred = fn }, arg }, fn);
+}
+
+GS_FLOW_API gs_err gs_flow_reject(gs_flow *f, gs_flow_pred_fn fn, void *arg)
+{
+	return add_op(f, "gs_flow_reject",
+		      (gs__flow_op){ GS__OP_REJECT, { .pred = fn }, arg }, fn);
+}
+
+GS_FLOW_API gs_err gs_flow_flat_map(gs_flow *f, gs_flow_flat_map_fn fn,
+				    void *arg)
+{
+	return add_op(f, "gs_flow_flat_map",
+		      (gs__flow_op){ GS__OP_FLAT_MAP, { .flat_map = fn }, arg },
+		      fn);
+}
+
+GS_FLOW_API gs_err gs_flow_each(gs_flow *f, gs_flow_each_fn fn, void *arg)
+{
+	return add_op(f, "gs_flow_each",
+		      (gs__flow_op){ GS__OP_EACH, { .each = fn }, arg }, fn);
+}
+
+GS_FLOW_API gs_err gs_flow_uniq_by(gs_flow *f, gs_flow_key_fn fn, void *arg)
+{
+	return add_op(f, "gs_flow_uniq_by",
+		      (gs__flow_op){ GS__OP_UNIQ, { .key = fn }, arg }, fn);
+}
+
+static size_t default_stages(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (size_t)n : 1;
+}
+
+/* Checks partition options and a window; returns the stage count. */
+static gs_err check_popts(gs_flow *f, const char *what,
+			  const gs_flow_partition_opts *o, size_t *stages)
+{
+	*stages = o->stages ? o->stages : default_stages();
+	const gs_flow_window *w = &o->window;
+	switch (w->kind) {
+	case GS_FLOW_WINDOW_GLOBAL:
+		break;
+	case GS_FLOW_WINDOW_FIXED:
+		if (!w->time || w->duration_ms <= 0)
+			return gs__flow_fail(f, GS_EINVAL,
+					     "%s: a fixed window needs a time "
+					     "function and a positive duration",
+					     what);
+		break;
+	case GS_FLOW_WINDOW_PERIODIC:
+		if (w->duration_ms <= 0 || w->duration_ms > UINT32_MAX)
+			return gs__flow_fail(f, GS_EINVAL,
+					     "%s: a periodic window needs a "
+					     "positive duration",
+					     what);
+		break;
+	case GS_FLOW_WINDOW_COUNT:
+		if (!w->count)
+			return gs__flow_fail(f, GS_EINVAL,
+					     "%s: a count window needs a "
+					     "positive count",
+					     what);
+		break;
+	default:
+		return gs__flow_fail(f, GS_EINVAL, "%s: unknown window kind",
+				     what);
+	}
+	if (w->lateness_ms < 0 || w->lateness_ms > UINT32_MAX ||
+	    (w->lateness_ms && w->kind != GS_FLOW_WINDOW_FIXED))
+		return gs__flow_fail(f, GS_EINVAL,
+				     "%s: lateness applies to fixed windows "
+				     "only and must be positive",
+				     what);
+	if (o->max_demand && o->min_demand && o->min_demand != SIZE_MAX &&
+	    o->min_demand >= o->max_demand)
+		return gs__flow_fail(f, GS_EDEMAND,
+				     "%s: min_demand must be less than "
+				     "max_demand",
+				     what);
+	return GS_OK;
+}
+
+static void set_route(gs__flow_layer *in, const gs_flow_partition_opts *o)
+{
+	in->out_key = o->key;
+	in->out_key_arg = o->key_arg;
+	in->out_hash = o->hash;
+	in->out_hash_arg = o->hash_arg;
+}
+
+static gs_err add_layer(gs_flow *f, const char *what, gs__in_mode mode,
+			const gs_flow_partition_opts *opts)
+{
+	static const gs_flow_partition_opts none;
+	gs_err e = usable(f, what);
+	if (e)
+		return e;
+	const gs_flow_partition_opts *o = opts ? opts : &none;
+	size_t stages;
+	if ((e = check_popts(f, what, o, &stages)))
+		return e;
+	gs__flow_layer *in = f->last;
+	gs__flow_layer *l = stages_layer(f, mode, &in, 1, stages, o->max_demand,
+					 o->min_demand);
+	if (!l)
+		return gs__flow_fail(f, GS_ENOMEM, "%s: out of memory", what);
+	set_route(in, o);
+	l->window = o->window;
+	return GS_OK;
+}
+
+GS_FLOW_API gs_err gs_flow_partition(gs_flow *f,
+				     const gs_flow_partition_opts *opts)
+{
+	return add_layer(f, "gs_flow_partition", GS__IN_PARTITION, opts);
+}
+
+GS_FLOW_API gs_err gs_flow_shuffle(gs_flow *f,
+				   const gs_flow_partition_opts *opts)
+{
+	return add_layer(f, "gs_flow_shuffle", GS__IN_SHUFFLE, opts);
+}
+
+GS_FLOW_API gs_err gs_flow_departition(gs_flow *f,
+				       const gs_flow_partition_opts *opts)
+{
+	gs_flow_partition_opts o = opts ? *opts : (gs_flow_partition_opts){ 0 };
+	o.stages = 1;
+	return add_layer(f, "gs_flow_departition", GS__IN_SHUFFLE, &o);
+}
+
+/*
+ * Moves the layers of `flows` into a new flow whose last layer is fed by
+ * all of them. Used by merge and joins.
+ */
+gs_err gs__flow_combine(gs_flow *const *flows, size_t n, const char *what,
+			const gs_flow_partition_opts *o, gs_flow **out);
+gs_err gs__flow_combine(gs_flow *const *flows, size_t n, const char *what,
+			const gs_flow_partition_opts *o, gs_flow **out)
+{
+	if (!out || !flows || n == 0)
+		return GS_EINVAL;
+	gs_pipeline *bound = NULL;
+	for (size_t i = 0; i < n; i++) {
+		gs_err e = usable(flows[i], what);
+		if (e)
+			return e;
+		for (size_t j = 0; j < i; j++)
+			if (flows[j] == flows[i])
+				return GS_EINVAL;
+		if (flows[i]->bound) {
+			if (bound && bound != flows[i]->bound)
+				return GS_EPIPELINE;
+			bound = flows[i]->bound;
+		}
+	}
+	gs_flow *f;
+	gs_err e = flow_new(NULL, &f);
+	if (e)
+		return e;
+	size_t stages;
+	if ((e = check_popts(f, what, o, &stages))) {
+		gs__flow_fail(flows[0], e, "%s", f->msg);
+		gs_flow_free(f);
+		return e;
+	}
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += flows[i]->nlayers;
+	gs__flow_layer **ins = malloc(n * sizeof(*ins));
+	f->layers = malloc(total * sizeof(*f->layers));
+	if (!ins || !f->layers) {
+		free(ins);
+		gs_flow_free(f);
+		return GS_ENOMEM;
+	}
+	/* Keep creation order: the inputs' layers first, then the new one
+	 * (which stages_layer appends). The inputs give theirs up only once
+	 * nothing can fail any more. */
+	for (size_t i = 0; i < n; i++) {
+		ins[i] = flows[i]->last;
+		for (size_t j = 0; j < flows[i]->nlayers; j++)
+			f->layers[f->nlayers++] = flows[i]->layers[j];
+	}
+	gs__flow_layer *l = stages_layer(f, GS__IN_PARTITION, ins, n, stages,
+					 o->max_demand, o->min_demand);
+	free(ins);
+	if (!l) {
+		f->nlayers = 0;
+		gs_flow_free(f);
+		return GS_ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		gs_flow *g = flows[i];
+		free(g->layers);
+		g->layers = NULL;
+		g->nlayers = 0;
+		g->last = NULL;
+		g->used = true;
+		set_route(l->inputs[i], o);
+	}
+	f->last = l;
+	l->window = o->window;
+	f->bound = bound;
+	f->event_free = flows[0]->event_free;
+	f->event_free_arg = flows[0]->event_free_arg;
+	*out = f;
+	return GS_OK;
+}
+
+GS_FLOW_API gs_err gs_flow_merge(gs_flow *const *flows, size_t n,
+				 const gs_flow_partition_opts *opts,
+				 gs_flow **out)
+{
+	static const gs_flow_partition_opts none;
+	return gs__flow_combine(flows, n, "gs_flow_merge", opts ? opts : &none,
+				out);
+}
+
+GS_FLOW_API gs_err gs_flow_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
+				  gs_flow_reduce_fn reducer, void *arg)
+{
+	gs_err e = usable(f, "gs_flow_reduce");
+	if (e)
+		return e;
+	gs__flow_layer *l = f->last;
+	if (!reducer)
+		return gs__flow_fail(f, GS_EINVAL,
+				     "gs_flow_reduce: the reducer is NULL");
+	if (l->kind != GS__L_STAGES || l->inputs[0]->kind == GS__L_USER)
+		return gs__flow_fail(f, GS_EINVAL,
+				     "gs_flow_reduce needs a partition: call "
+				     "gs_flow_partition first");
+	if (l->has_reduce || l->is_join)
+		return gs__flow_fail(f, GS_EINVAL,
+				     "gs_flow_reduce: one reduce per "
+				     "partition; partition again");
+	l->has_reduce = true;
+	l->acc_new = acc_new;
+	l->reducer = reducer;
+	l->reduce_arg = arg;
+	return GS_OK;
+}
+
+static gs_err need_reduce(gs_flow *f, const char *what)
+{
+	gs_err e = usable(f, what);
+	if (e)
+		return e;
+	if (!f->last->has_reduce && !f->last->is_join)
+		return gs__flow_fail(f, GS_EINVAL,
+				     "%s must follow gs_flow_reduce", what);
+	return GS_OK;
+}
+
+GS_FLOW_API gs_err gs_flow_acc_free(gs_flow *f, gs_flow_acc_free_fn fn)
+{
+	gs_err e = need_reduce(f, "gs_flow_acc_free");
+	if (e)
+		return e;
+	f->last->acc_free = fn;
+	return GS_OK;
+}
+
+GS_FLOW_API gs_err gs_flow_on_trigger(gs_flow *f, gs_flow_trigger_fn fn,
+				      void *arg)
+{
+	gs_err e = need_reduce(f, "gs_flow_on_trigger");
+	if (e)
+		return e;
+	if (!fn)
+		return gs__flow_fail(f, GS_EINVAL,
+				     "gs_flow_on_trigger: the function is "
+				     "NULL");
+	if (f->last->has_emit || f->last->is_join)
+		return gs__flow_fail(f, GS_EINVAL,
+				     "gs_flow_on_trigger: the emission was "
+				     "already chosen");
+	f->last->on_trigger = fn;
+	f->last->trigger_arg = arg;
+	f->last->has_emit = true;
+	return GS_OK;
+}
+
+GS_FLOW_API gs_err gs_flow_emit(gs_flow *f, gs_flow_emit_mode mode)
+{
+	gs_err e = need_reduce(f, "gs_flow_emit");
+	if (e)
+		return e;
+	if (mode > GS_FLOW_EMIT_EVENTS)
+		return gs__flow_fail(f, GS_EINVAL, "gs_flow_emit: bad mode");
+	if (f->last->has_emit || f->last->is_join)
+		return gs__flow_fail(f, GS_EINVAL,
+				     "gs_flow_emit: the emission was already "
+				     "chosen");
+	f->last->emit = mode;
+	f->last->has_emit = true;
+	return GS_OK;
+}
+
+GS_FLOW_API gs_flow_window gs_flow_window_global(void)
+{
+	return (gs_flow_window){ .kind = GS_FLOW_WINDOW_GLOBAL };
+}
+
+GS_FLOW_API gs_flow_window gs_flow_window_fixed(int64_t duration_ms,
+						gs_flow_time_fn time, void *arg)
+{
+	return (gs_flow_window){ .kind = GS_FLOW_WINDOW_FIXED,
+				 .duration_ms = duration_ms,
+				 .time = time,
+				 .time_arg = arg };
+}
+
+GS_FLOW_API gs_flow_window gs_flow_window_periodic(int64_t duration_ms)
+{
+	return (gs_flow_window){ .kind = GS_FLOW_WINDOW_PERIODIC,
+				 .duration_ms = duration_ms };
+}
+
+GS_FLOW_API gs_flow_window gs_flow_window_count(size_t count)
+{
+	return (gs_flow_window){ .kind = GS_FLOW_WINDOW_COUNT, .count = count };
+}
+
+GS_FLOW_API gs_flow_window gs_flow_window_lateness(gs_flow_window w,
+						   int64_t lateness_ms)
+{
+	w.lateness_ms = lateness_ms;
+	return w;
+}
+
+GS_FLOW_API gs_flow_window gs_flow_window_trigger_every(gs_flow_window w,
+							size_t n)
+{
+	w.every = n;
+	return w;
+}
+
+GS_FLOW_API gs_flow_window gs_flow_window_trigger_periodically(gs_flow_window w,
+							       unsigned ms)
+{
+	w.periodic_ms = ms;
+	return w;
+}

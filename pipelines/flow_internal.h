@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Private to pipelines/flow*.c: the description (layers of stages and
+ * their fused operations), the per-stage runtime state, and small
+ * containers (a growable pointer vector, a uint64 hash table).
+ */
+#ifndef GS_FLOW_INTERNAL_H
+#define GS_FLOW_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <genstage/flow.h>
+
+#define GS_FLOW_API __attribute__((visibility("default")))
+
+/* A growable array of pointers; gs_flow_out and gs_flow_events are it. */
+typedef struct gs__flow_vec {
+	void **v;
+	size_t n, cap;
+} gs__flow_vec;
+
+struct gs_flow_out {
+	gs__flow_vec vec;
+};
+struct gs_flow_events {
+	gs__flow_vec vec;
+};
+
+gs_err gs__flow_vec_push(gs__flow_vec *v, void *p);
+gs_err gs__flow_vec_reserve(gs__flow_vec *v, size_t more);
+void gs__flow_vec_free(gs__flow_vec *v);
+
+/* Open addressing, uint64 keys to pointer values. */
+typedef struct gs__flow_table {
+	uint64_t *keys;
+	void **vals;
+	unsigned char *used;
+	size_t n, cap;
+} gs__flow_table;
+
+/* Finds `key`; with `add`, inserts it (value NULL) if missing and sets
+ * *added. Returns the value slot, or NULL if missing (or no memory). */
+void **gs__flow_table_get(gs__flow_table *t, uint64_t key, bool add,
+			  bool *added);
+bool gs__flow_table_del(gs__flow_table *t, uint64_t key, void **val);
+void gs__flow_table_free(gs__flow_table *t);
+uint64_t gs__flow_mix(uint64_t x);
+
+typedef enum op_kind {
+	GS__OP_MAP,
+	GS__OP_FILTER,
+	GS__OP_REJECT,
+	GS__OP_FLAT_MAP,
+	GS__OP_EACH,
+	GS__OP_UNIQ,
+} gs__op_kind;
+
+typedef struct gs__flow_op {
+	gs__op_kind kind;
+	union {
+		gs_flow_map_fn map;
+		gs_flow_pred_fn pred;
+		gs_flow_flat_map_fn flat_map;
+		gs_flow_each_fn each;
+		gs_flow_key_fn key;
+	} fn;
+	void *arg;
+} gs__flow_op;
+
+typedef enum gs__layer_kind {
+	GS__L_ARRAY,  /* our producer over an array */
+	GS__L_FN,     /* our producer over a generator */
+	GS__L_USER,   /* the caller's producers */
+	GS__L_STAGES, /* our producer-consumers */
+} gs__layer_kind;
+
+typedef enum gs__in_mode {
+	GS__IN_PARTITION,
+	GS__IN_SHUFFLE,
+} gs__in_mode;
+
+typedef struct gs__flow_stage gs__flow_stage;
+typedef struct gs__flow_layer gs__flow_layer;
+
+struct gs__flow_layer {
+	gs__layer_kind kind;
+	size_t nstages;
+	/* How this layer is fed (GS__L_STAGES). */
+	gs__flow_layer **inputs;
+	size_t ninputs;
+	gs__in_mode in_mode;
+	size_t max_demand, min_demand;
+	gs_flow_window window;
+	/* How the layer that takes this one as input wants it routed. */
+	gs__flow_layer *out;
+	gs_flow_key_fn out_key;
+	void *out_key_arg;
+	gs_hash_fn out_hash;
+	void *out_hash_arg;
+	int side; /* join: 0 left, 1 right */
+	/* Fused operations. */
+	gs__flow_op *ops;
+	size_t nops;
+	/* Reduce. */
+	bool has_reduce, has_emit;
+	gs_flow_acc_new_fn acc_new;
+	gs_flow_reduce_fn reducer;
+	void *reduce_arg;
+	gs_flow_acc_free_fn acc_free;
+	gs_flow_trigger_fn on_trigger;
+	void *trigger_arg;
+	gs_flow_emit_mode emit;
+	/* Join (a reduce of its own kind). */
+	bool is_join;
+	gs_flow_join join;
+	/* Sources. */
+	void **events;
+	size_t nevents;
+	gs_gen_fn gen;
+	void *gen_arg;
+	gs_stage **user;
+	/* Built: the stages others subscribe to, the consumers that take
+	 * this layer's input (GS__L_STAGES), and their states (owned here). */
+	gs_stage **stages;
+	gs_stage **consumers;
+	gs__flow_stage **states;
+	size_t nbuilt;
+};
+
+struct gs_flow {
+	gs__flow_layer **layers; /* creation (so topological) order */
+	size_t nlayers;
+	gs__flow_layer *last;
+	gs_pipeline *bound; /* from_stages' pipeline */
+	gs_pipeline *own;   /* gs_flow_stream's pipeline when p was NULL */
+	void (*event_free)(void *event, void *arg);
+	void *event_free_arg;
+	gs_err err;
+	char msg[192];
+	bool used;
+	bool built;
+	/* Sink state. */
+	gs__flow_vec collected;
+	gs_stage *sink;
+};
+
+/* Records the first error of `f` (formatted message) and returns `code`. */
+gs_err gs__flow_fail(gs_flow *f, gs_err code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void gs__flow_drop(const gs_flow *f, void *event);
+
+/* Runtime of one window (an accumulator and its trigger counters). */
+typedef struct gs__flow_win {
+	int64_t id;
+	void *acc;
+	size_t since_trigger; /* events since the last every-trigger */
+	size_t count;         /* events in the window (count windows) */
+	bool watermarked;
+	struct gs__flow_side *sides; /* join only: [0] left, [1] right */
+} gs__flow_win;
+
+struct gs__flow_side {
+	void **ev;
+	uint64_t *key;
+	size_t n, cap;
+};
+
+typedef struct gs__flow_input {
+	gs_sub *sub;
+	int64_t recent; /* fixed windows: the latest window seen */
+	bool has_recent, live;
+	int side;
+} gs__flow_input;
+
+struct gs__flow_stage {
+	gs_flow *flow;
+	gs__flow_layer *layer;
+	gs_stage *stage;
+	/* Layers of our own stages: the consumer `stage` forwards through
+	 * this push producer (see flow_run.c for why). */
+	gs_stage *push;
+	size_t index;
+	/* Operations: per-op state (uniq sets) and ping-pong buffers. */
+	gs__flow_table *uniq;
+	gs_flow_out a, b;
+	/* Sources. */
+	size_t pos;
+	bool exhausted;
+	gs__flow_vec raw;
+	/* Inputs (producer-consumers). */
+	gs__flow_input *inputs;
+	size_t ninputs, nexpected, nended;
+	bool ended;
+	/* Windows: global/count/periodic use one; fixed several, by id. */
+	gs__flow_win *wins;
+	size_t nwins, capwins;
+	int64_t next_fixed; /* fixed: lowest window not yet past */
+	bool fixed_started;
+	int64_t next_id;  /* count/periodic: the next window's number */
+	gs_flow_out tout; /* what a trigger emits */
+};
+
+/* Operations (flow_ops.c): runs the fused chain over in[0..n), whose
+ * events it owns, and points *out at the n_out results (in itself, or a
+ * buffer of the stage valid until the next call). On error every event
+ * is freed. */
+int gs__flow_ops_run(gs__flow_stage *st, void **in, size_t n, void ***out,
+		     size_t *n_out);
+gs_err gs__flow_ops_init(gs__flow_stage *st);
+void gs__flow_ops_fini(gs__flow_stage *st);
+
+/* Windows and reduce (flow_window.c). */
+gs_err gs__flow_window_init(gs__flow_stage *st);
+int gs__flow_window_events(gs__flow_stage *st, gs__flow_input *in, void **ev,
+			   size_t n);
+int gs__flow_window_input_ended(gs__flow_stage *st);
+int gs__flow_window_end(gs__flow_stage *st);
+int gs__flow_window_info(gs__flow_stage *st, void *msg);
+void gs__flow_window_fini(gs__flow_stage *st);
+int gs__flow_emit_out(gs__flow_stage *st, gs_flow_out *out);
+/* Sends ev[0..n) downstream (ownership passes; on error they are freed). */
+int gs__flow_send(gs__flow_stage *st, void **ev, size_t n);
+/* Events a layer's push producer queues at most. */
+#define GS__FLOW_PUSH_QUEUE 4096
+
+/* Joins (flow_join.c): folding events into a window, and the trigger. */
+int gs__flow_join_add(gs__flow_stage *st, gs__flow_win *w, int side,
+		      void *event);
+int gs__flow_join_trigger(gs__flow_stage *st, gs__flow_win *w, bool done,
+			  gs_flow_out *out);
+void gs__flow_join_free(gs__flow_stage *st, gs__flow_win *w);
+
+/* Stages (flow_stage.c, flow_source.c). */
+extern const gs_stage_ops gs__flow_source_ops;
+extern const gs_stage_ops gs__flow_stage_ops;
+
+/* Stops every stage of the flow with `reason` (a stage failed: as in
+ * Flow, the whole flow goes down rather than leave partitions waiting). */
+void gs__flow_abort(gs_flow *f, int reason);
+
+/* Building (flow_run.c). */
+gs_err gs__flow_build(gs_flow *f, gs_pipeline *p);
+void gs__flow_unbuild(gs_flow *f);
+
+#endif

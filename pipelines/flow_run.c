@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Running a flow: building its layers as stages of a pipeline, wiring them
+ * with partition or demand dispatchers, and the sinks (run, collect,
+ * stream, into_stages) at the end.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "flow_internal.h"
+
+static size_t route(void *arg, const void *event)
+{
+	const gs__flow_layer *u = arg;
+	if (u->out_hash)
+		return u->out_hash(u->out_hash_arg, event);
+	uint64_t key = u->out_key ? u->out_key(u->out_key_arg, event)
+				  : (uint64_t)(uintptr_t)event;
+	return (size_t)(gs__flow_mix(key) % u->out->nstages);
+}
+
+static void free_msg(void *msg, void *arg)
+{
+	(void)arg;
+	free(msg);
+}
+
+/*
+ * Our layers are built as a consumer that forwards through a push producer
+ * rather than as a producer-consumer, because the engine's
+ * producer-consumer spends its input credit per event taken, not per event
+ * emitted: a stage that emits fewer than it takes (filter, reduce) stalls
+ * once it has taken its downstream's demand. A consumer reads freely and
+ * gs_push blocks while the queue is full, so back-pressure still holds.
+ */
+static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
+			  size_t li)
+{
+	if (l->kind == GS__L_USER) {
+		l->stages = l->user;
+		l->nbuilt = l->nstages;
+		return GS_OK;
+	}
+	l->stages = calloc(l->nstages, sizeof(*l->stages));
+	l->consumers = calloc(l->nstages, sizeof(*l->consumers));
+	l->states = calloc(l->nstages, sizeof(*l->states));
+	if (!l->stages || !l->states || !l->consumers)
+		return GS_ENOMEM;
+	bool source = l->kind != GS__L_STAGES;
+	size_t expected = 0;
+	for (size_t k = 0; k < l->ninputs; k++)
+		expected += l->inputs[k]->nstages;
+	gs_dispatcher d = gs_dispatcher_demand();
+	if (l->out && l->out->in_mode == GS__IN_PARTITION)
+		d = gs_dispatcher_partition(l->out->nstages, route, l);
+	for (size_t i = 0; i < l->nstages; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "flow%zu-%s%zu", li,
+			 source ? "src" : "stage", i);
+		gs__flow_stage *st = calloc(1, sizeof(*st));
+		if (!st)
+			return GS_ENOMEM;
+		st->flow = f;
+		st->layer = l;
+		st->index = i;
+		st->nexpected = expected;
+		l->states[i] = st;
+		gs_stage_opts so = {
+			.name = name,
+			.buffer_size = GS_UNBOUNDED,
+			.dispatcher = d,
+			.event_free = f->event_free,
+			.event_free_arg = f->event_free_arg,
+			.msg_free = free_msg,
+		};
+		gs_err e;
+		if (source) {
+			e = gs_stage_new(p, GS_PRODUCER, &gs__flow_source_ops,
+					 st, &so, &l->stages[i]);
+		} else {
+			so.buffer_size = GS__FLOW_PUSH_QUEUE;
+			e = gs_push_producer(p, &so, &st->push);
+			l->stages[i] = st->push;
+			snprintf(name, sizeof(name), "flow%zu-in%zu", li, i);
+			so.buffer_size = 0;
+			so.dispatcher = gs_dispatcher_demand();
+			if (!e)
+				e = gs_stage_new(p, GS_CONSUMER,
+						 &gs__flow_stage_ops, st, &so,
+						 &l->consumers[i]);
+		}
+		if (e)
+			return e;
+		l->nbuilt++;
+	}
+	return GS_OK;
+}
+
+static gs_err wire(gs__flow_layer *l)
+{
+	gs_sub_opts so = {
+		.max_demand = l->max_demand,
+		.min_demand = l->min_demand,
+		.cancel = GS_CANCEL_TRANSIENT,
+	};
+	for (size_t k = 0; k < l->ninputs; k++) {
+		gs__flow_layer *u = l->inputs[k];
+		for (size_t i = 0; i < u->nbuilt; i++)
+			for (size_t j = 0; j < l->nbuilt; j++) {
+				so.partition = l->in_mode == GS__IN_PARTITION
+						       ? GS_PARTITION(j)
+						       : 0;
+				gs_err e = gs_subscribe(l->consumers[j],
+							u->stages[i], &so,
+							NULL);
+				if (e)
+					return e;
+			}
+	}
+	return GS_OK;
+}
+
+gs_err gs__flow_build(gs_flow *f, gs_pipeline *p)
+{
+	if (!f)
+		return GS_EINVAL;
+	if (f->err)
+		return f->err;
+	if (f->used || f->built)
+		return gs__flow_fail(f, GS_ESTATE,
+				     "the flow was already run or merged");
+	if (f->bound && p != f->bound)
+		return gs__flow_fail(f, GS_EPIPELINE,
+				     "the flow's source stages belong to "
+				     "another pipeline");
+	f->used = true;
+	f->built = true;
+	gs_err e = GS_OK;
+	for (size_t i = 0; !e && i < f->nlayers; i++)
+		e = build_layer(f, p, f->layers[i], i);
+	for (size_t i = 0; !e && i < f->nlayers; i++)
+		if (f->layers[i]->kind == GS__L_STAGES)
+			e = wire(f->layers[i]);
+	if (e)
+		gs__flow_fail(f, e, "building the stages failed: %s",
+			      gs_strerror(e));
+	return e;
+}
+
+void gs__flow_unbuild(gs_flow *f)
+{
+	for (size_t i = 0; i < f->nlayers; i++) {
+		gs__flow_layer *l = f->layers[i];
+		if (l->kind == GS__L_USER)
+			continue;
+		for (size_t j = 0; l->states && j < l->nstages; j++) {
+			gs__flow_stage *st = l->states[j];
+			if (!st)
+				continue;
+			/* A source that never ran still holds its array. */
+			if (l->kind == GS__L_ARRAY && j == 0)
+				for (size_t k = st->pos; k < l->nevents; k++)
+					gs__flow_drop(f, l->events[k]);
+			gs__flow_window_fini(st);
+			gs__flow_ops_fini(st);
+			gs__flow_vec_free(&st->raw);
+			free(st->inputs);
+			free(st);
+		}
+		free(l->states);
+		free(l->stages);
+		free(l->consumers);
+		l->states = NULL;
+		l->stages = NULL;
+		l->consumers = NULL;
+		l->nbuilt = 0;
+	}
+}
+
+void gs__flow_abort(gs_flow *f, int reason)
+{
+	for (size_t i = 0; i < f->nlayers; i++) {
+		gs__flow_layer *l = f->layers[i];
+		if (l->kind == GS__L_USER)
+			continue;
+		for (size_t j = 0; j < l->nbuilt; j++) {
+			gs_stage_stop(l->stages[j], reason);
+			if (l->consumers && l->consumers[j])
+				gs_stage_stop(l->consumers[j], reason);
+		}
+	}
+	if (f->sink)
+		gs_stage_stop(f->sink, reason);
+}
+
+static void sink_terminate(void *state, gs_stage *stage, int reason)
+{
+	(void)stage;
+	if (reason != GS_OK)
+		gs__flow_abort(state, reason);
+}
+
+static int sink_drop(void *state, gs_stage *stage, gs_sub *from, void **events,
+		     size_t n)
+{
+	(void)stage;
+	(void)from;
+	gs_flow *f = state;
+	for (size_t i = 0; i < n; i++)
+		gs__flow_drop(f, events[i]);
+	return 0;
+}
+
+static int sink_collect(void *state, gs_stage *stage, gs_sub *from,
+			void **events, size_t n)
+{
+	(void)stage;
+	(void)from;
+	gs_flow *f = state;
+	gs_err e = gs__flow_vec_reserve(&f->collected, n);
+	if (e) {
+		for (size_t i = 0; i < n; i++)
+			gs__flow_drop(f, events[i]);
+		return e;
+	}
+	for (size_t i = 0; i < n; i++)
+		f->collected.v[f->collected.n++] = events[i];
+	return 0;
+}
+
+/* Subscribes each consumer to every stage of the last layer. */
+static gs_err attach(gs_flow *f, gs_stage *const *consumers, size_t n,
+		     const gs_sub_opts *sub)
+{
+	gs_sub_opts so = sub ? *sub : (gs_sub_opts){ 0 };
+	so.cancel = GS_CANCEL_TRANSIENT;
+	so.partition = 0;
+	gs__flow_layer *l = f->last;
+	for (size_t c = 0; c < n; c++)
+		for (size_t i = 0; i < l->nbuilt; i++) {
+			gs_err e = gs_subscribe(consumers[c], l->stages[i], &so,
+						NULL);
+			if (e)
+				return gs__flow_fail(f, e,
+						     "subscribing the sink "
+						     "failed: %s",
+						     gs_strerror(e));
+		}
+	return GS_OK;
+}
+
+/* Builds and runs `f` to completion with a consumer made of `ops`. */
+static gs_err run_with(gs_flow *f, const gs_stage_ops *ops)
+{
+	if (!f)
+		return GS_EINVAL;
+	if (f->err)
+		return f->err;
+	if (f->used)
+		return gs__flow_fail(f, GS_ESTATE,
+				     "the flow was already run or merged");
+	gs_pipeline *p = f->bound;
+	gs_err e = GS_OK;
+	if (!p && (e = gs_pipeline_new(NULL, &p)))
+		return gs__flow_fail(f, e, "no pipeline: %s", gs_strerror(e));
+	if (!(e = gs__flow_build(f, p)))
+		e = gs_stage_new(
+			p, GS_CONSUMER, ops, f,
+			&(gs_stage_opts){ .name = "flow-sink",
+					  .event_free = f->event_free,
+					  .event_free_arg = f->event_free_arg },
+			&f->sink);
+	if (!e)
+		e = attach(f, &f->sink, 1, NULL);
+	if (!e) {
+		e = gs_pipeline_start(p);
+		if (e == GS_ESTATE && f->bound)
+			e = GS_OK;
+	}
+	if (!e)
+		e = gs_pipeline_wait(p);
+	else if (f->bound)
+		gs_pipeline_stop(p, GS_STOP_NOW);
+	if (!f->bound)
+		gs_pipeline_free(p);
+	return e;
+}
+
+GS_FLOW_API gs_err gs_flow_run(gs_flow *f)
+{
+	static const gs_stage_ops ops = { .handle_events = sink_drop,
+					  .terminate = sink_terminate };
+	return run_with(f, &ops);
+}
+
+GS_FLOW_API gs_err gs_flow_collect(gs_flow *f, void ***events, size_t *n)
+{
+	static const gs_stage_ops ops = { .handle_events = sink_collect,
+					  .terminate = sink_terminate };
+	if (!events || !n)
+		return f ? gs__flow_fail(f, GS_EINVAL,
+					 "gs_flow_collect: NULL output")
+			 : GS_EINVAL;
+	gs_err e = run_with(f, &ops);
+	if (e) {
+		for (size_t i = 0; f && i < f->collected.n; i++)
+			gs__flow_drop(f, f->collected.v[i]);
+		if (f)
+			gs__flow_vec_free(&f->collected);
+		return e;
+	}
+	*n = f->collected.n;
+	*events = f->collected.v;
+	if (!*events) /* a valid array even for no results */
+		*events = malloc(1);
+	f->collected = (gs__flow_vec){ 0 };
+	return *events ? GS_OK : GS_ENOMEM;
+}
+
+GS_FLOW_API gs_err gs_flow_stream(gs_flow *f, gs_pipeline *p,
+				  const gs_stage_opts *opts, gs_stage **out)
+{
+	if (!f || !out)
+		return GS_EINVAL;
+	if (f->err)
+		return f->err;
+	bool own = !p;
+	if (own && f->bound)
+		p = f->bound, own = false;
+	gs_err e = GS_OK;
+	if (own && (e = gs_pipeline_new(NULL, &p)))
+		return gs__flow_fail(f, e, "no pipeline: %s", gs_strerror(e));
+	if (own)
+		f->own = p;
+	gs_stage_opts so = opts ? *opts : (gs_stage_opts){ 0 };
+	if (!so.event_free) {
+		so.event_free = f->event_free;
+		so.event_free_arg = f->event_free_arg;
+	}
+	if (!so.name)
+		so.name = "flow-stream";
+	gs_stage *s = NULL;
+	if (!(e = gs__flow_build(f, p)) && !(e = gs_stream(p, &so, &s)) &&
+	    !(e = attach(f, &s, 1, NULL)) && own)
+		e = gs_pipeline_start(p);
+	if (e)
+		return gs__flow_fail(f, e, "gs_flow_stream: %s",
+				     gs_strerror(e));
+	*out = s;
+	return GS_OK;
+}
+
+GS_FLOW_API gs_err gs_flow_into_stages(gs_flow *f, gs_pipeline *p,
+				       gs_stage *const *consumers, size_t n,
+				       const gs_sub_opts *sub)
+{
+	if (!f || !p || !consumers || !n)
+		return f ? gs__flow_fail(f, GS_EINVAL,
+					 "gs_flow_into_stages: no pipeline or "
+					 "no consumers")
+			 : GS_EINVAL;
+	gs_err e = gs__flow_build(f, p);
+	return e ? e : attach(f, consumers, n, sub);
+}

@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: MIT
+/* Helpers shared by the Flow suites. */
+#ifndef FLOW_TEST_H
+#define FLOW_TEST_H
+
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <genstage/flow.h>
+
+#define U(x) ((void *)(uintptr_t)(x))
+#define V(p) ((uintptr_t)(p))
+
+static inline int cmp_u(const void *a, const void *b)
+{
+	uintptr_t x = V(*(void *const *)a), y = V(*(void *const *)b);
+	return x < y ? -1 : x > y;
+}
+
+static inline gs_flow *ints_flow(const uintptr_t *v, size_t n,
+				 const gs_flow_opts *o)
+{
+	void **ev = malloc((n ? n : 1) * sizeof(void *));
+	for (size_t i = 0; i < n; i++)
+		ev[i] = U(v[i]);
+	gs_flow *f;
+	cr_assert_eq(gs_flow_from_array(ev, n, o, &f), GS_OK);
+	free(ev);
+	return f;
+}
+
+static inline gs_flow *range(uintptr_t lo, uintptr_t hi)
+{
+	size_t n = hi >= lo ? hi - lo + 1 : 0;
+	uintptr_t *v = malloc((n ? n : 1) * sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		v[i] = lo + i;
+	gs_flow *f = ints_flow(v, n, NULL);
+	free(v);
+	return f;
+}
+
+static inline int sum_reducer(void *arg, void **acc, void *e)
+{
+	(void)arg;
+	*acc = U(V(*acc) + V(e));
+	return 0;
+}
+
+static inline void collect_ok(gs_flow *f, void ***out, size_t *n)
+{
+	cr_assert_eq(gs_flow_collect(f, out, n), GS_OK, "%s",
+		     gs_flow_errmsg(f));
+}
+
+#endif

@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: MIT
+/* Sinks, refused descriptions, and early stops that free everything. */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "flow_test.h"
+
+static void *id(void *arg, void *e)
+{
+	(void)arg;
+	return e;
+}
+
+Test(flow_run, bad_descriptions_are_refused_with_a_message, .timeout = 30)
+{
+	gs_flow *f = range(1, 10);
+	cr_assert_eq(gs_flow_reduce(f, NULL, sum_reducer, NULL), GS_EINVAL);
+	cr_assert(strstr(gs_flow_errmsg(f), "partition"));
+	cr_assert_eq(gs_flow_map(f, id, NULL), GS_EINVAL, "the error sticks");
+	cr_assert_eq(gs_flow_run(f), GS_EINVAL);
+	gs_flow_free(f);
+
+	f = range(1, 10);
+	cr_assert_eq(gs_flow_map(f, NULL, NULL), GS_EINVAL);
+	gs_flow_free(f);
+
+	f = range(1, 10);
+	cr_assert_eq(gs_flow_on_trigger(f, NULL, NULL), GS_EINVAL);
+	gs_flow_free(f);
+
+	f = range(1, 10);
+	gs_flow_partition(f, NULL);
+	gs_flow_reduce(f, NULL, sum_reducer, NULL);
+	cr_assert_eq(gs_flow_map(f, id, NULL), GS_EINVAL);
+	gs_flow_free(f);
+
+	f = range(1, 10);
+	gs_flow_partition(f, NULL);
+	gs_flow_reduce(f, NULL, sum_reducer, NULL);
+	cr_assert_eq(gs_flow_reduce(f, NULL, sum_reducer, NULL), GS_EINVAL);
+	gs_flow_free(f);
+
+	f = range(1, 10);
+	cr_assert_eq(
+		gs_flow_partition(f,
+				  &(gs_flow_partition_opts){
+					  .window = gs_flow_window_count(0) }),
+		GS_EINVAL);
+	gs_flow_free(f);
+
+	f = range(1, 10);
+	cr_assert_eq(gs_flow_partition(f,
+				       &(gs_flow_partition_opts){
+					       .window = gs_flow_window_fixed(
+						       10, NULL, NULL) }),
+		     GS_EINVAL);
+	gs_flow_free(f);
+
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	cr_assert_eq(gs_flow_from_stages(p, NULL, 0, NULL, &f), GS_EINVAL);
+	gs_pipeline_free(p);
+}
+
+Test(flow_run, a_flow_runs_once, .timeout = 30)
+{
+	gs_flow *f = range(1, 10);
+	cr_assert_eq(gs_flow_run(f), GS_OK);
+	cr_assert_eq(gs_flow_run(f), GS_ESTATE);
+	void **out;
+	size_t n;
+	cr_assert_eq(gs_flow_collect(f, &out, &n), GS_ESTATE);
+	gs_flow_free(f);
+}
+
+/* Boxed events and accumulators, counted so leaks show. */
+static atomic_long boxes, accs;
+static void *box(uintptr_t v)
+{
+	uintptr_t *b = malloc(sizeof(*b));
+	*b = v;
+	atomic_fetch_add(&boxes, 1);
+	return b;
+}
+static void unbox_free(void *e, void *arg)
+{
+	(void)arg;
+	free(e);
+	atomic_fetch_sub(&boxes, 1);
+}
+static void *acc_alloc(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&accs, 1);
+	return calloc(1, sizeof(uintptr_t));
+}
+static void acc_release(void *arg, void *acc)
+{
+	(void)arg;
+	free(acc);
+	atomic_fetch_sub(&accs, 1);
+}
+static int sum_boxes(void *arg, void **acc, void *e)
+{
+	(void)arg;
+	uintptr_t v = *(uintptr_t *)e;
+	unbox_free(e, NULL);
+	if (v == 777)
+		return GS_EUSER + 7;
+	*(uintptr_t *)*acc += v;
+	return 0;
+}
+static bool keep_not_5(void *arg, const void *e)
+{
+	(void)arg;
+	return *(const uintptr_t *)e % 5;
+}
+
+static gs_flow *boxed_flow(size_t n)
+{
+	void **ev = malloc(n * sizeof(void *));
+	for (size_t i = 0; i < n; i++)
+		ev[i] = box(i + 1);
+	gs_flow *f;
+	cr_assert_eq(gs_flow_from_array(
+			     ev, n, &(gs_flow_opts){ .event_free = unbox_free },
+			     &f),
+		     GS_OK);
+	free(ev);
+	return f;
+}
+
+Test(flow_run, an_error_stops_the_flow_and_nothing_leaks, .timeout = 30)
+{
+	for (int stages = 1; stages <= 3; stages++) {
+		atomic_store(&boxes, 0);
+		atomic_store(&accs, 0);
+		gs_flow *f = boxed_flow(20000);
+		gs_flow_filter(f, keep_not_5, NULL);
+		gs_flow_partition(
+			f, &(gs_flow_partition_opts){ .stages = (size_t)stages,
+						      .max_demand = 50 });
+		gs_flow_reduce(f, acc_alloc, sum_boxes, NULL);
+		gs_flow_acc_free(f, acc_release);
+		void **out;
+		size_t n;
+		cr_assert_eq(gs_flow_collect(f, &out, &n), GS_EUSER + 7);
+		gs_flow_free(f);
+		cr_assert_eq(atomic_load(&boxes), 0, "%ld events leaked",
+			     atomic_load(&boxes));
+		cr_assert_eq(atomic_load(&accs), 0, "%ld accs leaked",
+			     atomic_load(&accs));
+	}
+}
+
+Test(flow_run, a_flow_never_run_frees_its_events, .timeout = 30)
+{
+	atomic_store(&boxes, 0);
+	gs_flow *f = boxed_flow(100);
+	gs_flow_free(f);
+	cr_assert_eq(atomic_load(&boxes), 0);
+}
+
+Test(flow_run, collected_states_belong_to_the_caller, .timeout = 30)
+{
+	atomic_store(&boxes, 0);
+	atomic_store(&accs, 0);
+	gs_flow *f = boxed_flow(1000); /* no 777 below 1000? there is */
+	gs_flow_free(f);
+	f = boxed_flow(700);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
+	gs_flow_reduce(f, acc_alloc, sum_boxes, NULL);
+	gs_flow_acc_free(f, acc_release);
+	void **out;
+	size_t n;
+	collect_ok(f, &out, &n);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(*(uintptr_t *)out[0] + *(uintptr_t *)out[1], 245350);
+	cr_assert_eq(atomic_load(&accs), 2, "the two states are ours now");
+	acc_release(NULL, out[0]);
+	acc_release(NULL, out[1]);
+	free(out);
+	gs_flow_free(f);
+	cr_assert_eq(atomic_load(&boxes), 0);
+	cr_assert_eq(atomic_load(&accs), 0);
+}
+
+static atomic_ulong consumed;
+static int user_consume(void *state, gs_stage *stage, gs_sub *from, void **ev,
+			size_t n)
+{
+	(void)state;
+	(void)stage;
+	(void)from;
+	for (size_t i = 0; i < n; i++)
+		atomic_fetch_add(&consumed, V(ev[i]));
+	return 0;
+}
+
+Test(flow_run, into_stages_feeds_existing_consumers, .timeout = 30)
+{
+	atomic_store(&consumed, 0);
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	static const gs_stage_ops ops = { .handle_events = user_consume };
+	gs_stage *c[2];
+	gs_stage_new(p, GS_CONSUMER, &ops, NULL, NULL, &c[0]);
+	gs_stage_new(p, GS_CONSUMER, &ops, NULL, NULL, &c[1]);
+	gs_flow *f = range(1, 5000);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
+	cr_assert_eq(gs_flow_into_stages(f, p, c, 2, NULL), GS_OK);
+	cr_assert_eq(gs_pipeline_start(p), GS_OK);
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(atomic_load(&consumed), 5000 * 5001 / 2);
+	gs_pipeline_free(p);
+	gs_flow_free(f);
+}
+
+Test(flow_run, stream_in_its_own_pipeline, .timeout = 30)
+{
+	gs_flow *f = range(1, 3000);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
+	gs_stage *s;
+	cr_assert_eq(gs_flow_stream(f, NULL, NULL, &s), GS_OK);
+	void *buf[100];
+	size_t n, total = 0;
+	while (gs_stream_next(s, buf, 100, &n, 5000) == GS_OK)
+		for (size_t i = 0; i < n; i++)
+			total += V(buf[i]);
+	cr_assert_eq(total, 3000 * 3001 / 2);
+	gs_flow_free(f);
+}
+
+Test(flow_run, stream_stopped_early_frees_what_is_in_flight, .timeout = 30)
+{
+	atomic_store(&boxes, 0);
+	gs_flow *f = boxed_flow(50000);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
+	gs_stage *s;
+	cr_assert_eq(gs_flow_stream(f, NULL, NULL, &s), GS_OK);
+	void *buf[10];
+	size_t n;
+	cr_assert_eq(gs_stream_next(s, buf, 10, &n, 5000), GS_OK);
+	for (size_t i = 0; i < n; i++)
+		unbox_free(buf[i], NULL);
+	gs_flow_free(f); /* stops the pipeline mid-way */
+	cr_assert_eq(atomic_load(&boxes), 0, "%ld leaked", atomic_load(&boxes));
+}

@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: MIT
+/* Windows and triggers, against the expectations of Flow's documentation
+ * computed by hand. */
+#include <stdatomic.h>
+#include <time.h>
+
+#include "flow_test.h"
+
+static void expect(void **out, size_t n, const uintptr_t *want, size_t nw)
+{
+	cr_assert_eq(n, nw, "got %zu results, want %zu", n, nw);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(V(out[i]), want[i], "at %zu: %zu != %zu", i,
+			     (size_t)V(out[i]), (size_t)want[i]);
+}
+
+Test(flow_window, global_trigger_every_keeps_the_sum, .timeout = 30)
+{
+	gs_flow *f = range(1, 100);
+	gs_flow_partition(f, &(gs_flow_partition_opts){
+				     .stages = 1,
+				     .window = gs_flow_window_trigger_every(
+					     gs_flow_window_global(), 10) });
+	gs_flow_reduce(f, NULL, sum_reducer, NULL);
+	gs_flow_emit(f, GS_FLOW_EMIT_STATE);
+	void **out;
+	size_t n;
+	collect_ok(f, &out, &n);
+	static const uintptr_t want[] = { 55,   210,  465,  820,  1275, 1830,
+					  2485, 3240, 4095, 5050, 5050 };
+	expect(out, n, want, 11);
+	free(out);
+	gs_flow_free(f);
+}
+
+Test(flow_window, count_window_ends_with_an_empty_window, .timeout = 30)
+{
+	gs_flow *f = range(1, 100);
+	gs_flow_partition(f, &(gs_flow_partition_opts){
+				     .stages = 1,
+				     .window = gs_flow_window_count(10) });
+	gs_flow_reduce(f, NULL, sum_reducer, NULL);
+	void **out;
+	size_t n;
+	collect_ok(f, &out, &n);
+	static const uintptr_t want[] = { 55,  155, 255, 355, 455, 555,
+					  655, 755, 855, 955, 0 };
+	expect(out, n, want, 11);
+	free(out);
+	gs_flow_free(f);
+}
+
+/* Word events as ts*4 + word; a window's accumulator counts each word in
+ * its own 16 bits. */
+enum { ELIXIR, ERLANG, CONCURRENCY };
+#define EV(w, ts) ((uintptr_t)(ts)*4 + (w))
+#define C(e, er, c)                                                            \
+	((uintptr_t)(e) | (uintptr_t)(er) << 16 | (uintptr_t)(c) << 32)
+
+static int64_t ev_time(void *arg, const void *e)
+{
+	(void)arg;
+	return (int64_t)(V(e) / 4);
+}
+static int count_words(void *arg, void **acc, void *e)
+{
+	(void)arg;
+	*acc = U(V(*acc) + ((uintptr_t)1 << (16 * (V(e) % 4))));
+	return 0;
+}
+static atomic_int dropped;
+static void count_drop(void *e, void *arg)
+{
+	(void)e;
+	(void)arg;
+	atomic_fetch_add(&dropped, 1);
+}
+
+static void run_fixed(const uintptr_t *data, size_t n, int64_t lateness,
+		      void ***out, size_t *nout, gs_flow **fp)
+{
+	gs_flow *f = ints_flow(data, n,
+			       &(gs_flow_opts){ .event_free = count_drop });
+	gs_flow_window w = gs_flow_window_fixed(3600000, ev_time, NULL);
+	if (lateness)
+		w = gs_flow_window_lateness(w, lateness);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 1,
+							.window = w,
+							.max_demand = 5 });
+	gs_flow_reduce(f, NULL, count_words, NULL);
+	collect_ok(f, out, nout);
+	*fp = f;
+}
+
+Test(flow_window, fixed_windows_split_by_event_time, .timeout = 30)
+{
+	static const uintptr_t data[] = {
+		EV(ELIXIR, 0),       EV(ELIXIR, 1000),
+		EV(ERLANG, 60000),   EV(CONCURRENCY, 3200000),
+		EV(ELIXIR, 4000000), EV(ERLANG, 5000000),
+		EV(ERLANG, 6000000),
+	};
+	void **out;
+	size_t n;
+	gs_flow *f;
+	run_fixed(data, 7, 0, &out, &n, &f);
+	const uintptr_t want[] = { C(2, 1, 1), C(1, 2, 0) };
+	expect(out, n, want, 2);
+	free(out);
+	gs_flow_free(f);
+}
+
+Test(flow_window, fixed_window_drops_late_events_without_lateness,
+     .timeout = 30)
+{
+	static const uintptr_t data[] = {
+		EV(ELIXIR, 1000),
+		EV(ERLANG, 60000),
+		EV(CONCURRENCY, 3200000),
+		EV(ELIXIR, 4000000),
+		EV(ERLANG, 5000000),
+		EV(ERLANG, 6000000),
+		EV(ELIXIR, 0),
+	};
+	atomic_store(&dropped, 0);
+	void **out;
+	size_t n;
+	gs_flow *f;
+	run_fixed(data, 7, 0, &out, &n, &f);
+	const uintptr_t want[] = { C(1, 1, 1), C(1, 2, 0) };
+	expect(out, n, want, 2);
+	cr_assert_eq(atomic_load(&dropped), 1);
+	free(out);
+	gs_flow_free(f);
+}
+
+Test(flow_window, fixed_window_with_lateness_fires_watermark_then_done,
+     .timeout = 30)
+{
+	static const uintptr_t data[] = {
+		EV(ELIXIR, 1000),
+		EV(ERLANG, 60000),
+		EV(CONCURRENCY, 3200000),
+		EV(ELIXIR, 4000000),
+		EV(ERLANG, 5000000),
+		EV(ERLANG, 6000000),
+		EV(ELIXIR, 0),
+	};
+	void **out;
+	size_t n;
+	gs_flow *f;
+	run_fixed(data, 7, 300000, &out, &n, &f);
+	const uintptr_t want[] = { C(1, 1, 1), C(2, 1, 1), C(1, 2, 0) };
+	expect(out, n, want, 3);
+	free(out);
+	gs_flow_free(f);
+}
+
+/* Records (trigger kind, window id, acc) in order. */
+typedef struct rec {
+	uintptr_t kind[512], id[512], acc[512];
+	size_t n;
+} rec;
+static int record(void *arg, void **acc, const gs_flow_trigger *t,
+		  gs_flow_out *out)
+{
+	(void)out;
+	rec *r = arg;
+	if (r->n < 512) {
+		r->kind[r->n] = t->kind;
+		r->id[r->n] = (uintptr_t)t->window_id;
+		r->acc[r->n] = V(*acc);
+		r->n++;
+	}
+	return 0;
+}
+
+Test(flow_window, periodic_window_splits_by_processing_time, .timeout = 30)
+{
+	/* Feed 1..100 through a push producer, 1 ms apart. */
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	gs_stage *push;
+	gs_push_producer(p, NULL, &push);
+	gs_flow *f;
+	cr_assert_eq(gs_flow_from_stages(p, &push, 1, NULL, &f), GS_OK);
+	gs_flow_partition(f, &(gs_flow_partition_opts){
+				     .stages = 1,
+				     .window = gs_flow_window_periodic(20) });
+	rec r = { .n = 0 };
+	gs_flow_reduce(f, NULL, sum_reducer, NULL);
+	gs_flow_on_trigger(f, record, &r);
+	gs_stage *s;
+	cr_assert_eq(gs_flow_stream(f, p, NULL, &s), GS_OK);
+	gs_pipeline_start(p);
+	for (uintptr_t i = 1; i <= 100; i++) {
+		void *e = U(i);
+		gs_push(push, &e, 1, -1);
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	gs_push_close(push);
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	gs_pipeline_free(p);
+	/* Several windows, numbered in order, all DONE, summing to 5050. */
+	cr_assert_gt(r.n, 2, "only %zu windows", r.n);
+	uintptr_t total = 0;
+	for (size_t i = 0; i < r.n; i++) {
+		cr_assert_eq(r.kind[i], GS_FLOW_TRIGGER_DONE);
+		cr_assert_eq(r.id[i], i);
+		total += r.acc[i];
+	}
+	cr_assert_eq(total, 5050);
+	gs_flow_free(f);
+}
+
+Test(flow_window, periodic_trigger_checkpoints_the_global_window, .timeout = 30)
+{
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	gs_stage *push;
+	gs_push_producer(p, NULL, &push);
+	gs_flow *f;
+	cr_assert_eq(gs_flow_from_stages(p, &push, 1, NULL, &f), GS_OK);
+	gs_flow_partition(f,
+			  &(gs_flow_partition_opts){
+				  .stages = 1,
+				  .window = gs_flow_window_trigger_periodically(
+					  gs_flow_window_global(), 10) });
+	rec r = { .n = 0 };
+	gs_flow_reduce(f, NULL, sum_reducer, NULL);
+	gs_flow_on_trigger(f, record, &r);
+	gs_stage *s;
+	cr_assert_eq(gs_flow_stream(f, p, NULL, &s), GS_OK);
+	gs_pipeline_start(p);
+	for (uintptr_t i = 1; i <= 100; i++) {
+		void *e = U(i);
+		gs_push(push, &e, 1, -1);
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	gs_push_close(push);
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	gs_pipeline_free(p);
+	cr_assert_gt(r.n, 1);
+	uintptr_t last = 0;
+	for (size_t i = 0; i + 1 < r.n; i++) {
+		cr_assert_eq(r.kind[i], GS_FLOW_TRIGGER_PERIODIC);
+		cr_assert_geq(r.acc[i], last, "running sums never fall");
+		last = r.acc[i];
+	}
+	cr_assert_eq(r.kind[r.n - 1], GS_FLOW_TRIGGER_DONE);
+	cr_assert_eq(r.acc[r.n - 1], 5050);
+	gs_flow_free(f);
+}
