@@ -48,6 +48,19 @@ void gsb_run_1_map_1(const gsb_topology *t, const gsb_params *p, gsb_result *r);
 void gsb_run_1_1_slow(const gsb_topology *t, const gsb_params *p,
 		      gsb_result *r);
 
+/* topo_fanout.c: one producer to four consumers, four pushers to one. */
+void gsb_run_1_4_demand(const gsb_topology *t, const gsb_params *p,
+			gsb_result *r);
+void gsb_run_1_4_broadcast(const gsb_topology *t, const gsb_params *p,
+			   gsb_result *r);
+void gsb_run_1_4_partition(const gsb_topology *t, const gsb_params *p,
+			   gsb_result *r);
+void gsb_run_push_4_1(const gsb_topology *t, const gsb_params *p,
+		      gsb_result *r);
+
+/* topo_latency.c: one event in flight, then an idle pipeline. */
+void gsb_run_latency(const gsb_topology *t, const gsb_params *p, gsb_result *r);
+
 /* topo_baselines.c: the same work without the library. */
 void gsb_run_mutex_queue(const gsb_topology *t, const gsb_params *p,
 			 gsb_result *r);

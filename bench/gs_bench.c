@@ -66,6 +66,38 @@ static const gsb_topology topologies[] = {
 	  .run = gsb_run_1_map_1,
 	  .max_demand = 10000,
 	  .default_events = 400 * MILLION },
+	{ .name = "1-4-demand",
+	  .what = "counter -> 4 summing consumers, demand dispatcher, "
+		  "max_demand 1000",
+	  .run = gsb_run_1_4_demand,
+	  .max_demand = 1000,
+	  .default_events = 200 * MILLION },
+	{ .name = "1-4-broadcast",
+	  .what = "counter -> 4 summing consumers, broadcast dispatcher, "
+		  "max_demand 1000; events are deliveries (4 per value)",
+	  .run = gsb_run_1_4_broadcast,
+	  .max_demand = 1000,
+	  .default_events = 200 * MILLION },
+	{ .name = "1-4-partition",
+	  .what = "counter -> 4 summing consumers, partition dispatcher by "
+		  "value mod 4 (each consumer checks its class), max_demand "
+		  "1000",
+	  .run = gsb_run_1_4_partition,
+	  .max_demand = 1000,
+	  .default_events = 100 * MILLION },
+	{ .name = "push-4-1",
+	  .what = "4 ordinary threads gs_push batches of 64 (blocking) into "
+		  "a push producer -> summing consumer, max_demand 1000",
+	  .run = gsb_run_push_4_1,
+	  .max_demand = 1000,
+	  .default_events = 50 * MILLION },
+	{ .name = "latency",
+	  .what = "max_demand 1, one event in flight: p50/p99 one-way "
+		  "latency from gs_emit to handle_events, then the CPU an "
+		  "idle pipeline burns (see the note)",
+	  .run = gsb_run_latency,
+	  .max_demand = 1,
+	  .default_events = 10000 },
 	{ .name = "1-1-slow",
 	  .what = "1-1/md1000 with a consumer about 10x slower than the "
 		  "producer (busy work per event): memory must stay bounded",

@@ -33,6 +33,9 @@ static const target targets[] = {
 	{ "1-map-1/md1000", VS_CEILING, 0.35 },
 	{ "1-map-1/md10000", VS_CEILING, 0.35 },
 	{ "1-1-slow", RSS_BELOW, 32 * 1024 },
+	{ "1-4-demand", VS_CEILING, 0.25 },
+	{ "1-4-partition", VS_CEILING, 0.25 },
+	{ "1-4-broadcast", VS_CEILING, 0.20 },
 };
 
 #define N_TARGETS (sizeof targets / sizeof targets[0])
