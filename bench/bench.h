@@ -61,6 +61,16 @@ void gsb_run_push_4_1(const gsb_topology *t, const gsb_params *p,
 /* topo_latency.c: one event in flight, then an idle pipeline. */
 void gsb_run_latency(const gsb_topology *t, const gsb_params *p, gsb_result *r);
 
+/* topo_peers_zmq.c and topo_peers_tbb.c: what a C or C++ user might pick
+ * instead, built only when the libraries are present (GSB_HAVE_ZMQ,
+ * GSB_HAVE_TBB). */
+void gsb_run_zmq_1_1(const gsb_topology *t, const gsb_params *p, gsb_result *r);
+void gsb_run_zmq_1_4_broadcast(const gsb_topology *t, const gsb_params *p,
+			       gsb_result *r);
+void gsb_run_tbb_1_1(const gsb_topology *t, const gsb_params *p, gsb_result *r);
+void gsb_run_tbb_1_4_broadcast(const gsb_topology *t, const gsb_params *p,
+			       gsb_result *r);
+
 /* topo_baselines.c: the same work without the library. */
 void gsb_run_mutex_queue(const gsb_topology *t, const gsb_params *p,
 			 gsb_result *r);

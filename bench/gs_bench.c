@@ -91,6 +91,30 @@ static const gsb_topology topologies[] = {
 	  .run = gsb_run_push_4_1,
 	  .max_demand = 1000,
 	  .default_events = 50 * MILLION },
+#ifdef GSB_HAVE_ZMQ
+	{ .name = "zmq-1-1",
+	  .what = "peer: ZeroMQ inproc PUSH -> PULL (high-water mark 1000), "
+		  "one 8-byte message per event",
+	  .run = gsb_run_zmq_1_1,
+	  .default_events = 4 * MILLION },
+	{ .name = "zmq-1-4-broadcast",
+	  .what = "peer: ZeroMQ inproc PUB -> 4 SUB, no high-water mark (a "
+		  "PUB drops at its mark: no back-pressure); deliveries",
+	  .run = gsb_run_zmq_1_4_broadcast,
+	  .default_events = 4 * MILLION },
+#endif
+#ifdef GSB_HAVE_TBB
+	{ .name = "tbb-1-1",
+	  .what = "peer: oneTBB flow graph, input_node -> serial "
+		  "function_node summing",
+	  .run = gsb_run_tbb_1_1,
+	  .default_events = 4 * MILLION },
+	{ .name = "tbb-1-4-broadcast",
+	  .what = "peer: oneTBB flow graph, input_node -> broadcast_node -> 4 "
+		  "serial function_nodes; deliveries",
+	  .run = gsb_run_tbb_1_4_broadcast,
+	  .default_events = 4 * MILLION },
+#endif
 	{ .name = "latency",
 	  .what = "max_demand 1, one event in flight: p50/p99 one-way "
 		  "latency from gs_emit to handle_events, then the CPU an "
