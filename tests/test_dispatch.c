@@ -368,3 +368,38 @@ Test(partition, bad_subscriptions_are_refused)
 	cr_assert_str_not_empty(gs_strerror(GS_EBUSY));
 	gs_pipeline_free(p);
 }
+
+Test(demand, the_explicit_demand_dispatcher_is_the_default, .timeout = 30)
+{
+	gs_dispatcher d = gs_dispatcher_demand();
+	cr_assert_eq(d.kind, GS_DISPATCH_DEMAND);
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	counter c = { .end = N };
+	gs_stage *src;
+	cr_assert_eq(gs_from_fn(p, counter_gen, &c,
+				&(gs_stage_opts){ .dispatcher = d }, &src),
+		     GS_OK);
+	probe pr[2] = { 0 };
+	for (int i = 0; i < 2; i++)
+		gs_subscribe(probe_new(p, &pr[i]), src,
+			     &(gs_sub_opts){ .max_demand = 64,
+					     .cancel = GS_CANCEL_TRANSIENT },
+			     NULL);
+	gs_pipeline_start(p);
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	/* each event once, to one of the two, in order within each */
+	cr_assert_eq(pr[0].n + pr[1].n, N);
+	unsigned char *seen = calloc(N, 1);
+	for (int i = 0; i < 2; i++)
+		for (size_t k = 0; k < pr[i].n; k++) {
+			cr_assert_eq(seen[pr[i].vals[k]], 0);
+			seen[pr[i].vals[k]] = 1;
+			if (k)
+				cr_assert_gt(pr[i].vals[k], pr[i].vals[k - 1]);
+		}
+	free(seen);
+	probe_free(&pr[0]);
+	probe_free(&pr[1]);
+	gs_pipeline_free(p);
+}
