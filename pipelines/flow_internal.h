@@ -121,10 +121,8 @@ struct gs__flow_layer {
 	gs_gen_fn gen;
 	void *gen_arg;
 	gs_stage **user;
-	/* Built: the stages others subscribe to, the consumers that take
-	 * this layer's input (GS__L_STAGES), and their states (owned here). */
+	/* Built: the stages, and their states (owned here). */
 	gs_stage **stages;
-	gs_stage **consumers;
 	gs__flow_stage **states;
 	size_t nbuilt;
 };
@@ -178,9 +176,6 @@ struct gs__flow_stage {
 	gs_flow *flow;
 	gs__flow_layer *layer;
 	gs_stage *stage;
-	/* Layers of our own stages: the consumer `stage` forwards through
-	 * this push producer (see flow_run.c for why). */
-	gs_stage *push;
 	size_t index;
 	/* Operations: per-op state (uniq sets) and ping-pong buffers. */
 	gs__flow_table *uniq;
@@ -222,8 +217,6 @@ void gs__flow_window_fini(gs__flow_stage *st);
 int gs__flow_emit_out(gs__flow_stage *st, gs_flow_out *out);
 /* Sends ev[0..n) downstream (ownership passes; on error they are freed). */
 int gs__flow_send(gs__flow_stage *st, void **ev, size_t n);
-/* Events a layer's push producer queues at most. */
-#define GS__FLOW_PUSH_QUEUE 4096
 
 /* Joins (flow_join.c): folding events into a window, and the trigger. */
 int gs__flow_join_add(gs__flow_stage *st, gs__flow_win *w, int side,

@@ -25,14 +25,10 @@ static void free_msg(void *msg, void *arg)
 	free(msg);
 }
 
-/*
- * Our layers are built as a consumer that forwards through a push producer
- * rather than as a producer-consumer, because the engine's
- * producer-consumer spends its input credit per event taken, not per event
- * emitted: a stage that emits fewer than it takes (filter, reduce) stalls
- * once it has taken its downstream's demand. A consumer reads freely and
- * gs_push blocks while the queue is full, so back-pressure still holds.
- */
+/* Sources are producers; every other layer of ours is producer-consumers,
+ * each reading its inputs only while its own downstream has demand for
+ * what it sends on (the engine charges a producer-consumer for the events
+ * it emits, so one that filters or reduces keeps reading). */
 static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
 			  size_t li)
 {
@@ -42,9 +38,8 @@ static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
 		return GS_OK;
 	}
 	l->stages = calloc(l->nstages, sizeof(*l->stages));
-	l->consumers = calloc(l->nstages, sizeof(*l->consumers));
 	l->states = calloc(l->nstages, sizeof(*l->states));
-	if (!l->stages || !l->states || !l->consumers)
+	if (!l->stages || !l->states)
 		return GS_ENOMEM;
 	bool source = l->kind != GS__L_STAGES;
 	size_t expected = 0;
@@ -73,22 +68,10 @@ static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
 			.event_free_arg = f->event_free_arg,
 			.msg_free = free_msg,
 		};
-		gs_err e;
-		if (source) {
-			e = gs_stage_new(p, GS_PRODUCER, &gs__flow_source_ops,
-					 st, &so, &l->stages[i]);
-		} else {
-			so.buffer_size = GS__FLOW_PUSH_QUEUE;
-			e = gs_push_producer(p, &so, &st->push);
-			l->stages[i] = st->push;
-			snprintf(name, sizeof(name), "flow%zu-in%zu", li, i);
-			so.buffer_size = 0;
-			so.dispatcher = gs_dispatcher_demand();
-			if (!e)
-				e = gs_stage_new(p, GS_CONSUMER,
-						 &gs__flow_stage_ops, st, &so,
-						 &l->consumers[i]);
-		}
+		gs_err e = gs_stage_new(
+			p, source ? GS_PRODUCER : GS_PRODUCER_CONSUMER,
+			source ? &gs__flow_source_ops : &gs__flow_stage_ops, st,
+			&so, &l->stages[i]);
 		if (e)
 			return e;
 		l->nbuilt++;
@@ -110,9 +93,8 @@ static gs_err wire(gs__flow_layer *l)
 				so.partition = l->in_mode == GS__IN_PARTITION
 						       ? GS_PARTITION(j)
 						       : 0;
-				gs_err e = gs_subscribe(l->consumers[j],
-							u->stages[i], &so,
-							NULL);
+				gs_err e = gs_subscribe(
+					l->stages[j], u->stages[i], &so, NULL);
 				if (e)
 					return e;
 			}
@@ -169,10 +151,8 @@ void gs__flow_unbuild(gs_flow *f)
 		}
 		free(l->states);
 		free(l->stages);
-		free(l->consumers);
 		l->states = NULL;
 		l->stages = NULL;
-		l->consumers = NULL;
 		l->nbuilt = 0;
 	}
 }
@@ -183,11 +163,8 @@ void gs__flow_abort(gs_flow *f, int reason)
 		gs__flow_layer *l = f->layers[i];
 		if (l->kind == GS__L_USER)
 			continue;
-		for (size_t j = 0; j < l->nbuilt; j++) {
+		for (size_t j = 0; j < l->nbuilt; j++)
 			gs_stage_stop(l->stages[j], reason);
-			if (l->consumers && l->consumers[j])
-				gs_stage_stop(l->consumers[j], reason);
-		}
 	}
 	if (f->sink)
 		gs_stage_stop(f->sink, reason);

@@ -32,65 +32,63 @@ static gs__flow_input *input_of(gs__flow_stage *st, gs_sub *sub)
 	return NULL;
 }
 
-static int stage_subscribe(void *state, gs_stage *stage, gs_sub *sub,
-			   gs_role role)
+/* Records input `sub` and which input layer (join side) its producer
+ * belongs to. */
+static gs__flow_input *add_input(gs__flow_stage *st, gs_sub *sub)
 {
-	(void)stage;
-	gs__flow_stage *st = state;
-	if (role != GS_ROLE_CONSUMER)
-		return 0;
 	gs__flow_input *ins = realloc(st->inputs,
 				      (st->ninputs + 1) * sizeof(*ins));
 	if (!ins)
-		return GS_ENOMEM;
+		return NULL;
 	st->inputs = ins;
 	gs__flow_input *in = &ins[st->ninputs++];
 	*in = (gs__flow_input){ .sub = sub, .live = true };
-	/* Which input layer (join side) the producer belongs to. */
 	gs_stage *prod = gs_sub_producer(sub);
 	gs__flow_layer *l = st->layer;
 	for (size_t k = 0; k < l->ninputs; k++)
 		for (size_t i = 0; i < l->inputs[k]->nbuilt; i++)
 			if (l->inputs[k]->stages[i] == prod)
 				in->side = l->inputs[k]->side;
-	return 0;
+	return in;
+}
+
+static int stage_subscribe(void *state, gs_stage *stage, gs_sub *sub,
+			   gs_role role)
+{
+	(void)stage;
+	gs__flow_stage *st = state;
+	if (role != GS_ROLE_CONSUMER || input_of(st, sub))
+		return 0;
+	return add_input(st, sub) ? 0 : GS_ENOMEM;
 }
 
 static int stage_events(void *state, gs_stage *stage, gs_sub *from,
 			void **events, size_t n)
 {
+	(void)stage;
 	gs__flow_stage *st = state;
 	void **res;
 	size_t nres;
 	int r = gs__flow_ops_run(st, events, n, &res, &nres);
 	if (r)
 		return r;
-	if (reducing(st->layer)) {
-		gs__flow_input *in = input_of(st, from);
-		static gs__flow_input none = { .live = true };
-		return gs__flow_window_events(st, in ? in : &none, res, nres);
+	if (!reducing(st->layer))
+		return gs__flow_send(st, res, nres);
+	gs__flow_input *in = input_of(st, from);
+	if (!in && !(in = add_input(st, from))) {
+		for (size_t i = 0; i < nres; i++)
+			gs__flow_drop(st->flow, res[i]);
+		return GS_ENOMEM;
 	}
-	(void)stage;
-	return gs__flow_send(st, res, nres);
+	return gs__flow_window_events(st, in, res, nres);
 }
 
 int gs__flow_send(gs__flow_stage *st, void **ev, size_t n)
 {
-	int r = 0;
-	size_t i = 0;
-	if (!st->push) {
-		if (n && (r = gs_emit(st->stage, ev, n)) == 0)
-			i = n;
-	}
-	/* Blocks while the push queue is full: that is the back-pressure. */
-	while (st->push && !r && i < n) {
-		size_t k = n - i < GS__FLOW_PUSH_QUEUE ? n - i
-						       : GS__FLOW_PUSH_QUEUE;
-		if ((r = gs_push(st->push, ev + i, k, -1)) == 0)
-			i += k;
-	}
-	for (; i < n; i++)
-		gs__flow_drop(st->flow, ev[i]);
+	int r = n ? (int)gs_emit(st->stage, ev, n) : 0;
+	if (r)
+		for (size_t i = 0; i < n; i++)
+			gs__flow_drop(st->flow, ev[i]);
 	return r;
 }
 
@@ -122,11 +120,7 @@ static int stage_info(void *state, gs_stage *stage, void *msg)
 static void stage_terminate(void *state, gs_stage *stage, int reason)
 {
 	(void)stage;
-	(void)reason;
 	gs__flow_stage *st = state;
-	/* Downstream sees our end, or our error. */
-	if (st->push && reason == GS_OK)
-		gs_push_close(st->push);
 	if (reason != GS_OK)
 		gs__flow_abort(st->flow, reason);
 	gs__flow_window_fini(st);

@@ -41,8 +41,9 @@
  * - Operations right after a source run inside the source producer (no
  *   extra mapper stages as Flow adds): a generator is sequential anyway,
  *   and it saves a hop. Use gs_flow_shuffle to spread them over stages.
- * - reduce needs a partition (GS_EINVAL otherwise): Flow allows reducing
- *   in its mapper stages, which we do not create.
+ * - reduce needs a layer of stages before it (gs_flow_partition,
+ *   gs_flow_shuffle, gs_flow_departition, a merge; GS_EINVAL otherwise):
+ *   Flow allows reducing in its mapper stages, which we do not create.
  * - Keys are uint64_t from a gs_flow_key_fn: two events are the same key
  *   (uniq_by, joins, partition routing) exactly when the keys are equal.
  *   Hash strings (or intern them) yourself.
@@ -270,8 +271,9 @@ typedef enum gs_flow_emit_mode {
 /*
  * Reduces each window of each stage of the current partition layer: the
  * window's accumulator starts as acc_new(arg) (NULL acc_new: NULL, i.e.
- * 0) and takes every event through `reducer`. Needs a partition before it
- * and at most one reduce per partition (GS_EINVAL).
+ * 0) and takes every event through `reducer`. Needs a layer of stages
+ * before it (a partition, shuffle, departition or merge) and at most one
+ * reduce per layer (GS_EINVAL).
  */
 gs_err gs_flow_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
 		      gs_flow_reduce_fn reducer, void *arg);
