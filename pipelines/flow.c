@@ -211,7 +211,7 @@ GS_FLOW_API void gs_flow_free(gs_flow *f)
 }
 
 /* Common checks for a step added to `f`. */
-static gs_err usable(gs_flow *f, const char *what)
+gs_err gs__flow_usable(gs_flow *f, const char *what)
 {
 	if (!f)
 		return GS_EINVAL;
@@ -226,7 +226,7 @@ static gs_err usable(gs_flow *f, const char *what)
 
 static gs_err add_op(gs_flow *f, const char *what, gs__flow_op op, bool have_fn)
 {
-	gs_err e = usable(f, what);
+	gs_err e = gs__flow_usable(f, what);
 	if (e)
 		return e;
 	if (!have_fn)
@@ -347,11 +347,11 @@ static void set_route(gs__flow_layer *in, const gs_flow_partition_opts *o)
 	in->out_hash_arg = o->hash_arg;
 }
 
-static gs_err add_layer(gs_flow *f, const char *what, gs__in_mode mode,
-			const gs_flow_partition_opts *opts)
+gs_err gs__flow_add_layer(gs_flow *f, const char *what, gs__in_mode mode,
+			  const gs_flow_partition_opts *opts)
 {
 	static const gs_flow_partition_opts none;
-	gs_err e = usable(f, what);
+	gs_err e = gs__flow_usable(f, what);
 	if (e)
 		return e;
 	const gs_flow_partition_opts *o = opts ? opts : &none;
@@ -371,13 +371,14 @@ static gs_err add_layer(gs_flow *f, const char *what, gs__in_mode mode,
 GS_FLOW_API gs_err gs_flow_partition(gs_flow *f,
 				     const gs_flow_partition_opts *opts)
 {
-	return add_layer(f, "gs_flow_partition", GS__IN_PARTITION, opts);
+	return gs__flow_add_layer(f, "gs_flow_partition", GS__IN_PARTITION,
+				  opts);
 }
 
 GS_FLOW_API gs_err gs_flow_shuffle(gs_flow *f,
 				   const gs_flow_partition_opts *opts)
 {
-	return add_layer(f, "gs_flow_shuffle", GS__IN_SHUFFLE, opts);
+	return gs__flow_add_layer(f, "gs_flow_shuffle", GS__IN_SHUFFLE, opts);
 }
 
 GS_FLOW_API gs_err gs_flow_departition(gs_flow *f,
@@ -385,7 +386,7 @@ GS_FLOW_API gs_err gs_flow_departition(gs_flow *f,
 {
 	gs_flow_partition_opts o = opts ? *opts : (gs_flow_partition_opts){ 0 };
 	o.stages = 1;
-	return add_layer(f, "gs_flow_departition", GS__IN_SHUFFLE, &o);
+	return gs__flow_add_layer(f, "gs_flow_departition", GS__IN_SHUFFLE, &o);
 }
 
 /*
@@ -401,7 +402,7 @@ gs_err gs__flow_combine(gs_flow *const *flows, size_t n, const char *what,
 		return GS_EINVAL;
 	gs_pipeline *bound = NULL;
 	for (size_t i = 0; i < n; i++) {
-		gs_err e = usable(flows[i], what);
+		gs_err e = gs__flow_usable(flows[i], what);
 		if (e)
 			return e;
 		for (size_t j = 0; j < i; j++)
@@ -479,7 +480,7 @@ GS_FLOW_API gs_err gs_flow_merge(gs_flow *const *flows, size_t n,
 GS_FLOW_API gs_err gs_flow_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
 				  gs_flow_reduce_fn reducer, void *arg)
 {
-	gs_err e = usable(f, "gs_flow_reduce");
+	gs_err e = gs__flow_usable(f, "gs_flow_reduce");
 	if (e)
 		return e;
 	gs__flow_layer *l = f->last;
@@ -503,7 +504,7 @@ GS_FLOW_API gs_err gs_flow_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
 
 static gs_err need_reduce(gs_flow *f, const char *what)
 {
-	gs_err e = usable(f, what);
+	gs_err e = gs__flow_usable(f, what);
 	if (e)
 		return e;
 	if (!f->last->has_reduce && !f->last->is_join)
@@ -548,6 +549,10 @@ GS_FLOW_API gs_err gs_flow_emit(gs_flow *f, gs_flow_emit_mode mode)
 		return e;
 	if (mode > GS_FLOW_EMIT_EVENTS)
 		return gs__flow_fail(f, GS_EINVAL, "gs_flow_emit: bad mode");
+	if (mode == GS_FLOW_EMIT_EVENTS && f->last->builtin.key)
+		return gs__flow_fail(f, GS_EINVAL,
+				     "gs_flow_emit: a group_by emits its "
+				     "groups, not events");
 	if (f->last->has_emit || f->last->is_join)
 		return gs__flow_fail(f, GS_EINVAL,
 				     "gs_flow_emit: the emission was already "

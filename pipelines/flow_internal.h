@@ -112,6 +112,16 @@ struct gs__flow_layer {
 	gs_flow_trigger_fn on_trigger;
 	void *trigger_arg;
 	gs_flow_emit_mode emit;
+	/* group_by and take_sort: the reduce's arg points here. */
+	struct gs__flow_builtin {
+		gs_flow_key_fn key;
+		gs_flow_map_fn value;
+		gs_flow_cmp_fn cmp;
+		void *arg;
+		size_t n;
+		void (*event_free)(void *event, void *arg);
+		void *event_free_arg;
+	} builtin;
 	/* Join (a reduce of its own kind). */
 	bool is_join;
 	gs_flow_join join;
@@ -148,6 +158,11 @@ struct gs_flow {
 gs_err gs__flow_fail(gs_flow *f, gs_err code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void gs__flow_drop(const gs_flow *f, void *event);
+/* Common checks for a step added to `f` (flow.c). */
+gs_err gs__flow_usable(gs_flow *f, const char *what);
+/* Adds a layer of stages fed from the current last one (flow.c). */
+gs_err gs__flow_add_layer(gs_flow *f, const char *what, gs__in_mode mode,
+			  const gs_flow_partition_opts *opts);
 
 /* Runtime of one window (an accumulator and its trigger counters). */
 typedef struct gs__flow_win {

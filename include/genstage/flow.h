@@ -57,9 +57,9 @@
  * - Triggers are checked after each batch of events, as Flow does, but our
  *   batches are decided by demand: only data-independent expectations
  *   (ordered event times, counts) are deterministic.
- * - Custom triggers (Flow.Window.trigger/3), session windows,
- *   emit_and_reduce, group_by/group_by_key and take_sort are not offered
- *   yet (group_by is a reduce into a gs_flow_events list per key).
+ * - Custom triggers (Flow.Window.trigger/3), session windows and
+ *   emit_and_reduce are not offered yet. group_by keeps events in arrival
+ *   order (Flow's lists come out reversed).
  * - departition only funnels a layer into one stage; the merge is a
  *   gs_flow_reduce after it (no per-window merge/done callbacks).
  * - Joins emit the join of a window's events at each of its triggers (the
@@ -299,6 +299,60 @@ void *gs_flow_events_at(const gs_flow_events *l, size_t i);
  * NULL). NULL is a no-op. */
 void gs_flow_events_free(gs_flow_events *l,
 			 void (*event_free)(void *event, void *arg), void *arg);
+
+/*
+ * Groups of events by key: the accumulator of gs_flow_group_by. Each group
+ * is a gs_flow_events list, in arrival order, owned by the groups. Not
+ * thread-safe: it lives in one stage, then with whoever it is emitted to.
+ */
+typedef struct gs_flow_groups gs_flow_groups;
+/* The number of groups (distinct keys); 0 for NULL. */
+size_t gs_flow_groups_len(const gs_flow_groups *g);
+/* The key and the events of group i (in [0, len)), in the order the keys
+ * first arrived; 0 and NULL out of range. The list stays the groups'. */
+uint64_t gs_flow_groups_key(const gs_flow_groups *g, size_t i);
+gs_flow_events *gs_flow_groups_at(const gs_flow_groups *g, size_t i);
+/* The events of `key`, or NULL if no event had it. */
+gs_flow_events *gs_flow_groups_find(const gs_flow_groups *g, uint64_t key);
+/* Frees the groups, handing every event still in them to `event_free`
+ * (may be NULL). NULL is a no-op. */
+void gs_flow_groups_free(gs_flow_groups *g,
+			 void (*event_free)(void *event, void *arg), void *arg);
+
+/*
+ * Flow's group_by and group_by_key: a gs_flow_reduce whose accumulator is
+ * a gs_flow_groups (freed with the flow's event_free when the flow discards
+ * it), so each stage of the partition emits one gs_flow_groups per window
+ * (or per trigger) that the receiver frees with gs_flow_groups_free.
+ * group_by keeps the events themselves; group_by_key keeps value(arg,
+ * event) (value owns the event; Flow's {key, value} pairs). Partition by
+ * the same key first so that each key lives in one stage. The rules of
+ * gs_flow_reduce apply; gs_flow_emit(GS_FLOW_EMIT_EVENTS) is refused.
+ * As for any emitted accumulator, a gs_flow_groups (or take_sort's list)
+ * that the flow drops later (gs_flow_run's results, a stop) reaches the
+ * flow's event_free: collect or stream them, or make event_free tell
+ * them apart.
+ */
+gs_err gs_flow_group_by(gs_flow *f, gs_flow_key_fn key, void *arg);
+gs_err gs_flow_group_by_key(gs_flow *f, gs_flow_key_fn key,
+			    gs_flow_map_fn value, void *arg);
+
+/* Orders two events: negative if `a` comes first, positive if `b` does. */
+typedef int (*gs_flow_cmp_fn)(void *arg, const void *a, const void *b);
+
+/*
+ * Flow's take_sort: the `n` first events of the whole flow in the order of
+ * `cmp`. The flow ends in one stage that emits, once its input ends, a
+ * single gs_flow_events list of at most n events, sorted (the receiver
+ * frees it with gs_flow_events_free; ties in any order). The events not
+ * kept go to event_free as they lose their place. If the current layer is
+ * one of stages without a reduce and with a plain global window, it does
+ * the work: with one stage it is that stage, with several each first
+ * keeps its own n best, so only n per stage travel on to a departition.
+ * Otherwise a departition is added. Each event costs O(log n) compares.
+ * n == 0 or a NULL cmp is GS_EINVAL.
+ */
+gs_err gs_flow_take_sort(gs_flow *f, size_t n, gs_flow_cmp_fn cmp, void *arg);
 
 /*
  * Joins. Both flows are partitioned by their key into a new layer

@@ -184,3 +184,46 @@ Test(flow_partition, hash_may_discard_events, .timeout = 30)
 	free(out);
 	gs_flow_free(f);
 }
+
+/* uniq_by keeps the first of each key per stage, as Flow: partitioning by
+ * the same key first makes it unique over the whole flow, and the first
+ * event of each key is the one kept (one source, so per-key order holds). */
+Test(flow_partition, uniq_by_after_a_partition_by_its_key_is_global,
+     .timeout = 30)
+{
+	gs_flow *f = range(1, 5000);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 4,
+							.key = mod97 });
+	gs_flow_uniq_by(f, mod97, NULL);
+	void **out;
+	size_t n;
+	collect_ok(f, &out, &n);
+	cr_assert_eq(n, 97);
+	qsort(out, n, sizeof(void *), cmp_u);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(V(out[i]), i + 1, "the first event of key %zu",
+			     (i + 1) % 97);
+	free(out);
+	gs_flow_free(f);
+}
+
+/* Without that partition each of the shuffled stages keeps its own first
+ * event of a key: between one and `stages` events per key. */
+Test(flow_partition, uniq_by_after_a_shuffle_is_per_stage, .timeout = 30)
+{
+	gs_flow *f = range(1, 5000);
+	gs_flow_shuffle(f, &(gs_flow_partition_opts){ .stages = 3,
+						      .max_demand = 16 });
+	gs_flow_uniq_by(f, mod97, NULL);
+	void **out;
+	size_t n;
+	collect_ok(f, &out, &n);
+	size_t per_key[97] = { 0 };
+	for (size_t i = 0; i < n; i++)
+		per_key[mod97(NULL, out[i])]++;
+	for (size_t k = 0; k < 97; k++)
+		cr_assert(per_key[k] >= 1 && per_key[k] <= 3,
+			  "key %zu kept %zu times", k, per_key[k]);
+	free(out);
+	gs_flow_free(f);
+}
