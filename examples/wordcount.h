@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The word count shared by examples/wordcount.c and gs-bench's
+ * flow-wordcount topologies: a deterministic corpus, a count by a flow and
+ * the same count by a plain single-threaded loop, so that both programs
+ * time exactly the same work.
+ */
+#ifndef WORDCOUNT_H
+#define WORDCOUNT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <genstage/flow.h>
+
+/* Words and their counts; the words point into the counted text, which
+ * must outlive the table. */
+typedef struct wc_table wc_table;
+
+/* A deterministic corpus of exactly `bytes` bytes (malloc'ed): words of a
+ * fixed vocabulary with a skewed frequency. NULL when out of memory. */
+char *wc_generate(size_t bytes, size_t *len);
+
+/* Count the words of text[0..len) (letters and digits, lowercased), both
+ * cutting the text in place (lowercase, NUL-terminated words). The flow
+ * uses `stages` counting stages; on error *why says what failed. */
+gs_err wc_count_flow(char *text, size_t len, size_t stages, wc_table **out,
+		     char *why, size_t whylen);
+gs_err wc_count_loop(char *text, size_t len, wc_table **out);
+
+size_t wc_words(const wc_table *t);    /* all words, repeats included */
+size_t wc_distinct(const wc_table *t); /* distinct words */
+/* Calls fn for each distinct word, in no order. */
+void wc_each(const wc_table *t,
+	     void (*fn)(void *arg, const char *word, size_t count), void *arg);
+/* Whether both hold the same words with the same counts. */
+bool wc_same(const wc_table *a, const wc_table *b);
+void wc_table_free(wc_table *t);
+
+#endif
