@@ -39,6 +39,7 @@ struct gsb_topology {
 	const char *what; /* one line for --list and RESULTS.md */
 	gsb_run_fn run;
 	size_t max_demand; /* genstage topologies only */
+	size_t stages;     /* flow-wordcount: counting stages, 0 the loop */
 	uint64_t default_events;
 };
 
@@ -70,6 +71,10 @@ void gsb_run_zmq_1_4_broadcast(const gsb_topology *t, const gsb_params *p,
 void gsb_run_tbb_1_1(const gsb_topology *t, const gsb_params *p, gsb_result *r);
 void gsb_run_tbb_1_4_broadcast(const gsb_topology *t, const gsb_params *p,
 			       gsb_result *r);
+
+/* topo_wordcount.c: examples/wordcount.c's count, by a flow or a loop. */
+void gsb_run_wordcount(const gsb_topology *t, const gsb_params *p,
+		       gsb_result *r);
 
 /* topo_baselines.c: the same work without the library. */
 void gsb_run_mutex_queue(const gsb_topology *t, const gsb_params *p,

@@ -115,6 +115,23 @@ static const gsb_topology topologies[] = {
 	  .run = gsb_run_tbb_1_4_broadcast,
 	  .default_events = 4 * MILLION },
 #endif
+	{ .name = "wordcount-loop",
+	  .what = "baseline: examples/wordcount.c's plain single-threaded "
+		  "loop over a generated 50 MiB corpus; events are its bytes",
+	  .run = gsb_run_wordcount,
+	  .default_events = 50u << 20 },
+	{ .name = "flow-wordcount/1",
+	  .what = "the same count by wordcount's flow: chunks -> 1 counting "
+		  "stage -> departition merging the tables",
+	  .run = gsb_run_wordcount,
+	  .stages = 1,
+	  .default_events = 50u << 20 },
+	{ .name = "flow-wordcount/2",
+	  .what = "as flow-wordcount/1 with 2 counting stages (shuffled "
+		  "chunks)",
+	  .run = gsb_run_wordcount,
+	  .stages = 2,
+	  .default_events = 50u << 20 },
 	{ .name = "latency",
 	  .what = "max_demand 1, one event in flight: p50/p99 one-way "
 		  "latency from gs_emit to handle_events, then the CPU an "
@@ -211,6 +228,10 @@ static int parse_only(options *o, const char *arg)
 	free(list);
 	for (size_t b = 0; b < sizeof baselines / sizeof *baselines; b++)
 		o->selected[find_topology(baselines[b])] = true;
+	/* A flow word count is judged against the loop of the same run. */
+	for (size_t i = 0; i < N_TOPOLOGIES; i++)
+		if (o->selected[i] && topologies[i].stages)
+			o->selected[find_topology("wordcount-loop")] = true;
 	return err;
 }
 
