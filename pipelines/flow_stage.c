@@ -57,7 +57,7 @@ static int stage_subscribe(void *state, gs_stage *stage, gs_sub *sub,
 {
 	(void)stage;
 	gs__flow_stage *st = state;
-	if (role != GS_ROLE_CONSUMER || input_of(st, sub))
+	if (role != GS_ROLE_CONSUMER)
 		return 0;
 	return add_input(st, sub) ? 0 : GS_ENOMEM;
 }
@@ -74,13 +74,9 @@ static int stage_events(void *state, gs_stage *stage, gs_sub *from,
 		return r;
 	if (!reducing(st->layer))
 		return gs__flow_send(st, res, nres);
-	gs__flow_input *in = input_of(st, from);
-	if (!in && !(in = add_input(st, from))) {
-		for (size_t i = 0; i < nres; i++)
-			gs__flow_drop(st->flow, res[i]);
-		return GS_ENOMEM;
-	}
-	return gs__flow_window_events(st, in, res, nres);
+	/* The engine calls handle_subscribe before a subscription's first
+	 * ask, so every input is known by the time its events arrive. */
+	return gs__flow_window_events(st, input_of(st, from), res, nres);
 }
 
 int gs__flow_send(gs__flow_stage *st, void **ev, size_t n)
