@@ -382,7 +382,9 @@ static void md_header(FILE *f, const gsb_report *rep)
 		"is the issue's ceiling for a hand-off, which batching can "
 		"pass; gs-ring/1 against ck-ring compares the two rings "
 		"alone. mutex-queue (one item per lock) is the floor. "
-		"Peak RSS is "
+		"The word counts' events are bytes of text, and their "
+		"target is the wordcount-loop row, not ck-ring (their peak "
+		"RSS holds the corpus and its copy). Peak RSS is "
 		"the child process's ru_maxrss (a child that does nothing "
 		"peaks at %.1f MiB). CPU s is user + system time of the "
 		"median run.\n\n",
