@@ -30,6 +30,21 @@ void gs__flow_drop(const gs_flow *f, void *event)
 		f->event_free(event, f->event_free_arg);
 }
 
+void gs__flow_drop_output(void *item, void *arg)
+{
+	const gs__flow_layer *l = arg;
+	if (l->has_reduce && !l->on_trigger && l->emit == GS_FLOW_EMIT_STATE) {
+		/* A value accumulator (no acc_free) needs no freeing. */
+		if (l->acc_free)
+			l->acc_free(l->reduce_arg, item);
+	} else if (l->emits_lists) {
+		gs_flow_events_free(item, l->flow->event_free,
+				    l->flow->event_free_arg);
+	} else {
+		gs__flow_drop(l->flow, item);
+	}
+}
+
 GS_FLOW_API gs_err gs_flow_error(const gs_flow *f)
 {
 	return f ? f->err : GS_EINVAL;

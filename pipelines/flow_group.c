@@ -298,6 +298,7 @@ static gs_err add_heap(gs_flow *f, const builtin *from, gs_flow_trigger_fn fn)
 	b->n = from->n;
 	f->last->reduce_arg = b;
 	f->last->acc_free = heap_free;
+	f->last->emits_lists = fn == heap_emit_sorted;
 	return gs_flow_on_trigger(f, fn, b);
 }
 

@@ -112,6 +112,8 @@ struct gs__flow_layer {
 	gs_flow_trigger_fn on_trigger;
 	void *trigger_arg;
 	gs_flow_emit_mode emit;
+	/* take_sort's last layer emits gs_flow_events lists. */
+	bool emits_lists;
 	/* group_by and take_sort: the reduce's arg points here. */
 	struct gs__flow_builtin {
 		gs_flow_key_fn key;
@@ -131,7 +133,9 @@ struct gs__flow_layer {
 	gs_gen_fn gen;
 	void *gen_arg;
 	gs_stage **user;
-	/* Built: the stages, and their states (owned here). */
+	/* Built: the flow that runs it, the stages, and their states
+	 * (owned here). */
+	gs_flow *flow;
 	gs_stage **stages;
 	gs__flow_stage **states;
 	size_t nbuilt;
@@ -158,6 +162,11 @@ struct gs_flow {
 gs_err gs__flow_fail(gs_flow *f, gs_err code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void gs__flow_drop(const gs_flow *f, void *event);
+/* Frees an item that built layer `arg` emitted and that is dropped on its
+ * way: an accumulator (GS_FLOW_EMIT_STATE) through acc_free, take_sort's
+ * list with its events, anything else through the flow's event_free. The
+ * event_free of every stage that receives the layer's output. */
+void gs__flow_drop_output(void *item, void *arg);
 /* Common checks for a step added to `f` (flow.c). */
 gs_err gs__flow_usable(gs_flow *f, const char *what);
 /* Adds a layer of stages fed from the current last one (flow.c). */

@@ -37,6 +37,7 @@ static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
 		l->nbuilt = l->nstages;
 		return GS_OK;
 	}
+	l->flow = f;
 	l->stages = calloc(l->nstages, sizeof(*l->stages));
 	l->states = calloc(l->nstages, sizeof(*l->states));
 	if (!l->stages || !l->states)
@@ -64,8 +65,9 @@ static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
 			.name = name,
 			.buffer_size = GS_UNBOUNDED,
 			.dispatcher = d,
-			.event_free = f->event_free,
-			.event_free_arg = f->event_free_arg,
+			/* What the stage emits and drops on the way. */
+			.event_free = gs__flow_drop_output,
+			.event_free_arg = l,
 			.msg_free = free_msg,
 		};
 		gs_err e = gs_stage_new(
@@ -184,7 +186,7 @@ static int sink_drop(void *state, gs_stage *stage, gs_sub *from, void **events,
 	(void)from;
 	gs_flow *f = state;
 	for (size_t i = 0; i < n; i++)
-		gs__flow_drop(f, events[i]);
+		gs__flow_drop_output(events[i], f->last);
 	return 0;
 }
 
@@ -197,7 +199,7 @@ static int sink_collect(void *state, gs_stage *stage, gs_sub *from,
 	gs_err e = gs__flow_vec_reserve(&f->collected, n);
 	if (e) {
 		for (size_t i = 0; i < n; i++)
-			gs__flow_drop(f, events[i]);
+			gs__flow_drop_output(events[i], f->last);
 		return e;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -241,12 +243,9 @@ static gs_err run_with(gs_flow *f, const gs_stage_ops *ops)
 	if (!p && (e = gs_pipeline_new(NULL, &p)))
 		return gs__flow_fail(f, e, "no pipeline: %s", gs_strerror(e));
 	if (!(e = gs__flow_build(f, p)))
-		e = gs_stage_new(
-			p, GS_CONSUMER, ops, f,
-			&(gs_stage_opts){ .name = "flow-sink",
-					  .event_free = f->event_free,
-					  .event_free_arg = f->event_free_arg },
-			&f->sink);
+		e = gs_stage_new(p, GS_CONSUMER, ops, f,
+				 &(gs_stage_opts){ .name = "flow-sink" },
+				 &f->sink);
 	if (!e)
 		e = attach(f, &f->sink, 1, NULL);
 	if (!e) {
@@ -281,7 +280,7 @@ GS_FLOW_API gs_err gs_flow_collect(gs_flow *f, void ***events, size_t *n)
 	gs_err e = run_with(f, &ops);
 	if (e) {
 		for (size_t i = 0; f && i < f->collected.n; i++)
-			gs__flow_drop(f, f->collected.v[i]);
+			gs__flow_drop_output(f->collected.v[i], f->last);
 		if (f)
 			gs__flow_vec_free(&f->collected);
 		return e;
@@ -311,8 +310,8 @@ GS_FLOW_API gs_err gs_flow_stream(gs_flow *f, gs_pipeline *p,
 		f->own = p;
 	gs_stage_opts so = opts ? *opts : (gs_stage_opts){ 0 };
 	if (!so.event_free) {
-		so.event_free = f->event_free;
-		so.event_free_arg = f->event_free_arg;
+		so.event_free = gs__flow_drop_output;
+		so.event_free_arg = f->last;
 	}
 	if (!so.name)
 		so.name = "flow-stream";

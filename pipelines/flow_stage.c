@@ -84,7 +84,7 @@ int gs__flow_send(gs__flow_stage *st, void **ev, size_t n)
 	int r = n ? (int)gs_emit(st->stage, ev, n) : 0;
 	if (r)
 		for (size_t i = 0; i < n; i++)
-			gs__flow_drop(st->flow, ev[i]);
+			gs__flow_drop_output(ev[i], st->layer);
 	return r;
 }
 

@@ -34,8 +34,11 @@
  * rejected, duplicate, late, discarded by a hash, left over when a stage
  * stops) goes to opts.event_free of the first source, called from any
  * stage thread. Accumulators are created by acc_new on the stage that owns
- * them and, when the flow discards them, freed there by the function given
- * to gs_flow_acc_free; nothing leaks on error or early stop.
+ * them and, when the flow discards them, freed by the function given to
+ * gs_flow_acc_free; so are the accumulators a GS_FLOW_EMIT_STATE trigger
+ * sent on, if they are dropped downstream (gs_flow_run's results, events
+ * in flight at a stop). What an on_trigger function emits counts as
+ * events. Nothing leaks on error or early stop.
  *
  * Where we differ from Elixir's Flow, and why:
  * - Operations right after a source run inside the source producer (no
@@ -328,10 +331,8 @@ void gs_flow_groups_free(gs_flow_groups *g,
  * event) (value owns the event; Flow's {key, value} pairs). Partition by
  * the same key first so that each key lives in one stage. The rules of
  * gs_flow_reduce apply; gs_flow_emit(GS_FLOW_EMIT_EVENTS) is refused.
- * As for any emitted accumulator, a gs_flow_groups (or take_sort's list)
- * that the flow drops later (gs_flow_run's results, a stop) reaches the
- * flow's event_free: collect or stream them, or make event_free tell
- * them apart.
+ * A gs_flow_groups (or take_sort's list) that the flow drops later
+ * (gs_flow_run's results, a stop) is freed with its events.
  */
 gs_err gs_flow_group_by(gs_flow *f, gs_flow_key_fn key, void *arg);
 gs_err gs_flow_group_by_key(gs_flow *f, gs_flow_key_fn key,

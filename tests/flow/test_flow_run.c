@@ -187,6 +187,71 @@ Test(flow_run, collected_states_belong_to_the_caller, .timeout = 30)
 	cr_assert_eq(atomic_load(&accs), 0);
 }
 
+/* gs_flow_run drops the results: emitted states go to acc_free (value
+ * states to nothing), never to the events' event_free. */
+static int sum_into_value(void *arg, void **acc, void *e)
+{
+	(void)arg;
+	uintptr_t v = *(uintptr_t *)e;
+	unbox_free(e, NULL);
+	*acc = U(V(*acc) + v);
+	return 0;
+}
+
+Test(flow_run, run_frees_emitted_states_with_acc_free, .timeout = 30)
+{
+	atomic_store(&boxes, 0);
+	atomic_store(&accs, 0);
+	gs_flow *f = boxed_flow(700);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
+	gs_flow_reduce(f, acc_alloc, sum_boxes, NULL);
+	gs_flow_acc_free(f, acc_release);
+	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
+	gs_flow_free(f);
+	cr_assert_eq(atomic_load(&boxes), 0, "%ld events", atomic_load(&boxes));
+	cr_assert_eq(atomic_load(&accs), 0, "%ld states", atomic_load(&accs));
+
+	f = boxed_flow(700);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
+	gs_flow_reduce(f, NULL, sum_into_value, NULL);
+	cr_assert_eq(gs_flow_run(f), GS_OK, "a value state is not freed");
+	gs_flow_free(f);
+	cr_assert_eq(atomic_load(&boxes), 0);
+}
+
+static uint64_t boxed_mod7(void *arg, const void *e)
+{
+	(void)arg;
+	return *(const uintptr_t *)e % 7;
+}
+
+static int boxed_cmp(void *arg, const void *a, const void *b)
+{
+	(void)arg;
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+Test(flow_run, run_frees_groups_and_sorted_lists_with_their_events,
+     .timeout = 30)
+{
+	atomic_store(&boxes, 0);
+	gs_flow *f = boxed_flow(1000);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2,
+							.key = boxed_mod7 });
+	gs_flow_group_by(f, boxed_mod7, NULL);
+	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
+	gs_flow_free(f);
+	cr_assert_eq(atomic_load(&boxes), 0, "%ld events", atomic_load(&boxes));
+
+	f = boxed_flow(1000);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
+	gs_flow_take_sort(f, 10, boxed_cmp, NULL);
+	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
+	gs_flow_free(f);
+	cr_assert_eq(atomic_load(&boxes), 0, "%ld events", atomic_load(&boxes));
+}
+
 static atomic_ulong consumed;
 static int user_consume(void *state, gs_stage *stage, gs_sub *from, void **ev,
 			size_t n)
