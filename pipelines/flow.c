@@ -30,9 +30,8 @@ void gs__flow_drop(const gs_flow *f, void *event)
 		f->event_free(event, f->event_free_arg);
 }
 
-void gs__flow_drop_output(void *item, void *arg)
+void gs__flow_drop_item(void *item, const gs__flow_layer *l)
 {
-	const gs__flow_layer *l = arg;
 	if (l->has_reduce && !l->on_trigger && l->emit == GS_FLOW_EMIT_STATE) {
 		/* A value accumulator (no acc_free) needs no freeing. */
 		if (l->acc_free)
@@ -40,9 +39,19 @@ void gs__flow_drop_output(void *item, void *arg)
 	} else if (l->emits_lists) {
 		gs_flow_events_free(item, l->flow->event_free,
 				    l->flow->event_free_arg);
+	} else if (l->is_departition && !l->dep.done) {
+		if (item && l->dep.acc_free)
+			l->dep.acc_free(l->dep.arg, item);
 	} else {
 		gs__flow_drop(l->flow, item);
 	}
+}
+
+void gs__flow_drop_output(void *item, void *arg)
+{
+	const gs__flow_layer *l = arg;
+	if (!gs__flow_departing(l) || gs__flow_unwrap(&item))
+		gs__flow_drop_item(item, l);
 }
 
 GS_FLOW_API gs_err gs_flow_error(const gs_flow *f)
@@ -506,7 +515,7 @@ GS_FLOW_API gs_err gs_flow_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
 		return gs__flow_fail(f, GS_EINVAL,
 				     "gs_flow_reduce needs a partition: call "
 				     "gs_flow_partition first");
-	if (l->has_reduce || l->is_join)
+	if (l->has_reduce || l->is_join || l->is_departition)
 		return gs__flow_fail(f, GS_EINVAL,
 				     "gs_flow_reduce: one reduce per "
 				     "partition; partition again");

@@ -127,6 +127,9 @@ struct gs__flow_layer {
 	/* Join (a reduce of its own kind). */
 	bool is_join;
 	gs_flow_join join;
+	/* Departition merge (flow_departition.c). */
+	bool is_departition;
+	gs_flow_departition_fns dep;
 	/* Sources. */
 	void **events;
 	size_t nevents;
@@ -162,10 +165,13 @@ struct gs_flow {
 gs_err gs__flow_fail(gs_flow *f, gs_err code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void gs__flow_drop(const gs_flow *f, void *event);
-/* Frees an item that built layer `arg` emitted and that is dropped on its
- * way: an accumulator (GS_FLOW_EMIT_STATE) through acc_free, take_sort's
- * list with its events, anything else through the flow's event_free. The
- * event_free of every stage that receives the layer's output. */
+/* Frees an item that built layer `l` emitted and that is dropped on its
+ * way: an accumulator (GS_FLOW_EMIT_STATE, or a departition's without a
+ * done function) through its acc_free, take_sort's list with its events,
+ * anything else through the flow's event_free. */
+void gs__flow_drop_item(void *item, const gs__flow_layer *l);
+/* The same for what layer `arg` sends (an envelope, if a departition
+ * merge follows): the event_free of every stage the layer feeds. */
 void gs__flow_drop_output(void *item, void *arg);
 /* Common checks for a step added to `f` (flow.c). */
 gs_err gs__flow_usable(gs_flow *f, const char *what);
@@ -217,8 +223,9 @@ struct gs__flow_stage {
 	size_t nwins, capwins;
 	int64_t next_fixed; /* fixed: lowest window not yet past */
 	bool fixed_started;
-	int64_t next_id;  /* count/periodic: the next window's number */
-	gs_flow_out tout; /* what a trigger emits */
+	int64_t next_id;    /* count/periodic: the next window's number */
+	gs_flow_out tout;   /* what a trigger emits */
+	gs__flow_table dep; /* departition merge: window id -> its merge */
 };
 
 /* Operations (flow_ops.c): runs the fused chain over in[0..n), whose
@@ -241,6 +248,18 @@ void gs__flow_window_fini(gs__flow_stage *st);
 int gs__flow_emit_out(gs__flow_stage *st, gs_flow_out *out);
 /* Sends ev[0..n) downstream (ownership passes; on error they are freed). */
 int gs__flow_send(gs__flow_stage *st, void **ev, size_t n);
+
+/* Departition merge (flow_departition.c). Whether `l` feeds one; wraps
+ * what a trigger of window `window` put in `out` for it (a no-op when `l`
+ * does not feed one); takes the envelope out of *item (freeing it) and
+ * says whether it held an item. */
+bool gs__flow_departing(const gs__flow_layer *l);
+int gs__flow_departition_wrap(gs__flow_stage *st, gs_flow_out *out,
+			      int64_t window, bool done);
+bool gs__flow_unwrap(void **item);
+int gs__flow_departition_events(gs__flow_stage *st, void **ev, size_t n);
+int gs__flow_departition_end(gs__flow_stage *st);
+void gs__flow_departition_fini(gs__flow_stage *st);
 
 /* Joins (flow_join.c): folding events into a window, and the trigger. */
 int gs__flow_join_add(gs__flow_stage *st, gs__flow_win *w, int side,

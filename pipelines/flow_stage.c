@@ -9,6 +9,7 @@
 
 #include "flow_internal.h"
 
+/* Whether the layer folds its input into windows (reduce or join). */
 static bool reducing(const gs__flow_layer *l)
 {
 	return l->has_reduce || l->is_join;
@@ -67,6 +68,9 @@ static int stage_events(void *state, gs_stage *stage, gs_sub *from,
 {
 	(void)stage;
 	gs__flow_stage *st = state;
+	/* A departition merge's operations apply to what it gives. */
+	if (st->layer->is_departition)
+		return gs__flow_departition_events(st, events, n);
 	void **res;
 	size_t nres;
 	int r = gs__flow_ops_run(st, events, n, &res, &nres);
@@ -104,6 +108,8 @@ static int stage_cancel(void *state, gs_stage *stage, gs_sub *sub, gs_role role,
 	/* The last input ended: fire the final triggers now, while the
 	 * stage can still emit; the engine then delivers and finishes. */
 	st->ended = true;
+	if (st->layer->is_departition)
+		return gs__flow_departition_end(st);
 	return reducing(st->layer) ? gs__flow_window_end(st) : 0;
 }
 
@@ -120,6 +126,7 @@ static void stage_terminate(void *state, gs_stage *stage, int reason)
 	if (reason != GS_OK)
 		gs__flow_abort(st->flow, reason);
 	gs__flow_window_fini(st);
+	gs__flow_departition_fini(st);
 	gs__flow_ops_fini(st);
 	free(st->inputs);
 	st->inputs = NULL;

@@ -139,15 +139,16 @@ static int fire(gs__flow_stage *st, gs__flow_win *w, gs_flow_trigger_kind k)
 	gs__flow_layer *l = st->layer;
 	bool done = k == GS_FLOW_TRIGGER_DONE;
 	gs_flow_out *out = &st->tout;
+	int64_t window_id = l->window.kind == GS_FLOW_WINDOW_FIXED
+				    ? w->id * l->window.duration_ms
+				    : w->id;
 	int r;
 	if (l->is_join) {
 		r = gs__flow_join_trigger(st, w, done, out);
 	} else if (l->on_trigger) {
 		gs_flow_trigger t = {
 			.window = l->window.kind,
-			.window_id = l->window.kind == GS_FLOW_WINDOW_FIXED
-					     ? w->id * l->window.duration_ms
-					     : w->id,
+			.window_id = window_id,
 			.kind = k,
 			.partition = st->index,
 			.partitions = l->nstages,
@@ -156,6 +157,8 @@ static int fire(gs__flow_stage *st, gs__flow_win *w, gs_flow_trigger_kind k)
 	} else {
 		r = emit_mode(st, w, done, out);
 	}
+	int rw = gs__flow_departition_wrap(st, out, window_id, done);
+	r = r ? r : rw;
 	if (k == GS_FLOW_TRIGGER_EVERY)
 		w->since_trigger = 0;
 	if (done)

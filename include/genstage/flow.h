@@ -63,8 +63,9 @@
  * - Custom triggers (Flow.Window.trigger/3), session windows and
  *   emit_and_reduce are not offered yet. group_by keeps events in arrival
  *   order (Flow's lists come out reversed).
- * - departition only funnels a layer into one stage; the merge is a
- *   gs_flow_reduce after it (no per-window merge/done callbacks).
+ * - Flow's departition/5 is gs_flow_departition_merge. gs_flow_departition
+ *   only funnels a layer into one stage, for a gs_flow_reduce (or
+ *   take_sort) of everything the layer emits, windows or not.
  * - Joins emit the join of a window's events at each of its triggers (the
  *   final "done" one included), with NULL for the missing side in outer
  *   modes.
@@ -287,6 +288,34 @@ gs_err gs_flow_acc_free(gs_flow *f, gs_flow_acc_free_fn fn);
  * two, after gs_flow_reduce. */
 gs_err gs_flow_on_trigger(gs_flow *f, gs_flow_trigger_fn fn, void *arg);
 gs_err gs_flow_emit(gs_flow *f, gs_flow_emit_mode mode);
+
+/*
+ * Flow's departition/5: merges, window by window, what every stage of the
+ * current layer (which must reduce, group or join) emits at its triggers,
+ * in a new layer of one stage. Per window of that layer, the merge's
+ * accumulator starts as acc_new(arg) (NULL acc_new: NULL) and takes, from
+ * any stage and at any trigger, each emitted item through merge (which
+ * owns it; non-zero stops the flow). Once every stage has fired the
+ * window's DONE trigger, done(arg, acc, window_id) gives the one event the
+ * window emits (done owns acc; NULL done: acc itself is emitted). Windows
+ * some stage never closed (a fixed window it had no event in) are given
+ * at the end of input, oldest first. acc_free frees the accumulators the
+ * flow discards (an error, a stop). window_id is the trigger's (see
+ * gs_flow_trigger). Per-event operations added after it apply to what it
+ * gives. Only the demand of `opts` is used (may be NULL; a window other
+ * than global is GS_EINVAL). Each emitted item travels in a small
+ * envelope: one allocation per item the layer before emits.
+ */
+typedef void *(*gs_flow_done_fn)(void *arg, void *acc, int64_t window_id);
+typedef struct gs_flow_departition_fns {
+	gs_flow_acc_new_fn acc_new;
+	gs_flow_reduce_fn merge;
+	gs_flow_done_fn done;
+	gs_flow_acc_free_fn acc_free;
+	void *arg;
+} gs_flow_departition_fns;
+gs_err gs_flow_departition_merge(gs_flow *f, const gs_flow_departition_fns *fns,
+				 const gs_flow_partition_opts *opts);
 
 /*
  * A growable list of events, for accumulators whose triggers emit the
