@@ -122,7 +122,7 @@ static const gsb_topology topologies[] = {
 	  .default_events = 50u << 20 },
 	{ .name = "flow-wordcount/1",
 	  .what = "the same count by wordcount's flow: chunks -> 1 counting "
-		  "stage -> departition merging the tables",
+		  "stage -> departition_merge of the tables",
 	  .run = gsb_run_wordcount,
 	  .stages = 1,
 	  .default_events = 50u << 20 },

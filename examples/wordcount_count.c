@@ -5,8 +5,8 @@
  * only cuts the text into large chunks at word boundaries (a pointer each,
  * no copy); gs_flow_shuffle hands the chunks by demand to the counting
  * stages, each of which splits its chunks into words, hashes and counts
- * them in its own table (gs_flow_reduce); gs_flow_departition then funnels
- * those tables into one stage whose reduce merges them. Nothing is
+ * them in its own table (gs_flow_reduce); gs_flow_departition_merge then
+ * merges those tables in one stage, as Flow's departition does. Nothing is
  * allocated per word: words are slices of the text, lowercased and
  * NUL-terminated in place.
  */
@@ -238,9 +238,11 @@ gs_err wc_count_flow(char *text, size_t len, size_t stages, table **out,
 						      .max_demand = 4 });
 	gs_flow_reduce(f, acc_new, count_chunk, NULL);
 	gs_flow_acc_free(f, table_free);
-	gs_flow_departition(f, NULL);
-	gs_flow_reduce(f, NULL, merge_tables, NULL);
-	gs_flow_acc_free(f, table_free);
+	gs_flow_departition_merge(
+		f,
+		&(gs_flow_departition_fns){ .merge = merge_tables,
+					    .acc_free = table_free },
+		NULL);
 	void **res;
 	size_t n;
 	e = gs_flow_collect(f, &res, &n);
