@@ -542,6 +542,10 @@ GS_FLOW_API gs_err gs_flow_acc_free(gs_flow *f, gs_flow_acc_free_fn fn)
 	gs_err e = need_reduce(f, "gs_flow_acc_free");
 	if (e)
 		return e;
+	if (f->last->builtin.key || f->last->builtin.cmp)
+		return gs__flow_fail(f, GS_EINVAL,
+				     "gs_flow_acc_free: group_by and "
+				     "take_sort free their own accumulators");
 	f->last->acc_free = fn;
 	return GS_OK;
 }

@@ -359,7 +359,8 @@ void gs_flow_groups_free(gs_flow_groups *g,
  * group_by keeps the events themselves; group_by_key keeps value(arg,
  * event) (value owns the event; Flow's {key, value} pairs). Partition by
  * the same key first so that each key lives in one stage. The rules of
- * gs_flow_reduce apply; gs_flow_emit(GS_FLOW_EMIT_EVENTS) is refused.
+ * gs_flow_reduce apply; gs_flow_emit(GS_FLOW_EMIT_EVENTS) and
+ * gs_flow_acc_free (the groups free themselves) are refused.
  * A gs_flow_groups (or take_sort's list) that the flow drops later
  * (gs_flow_run's results, a stop) is freed with its events.
  */
@@ -380,7 +381,8 @@ typedef int (*gs_flow_cmp_fn)(void *arg, const void *a, const void *b);
  * the work: with one stage it is that stage, with several each first
  * keeps its own n best, so only n per stage travel on to a departition.
  * Otherwise a departition is added. Each event costs O(log n) compares.
- * n == 0 or a NULL cmp is GS_EINVAL.
+ * n == 0 or a NULL cmp is GS_EINVAL, and so is changing what it set up
+ * (gs_flow_acc_free, gs_flow_on_trigger, gs_flow_emit) afterwards.
  */
 gs_err gs_flow_take_sort(gs_flow *f, size_t n, gs_flow_cmp_fn cmp, void *arg);
 

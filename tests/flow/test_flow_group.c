@@ -136,6 +136,13 @@ Test(flow_group, bad_group_by_and_take_sort_are_refused, .timeout = 30)
 	gs_flow_free(f);
 
 	f = range(1, 10);
+	gs_flow_partition(f, NULL);
+	gs_flow_group_by(f, mod10, NULL);
+	cr_assert_eq(gs_flow_acc_free(f, NULL), GS_EINVAL,
+		     "the groups are freed by the library");
+	gs_flow_free(f);
+
+	f = range(1, 10);
 	cr_assert_eq(gs_flow_take_sort(f, 0, NULL, NULL), GS_EINVAL);
 	cr_assert_str_eq(gs_flow_errmsg(f), "gs_flow_take_sort: the compare "
 					    "function is NULL");
