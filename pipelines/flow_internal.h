@@ -212,7 +212,8 @@ struct gs__flow_stage {
 	gs_flow_out a, b;
 	/* Sources. */
 	size_t pos;
-	bool exhausted;
+	bool exhausted, expands; /* expands: a flat_map follows */
+	uint64_t pulled, made;   /* raw events taken, events they gave */
 	gs__flow_vec raw;
 	/* Inputs (producer-consumers). */
 	gs__flow_input *inputs;

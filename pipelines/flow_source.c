@@ -8,15 +8,36 @@
 
 #include "flow_internal.h"
 
-/* Raw events asked of the input per step: small enough that a flat_map
- * expanding each one does not flood the buffer far past the demand. */
+/* The most raw events asked of the input per step. */
 #define SOURCE_STEP 256
 
 static int source_init(void *state, gs_stage *stage)
 {
 	gs__flow_stage *st = state;
 	st->stage = stage;
+	for (size_t k = 0; k < st->layer->nops; k++)
+		st->expands |= st->layer->ops[k].kind == GS__OP_FLAT_MAP;
 	return gs__flow_ops_init(st);
+}
+
+/*
+ * How many raw events to take for `left` more events. Without a flat_map
+ * one raw event gives at most one event. With one, a raw event may give
+ * thousands (a file's block, split into words), and whatever a step
+ * makes past the demand waits in the stage's buffer: so the first step
+ * takes one raw event, and later steps as many as the events made per
+ * raw event so far say `left` needs. The buffer then holds at most about
+ * one raw event's worth past the demand.
+ */
+static size_t step(const gs__flow_stage *st, size_t left)
+{
+	double want = (double)left;
+	if (st->expands)
+		want = st->made ? want * (double)st->pulled / (double)st->made
+				: 1;
+	if (want < 1)
+		return 1;
+	return want > SOURCE_STEP ? SOURCE_STEP : (size_t)want;
 }
 
 /* Takes up to `want` raw events into *raw. */
@@ -52,16 +73,15 @@ static int source_demand(void *state, gs_stage *stage, size_t demand)
 	gs__flow_stage *st = state;
 	size_t emitted = 0;
 	while (emitted < demand && !st->exhausted) {
-		size_t want = demand - emitted;
-		if (want > SOURCE_STEP)
-			want = SOURCE_STEP;
 		void **raw = NULL, **res = NULL;
 		size_t n = 0, nres = 0;
-		int r = pull(st, want, &raw, &n);
+		int r = pull(st, step(st, demand - emitted), &raw, &n);
 		if (!r)
 			r = gs__flow_ops_run(st, raw, n, &res, &nres);
 		if (r)
 			return r;
+		st->pulled += n;
+		st->made += nres;
 		if (nres && (r = gs_emit(stage, res, nres))) {
 			for (size_t i = 0; i < nres; i++)
 				gs__flow_drop(st->flow, res[i]);

@@ -130,7 +130,11 @@ typedef struct gs_flow_opts {
  * from_array copies the array of pointers; the events pass to the flow
  * (gs_flow_free of a flow never run hands them to event_free).
  * from_fn calls `gen` (see gs_gen_fn) on the source's thread as demand
- * comes; `arg` stays the caller's. from_stages uses existing producers of
+ * comes; `arg` stays the caller's. When a flat_map follows a source, the
+ * source takes its input one raw event first, then as many as the events
+ * made per raw event so far say the demand needs: what waits in its buffer
+ * past the demand is about one raw event's worth, however much each
+ * expands. from_stages uses existing producers of
  * pipeline `p`, which the sink then runs in; n == 0 is GS_EINVAL.
  */
 gs_err gs_flow_from_array(void *const *events, size_t n,

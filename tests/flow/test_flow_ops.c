@@ -178,6 +178,80 @@ Test(flow_ops, from_fn_is_driven_by_demand_to_the_end, .timeout = 30)
 	gs_flow_free(f);
 }
 
+/* A generator of blocks that a flat_map turns into BLOCK events each, like
+ * a file read in blocks and split into words; an each() downstream checks
+ * at every event how many blocks the source has taken so far. */
+#define BLOCK 1000
+#define BLOCKS 50
+#define BLOCK_DEMAND 10
+
+typedef struct blocks {
+	atomic_size_t taken;
+	atomic_size_t seen, worst_excess;
+} blocks;
+
+static long gen_blocks(void *arg, void **out, size_t max)
+{
+	blocks *b = arg;
+	size_t t = atomic_load(&b->taken), k = 0;
+	while (k < max && t < BLOCKS)
+		out[k++] = U(t++);
+	atomic_store(&b->taken, t);
+	return (long)k;
+}
+
+static int explode(void *arg, void *e, gs_flow_out *out)
+{
+	(void)arg;
+	for (uintptr_t i = 0; i < BLOCK; i++)
+		if (gs_flow_out_push(out, U(V(e) * BLOCK + i + 1)))
+			return GS_ENOMEM;
+	return 0;
+}
+
+static int check_taken(void *arg, const void *e)
+{
+	(void)e;
+	blocks *b = arg;
+	size_t seen = atomic_fetch_add(&b->seen, 1) + 1;
+	/* The source takes a block only when what it made before has all
+	 * gone out against demand, and at most BLOCK_DEMAND of that can be
+	 * on its way here: so the source is at most one block (the one it
+	 * is sending) past what was seen. */
+	size_t bound = (seen + BLOCK_DEMAND) / BLOCK + 1;
+	size_t taken = atomic_load(&b->taken);
+	if (taken > bound && taken - bound > atomic_load(&b->worst_excess))
+		atomic_store(&b->worst_excess, taken - bound);
+	return 0;
+}
+
+Test(flow_ops, flat_map_source_takes_raw_events_only_as_demand_needs,
+     .timeout = 30)
+{
+	blocks b = { 0 };
+	gs_flow *f;
+	cr_assert_eq(gs_flow_from_fn(gen_blocks, &b, NULL, &f), GS_OK);
+	gs_flow_flat_map(f, explode, NULL);
+	gs_flow_shuffle(f, &(gs_flow_partition_opts){
+				   .stages = 1,
+				   .max_demand = BLOCK_DEMAND,
+				   .min_demand = BLOCK_DEMAND / 2,
+			   });
+	gs_flow_each(f, check_taken, &b);
+	void **out;
+	size_t n;
+	cr_assert_eq(gs_flow_collect(f, &out, &n), GS_OK, "%s",
+		     gs_flow_errmsg(f));
+	cr_assert_eq(n, BLOCK * BLOCKS);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(V(out[i]), i + 1);
+	cr_expect_eq(atomic_load(&b.worst_excess), 0,
+		     "the source ran %zu blocks ahead of the demand",
+		     atomic_load(&b.worst_excess));
+	free(out);
+	gs_flow_free(f);
+}
+
 Test(flow_ops, empty_array_gives_nothing, .timeout = 30)
 {
 	gs_flow *f;
