@@ -28,8 +28,11 @@ setup: bootstrap
 build: setup
 	$(NINJA) -C $(BUILD)
 
+# The examples, each with its default input (see their opening comments).
+EXAMPLES = $(if $(filter /%,$(BUILD)),,./)$(BUILD)/examples
 demo: build
-	$(if $(filter /%,$(BUILD)),,./)$(BUILD)/examples/demo
+	$(EXAMPLES)/demo
+	$(EXAMPLES)/wordcount
 
 test: build
 	$(MESON) test -C $(BUILD) --print-errorlogs

@@ -9,6 +9,7 @@
 
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -40,6 +41,7 @@ struct gsb_topology {
 	gsb_run_fn run;
 	size_t max_demand; /* genstage topologies only */
 	size_t stages;     /* flow-wordcount: counting stages, 0 the loop */
+	bool by_word;      /* flow-wordcount: WC_WORDS, not WC_CHUNKS */
 	uint64_t default_events;
 };
 

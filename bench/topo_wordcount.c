@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * flow-wordcount: the word count of examples/wordcount.c over the same
- * deterministic corpus (events = its bytes, 50 MiB by default), by the
- * flow with 1 and 2 counting stages and by the plain single-threaded loop,
+ * deterministic corpus (events = its bytes, 50 MiB by default), by its two
+ * flows with 1 and 2 counting stages and by the plain single-threaded loop,
  * so that report.c can put the flows against the loop of the same run.
  * The corpus is generated and copied before the clock starts; the count
  * cuts and lowercases its copy in place.
@@ -34,7 +34,7 @@ void gsb_run_wordcount(const gsb_topology *t, const gsb_params *p,
 {
 	size_t len;
 	char *orig = wc_generate((size_t)p->events, &len);
-	char *text = orig ? malloc(len ? len : 1) : NULL;
+	char *text = orig ? malloc(len + 1) : NULL;
 	if (!text) {
 		free(orig);
 		r->err = GS_ENOMEM;
@@ -46,8 +46,9 @@ void gsb_run_wordcount(const gsb_topology *t, const gsb_params *p,
 	wc_table *got = NULL;
 	char why[128] = "";
 	double t0 = gsb_now();
-	gs_err e = t->stages ? wc_count_flow(text, len, t->stages, &got, why,
-					     sizeof why)
+	gs_err e = t->stages ? wc_count_flow(text, len,
+					     t->by_word ? WC_WORDS : WC_CHUNKS,
+					     t->stages, &got, why, sizeof why)
 			     : wc_count_loop(text, len, &got);
 	r->seconds = gsb_now() - t0;
 	if (!e && t->stages) {

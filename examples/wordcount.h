@@ -21,11 +21,24 @@ typedef struct wc_table wc_table;
  * fixed vocabulary with a skewed frequency. NULL when out of memory. */
 char *wc_generate(size_t bytes, size_t *len);
 
+/* How the flow is laid out (see wordcount_count.c). */
+typedef enum wc_shape {
+	/* The source cuts the text into chunks; the counting stages take
+	 * them by demand, each splits and counts its chunks in its own table,
+	 * and the tables are merged: the fast one. */
+	WC_CHUNKS,
+	/* Flow's textbook word count: the source splits the text into words
+	 * (flat_map), each word goes to the counting stage its hash picks
+	 * (partition) and is counted there (reduce). */
+	WC_WORDS,
+} wc_shape;
+
 /* Count the words of text[0..len) (letters and digits, lowercased), both
- * cutting the text in place (lowercase, NUL-terminated words). The flow
+ * cutting the text in place into lowercase, NUL-terminated words: the text
+ * must have room for len + 1 bytes (text[len] becomes a NUL). The flow
  * uses `stages` counting stages; on error *why says what failed. */
-gs_err wc_count_flow(char *text, size_t len, size_t stages, wc_table **out,
-		     char *why, size_t whylen);
+gs_err wc_count_flow(char *text, size_t len, wc_shape shape, size_t stages,
+		     wc_table **out, char *why, size_t whylen);
 gs_err wc_count_loop(char *text, size_t len, wc_table **out);
 
 size_t wc_words(const wc_table *t);    /* all words, repeats included */

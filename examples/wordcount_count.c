@@ -1,14 +1,23 @@
 // SPDX-License-Identifier: MIT
 /*
  * The word count behind examples/wordcount.c and gs-bench (see
- * wordcount.h). The work runs where it can run in parallel: the source
- * only cuts the text into large chunks at word boundaries (a pointer each,
- * no copy); gs_flow_shuffle hands the chunks by demand to the counting
- * stages, each of which splits its chunks into words, hashes and counts
- * them in its own table (gs_flow_reduce); gs_flow_departition_merge then
- * merges those tables in one stage, as Flow's departition does. Nothing is
- * allocated per word: words are slices of the text, lowercased and
+ * wordcount.h), in two shapes. In both the source only cuts the text into
+ * large chunks at word boundaries (a pointer each, no copy), and nothing
+ * is allocated per word: words are slices of the text, lowercased and
  * NUL-terminated in place.
+ *
+ * WC_WORDS is Flow's textbook word count: a flat_map in the source splits
+ * each chunk into words, gs_flow_partition sends each word to the counting
+ * stage its hash picks, and gs_flow_reduce counts it there. It is correct
+ * but cannot beat the loop: the source splits every word alone, which is
+ * most of the loop's own work, and then routes each word to a stage.
+ *
+ * WC_CHUNKS moves the split to where it can run in parallel:
+ * gs_flow_shuffle hands the chunks by demand to the counting stages, each
+ * of which splits its chunks and counts their words in its own table
+ * (gs_flow_reduce). A word then appears in several tables, so
+ * gs_flow_departition_merge merges them in one stage, as Flow's
+ * departition does.
  */
 #include <ctype.h>
 #include <stdint.h>
@@ -124,31 +133,59 @@ static size_t table_count(const table *t, const char *w, uint32_t len,
 	return 0;
 }
 
+/* FNV-1a: a few instructions per byte, and good enough for a table. */
+#define FNV_OFFSET 1469598103934665603ULL
+#define FNV_PRIME 1099511628211ULL
+
 /*
- * The per-word work, shared by the flow and the plain loop: splits
- * [p, end) into words of letters and digits, lowercases them and
- * NUL-terminates them in place, hashes them (FNV-1a) as it goes and counts
- * them in `t`.
+ * The per-word work, shared by every count: cuts the next word of
+ * [*p, end), overwriting the separators before it and the one after it with
+ * NULs and lowercasing it in place, and hashes it as it goes.
+ * Returns the word, or NULL when none is left. The byte at `end` must be
+ * a separator or the NUL after the text.
  */
+static inline char *cut_word(char **p, char *end, uint32_t *len, uint64_t *h)
+{
+	char *q = *p;
+	while (q < end && !isalnum((unsigned char)*q))
+		*q++ = '\0';
+	if (q == end) {
+		*p = q;
+		return NULL;
+	}
+	char *w = q;
+	uint64_t x = FNV_OFFSET;
+	for (; q < end && isalnum((unsigned char)*q); q++) {
+		*q = (char)tolower((unsigned char)*q);
+		x = (x ^ (unsigned char)*q) * FNV_PRIME;
+	}
+	*len = (uint32_t)(q - w);
+	*h = x;
+	if (q < end)
+		*q++ = '\0';
+	*p = q;
+	return w;
+}
+
+/* The hash cut_word gives, of a word it cut. */
+static uint64_t word_hash(const char *w, uint32_t *len)
+{
+	uint64_t x = FNV_OFFSET;
+	const char *q = w;
+	for (; *q; q++)
+		x = (x ^ (unsigned char)*q) * FNV_PRIME;
+	*len = (uint32_t)(q - w);
+	return x;
+}
+
+/* Counts every word of [p, end) in `t`. */
 static int count_words(table *t, char *p, char *end)
 {
+	uint32_t len;
+	uint64_t h;
 	int r = 0;
-	while (p < end && !r) {
-		while (p < end && !isalnum((unsigned char)*p))
-			*p++ = '\0';
-		if (p == end)
-			break;
-		char *w = p;
-		uint64_t h = 1469598103934665603ULL;
-		for (; p < end && isalnum((unsigned char)*p); p++) {
-			*p = (char)tolower((unsigned char)*p);
-			h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-		}
-		uint32_t len = (uint32_t)(p - w);
-		if (p < end)
-			*p++ = '\0';
+	for (char *w; !r && (w = cut_word(&p, end, &len, &h));)
 		r = table_add(t, w, len, h, 1);
-	}
 	return r;
 }
 
@@ -185,19 +222,51 @@ static long next_chunk(void *arg, void **out, size_t max)
 	return (long)k;
 }
 
-/* Flow callbacks. The chunks belong to the corpus, so a chunk event needs
- * no freeing; tables are freed by table_free. */
+/* Flow callbacks. Chunks and words belong to the corpus, so an event
+ * needs no freeing; tables are freed by table_free. */
 static void *acc_new(void *arg)
 {
 	(void)arg;
 	return table_new();
 }
 
+/* WC_CHUNKS: a counting stage splits and counts a whole chunk. */
 static int count_chunk(void *arg, void **acc, void *event)
 {
 	(void)arg;
 	chunk *ch = event;
 	return *acc ? count_words(*acc, ch->p, ch->end) : GS_ENOMEM;
+}
+
+/* WC_WORDS: the source splits a chunk into words (events that point into
+ * the text), the partition routes a word by its hash, and the counting
+ * stage hashes it again to count it: an event carries only a pointer. */
+static int split_chunk(void *arg, void *event, gs_flow_out *out)
+{
+	(void)arg;
+	chunk *ch = event;
+	char *p = ch->p;
+	uint32_t len;
+	uint64_t h;
+	int r = 0;
+	for (char *w; !r && (w = cut_word(&p, ch->end, &len, &h));)
+		r = gs_flow_out_push(out, w);
+	return r;
+}
+
+static uint64_t word_key(void *arg, const void *event)
+{
+	(void)arg;
+	uint32_t len;
+	return word_hash(event, &len);
+}
+
+static int count_word(void *arg, void **acc, void *event)
+{
+	(void)arg;
+	uint32_t len;
+	uint64_t h = word_hash(event, &len);
+	return *acc ? table_add(*acc, event, len, h, 1) : GS_ENOMEM;
 }
 
 /* The merge: the first table becomes the accumulator, the others are
@@ -219,9 +288,10 @@ static int merge_tables(void *arg, void **acc, void *event)
 	return r;
 }
 
-gs_err wc_count_flow(char *text, size_t len, size_t stages, table **out,
-		     char *why, size_t whylen)
+gs_err wc_count_flow(char *text, size_t len, wc_shape shape, size_t stages,
+		     table **out, char *why, size_t whylen)
 {
+	text[len] = '\0';
 	corpus c = { .text = text, .len = len };
 	c.chunks = malloc((len / CHUNK + 1) * sizeof(*c.chunks));
 	if (!c.chunks)
@@ -232,12 +302,25 @@ gs_err wc_count_flow(char *text, size_t len, size_t stages, table **out,
 		free(c.chunks);
 		return e;
 	}
-	/* A few chunks in flight per stage: enough to keep it busy, few
-	 * enough that the stages finish together. */
-	gs_flow_shuffle(f, &(gs_flow_partition_opts){ .stages = stages,
-						      .max_demand = 4 });
-	gs_flow_reduce(f, acc_new, count_chunk, NULL);
+	if (shape == WC_WORDS) {
+		gs_flow_flat_map(f, split_chunk, NULL);
+		gs_flow_partition(f, &(gs_flow_partition_opts){
+					     .stages = stages,
+					     .key = word_key,
+				     });
+		gs_flow_reduce(f, acc_new, count_word, NULL);
+	} else {
+		/* A few chunks in flight per stage: enough to keep it
+		 * busy, few enough that the stages finish together. */
+		gs_flow_shuffle(f, &(gs_flow_partition_opts){
+					   .stages = stages,
+					   .max_demand = 4,
+				   });
+		gs_flow_reduce(f, acc_new, count_chunk, NULL);
+	}
 	gs_flow_acc_free(f, table_free);
+	/* One table per counting stage, merged into one (as Flow's
+	 * departition would; with WC_WORDS their words are disjoint). */
 	gs_flow_departition_merge(
 		f,
 		&(gs_flow_departition_fns){ .merge = merge_tables,
@@ -302,6 +385,7 @@ bool wc_same(const table *a, const table *b)
 
 gs_err wc_count_loop(char *text, size_t len, table **out)
 {
+	text[len] = '\0';
 	table *t = table_new();
 	if (!t || count_words(t, text, text + len)) {
 		table_free(NULL, t);
