@@ -19,6 +19,12 @@ static size_t route(void *arg, const void *event)
 	return (size_t)(gs__flow_mix(key) % u->out->nstages);
 }
 
+/* Events one partition's queue holds before its stage stops taking input
+ * (GenStage's default buffer size). The engine never drops queued events
+ * of a partition dispatcher for the bound: it holds back demand instead,
+ * so a slow partition slows the flow rather than growing memory. */
+#define PARTITION_QUEUE 10000
+
 static void free_msg(void *msg, void *arg)
 {
 	(void)arg;
@@ -47,8 +53,12 @@ static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
 	for (size_t k = 0; k < l->ninputs; k++)
 		expected += l->inputs[k]->nstages;
 	gs_dispatcher d = gs_dispatcher_demand();
-	if (l->out && l->out->in_mode == GS__IN_PARTITION)
+	/* A buffer never drops what a flow emits past the demand. */
+	size_t buffer = GS_UNBOUNDED;
+	if (l->out && l->out->in_mode == GS__IN_PARTITION) {
 		d = gs_dispatcher_partition(l->out->nstages, route, l);
+		buffer = PARTITION_QUEUE;
+	}
 	for (size_t i = 0; i < l->nstages; i++) {
 		char name[64];
 		snprintf(name, sizeof(name), "flow%zu-%s%zu", li,
@@ -63,7 +73,7 @@ static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
 		l->states[i] = st;
 		gs_stage_opts so = {
 			.name = name,
-			.buffer_size = GS_UNBOUNDED,
+			.buffer_size = buffer,
 			.dispatcher = d,
 			/* What the stage emits and drops on the way. */
 			.event_free = gs__flow_drop_output,

@@ -27,6 +27,12 @@
  * gs_flow_partition, gs_flow_shuffle, gs_flow_merge and join adds a layer
  * of `stages` producer-consumers, fed through a partition dispatcher (by
  * key) or a demand dispatcher (shuffle). A sink adds one consumer.
+ * Memory stays bounded: a stage reads input only as its downstream has
+ * demand for what it sends on, so what waits past the demand is about one
+ * batch's worth (or a flat_map's expansion of it); and a stage that feeds
+ * a partition stops reading while any partition has 10000 events queued,
+ * so a slow partition slows the flow instead of piling up (GenStage's
+ * partition dispatcher queues without limit).
  *
  * Events are void * (integers as uintptr_t), owned as in the engine: an
  * operation owns the event it is given (a map that returns a new event

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 /* Partitions, shuffles, merges and departitions: routing by key, reduce
  * per partition, and results equal to a sequential computation. */
+#include <stdatomic.h>
+#include <time.h>
+
 #include "flow_test.h"
 
 static uint64_t mod50(void *arg, const void *e)
@@ -224,6 +227,68 @@ Test(flow_partition, uniq_by_after_a_shuffle_is_per_stage, .timeout = 30)
 	for (size_t k = 0; k < 97; k++)
 		cr_assert(per_key[k] >= 1 && per_key[k] <= 3,
 			  "key %zu kept %zu times", k, per_key[k]);
+	free(out);
+	gs_flow_free(f);
+}
+
+/* A source of 1..SLOW_N split by parity over two stages, the odd one slow:
+ * the fast stage's demand must not let the source run ahead of the slow
+ * one by more than a bounded queue. */
+#define SLOW_N 200000
+
+typedef struct slow_state {
+	atomic_size_t pulled, seen_odd, worst_gap;
+} slow_state;
+
+static long count_up(void *arg, void **out, size_t max)
+{
+	slow_state *s = arg;
+	size_t t = atomic_load(&s->pulled), k = 0;
+	while (k < max && t < SLOW_N)
+		out[k++] = U(++t);
+	atomic_store(&s->pulled, t);
+	return (long)k;
+}
+
+static size_t by_parity(void *arg, const void *e)
+{
+	(void)arg;
+	return V(e) % 2;
+}
+
+static int sum_odd_slowly(void *arg, void **acc, void *e)
+{
+	slow_state *s = arg;
+	if (V(e) % 2) {
+		size_t seen = atomic_fetch_add(&s->seen_odd, 1) + 1;
+		size_t odd_pulled = (atomic_load(&s->pulled) + 1) / 2;
+		size_t gap = odd_pulled > seen ? odd_pulled - seen : 0;
+		if (gap > atomic_load(&s->worst_gap))
+			atomic_store(&s->worst_gap, gap);
+		if (seen % 64 == 0)
+			nanosleep(&(struct timespec){ .tv_nsec = 50000 }, NULL);
+	}
+	return sum_reducer(NULL, acc, e);
+}
+
+Test(flow_partition, a_slow_partition_holds_back_the_source, .timeout = 30)
+{
+	slow_state s = { 0 };
+	gs_flow *f;
+	cr_assert_eq(gs_flow_from_fn(count_up, &s, NULL, &f), GS_OK);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2,
+							.hash = by_parity });
+	gs_flow_reduce(f, NULL, sum_odd_slowly, &s);
+	void **out;
+	size_t n;
+	collect_ok(f, &out, &n);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(V(out[0]) + V(out[1]),
+		     (uintptr_t)SLOW_N * (SLOW_N + 1) / 2);
+	/* The queue bound (10000) plus what one demand round may add. */
+	cr_expect_leq(atomic_load(&s.worst_gap), 15000,
+		      "the source ran %zu odd events ahead of the slow stage",
+		      atomic_load(&s.worst_gap));
 	free(out);
 	gs_flow_free(f);
 }
