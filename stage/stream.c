@@ -15,6 +15,7 @@
 typedef struct stream {
 	gs__waitq w; /* cv: signalled when events arrive or it ends */
 	bool ended;  /* w.lock */
+	int reason;  /* w.lock: why it ended */
 	/* credit ever given: the stream's size plus all the puller took */
 	_Atomic uint64_t given;
 } stream;
@@ -53,10 +54,10 @@ static bool take_credit(gs_stage *s, void *state)
 static void on_terminate(void *state, gs_stage *s, int reason)
 {
 	(void)s;
-	(void)reason;
 	stream *st = state;
 	pthread_mutex_lock(&st->w.lock);
 	st->ended = true;
+	st->reason = reason;
 	pthread_cond_broadcast(&st->w.cv);
 	pthread_mutex_unlock(&st->w.lock);
 }
@@ -130,8 +131,10 @@ GS__API gs_err gs_stream_next(gs_stage *s, void **events, size_t max, size_t *n,
 		gs__buffer_consume(&st->w.q, k);
 		taken += k;
 	}
-	if (!taken)
-		err = st->ended ? GS_ECLOSED : GS_ETIMEDOUT;
+	if (!taken && st->ended)
+		err = st->reason ? st->reason : GS_ECLOSED;
+	else if (!taken)
+		err = GS_ETIMEDOUT;
 	pthread_mutex_unlock(&st->w.lock);
 	*n = taken;
 	if (taken) {

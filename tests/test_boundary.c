@@ -195,3 +195,38 @@ Test(stream, times_out_when_nothing_comes)
 	gs_pipeline_stop(p, GS_STOP_NOW);
 	gs_pipeline_free(p);
 }
+
+/* Emits whole batches until 100 events or more went out, then fails. */
+static long fail_after_100(void *arg, void **out, size_t max)
+{
+	counter *c = arg;
+	if (c->next >= 100)
+		return -4321;
+	for (size_t k = 0; k < max; k++)
+		out[k] = (void *)c->next++;
+	return (long)max;
+}
+
+Test(stream, ends_with_the_reason_its_producer_failed, .timeout = 30)
+{
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	counter c = { 0 };
+	gs_stage *src, *st;
+	gs_from_fn(p, fail_after_100, &c, NULL, &src);
+	gs_stream(p, NULL, &st);
+	gs_subscribe(st, src,
+		     &(gs_sub_opts){ .max_demand = 10,
+				     .cancel = GS_CANCEL_TRANSIENT },
+		     NULL);
+	gs_pipeline_start(p);
+	void *buf[8];
+	size_t n, got = 0;
+	gs_err err;
+	while (!(err = gs_stream_next(st, buf, 8, &n, 5000)))
+		got += n;
+	cr_assert_eq(got, c.next, "what came before the failure is delivered");
+	cr_assert_eq(err, 4321, "not GS_ECLOSED: the stream says why");
+	cr_assert_eq(gs_stream_next(st, buf, 8, &n, 0), 4321);
+	gs_pipeline_free(p);
+}

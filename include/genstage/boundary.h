@@ -51,9 +51,13 @@ gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts, gs_stage **out);
 /*
  * Takes up to `max` events into events[] and sets *n. Waits up to
  * timeout_ms (negative: for ever) for at least one: GS_ETIMEDOUT if none
- * came. GS_ECLOSED once the stream has ended (its producers are done, or it
- * stopped) and nothing is left. The events taken belong to the caller. Any
- * thread; one puller at a time gives order, several share the events.
+ * came. Once the stream has ended and nothing is left: GS_ECLOSED if it
+ * ended normally (its producers are done, or it was stopped without a
+ * reason), else the reason it stopped for (a producer's failure through a
+ * permanent or transient subscription, or gs_stage_stop's reason), as
+ * GenStage.stream exits with it. The events taken belong to the caller.
+ * Any thread; one puller at a time gives order, several share the
+ * events.
  */
 gs_err gs_stream_next(gs_stage *stage, void **events, size_t max, size_t *n,
 		      int timeout_ms);
