@@ -33,8 +33,9 @@ void gs__flow_drop(const gs_flow *f, void *event)
 void gs__flow_drop_item(void *item, const gs__flow_layer *l)
 {
 	if (l->has_reduce && !l->on_trigger && l->emit == GS_FLOW_EMIT_STATE) {
-		/* A value accumulator (no acc_free) needs no freeing. */
-		if (l->acc_free)
+		/* A value accumulator (no acc_free) needs no freeing, nor
+		 * does a stage's NULL one (no acc_new, or no event). */
+		if (l->acc_free && item)
 			l->acc_free(l->reduce_arg, item);
 	} else if (l->emits_lists) {
 		gs_flow_events_free(item, l->flow->event_free,
@@ -83,6 +84,12 @@ static gs__flow_layer *layer_new(gs_flow *f, gs__layer_kind kind)
 	return l;
 }
 
+/* A pair gs_subscribe would refuse (zero fields are its defaults). */
+static bool bad_demand(size_t max, size_t min)
+{
+	return max && min && min != GS_MIN_DEMAND_ZERO && min >= max;
+}
+
 static gs_err flow_new(const gs_flow_opts *opts, gs_flow **out)
 {
 	if (!out)
@@ -90,6 +97,10 @@ static gs_err flow_new(const gs_flow_opts *opts, gs_flow **out)
 	gs_flow *f = calloc(1, sizeof(*f));
 	if (!f)
 		return GS_ENOMEM;
+	if (pthread_mutex_init(&f->lock, NULL)) {
+		free(f);
+		return GS_ENOMEM;
+	}
 	if (opts) {
 		f->event_free = opts->event_free;
 		f->event_free_arg = opts->event_free_arg;
@@ -178,6 +189,8 @@ GS_FLOW_API gs_err gs_flow_from_stages(gs_pipeline *p,
 	for (size_t i = 0; i < n; i++)
 		if (!producers[i])
 			return GS_EINVAL;
+	if (opts && bad_demand(opts->max_demand, opts->min_demand))
+		return GS_EDEMAND;
 	gs_flow *f;
 	gs_err e = flow_new(opts, &f);
 	if (e)
@@ -231,6 +244,7 @@ GS_FLOW_API void gs_flow_free(gs_flow *f)
 	for (size_t i = 0; i < f->nlayers; i++)
 		layer_free(f->layers[i], f);
 	free(f->layers);
+	pthread_mutex_destroy(&f->lock);
 	free(f);
 }
 
@@ -354,8 +368,7 @@ static gs_err check_popts(gs_flow *f, const char *what,
 				     "%s: lateness applies to fixed windows "
 				     "only and must be positive",
 				     what);
-	if (o->max_demand && o->min_demand && o->min_demand != SIZE_MAX &&
-	    o->min_demand >= o->max_demand)
+	if (bad_demand(o->max_demand, o->min_demand))
 		return gs__flow_fail(f, GS_EDEMAND,
 				     "%s: min_demand must be less than "
 				     "max_demand",
@@ -413,28 +426,39 @@ GS_FLOW_API gs_err gs_flow_departition(gs_flow *f,
 	return gs__flow_add_layer(f, "gs_flow_departition", GS__IN_SHUFFLE, &o);
 }
 
-/*
- * Moves the layers of `flows` into a new flow whose last layer is fed by
- * all of them. Used by merge and joins.
- */
-gs_err gs__flow_combine(gs_flow *const *flows, size_t n, const char *what,
-			const gs_flow_partition_opts *o, gs_flow **out);
+gs_err gs__flow_fail_each(gs_flow *const *flows, size_t n, gs_err code,
+			  const char *what, const char *why)
+{
+	for (size_t i = 0; flows && i < n; i++)
+		gs__flow_fail(flows[i], code, "%s: %s", what, why);
+	return code;
+}
+
 gs_err gs__flow_combine(gs_flow *const *flows, size_t n, const char *what,
 			const gs_flow_partition_opts *o, gs_flow **out)
 {
 	if (!out || !flows || n == 0)
-		return GS_EINVAL;
+		return gs__flow_fail_each(flows, n, GS_EINVAL, what,
+					  "no flows, or a NULL output");
 	gs_pipeline *bound = NULL;
 	for (size_t i = 0; i < n; i++) {
+		if (!flows[i])
+			return gs__flow_fail_each(flows, n, GS_EINVAL, what,
+						  "a flow is NULL");
 		gs_err e = gs__flow_usable(flows[i], what);
 		if (e)
 			return e;
 		for (size_t j = 0; j < i; j++)
 			if (flows[j] == flows[i])
-				return GS_EINVAL;
+				return gs__flow_fail_each(
+					flows, n, GS_EINVAL, what,
+					"the same flow is given twice");
 		if (flows[i]->bound) {
 			if (bound && bound != flows[i]->bound)
-				return GS_EPIPELINE;
+				return gs__flow_fail_each(
+					flows, n, GS_EPIPELINE, what,
+					"the flows' source stages belong to "
+					"different pipelines");
 			bound = flows[i]->bound;
 		}
 	}
@@ -444,7 +468,9 @@ gs_err gs__flow_combine(gs_flow *const *flows, size_t n, const char *what,
 		return e;
 	size_t stages;
 	if ((e = check_popts(f, what, o, &stages))) {
-		gs__flow_fail(flows[0], e, "%s", f->msg);
+		/* check_popts wrote "what: why" into the scratch flow. */
+		for (size_t i = 0; i < n; i++)
+			gs__flow_fail(flows[i], e, "%s", f->msg);
 		gs_flow_free(f);
 		return e;
 	}

@@ -303,10 +303,12 @@ static gs_err add_heap(gs_flow *f, const builtin *from, gs_flow_trigger_fn fn)
 }
 
 /* Whether the current layer can reduce for take_sort: one of our layers
- * with nothing reducing yet and one window over the whole input. */
+ * with nothing reducing (or merging) yet and one window over the whole
+ * input. */
 static bool can_take(const gs__flow_layer *l)
 {
 	return l->kind == GS__L_STAGES && !l->has_reduce && !l->is_join &&
+	       !l->is_departition &&
 	       l->window.kind == GS_FLOW_WINDOW_GLOBAL && !l->window.every &&
 	       !l->window.periodic_ms && l->inputs[0]->kind != GS__L_USER;
 }

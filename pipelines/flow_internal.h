@@ -7,6 +7,7 @@
 #ifndef GS_FLOW_INTERNAL_H
 #define GS_FLOW_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -159,6 +160,10 @@ struct gs_flow {
 	/* Sink state. */
 	gs__flow_vec collected;
 	gs_stage *sink;
+	/* Held while the stages are built and the sink attached, and by
+	 * gs__flow_abort: in a pipeline already running, a stage that fails
+	 * at once must not read the layers or the sink half-made. */
+	pthread_mutex_t lock;
 };
 
 /* Records the first error of `f` (formatted message) and returns `code`. */
@@ -173,6 +178,17 @@ void gs__flow_drop_item(void *item, const gs__flow_layer *l);
 /* The same for what layer `arg` sends (an envelope, if a departition
  * merge follows): the event_free of every stage the layer feeds. */
 void gs__flow_drop_output(void *item, void *arg);
+/* Records "what: why" as the error of each non-NULL flow of flows[0..n)
+ * that has none yet, and returns `code`: a call that combines flows makes
+ * no flow to hold its error (flow.c). */
+gs_err gs__flow_fail_each(gs_flow *const *flows, size_t n, gs_err code,
+			  const char *what, const char *why);
+/*
+ * Moves the layers of `flows` into a new flow whose last layer is fed by
+ * all of them. Used by merge and joins (flow.c).
+ */
+gs_err gs__flow_combine(gs_flow *const *flows, size_t n, const char *what,
+			const gs_flow_partition_opts *o, gs_flow **out);
 /* Common checks for a step added to `f` (flow.c). */
 gs_err gs__flow_usable(gs_flow *f, const char *what);
 /* Adds a layer of stages fed from the current last one (flow.c). */

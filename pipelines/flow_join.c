@@ -48,9 +48,14 @@ void gs__flow_join_free(gs__flow_stage *st, gs__flow_win *w)
 	w->sides = NULL;
 }
 
-static int put(gs_flow_out *out, const gs_flow_join *j, void *l, void *r)
+static int put(const gs_flow *f, gs_flow_out *out, const gs_flow_join *j,
+	       void *l, void *r)
 {
-	return gs__flow_vec_push(&out->vec, j->join(j->arg, l, r));
+	void *ev = j->join(j->arg, l, r);
+	int e = gs__flow_vec_push(&out->vec, ev);
+	if (e)
+		gs__flow_drop(f, ev);
+	return e;
 }
 
 int gs__flow_join_trigger(gs__flow_stage *st, gs__flow_win *w, bool done,
@@ -85,26 +90,23 @@ int gs__flow_join_trigger(gs__flow_stage *st, gs__flow_win *w, bool done,
 						 NULL);
 		if (!slot) {
 			if (left_outer)
-				r = put(out, j, L->ev[i], NULL);
+				r = put(st->flow, out, j, L->ev[i], NULL);
 			continue;
 		}
 		for (size_t k = (size_t)(uintptr_t)*slot; !r && k;
 		     k = next[k - 1]) {
 			matched[k - 1] = true;
-			r = put(out, j, L->ev[i], R->ev[k - 1]);
+			r = put(st->flow, out, j, L->ev[i], R->ev[k - 1]);
 		}
 	}
 	for (size_t k = 0; !r && right_outer && k < R->n; k++)
 		if (!matched[k])
-			r = put(out, j, NULL, R->ev[k]);
+			r = put(st->flow, out, j, NULL, R->ev[k]);
 	gs__flow_table_free(&heads);
 	free(next);
 	free(matched);
 	return r;
 }
-
-gs_err gs__flow_combine(gs_flow *const *flows, size_t n, const char *what,
-			const gs_flow_partition_opts *o, gs_flow **out);
 
 static gs_err join(gs_flow *left, gs_flow *right, const gs_flow_join *j,
 		   const gs_flow_partition_opts *opts, bool bounded,
@@ -114,8 +116,10 @@ static gs_err join(gs_flow *left, gs_flow *right, const gs_flow_join *j,
 	const char *what = bounded ? "gs_flow_bounded_join"
 				   : "gs_flow_window_join";
 	const gs_flow_partition_opts *o = opts ? opts : &none;
+	gs_flow *flows[2] = { left, right };
 	if (!left || !right || !out)
-		return GS_EINVAL;
+		return gs__flow_fail_each(flows, 2, GS_EINVAL, what,
+					  "a flow or the output is NULL");
 	if (!j || !j->left_key || !j->right_key || !j->join ||
 	    j->mode > GS_FLOW_JOIN_FULL_OUTER)
 		return gs__flow_fail(left, GS_EINVAL,
@@ -130,7 +134,6 @@ static gs_err join(gs_flow *left, gs_flow *right, const gs_flow_join *j,
 	gs_flow_partition_opts po = *o;
 	po.hash = NULL;
 	po.key = NULL;
-	gs_flow *flows[2] = { left, right };
 	gs_flow *f;
 	gs_err e = gs__flow_combine(flows, 2, what, &po, &f);
 	if (e)

@@ -114,22 +114,29 @@ static gs_err wire(gs__flow_layer *l)
 	return GS_OK;
 }
 
-gs_err gs__flow_build(gs_flow *f, gs_pipeline *p)
+/* A flow runs once: a second sink is GS_ESTATE even after a failed run;
+ * a flow whose description was refused gives that error. */
+static gs_err sink_usable(gs_flow *f)
 {
 	if (!f)
 		return GS_EINVAL;
-	if (f->err)
-		return f->err;
 	if (f->used || f->built)
 		return gs__flow_fail(f, GS_ESTATE,
 				     "the flow was already run or merged");
+	return f->err;
+}
+
+gs_err gs__flow_build(gs_flow *f, gs_pipeline *p)
+{
+	gs_err e = sink_usable(f);
+	if (e)
+		return e;
 	if (f->bound && p != f->bound)
 		return gs__flow_fail(f, GS_EPIPELINE,
 				     "the flow's source stages belong to "
 				     "another pipeline");
 	f->used = true;
 	f->built = true;
-	gs_err e = GS_OK;
 	for (size_t i = 0; !e && i < f->nlayers; i++)
 		e = build_layer(f, p, f->layers[i], i);
 	for (size_t i = 0; !e && i < f->nlayers; i++)
@@ -171,6 +178,7 @@ void gs__flow_unbuild(gs_flow *f)
 
 void gs__flow_abort(gs_flow *f, int reason)
 {
+	pthread_mutex_lock(&f->lock);
 	for (size_t i = 0; i < f->nlayers; i++) {
 		gs__flow_layer *l = f->layers[i];
 		if (l->kind == GS__L_USER)
@@ -180,6 +188,7 @@ void gs__flow_abort(gs_flow *f, int reason)
 	}
 	if (f->sink)
 		gs_stage_stop(f->sink, reason);
+	pthread_mutex_unlock(&f->lock);
 }
 
 static void sink_terminate(void *state, gs_stage *stage, int reason)
@@ -241,34 +250,40 @@ static gs_err attach(gs_flow *f, gs_stage *const *consumers, size_t n,
 /* Builds and runs `f` to completion with a consumer made of `ops`. */
 static gs_err run_with(gs_flow *f, const gs_stage_ops *ops)
 {
-	if (!f)
-		return GS_EINVAL;
-	if (f->err)
-		return f->err;
-	if (f->used)
-		return gs__flow_fail(f, GS_ESTATE,
-				     "the flow was already run or merged");
+	gs_err e = sink_usable(f);
+	if (e)
+		return e;
 	gs_pipeline *p = f->bound;
-	gs_err e = GS_OK;
 	if (!p && (e = gs_pipeline_new(NULL, &p)))
 		return gs__flow_fail(f, e, "no pipeline: %s", gs_strerror(e));
+	pthread_mutex_lock(&f->lock);
 	if (!(e = gs__flow_build(f, p)))
 		e = gs_stage_new(p, GS_CONSUMER, ops, f,
 				 &(gs_stage_opts){ .name = "flow-sink" },
 				 &f->sink);
 	if (!e)
 		e = attach(f, &f->sink, 1, NULL);
+	pthread_mutex_unlock(&f->lock);
 	if (!e) {
 		e = gs_pipeline_start(p);
 		if (e == GS_ESTATE && f->bound)
 			e = GS_OK;
 	}
-	if (!e)
+	if (!e) {
 		e = gs_pipeline_wait(p);
-	else if (f->bound)
-		gs_pipeline_stop(p, GS_STOP_NOW);
+	} else if (f->bound) {
+		/* In a pipeline already running a stage may have failed
+		 * first (and made the sink's subscription fail): its reason
+		 * is the one to give. */
+		gs_err first = gs_pipeline_stop(p, GS_STOP_NOW);
+		if (first)
+			e = first;
+	}
 	if (!f->bound)
 		gs_pipeline_free(p);
+	if (e)
+		gs__flow_fail(f, e, "the flow stopped: %s (%d)",
+			      gs_strerror(e), e);
 	return e;
 }
 
@@ -306,14 +321,15 @@ GS_FLOW_API gs_err gs_flow_collect(gs_flow *f, void ***events, size_t *n)
 GS_FLOW_API gs_err gs_flow_stream(gs_flow *f, gs_pipeline *p,
 				  const gs_stage_opts *opts, gs_stage **out)
 {
-	if (!f || !out)
-		return GS_EINVAL;
-	if (f->err)
-		return f->err;
+	gs_err e = sink_usable(f);
+	if (e)
+		return e;
+	if (!out)
+		return gs__flow_fail(f, GS_EINVAL,
+				     "gs_flow_stream: NULL output");
 	bool own = !p;
 	if (own && f->bound)
 		p = f->bound, own = false;
-	gs_err e = GS_OK;
 	if (own && (e = gs_pipeline_new(NULL, &p)))
 		return gs__flow_fail(f, e, "no pipeline: %s", gs_strerror(e));
 	if (own)
@@ -326,8 +342,11 @@ GS_FLOW_API gs_err gs_flow_stream(gs_flow *f, gs_pipeline *p,
 	if (!so.name)
 		so.name = "flow-stream";
 	gs_stage *s = NULL;
-	if (!(e = gs__flow_build(f, p)) && !(e = gs_stream(p, &so, &s)) &&
-	    !(e = attach(f, &s, 1, NULL)) && own)
+	pthread_mutex_lock(&f->lock);
+	if (!(e = gs__flow_build(f, p)) && !(e = gs_stream(p, &so, &s)))
+		e = attach(f, &s, 1, NULL);
+	pthread_mutex_unlock(&f->lock);
+	if (!e && own)
 		e = gs_pipeline_start(p);
 	if (e)
 		return gs__flow_fail(f, e, "gs_flow_stream: %s",
@@ -345,6 +364,10 @@ GS_FLOW_API gs_err gs_flow_into_stages(gs_flow *f, gs_pipeline *p,
 					 "gs_flow_into_stages: no pipeline or "
 					 "no consumers")
 			 : GS_EINVAL;
+	pthread_mutex_lock(&f->lock);
 	gs_err e = gs__flow_build(f, p);
-	return e ? e : attach(f, consumers, n, sub);
+	if (!e)
+		e = attach(f, consumers, n, sub);
+	pthread_mutex_unlock(&f->lock);
+	return e;
 }

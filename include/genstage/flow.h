@@ -141,7 +141,8 @@ typedef struct gs_flow_opts {
  * made per raw event so far say the demand needs: what waits in its buffer
  * past the demand is about one raw event's worth, however much each
  * expands. from_stages uses existing producers of
- * pipeline `p`, which the sink then runs in; n == 0 is GS_EINVAL.
+ * pipeline `p`, which the sink then runs in; n == 0 is GS_EINVAL, and a
+ * min_demand not below max_demand GS_EDEMAND.
  */
 gs_err gs_flow_from_array(void *const *events, size_t n,
 			  const gs_flow_opts *opts, gs_flow **out);
@@ -236,7 +237,8 @@ gs_err gs_flow_shuffle(gs_flow *f, const gs_flow_partition_opts *opts);
  * A new flow in *out whose first layer is fed by all of `flows`,
  * partitioned as `opts` says. The given flows are used up: their steps
  * move into the new flow, running them is GS_ESTATE, and each still needs
- * gs_flow_free. All must run in the same pipeline.
+ * gs_flow_free. All must run in the same pipeline. A refused merge (or
+ * join) makes no flow and records why in each of the given flows.
  */
 gs_err gs_flow_merge(gs_flow *const *flows, size_t n,
 		     const gs_flow_partition_opts *opts, gs_flow **out);
@@ -432,9 +434,12 @@ gs_err gs_flow_window_join(gs_flow *left, gs_flow *right,
 			   const gs_flow_partition_opts *opts, gs_flow **out);
 
 /*
- * Sinks. Each runs a flow once: a second sink is GS_ESTATE. A callback's
- * error stops the flow and is what the sink returns; the events and
- * accumulators in flight are freed.
+ * Sinks. Each runs a flow once: a second sink is GS_ESTATE, even after a
+ * failed run. A callback's error stops the flow and the events and
+ * accumulators in flight are freed. gs_flow_run and gs_flow_collect return
+ * that error and record it (gs_flow_error, gs_flow_errmsg); a stream's
+ * gs_stream_next returns it instead of GS_ECLOSED once the results before
+ * it are pulled; with gs_flow_into_stages, gs_pipeline_wait returns it.
  *
  * gs_flow_run runs to completion, dropping the results (to event_free),
  * and returns the first error. A flow from gs_flow_from_stages runs in its

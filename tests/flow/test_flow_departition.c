@@ -106,6 +106,43 @@ Test(flow_departition, merges_each_fixed_window_across_stages, .timeout = 30)
 	gs_flow_free(f);
 }
 
+static int descending(void *arg, const void *a, const void *b)
+{
+	(void)arg;
+	return V(a) > V(b) ? -1 : V(a) < V(b);
+}
+
+Test(flow_departition, take_sort_ranks_the_merged_windows, .timeout = 30)
+{
+	gs_flow *f = range(0, 999);
+	gs_flow_partition(
+		f, &(gs_flow_partition_opts){ .stages = 4,
+					      .window = gs_flow_window_fixed(
+						      100, value_ms, NULL) });
+	gs_flow_reduce(f, NULL, sum_reducer, NULL);
+	gs_flow_departition_merge(
+		f,
+		&(gs_flow_departition_fns){ .merge = add_value,
+					    .done = tag_window },
+		NULL);
+	cr_assert_eq(gs_flow_take_sort(f, 3, descending, NULL), GS_OK, "%s",
+		     gs_flow_errmsg(f));
+	void **out;
+	size_t n;
+	collect_ok(f, &out, &n);
+	cr_assert_eq(n, 1);
+	gs_flow_events *top = out[0];
+	cr_assert_eq(gs_flow_events_len(top), 3);
+	for (size_t i = 0; i < 3; i++) {
+		uintptr_t start = 900 - 100 * i;
+		cr_assert_eq(V(gs_flow_events_at(top, i)),
+			     start * 1000000 + window_sum(start));
+	}
+	gs_flow_events_free(top, NULL, NULL);
+	free(out);
+	gs_flow_free(f);
+}
+
 /* Stage 1 only sees times from 500 on, so it never closes windows 0..4:
  * they are given at the end of input. */
 static size_t split_at_500(void *arg, const void *e)

@@ -313,3 +313,145 @@ Test(flow_run, stream_stopped_early_frees_what_is_in_flight, .timeout = 30)
 	gs_flow_free(f); /* stops the pipeline mid-way */
 	cr_assert_eq(atomic_load(&boxes), 0, "%ld leaked", atomic_load(&boxes));
 }
+
+Test(flow_run, a_second_stream_is_refused_and_the_first_keeps_going,
+     .timeout = 30)
+{
+	gs_flow *f = range(1, 3000);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
+	gs_stage *s, *again = NULL;
+	cr_assert_eq(gs_flow_stream(f, NULL, NULL, &s), GS_OK);
+	cr_assert_eq(gs_flow_stream(f, NULL, NULL, &again), GS_ESTATE);
+	cr_assert_null(again);
+	cr_assert(strstr(gs_flow_errmsg(f), "already run"));
+	void *buf[100];
+	size_t n, total = 0;
+	while (gs_stream_next(s, buf, 100, &n, 5000) == GS_OK)
+		for (size_t i = 0; i < n; i++)
+			total += V(buf[i]);
+	cr_assert_eq(total, 3000 * 3001 / 2);
+	gs_flow_free(f);
+}
+
+static int fail_at_1000(void *arg, const void *e)
+{
+	(void)arg;
+	return V(e) == 1000 ? 1234 : 0;
+}
+
+Test(flow_run, a_failed_run_keeps_its_error_in_the_flow, .timeout = 30)
+{
+	gs_flow *f = range(1, 5000);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
+	gs_flow_each(f, fail_at_1000, NULL);
+	void **out;
+	size_t n;
+	cr_assert_eq(gs_flow_collect(f, &out, &n), 1234);
+	cr_assert_eq(gs_flow_error(f), 1234);
+	cr_assert(strstr(gs_flow_errmsg(f), "1234"), "%s", gs_flow_errmsg(f));
+	cr_assert_eq(gs_flow_run(f), GS_ESTATE, "still run only once");
+	gs_flow_free(f);
+}
+
+Test(flow_run, a_stream_ends_with_the_error_that_stopped_the_flow,
+     .timeout = 30)
+{
+	gs_flow *f = range(1, 5000);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
+	gs_flow_each(f, fail_at_1000, NULL);
+	gs_stage *s;
+	cr_assert_eq(gs_flow_stream(f, NULL, NULL, &s), GS_OK);
+	void *buf[100];
+	size_t n;
+	gs_err e;
+	while ((e = gs_stream_next(s, buf, 100, &n, 5000)) == GS_OK)
+		;
+	cr_assert_eq(e, 1234, "not GS_ECLOSED, as after a complete run");
+	gs_flow_free(f);
+}
+
+/* A reduce without acc_new starts every stage from NULL; stages that get
+ * no event emit it. */
+static atomic_int null_frees;
+static void acc_free_counting_null(void *arg, void *acc)
+{
+	(void)arg;
+	if (!acc)
+		atomic_fetch_add(&null_frees, 1);
+}
+
+Test(flow_run, acc_free_is_never_given_null, .timeout = 30)
+{
+	atomic_store(&null_frees, 0);
+	gs_flow *f = range(1, 2);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 8 });
+	gs_flow_reduce(f, NULL, sum_reducer, NULL);
+	gs_flow_acc_free(f, acc_free_counting_null);
+	cr_assert_eq(gs_flow_run(f), GS_OK);
+	cr_assert_eq(atomic_load(&null_frees), 0);
+	gs_flow_free(f);
+}
+
+static long endless(void *arg, void **out, size_t max)
+{
+	(void)arg;
+	for (size_t k = 0; k < max; k++)
+		out[k] = U(k + 1);
+	return (long)max;
+}
+
+static int fail_at_once(void *arg, const void *e)
+{
+	(void)arg;
+	(void)e;
+	return 1234;
+}
+
+Test(flow_run, a_flow_built_in_a_running_pipeline_gives_its_stages_error,
+     .timeout = 30)
+{
+	/* The flow's first stages start, and fail, while the later ones and
+	 * the sink are still being built. */
+	for (int round = 0; round < 5; round++) {
+		gs_pipeline *p;
+		gs_pipeline_new(NULL, &p);
+		gs_stage *prod;
+		gs_from_fn(p, endless, NULL, NULL, &prod);
+		gs_flow *f;
+		cr_assert_eq(gs_flow_from_stages(p, &prod, 1, NULL, &f), GS_OK);
+		gs_flow_each(f, fail_at_once, NULL);
+		for (int i = 0; i < 4; i++)
+			gs_flow_partition(
+				f, &(gs_flow_partition_opts){ .stages = 2 });
+		cr_assert_eq(gs_pipeline_start(p), GS_OK);
+		cr_assert_eq(gs_flow_run(f), 1234, "round %d", round);
+		gs_pipeline_free(p);
+		gs_flow_free(f);
+	}
+}
+
+Test(flow_run, combining_refusals_say_why_in_the_given_flows, .timeout = 30)
+{
+	gs_flow *f = range(1, 10), *g = range(1, 10), *out = NULL;
+	gs_flow *twice[2] = { f, f };
+	cr_assert_eq(gs_flow_merge(twice, 2, NULL, &out), GS_EINVAL);
+	cr_assert_null(out);
+	cr_assert(strstr(gs_flow_errmsg(f), "twice"), "%s", gs_flow_errmsg(f));
+	gs_flow_join j = { .left_key = NULL };
+	cr_assert_eq(gs_flow_bounded_join(g, NULL, &j, NULL, &out), GS_EINVAL);
+	cr_assert(strstr(gs_flow_errmsg(g), "NULL"), "%s", gs_flow_errmsg(g));
+	gs_flow_free(f);
+	gs_flow_free(g);
+
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	gs_stage *prod;
+	gs_from_fn(p, endless, NULL, NULL, &prod);
+	cr_assert_eq(gs_flow_from_stages(p, &prod, 1,
+					 &(gs_flow_opts){ .max_demand = 10,
+							  .min_demand = 10 },
+					 &out),
+		     GS_EDEMAND);
+	cr_assert_null(out);
+	gs_pipeline_free(p);
+}
