@@ -1,33 +1,10 @@
 // SPDX-License-Identifier: MIT
 /* Flow's per-event operations: map, filter, reject, flat_map, each and
  * uniq_by, their fusion into one stage, and the sources feeding them. */
-#include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdint.h>
-#include <stdlib.h>
 
-#include <genstage/flow.h>
-
-#define U(x) ((void *)(uintptr_t)(x))
-#define V(p) ((uintptr_t)(p))
-
-static int cmp_u(const void *a, const void *b)
-{
-	uintptr_t x = V(*(void *const *)a), y = V(*(void *const *)b);
-	return x < y ? -1 : x > y;
-}
-
-static gs_flow *range_flow(size_t n)
-{
-	void **ev = malloc(n * sizeof(void *));
-	for (size_t i = 0; i < n; i++)
-		ev[i] = U(i + 1);
-	gs_flow *f;
-	cr_assert_eq(gs_flow_from_array(ev, n, NULL, &f), GS_OK);
-	free(ev);
-	return f;
-}
+#include "flow_test.h"
 
 static void *twice(void *arg, void *e)
 {
@@ -66,7 +43,7 @@ static uint64_t mod7(void *arg, const void *e)
 
 Test(flow_ops, map_filter_reject_in_order, .timeout = 30)
 {
-	gs_flow *f = range_flow(1000);
+	gs_flow *f = range(1, 1000);
 	gs_flow_filter(f, odd, NULL);
 	gs_flow_map(f, twice, NULL);
 	gs_flow_reject(f, div3, NULL);
@@ -90,7 +67,7 @@ Test(flow_ops, map_filter_reject_in_order, .timeout = 30)
 Test(flow_ops, flat_map_each_and_uniq_by, .timeout = 30)
 {
 	atomic_ulong seen = 0;
-	gs_flow *f = range_flow(100);
+	gs_flow *f = range(1, 100);
 	gs_flow_flat_map(f, repeat, NULL);
 	gs_flow_each(f, sum_each, &seen);
 	gs_flow_uniq_by(f, mod7, NULL);
@@ -139,7 +116,7 @@ Test(flow_ops, consecutive_operations_run_in_one_stage, .timeout = 30)
 	/* After a one-stage partition the map and the filter of each event
 	 * must run on the same thread: they are fused. */
 	atomic_store(&mixed, 0);
-	gs_flow *f = range_flow(5000);
+	gs_flow *f = range(1, 5000);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 1 });
 	gs_flow_map(f, note_map, NULL);
 	gs_flow_filter(f, note_filter, NULL);
@@ -302,7 +279,7 @@ Test(flow_ops, from_stages_with_a_push_producer_and_a_shuffle, .timeout = 30)
 
 Test(flow_ops, sorted_output_of_parallel_map_matches, .timeout = 30)
 {
-	gs_flow *f = range_flow(20000);
+	gs_flow *f = range(1, 20000);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 4 });
 	gs_flow_map(f, twice, NULL);
 	void **out;
