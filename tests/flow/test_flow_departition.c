@@ -82,7 +82,9 @@ static uintptr_t window_sum(uintptr_t start)
 	return s;
 }
 
-Test(flow_departition, merges_each_fixed_window_across_stages, .timeout = 30)
+/* 0..999 in fixed windows of 100 over 4 stages, each window's sum merged
+ * and tagged with its start. */
+static gs_flow *merged_fixed_windows(void)
 {
 	gs_flow *f = range(0, 999);
 	gs_flow_partition(
@@ -95,6 +97,12 @@ Test(flow_departition, merges_each_fixed_window_across_stages, .timeout = 30)
 		&(gs_flow_departition_fns){ .merge = add_value,
 					    .done = tag_window },
 		NULL);
+	return f;
+}
+
+Test(flow_departition, merges_each_fixed_window_across_stages, .timeout = 30)
+{
+	gs_flow *f = merged_fixed_windows();
 	void **out;
 	size_t n;
 	collect_ok(f, &out, &n);
@@ -114,17 +122,7 @@ static int descending(void *arg, const void *a, const void *b)
 
 Test(flow_departition, take_sort_ranks_the_merged_windows, .timeout = 30)
 {
-	gs_flow *f = range(0, 999);
-	gs_flow_partition(
-		f, &(gs_flow_partition_opts){ .stages = 4,
-					      .window = gs_flow_window_fixed(
-						      100, value_ms, NULL) });
-	gs_flow_reduce(f, NULL, sum_reducer, NULL);
-	gs_flow_departition_merge(
-		f,
-		&(gs_flow_departition_fns){ .merge = add_value,
-					    .done = tag_window },
-		NULL);
+	gs_flow *f = merged_fixed_windows();
 	cr_assert_eq(gs_flow_take_sort(f, 3, descending, NULL), GS_OK, "%s",
 		     gs_flow_errmsg(f));
 	void **out;

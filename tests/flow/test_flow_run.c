@@ -283,18 +283,25 @@ Test(flow_run, into_stages_feeds_existing_consumers, .timeout = 30)
 	gs_flow_free(f);
 }
 
+/* Pulls a stream to its end and sums what came. */
+static uintptr_t pull_sum(gs_stage *s)
+{
+	void *buf[100];
+	size_t n;
+	uintptr_t total = 0;
+	while (gs_stream_next(s, buf, 100, &n, 5000) == GS_OK)
+		for (size_t i = 0; i < n; i++)
+			total += V(buf[i]);
+	return total;
+}
+
 Test(flow_run, stream_in_its_own_pipeline, .timeout = 30)
 {
 	gs_flow *f = range(1, 3000);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
 	gs_stage *s;
 	cr_assert_eq(gs_flow_stream(f, NULL, NULL, &s), GS_OK);
-	void *buf[100];
-	size_t n, total = 0;
-	while (gs_stream_next(s, buf, 100, &n, 5000) == GS_OK)
-		for (size_t i = 0; i < n; i++)
-			total += V(buf[i]);
-	cr_assert_eq(total, 3000 * 3001 / 2);
+	cr_assert_eq(pull_sum(s), 3000 * 3001 / 2);
 	gs_flow_free(f);
 }
 
@@ -324,12 +331,7 @@ Test(flow_run, a_second_stream_is_refused_and_the_first_keeps_going,
 	cr_assert_eq(gs_flow_stream(f, NULL, NULL, &again), GS_ESTATE);
 	cr_assert_null(again);
 	cr_assert(strstr(gs_flow_errmsg(f), "already run"));
-	void *buf[100];
-	size_t n, total = 0;
-	while (gs_stream_next(s, buf, 100, &n, 5000) == GS_OK)
-		for (size_t i = 0; i < n; i++)
-			total += V(buf[i]);
-	cr_assert_eq(total, 3000 * 3001 / 2);
+	cr_assert_eq(pull_sum(s), 3000 * 3001 / 2);
 	gs_flow_free(f);
 }
 
