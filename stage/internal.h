@@ -186,6 +186,7 @@ struct gs_stage {
 	gs__buffer buf;
 	bool done;     /* gs_done: finish once the buffer is delivered */
 	bool stopping; /* leave the loop with stop_reason */
+	bool draining; /* GS_STOP_DRAIN: finish once no input is left */
 	int stop_reason;
 	uint64_t unassigned; /* demand passed on whose subscription left */
 	uint64_t credit;     /* producer-consumer: downstream demand unused */

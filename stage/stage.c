@@ -287,7 +287,8 @@ static void apply(gs_stage *s, gs__msg *m)
 		break;
 	case GS__MSG_DRAIN:
 		/* Only sources act: everything below finishes as its
-		 * producers do. */
+		 * producers do (or as its last input goes, see end_in). */
+		s->draining = true;
 		if (s->n_ins)
 			break;
 		if (s->kind == GS_CONSUMER)

@@ -165,6 +165,16 @@ void gs__release_in(gs_stage *s, size_t idx, int reason)
 	gs__detach(sub);
 }
 
+/* A normal end: a consumer stops; a producer-consumer first delivers what
+ * it holds. */
+static void finish(gs_stage *s)
+{
+	if (s->kind == GS_CONSUMER)
+		gs__stop(s, GS_OK);
+	else
+		gs__enter_done(s);
+}
+
 /* The producer's end went away and everything it sent has been handled:
  * tell the callback, then apply the cancel mode. */
 static void end_in(gs_stage *s, size_t idx)
@@ -188,8 +198,14 @@ static void end_in(gs_stage *s, size_t idx)
 		gs__stop(s, r);
 		return;
 	}
-	if (by_us)
+	if (by_us) {
+		/* Our own cancel keeps the stage running, unless a drain
+		 * came while it was on its way and found this input, and
+		 * left the stage to finish with its producers. */
+		if (s->draining && !s->n_ins)
+			finish(s);
 		return;
+	}
 	bool stop = sub->cancel == GS_CANCEL_PERMANENT ||
 		    (sub->cancel == GS_CANCEL_TRANSIENT && reason != GS_OK);
 	if (stop && reason != GS_OK) {
@@ -198,12 +214,7 @@ static void end_in(gs_stage *s, size_t idx)
 	}
 	if (!stop && s->n_ins)
 		return;
-	/* Normal end: a consumer stops; a producer-consumer first delivers
-	 * what it holds. */
-	if (s->kind == GS_CONSUMER)
-		gs__stop(s, GS_OK);
-	else
-		gs__enter_done(s);
+	finish(s);
 }
 
 /* Hands one chunk from `sub` to handle_events; false if none was there. */

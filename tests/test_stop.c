@@ -311,3 +311,35 @@ Test(stop, stop_and_wait_from_a_stage_thread_are_refused_not_deadlocked,
 	cr_assert_eq(atomic_load(&s.rec.received), 1000);
 	gs_pipeline_free(p);
 }
+
+/* A drain that reaches a consumer before its own gs_cancel has taken
+ * effect: once the cancel leaves it without producers it must finish, or
+ * the drain waits for ever. Rounds make the race likely. */
+Test(stop, drain_finishes_a_consumer_whose_cancel_is_still_in_flight,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	for (int round = 0; round < 200; round++) {
+		gs_pipeline *p;
+		GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+		seq_producer sp = { .total = SIZE_MAX };
+		recorder ra = { 0 }, rb = { 0 };
+		gs_stage *prod, *a, *b;
+		GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops,
+					  &sp, NULL, &prod));
+		GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &ra,
+					  NULL, &a));
+		GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &rb,
+					  NULL, &b));
+		gs_sub *sa = recorder_subscribe(&ra, a, prod, NULL);
+		recorder_subscribe(&rb, b, prod, NULL);
+		GS_OK_OR_DIE(gs_pipeline_start(p));
+		wait_at_least(&ra.received, 1);
+		cr_assert_eq(gs_cancel(sa), GS_OK);
+		cr_assert_eq(gs_pipeline_stop(p, GS_STOP_DRAIN), GS_OK);
+		cr_assert_eq(atomic_load(&ra.reason), GS_OK);
+		cr_assert_eq(atomic_load(&rb.received) +
+				     atomic_load(&ra.received),
+			     atomic_load(&sp.emitted), "round %d", round);
+		gs_pipeline_free(p);
+	}
+}
