@@ -286,7 +286,8 @@ Test(partition, queued_events_reach_the_partitions_next_subscriber,
 	     i < 5000;
 	     i++)
 		sleep_ms(1);
-	cr_assert_eq(err, GS_OK);
+	cr_assert_eq(err, GS_OK, "gs_subscribe: %s (%d)", gs_strerror(err),
+		     err);
 	cr_assert(wait_for(&odd.count, N / 2, 10000));
 	for (int i = 0;
 	     i < 10000 &&
