@@ -98,8 +98,10 @@ struct gs_sub {
 
 	/* consumer-own */
 	gs__demand demand; /* automatic subscriptions */
-	uint64_t asked;    /* manual: total asked */
 	uint64_t received; /* events handed to handle_events */
+	/* atomic: manual demand (gs_ask may come from any thread) */
+	_Atomic bool manual;
+	_Atomic uint64_t asked; /* manual: total asked */
 
 	/* immutable after gs_subscribe */
 	gs_stage *producer;
@@ -107,7 +109,6 @@ struct gs_sub {
 	size_t max_demand;
 	size_t min_demand;
 	gs_cancel_mode cancel;
-	bool manual;
 	size_t partition; /* partition dispatcher: the index held */
 	gs_selector_fn selector;
 	void *selector_arg;

@@ -34,10 +34,19 @@ static void remove_at(gs_sub **arr, size_t *n, size_t idx)
 
 void gs__grant(gs_sub *sub, uint64_t n)
 {
-	/* One writer (the consumer); release pairs with the producer's
-	 * acquire, which must also see the slots released before this. */
-	uint64_t g = atomic_load_explicit(&sub->granted, memory_order_relaxed);
-	atomic_store_explicit(&sub->granted, g + n, memory_order_release);
+	/* One writer (the consumer) for automatic demand; release pairs with
+	 * the producer's acquire, which must also see the slots released
+	 * before this. Manual demand may come from any thread (gs_ask), so
+	 * it adds atomically. */
+	if (atomic_load_explicit(&sub->manual, memory_order_relaxed)) {
+		atomic_fetch_add_explicit(&sub->granted, n,
+					  memory_order_acq_rel);
+	} else {
+		uint64_t g = atomic_load_explicit(&sub->granted,
+						  memory_order_relaxed);
+		atomic_store_explicit(&sub->granted, g + n,
+				      memory_order_release);
+	}
 	gs__wake(sub->producer);
 }
 
@@ -133,7 +142,7 @@ void gs__attach_in(gs_stage *s, gs_sub *sub)
 			return;
 		}
 	}
-	if (!sub->manual)
+	if (!atomic_load_explicit(&sub->manual, memory_order_relaxed))
 		gs__grant(sub, gs__demand_start(&sub->demand));
 }
 
@@ -220,8 +229,9 @@ static void end_in(gs_stage *s, size_t idx)
 /* Hands one chunk from `sub` to handle_events; false if none was there. */
 static bool take_chunk(gs_stage *s, gs_sub *sub)
 {
-	size_t chunk = sub->manual ? sub->max_demand
-				   : gs__demand_chunk(&sub->demand);
+	bool manual = atomic_load_explicit(&sub->manual, memory_order_relaxed);
+	size_t chunk = manual ? sub->max_demand
+			      : gs__demand_chunk(&sub->demand);
 	void **ev = NULL;
 	size_t n = gs__ring_peek(&sub->ring, &ev, chunk);
 	if (!n)
@@ -247,8 +257,10 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 	gs__ring_release(&sub->ring, n);
 	/* Demand beyond the ring's capacity (manual asks) leaves the
 	 * producer waiting for room: tell it there is some now. */
-	bool blocked = sub->asked - sub->received >
-		       gs__ring_capacity(&sub->ring);
+	bool blocked = manual &&
+		       atomic_load_explicit(&sub->asked, memory_order_relaxed) -
+				       sub->received >
+			       gs__ring_capacity(&sub->ring);
 	sub->received += n;
 	/* A pull stream pays for what it receives; a producer-consumer pays
 	 * for what it sends on (gs_emit), as GenStage does, so one that
@@ -259,7 +271,7 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 		gs__stop(s, r);
 		return true;
 	}
-	if (!sub->manual) {
+	if (!manual) {
 		size_t ask = gs__demand_taken(&sub->demand, n);
 		if (ask)
 			gs__grant(sub, ask);
@@ -366,7 +378,7 @@ static gs_sub *sub_new(gs_stage *c, gs_stage *pr, const gs_sub_opts *o,
 	sub->min_demand = min;
 	sub->demand = (gs__demand){ .max = max, .min = min };
 	sub->cancel = o->cancel;
-	sub->manual = o->manual;
+	atomic_init(&sub->manual, o->manual);
 	sub->selector = o->selector;
 	sub->selector_arg = o->selector_arg;
 	return sub;
@@ -464,12 +476,10 @@ GS__API gs_err gs_ask(gs_sub *sub, size_t n)
 {
 	if (!sub)
 		return GS_EINVAL;
-	if (!gs__is_current(sub->consumer))
-		return GS_ETHREAD;
-	if (!sub->manual)
+	if (!atomic_load_explicit(&sub->manual, memory_order_acquire))
 		return GS_ESTATE;
 	if (n) {
-		sub->asked += n;
+		atomic_fetch_add_explicit(&sub->asked, n, memory_order_relaxed);
 		gs__grant(sub, n);
 	}
 	return GS_OK;
@@ -481,9 +491,10 @@ GS__API gs_err gs_sub_manual(gs_sub *sub)
 		return GS_EINVAL;
 	if (!gs__is_current(sub->consumer))
 		return GS_ETHREAD;
-	if (sub->received || sub->demand.outstanding || sub->asked)
+	if (sub->received || sub->demand.outstanding ||
+	    atomic_load_explicit(&sub->asked, memory_order_relaxed))
 		return GS_ESTATE;
-	sub->manual = true;
+	atomic_store_explicit(&sub->manual, true, memory_order_release);
 	return GS_OK;
 }
 

@@ -170,9 +170,41 @@ Test(manual, handle_subscribe_can_choose_manual_demand, .timeout = 30)
 	sleep_ms(30);
 	cr_assert_eq(atomic_load(&m.pr.count), 1002);
 	cr_assert_eq(gs_sub_manual(sub), GS_ETHREAD, "only in the callback");
-	cr_assert_eq(gs_ask(sub, 1), GS_ETHREAD);
 	gs_pipeline_stop(p, GS_STOP_NOW);
 	probe_free(&m.pr);
+	gs_pipeline_free(p);
+}
+
+/* A manual consumer that never asks itself: the test's thread does. */
+Test(manual, gs_ask_works_from_any_thread, .timeout = 30)
+{
+	gs_pipeline *p;
+	cr_assert_eq(gs_pipeline_new(NULL, &p), GS_OK);
+	counter c = { 0 };
+	probe pr = { 0 };
+	gs_stage *src, *cons;
+	cr_assert_eq(gs_from_fn(p, counter_gen, &c, NULL, &src), GS_OK);
+	cons = probe_new(p, &pr);
+	gs_sub *sub;
+	cr_assert_eq(gs_subscribe(cons, src,
+				  &(gs_sub_opts){ .manual = true,
+						  .max_demand = 100 },
+				  &sub),
+		     GS_OK);
+	cr_assert_eq(gs_pipeline_start(p), GS_OK);
+	for (size_t asked = 7; asked <= 7 * 50; asked += 7) {
+		cr_assert_eq(gs_ask(sub, 7), GS_OK);
+		cr_assert(wait_for(&pr.count, asked, 5000));
+	}
+	/* A consumer-side ask moves the producer on by exactly the ask;
+	 * one more proves the last batch was all that came. */
+	cr_assert_eq(gs_ask(sub, 1), GS_OK);
+	cr_assert(wait_for(&pr.count, 7 * 50 + 1, 5000));
+	gs_pipeline_stop(p, GS_STOP_NOW);
+	cr_assert_eq(pr.n, 7 * 50 + 1);
+	for (size_t k = 0; k < pr.n; k++)
+		cr_assert_eq(pr.vals[k], k);
+	probe_free(&pr);
 	gs_pipeline_free(p);
 }
 

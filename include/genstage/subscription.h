@@ -81,9 +81,11 @@ gs_err gs_subscribe(gs_stage *consumer, gs_stage *producer,
  * Idempotent. */
 gs_err gs_cancel(gs_sub *sub);
 
-/* Manual subscriptions only, from the consumer's own callbacks: asks the
- * producer for `n` more events (GS_ESTATE on an automatic one). Demand above
- * max_demand outstanding waits until the earlier events are taken. */
+/* Manual subscriptions only (GS_ESTATE on an automatic one), from any
+ * thread, as GenStage.ask/3 works from any process: asks the producer for
+ * `n` more events. Demand above max_demand outstanding waits until the
+ * earlier events are taken. Asks on a subscription that has ended are
+ * ignored. */
 gs_err gs_ask(gs_sub *sub, size_t n);
 
 /* From the consumer's handle_subscribe only (GS_ETHREAD elsewhere, GS_ESTATE
