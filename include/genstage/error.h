@@ -29,7 +29,8 @@ extern "C" {
 	X(GS_ETIMEDOUT, "timed out")                                           \
 	X(GS_EFULL, "buffer full")                                             \
 	X(GS_ECLOSED, "the stage has stopped")                                 \
-	X(GS_EBUSY, "the partition is already taken")
+	X(GS_EBUSY, "the partition is already taken")                          \
+	X(GS_EVERSION, "a struct version newer than this library knows")
 
 typedef enum gs_err {
 #define GS__ENUM(name, msg) name,

@@ -7,6 +7,7 @@
 #ifndef GENSTAGE_STAGE_H
 #define GENSTAGE_STAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -110,6 +111,9 @@ typedef struct gs_stage_opts {
 	 * before handling (same thread rules as event_free). NULL: none. */
 	void (*msg_free)(void *msg, void *arg);
 	void *msg_free_arg;
+	/* The callbacks may block (sleep, disk, network): the stage runs on
+	 * a thread of its own instead of sharing the pipeline's workers. */
+	bool blocking;
 } gs_stage_opts;
 
 typedef struct gs_stats {
