@@ -282,8 +282,8 @@ static gs_err run_with(gs_flow *f, const gs_stage_ops *ops)
 	if (!f->bound)
 		gs_pipeline_free(p);
 	if (e)
-		gs__flow_fail(f, e, "the flow stopped: %s (%d)",
-			      gs_strerror(e), e);
+		gs__flow_fail(f, e, "the flow stopped: %s (%d)", gs_strerror(e),
+			      e);
 	return e;
 }
 
