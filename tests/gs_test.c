@@ -189,6 +189,7 @@ const gs_stage_ops seq_producer_ops = {
 	.init = seq_init,
 	.handle_demand = seq_demand,
 	.handle_cancel = seq_cancel,
+	.handle_call = sync_call,
 	.terminate = seq_terminate,
 };
 
@@ -225,8 +226,28 @@ gs_sub *recorder_subscribe(recorder *r, gs_stage *consumer, gs_stage *producer,
 	return sub;
 }
 
+/* Appends to a keeping recorder's values; false when out of memory. */
+static bool keep_values(recorder *r, void *const *events, size_t n)
+{
+	if (r->n + n > r->cap) {
+		size_t cap = r->cap ? r->cap : 1024;
+		while (cap < r->n + n)
+			cap *= 2;
+		uintptr_t *v = realloc(r->vals, cap * sizeof *v);
+		if (!v)
+			return false;
+		r->vals = v;
+		r->cap = cap;
+	}
+	for (size_t i = 0; i < n; i++)
+		r->vals[r->n++] = GS_VAL(events[i]);
+	return true;
+}
+
 int recorder_take(recorder *r, gs_sub *from, void **events, size_t n)
 {
+	if (r->keep && !keep_values(r, events, n))
+		return GS_ENOMEM;
 	if (atomic_load_explicit(&r->terminated, memory_order_relaxed))
 		add(&r->after_stop, 1);
 	if (n == 0)
@@ -318,8 +339,23 @@ const gs_stage_ops recorder_ops = {
 	.handle_events = rec_events,
 	.handle_subscribe = rec_subscribe,
 	.handle_cancel = rec_cancel,
+	.handle_call = sync_call,
 	.terminate = rec_terminate,
 };
+
+gs_stage *recorder_new(gs_pipeline *p, recorder *r)
+{
+	gs_stage *s = NULL;
+	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, r, NULL, &s));
+	return s;
+}
+
+void recorder_fini(recorder *r)
+{
+	free(r->vals);
+	r->vals = NULL;
+	r->n = r->cap = 0;
+}
 
 /* --- mapper ------------------------------------------------------------ */
 
@@ -354,10 +390,61 @@ const gs_stage_ops mapper_ops = {
 	.handle_events = map_events,
 	.handle_subscribe = rec_subscribe,
 	.handle_cancel = rec_cancel,
+	.handle_call = sync_call,
 	.terminate = rec_terminate,
 };
 
 /* --- helpers ----------------------------------------------------------- */
+
+long counter_gen(void *arg, void **out, size_t max)
+{
+	counter *c = arg;
+	size_t k = 0;
+	while (k < max && (!c->end || c->next < c->end))
+		out[k++] = GS_EV(c->next++);
+	add(&c->produced, k);
+	return (long)k;
+}
+
+void count_free(void *event, void *arg)
+{
+	(void)event;
+	add(arg, 1);
+}
+
+int nop_demand(void *state, gs_stage *stage, size_t demand)
+{
+	(void)state;
+	(void)stage;
+	(void)demand;
+	return GS_OK;
+}
+
+int nop_events(void *state, gs_stage *stage, gs_sub *from, void **events,
+	       size_t n)
+{
+	(void)state;
+	(void)stage;
+	(void)from;
+	(void)events;
+	(void)n;
+	return GS_OK;
+}
+
+int sync_call(void *state, gs_stage *stage, void *request, void **reply)
+{
+	(void)state;
+	(void)stage;
+	(void)request;
+	*reply = NULL;
+	return GS_OK;
+}
+
+void stage_sync(gs_stage *stage)
+{
+	void *reply;
+	GS_OK_OR_DIE(gs_call(stage, NULL, &reply, -1));
+}
 
 void log_counter(void *arg, gs_log_level level, const gs_stage *stage,
 		 const char *msg)
@@ -372,7 +459,7 @@ void log_counter(void *arg, gs_log_level level, const gs_stage *stage,
 		atomic_fetch_add(&lc->warn, 1);
 }
 
-static void nap(void)
+void nap(void)
 {
 	struct timespec ts = { .tv_nsec = 100000 };
 	nanosleep(&ts, NULL);

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * What the suites share: a sequence producer, a recording consumer, a
- * mapping producer-consumer, a tally of every event delivered or freed, and
- * a log hook that counts. Stage callbacks never assert (Criterion's asserts
- * belong to the test's own thread): they count violations in atomics that
- * the test checks after gs_pipeline_wait.
+ * What the suites share: a sequence producer, a recording consumer (which
+ * can keep every value it receives), a mapping producer-consumer, a
+ * generator for gs_from_fn, a tally of every event delivered or freed,
+ * counting event_free and log hooks, and ways to wait for what a test
+ * asserts. Stage callbacks never assert (Criterion's asserts belong to the
+ * test's own thread): they count violations in atomics that the test checks
+ * after gs_pipeline_wait.
  */
 #ifndef GS_TEST_H
 #define GS_TEST_H
@@ -156,9 +158,22 @@ typedef struct recorder {
 	_Atomic int cancel_reason; /* the last */
 	_Atomic int terminated;
 	_Atomic int reason;
+
+	/* When set before start: every value received is kept, in arrival
+	 * order, in vals[0..n) (read them once the stage has finished;
+	 * recorder_fini frees them). */
+	bool keep;
+	uintptr_t *vals;
+	size_t n, cap;
 } recorder;
 
 extern const gs_stage_ops recorder_ops;
+
+/* A consumer on recorder_ops with `r` as its state; asserts success. */
+gs_stage *recorder_new(gs_pipeline *p, recorder *r);
+
+/* Frees the values a keeping recorder kept. */
+void recorder_fini(recorder *r);
 
 /* Subscribes `consumer` (whose state is `r`) to `producer` and tracks the
  * subscription in r; asserts success. */
@@ -182,6 +197,37 @@ typedef struct mapper {
 
 extern const gs_stage_ops mapper_ops;
 
+/* A generator for gs_from_fn: next, next + 1, ... up to end (exclusive;
+ * 0: without end); `produced` counts what it wrote. */
+typedef struct counter {
+	uintptr_t next, end;
+	_Atomic uint64_t produced;
+} counter;
+
+long counter_gen(void *arg, void **out, size_t max);
+
+/* event_free (or msg_free) for stage options: counts into the
+ * _Atomic uint64_t `arg`. */
+void count_free(void *event, void *arg);
+
+/* Callbacks that do nothing, for stages whose callbacks do not matter. */
+int nop_demand(void *state, gs_stage *stage, size_t demand);
+int nop_events(void *state, gs_stage *stage, gs_sub *from, void **events,
+	       size_t n);
+
+/*
+ * A round trip through a stage, to know that it has moved on. A stage
+ * takes calls between its turns, so when stage_sync(s) returns, s has
+ * finished the turn in which it did whatever the caller saw it do before
+ * calling (a counter raised, a statistic set): if that turn was going to
+ * call handle_demand or emit, it has. The stage's handle_call must be
+ * sync_call (which answers NULL), as in seq_producer_ops, recorder_ops and
+ * mapper_ops, or answer a NULL request some other way. From the test's
+ * thread only.
+ */
+int sync_call(void *state, gs_stage *stage, void *request, void **reply);
+void stage_sync(gs_stage *stage);
+
 /* A log hook counting each level; `arg` is a log_count. */
 typedef struct log_count {
 	_Atomic int warn;
@@ -196,6 +242,9 @@ void log_counter(void *arg, gs_log_level level, const gs_stage *stage,
  * *v >= at_least. */
 void wait_at_least(const _Atomic uint64_t *v, uint64_t at_least);
 void wait_int_at_least(const _Atomic int *v, int at_least);
+
+/* A short pause for a loop that polls for what it waits for. */
+void nap(void);
 
 /* A small deterministic generator for randomized tests. */
 typedef struct gs_rng {
