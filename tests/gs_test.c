@@ -343,18 +343,34 @@ const gs_stage_ops recorder_ops = {
 	.terminate = rec_terminate,
 };
 
-gs_stage *recorder_new(gs_pipeline *p, recorder *r)
-{
-	gs_stage *s = NULL;
-	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, r, NULL, &s));
-	return s;
-}
-
 void recorder_fini(recorder *r)
 {
 	free(r->vals);
 	r->vals = NULL;
 	r->n = r->cap = 0;
+}
+
+void check_exactly_once(const recorder *r, size_t k, size_t n)
+{
+	unsigned char *seen = calloc(n ? n : 1, 1);
+	cr_assert_not_null(seen);
+	size_t total = 0;
+	for (size_t i = 0; i < k; i++) {
+		cr_assert(r[i].keep, "recorder %zu keeps no values", i);
+		for (size_t j = 0; j < r[i].n; j++) {
+			uintptr_t v = r[i].vals[j];
+			cr_assert_lt(v, n, "recorder %zu: %zu out of range", i,
+				     (size_t)v);
+			cr_assert_eq(seen[v], 0, "seen twice: %zu", (size_t)v);
+			seen[v] = 1;
+			if (j)
+				cr_assert_gt(v, r[i].vals[j - 1],
+					     "recorder %zu: out of order", i);
+		}
+		total += r[i].n;
+	}
+	cr_assert_eq(total, n, "%zu of %zu values", total, n);
+	free(seen);
 }
 
 /* --- mapper ------------------------------------------------------------ */
@@ -393,6 +409,57 @@ const gs_stage_ops mapper_ops = {
 	.handle_call = sync_call,
 	.terminate = rec_terminate,
 };
+
+/* --- constructors ------------------------------------------------------ */
+
+static gs_stage *stage_new(gs_pipeline *p, gs_kind kind,
+			   const gs_stage_ops *ops, void *state,
+			   const gs_stage_opts *opts)
+{
+	gs_stage *s = NULL;
+	GS_OK_OR_DIE(gs_stage_new(p, kind, ops, state, opts, &s));
+	return s;
+}
+
+gs_stage *seq_producer_new(gs_pipeline *p, seq_producer *sp,
+			   const gs_stage_opts *opts)
+{
+	return stage_new(p, GS_PRODUCER, &seq_producer_ops, sp, opts);
+}
+
+gs_stage *recorder_new(gs_pipeline *p, recorder *r, const gs_stage_opts *opts)
+{
+	return stage_new(p, GS_CONSUMER, &recorder_ops, r, opts);
+}
+
+gs_stage *mapper_new(gs_pipeline *p, mapper *m, const gs_stage_opts *opts)
+{
+	return stage_new(p, GS_PRODUCER_CONSUMER, &mapper_ops, m, opts);
+}
+
+void pair_new(pair *x, size_t total, size_t tally_n)
+{
+	*x = (pair){ .sp = { .total = total }, .r = { .check_order = true } };
+	if (tally_n) {
+		tally_init(&x->t, tally_n);
+		x->r.tally = &x->t;
+	}
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &x->p));
+	x->prod = seq_producer_new(x->p, &x->sp, NULL);
+	x->cons = recorder_new(x->p, &x->r, NULL);
+}
+
+void pair_free(pair *x)
+{
+	gs_pipeline_free(x->p);
+	tally_fini(&x->t);
+}
+
+gs_err start_and_wait(gs_pipeline *p)
+{
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	return gs_pipeline_wait(p);
+}
 
 /* --- helpers ----------------------------------------------------------- */
 

@@ -169,11 +169,12 @@ typedef struct recorder {
 
 extern const gs_stage_ops recorder_ops;
 
-/* A consumer on recorder_ops with `r` as its state; asserts success. */
-gs_stage *recorder_new(gs_pipeline *p, recorder *r);
-
 /* Frees the values a keeping recorder kept. */
 void recorder_fini(recorder *r);
+
+/* Checks that k keeping recorders got every value in [0, n) exactly once
+ * between them, each in increasing order. */
+void check_exactly_once(const recorder *r, size_t k, size_t n);
 
 /* Subscribes `consumer` (whose state is `r`) to `producer` and tracks the
  * subscription in r; asserts success. */
@@ -196,6 +197,33 @@ typedef struct mapper {
 } mapper;
 
 extern const gs_stage_ops mapper_ops;
+
+/* Stages on the ops above with `state` and `opts` (NULL: the defaults);
+ * each asserts success. */
+gs_stage *seq_producer_new(gs_pipeline *p, seq_producer *sp,
+			   const gs_stage_opts *opts);
+gs_stage *recorder_new(gs_pipeline *p, recorder *r, const gs_stage_opts *opts);
+gs_stage *mapper_new(gs_pipeline *p, mapper *m, const gs_stage_opts *opts);
+
+/*
+ * The smallest pipeline: a seq_producer of `total` events and a recorder
+ * that checks order, created but not subscribed. With tally_n > 0 the
+ * recorder also marks the tally t of ids [0, tally_n).
+ */
+typedef struct pair {
+	gs_pipeline *p;
+	gs_stage *prod, *cons;
+	seq_producer sp;
+	recorder r;
+	tally t;
+} pair;
+
+void pair_new(pair *x, size_t total, size_t tally_n);
+void pair_free(pair *x);
+
+/* Starts p, asserting that it started, and returns what gs_pipeline_wait
+ * returns. */
+gs_err start_and_wait(gs_pipeline *p);
 
 /* A generator for gs_from_fn: next, next + 1, ... up to end (exclusive;
  * 0: without end); `produced` counts what it wrote. */

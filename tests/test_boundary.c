@@ -171,8 +171,7 @@ Test(stream, takes_only_what_the_puller_makes_room_for,
 			    .consumed = &pulled,
 			    .slack = STREAM_ASKED };
 	gs_stage *src, *st;
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &src));
+	src = seq_producer_new(p, &sp, NULL);
 	GS_OK_OR_DIE(gs_stream(
 		p, &(gs_stage_opts){ .buffer_size = STREAM_ROOM }, &st));
 	GS_OK_OR_DIE(gs_subscribe(st, src, &(gs_sub_opts){ .max_demand = 40 },

@@ -69,12 +69,10 @@ static void run_overflow(overflow *o, const size_t *bursts, size_t n_bursts,
 	}
 	GS_OK_OR_DIE(gs_stage_new(o->p, GS_PRODUCER, &burster_ops, &o->b, &opts,
 				  &o->prod));
-	GS_OK_OR_DIE(gs_stage_new(o->p, GS_CONSUMER, &recorder_ops, &o->r, NULL,
-				  &o->cons));
+	o->cons = recorder_new(o->p, &o->r, NULL);
 	recorder_subscribe(&o->r, o->cons, o->prod,
 			   &(gs_sub_opts){ .max_demand = 5 });
-	GS_OK_OR_DIE(gs_pipeline_start(o->p));
-	cr_assert_eq(gs_pipeline_wait(o->p), GS_OK);
+	cr_assert_eq(start_and_wait(o->p), GS_OK);
 	GS_OK_OR_DIE(gs_stage_stats(o->prod, &o->st));
 	cr_assert_eq(atomic_load(&o->b.first_demand), 5);
 	cr_assert_eq(atomic_load(&o->b.calls), 1);
@@ -266,11 +264,9 @@ Test(buffer, events_emitted_in_init_wait_in_the_buffer,
 						       .event_free = tally_free,
 						       .event_free_arg = &t },
 				     &prod));
-		GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r,
-					  NULL, &cons));
+		cons = recorder_new(p, &r, NULL);
 		recorder_subscribe(&r, cons, prod, NULL);
-		GS_OK_OR_DIE(gs_pipeline_start(p));
-		cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+		cr_assert_eq(start_and_wait(p), GS_OK);
 		cr_assert_eq(atomic_load(&b.emit_errors), 0);
 		cr_assert_eq(atomic_load(&b.calls), 0,
 			     "done before any demand");
@@ -299,14 +295,10 @@ Test(buffer, buffered_events_meet_demand_before_handle_demand,
 	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
 	recorder r = { .check_order = true };
 	seq_producer sp = { .total = N, .extra_first = EXTRA };
-	gs_stage *prod = NULL, *cons = NULL;
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &prod));
-	GS_OK_OR_DIE(
-		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	gs_stage *prod = seq_producer_new(p, &sp, NULL);
+	gs_stage *cons = recorder_new(p, &r, NULL);
 	recorder_subscribe(&r, cons, prod, &(gs_sub_opts){ .max_demand = MAX });
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	cr_assert_eq(atomic_load(&r.received), N);
 	cr_assert_eq(atomic_load(&r.demand_errors), 0);
 	cr_assert_eq(atomic_load(&r.order_errors), 0);

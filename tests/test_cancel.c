@@ -34,12 +34,9 @@ static void duo_new(duo *d, gs_cancel_mode mode, const gs_stage_opts *gopts)
 	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
 							  .log_arg = &d->log },
 				     &d->p));
-	GS_OK_OR_DIE(gs_stage_new(d->p, GS_PRODUCER, &seq_producer_ops, &d->b,
-				  NULL, &d->bad));
-	GS_OK_OR_DIE(gs_stage_new(d->p, GS_PRODUCER, &seq_producer_ops, &d->g,
-				  gopts, &d->good));
-	GS_OK_OR_DIE(gs_stage_new(d->p, GS_CONSUMER, &recorder_ops, &d->r, NULL,
-				  &d->cons));
+	d->bad = seq_producer_new(d->p, &d->b, NULL);
+	d->good = seq_producer_new(d->p, &d->g, gopts);
+	d->cons = recorder_new(d->p, &d->r, NULL);
 	d->bad_sub = recorder_subscribe(&d->r, d->cons, d->bad,
 					&(gs_sub_opts){ .cancel = mode,
 							.max_demand = 100 });
@@ -61,8 +58,7 @@ Test(cancel, permanent_consumer_stops_with_the_producers_error,
 	duo d;
 	duo_new(&d, GS_CANCEL_PERMANENT, NULL);
 	fail_first_demand(&d.b);
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	cr_assert_eq(gs_pipeline_wait(d.p), GS_TEST_FAIL);
+	cr_assert_eq(start_and_wait(d.p), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.b.reason), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.r.terminated), 1);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_TEST_FAIL);
@@ -82,8 +78,7 @@ Test(cancel, permanent_consumer_stops_when_its_producer_finishes_normally,
 	duo d;
 	duo_new(&d, GS_CANCEL_PERMANENT, NULL);
 	d.b.total = 10;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	cr_assert_eq(gs_pipeline_wait(d.p), GS_OK);
+	cr_assert_eq(start_and_wait(d.p), GS_OK);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_OK);
 	cr_assert_eq(d.r.subs[0].received, 10);
 	cr_assert_eq(atomic_load(&d.g.terminated), 1);
@@ -102,8 +97,7 @@ Test(cancel, transient_consumer_stops_when_the_producer_fails,
 	duo d;
 	duo_new(&d, GS_CANCEL_TRANSIENT, NULL);
 	fail_first_demand(&d.b);
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	cr_assert_eq(gs_pipeline_wait(d.p), GS_TEST_FAIL);
+	cr_assert_eq(start_and_wait(d.p), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.g.terminated), 1);
 	gs_pipeline_free(d.p);
@@ -117,8 +111,7 @@ Test(cancel, transient_consumer_keeps_running_when_a_producer_finishes,
 	duo_new(&d, GS_CANCEL_TRANSIENT, NULL);
 	d.b.total = 10;
 	d.g.total = n;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	cr_assert_eq(gs_pipeline_wait(d.p), GS_OK);
+	cr_assert_eq(start_and_wait(d.p), GS_OK);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_OK);
 	cr_assert_eq(d.r.subs[0].received, 10);
 	cr_assert_eq(d.r.subs[1].received, n);
@@ -159,8 +152,7 @@ Test(cancel, temporary_consumer_keeps_running_when_a_producer_finishes,
 	duo_new(&d, GS_CANCEL_TEMPORARY, NULL);
 	d.b.total = 0;
 	d.g.total = n;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	cr_assert_eq(gs_pipeline_wait(d.p), GS_OK);
+	cr_assert_eq(start_and_wait(d.p), GS_OK);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_OK);
 	cr_assert_eq(d.r.subs[1].received, n);
 	gs_pipeline_free(d.p);
@@ -173,8 +165,7 @@ Test(cancel, handle_cancel_returning_an_error_stops_the_consumer_with_it,
 	duo_new(&d, GS_CANCEL_TEMPORARY, NULL);
 	fail_first_demand(&d.b);
 	d.r.cancel_ret = GS_EUSER + 7;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	gs_err err = gs_pipeline_wait(d.p);
+	gs_err err = start_and_wait(d.p);
 	cr_assert(err == GS_TEST_FAIL || err == GS_EUSER + 7, "got %d",
 		  (int)err);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_EUSER + 7);
@@ -191,8 +182,7 @@ Test(cancel, wait_returns_the_root_cause_not_an_error_it_caused,
 	duo_new(&d, GS_CANCEL_TEMPORARY, NULL);
 	fail_first_demand(&d.b);
 	d.r.cancel_ret = GS_EUSER + 7;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	gs_err err = gs_pipeline_wait(d.p);
+	gs_err err = start_and_wait(d.p);
 	cr_assert_eq(err, GS_TEST_FAIL,
 		     "wait gives the first error, the producer's: got %d",
 		     (int)err);
@@ -273,8 +263,7 @@ Test(cancel, a_consumer_error_stops_it_and_its_producer_finishes,
 	duo_new(&d, GS_CANCEL_PERMANENT, NULL);
 	d.r.fail_after = 3000;
 	d.r.fail_code = GS_TEST_FAIL;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	cr_assert_eq(gs_pipeline_wait(d.p), GS_TEST_FAIL);
+	cr_assert_eq(start_and_wait(d.p), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.r.terminated), 1);
 	cr_assert_eq(atomic_load(&d.r.after_stop), 0);
@@ -311,17 +300,12 @@ Test(cancel, an_error_in_the_middle_of_a_chain_reaches_both_ends,
 	seq_producer sp = { .total = SIZE_MAX };
 	mapper m = { .rec = { .fail_after = 5000, .fail_code = GS_TEST_FAIL } };
 	recorder r = { .check_order = true };
-	gs_stage *prod = NULL, *pc = NULL, *cons = NULL;
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &prod));
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER_CONSUMER, &mapper_ops, &m,
-				  NULL, &pc));
-	GS_OK_OR_DIE(
-		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	gs_stage *prod = seq_producer_new(p, &sp, NULL);
+	gs_stage *pc = mapper_new(p, &m, NULL);
+	gs_stage *cons = recorder_new(p, &r, NULL);
 	recorder_subscribe(&m.rec, pc, prod, NULL);
 	recorder_subscribe(&r, cons, pc, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_TEST_FAIL);
+	cr_assert_eq(start_and_wait(p), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&m.rec.reason), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&r.reason), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&sp.terminated), 1);
@@ -369,8 +353,7 @@ Test(cancel, terminate_runs_once_per_stage_whatever_the_reason,
 	fail_first_demand(&d.b);
 	d.r.fail_after = 2000;
 	d.r.fail_code = GS_EUSER + 9;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	gs_err err = gs_pipeline_wait(d.p);
+	gs_err err = start_and_wait(d.p);
 	cr_assert(err == GS_TEST_FAIL || err == GS_EUSER + 9, "got %d",
 		  (int)err);
 	cr_assert_eq(gs_pipeline_wait(d.p), err, "wait is stable");

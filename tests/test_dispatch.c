@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Broadcast and partition dispatchers: who receives what, demand
  * accounting, selectors, discards, per-partition queues and their bounds. */
-#include <stdlib.h>
-
 #include "gs_test.h"
 
 #ifndef GS_TEST_EVENTS
@@ -32,7 +30,7 @@ Test(broadcast, every_subscriber_receives_every_event_in_order,
 	recorder pr[3] = { 0 };
 	for (int i = 0; i < 3; i++) {
 		pr[i].keep = true;
-		gs_stage *s = recorder_new(p, &pr[i]);
+		gs_stage *s = recorder_new(p, &pr[i], NULL);
 		/* uneven speeds: different batch sizes */
 		cr_assert_eq(gs_subscribe(s, src,
 					  &(gs_sub_opts){
@@ -62,9 +60,9 @@ Test(broadcast, selector_filters_what_a_subscriber_receives,
 		   &(gs_stage_opts){ .dispatcher = gs_dispatcher_broadcast() },
 		   &src);
 	recorder all = { .keep = true }, even = { .keep = true };
-	gs_subscribe(recorder_new(p, &all), src,
+	gs_subscribe(recorder_new(p, &all, NULL), src,
 		     &(gs_sub_opts){ .max_demand = 50 }, NULL);
-	cr_assert_eq(gs_subscribe(recorder_new(p, &even), src,
+	cr_assert_eq(gs_subscribe(recorder_new(p, &even, NULL), src,
 				  &(gs_sub_opts){ .max_demand = 50,
 						  .selector = is_even },
 				  NULL),
@@ -92,9 +90,10 @@ Test(broadcast, slowest_subscriber_sets_the_pace, .timeout = GS_TEST_TIMEOUT)
 		&src));
 	recorder slow = { .keep = true }, fast = { .keep = true };
 	gs_sub *slow_sub;
-	GS_OK_OR_DIE(gs_subscribe(recorder_new(p, &slow), src,
+	GS_OK_OR_DIE(gs_subscribe(recorder_new(p, &slow, NULL), src,
 				  &(gs_sub_opts){ .manual = true }, &slow_sub));
-	GS_OK_OR_DIE(gs_subscribe(recorder_new(p, &fast), src, NULL, NULL));
+	GS_OK_OR_DIE(
+		gs_subscribe(recorder_new(p, &fast, NULL), src, NULL, NULL));
 	GS_OK_OR_DIE(gs_pipeline_start(p));
 	GS_OK_OR_DIE(gs_ask(slow_sub, 10));
 	wait_at_least(&fast.received, 10);
@@ -145,7 +144,7 @@ Test(partition, each_event_goes_to_its_partition_or_is_discarded,
 	recorder pr[4] = { 0 };
 	for (int i = 3; i >= 0; i--) {
 		pr[i].keep = true;
-		cr_assert_eq(gs_subscribe(recorder_new(p, &pr[i]), src,
+		cr_assert_eq(gs_subscribe(recorder_new(p, &pr[i], NULL), src,
 					  &(gs_sub_opts){
 						  .partition = GS_PARTITION(i),
 						  .max_demand = 10 + 100 * i },
@@ -198,11 +197,11 @@ Test(partition, a_stalled_partition_does_not_block_the_others,
 			   .event_free_arg = &freed },
 		   &src);
 	recorder stalled = { 0 }, odd = { .keep = true };
-	gs_subscribe(recorder_new(p, &stalled), src,
+	gs_subscribe(recorder_new(p, &stalled, NULL), src,
 		     &(gs_sub_opts){ .partition = GS_PARTITION(0),
 				     .manual = true },
 		     NULL);
-	gs_subscribe(recorder_new(p, &odd), src,
+	gs_subscribe(recorder_new(p, &odd, NULL), src,
 		     &(gs_sub_opts){ .partition = GS_PARTITION(1) }, NULL);
 	gs_pipeline_start(p);
 	wait_at_least(&odd.received, 10000);
@@ -253,11 +252,11 @@ Test(partition, a_full_queue_holds_back_new_demand, .timeout = GS_TEST_TIMEOUT)
 		&src));
 	recorder stalled = { 0 }, odd = { 0 };
 	gs_sub *stalled_sub;
-	GS_OK_OR_DIE(gs_subscribe(recorder_new(p, &stalled), src,
+	GS_OK_OR_DIE(gs_subscribe(recorder_new(p, &stalled, NULL), src,
 				  &(gs_sub_opts){ .partition = GS_PARTITION(0),
 						  .manual = true },
 				  &stalled_sub));
-	GS_OK_OR_DIE(gs_subscribe(recorder_new(p, &odd), src,
+	GS_OK_OR_DIE(gs_subscribe(recorder_new(p, &odd, NULL), src,
 				  &(gs_sub_opts){ .partition = GS_PARTITION(1),
 						  .max_demand = 100 },
 				  NULL));
@@ -292,16 +291,16 @@ Test(partition, queued_events_reach_the_partitions_next_subscriber,
 		   &src);
 	recorder first = { .keep = true }, second = { .keep = true },
 		 odd = { .keep = true };
-	gs_stage *a = recorder_new(p, &first);
+	gs_stage *a = recorder_new(p, &first, NULL);
 	gs_sub *sa;
 	gs_subscribe(a, src,
 		     &(gs_sub_opts){ .partition = GS_PARTITION(0),
 				     .cancel = GS_CANCEL_TEMPORARY,
 				     .max_demand = 10 },
 		     &sa);
-	gs_subscribe(recorder_new(p, &odd), src,
+	gs_subscribe(recorder_new(p, &odd, NULL), src,
 		     &(gs_sub_opts){ .partition = GS_PARTITION(1) }, NULL);
-	gs_stage *b = recorder_new(p, &second);
+	gs_stage *b = recorder_new(p, &second, NULL);
 	gs_pipeline_start(p);
 	wait_at_least(&first.received, 100);
 	cr_assert_eq(gs_cancel(sa), GS_OK);
@@ -403,7 +402,7 @@ Test(demand, the_explicit_demand_dispatcher_is_the_default,
 	recorder pr[2] = { 0 };
 	for (int i = 0; i < 2; i++) {
 		pr[i].keep = true;
-		gs_subscribe(recorder_new(p, &pr[i]), src,
+		gs_subscribe(recorder_new(p, &pr[i], NULL), src,
 			     &(gs_sub_opts){ .max_demand = 64,
 					     .cancel = GS_CANCEL_TRANSIENT },
 			     NULL);
@@ -411,16 +410,7 @@ Test(demand, the_explicit_demand_dispatcher_is_the_default,
 	gs_pipeline_start(p);
 	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
 	/* each event once, to one of the two, in order within each */
-	cr_assert_eq(pr[0].n + pr[1].n, N);
-	unsigned char *seen = calloc(N, 1);
-	for (int i = 0; i < 2; i++)
-		for (size_t k = 0; k < pr[i].n; k++) {
-			cr_assert_eq(seen[pr[i].vals[k]], 0);
-			seen[pr[i].vals[k]] = 1;
-			if (k)
-				cr_assert_gt(pr[i].vals[k], pr[i].vals[k - 1]);
-		}
-	free(seen);
+	check_exactly_once(pr, 2, N);
 	recorder_fini(&pr[0]);
 	recorder_fini(&pr[1]);
 	gs_pipeline_free(p);

@@ -1,29 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Changing the graph while it runs, manual demand, and accumulated demand
  * released later. */
-#include <stdlib.h>
-
 #include "gs_test.h"
-
-/* Every value in [0, n) seen exactly once over the recorders. */
-static void assert_exactly_once(recorder *pr, int k, size_t n)
-{
-	unsigned char *seen = calloc(n, 1);
-	size_t total = 0;
-	for (int i = 0; i < k; i++) {
-		for (size_t j = 0; j < pr[i].n; j++) {
-			cr_assert_lt(pr[i].vals[j], n);
-			cr_assert_eq(seen[pr[i].vals[j]], 0, "seen twice: %zu",
-				     (size_t)pr[i].vals[j]);
-			seen[pr[i].vals[j]] = 1;
-			if (j)
-				cr_assert_gt(pr[i].vals[j], pr[i].vals[j - 1]);
-		}
-		total += pr[i].n;
-	}
-	cr_assert_eq(total, n);
-	free(seen);
-}
 
 Test(dynamic, a_subscriber_added_while_running_shares_the_stream,
      .timeout = GS_TEST_TIMEOUT)
@@ -36,7 +14,8 @@ Test(dynamic, a_subscriber_added_while_running_shares_the_stream,
 	gs_stage *src;
 	gs_from_fn(p, counter_gen, &c, NULL, &src);
 	recorder pr[2] = { { .keep = true }, { .keep = true } };
-	gs_stage *a = recorder_new(p, &pr[0]), *b = recorder_new(p, &pr[1]);
+	gs_stage *a = recorder_new(p, &pr[0], NULL),
+		 *b = recorder_new(p, &pr[1], NULL);
 	gs_subscribe(a, src,
 		     &(gs_sub_opts){ .max_demand = 10,
 				     .cancel = GS_CANCEL_TRANSIENT },
@@ -51,7 +30,7 @@ Test(dynamic, a_subscriber_added_while_running_shares_the_stream,
 		GS_OK);
 	wait_at_least(&pr[1].received, 1000);
 	cr_assert_eq(gs_pipeline_stop(p, GS_STOP_DRAIN), GS_OK);
-	assert_exactly_once(pr, 2, c.next);
+	check_exactly_once(pr, 2, c.next);
 	recorder_fini(&pr[0]);
 	recorder_fini(&pr[1]);
 	gs_pipeline_free(p);
@@ -69,9 +48,9 @@ Test(dynamic, cancel_under_load_loses_and_repeats_nothing,
 	gs_from_fn(p, counter_gen, &c, NULL, &src);
 	recorder pr[2] = { { .keep = true }, { .keep = true } };
 	gs_sub *sa;
-	gs_subscribe(recorder_new(p, &pr[0]), src,
+	gs_subscribe(recorder_new(p, &pr[0], NULL), src,
 		     &(gs_sub_opts){ .max_demand = 50 }, &sa);
-	gs_subscribe(recorder_new(p, &pr[1]), src,
+	gs_subscribe(recorder_new(p, &pr[1], NULL), src,
 		     &(gs_sub_opts){ .max_demand = 50 }, NULL);
 	gs_pipeline_start(p);
 	wait_at_least(&pr[0].received, 1000);
@@ -83,7 +62,7 @@ Test(dynamic, cancel_under_load_loses_and_repeats_nothing,
 	cr_assert_eq(gs_pipeline_stop(p, GS_STOP_DRAIN), GS_OK);
 	/* after the cancel, a got at most what was already sent to it */
 	cr_assert_leq(pr[0].n, after + 50);
-	assert_exactly_once(pr, 2, c.next);
+	check_exactly_once(pr, 2, c.next);
 	recorder_fini(&pr[0]);
 	recorder_fini(&pr[1]);
 	gs_pipeline_free(p);
@@ -149,8 +128,7 @@ static void manual_pair_start(manual_pair *mp, const gs_sub_opts *opts)
 	mp->m.rec.keep = true;
 	gs_stage *src, *cons;
 	GS_OK_OR_DIE(gs_pipeline_new(NULL, &mp->p));
-	GS_OK_OR_DIE(gs_stage_new(mp->p, GS_PRODUCER, &seq_producer_ops,
-				  &mp->sp, NULL, &src));
+	src = seq_producer_new(mp->p, &mp->sp, NULL);
 	GS_OK_OR_DIE(gs_stage_new(mp->p, GS_CONSUMER, &manual_ops, &mp->m, NULL,
 				  &cons));
 	GS_OK_OR_DIE(gs_subscribe(cons, src, opts, &mp->sub));
@@ -210,7 +188,7 @@ Test(manual, gs_ask_works_from_any_thread, .timeout = GS_TEST_TIMEOUT)
 	recorder pr = { .keep = true };
 	gs_stage *src, *cons;
 	cr_assert_eq(gs_from_fn(p, counter_gen, &c, NULL, &src), GS_OK);
-	cons = recorder_new(p, &pr);
+	cons = recorder_new(p, &pr, NULL);
 	gs_sub *sub;
 	cr_assert_eq(gs_subscribe(cons, src,
 				  &(gs_sub_opts){ .manual = true,
@@ -268,7 +246,7 @@ Test(accumulate, demand_is_held_until_forwarded, .timeout = GS_TEST_TIMEOUT)
 			     &src),
 		GS_OK);
 	recorder pr = { .keep = true };
-	GS_OK_OR_DIE(gs_subscribe(recorder_new(p, &pr), src,
+	GS_OK_OR_DIE(gs_subscribe(recorder_new(p, &pr, NULL), src,
 				  &(gs_sub_opts){ .max_demand = 40 }, NULL));
 	GS_OK_OR_DIE(gs_pipeline_start(p));
 	/* The consumer's 40 has reached the source (it shows as pending);

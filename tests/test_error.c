@@ -275,16 +275,11 @@ static void graph_new(graph *g)
 {
 	*g = (graph){ .sp = { .total = 0 } };
 	GS_OK_OR_DIE(gs_pipeline_new(NULL, &g->p));
-	GS_OK_OR_DIE(gs_stage_new(g->p, GS_PRODUCER, &seq_producer_ops, &g->sp,
-				  NULL, &g->prod));
-	GS_OK_OR_DIE(gs_stage_new(g->p, GS_PRODUCER_CONSUMER, &mapper_ops,
-				  &g->m1, NULL, &g->pc1));
-	GS_OK_OR_DIE(gs_stage_new(g->p, GS_PRODUCER_CONSUMER, &mapper_ops,
-				  &g->m2, NULL, &g->pc2));
-	GS_OK_OR_DIE(gs_stage_new(g->p, GS_PRODUCER_CONSUMER, &mapper_ops,
-				  &g->m3, NULL, &g->pc3));
-	GS_OK_OR_DIE(gs_stage_new(g->p, GS_CONSUMER, &recorder_ops, &g->r, NULL,
-				  &g->cons));
+	g->prod = seq_producer_new(g->p, &g->sp, NULL);
+	g->pc1 = mapper_new(g->p, &g->m1, NULL);
+	g->pc2 = mapper_new(g->p, &g->m2, NULL);
+	g->pc3 = mapper_new(g->p, &g->m3, NULL);
+	g->cons = recorder_new(g->p, &g->r, NULL);
 }
 
 /* Subscribes the whole graph in a line, so that a started pipeline
@@ -404,8 +399,7 @@ Test(error, subscribing_to_a_finished_stage_is_refused,
 	graph_new(&g);
 	g.sp.done_in_init = true;
 	graph_chain(&g);
-	GS_OK_OR_DIE(gs_pipeline_start(g.p));
-	cr_assert_eq(gs_pipeline_wait(g.p), GS_OK);
+	cr_assert_eq(start_and_wait(g.p), GS_OK);
 	cr_assert_eq(gs_subscribe(g.pc1, g.prod, NULL, NULL), GS_ECLOSED);
 	cr_assert_eq(gs_subscribe(g.cons, g.pc3, NULL, NULL), GS_ECLOSED);
 	gs_pipeline_free(g.p);
@@ -454,8 +448,7 @@ Test(error, emit_into_another_stage_from_a_callback_is_refused,
 	static const gs_stage_ops ops = { .init = meddle_init,
 					  .handle_demand = no_demand };
 	GS_OK_OR_DIE(gs_stage_new(g.p, GS_PRODUCER, &ops, &m, NULL, &s));
-	GS_OK_OR_DIE(gs_pipeline_start(g.p));
-	cr_assert_eq(gs_pipeline_wait(g.p), GS_OK);
+	cr_assert_eq(start_and_wait(g.p), GS_OK);
 	cr_assert_eq(atomic_load(&m.tried), 1);
 	cr_assert_eq(atomic_load(&m.emit_err), GS_ETHREAD);
 	cr_assert_eq(atomic_load(&m.done_err), GS_ETHREAD);
@@ -485,14 +478,12 @@ Test(error, ask_on_an_automatic_subscription_is_refused,
 	asker a = { .ask_err = -1 };
 	gs_stage *prod = NULL, *cons = NULL;
 	static const gs_stage_ops ops = { .handle_events = ask_events };
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &prod));
+	prod = seq_producer_new(p, &sp, NULL);
 	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &ops, &a, NULL, &cons));
 	gs_sub *sub = recorder_subscribe(&a.rec, cons, prod, NULL);
 	/* And from outside the consumer's thread. */
 	cr_assert_neq(gs_ask(sub, 1), GS_OK);
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	cr_assert_eq(atomic_load(&a.ask_err), GS_ESTATE);
 	cr_assert_eq(atomic_load(&a.rec.received), 10);
 	gs_pipeline_free(p);

@@ -17,7 +17,7 @@ Test(sources, from_array_emits_every_item_in_order_and_finishes,
 	cr_assert_eq(gs_from_array(p, items, n, NULL, &src), GS_OK);
 	free(items); /* copied */
 	recorder pr = { .keep = true };
-	gs_subscribe(recorder_new(p, &pr), src,
+	gs_subscribe(recorder_new(p, &pr, NULL), src,
 		     &(gs_sub_opts){ .max_demand = 64 }, NULL);
 	gs_pipeline_start(p);
 	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
@@ -86,7 +86,7 @@ Test(sources, from_fn_is_asked_for_no_more_than_the_demand,
 	gs_stage *src;
 	cr_assert_eq(gs_from_fn(p, bounded_gen, &a, NULL, &src), GS_OK);
 	recorder pr = { .keep = true };
-	gs_subscribe(recorder_new(p, &pr), src,
+	gs_subscribe(recorder_new(p, &pr, NULL), src,
 		     &(gs_sub_opts){ .max_demand = 30 }, NULL);
 	gs_pipeline_start(p);
 	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
@@ -110,7 +110,7 @@ Test(sources, a_generator_error_stops_the_pipeline_with_it,
 	gs_stage *src;
 	gs_from_fn(p, failing_gen, NULL, NULL, &src);
 	recorder pr = { .keep = true };
-	gs_subscribe(recorder_new(p, &pr), src, NULL, NULL);
+	gs_subscribe(recorder_new(p, &pr, NULL), src, NULL, NULL);
 	gs_pipeline_start(p);
 	cr_assert_eq(gs_pipeline_wait(p), GS_EUSER + 42);
 	recorder_fini(&pr);

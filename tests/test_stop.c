@@ -41,20 +41,16 @@ static void chain_new(chain *c, int pcs, size_t extra)
 	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
 							  .log_arg = &c->log },
 				     &c->p));
-	GS_OK_OR_DIE(gs_stage_new(c->p, GS_PRODUCER, &seq_producer_ops, &c->sp,
-				  &opts, &c->prod));
+	c->prod = seq_producer_new(c->p, &c->sp, &opts);
 	gs_stage *up = c->prod;
 	for (int i = 0; i < pcs; i++) {
 		c->m[i].rec.check_order = true;
-		GS_OK_OR_DIE(gs_stage_new(c->p, GS_PRODUCER_CONSUMER,
-					  &mapper_ops, &c->m[i], &opts,
-					  &c->pc[i]));
+		c->pc[i] = mapper_new(c->p, &c->m[i], &opts);
 		recorder_subscribe(&c->m[i].rec, c->pc[i], up,
 				   &(gs_sub_opts){ .max_demand = 200 });
 		up = c->pc[i];
 	}
-	GS_OK_OR_DIE(gs_stage_new(c->p, GS_CONSUMER, &recorder_ops, &c->r,
-				  &opts, &c->cons));
+	c->cons = recorder_new(c->p, &c->r, &opts);
 	recorder_subscribe(&c->r, c->cons, up,
 			   &(gs_sub_opts){ .max_demand = 300 });
 }
@@ -215,8 +211,7 @@ static void run_held(held *x, gs_stop_mode mode)
 	gs_stage_opts opts = { .event_free = tally_free,
 			       .event_free_arg = &x->t };
 	GS_OK_OR_DIE(gs_pipeline_new(NULL, &x->p));
-	GS_OK_OR_DIE(gs_stage_new(x->p, GS_PRODUCER, &seq_producer_ops, &x->sp,
-				  &opts, &x->prod));
+	x->prod = seq_producer_new(x->p, &x->sp, &opts);
 	/* It blocks inside handle_events, so it needs a thread of its own:
 	 * on a one-worker executor it would hold the producer's worker. */
 	gs_stage_opts hold_opts = opts;
@@ -303,12 +298,10 @@ Test(stop, stop_and_wait_from_a_stage_thread_are_refused_not_deadlocked,
 	self_stopper s = { .p = p };
 	static const gs_stage_ops ops = { .handle_events = self_stop_events };
 	gs_stage *prod = NULL, *cons = NULL;
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &prod));
+	prod = seq_producer_new(p, &sp, NULL);
 	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &ops, &s, NULL, &cons));
 	GS_OK_OR_DIE(gs_subscribe(cons, prod, NULL, NULL));
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	cr_assert_eq(atomic_load(&s.tried), 1);
 	cr_assert_neq(atomic_load(&s.stop_err), GS_OK);
 	cr_assert_neq(atomic_load(&s.wait_err), GS_OK);
@@ -328,12 +321,9 @@ Test(stop, drain_finishes_a_consumer_whose_cancel_is_still_in_flight,
 		seq_producer sp = { .total = SIZE_MAX };
 		recorder ra = { 0 }, rb = { 0 };
 		gs_stage *prod, *a, *b;
-		GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops,
-					  &sp, NULL, &prod));
-		GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &ra,
-					  NULL, &a));
-		GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &rb,
-					  NULL, &b));
+		prod = seq_producer_new(p, &sp, NULL);
+		a = recorder_new(p, &ra, NULL);
+		b = recorder_new(p, &rb, NULL);
 		gs_sub *sa = recorder_subscribe(&ra, a, prod, NULL);
 		recorder_subscribe(&rb, b, prod, NULL);
 		GS_OK_OR_DIE(gs_pipeline_start(p));
