@@ -461,6 +461,12 @@ gs_err start_and_wait(gs_pipeline *p)
 	return gs_pipeline_wait(p);
 }
 
+gs_err pair_run(pair *x, const gs_sub_opts *opts)
+{
+	recorder_subscribe(&x->r, x->cons, x->prod, opts);
+	return start_and_wait(x->p);
+}
+
 /* --- helpers ----------------------------------------------------------- */
 
 long counter_gen(void *arg, void **out, size_t max)

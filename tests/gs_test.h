@@ -220,6 +220,9 @@ typedef struct pair {
 
 void pair_new(pair *x, size_t total, size_t tally_n);
 void pair_free(pair *x);
+/* Subscribes the pair's consumer to its producer with `opts` (tracked by
+ * the recorder), then start_and_wait. */
+gs_err pair_run(pair *x, const gs_sub_opts *opts);
 
 /* Starts p, asserting that it started, and returns what gs_pipeline_wait
  * returns. */

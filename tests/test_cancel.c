@@ -103,21 +103,30 @@ Test(cancel, transient_consumer_stops_when_the_producer_fails,
 	gs_pipeline_free(d.p);
 }
 
-Test(cancel, transient_consumer_keeps_running_when_a_producer_finishes,
-     .timeout = GS_TEST_TIMEOUT)
+/* The consumer's `mode` producer sends `bad_total` events and finishes:
+ * the consumer keeps running, takes every event of the other producer, and
+ * sees both subscriptions end normally. */
+static void keeps_running_when_a_producer_finishes(gs_cancel_mode mode,
+						   size_t bad_total)
 {
 	size_t n = GS_TEST_EVENTS;
 	duo d;
-	duo_new(&d, GS_CANCEL_TRANSIENT, NULL);
-	d.b.total = 10;
+	duo_new(&d, mode, NULL);
+	d.b.total = bad_total;
 	d.g.total = n;
 	cr_assert_eq(start_and_wait(d.p), GS_OK);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_OK);
-	cr_assert_eq(d.r.subs[0].received, 10);
+	cr_assert_eq(d.r.subs[0].received, bad_total);
 	cr_assert_eq(d.r.subs[1].received, n);
 	cr_assert_eq(atomic_load(&d.r.cancels_ok), 2);
 	cr_assert_eq(atomic_load(&d.log.error), 0);
 	gs_pipeline_free(d.p);
+}
+
+Test(cancel, transient_consumer_keeps_running_when_a_producer_finishes,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	keeps_running_when_a_producer_finishes(GS_CANCEL_TRANSIENT, 10);
 }
 
 Test(cancel, temporary_consumer_keeps_running_when_a_producer_fails,
@@ -147,15 +156,7 @@ Test(cancel, temporary_consumer_keeps_running_when_a_producer_fails,
 Test(cancel, temporary_consumer_keeps_running_when_a_producer_finishes,
      .timeout = GS_TEST_TIMEOUT)
 {
-	size_t n = GS_TEST_EVENTS;
-	duo d;
-	duo_new(&d, GS_CANCEL_TEMPORARY, NULL);
-	d.b.total = 0;
-	d.g.total = n;
-	cr_assert_eq(start_and_wait(d.p), GS_OK);
-	cr_assert_eq(atomic_load(&d.r.reason), GS_OK);
-	cr_assert_eq(d.r.subs[1].received, n);
-	gs_pipeline_free(d.p);
+	keeps_running_when_a_producer_finishes(GS_CANCEL_TEMPORARY, 0);
 }
 
 Test(cancel, handle_cancel_returning_an_error_stops_the_consumer_with_it,

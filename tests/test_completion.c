@@ -23,8 +23,7 @@ Test(completion, a_producer_done_in_init_with_nothing_finishes_the_pipeline,
 	pair x;
 	pair_new(&x, 0, 0);
 	x.sp.done_in_init = true;
-	recorder_subscribe(&x.r, x.cons, x.prod, NULL);
-	cr_assert_eq(start_and_wait(x.p), GS_OK);
+	cr_assert_eq(pair_run(&x, NULL), GS_OK);
 	expect_finished_ok(&x);
 	cr_assert_eq(atomic_load(&x.r.received), 0);
 	cr_assert_eq(atomic_load(&x.sp.calls), 0);
@@ -38,8 +37,7 @@ Test(completion, a_producer_done_in_its_first_demand_finishes_the_pipeline,
 {
 	pair x;
 	pair_new(&x, 0, 0);
-	recorder_subscribe(&x.r, x.cons, x.prod, NULL);
-	cr_assert_eq(start_and_wait(x.p), GS_OK);
+	cr_assert_eq(pair_run(&x, NULL), GS_OK);
 	expect_finished_ok(&x);
 	cr_assert_eq(atomic_load(&x.r.received), 0);
 	cr_assert_eq(atomic_load(&x.sp.calls), 1);
@@ -52,9 +50,7 @@ Test(completion, a_finite_producer_finishes_after_everything_is_delivered,
 	size_t n = GS_TEST_EVENTS;
 	pair x;
 	pair_new(&x, n, 0);
-	recorder_subscribe(&x.r, x.cons, x.prod,
-			   &(gs_sub_opts){ .max_demand = 333 });
-	cr_assert_eq(start_and_wait(x.p), GS_OK);
+	cr_assert_eq(pair_run(&x, &(gs_sub_opts){ .max_demand = 333 }), GS_OK);
 	expect_finished_ok(&x);
 	cr_assert_eq(atomic_load(&x.r.received), n);
 	cr_assert_eq(atomic_load(&x.r.order_errors), 0);
@@ -70,9 +66,7 @@ Test(completion, a_buffer_emitted_at_once_is_delivered_before_finishing,
 	pair x;
 	pair_new(&x, n, 0);
 	x.sp.extra = n;
-	recorder_subscribe(&x.r, x.cons, x.prod,
-			   &(gs_sub_opts){ .max_demand = 10 });
-	cr_assert_eq(start_and_wait(x.p), GS_OK);
+	cr_assert_eq(pair_run(&x, &(gs_sub_opts){ .max_demand = 10 }), GS_OK);
 	expect_finished_ok(&x);
 	cr_assert_eq(atomic_load(&x.sp.calls), 1);
 	cr_assert_eq(atomic_load(&x.r.received), n);
@@ -187,8 +181,7 @@ Test(completion, wait_returns_the_same_result_every_time,
 {
 	pair x;
 	pair_new(&x, 1000, 0);
-	recorder_subscribe(&x.r, x.cons, x.prod, NULL);
-	cr_assert_eq(start_and_wait(x.p), GS_OK);
+	cr_assert_eq(pair_run(&x, NULL), GS_OK);
 	cr_assert_eq(gs_pipeline_wait(x.p), GS_OK);
 	cr_assert_eq(gs_pipeline_stop(x.p, GS_STOP_DRAIN), GS_OK);
 	cr_assert_eq(gs_pipeline_stop(x.p, GS_STOP_NOW), GS_OK);

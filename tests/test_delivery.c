@@ -33,8 +33,7 @@ Test(delivery, one_to_one_delivers_every_event_once_in_order,
 	size_t n = GS_TEST_EVENTS;
 	pair l;
 	pair_new(&l, n, n + 8);
-	recorder_subscribe(&l.r, l.cons, l.prod, NULL);
-	cr_assert_eq(start_and_wait(l.p), GS_OK);
+	cr_assert_eq(pair_run(&l, NULL), GS_OK);
 	cr_assert_eq(atomic_load(&l.r.received), n);
 	cr_assert_eq(atomic_load(&l.r.sum), (uint64_t)n * (n - 1) / 2);
 	tally_check(&l.t, n, true);
@@ -192,9 +191,7 @@ Test(delivery, stats_count_what_went_through, .timeout = GS_TEST_TIMEOUT)
 	size_t n = GS_TEST_EVENTS / 10;
 	pair l;
 	pair_new(&l, n, n + 8);
-	recorder_subscribe(&l.r, l.cons, l.prod,
-			   &(gs_sub_opts){ .max_demand = 100 });
-	cr_assert_eq(start_and_wait(l.p), GS_OK);
+	cr_assert_eq(pair_run(&l, &(gs_sub_opts){ .max_demand = 100 }), GS_OK);
 	gs_stats ps, cs;
 	GS_OK_OR_DIE(gs_stage_stats(l.prod, &ps));
 	GS_OK_OR_DIE(gs_stage_stats(l.cons, &cs));
@@ -231,8 +228,7 @@ Test(delivery, the_dot_graph_names_every_stage_and_edge,
 {
 	pair l;
 	pair_new(&l, 500, 508);
-	recorder_subscribe(&l.r, l.cons, l.prod, NULL);
-	cr_assert_eq(start_and_wait(l.p), GS_OK);
+	cr_assert_eq(pair_run(&l, NULL), GS_OK);
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);

@@ -24,15 +24,17 @@ typedef struct chain {
 	recorder r;
 	tally t;
 	log_count log;
+	int pcs;
 } chain;
 
-/* prod -> `pcs` identity stages -> cons; every stage frees into the
- * tally. */
-static void chain_new(chain *c, int pcs, size_t extra)
+/* prod -> `pcs` identity stages -> cons, every stage freeing into the
+ * tally, started and run until BEFORE_STOP events reached the consumer. */
+static void chain_run(chain *c, int pcs, size_t extra)
 {
 	*c = (chain){
 		.sp = { .total = ID_SPACE, .extra = extra },
 		.r = { .check_order = true },
+		.pcs = pcs,
 	};
 	tally_init(&c->t, ID_SPACE);
 	c->r.tally = &c->t;
@@ -53,15 +55,27 @@ static void chain_new(chain *c, int pcs, size_t extra)
 	c->cons = recorder_new(c->p, &c->r, &opts);
 	recorder_subscribe(&c->r, c->cons, up,
 			   &(gs_sub_opts){ .max_demand = 300 });
+	GS_OK_OR_DIE(gs_pipeline_start(c->p));
+	wait_at_least(&c->r.received, BEFORE_STOP);
 }
 
-static uint64_t chain_dropped(chain *c, int pcs)
+/* Stops the running chain with `mode` and checks that every event made
+ * was delivered or freed, once; returns how many were made. */
+static uint64_t chain_stop(chain *c, gs_stop_mode mode)
+{
+	cr_assert_eq(gs_pipeline_stop(c->p, mode), GS_OK);
+	uint64_t produced = atomic_load(&c->sp.emitted);
+	tally_check(&c->t, produced, true);
+	return produced;
+}
+
+static uint64_t chain_dropped(chain *c)
 {
 	gs_stats st;
 	uint64_t sum = 0;
 	GS_OK_OR_DIE(gs_stage_stats(c->prod, &st));
 	sum += st.dropped;
-	for (int i = 0; i < pcs; i++) {
+	for (int i = 0; i < c->pcs; i++) {
 		GS_OK_OR_DIE(gs_stage_stats(c->pc[i], &st));
 		sum += st.dropped;
 	}
@@ -75,11 +89,11 @@ static void chain_free(chain *c)
 	tally_fini(&c->t);
 }
 
-static void expect_all_ok(chain *c, int pcs)
+static void expect_all_ok(chain *c)
 {
 	cr_assert_eq(atomic_load(&c->sp.terminated), 1);
 	cr_assert_eq(atomic_load(&c->sp.reason), GS_OK);
-	for (int i = 0; i < pcs; i++) {
+	for (int i = 0; i < c->pcs; i++) {
 		cr_assert_eq(atomic_load(&c->m[i].rec.terminated), 1);
 		cr_assert_eq(atomic_load(&c->m[i].rec.reason), GS_OK);
 	}
@@ -93,16 +107,12 @@ static void expect_all_ok(chain *c, int pcs)
 Test(stop, drain_delivers_every_event_in_flight, .timeout = GS_TEST_TIMEOUT)
 {
 	chain c;
-	chain_new(&c, 2, 3);
-	GS_OK_OR_DIE(gs_pipeline_start(c.p));
-	wait_at_least(&c.r.received, BEFORE_STOP);
-	cr_assert_eq(gs_pipeline_stop(c.p, GS_STOP_DRAIN), GS_OK);
-	uint64_t produced = atomic_load(&c.sp.emitted);
-	tally_check(&c.t, produced, true);
+	chain_run(&c, 2, 3);
+	uint64_t produced = chain_stop(&c, GS_STOP_DRAIN);
 	cr_assert_eq(atomic_load(&c.t.freed_count), 0, "drain frees nothing");
 	cr_assert_eq(atomic_load(&c.r.received), produced);
-	cr_assert_eq(chain_dropped(&c, 2), 0);
-	expect_all_ok(&c, 2);
+	cr_assert_eq(chain_dropped(&c), 0);
+	expect_all_ok(&c);
 	chain_free(&c);
 }
 
@@ -110,27 +120,19 @@ Test(stop, drain_straight_into_a_consumer_delivers_everything,
      .timeout = GS_TEST_TIMEOUT)
 {
 	chain c;
-	chain_new(&c, 0, 0);
-	GS_OK_OR_DIE(gs_pipeline_start(c.p));
-	wait_at_least(&c.r.received, BEFORE_STOP);
-	cr_assert_eq(gs_pipeline_stop(c.p, GS_STOP_DRAIN), GS_OK);
-	uint64_t produced = atomic_load(&c.sp.emitted);
-	tally_check(&c.t, produced, true);
+	chain_run(&c, 0, 0);
+	chain_stop(&c, GS_STOP_DRAIN);
 	cr_assert_eq(atomic_load(&c.t.freed_count), 0);
-	expect_all_ok(&c, 0);
+	expect_all_ok(&c);
 	chain_free(&c);
 }
 
 Test(stop, now_frees_what_was_not_delivered, .timeout = GS_TEST_TIMEOUT)
 {
 	chain c;
-	chain_new(&c, 2, 3);
-	GS_OK_OR_DIE(gs_pipeline_start(c.p));
-	wait_at_least(&c.r.received, BEFORE_STOP);
-	cr_assert_eq(gs_pipeline_stop(c.p, GS_STOP_NOW), GS_OK);
-	uint64_t produced = atomic_load(&c.sp.emitted);
-	tally_check(&c.t, produced, true);
-	cr_assert_eq(chain_dropped(&c, 2), atomic_load(&c.t.freed_count),
+	chain_run(&c, 2, 3);
+	chain_stop(&c, GS_STOP_NOW);
+	cr_assert_eq(chain_dropped(&c), atomic_load(&c.t.freed_count),
 		     "every freed event is counted as dropped");
 	cr_assert_eq(atomic_load(&c.r.reason), GS_OK);
 	cr_assert_eq(atomic_load(&c.sp.terminated), 1);
@@ -141,9 +143,7 @@ Test(stop, freeing_a_running_pipeline_accounts_for_every_event,
      .timeout = GS_TEST_TIMEOUT)
 {
 	chain c;
-	chain_new(&c, 1, 3);
-	GS_OK_OR_DIE(gs_pipeline_start(c.p));
-	wait_at_least(&c.r.received, BEFORE_STOP);
+	chain_run(&c, 1, 3);
 	gs_pipeline_free(c.p);
 	uint64_t produced = atomic_load(&c.sp.emitted);
 	tally_check(&c.t, produced, true);
