@@ -106,44 +106,47 @@ static void expect_delivered(overflow *o, size_t lo, size_t hi)
 	}
 }
 
-/* With event_free: of `total` events, the first 5 and [lo, hi) were
- * delivered, every other one was dropped, freed and counted, drops (and
- * only drops) were logged. */
-static void expect_kept(overflow *o, size_t total, size_t lo, size_t hi)
+/*
+ * Runs `bursts` into a buffer of `size` with policy `keep` and event_free,
+ * and checks that the first 5 events and [lo, hi) were delivered and every
+ * other one dropped, freed and counted, that drops (and only drops) were
+ * logged, and that the buffer ended empty.
+ */
+static void check_kept(const size_t *bursts, size_t n_bursts, size_t size,
+		       gs_keep keep, size_t lo, size_t hi)
 {
-	uint64_t kept = 5 + (hi - lo);
-	cr_assert_eq(atomic_load(&o->r.received), kept);
-	expect_delivered(o, lo, hi);
-	cr_assert_eq(o->st.dropped, total - kept);
-	cr_assert_eq(atomic_load(&o->t.freed_count), total - kept);
+	overflow o;
+	run_overflow(&o, bursts, n_bursts, size, keep, true);
+	uint64_t total = o.t.n, kept = 5 + (hi - lo);
+	cr_assert_eq(atomic_load(&o.r.received), kept);
+	expect_delivered(&o, lo, hi);
+	cr_assert_eq(o.st.events_out, kept);
+	cr_assert_eq(o.st.buffered, 0);
+	cr_assert_eq(o.st.dropped, total - kept);
+	cr_assert_eq(atomic_load(&o.t.freed_count), total - kept);
 	if (total > kept)
-		cr_assert_geq(atomic_load(&o->log.warn), 1, "drops are logged");
+		cr_assert_geq(atomic_load(&o.log.warn), 1, "drops are logged");
 	else
-		cr_assert_eq(atomic_load(&o->log.warn), 0, "nothing to log");
-	tally_check(&o->t, total, true);
+		cr_assert_eq(atomic_load(&o.log.warn), 0, "nothing to log");
+	tally_check(&o.t, total, true);
+	overflow_free(&o);
 }
+
+#define N_BURSTS(b) (sizeof(b) / sizeof((b)[0]))
 
 Test(buffer, keep_first_keeps_the_oldest_and_frees_the_incoming,
      .timeout = GS_TEST_TIMEOUT)
 {
 	/* 5 go out on the demand, 10 fill the buffer, 85 are dropped. */
 	static const size_t bursts[] = { 100 };
-	overflow o;
-	run_overflow(&o, bursts, 1, 10, GS_KEEP_FIRST, true);
-	expect_kept(&o, 100, 5, 15);
-	cr_assert_eq(o.st.events_out, 15);
-	cr_assert_eq(o.st.buffered, 0);
-	overflow_free(&o);
+	check_kept(bursts, N_BURSTS(bursts), 10, GS_KEEP_FIRST, 5, 15);
 }
 
 Test(buffer, keep_last_keeps_the_newest_and_frees_the_oldest,
      .timeout = GS_TEST_TIMEOUT)
 {
 	static const size_t bursts[] = { 100 };
-	overflow o;
-	run_overflow(&o, bursts, 1, 10, GS_KEEP_LAST, true);
-	expect_kept(&o, 100, 90, 100);
-	overflow_free(&o);
+	check_kept(bursts, N_BURSTS(bursts), 10, GS_KEEP_LAST, 90, 100);
 }
 
 Test(buffer, keep_last_drops_buffered_events_before_new_ones,
@@ -151,10 +154,7 @@ Test(buffer, keep_last_drops_buffered_events_before_new_ones,
 {
 	/* 0..4 go out; 5..12 wait; then 13..19 push out the 5 oldest. */
 	static const size_t bursts[] = { 5, 8, 7 };
-	overflow o;
-	run_overflow(&o, bursts, 3, 10, GS_KEEP_LAST, true);
-	expect_kept(&o, 20, 10, 20);
-	overflow_free(&o);
+	check_kept(bursts, N_BURSTS(bursts), 10, GS_KEEP_LAST, 10, 20);
 }
 
 Test(buffer, keep_first_drops_only_what_does_not_fit,
@@ -162,19 +162,13 @@ Test(buffer, keep_first_drops_only_what_does_not_fit,
 {
 	/* 0..4 go out; 5..12 wait; 13 and 14 fit; 15..19 are dropped. */
 	static const size_t bursts[] = { 5, 8, 7 };
-	overflow o;
-	run_overflow(&o, bursts, 3, 10, GS_KEEP_FIRST, true);
-	expect_kept(&o, 20, 5, 15);
-	overflow_free(&o);
+	check_kept(bursts, N_BURSTS(bursts), 10, GS_KEEP_FIRST, 5, 15);
 }
 
 Test(buffer, a_buffer_exactly_full_drops_nothing, .timeout = GS_TEST_TIMEOUT)
 {
 	static const size_t bursts[] = { 15 };
-	overflow o;
-	run_overflow(&o, bursts, 1, 10, GS_KEEP_FIRST, true);
-	expect_kept(&o, 15, 5, 15);
-	overflow_free(&o);
+	check_kept(bursts, N_BURSTS(bursts), 10, GS_KEEP_FIRST, 5, 15);
 }
 
 Test(buffer, drops_are_counted_without_an_event_free,
@@ -200,10 +194,7 @@ Test(buffer, the_default_buffer_holds_ten_thousand, .timeout = GS_TEST_TIMEOUT)
 		bursts[nb] = left < 256 ? left : 256;
 		left -= bursts[nb];
 	}
-	overflow o;
-	run_overflow(&o, bursts, nb, 0, GS_KEEP_FIRST, true);
-	expect_kept(&o, TOTAL, 5, 10005);
-	overflow_free(&o);
+	check_kept(bursts, nb, 0, GS_KEEP_FIRST, 5, 10005);
 }
 
 Test(buffer, an_unbounded_buffer_never_drops, .timeout = GS_TEST_TIMEOUT)
@@ -212,11 +203,8 @@ Test(buffer, an_unbounded_buffer_never_drops, .timeout = GS_TEST_TIMEOUT)
 	static size_t bursts[TOTAL / 250];
 	for (size_t i = 0; i < TOTAL / 250; i++)
 		bursts[i] = 250;
-	overflow o;
-	run_overflow(&o, bursts, TOTAL / 250, GS_UNBOUNDED, GS_KEEP_FIRST,
-		     true);
-	expect_kept(&o, TOTAL, 5, TOTAL);
-	overflow_free(&o);
+	check_kept(bursts, N_BURSTS(bursts), GS_UNBOUNDED, GS_KEEP_FIRST, 5,
+		   TOTAL);
 }
 
 /* Emits 0..19 from init, before any subscription is attached, into a

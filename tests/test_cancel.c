@@ -46,18 +46,27 @@ static void duo_new(duo *d, gs_cancel_mode mode, const gs_stage_opts *gopts)
 				.max_demand = 100 });
 }
 
-static void fail_first_demand(seq_producer *sp)
+/* A duo whose bad producer fails (GS_TEST_FAIL) at its first demand. */
+static void duo_failing(duo *d, gs_cancel_mode mode)
 {
-	sp->fail_at = 1;
-	sp->fail_code = GS_TEST_FAIL;
+	duo_new(d, mode, NULL);
+	d->b.fail_at = 1;
+	d->b.fail_code = GS_TEST_FAIL;
+}
+
+/* A permanent duo, started, once 1000 events have arrived. */
+static void duo_running(duo *d)
+{
+	duo_new(d, GS_CANCEL_PERMANENT, NULL);
+	GS_OK_OR_DIE(gs_pipeline_start(d->p));
+	wait_at_least(&d->r.received, 1000);
 }
 
 Test(cancel, permanent_consumer_stops_with_the_producers_error,
      .timeout = GS_TEST_TIMEOUT)
 {
 	duo d;
-	duo_new(&d, GS_CANCEL_PERMANENT, NULL);
-	fail_first_demand(&d.b);
+	duo_failing(&d, GS_CANCEL_PERMANENT);
 	cr_assert_eq(start_and_wait(d.p), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.b.reason), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.r.terminated), 1);
@@ -95,8 +104,7 @@ Test(cancel, transient_consumer_stops_when_the_producer_fails,
      .timeout = GS_TEST_TIMEOUT)
 {
 	duo d;
-	duo_new(&d, GS_CANCEL_TRANSIENT, NULL);
-	fail_first_demand(&d.b);
+	duo_failing(&d, GS_CANCEL_TRANSIENT);
 	cr_assert_eq(start_and_wait(d.p), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.g.terminated), 1);
@@ -134,8 +142,7 @@ Test(cancel, temporary_consumer_keeps_running_when_a_producer_fails,
 {
 	size_t n = GS_TEST_EVENTS;
 	duo d;
-	duo_new(&d, GS_CANCEL_TEMPORARY, NULL);
-	fail_first_demand(&d.b);
+	duo_failing(&d, GS_CANCEL_TEMPORARY);
 	d.g.total = n;
 	GS_OK_OR_DIE(gs_pipeline_start(d.p));
 	/* The failure is still the pipeline's result. */
@@ -159,14 +166,21 @@ Test(cancel, temporary_consumer_keeps_running_when_a_producer_finishes,
 	keeps_running_when_a_producer_finishes(GS_CANCEL_TEMPORARY, 0);
 }
 
+/* The bad producer fails first; the (temporary) consumer fails in
+ * reaction, from handle_cancel, with GS_EUSER + 7. Returns what wait
+ * returned. */
+static gs_err run_reacting(duo *d)
+{
+	duo_failing(d, GS_CANCEL_TEMPORARY);
+	d->r.cancel_ret = GS_EUSER + 7;
+	return start_and_wait(d->p);
+}
+
 Test(cancel, handle_cancel_returning_an_error_stops_the_consumer_with_it,
      .timeout = GS_TEST_TIMEOUT)
 {
 	duo d;
-	duo_new(&d, GS_CANCEL_TEMPORARY, NULL);
-	fail_first_demand(&d.b);
-	d.r.cancel_ret = GS_EUSER + 7;
-	gs_err err = start_and_wait(d.p);
+	gs_err err = run_reacting(&d);
 	cr_assert(err == GS_TEST_FAIL || err == GS_EUSER + 7, "got %d",
 		  (int)err);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_EUSER + 7);
@@ -177,13 +191,9 @@ Test(cancel, handle_cancel_returning_an_error_stops_the_consumer_with_it,
 Test(cancel, wait_returns_the_root_cause_not_an_error_it_caused,
      .timeout = GS_TEST_TIMEOUT)
 {
-	/* The producer fails first; the consumer fails in reaction, from
-	 * handle_cancel. The producer's error is the pipeline's. */
+	/* The producer's error is the pipeline's. */
 	duo d;
-	duo_new(&d, GS_CANCEL_TEMPORARY, NULL);
-	fail_first_demand(&d.b);
-	d.r.cancel_ret = GS_EUSER + 7;
-	gs_err err = start_and_wait(d.p);
+	gs_err err = run_reacting(&d);
 	cr_assert_eq(err, GS_TEST_FAIL,
 		     "wait gives the first error, the producer's: got %d",
 		     (int)err);
@@ -319,9 +329,7 @@ Test(cancel, stopping_a_stage_from_outside_stops_it_with_the_reason,
      .timeout = GS_TEST_TIMEOUT)
 {
 	duo d;
-	duo_new(&d, GS_CANCEL_PERMANENT, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	wait_at_least(&d.r.received, 1000);
+	duo_running(&d);
 	GS_OK_OR_DIE(gs_stage_stop(d.cons, GS_EUSER + 5));
 	cr_assert_eq(gs_pipeline_wait(d.p), GS_EUSER + 5);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_EUSER + 5);
@@ -334,9 +342,7 @@ Test(cancel, a_producer_stopped_normally_ends_its_consumers_normally,
      .timeout = GS_TEST_TIMEOUT)
 {
 	duo d;
-	duo_new(&d, GS_CANCEL_PERMANENT, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	wait_at_least(&d.r.received, 1000);
+	duo_running(&d);
 	GS_OK_OR_DIE(gs_stage_stop(d.bad, GS_OK));
 	GS_OK_OR_DIE(gs_stage_stop(d.good, GS_OK));
 	cr_assert_eq(gs_pipeline_wait(d.p), GS_OK);
@@ -350,8 +356,7 @@ Test(cancel, terminate_runs_once_per_stage_whatever_the_reason,
      .timeout = GS_TEST_TIMEOUT)
 {
 	duo d;
-	duo_new(&d, GS_CANCEL_TEMPORARY, NULL);
-	fail_first_demand(&d.b);
+	duo_failing(&d, GS_CANCEL_TEMPORARY);
 	d.r.fail_after = 2000;
 	d.r.fail_code = GS_EUSER + 9;
 	gs_err err = start_and_wait(d.p);
