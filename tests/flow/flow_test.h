@@ -4,6 +4,7 @@
 #define FLOW_TEST_H
 
 #include <criterion/criterion.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -52,6 +53,66 @@ static inline void collect_ok(gs_flow *f, void ***out, size_t *n)
 {
 	cr_assert_eq(gs_flow_collect(f, out, n), GS_OK, "%s",
 		     gs_flow_errmsg(f));
+}
+
+/* Collects f, checks that it gave `n` results adding up to `sum`, and
+ * frees them and f. */
+static inline void expect_sum(gs_flow *f, size_t n, uintptr_t sum)
+{
+	void **out;
+	size_t got;
+	collect_ok(f, &out, &got);
+	cr_assert_eq(got, n, "%zu results, want %zu", got, n);
+	uintptr_t total = 0;
+	for (size_t i = 0; i < got; i++)
+		total += V(out[i]);
+	cr_assert_eq(total, sum);
+	free(out);
+	gs_flow_free(f);
+}
+
+/* Heap events (boxes holding a uintptr_t) and heap accumulators, counted
+ * while alive so that a test sees any one leaked. */
+typedef struct live {
+	atomic_long boxes, accs;
+} live;
+
+static inline live *alive(void)
+{
+	static live l;
+	return &l;
+}
+
+static inline void *box(uintptr_t v)
+{
+	uintptr_t *b = malloc(sizeof(*b));
+	cr_assert_not_null(b);
+	*b = v;
+	atomic_fetch_add(&alive()->boxes, 1);
+	return b;
+}
+
+/* event_free for boxes. */
+static inline void unbox_free(void *e, void *arg)
+{
+	(void)arg;
+	free(e);
+	atomic_fetch_sub(&alive()->boxes, 1);
+}
+
+/* An accumulator holding a zeroed integer (uintptr_t or size_t). */
+static inline void *acc_new(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&alive()->accs, 1);
+	return calloc(1, sizeof(uintmax_t));
+}
+
+static inline void acc_free(void *arg, void *acc)
+{
+	(void)arg;
+	free(acc);
+	atomic_fetch_sub(&alive()->accs, 1);
 }
 
 #endif

@@ -75,33 +75,6 @@ Test(flow_run, a_flow_runs_once, .timeout = 30)
 	gs_flow_free(f);
 }
 
-/* Boxed events and accumulators, counted so leaks show. */
-static atomic_long boxes, accs;
-static void *box(uintptr_t v)
-{
-	uintptr_t *b = malloc(sizeof(*b));
-	*b = v;
-	atomic_fetch_add(&boxes, 1);
-	return b;
-}
-static void unbox_free(void *e, void *arg)
-{
-	(void)arg;
-	free(e);
-	atomic_fetch_sub(&boxes, 1);
-}
-static void *acc_alloc(void *arg)
-{
-	(void)arg;
-	atomic_fetch_add(&accs, 1);
-	return calloc(1, sizeof(uintptr_t));
-}
-static void acc_release(void *arg, void *acc)
-{
-	(void)arg;
-	free(acc);
-	atomic_fetch_sub(&accs, 1);
-}
 static int sum_boxes(void *arg, void **acc, void *e)
 {
 	(void)arg;
@@ -135,56 +108,57 @@ static gs_flow *boxed_flow(size_t n)
 Test(flow_run, an_error_stops_the_flow_and_nothing_leaks, .timeout = 30)
 {
 	for (int stages = 1; stages <= 3; stages++) {
-		atomic_store(&boxes, 0);
-		atomic_store(&accs, 0);
+		atomic_store(&alive()->boxes, 0);
+		atomic_store(&alive()->accs, 0);
 		gs_flow *f = boxed_flow(20000);
 		gs_flow_filter(f, keep_not_5, NULL);
 		gs_flow_partition(
 			f, &(gs_flow_partition_opts){ .stages = (size_t)stages,
 						      .max_demand = 50 });
-		gs_flow_reduce(f, acc_alloc, sum_boxes, NULL);
-		gs_flow_acc_free(f, acc_release);
+		gs_flow_reduce(f, acc_new, sum_boxes, NULL);
+		gs_flow_acc_free(f, acc_free);
 		void **out;
 		size_t n;
 		cr_assert_eq(gs_flow_collect(f, &out, &n), GS_EUSER + 7);
 		gs_flow_free(f);
-		cr_assert_eq(atomic_load(&boxes), 0, "%ld events leaked",
-			     atomic_load(&boxes));
-		cr_assert_eq(atomic_load(&accs), 0, "%ld accs leaked",
-			     atomic_load(&accs));
+		cr_assert_eq(atomic_load(&alive()->boxes), 0,
+			     "%ld events leaked", atomic_load(&alive()->boxes));
+		cr_assert_eq(atomic_load(&alive()->accs), 0, "%ld accs leaked",
+			     atomic_load(&alive()->accs));
 	}
 }
 
 Test(flow_run, a_flow_never_run_frees_its_events, .timeout = 30)
 {
-	atomic_store(&boxes, 0);
+	atomic_store(&alive()->boxes, 0);
 	gs_flow *f = boxed_flow(100);
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&boxes), 0);
+	cr_assert_eq(atomic_load(&alive()->boxes), 0);
 }
 
 Test(flow_run, collected_states_belong_to_the_caller, .timeout = 30)
 {
-	atomic_store(&boxes, 0);
-	atomic_store(&accs, 0);
+	atomic_store(&alive()->boxes, 0);
+	atomic_store(&alive()->accs, 0);
 	gs_flow *f = boxed_flow(1000); /* no 777 below 1000? there is */
 	gs_flow_free(f);
 	f = boxed_flow(700);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
-	gs_flow_reduce(f, acc_alloc, sum_boxes, NULL);
-	gs_flow_acc_free(f, acc_release);
+	gs_flow_reduce(f, acc_new, sum_boxes, NULL);
+	gs_flow_acc_free(f, acc_free);
 	void **out;
 	size_t n;
 	collect_ok(f, &out, &n);
 	cr_assert_eq(n, 2);
 	cr_assert_eq(*(uintptr_t *)out[0] + *(uintptr_t *)out[1], 245350);
-	cr_assert_eq(atomic_load(&accs), 2, "the two states are ours now");
-	acc_release(NULL, out[0]);
-	acc_release(NULL, out[1]);
+	cr_assert_eq(atomic_load(&alive()->accs), 2,
+		     "the two states are ours now");
+	acc_free(NULL, out[0]);
+	acc_free(NULL, out[1]);
 	free(out);
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&boxes), 0);
-	cr_assert_eq(atomic_load(&accs), 0);
+	cr_assert_eq(atomic_load(&alive()->boxes), 0);
+	cr_assert_eq(atomic_load(&alive()->accs), 0);
 }
 
 /* gs_flow_run drops the results: emitted states go to acc_free (value
@@ -200,23 +174,25 @@ static int sum_into_value(void *arg, void **acc, void *e)
 
 Test(flow_run, run_frees_emitted_states_with_acc_free, .timeout = 30)
 {
-	atomic_store(&boxes, 0);
-	atomic_store(&accs, 0);
+	atomic_store(&alive()->boxes, 0);
+	atomic_store(&alive()->accs, 0);
 	gs_flow *f = boxed_flow(700);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
-	gs_flow_reduce(f, acc_alloc, sum_boxes, NULL);
-	gs_flow_acc_free(f, acc_release);
+	gs_flow_reduce(f, acc_new, sum_boxes, NULL);
+	gs_flow_acc_free(f, acc_free);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&boxes), 0, "%ld events", atomic_load(&boxes));
-	cr_assert_eq(atomic_load(&accs), 0, "%ld states", atomic_load(&accs));
+	cr_assert_eq(atomic_load(&alive()->boxes), 0, "%ld events",
+		     atomic_load(&alive()->boxes));
+	cr_assert_eq(atomic_load(&alive()->accs), 0, "%ld states",
+		     atomic_load(&alive()->accs));
 
 	f = boxed_flow(700);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
 	gs_flow_reduce(f, NULL, sum_into_value, NULL);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "a value state is not freed");
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&boxes), 0);
+	cr_assert_eq(atomic_load(&alive()->boxes), 0);
 }
 
 static uint64_t boxed_mod7(void *arg, const void *e)
@@ -235,21 +211,23 @@ static int boxed_cmp(void *arg, const void *a, const void *b)
 Test(flow_run, run_frees_groups_and_sorted_lists_with_their_events,
      .timeout = 30)
 {
-	atomic_store(&boxes, 0);
+	atomic_store(&alive()->boxes, 0);
 	gs_flow *f = boxed_flow(1000);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2,
 							.key = boxed_mod7 });
 	gs_flow_group_by(f, boxed_mod7, NULL);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&boxes), 0, "%ld events", atomic_load(&boxes));
+	cr_assert_eq(atomic_load(&alive()->boxes), 0, "%ld events",
+		     atomic_load(&alive()->boxes));
 
 	f = boxed_flow(1000);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
 	gs_flow_take_sort(f, 10, boxed_cmp, NULL);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&boxes), 0, "%ld events", atomic_load(&boxes));
+	cr_assert_eq(atomic_load(&alive()->boxes), 0, "%ld events",
+		     atomic_load(&alive()->boxes));
 }
 
 static atomic_ulong consumed;
@@ -307,7 +285,7 @@ Test(flow_run, stream_in_its_own_pipeline, .timeout = 30)
 
 Test(flow_run, stream_stopped_early_frees_what_is_in_flight, .timeout = 30)
 {
-	atomic_store(&boxes, 0);
+	atomic_store(&alive()->boxes, 0);
 	gs_flow *f = boxed_flow(50000);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
 	gs_stage *s;
@@ -318,7 +296,8 @@ Test(flow_run, stream_stopped_early_frees_what_is_in_flight, .timeout = 30)
 	for (size_t i = 0; i < n; i++)
 		unbox_free(buf[i], NULL);
 	gs_flow_free(f); /* stops the pipeline mid-way */
-	cr_assert_eq(atomic_load(&boxes), 0, "%ld leaked", atomic_load(&boxes));
+	cr_assert_eq(atomic_load(&alive()->boxes), 0, "%ld leaked",
+		     atomic_load(&alive()->boxes));
 }
 
 Test(flow_run, a_second_stream_is_refused_and_the_first_keeps_going,
