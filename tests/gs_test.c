@@ -412,6 +412,13 @@ const gs_stage_ops mapper_ops = {
 
 /* --- constructors ------------------------------------------------------ */
 
+gs_pipeline *pipeline_new(const gs_pipeline_opts *opts)
+{
+	gs_pipeline *p = NULL;
+	GS_OK_OR_DIE(gs_pipeline_new(opts, &p));
+	return p;
+}
+
 static gs_stage *stage_new(gs_pipeline *p, gs_kind kind,
 			   const gs_stage_ops *ops, void *state,
 			   const gs_stage_opts *opts)
@@ -444,7 +451,7 @@ void pair_new(pair *x, size_t total, size_t tally_n)
 		tally_init(&x->t, tally_n);
 		x->r.tally = &x->t;
 	}
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &x->p));
+	x->p = pipeline_new(NULL);
 	x->prod = seq_producer_new(x->p, &x->sp, NULL);
 	x->cons = recorder_new(x->p, &x->r, NULL);
 }
@@ -477,6 +484,13 @@ long counter_gen(void *arg, void **out, size_t max)
 		out[k++] = GS_EV(c->next++);
 	add(&c->produced, k);
 	return (long)k;
+}
+
+gs_stage *counter_new(gs_pipeline *p, counter *c, const gs_stage_opts *opts)
+{
+	gs_stage *s = NULL;
+	GS_OK_OR_DIE(gs_from_fn(p, counter_gen, c, opts, &s));
+	return s;
 }
 
 void count_free(void *event, void *arg)

@@ -198,6 +198,9 @@ typedef struct mapper {
 
 extern const gs_stage_ops mapper_ops;
 
+/* A pipeline with `opts` (NULL: the defaults); asserts success. */
+gs_pipeline *pipeline_new(const gs_pipeline_opts *opts);
+
 /* Stages on the ops above with `state` and `opts` (NULL: the defaults);
  * each asserts success. */
 gs_stage *seq_producer_new(gs_pipeline *p, seq_producer *sp,
@@ -236,6 +239,9 @@ typedef struct counter {
 } counter;
 
 long counter_gen(void *arg, void **out, size_t max);
+
+/* A gs_from_fn producer on counter_gen and `c`; asserts success. */
+gs_stage *counter_new(gs_pipeline *p, counter *c, const gs_stage_opts *opts);
 
 /* event_free (or msg_free) for stage options: counts into the
  * _Atomic uint64_t `arg`. */

@@ -64,8 +64,7 @@ static void *push_all(void *arg)
 Test(push, publishers_block_on_a_slow_consumer_and_lose_nothing,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	gs_stage *src, *cons;
 	cr_assert_eq(gs_push_producer(p, &(gs_stage_opts){ .buffer_size = 64 },
 				      &src),
@@ -97,8 +96,7 @@ Test(push, publishers_block_on_a_slow_consumer_and_lose_nothing,
 
 Test(push, fails_fast_when_full_and_refuses_bad_pushes)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	gs_stage *src;
 	_Atomic uint64_t freed = 0;
 	gs_push_producer(p,
@@ -113,9 +111,8 @@ Test(push, fails_fast_when_full_and_refuses_bad_pushes)
 	cr_assert_eq(gs_push(src, ev, 2, 10), GS_ETIMEDOUT);
 	cr_assert_eq(gs_push(src, ev, 5, 0), GS_EINVAL, "larger than queue");
 	cr_assert_eq(gs_push(NULL, ev, 1, 0), GS_EINVAL);
-	gs_stage *plain;
 	counter c = { 0 };
-	gs_from_fn(p, counter_gen, &c, NULL, &plain);
+	gs_stage *plain = counter_new(p, &c, NULL);
 	cr_assert_eq(gs_push(plain, ev, 1, 0), GS_EINVAL, "not a push stage");
 	cr_assert_eq(gs_push_close(src), GS_OK);
 	cr_assert_eq(gs_push(src, ev, 1, 0), GS_ECLOSED);
@@ -126,11 +123,9 @@ Test(push, fails_fast_when_full_and_refuses_bad_pushes)
 Test(stream, delivers_everything_in_order_then_reports_the_end,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { .end = 30000 };
-	gs_stage *src, *st;
-	gs_from_fn(p, counter_gen, &c, NULL, &src);
+	gs_stage *src = counter_new(p, &c, NULL), *st;
 	cr_assert_eq(gs_stream(p, &(gs_stage_opts){ .buffer_size = 100 }, &st),
 		     GS_OK);
 	gs_subscribe(st, src, &(gs_sub_opts){ .max_demand = 50 }, NULL);
@@ -161,8 +156,7 @@ Test(stream, delivers_everything_in_order_then_reports_the_end,
 Test(stream, takes_only_what_the_puller_makes_room_for,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	_Atomic uint64_t pulled = 0;
 	/* Endless: only demand holds it back. On each handle_demand it
 	 * checks that the demand passed so far is within what was pulled
@@ -207,8 +201,7 @@ Test(stream, takes_only_what_the_puller_makes_room_for,
 
 Test(stream, times_out_when_nothing_comes)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	gs_stage *st;
 	gs_stream(p, NULL, &st);
 	gs_pipeline_start(p);
@@ -236,8 +229,7 @@ static long fail_after_100(void *arg, void **out, size_t max)
 Test(stream, ends_with_the_reason_its_producer_failed,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { 0 };
 	gs_stage *src, *st;
 	gs_from_fn(p, fail_after_100, &c, NULL, &src);

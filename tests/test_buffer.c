@@ -59,9 +59,8 @@ static void run_overflow(overflow *o, const size_t *bursts, size_t n_bursts,
 			 .r = { .check_order = true } };
 	tally_init(&o->t, total);
 	o->r.tally = &o->t;
-	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
-							  .log_arg = &o->log },
-				     &o->p));
+	o->p = pipeline_new(
+		&(gs_pipeline_opts){ .log = log_counter, .log_arg = &o->log });
 	gs_stage_opts opts = { .buffer_size = size, .buffer_keep = keep };
 	if (with_free) {
 		opts.event_free = tally_free;
@@ -229,10 +228,8 @@ Test(buffer, events_emitted_in_init_wait_in_the_buffer,
 	for (size_t k = 0; k < 2; k++) {
 		gs_pipeline *p = NULL;
 		log_count log = { 0 };
-		GS_OK_OR_DIE(
-			gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
-							     .log_arg = &log },
-					&p));
+		p = pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
+						      .log_arg = &log });
 		tally t;
 		tally_init(&t, 20);
 		burster b = { 0 };
@@ -272,8 +269,7 @@ Test(buffer, buffered_events_meet_demand_before_handle_demand,
 	/* The first call emits 2000 more than asked: that much of the later
 	 * demand is met from the buffer and never reaches handle_demand. */
 	enum { N = 20000, EXTRA = 2000, MAX = 100 };
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	recorder r = { .check_order = true };
 	seq_producer sp = { .total = N, .extra_first = EXTRA };
 	gs_stage *prod = seq_producer_new(p, &sp, NULL);

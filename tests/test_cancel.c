@@ -31,9 +31,8 @@ static void duo_new(duo *d, gs_cancel_mode mode, const gs_stage_opts *gopts)
 		.g = { .total = SIZE_MAX },
 		.r = { .check_order = true },
 	};
-	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
-							  .log_arg = &d->log },
-				     &d->p));
+	d->p = pipeline_new(
+		&(gs_pipeline_opts){ .log = log_counter, .log_arg = &d->log });
 	d->bad = seq_producer_new(d->p, &d->b, NULL);
 	d->good = seq_producer_new(d->p, &d->g, gopts);
 	d->cons = recorder_new(d->p, &d->r, NULL);
@@ -306,8 +305,7 @@ Test(cancel, an_init_error_stops_the_stage_and_reaches_its_consumer,
 Test(cancel, an_error_in_the_middle_of_a_chain_reaches_both_ends,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	seq_producer sp = { .total = SIZE_MAX };
 	mapper m = { .rec = { .fail_after = 5000, .fail_code = GS_TEST_FAIL } };
 	recorder r = { .check_order = true };

@@ -142,8 +142,7 @@ Test(completion, a_consumer_of_two_producers_finishes_after_both,
 
 Test(completion, a_lone_finite_producer_finishes, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	seq_producer sp = { .done_in_init = true };
 	seq_producer_new(p, &sp, NULL);
 	cr_assert_eq(start_and_wait(p), GS_OK);
@@ -154,16 +153,14 @@ Test(completion, a_lone_finite_producer_finishes, .timeout = GS_TEST_TIMEOUT)
 Test(completion, an_empty_pipeline_starts_and_finishes,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ 0 }, &p));
+	gs_pipeline *p = pipeline_new(&(gs_pipeline_opts){ 0 });
 	cr_assert_eq(start_and_wait(p), GS_OK);
 	gs_pipeline_free(p);
 }
 
 Test(completion, an_empty_array_source_finishes, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	recorder r = { 0 };
 	gs_stage *prod = NULL, *cons = NULL;
 	void *none[1] = { NULL };
@@ -211,8 +208,7 @@ Test(completion, stages_added_to_a_running_pipeline_start_and_finish,
      .timeout = GS_TEST_TIMEOUT)
 {
 	size_t n = GS_TEST_EVENTS / 10;
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	/* Something to keep the pipeline running meanwhile. */
 	seq_producer first = { .total = n };
 	recorder r1 = { .check_order = true };

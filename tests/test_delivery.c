@@ -169,8 +169,7 @@ Test(delivery, from_array_delivers_the_array_in_order,
 	cr_assert_not_null(events);
 	for (size_t i = 0; i < n; i++)
 		events[i] = GS_EV(i);
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	tally t;
 	tally_init(&t, n);
 	recorder r = { .check_order = true, .tally = &t };

@@ -149,8 +149,7 @@ static void run_limits(limits pr)
 	size_t n = GS_TEST_EVENTS;
 	if (n > pr.eff_max * 2000)
 		n = pr.eff_max * 2000; /* one wake-up per event is slow */
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	recorder r = { .check_order = true };
 	seq_producer sp = { .total = n,
 			    .consumed = &r.received,
@@ -276,8 +275,7 @@ Test(demand, manual_subscription_gets_no_more_than_it_asks,
      .timeout = GS_TEST_TIMEOUT)
 {
 	size_t n = GS_TEST_EVENTS / 10;
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	manual m = { .rec = { .check_order = true }, .per_ask = 37 };
 	seq_producer sp = { .total = n };
 	gs_stage *prod = NULL, *cons = NULL;
@@ -305,8 +303,7 @@ Test(demand, demand_passed_on_stays_within_consumed_plus_max_per_consumer,
 	size_t n = GS_TEST_EVENTS;
 	enum { K = 3 };
 	static const size_t maxes[K] = { 50, 200, 1000 };
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	_Atomic uint64_t taken = 0;
 	recorder r[K];
 	for (int i = 0; i < K; i++)

@@ -17,16 +17,11 @@ static bool is_even(void *arg, const void *ev)
 Test(broadcast, every_subscriber_receives_every_event_in_order,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	cr_assert_eq(gs_pipeline_new(NULL, &p), GS_OK);
+	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { .end = N };
-	gs_stage *src;
-	cr_assert_eq(
-		gs_from_fn(p, counter_gen, &c,
-			   &(gs_stage_opts){
-				   .dispatcher = gs_dispatcher_broadcast() },
-			   &src),
-		GS_OK);
+	gs_stage *src = counter_new(
+		p, &c,
+		&(gs_stage_opts){ .dispatcher = gs_dispatcher_broadcast() });
 	recorder pr[3] = { 0 };
 	for (int i = 0; i < 3; i++) {
 		pr[i].keep = true;
@@ -52,13 +47,11 @@ Test(broadcast, every_subscriber_receives_every_event_in_order,
 Test(broadcast, selector_filters_what_a_subscriber_receives,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { .end = N };
-	gs_stage *src;
-	gs_from_fn(p, counter_gen, &c,
-		   &(gs_stage_opts){ .dispatcher = gs_dispatcher_broadcast() },
-		   &src);
+	gs_stage *src = counter_new(
+		p, &c,
+		&(gs_stage_opts){ .dispatcher = gs_dispatcher_broadcast() });
 	recorder all = { .keep = true }, even = { .keep = true };
 	gs_subscribe(recorder_new(p, &all, NULL), src,
 		     &(gs_sub_opts){ .max_demand = 50 }, NULL);
@@ -80,14 +73,11 @@ Test(broadcast, selector_filters_what_a_subscriber_receives,
 
 Test(broadcast, slowest_subscriber_sets_the_pace, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { 0 }; /* endless */
-	gs_stage *src;
-	GS_OK_OR_DIE(gs_from_fn(
-		p, counter_gen, &c,
-		&(gs_stage_opts){ .dispatcher = gs_dispatcher_broadcast() },
-		&src));
+	gs_stage *src = counter_new(
+		p, &c,
+		&(gs_stage_opts){ .dispatcher = gs_dispatcher_broadcast() });
 	recorder slow = { .keep = true }, fast = { .keep = true };
 	gs_sub *slow_sub;
 	GS_OK_OR_DIE(gs_subscribe(recorder_new(p, &slow, NULL), src,
@@ -128,19 +118,15 @@ static size_t mod4_discard7(void *arg, const void *ev)
 Test(partition, each_event_goes_to_its_partition_or_is_discarded,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { .end = N };
 	_Atomic uint64_t freed = 0;
-	gs_stage *src;
-	cr_assert_eq(gs_from_fn(p, counter_gen, &c,
-				&(gs_stage_opts){
-					.dispatcher = gs_dispatcher_partition(
-						4, mod4_discard7, NULL),
-					.event_free = count_free,
-					.event_free_arg = &freed },
-				&src),
-		     GS_OK);
+	gs_stage *src = counter_new(
+		p, &c,
+		&(gs_stage_opts){ .dispatcher = gs_dispatcher_partition(
+					  4, mod4_discard7, NULL),
+				  .event_free = count_free,
+				  .event_free_arg = &freed });
 	recorder pr[4] = { 0 };
 	for (int i = 3; i >= 0; i--) {
 		pr[i].keep = true;
@@ -184,18 +170,16 @@ static size_t mod2(void *arg, const void *ev)
 Test(partition, a_stalled_partition_does_not_block_the_others,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { .end = 20000 };
 	_Atomic uint64_t freed = 0;
-	gs_stage *src;
-	gs_from_fn(p, counter_gen, &c,
-		   &(gs_stage_opts){
-			   .dispatcher = gs_dispatcher_partition(2, mod2, NULL),
-			   .buffer_size = 20000, /* room to queue all of it */
-			   .event_free = count_free,
-			   .event_free_arg = &freed },
-		   &src);
+	gs_stage *src = counter_new(
+		p, &c,
+		&(gs_stage_opts){
+			.dispatcher = gs_dispatcher_partition(2, mod2, NULL),
+			.buffer_size = 20000, /* room to queue all of it */
+			.event_free = count_free,
+			.event_free_arg = &freed });
 	recorder stalled = { 0 }, odd = { .keep = true };
 	gs_subscribe(recorder_new(p, &stalled, NULL), src,
 		     &(gs_sub_opts){ .partition = GS_PARTITION(0),
@@ -240,8 +224,7 @@ static uint64_t held_back(gs_stage *src, seq_producer *sp, recorder *odd,
 
 Test(partition, a_full_queue_holds_back_new_demand, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	seq_producer sp = { .total = SIZE_MAX }; /* endless */
 	gs_stage *src;
 	GS_OK_OR_DIE(gs_stage_new(
@@ -277,18 +260,16 @@ Test(partition, a_full_queue_holds_back_new_demand, .timeout = GS_TEST_TIMEOUT)
 Test(partition, queued_events_reach_the_partitions_next_subscriber,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	/* Endless, so that it still runs when b arrives however the threads
 	 * are scheduled (a bounded one could be used up first, and finish);
 	 * the queue bound (N) holds it back while partition 0 has nobody. */
 	counter c = { .end = 0 };
-	gs_stage *src;
-	gs_from_fn(p, counter_gen, &c,
-		   &(gs_stage_opts){
-			   .dispatcher = gs_dispatcher_partition(2, mod2, NULL),
-			   .buffer_size = N },
-		   &src);
+	gs_stage *src = counter_new(
+		p, &c,
+		&(gs_stage_opts){
+			.dispatcher = gs_dispatcher_partition(2, mod2, NULL),
+			.buffer_size = N });
 	recorder first = { .keep = true }, second = { .keep = true },
 		 odd = { .keep = true };
 	gs_stage *a = recorder_new(p, &first, NULL);
@@ -332,8 +313,7 @@ Test(partition, queued_events_reach_the_partitions_next_subscriber,
 
 Test(partition, bad_subscriptions_are_refused)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	static const gs_stage_ops cons = { .handle_events = nop_events };
 	counter c = { 0 };
 	gs_stage *src, *x, *y, *z, *w;
@@ -392,13 +372,9 @@ Test(demand, the_explicit_demand_dispatcher_is_the_default,
 {
 	gs_dispatcher d = gs_dispatcher_demand();
 	cr_assert_eq(d.kind, GS_DISPATCH_DEMAND);
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { .end = N };
-	gs_stage *src;
-	cr_assert_eq(gs_from_fn(p, counter_gen, &c,
-				&(gs_stage_opts){ .dispatcher = d }, &src),
-		     GS_OK);
+	gs_stage *src = counter_new(p, &c, &(gs_stage_opts){ .dispatcher = d });
 	recorder pr[2] = { 0 };
 	for (int i = 0; i < 2; i++) {
 		pr[i].keep = true;

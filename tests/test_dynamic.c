@@ -6,13 +6,11 @@
 Test(dynamic, a_subscriber_added_while_running_shares_the_stream,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	/* Endless, so that it still runs when b arrives however the threads
 	 * are scheduled; drained once b has had its share. */
 	counter c = { .end = 0 };
-	gs_stage *src;
-	gs_from_fn(p, counter_gen, &c, NULL, &src);
+	gs_stage *src = counter_new(p, &c, NULL);
 	recorder pr[2] = { { .keep = true }, { .keep = true } };
 	gs_stage *a = recorder_new(p, &pr[0], NULL),
 		 *b = recorder_new(p, &pr[1], NULL);
@@ -39,13 +37,11 @@ Test(dynamic, a_subscriber_added_while_running_shares_the_stream,
 Test(dynamic, cancel_under_load_loses_and_repeats_nothing,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	/* Endless, so that the load lasts however the threads are scheduled:
 	 * a bounded source may be used up by b before a was ever run. */
 	counter c = { .end = 0 };
-	gs_stage *src;
-	gs_from_fn(p, counter_gen, &c, NULL, &src);
+	gs_stage *src = counter_new(p, &c, NULL);
 	recorder pr[2] = { { .keep = true }, { .keep = true } };
 	gs_sub *sa;
 	gs_subscribe(recorder_new(p, &pr[0], NULL), src,
@@ -127,7 +123,7 @@ static void manual_pair_start(manual_pair *mp, const gs_sub_opts *opts)
 	mp->sp = (seq_producer){ .total = SIZE_MAX };
 	mp->m.rec.keep = true;
 	gs_stage *src, *cons;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &mp->p));
+	mp->p = pipeline_new(NULL);
 	src = seq_producer_new(mp->p, &mp->sp, NULL);
 	GS_OK_OR_DIE(gs_stage_new(mp->p, GS_CONSUMER, &manual_ops, &mp->m, NULL,
 				  &cons));
@@ -182,13 +178,11 @@ Test(manual, handle_subscribe_can_choose_manual_demand,
 /* A manual consumer that never asks itself: the test's thread does. */
 Test(manual, gs_ask_works_from_any_thread, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	cr_assert_eq(gs_pipeline_new(NULL, &p), GS_OK);
+	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { 0 };
 	recorder pr = { .keep = true };
-	gs_stage *src, *cons;
-	cr_assert_eq(gs_from_fn(p, counter_gen, &c, NULL, &src), GS_OK);
-	cons = recorder_new(p, &pr, NULL);
+	gs_stage *src = counter_new(p, &c, NULL);
+	gs_stage *cons = recorder_new(p, &pr, NULL);
 	gs_sub *sub;
 	cr_assert_eq(gs_subscribe(cons, src,
 				  &(gs_sub_opts){ .manual = true,
@@ -234,8 +228,7 @@ static int held_demand(void *state, gs_stage *s, size_t demand)
 
 Test(accumulate, demand_is_held_until_forwarded, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	static const gs_stage_ops ops = { .handle_demand = held_demand,
 					  .handle_call = sync_call };
 	held h = { 0 };

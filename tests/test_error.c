@@ -141,8 +141,7 @@ Test(error, null_handles_are_refused_with_einval)
 
 Test(error, null_arguments_to_stage_new_are_refused_and_out_is_untouched)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	gs_stage *sentinel = (gs_stage *)&p;
 	gs_stage *s = sentinel;
 	cr_assert_eq(gs_stage_new(p, GS_PRODUCER, NULL, NULL, NULL, &s),
@@ -195,8 +194,7 @@ static int no_events(void *state, gs_stage *stage, gs_sub *from, void **ev,
 
 Test(error, kind_zero_or_unknown_is_refused, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	static const gs_stage_ops ops = { .init = count_init,
 					  .handle_demand = no_demand,
 					  .handle_events = no_events };
@@ -221,8 +219,7 @@ Test(error, kind_zero_or_unknown_is_refused, .timeout = GS_TEST_TIMEOUT)
 
 Test(error, a_missing_required_callback_is_refused, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	gs_stage *sentinel = (gs_stage *)&p;
 	gs_stage *s = sentinel;
 	static const gs_stage_ops events_only = { .init = count_init,
@@ -248,8 +245,7 @@ Test(error, a_missing_required_callback_is_refused, .timeout = GS_TEST_TIMEOUT)
 
 Test(error, a_partition_dispatcher_needs_partitions_and_a_hash)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	gs_stage *s = NULL;
 	cr_assert_eq(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, NULL,
 				  &(gs_stage_opts){
@@ -274,7 +270,7 @@ typedef struct graph {
 static void graph_new(graph *g)
 {
 	*g = (graph){ .sp = { .total = 0 } };
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &g->p));
+	g->p = pipeline_new(NULL);
 	g->prod = seq_producer_new(g->p, &g->sp, NULL);
 	g->pc1 = mapper_new(g->p, &g->m1, NULL);
 	g->pc2 = mapper_new(g->p, &g->m2, NULL);
@@ -472,8 +468,7 @@ static int ask_events(void *state, gs_stage *stage, gs_sub *from, void **ev,
 Test(error, ask_on_an_automatic_subscription_is_refused,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	seq_producer sp = { .total = 10 };
 	asker a = { .ask_err = -1 };
 	gs_stage *prod = NULL, *cons = NULL;

@@ -91,7 +91,7 @@ static const gs_stage_ops box_ops = { .init = on_init,
 
 static gs_stage *box_new(gs_pipeline **p, box *b, gs_stage_opts *o)
 {
-	gs_pipeline_new(NULL, p);
+	*p = pipeline_new(NULL);
 	gs_stage *s;
 	b->own_thread = o && o->blocking;
 	cr_assert_eq(gs_stage_new(*p, GS_CONSUMER, &box_ops, b, o, &s), GS_OK);
@@ -162,8 +162,7 @@ Test(call, bad_arguments_are_refused)
 	cr_assert_eq(gs_call(NULL, NULL, &reply, 0), GS_EINVAL);
 	cr_assert_eq(gs_cast(NULL, NULL), GS_EINVAL);
 	cr_assert_eq(gs_send_after(NULL, 1, NULL), GS_EINVAL);
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	static const gs_stage_ops plain = { .handle_events = nop_events };
 	gs_stage *s;
 	gs_stage_new(p, GS_CONSUMER, &plain, NULL, NULL, &s);

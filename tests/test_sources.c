@@ -7,8 +7,7 @@
 Test(sources, from_array_emits_every_item_in_order_and_finishes,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	enum { n = 10000 };
 	void **items = malloc(n * sizeof *items);
 	for (uintptr_t i = 0; i < n; i++)
@@ -30,8 +29,7 @@ Test(sources, from_array_emits_every_item_in_order_and_finishes,
 
 Test(sources, an_empty_array_finishes_at_once, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	gs_stage *src;
 	cr_assert_eq(gs_from_array(p, NULL, 0, NULL, &src), GS_OK);
 	gs_pipeline_start(p);
@@ -42,8 +40,7 @@ Test(sources, an_empty_array_finishes_at_once, .timeout = GS_TEST_TIMEOUT)
 Test(sources, items_never_emitted_are_freed_and_counted,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	void *items[100] = { 0 };
 	_Atomic uint64_t freed = 0;
 	gs_stage *src;
@@ -80,8 +77,7 @@ static long bounded_gen(void *arg, void **out, size_t max)
 Test(sources, from_fn_is_asked_for_no_more_than_the_demand,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	asking a = { 0 };
 	gs_stage *src;
 	cr_assert_eq(gs_from_fn(p, bounded_gen, &a, NULL, &src), GS_OK);
@@ -105,8 +101,7 @@ static long failing_gen(void *arg, void **out, size_t max)
 Test(sources, a_generator_error_stops_the_pipeline_with_it,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(&(gs_pipeline_opts){ .log = NULL }, &p);
+	gs_pipeline *p = pipeline_new(&(gs_pipeline_opts){ .log = NULL });
 	gs_stage *src;
 	gs_from_fn(p, failing_gen, NULL, NULL, &src);
 	recorder pr = { .keep = true };

@@ -40,9 +40,8 @@ static void chain_run(chain *c, int pcs, size_t extra)
 	c->r.tally = &c->t;
 	gs_stage_opts opts = { .event_free = tally_free,
 			       .event_free_arg = &c->t };
-	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
-							  .log_arg = &c->log },
-				     &c->p));
+	c->p = pipeline_new(
+		&(gs_pipeline_opts){ .log = log_counter, .log_arg = &c->log });
 	c->prod = seq_producer_new(c->p, &c->sp, &opts);
 	gs_stage *up = c->prod;
 	for (int i = 0; i < pcs; i++) {
@@ -210,7 +209,7 @@ static void run_held(held *x, gs_stop_mode mode)
 	x->h.rec.tally = &x->t;
 	gs_stage_opts opts = { .event_free = tally_free,
 			       .event_free_arg = &x->t };
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &x->p));
+	x->p = pipeline_new(NULL);
 	x->prod = seq_producer_new(x->p, &x->sp, &opts);
 	/* It blocks inside handle_events, so it needs a thread of its own:
 	 * on a one-worker executor it would hold the producer's worker. */
@@ -292,8 +291,7 @@ static int self_stop_events(void *state, gs_stage *stage, gs_sub *from,
 Test(stop, stop_and_wait_from_a_stage_thread_are_refused_not_deadlocked,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	seq_producer sp = { .total = 1000 };
 	self_stopper s = { .p = p };
 	static const gs_stage_ops ops = { .handle_events = self_stop_events };
@@ -316,8 +314,7 @@ Test(stop, drain_finishes_a_consumer_whose_cancel_is_still_in_flight,
      .timeout = GS_TEST_TIMEOUT)
 {
 	for (int round = 0; round < 200; round++) {
-		gs_pipeline *p;
-		GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+		gs_pipeline *p = pipeline_new(NULL);
 		seq_producer sp = { .total = SIZE_MAX };
 		recorder ra = { 0 }, rb = { 0 };
 		gs_stage *prod, *a, *b;
