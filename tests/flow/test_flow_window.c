@@ -6,14 +6,6 @@
 
 #include "flow_test.h"
 
-static void expect(void **out, size_t n, const uintptr_t *want, size_t nw)
-{
-	cr_assert_eq(n, nw, "got %zu results, want %zu", n, nw);
-	for (size_t i = 0; i < n; i++)
-		cr_assert_eq(V(out[i]), want[i], "at %zu: %zu != %zu", i,
-			     (size_t)V(out[i]), (size_t)want[i]);
-}
-
 Test(flow_window, global_trigger_every_keeps_the_sum, .timeout = 30)
 {
 	gs_flow *f = range(1, 100);
@@ -23,14 +15,9 @@ Test(flow_window, global_trigger_every_keeps_the_sum, .timeout = 30)
 					     gs_flow_window_global(), 10) });
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
 	gs_flow_emit(f, GS_FLOW_EMIT_STATE);
-	void **out;
-	size_t n;
-	collect_ok(f, &out, &n);
 	static const uintptr_t want[] = { 55,   210,  465,  820,  1275, 1830,
 					  2485, 3240, 4095, 5050, 5050 };
-	expect(out, n, want, 11);
-	free(out);
-	gs_flow_free(f);
+	expect_results(f, want, 11);
 }
 
 Test(flow_window, count_window_ends_with_an_empty_window, .timeout = 30)
@@ -40,14 +27,9 @@ Test(flow_window, count_window_ends_with_an_empty_window, .timeout = 30)
 				     .stages = 1,
 				     .window = gs_flow_window_count(10) });
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
-	void **out;
-	size_t n;
-	collect_ok(f, &out, &n);
 	static const uintptr_t want[] = { 55,  155, 255, 355, 455, 555,
 					  655, 755, 855, 955, 0 };
-	expect(out, n, want, 11);
-	free(out);
-	gs_flow_free(f);
+	expect_results(f, want, 11);
 }
 
 /* Word events as ts*4 + word; a window's accumulator counts each word in
@@ -90,12 +72,7 @@ static void check_fixed(const uintptr_t *data, size_t n, int64_t lateness,
 							.window = w,
 							.max_demand = 5 });
 	gs_flow_reduce(f, NULL, count_words, NULL);
-	void **out;
-	size_t nout;
-	collect_ok(f, &out, &nout);
-	expect(out, nout, want, nw);
-	free(out);
-	gs_flow_free(f);
+	expect_results(f, want, nw);
 }
 
 Test(flow_window, fixed_windows_split_by_event_time, .timeout = 30)
@@ -161,11 +138,8 @@ static int record(void *arg, void **acc, const gs_flow_trigger *t,
 static void run_pushed(gs_flow_window w, rec *r)
 {
 	gs_pipeline *p;
-	cr_assert_eq(gs_pipeline_new(NULL, &p), GS_OK);
 	gs_stage *push;
-	cr_assert_eq(gs_push_producer(p, NULL, &push), GS_OK);
-	gs_flow *f;
-	cr_assert_eq(gs_flow_from_stages(p, &push, 1, NULL, &f), GS_OK);
+	gs_flow *f = pushed_flow(&p, &push);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 1,
 							.window = w });
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
