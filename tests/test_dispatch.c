@@ -14,14 +14,20 @@ static bool is_even(void *arg, const void *ev)
 	return (GS_VAL(ev) & 1) == 0;
 }
 
+/* A gs_from_fn source on `c` that broadcasts. */
+static gs_stage *broadcast_new(gs_pipeline *p, counter *c)
+{
+	return counter_new(
+		p, c,
+		&(gs_stage_opts){ .dispatcher = gs_dispatcher_broadcast() });
+}
+
 Test(broadcast, every_subscriber_receives_every_event_in_order,
      .timeout = GS_TEST_TIMEOUT)
 {
 	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { .end = N };
-	gs_stage *src = counter_new(
-		p, &c,
-		&(gs_stage_opts){ .dispatcher = gs_dispatcher_broadcast() });
+	gs_stage *src = broadcast_new(p, &c);
 	recorder pr[3] = { 0 };
 	for (int i = 0; i < 3; i++) {
 		pr[i].keep = true;
@@ -33,8 +39,7 @@ Test(broadcast, every_subscriber_receives_every_event_in_order,
 					  NULL),
 			     GS_OK);
 	}
-	cr_assert_eq(gs_pipeline_start(p), GS_OK);
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	for (int i = 0; i < 3; i++) {
 		cr_assert_eq(pr[i].n, N, "subscriber %d got %zu", i, pr[i].n);
 		for (size_t k = 0; k < pr[i].n; k++)
@@ -49,9 +54,7 @@ Test(broadcast, selector_filters_what_a_subscriber_receives,
 {
 	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { .end = N };
-	gs_stage *src = counter_new(
-		p, &c,
-		&(gs_stage_opts){ .dispatcher = gs_dispatcher_broadcast() });
+	gs_stage *src = broadcast_new(p, &c);
 	recorder all = { .keep = true }, even = { .keep = true };
 	gs_subscribe(recorder_new(p, &all, NULL), src,
 		     &(gs_sub_opts){ .max_demand = 50 }, NULL);
@@ -60,8 +63,7 @@ Test(broadcast, selector_filters_what_a_subscriber_receives,
 						  .selector = is_even },
 				  NULL),
 		     GS_OK);
-	gs_pipeline_start(p);
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	cr_assert_eq(all.n, N);
 	cr_assert_eq(even.n, N / 2);
 	for (size_t k = 0; k < even.n; k++)
@@ -75,9 +77,7 @@ Test(broadcast, slowest_subscriber_sets_the_pace, .timeout = GS_TEST_TIMEOUT)
 {
 	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { 0 }; /* endless */
-	gs_stage *src = counter_new(
-		p, &c,
-		&(gs_stage_opts){ .dispatcher = gs_dispatcher_broadcast() });
+	gs_stage *src = broadcast_new(p, &c);
 	recorder slow = { .keep = true }, fast = { .keep = true };
 	gs_sub *slow_sub;
 	GS_OK_OR_DIE(gs_subscribe(recorder_new(p, &slow, NULL), src,
@@ -137,8 +137,7 @@ Test(partition, each_event_goes_to_its_partition_or_is_discarded,
 					  NULL),
 			     GS_OK);
 	}
-	gs_pipeline_start(p);
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	size_t discarded = 0;
 	for (uintptr_t v = 0; v < N; v++)
 		discarded += v % 7 == 0;
@@ -383,8 +382,7 @@ Test(demand, the_explicit_demand_dispatcher_is_the_default,
 					     .cancel = GS_CANCEL_TRANSIENT },
 			     NULL);
 	}
-	gs_pipeline_start(p);
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	/* each event once, to one of the two, in order within each */
 	check_exactly_once(pr, 2, N);
 	recorder_fini(&pr[0]);

@@ -2,7 +2,6 @@
 /* Stopping a running pipeline: drain delivers everything, now frees what
  * was not delivered, and either way produced = delivered + freed. */
 #include <pthread.h>
-#include <time.h>
 
 #include "gs_test.h"
 
@@ -165,10 +164,7 @@ static int hold_events(void *state, gs_stage *stage, gs_sub *from,
 	holder *h = state;
 	(void)stage;
 	if (!atomic_exchange(&h->blocked, 1))
-		while (!atomic_load(&h->release)) {
-			struct timespec ts = { .tv_nsec = 100000 };
-			nanosleep(&ts, NULL);
-		}
+		wait_int_at_least(&h->release, 1);
 	return recorder_take(&h->rec, from, events, n);
 }
 
