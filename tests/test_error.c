@@ -28,6 +28,8 @@ static const struct {
 	{ GS_ECLOSED, "the stage has stopped" },
 	{ GS_EBUSY, "the partition is already taken" },
 	{ GS_EVERSION, "a struct version newer than this library knows" },
+	{ GS_EEXIST, "the consumer is already subscribed to this producer" },
+	{ GS_EIO, "an input/output error" },
 };
 
 #define N_EXPECTED (sizeof expected / sizeof expected[0])
