@@ -410,6 +410,25 @@ const gs_stage_ops mapper_ops = {
 	.terminate = rec_terminate,
 };
 
+/* --- holder ------------------------------------------------------------ */
+
+static int hold_events(void *state, gs_stage *stage, gs_sub *from,
+		       void **events, size_t n)
+{
+	holder *h = state;
+	(void)stage;
+	atomic_fetch_add(&h->entered, 1);
+	wait_int_at_least(&h->open, 1);
+	return recorder_take(&h->rec, from, events, n);
+}
+
+const gs_stage_ops holder_ops = {
+	.handle_events = hold_events,
+	.handle_subscribe = rec_subscribe,
+	.handle_cancel = rec_cancel,
+	.terminate = rec_terminate,
+};
+
 /* --- constructors ------------------------------------------------------ */
 
 gs_pipeline *pipeline_new(const gs_pipeline_opts *opts)
@@ -442,6 +461,13 @@ gs_stage *recorder_new(gs_pipeline *p, recorder *r, const gs_stage_opts *opts)
 gs_stage *mapper_new(gs_pipeline *p, mapper *m, const gs_stage_opts *opts)
 {
 	return stage_new(p, GS_PRODUCER_CONSUMER, &mapper_ops, m, opts);
+}
+
+gs_stage *holder_new(gs_pipeline *p, holder *h, const gs_stage_opts *opts)
+{
+	gs_stage_opts o = opts ? *opts : (gs_stage_opts){ 0 };
+	o.blocking = true;
+	return stage_new(p, GS_CONSUMER, &holder_ops, h, &o);
 }
 
 void pair_new(pair *x, size_t total, size_t tally_n)

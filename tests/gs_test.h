@@ -201,12 +201,26 @@ extern const gs_stage_ops mapper_ops;
 /* A pipeline with `opts` (NULL: the defaults); asserts success. */
 gs_pipeline *pipeline_new(const gs_pipeline_opts *opts);
 
+/*
+ * A consumer that records like a recorder but holds every batch inside
+ * handle_events until `open` is set; `entered` counts the batches that came
+ * in. Its callbacks block, so holder_new makes it a blocking stage.
+ */
+typedef struct holder {
+	recorder rec;
+	_Atomic int entered;
+	_Atomic int open;
+} holder;
+
+extern const gs_stage_ops holder_ops;
+
 /* Stages on the ops above with `state` and `opts` (NULL: the defaults);
  * each asserts success. */
 gs_stage *seq_producer_new(gs_pipeline *p, seq_producer *sp,
 			   const gs_stage_opts *opts);
 gs_stage *recorder_new(gs_pipeline *p, recorder *r, const gs_stage_opts *opts);
 gs_stage *mapper_new(gs_pipeline *p, mapper *m, const gs_stage_opts *opts);
+gs_stage *holder_new(gs_pipeline *p, holder *h, const gs_stage_opts *opts);
 
 /*
  * The smallest pipeline: a seq_producer of `total` events and a recorder

@@ -152,30 +152,6 @@ Test(stop, freeing_a_running_pipeline_accounts_for_every_event,
 
 /* --- a consumer held inside handle_events ------------------------------- */
 
-typedef struct holder {
-	recorder rec;
-	_Atomic int blocked;
-	_Atomic int release;
-} holder;
-
-static int hold_events(void *state, gs_stage *stage, gs_sub *from,
-		       void **events, size_t n)
-{
-	holder *h = state;
-	(void)stage;
-	if (!atomic_exchange(&h->blocked, 1))
-		wait_int_at_least(&h->release, 1);
-	return recorder_take(&h->rec, from, events, n);
-}
-
-static void hold_terminate(void *state, gs_stage *stage, int reason)
-{
-	recorder_ops.terminate(&((holder *)state)->rec, stage, reason);
-}
-
-static const gs_stage_ops holder_ops = { .handle_events = hold_events,
-					 .terminate = hold_terminate };
-
 typedef struct held {
 	gs_pipeline *p;
 	gs_stage *prod, *cons;
@@ -207,16 +183,13 @@ static void run_held(held *x, gs_stop_mode mode)
 			       .event_free_arg = &x->t };
 	x->p = pipeline_new(NULL);
 	x->prod = seq_producer_new(x->p, &x->sp, &opts);
-	/* It blocks inside handle_events, so it needs a thread of its own:
-	 * on a one-worker executor it would hold the producer's worker. */
-	gs_stage_opts hold_opts = opts;
-	hold_opts.blocking = true;
-	GS_OK_OR_DIE(gs_stage_new(x->p, GS_CONSUMER, &holder_ops, &x->h,
-				  &hold_opts, &x->cons));
+	/* A blocking stage: on a one-worker executor a scheduled one would
+	 * hold the producer's worker. */
+	x->cons = holder_new(x->p, &x->h, &opts);
 	recorder_subscribe(&x->h.rec, x->cons, x->prod,
 			   &(gs_sub_opts){ .max_demand = 100 });
 	GS_OK_OR_DIE(gs_pipeline_start(x->p));
-	wait_int_at_least(&x->h.blocked, 1);
+	wait_int_at_least(&x->h.entered, 1);
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, stopper, x), 0);
 	/* With GS_STOP_NOW, let the producer stop while the consumer is
@@ -224,7 +197,7 @@ static void run_held(held *x, gs_stop_mode mode)
 	 * its buffer, so release at once. */
 	if (mode == GS_STOP_NOW)
 		wait_int_at_least(&x->sp.terminated, 1);
-	atomic_store(&x->h.release, 1);
+	atomic_store(&x->h.open, 1);
 	cr_assert_eq(pthread_join(t, NULL), 0);
 	cr_assert_eq(x->stop_result, GS_OK);
 }
