@@ -51,13 +51,19 @@ typedef struct gs_stage_ops {
 	/* Producers: consumers asked for `demand` more events than the buffer
 	 * holds. Emit them now or later with gs_emit; emitting more fills the
 	 * buffer. Never called for producer-consumers: their demand goes
-	 * upstream. */
+	 * upstream. Unlike GenStage, which calls it once per ask, asks that
+	 * arrive between two turns of the stage (from several subscriptions,
+	 * or several asks of one) reach it summed in one call. */
 	int (*handle_demand)(void *state, gs_stage *stage, size_t demand);
 	/* Consumers and producer-consumers: `n` events from `from`. The array
 	 * is lent for the call: the callee may overwrite its entries (map in
 	 * place) and pass it to gs_emit, but not keep it. The events in it now
-	 * belong to the callee. A producer-consumer passes what it makes
-	 * downstream with gs_emit. */
+	 * belong to the callee (broadcast ones are borrowed: see
+	 * gs_dispatcher_broadcast). A producer-consumer passes what it makes
+	 * downstream with gs_emit. Chunks follow the batch rule
+	 * (subscription.h), but unlike GenStage one chunk may hold events of
+	 * two gs_emit calls: it takes what the ring holds, however it got
+	 * there. */
 	int (*handle_events)(void *state, gs_stage *stage, gs_sub *from,
 			     void **events, size_t n);
 	/* A subscription was attached, on either end (`role` says which). */
