@@ -15,6 +15,9 @@
 
 #include "internal.h"
 
+/* max_demand above which gs_subscribe logs what the ring costs. */
+#define BIG_RING ((size_t)1 << 23)
+
 static void list_add(gs_pipeline *p, gs_sub *sub)
 {
 	sub->prev = NULL;
@@ -199,6 +202,12 @@ GS__API gs_err gs_subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
 	if (min >= max)
 		return GS_EDEMAND;
 
+	/* Demand guarantees a ring never overflows, so the ring covers
+	 * max_demand: say so when that is a lot of memory. */
+	if (max > BIG_RING)
+		gs__log(c, GS_LOG_WARN,
+			"max_demand %zu: the subscription's ring takes %zu MiB",
+			max, gs__ring_bytes(max) >> 20);
 	gs_sub *sub = sub_new(c, pr, &o, max, min);
 	gs__msg *in = gs__msg_new(GS__MSG_ATTACH_IN, sub, 0);
 	gs__msg *outm = gs__msg_new(GS__MSG_ATTACH_OUT, sub, 0);

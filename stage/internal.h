@@ -187,6 +187,8 @@ struct gs_stage {
 	void *event_free_arg;
 	void (*msg_free)(void *msg, void *arg);
 	void *msg_free_arg;
+	void (*request_free)(void *request, void *reply, void *arg);
+	void *request_free_arg;
 	const gs__dispatcher_ops *disp;
 	gs_dispatcher dconf;
 	gs__hooks hooks; /* for stages the library builds itself */
@@ -253,6 +255,8 @@ struct gs_stage {
 	/* atomic counters, written by the worker (dropped: by anyone) */
 	_Atomic uint64_t st_in, st_out, st_bin, st_bout, st_dropped, st_busy;
 	_Atomic uint64_t st_pending, st_buffered, st_released;
+	_Atomic uint32_t st_ins, st_outs; /* subscriptions on each side */
+	_Atomic bool st_done;             /* gs_done, or drained */
 };
 
 struct gs_pipeline {
@@ -279,6 +283,10 @@ void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
 void gs__stage_failing(gs_stage *s, int reason);
 void gs__stage_inited(gs_stage *s, int reason);
 void gs__stage_finished(gs_stage *s, int reason);
+
+/* observe.c */
+/* Logs, for each stage that has not finished, what it waits for. */
+void gs__log_unfinished(gs_pipeline *p);
 
 /* stage.c */
 extern _Thread_local gs_stage *gs__current; /* the stage being run here */

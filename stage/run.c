@@ -55,6 +55,7 @@ void gs__enter_done(gs_stage *s)
 	if (s->done)
 		return;
 	s->done = true;
+	atomic_store_explicit(&s->st_done, true, memory_order_relaxed);
 	while (s->n_ins)
 		gs__release_in(s, s->n_ins - 1, GS_OK);
 }

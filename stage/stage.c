@@ -177,6 +177,8 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 	s->event_free_arg = o.event_free_arg;
 	s->msg_free = o.msg_free;
 	s->msg_free_arg = o.msg_free_arg;
+	s->request_free = o.request_free;
+	s->request_free_arg = o.request_free_arg;
 	s->accumulate = o.demand == GS_DEMAND_ACCUMULATE;
 	size_t limit = o.buffer_size         ? o.buffer_size
 		       : kind == GS_PRODUCER ? 10000

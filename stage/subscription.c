@@ -24,6 +24,15 @@ static bool push_sub(gs_sub ***arr, size_t *n, size_t *cap, gs_sub *sub)
 	return true;
 }
 
+/* The stage's shape, for observers on other threads (observe.c). */
+static void mirror(gs_stage *s)
+{
+	atomic_store_explicit(&s->st_ins, (uint32_t)s->n_ins,
+			      memory_order_relaxed);
+	atomic_store_explicit(&s->st_outs, (uint32_t)s->n_outs,
+			      memory_order_relaxed);
+}
+
 static void remove_at(gs_sub **arr, size_t *n, size_t idx)
 {
 	memmove(arr + idx, arr + idx + 1, (*n - idx - 1) * sizeof *arr);
@@ -79,7 +88,9 @@ void gs__detach(gs_sub *sub)
 
 void gs__attach_out(gs_stage *s, gs_sub *sub)
 {
-	if (!push_sub(&s->outs, &s->n_outs, &s->cap_outs, sub)) {
+	bool tracked = push_sub(&s->outs, &s->n_outs, &s->cap_outs, sub);
+	mirror(s);
+	if (!tracked) {
 		/* Cannot track it: end it at once so the consumer moves on. */
 		sub->prod_reason = GS_ENOMEM;
 		atomic_store_explicit(&sub->prod_end, 1, memory_order_release);
@@ -101,7 +112,9 @@ void gs__attach_out(gs_stage *s, gs_sub *sub)
 
 void gs__attach_in(gs_stage *s, gs_sub *sub)
 {
-	if (!push_sub(&s->ins, &s->n_ins, &s->cap_ins, sub)) {
+	bool tracked = push_sub(&s->ins, &s->n_ins, &s->cap_ins, sub);
+	mirror(s);
+	if (!tracked) {
 		sub->cons_reason = GS_ENOMEM;
 		atomic_store_explicit(&sub->cons_cancel, GS__CONS_GONE,
 				      memory_order_release);
@@ -135,6 +148,7 @@ void gs__end_out(gs_stage *s, size_t idx, int reason, int notify_reason,
 {
 	gs_sub *sub = s->outs[idx];
 	remove_at(s->outs, &s->n_outs, idx);
+	mirror(s);
 	sub->prod_reason = reason;
 	atomic_store_explicit(&sub->prod_end, 1, memory_order_release);
 	gs__wake(sub->consumer);
@@ -152,6 +166,7 @@ void gs__release_in(gs_stage *s, size_t idx, int reason)
 {
 	gs_sub *sub = s->ins[idx];
 	remove_at(s->ins, &s->n_ins, idx);
+	mirror(s);
 	sub->cons_reason = reason;
 	atomic_store_explicit(&sub->cons_cancel, GS__CONS_GONE,
 			      memory_order_release);
@@ -181,6 +196,7 @@ static void end_in(gs_stage *s, size_t idx)
 			     GS__CONS_CANCEL;
 	gs_cancel_mode mode = sub->cancel;
 	remove_at(s->ins, &s->n_ins, idx);
+	mirror(s);
 	int r = GS_OK;
 	if (s->ops.handle_cancel) {
 		uint64_t t0 = gs__now_ns();
@@ -248,8 +264,11 @@ static bool scratch_reserve(size_t n)
 static bool take_chunk(gs_stage *s, gs_sub *sub)
 {
 	bool manual = atomic_load_explicit(&sub->manual, memory_order_relaxed);
+	size_t capacity = gs__ring_capacity(&sub->ring);
 	size_t chunk = manual ? sub->max_demand
 			      : gs__demand_chunk(&sub->demand);
+	if (chunk > capacity)
+		chunk = capacity;
 	void **ev = NULL;
 	size_t n = gs__ring_peek(&sub->ring, &ev, chunk);
 	if (!n)
@@ -276,10 +295,12 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 	gs__ring_release(&sub->ring, n);
 	/* Demand beyond the ring's capacity (manual asks) leaves the
 	 * producer waiting for room: tell it there is some now. */
-	bool blocked = manual &&
-		       atomic_load_explicit(&sub->asked, memory_order_relaxed) -
-				       sub->received >
-			       gs__ring_capacity(&sub->ring);
+	uint64_t expected = manual ? atomic_load_explicit(
+					     &sub->asked,
+					     memory_order_relaxed) -
+					     sub->received
+				   : sub->demand.outstanding;
+	bool blocked = expected > capacity;
 	sub->received += n;
 	/* A pull stream pays for what it receives; a producer-consumer pays
 	 * for what it sends on (gs_emit), as GenStage does, so one that
@@ -290,13 +311,11 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 		gs__stop(s, r);
 		return true;
 	}
-	if (!manual) {
-		size_t ask = gs__demand_taken(&sub->demand, n);
-		if (ask)
-			gs__grant(sub, ask);
-	} else if (blocked) {
+	size_t ask = manual ? 0 : gs__demand_taken(&sub->demand, n);
+	if (ask)
+		gs__grant(sub, ask); /* wakes the producer */
+	else if (blocked)
 		gs__wake(sub->producer);
-	}
 	return true;
 }
 

@@ -14,6 +14,20 @@
  *   slows the producer instead of growing memory without limit (GenStage
  *   #282). Events the producer emits anyway still wait in the queue: none is
  *   dropped for back-pressure. A partition has one subscription at a time.
+ * - Partition demand is passed on by level, not by increment: the producer
+ *   is asked for the unmet demand of the partitions whose queues are empty,
+ *   and a partition with a queue asks again once it has emptied. Since the
+ *   hash, not the asker, decides where an event goes, an increment asked
+ *   for one partition could be spent on another's events and leave it
+ *   starving.
+ * - A cancelled partition's queue is kept for the partition's next
+ *   subscriber, which receives it first: events are never stranded
+ *   (GenStage #311). They are dropped (counted, to event_free) only when
+ *   the producer stops.
+ * - A hash that returns a partition out of range (neither below n nor
+ *   GS_DISCARD) is a bug in the hash: the event is dropped as a discarded
+ *   one is (counted, passed to event_free) and a warning is logged for
+ *   each batch where it happens, where GenStage would crash the producer.
  */
 #ifndef GENSTAGE_DISPATCHER_H
 #define GENSTAGE_DISPATCHER_H

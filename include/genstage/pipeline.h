@@ -79,20 +79,34 @@ gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out);
 gs_err gs_pipeline_start(gs_pipeline *p);
 
 /* Blocks until every stage has finished. Returns the first error a stage
- * stopped with, or GS_OK. May be called more than once, from any thread. */
+ * stopped with, or GS_OK. May be called more than once, from any thread
+ * but not from inside a stage's callbacks (GS_ETHREAD). GS_ESTATE before
+ * gs_pipeline_start. */
 gs_err gs_pipeline_wait(gs_pipeline *p);
+
+/* As gs_pipeline_wait, for at most timeout_ms (negative: for ever). If
+ * some stage has not finished by then, returns GS_ETIMEDOUT and logs, for
+ * each unfinished stage, what it waits for (a consumer with no
+ * subscription, a done producer with no subscriber, a push producer never
+ * closed...): the same lines gs_pipeline_write_dot puts in the graph. */
+gs_err gs_pipeline_wait_for(gs_pipeline *p, int timeout_ms);
 
 /* Stops every stage (see gs_stop_mode) and waits for them; returns what
  * gs_pipeline_wait returns. From any thread, but not from inside a
  * stage's callbacks (GS_ETHREAD). Allocates nothing. */
 gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode);
 
-/* Stops (GS_STOP_NOW) if running, then frees every stage and subscription.
- * NULL is a no-op. Not from inside a stage's callbacks. */
-void gs_pipeline_free(gs_pipeline *p);
+/* Stops (GS_STOP_NOW) if running, then frees every stage and subscription;
+ * subscription handles are invalid afterwards. NULL is a no-op (GS_OK).
+ * Refused with GS_ETHREAD from inside a stage's callbacks (it would free
+ * the stage running it). */
+gs_err gs_pipeline_free(gs_pipeline *p);
 
 /* Writes the graph in Graphviz dot syntax, with live counts from
- * gs_stage_stats. Thread-safe. GS_EINVAL on NULL arguments. */
+ * gs_stage_stats and, while the pipeline runs, what each unfinished stage
+ * waits for. Thread-safe; the graph is drawn in memory and written after,
+ * so a slow FILE holds up no stage. GS_EINVAL on NULL arguments, GS_EIO
+ * when writing to `f` fails, GS_ENOMEM. */
 gs_err gs_pipeline_write_dot(gs_pipeline *p, FILE *f);
 
 #ifdef __cplusplus

@@ -51,13 +51,19 @@ typedef struct gs_stage_ops {
 	/* Producers: consumers asked for `demand` more events than the buffer
 	 * holds. Emit them now or later with gs_emit; emitting more fills the
 	 * buffer. Never called for producer-consumers: their demand goes
-	 * upstream. */
+	 * upstream. Unlike GenStage, which calls it once per ask, asks that
+	 * arrive between two turns of the stage (from several subscriptions,
+	 * or several asks of one) reach it summed in one call. */
 	int (*handle_demand)(void *state, gs_stage *stage, size_t demand);
 	/* Consumers and producer-consumers: `n` events from `from`. The array
 	 * is lent for the call: the callee may overwrite its entries (map in
 	 * place) and pass it to gs_emit, but not keep it. The events in it now
-	 * belong to the callee. A producer-consumer passes what it makes
-	 * downstream with gs_emit. */
+	 * belong to the callee (broadcast ones are borrowed: see
+	 * gs_dispatcher_broadcast). A producer-consumer passes what it makes
+	 * downstream with gs_emit. Chunks follow the batch rule
+	 * (subscription.h), but unlike GenStage one chunk may hold events of
+	 * two gs_emit calls: it takes what the ring holds, however it got
+	 * there. */
 	int (*handle_events)(void *state, gs_stage *stage, gs_sub *from,
 			     void **events, size_t n);
 	/* A subscription was attached, on either end (`role` says which). */
@@ -119,6 +125,13 @@ typedef struct gs_stage_opts {
 	 * before handling (same thread rules as event_free). NULL: none. */
 	void (*msg_free)(void *msg, void *arg);
 	void *msg_free_arg;
+	/* Receives the request and the reply of a gs_call whose caller
+	 * stopped waiting (GS_ETIMEDOUT) while handle_call ran, once it has
+	 * returned, in the stage. With it, a timed-out gs_call returns at its
+	 * deadline; without it, a call already in handle_call at the
+	 * deadline is waited for. NULL: none. */
+	void (*request_free)(void *request, void *reply, void *arg);
+	void *request_free_arg;
 	/* The callbacks may block (sleep, disk, network, a slow webhook):
 	 * the stage runs on a thread of its own (named after the stage)
 	 * instead of on the executor's workers. Inside its callbacks the
@@ -177,9 +190,13 @@ gs_err gs_stage_stop(gs_stage *stage, int reason);
  * executor's workers: refused with GS_ETHREAD from inside the stage's own
  * callbacks and from inside any scheduled stage's callbacks (the wait would
  * hold a worker; blocking stages may call). Returns GS_OK with *reply set;
- * GS_ETIMEDOUT (the request may still be handled later; its reply is then
- * discarded); GS_ECLOSED if the stage stopped first; GS_EINVAL if it has no
- * handle_call; or the non-zero code handle_call returned.
+ * GS_ECLOSED if the stage stopped first; GS_EINVAL if it has no
+ * handle_call; the non-zero code handle_call returned; or GS_ETIMEDOUT.
+ * The request is lent: a call the stage had not begun by the deadline is
+ * never handled (GS_ETIMEDOUT, the request untouched); one in handle_call
+ * at the deadline goes to the stage's request_free if it has one
+ * (GS_ETIMEDOUT at once), and is otherwise waited for, so the request is
+ * never used after gs_call returns unless request_free takes it.
  */
 gs_err gs_call(gs_stage *stage, void *request, void **reply, int timeout_ms);
 

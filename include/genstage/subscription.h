@@ -32,7 +32,11 @@ typedef enum gs_cancel_mode {
 	GS_CANCEL_TEMPORARY,     /* keep running */
 } gs_cancel_mode;
 
-/* max_demand when none is given, and the largest accepted. */
+/* max_demand when none is given, and the largest accepted. Demand is the
+ * promise that a subscription's ring never overflows, so the ring holds
+ * max_demand events rounded up to a power of two, 8 bytes each: 8 KiB for
+ * the default, 8 MiB for 2^20, 16 GiB of address space for GS_MAX_DEMAND.
+ * gs_subscribe logs the cost above 2^23 (64 MiB). */
 #define GS_DEFAULT_MAX_DEMAND 1000
 #define GS_MAX_DEMAND ((size_t)1 << 31)
 
