@@ -91,6 +91,10 @@
 #include "stage.h"
 #include "subscription.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gs_flow gs_flow;
 
 /* Where flat_map and on_trigger put the events they emit. */
@@ -470,5 +474,9 @@ gs_err gs_flow_stream(gs_flow *f, gs_pipeline *p, const gs_stage_opts *opts,
 gs_err gs_flow_into_stages(gs_flow *f, gs_pipeline *p,
 			   gs_stage *const *consumers, size_t n,
 			   const gs_sub_opts *sub);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
