@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "struct_version.h"
 #include "park.h"
 
 static bool push_sub(gs_sub ***arr, size_t *n, size_t *cap, gs_sub *sub)
@@ -413,6 +414,7 @@ GS__API gs_err gs_subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
 	gs_err err = check(c, pr, &o);
 	if (err)
 		return err;
+	GS__REFUSE_NEWER(&c->p->opts, opts, GS_SUB_OPTS_VERSION);
 	size_t max = o.max_demand ? o.max_demand : 1000;
 	size_t min = o.min_demand == GS_MIN_DEMAND_ZERO ? 0
 		     : o.min_demand                     ? o.min_demand

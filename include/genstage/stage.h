@@ -33,6 +33,10 @@ typedef enum gs_role {
 	GS_ROLE_CONSUMER,
 } gs_role;
 
+/* Versions of the structs below (see genstage/version.h). */
+#define GS_STAGE_OPS_VERSION 0
+#define GS_STAGE_OPTS_VERSION 0
+
 /*
  * The callbacks. Every one is optional but handle_demand (producers) and
  * handle_events (producer-consumers and consumers). Each runs on the stage's
@@ -40,6 +44,7 @@ typedef enum gs_role {
  * stalling behind it. Returning non-zero stops the stage with that reason.
  */
 typedef struct gs_stage_ops {
+	uint32_t version; /* GS_STAGE_OPS_VERSION, or 0 */
 	/* First call on the stage's thread, before any other. */
 	int (*init)(void *state, gs_stage *stage);
 	/* Producers: consumers asked for `demand` more events than the buffer
@@ -92,6 +97,7 @@ typedef enum gs_demand_mode {
 #define GS_UNBOUNDED SIZE_MAX
 
 typedef struct gs_stage_opts {
+	uint32_t version;   /* GS_STAGE_OPTS_VERSION, or 0 */
 	const char *name;   /* copied; NULL: "stage-N" */
 	size_t buffer_size; /* 0: 10000 for producers, GS_UNBOUNDED for
 			       producer-consumers */
