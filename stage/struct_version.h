@@ -3,6 +3,12 @@
  * The check every call that reads a versioned public struct makes first
  * (see the rule in genstage/version.h): a version above the one this
  * library was built with is refused, with a message in the pipeline's log.
+ *
+ * Reading a refused struct's own log hook (gs_pipeline_new does) is safe:
+ * fields are only added at the end, so a newer struct has every field this
+ * library knows, where it expects them. The converse is the readers' duty
+ * once some struct reaches version 1: a version-0 struct is shorter, so
+ * its reader must copy only the version-0 fields, not sizeof the struct.
  */
 #ifndef GS_STRUCT_VERSION_H
 #define GS_STRUCT_VERSION_H
