@@ -5,7 +5,6 @@
  * the producer's buffer and waking the consumers that got events.
  */
 #include "internal.h"
-#include "park.h"
 
 GS__API gs_dispatcher gs_dispatcher_demand(void)
 {

@@ -3,8 +3,8 @@
  * The engine's private structures: pipelines, stages, subscriptions and the
  * control messages between them, with the functions the stage/ files share.
  *
- * Threading: a stage's fields marked "own" are touched only by its worker
- * thread. Fields marked "atomic" are the only ones two threads share on the
+ * Threading: a stage's fields marked "own" are touched only inside its
+ * run, by whichever worker (or its own thread) runs it. Fields marked "atomic" are the only ones two threads share on the
  * hot path. Everything else is written before the thread starts or under
  * the lock named beside it.
  */
@@ -21,6 +21,7 @@
 
 #include "buffer.h"
 #include "demand.h"
+#include "executor.h"
 #include "ring.h"
 #include "timers.h"
 
@@ -121,13 +122,18 @@ struct gs_sub {
 typedef enum gs__msg_kind {
 	GS__MSG_ATTACH_OUT, /* a new subscription where we produce */
 	GS__MSG_ATTACH_IN,  /* a new subscription where we consume */
-	GS__MSG_STOP,       /* stop now with msg.reason */
-	GS__MSG_DRAIN,      /* pipeline drain: sources finish */
-	GS__MSG_DEMAND,     /* switch demand mode to msg.reason */
 	GS__MSG_CALL,       /* gs_call: msg.call */
 	GS__MSG_CAST,       /* gs_cast: msg.payload */
 	GS__MSG_TIMER,      /* gs_send_after: msg.payload at msg.deadline */
 } gs__msg_kind;
+
+/* Requests that need no memory, so that stopping never fails for lack of
+ * it: bits of gs_stage.ctl, set by any thread (gs__request). */
+enum {
+	GS__CTL_STOP = 1,   /* stop now with stop_req_reason */
+	GS__CTL_DRAIN = 2,  /* pipeline drain: sources finish */
+	GS__CTL_DEMAND = 4, /* switch the demand mode to demand_req */
+};
 
 typedef struct gs__call gs__call;
 
@@ -144,7 +150,9 @@ typedef struct gs__msg {
 struct gs_stage {
 	/* immutable after gs_stage_new */
 	gs_pipeline *p;
+	gs_executor *ex; /* the pipeline's */
 	gs_kind kind;
+	bool blocking; /* on a thread of its own, not on the executor */
 	gs_stage_ops ops;
 	void *state;
 	char name[64];
@@ -156,10 +164,17 @@ struct gs_stage {
 	gs_dispatcher dconf;
 	gs__hooks hooks; /* for stages the library builds itself */
 
-	/* wake-ups: seq moves whenever there may be new work; the worker
-	 * sleeps on it only after announcing itself in `sleeping` */
-	_Alignas(GS__CACHELINE) _Atomic uint32_t seq;
-	_Atomic uint32_t sleeping;
+	/* Wake-ups (see executor.h and futex.h): a scheduled stage's state
+	 * word, or a blocking stage's event count; control requests. */
+	_Alignas(GS__CACHELINE) _Atomic uint32_t sched;
+	_Atomic uint32_t ec;
+	_Atomic int ctl;           /* GS__CTL_* */
+	_Atomic bool stop_claimed; /* the first gs__request(STOP) wins */
+	int stop_req_reason;       /* written before GS__CTL_STOP is set */
+	_Atomic int demand_req;    /* written before GS__CTL_DEMAND is set */
+	struct gs_stage *rq_next;  /* run queue link, under the queue's lock */
+	uint64_t ex_deadline;      /* the executor's timer lock */
+	_Atomic bool warned_slow;  /* the long-callback warning was given */
 
 	/* control inbox, under inbox_lock; inbox_pending lets the worker skip
 	 * the lock when the inbox is empty */
@@ -169,7 +184,7 @@ struct gs_stage {
 	_Atomic int inbox_pending;
 
 	/* pipeline lock */
-	pthread_t thread;
+	pthread_t thread; /* blocking stages */
 	bool started;
 	bool joined;
 	bool finished;
@@ -177,13 +192,12 @@ struct gs_stage {
 	struct gs_stage *next;
 
 	/* own */
+	bool inited;
 	gs_sub **outs;
 	size_t n_outs, cap_outs;
 	gs_sub **ins;
 	size_t n_ins, cap_ins;
 	size_t in_cursor; /* round-robin start over ins */
-	void **scratch;   /* a chunk gathered across a ring's wrap */
-	size_t scratch_cap;
 	gs__buffer buf;
 	bool done;     /* gs_done: finish once the buffer is delivered */
 	bool stopping; /* leave the loop with stop_reason */
@@ -211,42 +225,43 @@ struct gs_stage {
 
 struct gs_pipeline {
 	pthread_mutex_t lock;
-	pthread_cond_t all_finished;
+	pthread_cond_t changed;    /* stages finished, or inits ran */
 	pthread_mutex_t join_lock; /* one joiner at a time; never under lock */
 	gs_pipeline_opts opts;
+	gs_executor *ex;  /* a reference, given back at gs_pipeline_free */
+	uint64_t slow_ns; /* the long-callback warning's threshold; 0: off */
 	gs_stage *stages, **stages_tail;
 	gs_sub *subs;
 	size_t n_stages;
-	size_t running; /* started and not finished */
-	long cpus;      /* online CPUs, read at creation */
-	/* atomic: more stages running than CPUs, so idle ones must yield */
-	_Atomic bool crowded;
+	size_t running;       /* started and not finished */
+	size_t inits_pending; /* started and init not yet run */
 	bool started;
 	int first_err;
+	int init_err; /* the first init that failed */
 };
 
 /* pipeline.c */
 void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void gs__stage_failing(gs_stage *s, int reason);
+void gs__stage_inited(gs_stage *s, int reason);
 void gs__stage_finished(gs_stage *s, int reason);
-void gs__update_crowded(gs_pipeline *p); /* under the pipeline lock */
 
 /* stage.c */
+extern _Thread_local gs_stage *gs__current; /* the stage being run here */
 gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 			void *state, const gs_stage_opts *opts,
 			const gs__hooks *hooks, gs_stage **out);
-gs_err gs__post(gs_stage *s, gs__msg_kind kind, gs_sub *sub, int reason);
 gs_err gs__post_msg(gs_stage *s, gs__msg *m);
 gs__msg *gs__msg_new(gs__msg_kind kind, gs_sub *sub, int reason);
 void gs__inbox_push_locked(gs_stage *s, gs__msg *m);
-gs_err gs__start_thread(gs_stage *s);
+void gs__request(gs_stage *s, int ctl, int reason);
 void gs__stage_free(gs_stage *s);
 void gs__drop(gs_stage *owner, void *const *events, size_t n);
 void gs__stop(gs_stage *s, int reason);
 bool gs__is_current(const gs_stage *s);
 bool gs__in_any_stage(void);
-void gs__enter_done(gs_stage *s);
+bool gs__in_scheduled_stage(void);
 void gs__busy_add(gs_stage *s, uint64_t since_ns);
 uint64_t gs__now_ns(void);
 void gs__count(_Atomic uint64_t *counter, uint64_t n);
@@ -257,6 +272,13 @@ int gs__cond_init(pthread_cond_t *cv);
 struct timespec gs__deadline(int timeout_ms);
 bool gs__cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int timeout_ms,
 		   const struct timespec *deadline);
+
+/* run.c: the stage loop */
+gs_err gs__start_stage(gs_stage *s);
+void gs__enter_done(gs_stage *s);
+/* Makes `s` look for work: queues a scheduled stage, or moves a blocking
+ * stage's event count. From any thread, once per batch at most. */
+void gs__wake(gs_stage *s);
 
 /* messages.c */
 void gs__handle_message(gs_stage *s, gs__msg *m);

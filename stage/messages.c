@@ -67,7 +67,7 @@ GS__API gs_err gs_call(gs_stage *s, void *request, void **reply, int timeout_ms)
 		return GS_EINVAL;
 	if (!s->ops.handle_call)
 		return GS_EINVAL;
-	if (gs__is_current(s))
+	if (gs__is_current(s) || gs__in_scheduled_stage())
 		return GS_ETHREAD;
 	gs__call *c = call_new(request);
 	gs__msg *m = c ? gs__msg_new(GS__MSG_CALL, NULL, 0) : NULL;

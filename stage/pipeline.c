@@ -6,7 +6,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "internal.h"
 #include "struct_version.h"
@@ -23,32 +22,43 @@ GS__API gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out)
 		free(p);
 		return GS_ENOMEM;
 	}
-	if (pthread_cond_init(&p->all_finished, NULL)) {
+	if (pthread_cond_init(&p->changed, NULL)) {
 		pthread_mutex_destroy(&p->lock);
 		free(p);
 		return GS_ENOMEM;
 	}
 	if (pthread_mutex_init(&p->join_lock, NULL)) {
-		pthread_cond_destroy(&p->all_finished);
+		pthread_cond_destroy(&p->changed);
 		pthread_mutex_destroy(&p->lock);
 		free(p);
 		return GS_ENOMEM;
 	}
 	if (opts)
 		p->opts = *opts;
+	gs_err err = gs__executor_get(p->opts.executor, &p->ex);
+	if (err) {
+		pthread_mutex_destroy(&p->join_lock);
+		pthread_cond_destroy(&p->changed);
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+		return err;
+	}
+	uint32_t warn = p->opts.warn_callback_ms ? p->opts.warn_callback_ms
+						 : 100;
+	p->slow_ns = warn == GS_WARN_NEVER ? 0 : (uint64_t)warn * 1000000u;
 	p->stages_tail = &p->stages;
-	p->cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	*out = p;
 	return GS_OK;
 }
 
-/* Posts `kind` to every stage that still reads its inbox. */
-static void post_all(gs_pipeline *p, gs__msg_kind kind)
+/* Sets control request `ctl` on every stage still running; allocates
+ * nothing, so stopping cannot fail for lack of memory. */
+static void request_all(gs_pipeline *p, int ctl, int reason)
 {
 	pthread_mutex_lock(&p->lock);
 	for (gs_stage *s = p->stages; s; s = s->next)
 		if (s->started && !s->finished)
-			(void)gs__post(s, kind, NULL, GS_OK);
+			gs__request(s, ctl, reason);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -64,19 +74,32 @@ GS__API gs_err gs_pipeline_start(gs_pipeline *p)
 	p->started = true;
 	gs_err err = GS_OK;
 	for (gs_stage *s = p->stages; s && !err; s = s->next)
-		err = gs__start_thread(s);
+		err = gs__start_stage(s);
+	/* Inside a callback, waiting could hold the very worker the new
+	 * stages need. */
+	while (!err && p->inits_pending && !gs__in_any_stage())
+		pthread_cond_wait(&p->changed, &p->lock);
+	if (!err)
+		err = p->init_err;
 	pthread_mutex_unlock(&p->lock);
+	/* The stages that did start stop with the failure's reason, as
+	 * they would through permanent subscriptions. */
 	if (err) {
-		post_all(p, GS__MSG_STOP);
+		request_all(p, GS__CTL_STOP, err);
 		(void)gs_pipeline_wait(p);
 	}
 	return err;
 }
 
-void gs__update_crowded(gs_pipeline *p)
+void gs__stage_inited(gs_stage *s, int reason)
 {
-	atomic_store_explicit(&p->crowded, (long)p->running > p->cpus,
-			      memory_order_relaxed);
+	gs_pipeline *p = s->p;
+	pthread_mutex_lock(&p->lock);
+	if (reason != GS_OK && p->init_err == GS_OK)
+		p->init_err = reason;
+	if (--p->inits_pending == 0)
+		pthread_cond_broadcast(&p->changed);
+	pthread_mutex_unlock(&p->lock);
 }
 
 /* Before the stage lets its subscriptions go: a stage that fails in
@@ -97,19 +120,20 @@ void gs__stage_finished(gs_stage *s, int reason)
 	s->finished = true;
 	s->reason = reason;
 	if (--p->running == 0)
-		pthread_cond_broadcast(&p->all_finished);
-	gs__update_crowded(p);
+		pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Joins every finished thread not joined yet; one caller at a time. */
+/* Joins every finished blocking stage's thread not joined yet; one caller
+ * at a time. */
 static void join_all(gs_pipeline *p)
 {
 	pthread_mutex_lock(&p->join_lock);
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		gs_stage *s = p->stages;
-		while (s && !(s->started && s->finished && !s->joined))
+		while (s && !(s->blocking && s->started && s->finished &&
+			      !s->joined))
 			s = s->next;
 		if (s)
 			s->joined = true;
@@ -133,7 +157,7 @@ GS__API gs_err gs_pipeline_wait(gs_pipeline *p)
 		return GS_ESTATE;
 	}
 	while (p->running)
-		pthread_cond_wait(&p->all_finished, &p->lock);
+		pthread_cond_wait(&p->changed, &p->lock);
 	int err = p->first_err;
 	pthread_mutex_unlock(&p->lock);
 	join_all(p);
@@ -148,7 +172,8 @@ GS__API gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode)
 		return GS_EINVAL;
 	if (gs__in_any_stage())
 		return GS_ETHREAD;
-	post_all(p, mode == GS_STOP_DRAIN ? GS__MSG_DRAIN : GS__MSG_STOP);
+	request_all(p, mode == GS_STOP_DRAIN ? GS__CTL_DRAIN : GS__CTL_STOP,
+		    GS_OK);
 	return gs_pipeline_wait(p);
 }
 
@@ -169,8 +194,9 @@ GS__API void gs_pipeline_free(gs_pipeline *p)
 		next = s->next;
 		gs__stage_free(s);
 	}
+	gs__executor_put(p->ex);
 	pthread_mutex_destroy(&p->join_lock);
-	pthread_cond_destroy(&p->all_finished);
+	pthread_cond_destroy(&p->changed);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

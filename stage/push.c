@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "internal.h"
-#include "park.h"
 #include "waitq.h"
 
 /* Events moved from the queue per gs_emit. */
@@ -140,7 +139,7 @@ GS__API gs_err gs_push(gs_stage *s, void *const *events, size_t n,
 	pusher *ps = as_pusher(s);
 	if (!ps || (!events && n))
 		return GS_EINVAL;
-	if (gs__is_current(s))
+	if (gs__is_current(s) || (timeout_ms && gs__in_scheduled_stage()))
 		return GS_ETHREAD;
 	if (n > ps->w.q.limit)
 		return GS_EINVAL;

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "internal.h"
-#include "park.h"
 #include "waitq.h"
 
 typedef struct stream {
@@ -112,7 +111,7 @@ GS__API gs_err gs_stream_next(gs_stage *s, void **events, size_t max, size_t *n,
 	stream *st = s && s->hooks.tag == GS__STREAM ? s->state : NULL;
 	if (!st || !events || !max || !n)
 		return GS_EINVAL;
-	if (gs__is_current(s))
+	if (gs__is_current(s) || (timeout_ms && gs__in_scheduled_stage()))
 		return GS_ETHREAD;
 	struct timespec until = gs__deadline(timeout_ms);
 	gs_err err = GS_OK;

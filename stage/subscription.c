@@ -11,7 +11,6 @@
 
 #include "internal.h"
 #include "struct_version.h"
-#include "park.h"
 
 static bool push_sub(gs_sub ***arr, size_t *n, size_t *cap, gs_sub *sub)
 {
@@ -125,14 +124,6 @@ void gs__attach_in(gs_stage *s, gs_sub *sub)
 		gs__release_in(s, s->n_ins - 1, GS_OK);
 		return;
 	}
-	size_t chunk = sub->max_demand; /* the most take_chunk may gather */
-	if (chunk > s->scratch_cap) {
-		void **sc = realloc(s->scratch, chunk * sizeof *sc);
-		if (sc) { /* without it, chunks just break at the wrap */
-			s->scratch = sc;
-			s->scratch_cap = chunk;
-		}
-	}
 	if (s->ops.handle_subscribe) {
 		uint64_t t0 = gs__now_ns();
 		int r = s->ops.handle_subscribe(s->state, s, sub,
@@ -227,6 +218,35 @@ static void end_in(gs_stage *s, size_t idx)
 	finish(s);
 }
 
+/* A chunk that runs past a ring's end is gathered here, one array per
+ * thread (a stage's callbacks run on one thread at a time, and the array
+ * is lent only for the call), so idle stages hold none. */
+static _Thread_local struct {
+	void **v;
+	size_t cap;
+} scratch;
+
+void gs__scratch_release(void)
+{
+	free(scratch.v);
+	scratch.v = NULL;
+	scratch.cap = 0;
+}
+
+/* Room for n gathered events; false (chunks then just break at the wrap)
+ * when out of memory. */
+static bool scratch_reserve(size_t n)
+{
+	if (n <= scratch.cap)
+		return true;
+	void **v = realloc(scratch.v, n * sizeof *v);
+	if (!v)
+		return false;
+	scratch.v = v;
+	scratch.cap = n;
+	return true;
+}
+
 /* Hands one chunk from `sub` to handle_events; false if none was there. */
 static bool take_chunk(gs_stage *s, gs_sub *sub)
 {
@@ -239,12 +259,12 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 		return false;
 	/* A chunk that runs past the ring's end is gathered into one array
 	 * (a copy at most once per lap) so batches keep their size. */
-	if (n < chunk && chunk <= s->scratch_cap) {
+	if (n < chunk) {
 		size_t ready = gs__ring_ready(&sub->ring);
-		if (ready > n) {
+		if (ready > n && scratch_reserve(chunk)) {
 			n = ready < chunk ? ready : chunk;
-			gs__ring_gather(&sub->ring, s->scratch, n);
-			ev = s->scratch;
+			gs__ring_gather(&sub->ring, scratch.v, n);
+			ev = scratch.v;
 		}
 	}
 	gs_pipeline *p = s->p;

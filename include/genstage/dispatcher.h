@@ -37,7 +37,7 @@ typedef enum gs_dispatcher_kind {
 #define GS_DISCARD SIZE_MAX
 
 /* Maps an event to a partition in [0, n), or GS_DISCARD. Called on the
- * producer's thread, once per event. */
+ * producer's run, once per event. */
 typedef size_t (*gs_hash_fn)(void *arg, const void *event);
 
 typedef struct gs_dispatcher {

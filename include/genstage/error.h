@@ -23,7 +23,7 @@ extern "C" {
 	X(GS_ECYCLE, "the subscription would create a cycle")                  \
 	X(GS_EDEMAND, "min_demand must be less than max_demand")               \
 	X(GS_EPIPELINE, "the stages belong to different pipelines")            \
-	X(GS_ETHREAD, "not called from the stage's own thread")                \
+	X(GS_ETHREAD, "not allowed from the calling thread or callback")       \
 	X(GS_ESPAWN, "could not start a thread")                               \
 	X(GS_ECANCELED, "the subscription was cancelled")                      \
 	X(GS_ETIMEDOUT, "timed out")                                           \

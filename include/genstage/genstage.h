@@ -10,6 +10,7 @@
 #include "boundary.h"
 #include "dispatcher.h"
 #include "error.h"
+#include "executor.h"
 #include "flow.h"
 #include "pipeline.h"
 #include "stage.h"

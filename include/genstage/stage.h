@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * Stages: producers, producer-consumers and consumers, each with its own
- * worker thread and a table of GenStage callbacks. A stage's callbacks all
- * run on that thread, one at a time, so the state needs no lock.
+ * Stages: producers, producer-consumers and consumers, each a table of
+ * GenStage callbacks run by the pipeline's executor (see executor.h). A
+ * stage's callbacks run one at a time, each seeing the effects of the ones
+ * before it, so the state needs no lock; a scheduled stage may move from
+ * one worker thread to another between callbacks, a blocking stage stays
+ * on a thread of its own.
  */
 #ifndef GENSTAGE_STAGE_H
 #define GENSTAGE_STAGE_H
@@ -39,13 +42,16 @@ typedef enum gs_role {
 
 /*
  * The callbacks. Every one is optional but handle_demand (producers) and
- * handle_events (producer-consumers and consumers). Each runs on the stage's
- * own thread and may block only as long as the user accepts the pipeline
- * stalling behind it. Returning non-zero stops the stage with that reason.
+ * handle_events (producer-consumers and consumers). They run one at a time,
+ * on a worker of the executor, or on the stage's own thread when it is a
+ * blocking stage. A scheduled stage's callbacks must not block (sleep, wait
+ * on I/O or on a lock held long): the worker runs no other stage meanwhile.
+ * One that holds its worker longer than gs_pipeline_opts.warn_callback_ms
+ * is logged once. Returning non-zero stops the stage with that reason.
  */
 typedef struct gs_stage_ops {
 	uint32_t version; /* GS_STAGE_OPS_VERSION, or 0 */
-	/* First call on the stage's thread, before any other. */
+	/* The first call, before any other; gs_pipeline_start waits for it. */
 	int (*init)(void *state, gs_stage *stage);
 	/* Producers: consumers asked for `demand` more events than the buffer
 	 * holds. Emit them now or later with gs_emit; emitting more fills the
@@ -77,7 +83,7 @@ typedef struct gs_stage_ops {
 	/* A timer set with gs_send_after fired: `msg` now belongs to the
 	 * callee. Re-arm from here for periodic work. */
 	int (*handle_info)(void *state, gs_stage *stage, void *msg);
-	/* Last call on the stage's thread, with the reason it stops. */
+	/* The last call, with the reason the stage stops. */
 	void (*terminate)(void *state, gs_stage *stage, int reason);
 } gs_stage_ops;
 
@@ -108,7 +114,7 @@ typedef struct gs_stage_opts {
 	/* Producers and producer-consumers; zero: the demand dispatcher. */
 	gs_dispatcher dispatcher;
 	/* Receives every event the library drops (full buffer, stop without
-	 * drain, consumer gone). Called from any pipeline thread, possibly
+	 * drain, consumer gone). Called from any thread, possibly
 	 * concurrently, so it must be thread-safe. NULL: dropped events are
 	 * only counted and logged. */
 	void (*event_free)(void *event, void *arg);
@@ -117,8 +123,11 @@ typedef struct gs_stage_opts {
 	 * before handling (same thread rules as event_free). NULL: none. */
 	void (*msg_free)(void *msg, void *arg);
 	void *msg_free_arg;
-	/* The callbacks may block (sleep, disk, network): the stage runs on
-	 * a thread of its own instead of sharing the pipeline's workers. */
+	/* The callbacks may block (sleep, disk, network, a slow webhook):
+	 * the stage runs on a thread of its own (named after the stage)
+	 * instead of on the executor's workers. Inside its callbacks the
+	 * blocking calls (gs_call, gs_push and gs_stream_next with a timeout)
+	 * are allowed. */
 	bool blocking;
 } gs_stage_opts;
 
@@ -143,7 +152,7 @@ gs_err gs_stage_new(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 		    void *state, const gs_stage_opts *opts, gs_stage **out);
 
 /* Sends `n` events downstream, or into the buffer where no subscription has
- * demand. Only from a producer's or producer-consumer's own callbacks. On
+ * demand. Only from inside a producer's or producer-consumer's callbacks. On
  * GS_OK the library owns the events (a full buffer drops some, see
  * buffer_keep); on error they stay the caller's. */
 gs_err gs_emit(gs_stage *stage, void *const *events, size_t n);
@@ -155,16 +164,19 @@ gs_err gs_done(gs_stage *stage);
 
 /* Stops a stage from any thread with `reason` (GS_OK for a normal stop):
  * buffered events are dropped and its subscriptions end. Asynchronous: the
- * stage stops on its own thread soon after. */
+ * stage stops at its next turn. Allocates nothing; GS_OK also when the
+ * stage has already stopped (the first reason given wins). */
 gs_err gs_stage_stop(gs_stage *stage, int reason);
 
 /*
  * Calls the stage's handle_call with `request` and waits up to timeout_ms
- * (negative: forever) for its reply. From any thread but the stage's own
- * (GS_ETHREAD). Returns GS_OK with *reply set; GS_ETIMEDOUT (the request
- * may still be handled later; its reply is then discarded); GS_ECLOSED if
- * the stage stopped first; GS_EINVAL if it has no handle_call; or the
- * non-zero code handle_call returned.
+ * (negative: forever) for its reply. From any thread outside the
+ * executor's workers: refused with GS_ETHREAD from inside the stage's own
+ * callbacks and from inside any scheduled stage's callbacks (the wait would
+ * hold a worker; blocking stages may call). Returns GS_OK with *reply set;
+ * GS_ETIMEDOUT (the request may still be handled later; its reply is then
+ * discarded); GS_ECLOSED if the stage stopped first; GS_EINVAL if it has no
+ * handle_call; or the non-zero code handle_call returned.
  */
 gs_err gs_call(gs_stage *stage, void *request, void **reply, int timeout_ms);
 
@@ -173,7 +185,7 @@ gs_err gs_call(gs_stage *stage, void *request, void **reply, int timeout_ms);
  * GS_EINVAL if the stage has no handle_cast. */
 gs_err gs_cast(gs_stage *stage, void *msg);
 
-/* Arranges for handle_info(msg) to run on the stage's thread after `ms`
+/* Arranges for handle_info(msg) to run in the stage after `ms`
  * milliseconds, from any thread. Ownership as for gs_cast. Timers that
  * have not fired when the stage stops go to msg_free. */
 gs_err gs_send_after(gs_stage *stage, unsigned ms, void *msg);

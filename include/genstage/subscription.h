@@ -41,7 +41,7 @@ typedef enum gs_cancel_mode {
 #define GS_PARTITION(i) ((size_t)(i) + 1)
 
 /* Broadcast only: whether this subscription wants `event`. Called on the
- * producer's thread, once per event and subscription. */
+ * producer's run, once per event and subscription. */
 typedef bool (*gs_selector_fn)(void *arg, const void *event);
 
 /* The version of gs_sub_opts (see genstage/version.h). */
