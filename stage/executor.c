@@ -31,8 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <ck_backoff.h>
-
+#include "backoff.h"
 #include "futex.h"
 #include "internal.h"
 
@@ -383,18 +382,14 @@ static gs_stage *idle(gs__worker *w)
 	gs_executor *ex = w->ex;
 	for (;;) {
 		uint64_t start = gs__now_ns();
-		ck_backoff_t backoff = 16;
+		unsigned backoff = GS__BACKOFF_FIRST;
 		do {
 			gs_stage *s = find(w);
 			if (s)
 				return s;
 			if (atomic_load(&ex->shutdown))
 				return NULL;
-			ck_backoff_eb(&backoff);
-			if (backoff > 4096) {
-				backoff = 16;
-				sched_yield();
-			}
+			gs__backoff(&backoff);
 		} while (gs__now_ns() - start < GS_WORKER_SPIN_NS);
 
 		atomic_fetch_add(&ex->sleeping, 1);
