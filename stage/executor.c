@@ -34,6 +34,7 @@
 #include "backoff.h"
 #include "futex.h"
 #include "internal.h"
+#include "struct_version.h"
 
 #define MAX_WORKERS 1024
 #define LIFO_STREAK 3
@@ -561,6 +562,7 @@ GS__API gs_err gs_executor_new(const gs_executor_opts *opts, gs_executor **out)
 {
 	if (!out)
 		return GS_EINVAL;
+	GS__REFUSE_NEWER(NULL, opts, GS_EXECUTOR_OPTS_VERSION);
 	gs_executor *ex;
 	gs_err err = create(opts, false, &ex);
 	if (err)

@@ -70,6 +70,24 @@ Test(version, a_too_new_pipeline_opts_is_refused_with_a_message)
 	assert_refusal_logged(&log, "GS_PIPELINE_OPTS_VERSION");
 }
 
+Test(version, a_too_new_executor_opts_is_refused_and_zero_works)
+{
+	gs_executor *ex = (gs_executor *)&ex;
+	cr_assert_eq(gs_executor_new(
+			     &(gs_executor_opts){
+				     .version = GS_EXECUTOR_OPTS_VERSION + 1,
+				     .workers = 1 },
+			     &ex),
+		     GS_EVERSION);
+	cr_assert_eq(ex, (gs_executor *)&ex, "out-param touched on error");
+	GS_OK_OR_DIE(gs_executor_new(
+		&(gs_executor_opts){ .version = GS_EXECUTOR_OPTS_VERSION,
+				     .workers = 1 },
+		&ex));
+	cr_assert_eq(gs_executor_workers(ex), 1);
+	gs_executor_free(ex);
+}
+
 /* A pipeline whose log is `log`. */
 static gs_pipeline *logged_pipeline(last_log *log)
 {
