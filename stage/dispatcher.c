@@ -113,9 +113,16 @@ bool gs__dispatch_buffer(gs_stage *s)
 		if (k < n)
 			break;
 	}
-	atomic_store_explicit(&s->st_buffered, s->buf.count,
-			      memory_order_relaxed);
+	gs__count_buffered(s);
 	return moved;
+}
+
+/* The buffer and the dispatcher's own queues, for gs_stage_stats. */
+void gs__count_buffered(gs_stage *s)
+{
+	size_t queued = s->disp && s->disp->queued ? s->disp->queued(s) : 0;
+	atomic_store_explicit(&s->st_buffered, s->buf.count + queued,
+			      memory_order_relaxed);
 }
 
 void gs__wake_consumers(gs_stage *s)

@@ -35,13 +35,13 @@ static uint64_t collect(gs_stage *s, bool *changed)
 	for (size_t i = 0; i < s->n_outs; i++)
 		if (s->outs[i]->bdemand < min)
 			min = s->outs[i]->bdemand;
-	if (!s->n_outs || min <= 0)
-		return 0;
-	for (size_t i = 0; i < s->n_outs; i++)
-		s->outs[i]->bdemand -= min;
-	s->waiting += (uint64_t)min;
+	if (s->n_outs && min > 0) {
+		for (size_t i = 0; i < s->n_outs; i++)
+			s->outs[i]->bdemand -= min;
+		s->waiting += (uint64_t)min;
+	}
 	atomic_store_explicit(&s->st_pending, s->waiting, memory_order_relaxed);
-	return (uint64_t)min;
+	return s->waiting;
 }
 
 static void send_selected(gs_stage *s, gs_sub *sub, void *const *events,

@@ -30,8 +30,8 @@
 /* A dispatcher: how a producer reads demand and spreads events. */
 typedef struct gs__dispatcher_ops {
 	/* Reads every subscription's demand, ends those whose consumer let
-	 * go, and returns the demand to pass on that arrived since the last
-	 * call. Sets *changed if anything moved. */
+	 * go, and returns how many events the subscriptions can take now (a
+	 * level, not an increment). Sets *changed if anything moved. */
 	uint64_t (*collect)(gs_stage *s, bool *changed);
 	/* Sends up to n events; returns how many it took (the rest wait in
 	 * the producer's buffer). */
@@ -42,7 +42,7 @@ typedef struct gs__dispatcher_ops {
 	void (*detach)(gs_stage *s, gs_sub *sub);
 	/* Optional: events the dispatcher holds itself, and whether new
 	 * demand must wait (back-pressure from its own queues). */
-	size_t (*held)(const gs_stage *s);
+	size_t (*queued)(const gs_stage *s);
 	bool (*gated)(const gs_stage *s);
 	/* Optional: drops what it holds (the stage is finishing), and frees
 	 * its state (the stage is being freed). */
@@ -64,6 +64,12 @@ typedef struct gs__hooks {
 	/* Consumers: read input only while `credit` lasts, as a
 	 * producer-consumer does (the credit comes from poll). */
 	bool pull;
+	/* A pipeline drain reached the stage: it takes nothing new and
+	 * finishes once what it holds is delivered (instead of gs_done). */
+	void (*drain)(gs_stage *s, void *state);
+	/* Events the stage holds beyond its buffer (for gs_stage_stats);
+	 * from any thread. */
+	size_t (*buffered)(const gs_stage *s, void *state);
 	/* Frees the state with the stage. */
 	void (*cleanup)(gs_stage *s, void *state);
 } gs__hooks;
@@ -87,7 +93,7 @@ struct gs_sub {
 	_Atomic int prod_end;
 	int prod_reason;
 	/* atomic: ends still attached; the last to let go frees the ring */
-	_Atomic int refs;
+	_Atomic int ends;
 
 	/* producer-own */
 	uint64_t granted_seen; /* granted as last read */
@@ -110,13 +116,15 @@ struct gs_sub {
 	size_t max_demand;
 	size_t min_demand;
 	gs_cancel_mode cancel;
-	size_t partition; /* partition dispatcher: the index held */
+	size_t partition; /* partition dispatcher: the one it takes */
 	gs_selector_fn selector;
 	void *selector_arg;
 
 	/* pipeline lock */
-	bool live;           /* counts as an edge for cycle checks */
-	struct gs_sub *next; /* the pipeline's list of every subscription */
+	bool live;     /* both ends not yet let go: an edge of the graph */
+	bool user_ref; /* the user has the handle (gs_sub_release) */
+	struct gs_sub *prev, *next;           /* the pipeline's list */
+	struct gs_sub *down_prev, *down_next; /* the producer's live edges */
 };
 
 typedef enum gs__msg_kind {
@@ -203,19 +211,24 @@ struct gs_stage {
 	bool stopping; /* leave the loop with stop_reason */
 	bool draining; /* GS_STOP_DRAIN: finish once no input is left */
 	int stop_reason;
-	uint64_t unassigned; /* demand passed on whose subscription left */
-	uint64_t credit;     /* producer-consumer: downstream demand unused */
-	bool accumulate;     /* demand held, not passed on */
-	uint64_t waiting;    /* broadcast: events every subscriber can take */
-	gs__buffer *pq;      /* partition: a queue per partition */
-	uint64_t owed;       /* partition: demand passed on, not yet emitted */
-	gs_sub **pout;       /* partition: the attached subscription of each */
-	void **pstage;       /* partition: staging, CHUNK per partition */
+	/* Demand passed on (to handle_demand, or as a producer-consumer's
+	 * input credit) that no emitted event has answered yet. */
+	uint64_t owed;
+	uint64_t credit;  /* pull streams: events the puller has room for */
+	bool accumulate;  /* GS_DEMAND_ACCUMULATE: demand not passed on */
+	uint64_t waiting; /* broadcast: events every subscriber can take */
+	gs__buffer *pq;   /* partition: a queue per partition */
+	gs_sub **pout;    /* partition: the attached subscription of each */
+	void **pstage;    /* partition: staging, CHUNK per partition */
 	size_t *pstaged;
 
-	/* pipeline lock: which subscription holds each partition */
-	gs_sub **pheld;
-	uint64_t held; /* demand held while accumulating */
+	/* pipeline lock: the graph (graph.c), and which subscription holds
+	 * each partition */
+	gs_sub *down;       /* live subscriptions where we produce */
+	uint64_t visit;     /* cycle check: the epoch this stage was seen */
+	gs_stage *dfs_next; /* cycle check: the walk's stack */
+	gs_sub **ptaken;
+	uint64_t want; /* demand to pass on, or kept while accumulating */
 	gs__timers timers;
 
 	/* atomic counters, written by the worker (dropped: by anyone) */
@@ -231,7 +244,8 @@ struct gs_pipeline {
 	gs_executor *ex;  /* a reference, given back at gs_pipeline_free */
 	uint64_t slow_ns; /* the long-callback warning's threshold; 0: off */
 	gs_stage *stages, **stages_tail;
-	gs_sub *subs;
+	gs_sub *subs;   /* live subscriptions, and those with a user_ref */
+	uint64_t epoch; /* the cycle check's marks */
 	size_t n_stages;
 	size_t running;       /* started and not finished */
 	size_t inits_pending; /* started and init not yet run */
@@ -295,12 +309,16 @@ void gs__grant(gs_sub *sub, uint64_t n);
 void gs__release_in(gs_stage *s, size_t idx, int reason);
 void gs__detach(gs_sub *sub);
 bool gs__read_inputs(gs_stage *s);
+
+/* graph.c */
+void gs__sub_ended(gs_sub *sub);
 void gs__sub_free(gs_sub *sub);
 
 /* dispatcher.c */
 gs_err gs__dispatcher_init(gs_stage *s, const gs_dispatcher *d);
 void gs__dispatcher_fini(gs_stage *s);
 size_t gs__dispatch(gs_stage *s, void *const *events, size_t n);
+void gs__count_buffered(gs_stage *s);
 bool gs__dispatch_buffer(gs_stage *s);
 void gs__wake_consumers(gs_stage *s);
 size_t gs__sub_room(gs_sub *sub);

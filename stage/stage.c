@@ -255,6 +255,26 @@ gs_err gs__post_msg(gs_stage *s, gs__msg *m)
 	return GS_OK;
 }
 
+/* Events without demand wait in the buffer; a full one drops as
+ * buffer_keep says. A buffer that cannot grow for lack of memory drops
+ * the rest too, and the stage stops with GS_ENOMEM: it cannot keep the
+ * promise of its buffer. Either way each drop is counted and logged. */
+static void buffer(gs_stage *s, void *const *events, size_t n)
+{
+	size_t room = s->buf.limit - s->buf.count;
+	if (!gs__buffer_reserve(&s->buf, n < room ? n : room)) {
+		gs__log(s, GS_LOG_ERROR,
+			"out of memory for the buffer: dropped %zu events", n);
+		gs__drop(s, events, n);
+		gs__stop(s, GS_ENOMEM);
+		return;
+	}
+	size_t dropped = gs__buffer_put(&s->buf, events, n, drop_cb, s);
+	if (dropped)
+		gs__log(s, GS_LOG_WARN, "buffer full (%zu): dropped %zu events",
+			s->buf.limit, dropped);
+}
+
 GS__API gs_err gs_emit(gs_stage *s, void *const *events, size_t n)
 {
 	if (!s || (!events && n))
@@ -270,19 +290,12 @@ GS__API gs_err gs_emit(gs_stage *s, void *const *events, size_t n)
 		gs__dispatch_buffer(s); /* older events go first */
 	if (!s->buf.count)
 		sent = gs__dispatch(s, events, n);
-	/* What goes to the buffer is paid for when later demand is met from
-	 * it (see produce). */
-	s->credit -= sent < s->credit ? sent : s->credit;
-	if (sent < n) {
-		size_t dropped = gs__buffer_put(&s->buf, events + sent,
-						n - sent, drop_cb, s);
-		if (dropped)
-			gs__log(s, GS_LOG_WARN,
-				"buffer full (%zu): dropped %zu events",
-				s->buf.limit, dropped);
-		atomic_store_explicit(&s->st_buffered, s->buf.count,
-				      memory_order_relaxed);
-	}
+	/* Every emitted event answers demand passed on, sent or buffered
+	 * (produce counts the buffer as covering demand). */
+	s->owed -= n < s->owed ? n : s->owed;
+	if (sent < n)
+		buffer(s, events + sent, n - sent);
+	gs__count_buffered(s);
 	gs__wake_consumers(s);
 	return GS_OK;
 }
@@ -364,7 +377,9 @@ GS__API gs_err gs_stage_stats(const gs_stage *s, gs_stats *out)
 		.batches_in = load(&s->st_bin),
 		.batches_out = load(&s->st_bout),
 		.pending_demand = load(&s->st_pending),
-		.buffered = load(&s->st_buffered),
+		.buffered = load(&s->st_buffered) +
+			    (s->hooks.buffered ? s->hooks.buffered(s, s->state)
+					       : 0),
 		.dropped = load(&s->st_dropped),
 		.busy_ns = load(&s->st_busy),
 	};

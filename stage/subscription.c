@@ -1,16 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * Subscriptions: checking and creating them, attaching each end on its own
- * thread, the consumer's side of the demand protocol, and how each end
- * lets go. A subscription's ring is freed by whichever end lets go last;
- * the small struct lives until the pipeline is freed, so a gs_sub handle
- * stays valid for gs_cancel at any time.
+ * Subscriptions at run time: attaching each end in its own stage, the
+ * consumer's side of the demand protocol, and how each end lets go. A
+ * subscription's ring is freed by whichever end lets go last (graph.c
+ * then frees the rest unless the user holds the handle).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
-#include "struct_version.h"
 
 static bool push_sub(gs_sub ***arr, size_t *n, size_t *cap, gs_sub *sub)
 {
@@ -52,7 +50,7 @@ void gs__grant(gs_sub *sub, uint64_t n)
 
 void gs__detach(gs_sub *sub)
 {
-	if (atomic_fetch_sub_explicit(&sub->refs, 1, memory_order_acq_rel) != 1)
+	if (atomic_fetch_sub_explicit(&sub->ends, 1, memory_order_acq_rel) != 1)
 		return;
 	/* Both ends are gone: what is still in the ring was never delivered
 	 * and goes back to its producer's event_free. */
@@ -69,20 +67,7 @@ void gs__detach(gs_sub *sub)
 			"dropped %zu events in flight to '%s'", dropped,
 			sub->consumer->name);
 	gs__ring_fini(&sub->ring);
-	gs_pipeline *p = sub->producer->p;
-	pthread_mutex_lock(&p->lock);
-	sub->live = false;
-	gs__partition_release(sub);
-	pthread_mutex_unlock(&p->lock);
-}
-
-void gs__sub_free(gs_sub *sub)
-{
-	if (atomic_load_explicit(&sub->refs, memory_order_acquire) > 0) {
-		atomic_store_explicit(&sub->refs, 1, memory_order_relaxed);
-		gs__detach(sub);
-	}
-	free(sub);
+	gs__sub_ended(sub);
 }
 
 void gs__attach_out(gs_stage *s, gs_sub *sub)
@@ -207,15 +192,18 @@ static void end_in(gs_stage *s, size_t idx)
 			finish(s);
 		return;
 	}
-	bool stop = sub->cancel == GS_CANCEL_PERMANENT ||
-		    (sub->cancel == GS_CANCEL_TRANSIENT && reason != GS_OK);
-	if (stop && reason != GS_OK) {
-		gs__stop(s, reason);
+	/* A producer that failed stops a permanent or transient consumer
+	 * with its reason; a temporary one keeps running, and the failed
+	 * input does not count as finished. A producer that finished ends a
+	 * permanent consumer, and counts toward any consumer's completion
+	 * once it was the last input. */
+	if (reason != GS_OK) {
+		if (sub->cancel != GS_CANCEL_TEMPORARY)
+			gs__stop(s, reason);
 		return;
 	}
-	if (!stop && s->n_ins)
-		return;
-	finish(s);
+	if (sub->cancel == GS_CANCEL_PERMANENT || !s->n_ins)
+		finish(s);
 }
 
 /* A chunk that runs past a ring's end is gathered here, one array per
@@ -313,9 +301,9 @@ bool gs__read_inputs(gs_stage *s)
 	for (size_t k = 0; k < n && !s->stopping && !s->done; k++) {
 		size_t idx = (s->in_cursor + k) % n;
 		gs_sub *sub = s->ins[idx];
-		bool may_take = (s->kind != GS_PRODUCER_CONSUMER &&
-				 !s->hooks.pull) ||
-				s->credit;
+		bool may_take = s->kind == GS_PRODUCER_CONSUMER ? s->owed > 0
+				: s->hooks.pull                 ? s->credit > 0
+								: true;
 		if (may_take && take_chunk(s, sub)) {
 			progress = true;
 			continue;
@@ -329,169 +317,6 @@ bool gs__read_inputs(gs_stage *s)
 	}
 	s->in_cursor++;
 	return progress;
-}
-
-/* Is `to` downstream of `from` along live subscriptions? */
-static bool reaches(gs_pipeline *p, gs_stage *from, gs_stage *to)
-{
-	gs_stage **seen = malloc((p->n_stages + 1) * sizeof *seen);
-	if (!seen)
-		return true; /* refuse rather than risk a cycle */
-	size_t n_seen = 0, next = 0;
-	seen[n_seen++] = from;
-	bool found = false;
-	while (next < n_seen && !found) {
-		gs_stage *at = seen[next++];
-		for (gs_sub *e = p->subs; e && !found; e = e->next) {
-			if (!e->live || e->producer != at)
-				continue;
-			if (e->consumer == to)
-				found = true;
-			size_t i = 0;
-			while (i < n_seen && seen[i] != e->consumer)
-				i++;
-			if (i == n_seen && n_seen <= p->n_stages)
-				seen[n_seen++] = e->consumer;
-		}
-	}
-	free(seen);
-	return found;
-}
-
-static gs_err check(gs_stage *c, gs_stage *pr, const gs_sub_opts *o)
-{
-	if (!c || !pr)
-		return GS_EINVAL;
-	if (c == pr)
-		return GS_ESELF;
-	if (c->kind == GS_PRODUCER || pr->kind == GS_CONSUMER)
-		return GS_EKIND;
-	if (c->p != pr->p)
-		return GS_EPIPELINE;
-	if (o->max_demand > ((size_t)1 << 31))
-		return GS_EINVAL;
-	if (o->cancel != GS_CANCEL_PERMANENT &&
-	    o->cancel != GS_CANCEL_TRANSIENT &&
-	    o->cancel != GS_CANCEL_TEMPORARY)
-		return GS_EINVAL;
-	if (o->selector && pr->dconf.kind != GS_DISPATCH_BROADCAST)
-		return GS_EINVAL;
-	return GS_OK;
-}
-
-static gs_sub *sub_new(gs_stage *c, gs_stage *pr, const gs_sub_opts *o,
-		       size_t max, size_t min)
-{
-	size_t size = (sizeof(gs_sub) + GS__CACHELINE - 1) &
-		      ~(size_t)(GS__CACHELINE - 1);
-	gs_sub *sub = aligned_alloc(GS__CACHELINE, size);
-	if (!sub)
-		return NULL;
-	memset(sub, 0, sizeof *sub);
-	if (gs__ring_init(&sub->ring, max)) {
-		free(sub);
-		return NULL;
-	}
-	atomic_init(&sub->refs, 2);
-	sub->producer = pr;
-	sub->consumer = c;
-	sub->max_demand = max;
-	sub->min_demand = min;
-	sub->demand = (gs__demand){ .max = max, .min = min };
-	sub->cancel = o->cancel;
-	atomic_init(&sub->manual, o->manual);
-	sub->selector = o->selector;
-	sub->selector_arg = o->selector_arg;
-	return sub;
-}
-
-/* Queues both attach messages, or neither if either stage has closed its
- * inbox. Lock order: pipeline, then inboxes by address. */
-static gs_err post_attach(gs_sub *sub, gs__msg *in, gs__msg *out)
-{
-	gs_stage *a = sub->consumer, *b = sub->producer;
-	if ((uintptr_t)a > (uintptr_t)b) {
-		gs_stage *t = a;
-		a = b;
-		b = t;
-	}
-	pthread_mutex_lock(&a->inbox_lock);
-	pthread_mutex_lock(&b->inbox_lock);
-	bool closed = a->inbox_closed || b->inbox_closed;
-	if (!closed) {
-		gs__inbox_push_locked(sub->consumer, in);
-		gs__inbox_push_locked(sub->producer, out);
-	}
-	pthread_mutex_unlock(&b->inbox_lock);
-	pthread_mutex_unlock(&a->inbox_lock);
-	return closed ? GS_ECLOSED : GS_OK;
-}
-
-GS__API gs_err gs_subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
-			    gs_sub **out)
-{
-	gs_sub_opts o = opts ? *opts : (gs_sub_opts){ 0 };
-	gs_err err = check(c, pr, &o);
-	if (err)
-		return err;
-	GS__REFUSE_NEWER(&c->p->opts, opts, GS_SUB_OPTS_VERSION);
-	size_t max = o.max_demand ? o.max_demand : 1000;
-	size_t min = o.min_demand == GS_MIN_DEMAND_ZERO ? 0
-		     : o.min_demand                     ? o.min_demand
-							: max / 2;
-	if (min >= max)
-		return GS_EDEMAND;
-
-	gs_sub *sub = sub_new(c, pr, &o, max, min);
-	gs__msg *in = gs__msg_new(GS__MSG_ATTACH_IN, sub, 0);
-	gs__msg *outm = gs__msg_new(GS__MSG_ATTACH_OUT, sub, 0);
-	if (!sub || !in || !outm) {
-		if (sub)
-			gs__ring_fini(&sub->ring);
-		free(sub);
-		free(in);
-		free(outm);
-		return GS_ENOMEM;
-	}
-	gs_pipeline *p = c->p;
-	pthread_mutex_lock(&p->lock);
-	err = reaches(p, c, pr) ? GS_ECYCLE
-				: gs__partition_claim(pr, sub, o.partition);
-	if (!err) {
-		err = post_attach(sub, in, outm);
-		if (err)
-			gs__partition_release(sub);
-	}
-	if (!err) {
-		sub->live = true;
-		sub->next = p->subs;
-		p->subs = sub;
-	}
-	pthread_mutex_unlock(&p->lock);
-	if (err) {
-		gs__ring_fini(&sub->ring);
-		free(sub);
-		free(in);
-		free(outm);
-		return err;
-	}
-	gs__wake(c);
-	gs__wake(pr);
-	if (out)
-		*out = sub;
-	return GS_OK;
-}
-
-GS__API gs_err gs_cancel(gs_sub *sub)
-{
-	if (!sub)
-		return GS_EINVAL;
-	int live = GS__CONS_LIVE;
-	if (atomic_compare_exchange_strong_explicit(
-		    &sub->cons_cancel, &live, GS__CONS_CANCEL,
-		    memory_order_acq_rel, memory_order_relaxed))
-		gs__wake(sub->producer);
-	return GS_OK;
 }
 
 GS__API gs_err gs_ask(gs_sub *sub, size_t n)
@@ -518,14 +343,4 @@ GS__API gs_err gs_sub_manual(gs_sub *sub)
 		return GS_ESTATE;
 	atomic_store_explicit(&sub->manual, true, memory_order_release);
 	return GS_OK;
-}
-
-GS__API gs_stage *gs_sub_producer(const gs_sub *sub)
-{
-	return sub ? sub->producer : NULL;
-}
-
-GS__API gs_stage *gs_sub_consumer(const gs_sub *sub)
-{
-	return sub ? sub->consumer : NULL;
 }
