@@ -34,7 +34,7 @@ gs_err gs__dispatcher_init(gs_stage *s, const gs_dispatcher *d)
 		return GS_OK;
 	case GS_DISPATCH_BROADCAST:
 		s->disp = &gs__dispatch_broadcast_ops;
-		return GS_OK;
+		return s->disp->init(s);
 	case GS_DISPATCH_PARTITION:
 		if (!d->partitions || !d->hash)
 			return GS_EINVAL;
@@ -75,6 +75,7 @@ size_t gs__push(gs_stage *s, gs_sub *sub, void *const *events, size_t n)
 		return 0;
 	n = gs__ring_push(&sub->ring, events, n);
 	sub->sent += n;
+	gs__count(&sub->st_sent, n);
 	sub->needs_wake = true;
 	gs__count(&s->st_out, n);
 	gs__count(&s->st_bout, 1);

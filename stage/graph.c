@@ -181,6 +181,8 @@ static gs_err link_sub(gs_pipeline *p, gs_sub *sub, size_t partition,
 	sub->live = true;
 	edge_add(sub);
 	list_add(p, sub);
+	if (pr->disp->link)
+		pr->disp->link(pr, sub);
 	return GS_OK;
 }
 
@@ -233,15 +235,21 @@ GS__API gs_err gs_subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
  * memory goes unless the user holds the handle. */
 void gs__sub_ended(gs_sub *sub)
 {
-	gs_pipeline *p = sub->producer->p;
+	gs_stage *pr = sub->producer;
+	gs_pipeline *p = pr->p;
 	pthread_mutex_lock(&p->lock);
 	sub->live = false;
 	edge_remove(sub);
 	gs__partition_release(sub);
+	bool release = pr->disp->unlink && pr->disp->unlink(pr, sub);
 	bool unused = !sub->user_ref;
 	if (unused)
 		list_remove(p, sub);
 	pthread_mutex_unlock(&p->lock);
+	free(sub->seq_of);
+	sub->seq_of = NULL;
+	if (release)
+		pr->disp->release(pr);
 	if (unused)
 		free(sub);
 }
@@ -281,6 +289,24 @@ GS__API gs_err gs_cancel(gs_sub *sub)
 		    &sub->cons_cancel, &live, GS__CONS_CANCEL,
 		    memory_order_acq_rel, memory_order_relaxed))
 		gs__wake(sub->producer);
+	return GS_OK;
+}
+
+static uint64_t load(const _Atomic uint64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+GS__API gs_err gs_sub_stats(const gs_sub *sub, gs_sub_counts *out)
+{
+	if (!sub || !out)
+		return GS_EINVAL;
+	*out = (gs_sub_counts){
+		.sent = load(&sub->st_sent),
+		.received = load(&sub->st_received),
+		.dropped = load(&sub->st_dropped),
+		.filtered = load(&sub->st_filtered),
+	};
 	return GS_OK;
 }
 

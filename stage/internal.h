@@ -29,6 +29,8 @@
 
 /* A dispatcher: how a producer reads demand and spreads events. */
 typedef struct gs__dispatcher_ops {
+	/* Optional: makes the dispatcher's own state (gs_stage.dstate). */
+	gs_err (*init)(gs_stage *s);
 	/* Reads every subscription's demand, ends those whose consumer let
 	 * go, and returns how many events the subscriptions can take now (a
 	 * level, not an increment). Sets *changed if anything moved. */
@@ -40,6 +42,19 @@ typedef struct gs__dispatcher_ops {
 	 * consumer let go, on the producer's thread. */
 	void (*attach)(gs_stage *s, gs_sub *sub);
 	void (*detach)(gs_stage *s, gs_sub *sub);
+	/* Optional: takes over the producer's end of a subscription that
+	 * ends while its consumer may still read (true), to let go later. */
+	bool (*linger)(gs_stage *s, gs_sub *sub);
+	/* Optional, under the pipeline lock: a subscription was made, or has
+	 * let go at both ends; unlink returns true when the caller must call
+	 * release (after unlocking). */
+	void (*link)(gs_stage *s, gs_sub *sub);
+	bool (*unlink)(gs_stage *s, gs_sub *sub);
+	void (*release)(gs_stage *s);
+	/* Every subscription gets the same events: what is left in an ended
+	 * subscription's ring is counted, not passed to event_free (the
+	 * dispatcher releases each event once). */
+	bool shares_events;
 	/* Optional: events the dispatcher holds itself, and whether new
 	 * demand must wait (back-pressure from its own queues). */
 	size_t (*queued)(const gs_stage *s);
@@ -101,7 +116,11 @@ struct gs_sub {
 	bool needs_wake;       /* pushed since the consumer was last woken */
 
 	/* producer-own, for the dispatcher */
-	int64_t bdemand; /* broadcast: demand beyond what all can take */
+	int64_t bdemand;  /* broadcast: demand beyond what all can take */
+	uint64_t *seq_of; /* broadcast: the number of the event in each slot */
+
+	/* atomic counters for gs_sub_stats, each with one writer */
+	_Atomic uint64_t st_sent, st_received, st_dropped, st_filtered;
 
 	/* consumer-own */
 	gs__demand demand; /* automatic subscriptions */
@@ -214,12 +233,12 @@ struct gs_stage {
 	/* Demand passed on (to handle_demand, or as a producer-consumer's
 	 * input credit) that no emitted event has answered yet. */
 	uint64_t owed;
-	uint64_t credit;  /* pull streams: events the puller has room for */
-	bool accumulate;  /* GS_DEMAND_ACCUMULATE: demand not passed on */
-	uint64_t waiting; /* broadcast: events every subscriber can take */
-	gs__buffer *pq;   /* partition: a queue per partition */
-	gs_sub **pout;    /* partition: the attached subscription of each */
-	void **pstage;    /* partition: staging, CHUNK per partition */
+	uint64_t credit; /* pull streams: events the puller has room for */
+	bool accumulate; /* GS_DEMAND_ACCUMULATE: demand not passed on */
+	void *dstate;    /* the dispatcher's own state */
+	gs__buffer *pq;  /* partition: a queue per partition */
+	gs_sub **pout;   /* partition: the attached subscription of each */
+	void **pstage;   /* partition: staging, CHUNK per partition */
 	size_t *pstaged;
 
 	/* pipeline lock: the graph (graph.c), and which subscription holds
@@ -233,7 +252,7 @@ struct gs_stage {
 
 	/* atomic counters, written by the worker (dropped: by anyone) */
 	_Atomic uint64_t st_in, st_out, st_bin, st_bout, st_dropped, st_busy;
-	_Atomic uint64_t st_pending, st_buffered;
+	_Atomic uint64_t st_pending, st_buffered, st_released;
 };
 
 struct gs_pipeline {
@@ -272,6 +291,7 @@ void gs__inbox_push_locked(gs_stage *s, gs__msg *m);
 void gs__request(gs_stage *s, int ctl, int reason);
 void gs__stage_free(gs_stage *s);
 void gs__drop(gs_stage *owner, void *const *events, size_t n);
+void gs__count_dropped(gs_stage *owner, size_t n);
 void gs__stop(gs_stage *s, int reason);
 bool gs__is_current(const gs_stage *s);
 bool gs__in_any_stage(void);

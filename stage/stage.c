@@ -108,6 +108,12 @@ void gs__drop(gs_stage *owner, void *const *events, size_t n)
 	if (owner->event_free)
 		for (size_t i = 0; i < n; i++)
 			owner->event_free(events[i], owner->event_free_arg);
+	gs__count_dropped(owner, n);
+}
+
+/* Any thread may drop, so this counter takes an atomic add. */
+void gs__count_dropped(gs_stage *owner, size_t n)
+{
 	atomic_fetch_add_explicit(&owner->st_dropped, n, memory_order_relaxed);
 }
 
@@ -381,6 +387,7 @@ GS__API gs_err gs_stage_stats(const gs_stage *s, gs_stats *out)
 			    (s->hooks.buffered ? s->hooks.buffered(s, s->state)
 					       : 0),
 		.dropped = load(&s->st_dropped),
+		.released = load(&s->st_released),
 		.busy_ns = load(&s->st_busy),
 	};
 	return GS_OK;

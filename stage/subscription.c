@@ -53,15 +53,22 @@ void gs__detach(gs_sub *sub)
 	if (atomic_fetch_sub_explicit(&sub->ends, 1, memory_order_acq_rel) != 1)
 		return;
 	/* Both ends are gone: what is still in the ring was never delivered
-	 * and goes back to its producer's event_free. */
+	 * and goes back to its producer's event_free, unless the events are
+	 * shared (broadcast), which the dispatcher releases once each. */
+	gs_stage *pr = sub->producer;
 	size_t dropped = 0;
 	void **ev = NULL;
 	size_t n;
 	while ((n = gs__ring_peek(&sub->ring, &ev, SIZE_MAX))) {
-		gs__drop(sub->producer, ev, n);
+		if (pr->disp->shares_events)
+			gs__count_dropped(pr, n);
+		else
+			gs__drop(pr, ev, n);
 		gs__ring_release(&sub->ring, n);
 		dropped += n;
 	}
+	atomic_fetch_add_explicit(&sub->st_dropped, dropped,
+				  memory_order_relaxed);
 	if (dropped)
 		gs__log(sub->producer, GS_LOG_WARN,
 			"dropped %zu events in flight to '%s'", dropped,
@@ -137,7 +144,8 @@ void gs__end_out(gs_stage *s, size_t idx, int reason, int notify_reason,
 		if (r)
 			gs__stop(s, r);
 	}
-	gs__detach(sub);
+	if (!s->disp->linger || !s->disp->linger(s, sub))
+		gs__detach(sub);
 }
 
 void gs__release_in(gs_stage *s, size_t idx, int reason)
@@ -171,6 +179,7 @@ static void end_in(gs_stage *s, size_t idx)
 		     atomic_load_explicit(&sub->cons_cancel,
 					  memory_order_relaxed) ==
 			     GS__CONS_CANCEL;
+	gs_cancel_mode mode = sub->cancel;
 	remove_at(s->ins, &s->n_ins, idx);
 	int r = GS_OK;
 	if (s->ops.handle_cancel) {
@@ -179,7 +188,7 @@ static void end_in(gs_stage *s, size_t idx)
 					 reason);
 		gs__busy_add(s, t0);
 	}
-	gs__detach(sub);
+	gs__detach(sub); /* it may be freed now */
 	if (r) {
 		gs__stop(s, r);
 		return;
@@ -198,11 +207,11 @@ static void end_in(gs_stage *s, size_t idx)
 	 * permanent consumer, and counts toward any consumer's completion
 	 * once it was the last input. */
 	if (reason != GS_OK) {
-		if (sub->cancel != GS_CANCEL_TEMPORARY)
+		if (mode != GS_CANCEL_TEMPORARY)
 			gs__stop(s, reason);
 		return;
 	}
-	if (sub->cancel == GS_CANCEL_PERMANENT || !s->n_ins)
+	if (mode == GS_CANCEL_PERMANENT || !s->n_ins)
 		finish(s);
 }
 
@@ -260,6 +269,7 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 		p->opts.trace(p->opts.trace_arg, sub->producer, s, n);
 	gs__count(&s->st_in, n);
 	gs__count(&s->st_bin, 1);
+	gs__count(&sub->st_received, n);
 	uint64_t t0 = gs__now_ns();
 	int r = s->ops.handle_events(s->state, s, sub, ev, n);
 	gs__busy_add(s, t0);

@@ -50,10 +50,20 @@ typedef struct gs_dispatcher {
 /* Each batch goes to the subscription with the most pending demand. */
 gs_dispatcher gs_dispatcher_demand(void);
 
-/* Every subscription receives every event its selector (gs_sub_opts) lets
+/*
+ * Every subscription receives every event its selector (gs_sub_opts) lets
  * through; the slowest subscription sets the pace. Every subscriber gets
- * the same pointers, so no single consumer owns them: broadcast values, or
- * data that outlives the pipeline or is reference-counted. */
+ * the same pointers, so no consumer owns them: consumers borrow each event
+ * for the duration of handle_events and must neither free nor keep it.
+ * The producer keeps ownership: with an event_free, it calls it exactly
+ * once per event, after every subscription is done with the event (its
+ * consumer's handle_events returned, its selector turned it down, or it
+ * was dropped when that subscription ended), and events that never went
+ * out (a full buffer, a stop) once as drops. So heap events are safe with
+ * event_free = free. Without one, broadcast values, or data that outlives
+ * the pipeline. Per subscription, sent = received + dropped holds
+ * (gs_sub_stats).
+ */
 gs_dispatcher gs_dispatcher_broadcast(void);
 
 /* `hash` maps each event to one of `n` partitions, each taken by the

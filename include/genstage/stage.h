@@ -114,9 +114,11 @@ typedef struct gs_stage_opts {
 	/* Producers and producer-consumers; zero: the demand dispatcher. */
 	gs_dispatcher dispatcher;
 	/* Receives every event the library drops (full buffer, stop without
-	 * drain, consumer gone). Called from any thread, possibly
-	 * concurrently, so it must be thread-safe. NULL: dropped events are
-	 * only counted and logged. */
+	 * drain, consumer gone), once. With the broadcast dispatcher it
+	 * releases every event, delivered or not, once every subscription is
+	 * done with it (see gs_dispatcher_broadcast). Called from any thread,
+	 * possibly concurrently, so it must be thread-safe. NULL: dropped
+	 * events are only counted and logged. */
 	void (*event_free)(void *event, void *arg);
 	void *event_free_arg;
 	/* Receives gs_cast and gs_send_after messages the stage stopped
@@ -138,8 +140,15 @@ typedef struct gs_stats {
 	uint64_t batches_out;    /* batches sent to subscriptions */
 	uint64_t pending_demand; /* demand consumers asked that is unmet */
 	uint64_t buffered;       /* events waiting in the buffer */
-	uint64_t dropped;        /* events handed to event_free */
-	uint64_t busy_ns;        /* time spent inside callbacks */
+	/* Events not delivered: dropped from the buffer or a queue, or left
+	 * in a subscription that ended (for broadcast: per subscription, so
+	 * an event two subscriptions lost counts twice). Each was handed to
+	 * event_free, but broadcast ones once, as `released`. */
+	uint64_t dropped;
+	/* Broadcast with an event_free: events released once every
+	 * subscription was done with them. */
+	uint64_t released;
+	uint64_t busy_ns; /* time spent inside callbacks */
 } gs_stats;
 
 /*

@@ -117,6 +117,19 @@ gs_err gs_sub_manual(gs_sub *sub);
  * invalid afterwards. Any thread; NULL is a no-op. */
 void gs_sub_release(gs_sub *sub);
 
+/* A subscription's counters. sent = received + dropped once it has ended
+ * (before that, the difference is in its ring). */
+typedef struct gs_sub_counts {
+	uint64_t sent;     /* events the producer put into it */
+	uint64_t received; /* events handed to the consumer's handle_events */
+	uint64_t dropped;  /* events left in it when it ended */
+	uint64_t filtered; /* broadcast: events its selector turned down */
+} gs_sub_counts;
+
+/* A snapshot of the subscription's counters, from any thread (each counter
+ * exact, the set not taken atomically). GS_EINVAL on NULL arguments. */
+gs_err gs_sub_stats(const gs_sub *sub, gs_sub_counts *out);
+
 /* The two ends; NULL for NULL. Thread-safe. */
 gs_stage *gs_sub_producer(const gs_sub *sub);
 gs_stage *gs_sub_consumer(const gs_sub *sub);
