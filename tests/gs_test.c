@@ -572,6 +572,15 @@ void log_counter(void *arg, gs_log_level level, const gs_stage *stage,
 		atomic_fetch_add(&lc->warn, 1);
 }
 
+gs_pipeline *counted_pipeline_new(log_count *lc)
+{
+	return pipeline_new(&(gs_pipeline_opts){
+		.log = log_counter,
+		.log_arg = lc,
+		.warn_callback_ms = GS_WARN_NEVER,
+	});
+}
+
 void nap(void)
 {
 	struct timespec ts = { .tv_nsec = 100000 };

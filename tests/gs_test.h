@@ -289,6 +289,12 @@ typedef struct log_count {
 void log_counter(void *arg, gs_log_level level, const gs_stage *stage,
 		 const char *msg);
 
+/* A pipeline whose log lines are counted in lc. The slow-callback warning
+ * is off: these tests count drops by warnings, and under a sanitizer on a
+ * loaded machine any callback may take longer than the 100 ms it allows.
+ * Asserts success. */
+gs_pipeline *counted_pipeline_new(log_count *lc);
+
 /* Waits (without a time limit: the test's .timeout is the limit) until
  * *v >= at_least. */
 void wait_at_least(const _Atomic uint64_t *v, uint64_t at_least);

@@ -59,8 +59,7 @@ static void run_overflow(overflow *o, const size_t *bursts, size_t n_bursts,
 			 .r = { .check_order = true } };
 	tally_init(&o->t, total);
 	o->r.tally = &o->t;
-	o->p = pipeline_new(
-		&(gs_pipeline_opts){ .log = log_counter, .log_arg = &o->log });
+	o->p = counted_pipeline_new(&o->log);
 	gs_stage_opts opts = { .buffer_size = size, .buffer_keep = keep };
 	if (with_free) {
 		opts.event_free = tally_free;
@@ -226,10 +225,8 @@ Test(buffer, events_emitted_in_init_wait_in_the_buffer,
 					  .handle_demand = burst_demand };
 	static const gs_keep keeps[] = { GS_KEEP_LAST, GS_KEEP_FIRST };
 	for (size_t k = 0; k < 2; k++) {
-		gs_pipeline *p = NULL;
 		log_count log = { 0 };
-		p = pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
-						      .log_arg = &log });
+		gs_pipeline *p = counted_pipeline_new(&log);
 		tally t;
 		tally_init(&t, 20);
 		burster b = { 0 };

@@ -31,8 +31,7 @@ static void duo_new(duo *d, gs_cancel_mode mode, const gs_stage_opts *gopts)
 		.g = { .total = SIZE_MAX },
 		.r = { .check_order = true },
 	};
-	d->p = pipeline_new(
-		&(gs_pipeline_opts){ .log = log_counter, .log_arg = &d->log });
+	d->p = counted_pipeline_new(&d->log);
 	d->bad = seq_producer_new(d->p, &d->b, NULL);
 	d->good = seq_producer_new(d->p, &d->g, gopts);
 	d->cons = recorder_new(d->p, &d->r, NULL);

@@ -39,8 +39,7 @@ static void chain_run(chain *c, int pcs, size_t extra)
 	c->r.tally = &c->t;
 	gs_stage_opts opts = { .event_free = tally_free,
 			       .event_free_arg = &c->t };
-	c->p = pipeline_new(
-		&(gs_pipeline_opts){ .log = log_counter, .log_arg = &c->log });
+	c->p = counted_pipeline_new(&c->log);
 	c->prod = seq_producer_new(c->p, &c->sp, &opts);
 	gs_stage *up = c->prod;
 	for (int i = 0; i < pcs; i++) {

@@ -103,8 +103,7 @@ static size_t width_of(world *w, size_t layer)
 static uint64_t build(world *w, gs_rng *rng)
 {
 	*w = (world){ .smallest_max = SIZE_MAX };
-	w->p = pipeline_new(
-		&(gs_pipeline_opts){ .log = log_counter, .log_arg = &w->log });
+	w->p = counted_pipeline_new(&w->log);
 	w->np = gs_rng_range(rng, 1, MAX_PRODUCERS);
 	w->nl = gs_rng_range(rng, 0, MAX_LAYERS);
 	for (size_t l = 0; l < w->nl; l++)
