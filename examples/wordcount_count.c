@@ -297,7 +297,10 @@ gs_err wc_count_flow(char *text, size_t len, wc_shape shape, size_t stages,
 	if (!c.chunks)
 		return GS_ENOMEM;
 	gs_flow *f;
-	gs_err e = gs_flow_from_fn(next_chunk, &c, NULL, &f);
+	/* WC_WORDS splits in `stages` stages fed by the source; WC_CHUNKS
+	 * adds no operation there (its split is in the counting stages). */
+	gs_err e = gs_flow_from_fn(next_chunk, &c,
+				   &(gs_flow_opts){ .stages = stages }, &f);
 	if (e) {
 		free(c.chunks);
 		return e;

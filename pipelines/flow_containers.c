@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Small containers for the flow layer: a growable pointer vector (behind
- * gs_flow_out and gs_flow_events) and an open-addressing table of uint64
- * keys (uniq_by sets, join sides).
+ * gs_flow_out and gs_flow_events), an open-addressing table of uint64
+ * keys (uniq_by sets, join sides), and the hashes that make such keys.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +95,22 @@ uint64_t gs__flow_mix(uint64_t x)
 	x *= 0x94d049bb133111ebULL;
 	x ^= x >> 31;
 	return x;
+}
+
+/* FNV-1a over the bytes, then the mix: FNV alone leaves short inputs
+ * clustered in the low bits, which the partition modulo would see. */
+GS_FLOW_API uint64_t gs_flow_hash_bytes(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ULL;
+	return gs__flow_mix(h ^ n);
+}
+
+GS_FLOW_API uint64_t gs_flow_hash_str(const char *s)
+{
+	return gs_flow_hash_bytes(s, s ? strlen(s) : 0);
 }
 
 static bool table_grow(gs__flow_table *t)

@@ -116,6 +116,11 @@ typedef int (*gs_flow_each_fn)(void *arg, const void *event);
 typedef uint64_t (*gs_flow_key_fn)(void *arg, const void *event);
 /* An event time in milliseconds (any epoch, consistently). */
 typedef int64_t (*gs_flow_time_fn)(void *arg, const void *event);
+/* Takes a whole batch events[0..n) (the callee owns every event, and may
+ * overwrite the array, which is lent for the call) and pushes the events
+ * that replace it into `out`. Non-zero stops the flow. */
+typedef int (*gs_flow_batch_fn)(void *arg, void **events, size_t n,
+				gs_flow_out *out);
 
 typedef struct gs_flow_opts {
 	/* Receives every event the flow drops; must be thread-safe. NULL:
@@ -151,6 +156,27 @@ gs_err gs_flow_from_fn(gs_gen_fn gen, void *arg, const gs_flow_opts *opts,
 gs_err gs_flow_from_stages(gs_pipeline *p, gs_stage *const *producers, size_t n,
 			   const gs_flow_opts *opts, gs_flow **out);
 
+/*
+ * Flow's from_enumerables: a flow from several arrays or generators, each
+ * one producer, all feeding the one layer of `opts->stages` stages where
+ * the operations that follow run. A source is a generator when `gen` is
+ * set (then events must be NULL and n 0), else the array events[0..n)
+ * (copied, as by gs_flow_from_array; events may be NULL when n is 0).
+ * n == 0, a NULL sources or a source that is both is GS_EINVAL; a version
+ * above GS_FLOW_SOURCE_VERSION is GS_EVERSION. On error *out is untouched
+ * and no event is taken.
+ */
+#define GS_FLOW_SOURCE_VERSION 0
+typedef struct gs_flow_source {
+	uint32_t version; /* GS_FLOW_SOURCE_VERSION or lower */
+	void *const *events;
+	size_t n;
+	gs_gen_fn gen;
+	void *arg;
+} gs_flow_source;
+gs_err gs_flow_from_sources(const gs_flow_source *sources, size_t n,
+			    const gs_flow_opts *opts, gs_flow **out);
+
 /* Frees the description and what the run left (stage states, an internal
  * pipeline of gs_flow_stream). A flow run inside a caller's pipeline must
  * be freed after that pipeline is. NULL is a no-op. */
@@ -171,6 +197,20 @@ gs_err gs_flow_reject(gs_flow *f, gs_flow_pred_fn fn, void *arg);
 gs_err gs_flow_flat_map(gs_flow *f, gs_flow_flat_map_fn fn, void *arg);
 gs_err gs_flow_each(gs_flow *f, gs_flow_each_fn fn, void *arg);
 gs_err gs_flow_uniq_by(gs_flow *f, gs_flow_key_fn fn, void *arg);
+/* Flow's map_batch: `fn` takes each batch the stage receives (as demand
+ * cut it) at its place among the operations. */
+gs_err gs_flow_map_batch(gs_flow *f, gs_flow_batch_fn fn, void *arg);
+
+/*
+ * Keys from bytes, for the gs_flow_key_fn of string or struct keys: a
+ * 64-bit hash of p[0..n) (of the string up to its NUL for _str), the same
+ * for the same bytes in every run and on every platform. Distinct inputs
+ * collide with a chance of about 2^-64 per pair: two colliding strings
+ * would count as one key (uniq_by, joins, group_by). p may be NULL when n
+ * is 0; a NULL string hashes as "". Thread-safe.
+ */
+uint64_t gs_flow_hash_bytes(const void *p, size_t n);
+uint64_t gs_flow_hash_str(const char *s);
 
 /* Windows: how a partition splits events before reducing them. The zero
  * value is the global window. */
@@ -181,6 +221,19 @@ typedef enum gs_flow_window_kind {
 	GS_FLOW_WINDOW_COUNT,      /* every `count` events */
 } gs_flow_window_kind;
 
+/* What a custom trigger decides for an event of a window. */
+typedef enum gs_flow_fire {
+	GS_FLOW_FIRE_NO = 0, /* reduce it, no trigger */
+	GS_FLOW_FIRE_BEFORE, /* trigger, then reduce it */
+	GS_FLOW_FIRE_AFTER,  /* reduce it, then trigger */
+} gs_flow_fire;
+
+/* A custom trigger (Flow.Window.trigger/3): looks at each event of a
+ * window before it is reduced, with the window's trigger state (0 when the
+ * window opens; the function may change it), and decides. */
+typedef gs_flow_fire (*gs_flow_punctuate_fn)(void *arg, uint64_t *state,
+					     const void *event);
+
 typedef struct gs_flow_window {
 	gs_flow_window_kind kind;
 	int64_t duration_ms;  /* fixed, periodic */
@@ -190,6 +243,8 @@ typedef struct gs_flow_window {
 	int64_t lateness_ms;  /* fixed: see gs_flow_window_lateness */
 	size_t every;         /* trigger after every `every` events */
 	unsigned periodic_ms; /* trigger every periodic_ms, per stage */
+	gs_flow_punctuate_fn punctuate; /* see gs_flow_window_trigger */
+	void *punctuate_arg;
 } gs_flow_window;
 
 gs_flow_window gs_flow_window_global(void);
@@ -211,6 +266,12 @@ gs_flow_window gs_flow_window_trigger_every(gs_flow_window w, size_t n);
 /* A trigger every `ms` of processing time, on every open window. */
 gs_flow_window gs_flow_window_trigger_periodically(gs_flow_window w,
 						   unsigned ms);
+/* A custom trigger: `fn` decides per event (see gs_flow_punctuate_fn);
+ * its triggers are GS_FLOW_TRIGGER_CUSTOM, with the state after the call
+ * in gs_flow_trigger.state. `fn` runs on the stage threads, one call at a
+ * time per stage, possibly on several stages at once. */
+gs_flow_window gs_flow_window_trigger(gs_flow_window w, gs_flow_punctuate_fn fn,
+				      void *arg);
 
 typedef struct gs_flow_partition_opts {
 	/* Stages in the new layer; 0: the number of online CPUs. */
@@ -252,12 +313,17 @@ typedef void *(*gs_flow_acc_new_fn)(void *arg);
 /* Folds `event` (now the callee's) into *acc. Non-zero stops the flow. */
 typedef int (*gs_flow_reduce_fn)(void *arg, void **acc, void *event);
 typedef void (*gs_flow_acc_free_fn)(void *arg, void *acc);
+/* emit_and_reduce: folds `event` (now the callee's) into *acc and may
+ * push events into `out`, which go on at once. Non-zero stops the flow. */
+typedef int (*gs_flow_emit_reduce_fn)(void *arg, void **acc, void *event,
+				      gs_flow_out *out);
 
 typedef enum gs_flow_trigger_kind {
 	GS_FLOW_TRIGGER_DONE = 0,  /* the window is over (or input ended) */
 	GS_FLOW_TRIGGER_WATERMARK, /* fixed window passed, lateness open */
 	GS_FLOW_TRIGGER_EVERY,     /* gs_flow_window_trigger_every */
 	GS_FLOW_TRIGGER_PERIODIC,  /* gs_flow_window_trigger_periodically */
+	GS_FLOW_TRIGGER_CUSTOM,    /* gs_flow_window_trigger */
 } gs_flow_trigger_kind;
 
 typedef struct gs_flow_trigger {
@@ -267,6 +333,7 @@ typedef struct gs_flow_trigger {
 	int64_t window_id;
 	gs_flow_trigger_kind kind;
 	size_t partition, partitions; /* this stage's index, and the count */
+	uint64_t state; /* GS_FLOW_TRIGGER_CUSTOM: the trigger's state */
 } gs_flow_trigger;
 
 /*
@@ -293,6 +360,12 @@ typedef enum gs_flow_emit_mode {
  */
 gs_err gs_flow_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
 		      gs_flow_reduce_fn reducer, void *arg);
+/* Flow's emit_and_reduce: gs_flow_reduce whose reducer also emits events
+ * as it goes (a sliding window, say); triggers then work as for
+ * gs_flow_reduce. A departition merge after it is GS_EINVAL (what it
+ * emits belongs to no trigger). */
+gs_err gs_flow_emit_and_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
+			       gs_flow_emit_reduce_fn reducer, void *arg);
 /* How the library frees accumulators it discards (called with the
  * reduce's arg, never with NULL). After gs_flow_reduce. */
 gs_err gs_flow_acc_free(gs_flow *f, gs_flow_acc_free_fn fn);
@@ -432,6 +505,45 @@ gs_err gs_flow_bounded_join(gs_flow *left, gs_flow *right,
 gs_err gs_flow_window_join(gs_flow *left, gs_flow *right,
 			   const gs_flow_join *join,
 			   const gs_flow_partition_opts *opts, gs_flow **out);
+
+/*
+ * Flow's through_stages: passes what the current layer emits through the
+ * caller's producer-consumers `stages` (of pipeline p, which the flow then
+ * runs in), each subscribed to every stage of the layer, and starts a new
+ * layer fed by them (by demand), where the operations that follow run.
+ * The given stages get the flow's events as they are (their owner frees
+ * what they drop) and finish when the flow before them has ended (their
+ * subscriptions are transient, so a stage of theirs that fails stops the
+ * flow). n == 0, a NULL stage or another pipeline than the flow's sources'
+ * is refused (GS_EINVAL, GS_EPIPELINE); a version above
+ * GS_FLOW_THROUGH_OPTS_VERSION is GS_EVERSION. `opts` may be NULL.
+ */
+#define GS_FLOW_THROUGH_OPTS_VERSION 0
+typedef struct gs_flow_through_opts {
+	uint32_t version; /* GS_FLOW_THROUGH_OPTS_VERSION or lower */
+	/* Demand of each given stage's subscriptions (0: defaults). */
+	size_t in_max_demand, in_min_demand;
+	/* The new layer: stages (0: one per given stage), window and the
+	 * demand of its subscriptions to the given stages (0: defaults). */
+	size_t stages;
+	gs_flow_window window;
+	size_t max_demand, min_demand;
+} gs_flow_through_opts;
+gs_err gs_flow_through_stages(gs_flow *f, gs_pipeline *p,
+			      gs_stage *const *stages, size_t n,
+			      const gs_flow_through_opts *opts);
+
+/*
+ * The log and trace hooks (see gs_pipeline_opts) of the pipeline that
+ * gs_flow_run, gs_flow_collect or gs_flow_stream (with p NULL) makes for
+ * the flow: where its drops and abnormal stops are told. Read once; the
+ * arguments must outlive the run. A flow that runs in a pipeline of the
+ * caller's (from_stages, through_stages, gs_flow_stream with a pipeline,
+ * gs_flow_into_stages) uses that pipeline's hooks: setting them then is
+ * refused at the sink (GS_EINVAL). A merge or join keeps the first given
+ * flow's hooks that are set.
+ */
+gs_err gs_flow_pipeline_opts(gs_flow *f, const gs_pipeline_opts *opts);
 
 /*
  * Sinks. Each runs a flow once: a second sink is GS_ESTATE, even after a

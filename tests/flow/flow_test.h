@@ -30,15 +30,28 @@ static inline gs_flow *ints_flow(const uintptr_t *v, size_t n,
 	return f;
 }
 
-static inline gs_flow *range(uintptr_t lo, uintptr_t hi)
+/* lo..hi; the operations that follow run in `o->stages` stages. */
+static inline gs_flow *range_opts(uintptr_t lo, uintptr_t hi,
+				  const gs_flow_opts *o)
 {
 	size_t n = hi >= lo ? hi - lo + 1 : 0;
 	uintptr_t *v = malloc((n ? n : 1) * sizeof(*v));
 	for (size_t i = 0; i < n; i++)
 		v[i] = lo + i;
-	gs_flow *f = ints_flow(v, n, NULL);
+	gs_flow *f = ints_flow(v, n, o);
 	free(v);
 	return f;
+}
+
+static inline gs_flow *range(uintptr_t lo, uintptr_t hi)
+{
+	return range_opts(lo, hi, NULL);
+}
+
+/* lo..hi with one stage after the source, which keeps the order. */
+static inline gs_flow *range1(uintptr_t lo, uintptr_t hi)
+{
+	return range_opts(lo, hi, &(gs_flow_opts){ .stages = 1 });
 }
 
 static inline int sum_reducer(void *arg, void **acc, void *e)
