@@ -9,6 +9,11 @@
 
 #include <genstage/flow.h>
 
+/* Rounds of the randomized tests (each a new random input). */
+#ifndef FLOW_TEST_ROUNDS
+#define FLOW_TEST_ROUNDS 5
+#endif
+
 #define U(x) ((void *)(uintptr_t)(x))
 #define V(p) ((uintptr_t)(p))
 

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
-/* Flow's per-event operations: map, filter, reject, flat_map, each and
- * uniq_by, their fusion into one stage, and the sources feeding them. */
+/* Flow's per-event operations: map, filter, reject, flat_map, each,
+ * uniq_by and map_batch, their fusion into one stage, the sources feeding
+ * them, and the string keys they may use. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 
 #include "flow_test.h"
 
@@ -294,6 +296,161 @@ Test(flow_ops, sorted_output_of_parallel_map_matches, .timeout = 30)
 	qsort(out, n, sizeof(void *), cmp_u);
 	for (size_t i = 0; i < n; i++)
 		cr_assert_eq(V(out[i]), 2 * (i + 1));
+	free(out);
+	gs_flow_free(f);
+}
+
+/* Keeps the even events of a batch, each twice, and counts the batches. */
+static int evens_twice(void *arg, void **ev, size_t n, gs_flow_out *out)
+{
+	atomic_fetch_add((atomic_size_t *)arg, 1);
+	for (size_t i = 0; i < n; i++)
+		if (V(ev[i]) % 2 == 0 && (gs_flow_out_push(out, ev[i]) ||
+					  gs_flow_out_push(out, ev[i])))
+			return GS_ENOMEM;
+	return 0;
+}
+
+Test(flow_ops, map_batch_takes_whole_batches_and_may_resize_them, .timeout = 60)
+{
+	srand(3);
+	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {
+		size_t n = 1 + (size_t)(rand() % 20000);
+		uintptr_t *v = malloc(n * sizeof(*v));
+		for (size_t i = 0; i < n; i++)
+			v[i] = (uintptr_t)(rand() % 100000);
+		atomic_size_t batches = 0;
+		gs_flow *f = ints_flow(v, n, &(gs_flow_opts){ .stages = 2 });
+		gs_flow_map(f, twice, NULL);
+		gs_flow_partition(f, &(gs_flow_partition_opts){
+					     .stages = 3, .max_demand = 100 });
+		gs_flow_map_batch(f, evens_twice, &batches);
+		gs_flow_reject(f, odd, NULL); /* 2x is never odd */
+		void **out;
+		size_t no;
+		collect_ok(f, &out, &no);
+		cr_assert_eq(no, 2 * n, "every doubled value, twice");
+		qsort(out, no, sizeof(void *), cmp_u);
+		qsort(v, n, sizeof(*v), cmp_u);
+		for (size_t i = 0; i < n; i++)
+			cr_assert(V(out[2 * i]) == 2 * v[i] &&
+					  V(out[2 * i + 1]) == 2 * v[i],
+				  "at %zu", i);
+		/* Batches of at most max_demand - min_demand = 50. */
+		cr_assert_geq(atomic_load(&batches), n / 50);
+		free(out);
+		free(v);
+		gs_flow_free(f);
+	}
+}
+
+static atomic_long live;
+static void unbox(void *e, void *arg)
+{
+	(void)arg;
+	free(e);
+	atomic_fetch_sub(&live, 1);
+}
+/* Frees its batch and fails on the third one. */
+static int fail_third_batch(void *arg, void **ev, size_t n, gs_flow_out *out)
+{
+	if (atomic_fetch_add((atomic_int *)arg, 1) == 2) {
+		for (size_t i = 0; i < n; i++)
+			unbox(ev[i], NULL);
+		return GS_EUSER + 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (gs_flow_out_push(out, ev[i]))
+			return GS_ENOMEM;
+	return 0;
+}
+
+Test(flow_ops, a_failing_map_batch_stops_the_flow_without_leaks, .timeout = 30)
+{
+	atomic_store(&live, 0);
+	void **ev = malloc(3000 * sizeof(void *));
+	for (size_t i = 0; i < 3000; i++) {
+		ev[i] = malloc(sizeof(uintptr_t));
+		atomic_fetch_add(&live, 1);
+	}
+	gs_flow *f;
+	cr_assert_eq(gs_flow_from_array(ev, 3000,
+					&(gs_flow_opts){ .stages = 2,
+							 .event_free = unbox,
+							 .max_demand = 10 },
+					&f),
+		     GS_OK);
+	free(ev);
+	atomic_int calls = 0;
+	gs_flow_map_batch(f, fail_third_batch, &calls);
+	cr_assert_eq(gs_flow_run(f), GS_EUSER + 1);
+	gs_flow_free(f);
+	cr_assert_eq(atomic_load(&live), 0, "%ld leaked", atomic_load(&live));
+	f = range(1, 3);
+	cr_assert_eq(gs_flow_map_batch(f, NULL, NULL), GS_EINVAL);
+	gs_flow_free(f);
+}
+
+Test(flow_ops, string_keys_hash_the_same_everywhere, .timeout = 30)
+{
+	/* Pinned: a key must not change between runs, builds or machines
+	 * (a flow may persist or compare keys). */
+	cr_assert_eq(gs_flow_hash_str("flow"), gs_flow_hash_bytes("flow", 4));
+	cr_assert_eq(gs_flow_hash_str(NULL), gs_flow_hash_bytes(NULL, 0));
+	cr_assert_eq(gs_flow_hash_str(""), gs_flow_hash_bytes("", 0));
+	cr_assert_eq(gs_flow_hash_str("flow"), UINT64_C(0x0f4af00ba56fa86e),
+		     "%#llx", (unsigned long long)gs_flow_hash_str("flow"));
+	cr_assert_neq(gs_flow_hash_bytes("a\0b", 3),
+		      gs_flow_hash_bytes("a\0c", 3), "every byte counts");
+	cr_assert_neq(gs_flow_hash_bytes("ab", 2), gs_flow_hash_bytes("ab", 1));
+}
+
+/* String events: "w<k>" for k < 500, the key its hash. */
+static uint64_t str_key(void *arg, const void *e)
+{
+	(void)arg;
+	return gs_flow_hash_str(e);
+}
+
+Test(flow_ops, string_keys_group_equal_strings_together, .timeout = 30)
+{
+	static char words[500][8];
+	void **ev = malloc(20000 * sizeof(void *));
+	size_t count[500] = { 0 };
+	srand(9);
+	for (size_t k = 0; k < 500; k++)
+		snprintf(words[k], sizeof(words[k]), "w%zu", k);
+	for (size_t i = 0; i < 20000; i++) {
+		size_t k = (size_t)(rand() % 500);
+		count[k]++;
+		ev[i] = words[k];
+	}
+	gs_flow *f;
+	cr_assert_eq(gs_flow_from_array(ev, 20000, NULL, &f), GS_OK);
+	free(ev);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 3,
+							.key = str_key });
+	gs_flow_group_by(f, str_key, NULL);
+	void **out;
+	size_t n;
+	collect_ok(f, &out, &n);
+	size_t groups = 0;
+	for (size_t s = 0; s < n; s++) {
+		for (size_t g = 0; g < gs_flow_groups_len(out[s]); g++) {
+			gs_flow_events *l = gs_flow_groups_at(out[s], g);
+			const char *w = gs_flow_events_at(l, 0);
+			size_t k = (size_t)atoi(w + 1);
+			cr_assert_eq(gs_flow_events_len(l), count[k], "%s", w);
+			for (size_t i = 0; i < gs_flow_events_len(l); i++)
+				cr_assert_str_eq(gs_flow_events_at(l, i), w);
+			groups++;
+		}
+		gs_flow_groups_free(out[s], NULL, NULL);
+	}
+	size_t want = 0;
+	for (size_t k = 0; k < 500; k++)
+		want += count[k] != 0;
+	cr_assert_eq(groups, want, "each word in one group of one stage");
 	free(out);
 	gs_flow_free(f);
 }
