@@ -238,9 +238,10 @@ static int count_chunk(void *arg, void **acc, void *event)
 	return *acc ? count_words(*acc, ch->p, ch->end) : GS_ENOMEM;
 }
 
-/* WC_WORDS: the source splits a chunk into words (events that point into
- * the text), the partition routes a word by its hash, and the counting
- * stage hashes it again to count it: an event carries only a pointer. */
+/* WC_WORDS: the stages after the source split the chunks into words
+ * (events that point into the text), the partition routes a word by its
+ * hash (the library's string key), and the counting stage hashes it
+ * again for its table: an event carries only a pointer. */
 static int split_chunk(void *arg, void *event, gs_flow_out *out)
 {
 	(void)arg;
@@ -257,8 +258,7 @@ static int split_chunk(void *arg, void *event, gs_flow_out *out)
 static uint64_t word_key(void *arg, const void *event)
 {
 	(void)arg;
-	uint32_t len;
-	return word_hash(event, &len);
+	return gs_flow_hash_str(event);
 }
 
 static int count_word(void *arg, void **acc, void *event)
