@@ -19,20 +19,30 @@
  *	err = gs_flow_collect(f, &tables, &n);
  *	gs_flow_free(f);
  *
- * How it runs. Consecutive per-event operations are fused into one stage.
- * A gs_flow_from_array/gs_flow_from_fn source is one producer that applies
- * the operations that follow it before emitting. gs_flow_from_stages adds
- * a layer of producer-consumers (one per given producer unless
- * opts.stages says otherwise) fed by the given producers. Every
- * gs_flow_partition, gs_flow_shuffle, gs_flow_merge and join adds a layer
- * of `stages` producer-consumers, fed through a partition dispatcher (by
- * key) or a demand dispatcher (shuffle). A sink adds one consumer.
+ * How it runs. As in Flow, a source (gs_flow_from_array, gs_flow_from_fn,
+ * gs_flow_from_sources: one producer per array or generator) only hands
+ * out raw items as the demand asks; the operations that follow it run,
+ * fused, in a layer of opts.stages producer-consumers (Flow's mapper
+ * stages) fed by the sources by demand. When nothing follows a source
+ * before a partition or a sink, no such layer is made and the source
+ * feeds what follows. gs_flow_from_stages adds the same layer (one stage
+ * per given producer unless opts.stages says otherwise) behind existing
+ * producers, and gs_flow_through_stages one behind the caller's
+ * producer-consumers. Every gs_flow_partition, gs_flow_shuffle,
+ * gs_flow_merge and join adds a layer of `stages` producer-consumers, fed
+ * through a partition dispatcher (by key) or a demand dispatcher
+ * (shuffle). Consecutive per-event operations are fused into one stage.
+ * A sink adds one consumer.
  * Memory stays bounded: a stage reads input only as its downstream has
  * demand for what it sends on, so what waits past the demand is about one
- * batch's worth (or a flat_map's expansion of it); and a stage that feeds
- * a partition stops reading while any partition has 10000 events queued,
- * so a slow partition slows the flow instead of piling up (GenStage's
- * partition dispatcher queues without limit).
+ * batch's worth; a stage right after the sources whose operations expand
+ * an item into many (flat_map, map_batch) asks them for one item first,
+ * then for as many as the events made per item so far say will make
+ * about one demand's worth, so a block of text split into words waits as
+ * one block, not as the words of a whole batch of blocks; and a stage
+ * that feeds a partition stops reading while any partition has 10000
+ * events queued, so a slow partition slows the flow instead of piling up
+ * (GenStage's partition dispatcher queues without limit).
  *
  * Events are void * (integers as uintptr_t), owned as in the engine: an
  * operation owns the event it is given (a map that returns a new event
@@ -47,34 +57,43 @@
  * events. Nothing leaks on error or early stop.
  *
  * Where we differ from Elixir's Flow, and why:
- * - Operations right after a source run inside the source producer (no
- *   extra mapper stages as Flow adds): a generator is sequential anyway,
- *   and it saves a hop. Use gs_flow_shuffle to spread them over stages.
- * - reduce needs a layer of stages before it (gs_flow_partition,
- *   gs_flow_shuffle, gs_flow_departition, a merge; GS_EINVAL otherwise):
- *   Flow allows reducing in its mapper stages, which we do not create.
  * - Keys are uint64_t from a gs_flow_key_fn: two events are the same key
  *   (uniq_by, joins, partition routing) exactly when the keys are equal.
- *   Hash strings (or intern them) yourself.
+ *   gs_flow_hash_str and gs_flow_hash_bytes make keys of strings and
+ *   bytes; interning is the way when a 2^-64 collision is too many.
  * - The default emit is GS_FLOW_EMIT_STATE (Flow's is :events): a C
  *   accumulator is opaque, so we cannot enumerate it. With
  *   GS_FLOW_EMIT_STATE an accumulator without acc_free (a value such as a
  *   counter in the pointer) is emitted and kept, as in Flow; one with
  *   acc_free is handed downstream and the window restarts from acc_new,
  *   since one pointer cannot have two owners. Use gs_flow_on_trigger to
- *   copy instead.
+ *   copy instead. gs_flow_emit_and_reduce emits nothing at its triggers
+ *   unless told (GS_FLOW_EMIT_EVENTS, on_trigger): its stream holds
+ *   events, and an accumulator is not one.
  * - Triggers are checked after each batch of events, as Flow does, but our
  *   batches are decided by demand: only data-independent expectations
- *   (ordered event times, counts) are deterministic.
- * - Custom triggers (Flow.Window.trigger/3), session windows and
- *   emit_and_reduce are not offered yet. group_by keeps events in arrival
+ *   (ordered event times, counts) are deterministic. A custom trigger
+ *   (gs_flow_window_trigger) decides per event, before or after it, with
+ *   a 64-bit state per window, where Flow's trigger/3 splits each batch
+ *   with an accumulator of any type: the same decisions, with no
+ *   allocation to manage.
+ * - map_batch may stand anywhere among a layer's per-event operations
+ *   (Flow wants it first): ours run a batch at a time anyway.
+ * - A window is refused (at the sink, GS_EINVAL) on any layer that
+ *   reduces nothing, where Flow refuses it only on a layer with no
+ *   operation at all: on a layer that only maps, it would do nothing.
+ * - Session windows are not offered yet. group_by keeps events in arrival
  *   order (Flow's lists come out reversed).
  * - Flow's departition/5 is gs_flow_departition_merge. gs_flow_departition
  *   only funnels a layer into one stage, for a gs_flow_reduce (or
  *   take_sort) of everything the layer emits, windows or not.
- * - Joins emit the join of a window's events at each of its triggers (the
- *   final "done" one included), with NULL for the missing side in outer
- *   modes.
+ * - Joins pair a window's events at its triggers rather than as they
+ *   arrive: each pair once, at the first trigger after both its events
+ *   came, and the unmatched events of the outer modes (with NULL for the
+ *   missing side) at the final "done" one. Operations and a reduce after a
+ *   join take the pairs, as in Flow.
+ * - through_stages takes producer-consumers the caller made in a pipeline
+ *   (Flow's through_specs, which starts them, has no counterpart).
  */
 #ifndef GENSTAGE_FLOW_H
 #define GENSTAGE_FLOW_H
@@ -127,27 +146,25 @@ typedef struct gs_flow_opts {
 	 * dropped events are forgotten (fine for integers). */
 	void (*event_free)(void *event, void *arg);
 	void *event_free_arg;
-	/* gs_flow_from_stages: number of stages fed by the producers (0: one
-	 * per producer). */
+	/* The stages fed by the sources, where the operations that follow
+	 * run (0: the number of online CPUs; for gs_flow_from_stages, one per
+	 * producer). With one, the sources' order is kept. */
 	size_t stages;
-	/* gs_flow_from_stages: demand of each subscription to the producers
-	 * (0: the engine's defaults). */
+	/* Demand of each subscription of those stages to the sources (0: the
+	 * engine's defaults). */
 	size_t max_demand, min_demand;
 } gs_flow_opts;
 
 /*
  * Sources. Each makes a new flow in *out (free it with gs_flow_free) and
- * reads `opts` (may be NULL) once; on error *out is untouched.
- * from_array copies the array of pointers; the events pass to the flow
- * (gs_flow_free of a flow never run hands them to event_free).
- * from_fn calls `gen` (see gs_gen_fn) on the source's thread as demand
- * comes; `arg` stays the caller's. When a flat_map follows a source, the
- * source takes its input one raw event first, then as many as the events
- * made per raw event so far say the demand needs: what waits in its buffer
- * past the demand is about one raw event's worth, however much each
- * expands. from_stages uses existing producers of
- * pipeline `p`, which the sink then runs in; n == 0 is GS_EINVAL, and a
- * min_demand not below max_demand GS_EDEMAND.
+ * reads `opts` (may be NULL) once; on error *out is untouched; a
+ * min_demand not below max_demand is GS_EDEMAND. from_array copies the
+ * array of pointers; the events pass to the flow (gs_flow_free of a flow
+ * never run hands them to event_free). from_fn calls `gen` (see
+ * gs_gen_fn) on the source's thread as demand comes; `arg` stays the
+ * caller's. What follows runs in opts.stages stages (see "How it runs").
+ * from_stages uses existing producers of pipeline `p`, which the sink
+ * then runs in; n == 0 is GS_EINVAL.
  */
 gs_err gs_flow_from_array(void *const *events, size_t n,
 			  const gs_flow_opts *opts, gs_flow **out);
@@ -188,9 +205,10 @@ gs_err gs_flow_error(const gs_flow *f);
 const char *gs_flow_errmsg(const gs_flow *f);
 
 /* Per-event operations, fused with their neighbours into one stage. They
- * must come before gs_flow_reduce in a partition (GS_EINVAL after it).
- * uniq_by keeps the first event of each key, per stage (as Flow: per
- * partition), and remembers every key it saw until the stage ends. */
+ * must come before gs_flow_reduce in a partition (GS_EINVAL after it);
+ * after a join they take its pairs. uniq_by keeps the first event of each
+ * key, per stage (as Flow: per partition), and remembers every key it saw
+ * until the stage ends. */
 gs_err gs_flow_map(gs_flow *f, gs_flow_map_fn fn, void *arg);
 gs_err gs_flow_filter(gs_flow *f, gs_flow_pred_fn fn, void *arg);
 gs_err gs_flow_reject(gs_flow *f, gs_flow_pred_fn fn, void *arg);
@@ -277,8 +295,8 @@ typedef struct gs_flow_partition_opts {
 	/* Stages in the new layer; 0: the number of online CPUs. */
 	size_t stages;
 	/* Routing: `hash` (a partition in [0, stages) or GS_DISCARD) if set,
-	 * else `key` (mixed, modulo stages), else the event's pointer value
-	 * as key. Equal keys always land in the same stage. */
+	 * else `key` (mixed and scaled to the stages), else the event's
+	 * pointer value as key. Equal keys always land in the same stage. */
 	gs_flow_key_fn key;
 	void *key_arg;
 	gs_hash_fn hash;
@@ -352,11 +370,11 @@ typedef enum gs_flow_emit_mode {
 } gs_flow_emit_mode;
 
 /*
- * Reduces each window of each stage of the current partition layer: the
+ * Reduces each window of each stage of the current layer (the stages after
+ * the sources, a partition, shuffle, merge, departition or join): the
  * window's accumulator starts as acc_new(arg) (NULL acc_new: NULL, i.e.
- * 0) and takes every event through `reducer`. Needs a layer of stages
- * before it (a partition, shuffle, departition or merge) and at most one
- * reduce per layer (GS_EINVAL).
+ * 0) and takes every event through `reducer`. At most one reduce per
+ * layer (GS_EINVAL); after a join it reduces the pairs.
  */
 gs_err gs_flow_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
 		      gs_flow_reduce_fn reducer, void *arg);
@@ -476,9 +494,13 @@ gs_err gs_flow_take_sort(gs_flow *f, size_t n, gs_flow_cmp_fn cmp, void *arg);
  * (opts->stages etc.; opts->key/hash are ignored) and, per stage and
  * window, every left event is paired with every right event of an equal
  * key: join(arg, left, right) makes the joined event; left or right is
- * NULL for an unmatched event in the outer modes. join borrows both
- * events; the library frees them (event_free) when their window is done.
- * The given flows are used up, as by gs_flow_merge.
+ * NULL for an unmatched event in the outer modes. A trigger gives the
+ * pairs not given before; the unmatched events come at the window's DONE
+ * trigger. join borrows both events; the library frees them (event_free)
+ * when their window is done. Per-event operations added after the join
+ * take its pairs, and so does a gs_flow_reduce (or group_by) added after
+ * it, with the join's windows and triggers. The given flows are used up,
+ * as by gs_flow_merge.
  */
 typedef enum gs_flow_join_mode {
 	GS_FLOW_JOIN_INNER = 0,
@@ -501,7 +523,7 @@ typedef struct gs_flow_join {
 gs_err gs_flow_bounded_join(gs_flow *left, gs_flow *right,
 			    const gs_flow_join *join,
 			    const gs_flow_partition_opts *opts, gs_flow **out);
-/* Joins per window of opts->window, emitted at each trigger. */
+/* Joins per window of opts->window, the pairs given at its triggers. */
 gs_err gs_flow_window_join(gs_flow *left, gs_flow *right,
 			   const gs_flow_join *join,
 			   const gs_flow_partition_opts *opts, gs_flow **out);

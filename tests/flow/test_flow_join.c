@@ -171,7 +171,7 @@ static gs_flow *random_join(const uintptr_t *l, size_t nl, const uintptr_t *r,
 	return j;
 }
 
-Test(flow_join, operations_after_a_join_apply_to_the_pairs, .timeout = 60)
+Test(flow_join, operations_after_a_join_apply_to_the_pairs, .timeout = 30)
 {
 	srand(17);
 	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {
@@ -199,7 +199,7 @@ Test(flow_join, operations_after_a_join_apply_to_the_pairs, .timeout = 60)
 	}
 }
 
-Test(flow_join, a_reduce_after_a_join_folds_the_pairs, .timeout = 60)
+Test(flow_join, a_reduce_after_a_join_folds_the_pairs, .timeout = 30)
 {
 	srand(19);
 	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {

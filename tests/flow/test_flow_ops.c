@@ -311,7 +311,7 @@ static int evens_twice(void *arg, void **ev, size_t n, gs_flow_out *out)
 	return 0;
 }
 
-Test(flow_ops, map_batch_takes_whole_batches_and_may_resize_them, .timeout = 60)
+Test(flow_ops, map_batch_takes_whole_batches_and_may_resize_them, .timeout = 30)
 {
 	srand(3);
 	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {

@@ -54,7 +54,7 @@ static size_t sequential(const uintptr_t *v, size_t n, uintptr_t *w, size_t k)
 	return k;
 }
 
-Test(flow_sources, random_sources_match_a_sequential_computation, .timeout = 60)
+Test(flow_sources, random_sources_match_a_sequential_computation, .timeout = 30)
 {
 	srand(11);
 	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {

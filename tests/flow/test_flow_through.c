@@ -31,7 +31,7 @@ static int double_them(void *state, gs_stage *stage, gs_sub *from, void **ev,
 }
 
 Test(flow_through, random_input_through_user_stages_matches_a_sequential_run,
-     .timeout = 60)
+     .timeout = 30)
 {
 	srand(5);
 	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {

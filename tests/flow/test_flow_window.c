@@ -362,7 +362,7 @@ static size_t by_mod4(void *arg, const void *e)
 }
 
 Test(flow_window, custom_triggers_on_random_input_match_a_sequential_run,
-     .timeout = 60)
+     .timeout = 30)
 {
 	srand(23);
 	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {
@@ -448,7 +448,7 @@ static int running_sum(void *arg, void **acc, void *e, gs_flow_out *out)
 }
 
 Test(flow_window, emit_and_reduce_on_random_input_matches_a_sequential_run,
-     .timeout = 60)
+     .timeout = 30)
 {
 	srand(29);
 	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {
