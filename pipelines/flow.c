@@ -94,6 +94,8 @@ static gs_err flow_new(const gs_flow_opts *opts, gs_flow **out)
 {
 	if (!out)
 		return GS_EINVAL;
+	if (opts && bad_demand(opts->max_demand, opts->min_demand))
+		return GS_EDEMAND;
 	gs_flow *f = calloc(1, sizeof(*f));
 	if (!f)
 		return GS_ENOMEM;
@@ -140,6 +142,25 @@ static size_t default_stages(void)
 	return n > 0 ? (size_t)n : 1;
 }
 
+/* Ends making a new flow `f` whose producers are layer `in`: the
+ * operations that follow run in a layer of opts->stages stages (else
+ * `stages`) fed by them by demand, as Flow's mapper stages. Sets *out, or
+ * frees `f`. */
+static gs_err fed_by(gs_flow *f, gs__flow_layer *in, size_t stages,
+		     const gs_flow_opts *opts, gs_flow **out)
+{
+	if (opts && opts->stages)
+		stages = opts->stages;
+	if (!stages_layer(f, GS__IN_SHUFFLE, &in, 1, stages,
+			  opts ? opts->max_demand : 0,
+			  opts ? opts->min_demand : 0)) {
+		gs_flow_free(f);
+		return GS_ENOMEM;
+	}
+	*out = f;
+	return GS_OK;
+}
+
 /* Whether source `s` is well formed (see gs_flow_source). */
 static gs_err check_source(const gs_flow_source *s)
 {
@@ -160,8 +181,6 @@ GS_FLOW_API gs_err gs_flow_from_sources(const gs_flow_source *sources, size_t n,
 		if (e)
 			return e;
 	}
-	if (opts && bad_demand(opts->max_demand, opts->min_demand))
-		return GS_EDEMAND;
 	gs_flow *f;
 	gs_err e = flow_new(opts, &f);
 	if (e)
@@ -197,17 +216,7 @@ GS_FLOW_API gs_err gs_flow_from_sources(const gs_flow_source *sources, size_t n,
 	f->layers = nl;
 	f->layers[f->nlayers++] = l;
 	f->last = l;
-	/* The operations that follow run in a layer of stages fed by the
-	 * sources by demand, as Flow's mapper stages. */
-	size_t stages = opts && opts->stages ? opts->stages : default_stages();
-	if (!stages_layer(f, GS__IN_SHUFFLE, &l, 1, stages,
-			  opts ? opts->max_demand : 0,
-			  opts ? opts->min_demand : 0)) {
-		gs_flow_free(f);
-		return GS_ENOMEM;
-	}
-	*out = f;
-	return GS_OK;
+	return fed_by(f, l, default_stages(), opts, out);
 }
 
 GS_FLOW_API gs_err gs_flow_from_array(void *const *events, size_t n,
@@ -237,8 +246,6 @@ GS_FLOW_API gs_err gs_flow_from_stages(gs_pipeline *p,
 	for (size_t i = 0; i < n; i++)
 		if (!producers[i])
 			return GS_EINVAL;
-	if (opts && bad_demand(opts->max_demand, opts->min_demand))
-		return GS_EDEMAND;
 	gs_flow *f;
 	gs_err e = flow_new(opts, &f);
 	if (e)
@@ -251,15 +258,7 @@ GS_FLOW_API gs_err gs_flow_from_stages(gs_pipeline *p,
 	}
 	memcpy(u->user, producers, n * sizeof(gs_stage *));
 	u->nstages = n;
-	size_t stages = opts && opts->stages ? opts->stages : n;
-	if (!stages_layer(f, GS__IN_SHUFFLE, &u, 1, stages,
-			  opts ? opts->max_demand : 0,
-			  opts ? opts->min_demand : 0)) {
-		gs_flow_free(f);
-		return GS_ENOMEM;
-	}
-	*out = f;
-	return GS_OK;
+	return fed_by(f, u, n, opts, out);
 }
 
 static void layer_free(gs__flow_layer *l, const gs_flow *f)

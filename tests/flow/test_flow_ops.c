@@ -316,9 +316,7 @@ Test(flow_ops, map_batch_takes_whole_batches_and_may_resize_them, .timeout = 30)
 	srand(3);
 	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {
 		size_t n = 1 + (size_t)(rand() % 20000);
-		uintptr_t *v = malloc(n * sizeof(*v));
-		for (size_t i = 0; i < n; i++)
-			v[i] = (uintptr_t)(rand() % 100000);
+		uintptr_t *v = random_ints(n, 100000);
 		atomic_size_t batches = 0;
 		gs_flow *f = ints_flow(v, n, &(gs_flow_opts){ .stages = 2 });
 		gs_flow_map(f, twice, NULL);
@@ -344,13 +342,6 @@ Test(flow_ops, map_batch_takes_whole_batches_and_may_resize_them, .timeout = 30)
 	}
 }
 
-static atomic_long live;
-static void unbox(void *e, void *arg)
-{
-	(void)arg;
-	free(e);
-	atomic_fetch_sub(&live, 1);
-}
 /* Frees its batch and fails on the third one. */
 static int fail_third_batch(void *arg, void **ev, size_t n, gs_flow_out *out)
 {
@@ -367,12 +358,10 @@ static int fail_third_batch(void *arg, void **ev, size_t n, gs_flow_out *out)
 
 Test(flow_ops, a_failing_map_batch_stops_the_flow_without_leaks, .timeout = 30)
 {
-	atomic_store(&live, 0);
+	atomic_store(&live_boxes, 0);
 	void **ev = malloc(3000 * sizeof(void *));
-	for (size_t i = 0; i < 3000; i++) {
-		ev[i] = malloc(sizeof(uintptr_t));
-		atomic_fetch_add(&live, 1);
-	}
+	for (size_t i = 0; i < 3000; i++)
+		ev[i] = box(i);
 	gs_flow *f;
 	cr_assert_eq(gs_flow_from_array(ev, 3000,
 					&(gs_flow_opts){ .stages = 2,
@@ -385,7 +374,8 @@ Test(flow_ops, a_failing_map_batch_stops_the_flow_without_leaks, .timeout = 30)
 	gs_flow_map_batch(f, fail_third_batch, &calls);
 	cr_assert_eq(gs_flow_run(f), GS_EUSER + 1);
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&live), 0, "%ld leaked", atomic_load(&live));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld leaked",
+		     atomic_load(&live_boxes));
 	f = range(1, 3);
 	cr_assert_eq(gs_flow_map_batch(f, NULL, NULL), GS_EINVAL);
 	gs_flow_free(f);

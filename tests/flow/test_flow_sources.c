@@ -65,9 +65,7 @@ Test(flow_sources, random_sources_match_a_sequential_computation, .timeout = 30)
 		size_t len[5];
 		for (size_t s = 0; s < nsrc; s++) {
 			len[s] = (size_t)(rand() % 5000);
-			data[s] = malloc((len[s] + 1) * sizeof(uintptr_t));
-			for (size_t i = 0; i < len[s]; i++)
-				data[s][i] = (uintptr_t)(rand() % 100000);
+			data[s] = random_ints(len[s], 100000);
 			total += len[s];
 			gens[s] = (vals){ data[s], len[s], 0 };
 			void **ev = malloc((len[s] + 1) * sizeof(void *));
@@ -103,16 +101,7 @@ Test(flow_sources, random_sources_match_a_sequential_computation, .timeout = 30)
 		size_t k = 0;
 		for (size_t s = 0; s < nsrc; s++)
 			k = sequential(data[s], len[s], w, k);
-		cr_assert_eq(n, k, "round %d: %zu events, want %zu", round, n,
-			     k);
-		qsort(out, n, sizeof(void *), cmp_u);
-		void **ww = malloc((k + 1) * sizeof(void *));
-		for (size_t i = 0; i < k; i++)
-			ww[i] = U(w[i]);
-		qsort(ww, k, sizeof(void *), cmp_u);
-		cr_assert_eq(memcmp(out, ww, k * sizeof(void *)), 0, "round %d",
-			     round);
-		free(ww);
+		expect_same_values(out, n, w, k, round);
 		free(w);
 		free(out);
 		for (size_t s = 0; s < nsrc; s++)
@@ -170,21 +159,6 @@ Test(flow_sources, a_source_followed_by_no_operation_keeps_its_order,
 	gs_flow_free(f);
 }
 
-/* Boxed events, counted so that leaks and double frees show. */
-static atomic_long live;
-static void *box(uintptr_t v)
-{
-	uintptr_t *b = malloc(sizeof(*b));
-	*b = v;
-	atomic_fetch_add(&live, 1);
-	return b;
-}
-static void unbox(void *e, void *arg)
-{
-	(void)arg;
-	free(e);
-	atomic_fetch_sub(&live, 1);
-}
 static int fail_at_500(void *arg, const void *e)
 {
 	(void)arg;
@@ -216,10 +190,11 @@ static gs_flow *boxed_sources(size_t stages)
 
 Test(flow_sources, every_array_event_is_freed_whatever_happens, .timeout = 30)
 {
-	atomic_store(&live, 0);
+	atomic_store(&live_boxes, 0);
 	gs_flow *f = boxed_sources(2);
 	gs_flow_free(f); /* never run */
-	cr_assert_eq(atomic_load(&live), 0, "%ld leaked", atomic_load(&live));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld leaked",
+		     atomic_load(&live_boxes));
 
 	f = boxed_sources(2);
 	gs_flow_each(f, fail_at_500, NULL);
@@ -227,7 +202,8 @@ Test(flow_sources, every_array_event_is_freed_whatever_happens, .timeout = 30)
 	size_t n;
 	cr_assert_eq(gs_flow_collect(f, &out, &n), GS_EUSER + 5);
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&live), 0, "%ld leaked", atomic_load(&live));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld leaked",
+		     atomic_load(&live_boxes));
 
 	f = boxed_sources(3);
 	gs_stage *s;
@@ -237,7 +213,8 @@ Test(flow_sources, every_array_event_is_freed_whatever_happens, .timeout = 30)
 	for (size_t i = 0; i < n; i++)
 		unbox(buf[i], NULL);
 	gs_flow_free(f); /* stops it mid-way */
-	cr_assert_eq(atomic_load(&live), 0, "%ld leaked", atomic_load(&live));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld leaked",
+		     atomic_load(&live_boxes));
 }
 
 Test(flow_sources, bad_sources_are_refused, .timeout = 30)

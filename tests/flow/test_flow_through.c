@@ -36,9 +36,7 @@ Test(flow_through, random_input_through_user_stages_matches_a_sequential_run,
 	srand(5);
 	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {
 		size_t n = (size_t)(rand() % 20000);
-		uintptr_t *v = malloc((n + 1) * sizeof(*v));
-		for (size_t i = 0; i < n; i++)
-			v[i] = (uintptr_t)(rand() % 100000);
+		uintptr_t *v = random_ints(n, 100000);
 		gs_pipeline *p;
 		cr_assert_eq(gs_pipeline_new(NULL, &p), GS_OK);
 		static const gs_stage_ops ops = { .handle_events = double_them };
@@ -66,24 +64,12 @@ Test(flow_through, random_input_through_user_stages_matches_a_sequential_run,
 			if ((v[i] + 1) * 2 % 3)
 				v[k++] = (v[i] + 1) * 2;
 		cr_assert_eq(atomic_load(&seen), n, "every event went through");
-		cr_assert_eq(no, k);
-		qsort(out, no, sizeof(void *), cmp_u);
-		qsort(v, k, sizeof(*v), cmp_u);
-		for (size_t i = 0; i < k; i++)
-			cr_assert_eq(V(out[i]), v[i], "at %zu", i);
+		expect_same_values(out, no, v, k, round);
 		free(out);
 		free(v);
 		gs_pipeline_free(p);
 		gs_flow_free(f);
 	}
-}
-
-static atomic_long live;
-static void unbox(void *e, void *arg)
-{
-	(void)arg;
-	free(e);
-	atomic_fetch_sub(&live, 1);
 }
 
 /* The caller's producer-consumer over boxes: fails at 777. */
@@ -107,14 +93,10 @@ static int pass_until_777(void *state, gs_stage *stage, gs_sub *from, void **ev,
 Test(flow_through, a_failing_user_stage_stops_the_flow_without_leaks,
      .timeout = 30)
 {
-	atomic_store(&live, 0);
+	atomic_store(&live_boxes, 0);
 	void **ev = malloc(5000 * sizeof(void *));
-	for (size_t i = 0; i < 5000; i++) {
-		uintptr_t *b = malloc(sizeof(*b));
-		*b = i + 1;
-		ev[i] = b;
-		atomic_fetch_add(&live, 1);
-	}
+	for (size_t i = 0; i < 5000; i++)
+		ev[i] = box(i + 1);
 	gs_flow *f;
 	cr_assert_eq(gs_flow_from_array(ev, 5000,
 					&(gs_flow_opts){ .event_free = unbox,
@@ -137,7 +119,8 @@ Test(flow_through, a_failing_user_stage_stops_the_flow_without_leaks,
 		     gs_flow_errmsg(f));
 	gs_pipeline_free(p);
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&live), 0, "%ld leaked", atomic_load(&live));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld leaked",
+		     atomic_load(&live_boxes));
 }
 
 Test(flow_through, bad_through_stages_are_refused, .timeout = 30)

@@ -367,9 +367,7 @@ Test(flow_window, custom_triggers_on_random_input_match_a_sequential_run,
 	srand(23);
 	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {
 		size_t n = (size_t)(rand() % 20000);
-		uintptr_t *v = malloc((n + 1) * sizeof(*v));
-		for (size_t i = 0; i < n; i++)
-			v[i] = (uintptr_t)(rand() % 100000);
+		uintptr_t *v = random_ints(n, 100000);
 		gs_flow *f = ints_flow(v, n, NULL);
 		gs_flow_partition(f, &(gs_flow_partition_opts){
 					     .stages = 4,
@@ -400,12 +398,7 @@ Test(flow_window, custom_triggers_on_random_input_match_a_sequential_run,
 			}
 			w[k++] = sum << 16;
 		}
-		cr_assert_eq(no, k, "round %d", round);
-		qsort(out, no, sizeof(void *), cmp_u);
-		qsort(w, k, sizeof(*w), cmp_u);
-		for (size_t i = 0; i < k; i++)
-			cr_assert_eq(V(out[i]), w[i], "round %d at %zu", round,
-				     i);
+		expect_same_values(out, no, w, k, round);
 		free(w);
 		free(out);
 		free(v);
@@ -453,9 +446,7 @@ Test(flow_window, emit_and_reduce_on_random_input_matches_a_sequential_run,
 	srand(29);
 	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {
 		size_t n = (size_t)(rand() % 20000);
-		uintptr_t *v = malloc((n + 1) * sizeof(*v));
-		for (size_t i = 0; i < n; i++)
-			v[i] = (uintptr_t)(rand() % 100000);
+		uintptr_t *v = random_ints(n, 100000);
 		gs_flow *f = ints_flow(v, n, NULL);
 		gs_flow_partition(f,
 				  &(gs_flow_partition_opts){
@@ -481,12 +472,7 @@ Test(flow_window, emit_and_reduce_on_random_input_matches_a_sequential_run,
 					sum = c = 0;
 			}
 		}
-		cr_assert_eq(no, k, "round %d", round);
-		qsort(out, no, sizeof(void *), cmp_u);
-		qsort(w, k, sizeof(*w), cmp_u);
-		for (size_t i = 0; i < k; i++)
-			cr_assert_eq(V(out[i]), w[i], "round %d at %zu", round,
-				     i);
+		expect_same_values(out, no, w, k, round);
 		free(w);
 		free(out);
 		free(v);
