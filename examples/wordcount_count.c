@@ -140,9 +140,9 @@ static size_t table_count(const table *t, const char *w, uint32_t len,
 /*
  * The per-word work, shared by every count: cuts the next word of
  * [*p, end), overwriting the separators before it and the one after it with
- * NULs and lowercasing it in place, and hashes it as it goes.
- * Returns the word, or NULL when none is left. The byte at `end` must be
- * a separator or the NUL after the text.
+ * NULs and lowercasing it in place, and hashes it as it goes unless h is
+ * NULL. Returns the word, or NULL when none is left. The byte at `end`
+ * must be a separator or the NUL after the text.
  */
 static inline char *cut_word(char **p, char *end, uint32_t *len, uint64_t *h)
 {
@@ -157,10 +157,12 @@ static inline char *cut_word(char **p, char *end, uint32_t *len, uint64_t *h)
 	uint64_t x = FNV_OFFSET;
 	for (; q < end && isalnum((unsigned char)*q); q++) {
 		*q = (char)tolower((unsigned char)*q);
-		x = (x ^ (unsigned char)*q) * FNV_PRIME;
+		if (h)
+			x = (x ^ (unsigned char)*q) * FNV_PRIME;
 	}
 	*len = (uint32_t)(q - w);
-	*h = x;
+	if (h)
+		*h = x;
 	if (q < end)
 		*q++ = '\0';
 	*p = q;
@@ -248,9 +250,9 @@ static int split_chunk(void *arg, void *event, gs_flow_out *out)
 	chunk *ch = event;
 	char *p = ch->p;
 	uint32_t len;
-	uint64_t h;
 	int r = 0;
-	for (char *w; !r && (w = cut_word(&p, ch->end, &len, &h));)
+	/* No hash here: the key and the count make their own. */
+	for (char *w; !r && (w = cut_word(&p, ch->end, &len, NULL));)
 		r = gs_flow_out_push(out, w);
 	return r;
 }

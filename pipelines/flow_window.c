@@ -364,10 +364,32 @@ static int add_fixed(gs__flow_stage *st, gs__flow_input *in, void *ev)
 	return add(st, w, in->side, ev);
 }
 
+/* A plain reduce into one window with no per-event trigger: the loop
+ * that most reductions (a count, a table) spend their time in. */
+static int reduce_all(gs__flow_stage *st, gs__flow_win *w, void **ev, size_t n)
+{
+	const gs__flow_layer *l = st->layer;
+	for (size_t i = 0; i < n; i++) {
+		int r = l->reducer(l->reduce_arg, &w->acc, ev[i]);
+		if (r) {
+			while (++i < n)
+				gs__flow_drop(st->flow, ev[i]);
+			return r;
+		}
+	}
+	w->count += n;
+	return 0;
+}
+
 int gs__flow_window_events(gs__flow_stage *st, gs__flow_input *in, void **ev,
 			   size_t n)
 {
-	bool fixed = st->layer->window.kind == GS_FLOW_WINDOW_FIXED;
+	const gs__flow_layer *l = st->layer;
+	const gs_flow_window *win = &l->window;
+	bool fixed = win->kind == GS_FLOW_WINDOW_FIXED;
+	if (!fixed && st->nwins && l->reducer && !l->is_join && !win->every &&
+	    !win->punctuate && win->kind != GS_FLOW_WINDOW_COUNT)
+		return reduce_all(st, &st->wins[0], ev, n);
 	for (size_t i = 0; i < n; i++) {
 		int r;
 		if (fixed) {
