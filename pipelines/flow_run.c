@@ -167,17 +167,19 @@ static bool expands(const gs__flow_layer *l)
  */
 static gs_err settle(gs_flow *f)
 {
-	for (size_t i = 0; i < f->nlayers; i++) {
-		gs__flow_layer *l = f->layers[i];
-		if (l->kind != GS__L_STAGES)
-			continue;
-		if (windowed(l) && !reduces(l))
+	for (size_t i = 0; i < f->nlayers; i++)
+		if (f->layers[i]->kind == GS__L_STAGES &&
+		    windowed(f->layers[i]) && !reduces(f->layers[i]))
 			return gs__flow_fail(f, GS_EINVAL,
 					     "a window was set on a layer that "
 					     "reduces nothing (layer %zu): "
 					     "reduce (or group, join) after "
 					     "it, or drop the window",
 					     i);
+	for (size_t i = 0; i < f->nlayers; i++) {
+		gs__flow_layer *l = f->layers[i];
+		if (l->kind != GS__L_STAGES)
+			continue;
 		bool from_src = l->ninputs == 1 &&
 				l->inputs[0]->kind == GS__L_SOURCE;
 		if (!from_src)
