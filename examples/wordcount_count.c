@@ -6,17 +6,18 @@
  * is allocated per word: words are slices of the text, lowercased and
  * NUL-terminated in place.
  *
- * WC_WORDS is Flow's textbook word count: a flat_map in the source splits
- * each chunk into words, gs_flow_partition sends each word to the counting
- * stage its hash picks, and gs_flow_reduce counts it there. It is correct
- * but cannot beat the loop: the source splits every word alone, which is
- * most of the loop's own work, and then routes each word to a stage.
+ * WC_WORDS is Flow's textbook word count: the source hands out the chunks,
+ * a flat_map splits them into words in the `stages` stages after it (in
+ * parallel, as Flow's mapper stages), gs_flow_partition sends each word to
+ * the counting stage its hash picks, and gs_flow_reduce counts it there.
+ * It pays for every word what the loop does not: the word is hashed twice
+ * more (its key, its table) and handed from a splitting to a counting
+ * stage.
  *
- * WC_CHUNKS moves the split to where it can run in parallel:
- * gs_flow_shuffle hands the chunks by demand to the counting stages, each
- * of which splits its chunks and counts their words in its own table
- * (gs_flow_reduce). A word then appears in several tables, so
- * gs_flow_departition_merge merges them in one stage, as Flow's
+ * WC_CHUNKS does less: gs_flow_shuffle hands the chunks by demand to the
+ * counting stages, each of which splits its chunks and counts their words
+ * in its own table (gs_flow_reduce). A word then appears in several
+ * tables, so gs_flow_departition_merge merges them in one stage, as Flow's
  * departition does.
  */
 #include <ctype.h>
