@@ -8,7 +8,8 @@
  * gs_flow_into_stages) that builds the stages and runs them. Builder calls
  * return a gs_err and also record the first error in the flow, so a chain
  * of calls may be checked once: every later call and the sink return that
- * error, and gs_flow_errmsg says what was wrong.
+ * error, and gs_flow_errmsg says what was wrong. A gs_flow is not
+ * thread-safe: describe, run and free it from one thread at a time.
  *
  *	gs_flow *f;
  *	gs_flow_from_fn(read_lines, file, NULL, &f);
@@ -538,7 +539,9 @@ gs_err gs_flow_window_join(gs_flow *left, gs_flow *right,
  * subscriptions are transient, so a stage of theirs that fails stops the
  * flow). n == 0, a NULL stage or another pipeline than the flow's sources'
  * is refused (GS_EINVAL, GS_EPIPELINE); a version above
- * GS_FLOW_THROUGH_OPTS_VERSION is GS_EVERSION. `opts` may be NULL.
+ * GS_FLOW_THROUGH_OPTS_VERSION is GS_EVERSION. `opts` may be NULL. The
+ * stages stay their pipeline's; free the flow after p, as with
+ * gs_flow_from_stages.
  */
 #define GS_FLOW_THROUGH_OPTS_VERSION 0
 typedef struct gs_flow_through_opts {
@@ -563,7 +566,7 @@ gs_err gs_flow_through_stages(gs_flow *f, gs_pipeline *p,
  * caller's (from_stages, through_stages, gs_flow_stream with a pipeline,
  * gs_flow_into_stages) uses that pipeline's hooks: setting them then is
  * refused at the sink (GS_EINVAL). A merge or join keeps the first given
- * flow's hooks that are set.
+ * flow's hooks that are set. NULL opts: the defaults again.
  */
 gs_err gs_flow_pipeline_opts(gs_flow *f, const gs_pipeline_opts *opts);
 
