@@ -97,20 +97,29 @@ uint64_t gs__flow_mix(uint64_t x)
 	return x;
 }
 
-/* FNV-1a over the bytes, then the mix: FNV alone leaves short inputs
- * clustered in the low bits, which the partition modulo would see. */
+/* FNV-1a over the bytes, then the length and the mix: FNV alone leaves
+ * short inputs clustered in a few bits. */
+#define FNV_OFFSET 1469598103934665603ULL
+#define FNV_PRIME 1099511628211ULL
+
 GS_FLOW_API uint64_t gs_flow_hash_bytes(const void *p, size_t n)
 {
 	const unsigned char *b = p;
-	uint64_t h = 1469598103934665603ULL;
+	uint64_t h = FNV_OFFSET;
 	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 1099511628211ULL;
+		h = (h ^ b[i]) * FNV_PRIME;
 	return gs__flow_mix(h ^ n);
 }
 
+/* The same as gs_flow_hash_bytes(s, strlen(s)), in one pass: keys are
+ * mostly short words, where a strlen call costs as much as the hash. */
 GS_FLOW_API uint64_t gs_flow_hash_str(const char *s)
 {
-	return gs_flow_hash_bytes(s, s ? strlen(s) : 0);
+	uint64_t h = FNV_OFFSET;
+	size_t n = 0;
+	for (; s && s[n]; n++)
+		h = (h ^ (unsigned char)s[n]) * FNV_PRIME;
+	return gs__flow_mix(h ^ n);
 }
 
 static bool table_grow(gs__flow_table *t)
