@@ -149,7 +149,7 @@ typedef struct gs_flow_opts {
 	void *event_free_arg;
 	/* The stages fed by the sources, where the operations that follow
 	 * run (0: the number of online CPUs; for gs_flow_from_stages, one per
-	 * producer). With one, the sources' order is kept. */
+	 * producer). One stage after one source keeps the source's order. */
 	size_t stages;
 	/* Demand of each subscription of those stages to the sources (0: the
 	 * engine's defaults). */
