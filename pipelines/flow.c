@@ -106,6 +106,7 @@ static gs_err flow_new(const gs_flow_opts *opts, gs_flow **out)
 	if (opts) {
 		f->event_free = opts->event_free;
 		f->event_free_arg = opts->event_free_arg;
+		f->blocking = opts->blocking;
 	}
 	*out = f;
 	return GS_OK;
@@ -564,11 +565,13 @@ gs_err gs__flow_combine(gs_flow *const *flows, size_t n, const char *what,
 	f->bound = bound;
 	f->event_free = flows[0]->event_free;
 	f->event_free_arg = flows[0]->event_free_arg;
-	for (size_t i = n; i-- > 0;)
+	for (size_t i = n; i-- > 0;) {
+		f->blocking |= flows[i]->blocking;
 		if (flows[i]->has_popts) {
 			f->has_popts = true;
 			f->popts = flows[i]->popts;
 		}
+	}
 	*out = f;
 	return GS_OK;
 }

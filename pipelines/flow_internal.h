@@ -165,6 +165,7 @@ struct gs_flow {
 	gs_pipeline *own;   /* gs_flow_stream's pipeline when p was NULL */
 	void (*event_free)(void *event, void *arg);
 	void *event_free_arg;
+	bool blocking; /* gs_flow_opts.blocking */
 	gs_err err;
 	char msg[192];
 	/* gs_flow_pipeline_opts: for the pipeline a sink makes. */

@@ -86,6 +86,7 @@ static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
 			.event_free = gs__flow_drop_output,
 			.event_free_arg = l,
 			.msg_free = free_msg,
+			.blocking = f->blocking || (source && l->srcs[i].gen),
 		};
 		gs_err e = gs_stage_new(
 			p, source ? GS_PRODUCER : GS_PRODUCER_CONSUMER,

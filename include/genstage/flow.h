@@ -154,6 +154,13 @@ typedef struct gs_flow_opts {
 	/* Demand of each subscription of those stages to the sources (0: the
 	 * engine's defaults). */
 	size_t max_demand, min_demand;
+	/* The flow's callbacks may block (I/O in a map, a slow handler):
+	 * every stage it makes gets a thread of its own instead of sharing
+	 * the pipeline's workers (see gs_stage_opts.blocking). Without it a
+	 * generator's source still gets one: a generator is where a flow
+	 * reads the outside world. A merge or join blocks if any input
+	 * does. */
+	bool blocking;
 } gs_flow_opts;
 
 /*

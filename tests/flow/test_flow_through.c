@@ -47,7 +47,10 @@ Test(flow_through, random_input_through_user_stages_matches_a_sequential_run,
 			cr_assert_eq(gs_stage_new(p, GS_PRODUCER_CONSUMER, &ops,
 						  &seen, NULL, &user[i]),
 				     GS_OK);
-		gs_flow *f = ints_flow(v, n, &(gs_flow_opts){ .stages = 2 });
+		/* Half the rounds with stages of threads of their own. */
+		gs_flow *f = ints_flow(
+			v, n,
+			&(gs_flow_opts){ .stages = 2, .blocking = round % 2 });
 		gs_flow_map(f, plus1, NULL);
 		cr_assert_eq(gs_flow_through_stages(
 				     f, p, user, nuser,
