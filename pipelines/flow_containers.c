@@ -86,17 +86,6 @@ GS_FLOW_API void gs_flow_events_free(gs_flow_events *l,
 	free(l);
 }
 
-/* splitmix64's finalizer: spreads nearby keys over all bits. */
-uint64_t gs__flow_mix(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
-
 /* FNV-1a over the bytes, then the length and the mix: FNV alone leaves
  * short inputs clustered in a few bits. */
 #define FNV_OFFSET 1469598103934665603ULL

@@ -47,7 +47,17 @@ void **gs__flow_table_get(gs__flow_table *t, uint64_t key, bool add,
 			  bool *added);
 bool gs__flow_table_del(gs__flow_table *t, uint64_t key, void **val);
 void gs__flow_table_free(gs__flow_table *t);
-uint64_t gs__flow_mix(uint64_t x);
+/* splitmix64's finalizer: spreads nearby keys over all bits. Inline: the
+ * partition runs it once per event. */
+static inline uint64_t gs__flow_mix(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
 
 typedef enum op_kind {
 	GS__OP_MAP,
