@@ -574,11 +574,8 @@ void log_counter(void *arg, gs_log_level level, const gs_stage *stage,
 
 gs_pipeline *counted_pipeline_new(log_count *lc)
 {
-	return pipeline_new(&(gs_pipeline_opts){
-		.log = log_counter,
-		.log_arg = lc,
-		.warn_callback_ms = GS_WARN_NEVER,
-	});
+	return pipeline_new(
+		&(gs_pipeline_opts){ .log = log_counter, .log_arg = lc });
 }
 
 void nap(void)

@@ -289,10 +289,9 @@ typedef struct log_count {
 void log_counter(void *arg, gs_log_level level, const gs_stage *stage,
 		 const char *msg);
 
-/* A pipeline whose log lines are counted in lc. The slow-callback warning
- * is off: these tests count drops by warnings, and under a sanitizer on a
- * loaded machine any callback may take longer than the 100 ms it allows.
- * Asserts success. */
+/* A pipeline whose log lines are counted in lc; asserts success. Tests
+ * count drops by its warnings, so it must not set warn_callback_ms: under
+ * a sanitizer on a loaded machine any callback may be slow. */
 gs_pipeline *counted_pipeline_new(log_count *lc);
 
 /* Waits (without a time limit: the test's .timeout is the limit) until

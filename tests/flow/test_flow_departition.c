@@ -225,22 +225,22 @@ static int count_groups(void *arg, void **acc, void *item)
 	size_t events = 0;
 	for (size_t i = 0; i < gs_flow_groups_len(g); i++)
 		events += gs_flow_events_len(gs_flow_groups_at(g, i));
-	gs_flow_groups_free(g, unbox_free, NULL);
+	gs_flow_groups_free(g, unbox, NULL);
 	*(size_t *)*acc += events;
 	return arg && *(size_t *)*acc > 0 ? GS_EUSER + 3 : 0;
 }
 
 static void run_boxed(bool fail)
 {
-	atomic_store(&alive()->boxes, 0);
-	atomic_store(&alive()->accs, 0);
+	atomic_store(&live_boxes, 0);
+	atomic_store(&live_accs, 0);
 	void *ev[3000];
 	for (size_t i = 0; i < 3000; i++)
 		ev[i] = box(i);
 	gs_flow *f;
-	cr_assert_eq(gs_flow_from_array(
-			     ev, 3000,
-			     &(gs_flow_opts){ .event_free = unbox_free }, &f),
+	cr_assert_eq(gs_flow_from_array(ev, 3000,
+					&(gs_flow_opts){ .event_free = unbox },
+					&f),
 		     GS_OK);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 3,
 							.key = boxed_mod3 });
@@ -264,10 +264,10 @@ static void run_boxed(bool fail)
 		free(out);
 	}
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&alive()->boxes), 0, "%ld events",
-		     atomic_load(&alive()->boxes));
-	cr_assert_eq(atomic_load(&alive()->accs), 0, "%ld accs",
-		     atomic_load(&alive()->accs));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
+		     atomic_load(&live_boxes));
+	cr_assert_eq(atomic_load(&live_accs), 0, "%ld accs",
+		     atomic_load(&live_accs));
 }
 
 Test(flow_departition, merges_groups_and_frees_everything, .timeout = 30)

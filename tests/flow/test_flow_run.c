@@ -15,9 +15,10 @@ Test(flow_run, bad_descriptions_are_refused_with_a_message, .timeout = 30)
 {
 	gs_flow *f = range(1, 10);
 	cr_assert_eq(gs_flow_error(f), GS_OK);
-	cr_assert_eq(gs_flow_reduce(f, NULL, sum_reducer, NULL), GS_EINVAL);
+	cr_assert_eq(gs_flow_reduce(f, NULL, NULL, NULL), GS_EINVAL);
 	cr_assert_eq(gs_flow_error(f), GS_EINVAL, "the first error is kept");
-	cr_assert(strstr(gs_flow_errmsg(f), "partition"));
+	cr_assert(strstr(gs_flow_errmsg(f), "reducer is NULL"), "%s",
+		  gs_flow_errmsg(f));
 	cr_assert_eq(gs_flow_map(f, id, NULL), GS_EINVAL, "the error sticks");
 	cr_assert_eq(gs_flow_run(f), GS_EINVAL);
 	gs_flow_free(f);
@@ -79,7 +80,7 @@ static int sum_boxes(void *arg, void **acc, void *e)
 {
 	(void)arg;
 	uintptr_t v = *(uintptr_t *)e;
-	unbox_free(e, NULL);
+	unbox(e, NULL);
 	if (v == 777)
 		return GS_EUSER + 7;
 	*(uintptr_t *)*acc += v;
@@ -98,8 +99,7 @@ static gs_flow *boxed_flow(size_t n)
 		ev[i] = box(i + 1);
 	gs_flow *f;
 	cr_assert_eq(gs_flow_from_array(
-			     ev, n, &(gs_flow_opts){ .event_free = unbox_free },
-			     &f),
+			     ev, n, &(gs_flow_opts){ .event_free = unbox }, &f),
 		     GS_OK);
 	free(ev);
 	return f;
@@ -108,8 +108,8 @@ static gs_flow *boxed_flow(size_t n)
 Test(flow_run, an_error_stops_the_flow_and_nothing_leaks, .timeout = 30)
 {
 	for (int stages = 1; stages <= 3; stages++) {
-		atomic_store(&alive()->boxes, 0);
-		atomic_store(&alive()->accs, 0);
+		atomic_store(&live_boxes, 0);
+		atomic_store(&live_accs, 0);
 		gs_flow *f = boxed_flow(20000);
 		gs_flow_filter(f, keep_not_5, NULL);
 		gs_flow_partition(
@@ -121,25 +121,25 @@ Test(flow_run, an_error_stops_the_flow_and_nothing_leaks, .timeout = 30)
 		size_t n;
 		cr_assert_eq(gs_flow_collect(f, &out, &n), GS_EUSER + 7);
 		gs_flow_free(f);
-		cr_assert_eq(atomic_load(&alive()->boxes), 0,
-			     "%ld events leaked", atomic_load(&alive()->boxes));
-		cr_assert_eq(atomic_load(&alive()->accs), 0, "%ld accs leaked",
-			     atomic_load(&alive()->accs));
+		cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events leaked",
+			     atomic_load(&live_boxes));
+		cr_assert_eq(atomic_load(&live_accs), 0, "%ld accs leaked",
+			     atomic_load(&live_accs));
 	}
 }
 
 Test(flow_run, a_flow_never_run_frees_its_events, .timeout = 30)
 {
-	atomic_store(&alive()->boxes, 0);
+	atomic_store(&live_boxes, 0);
 	gs_flow *f = boxed_flow(100);
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&alive()->boxes), 0);
+	cr_assert_eq(atomic_load(&live_boxes), 0);
 }
 
 Test(flow_run, collected_states_belong_to_the_caller, .timeout = 30)
 {
-	atomic_store(&alive()->boxes, 0);
-	atomic_store(&alive()->accs, 0);
+	atomic_store(&live_boxes, 0);
+	atomic_store(&live_accs, 0);
 	gs_flow *f = boxed_flow(1000); /* no 777 below 1000? there is */
 	gs_flow_free(f);
 	f = boxed_flow(700);
@@ -151,14 +151,13 @@ Test(flow_run, collected_states_belong_to_the_caller, .timeout = 30)
 	collect_ok(f, &out, &n);
 	cr_assert_eq(n, 2);
 	cr_assert_eq(*(uintptr_t *)out[0] + *(uintptr_t *)out[1], 245350);
-	cr_assert_eq(atomic_load(&alive()->accs), 2,
-		     "the two states are ours now");
+	cr_assert_eq(atomic_load(&live_accs), 2, "the two states are ours now");
 	acc_free(NULL, out[0]);
 	acc_free(NULL, out[1]);
 	free(out);
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&alive()->boxes), 0);
-	cr_assert_eq(atomic_load(&alive()->accs), 0);
+	cr_assert_eq(atomic_load(&live_boxes), 0);
+	cr_assert_eq(atomic_load(&live_accs), 0);
 }
 
 /* gs_flow_run drops the results: emitted states go to acc_free (value
@@ -167,32 +166,32 @@ static int sum_into_value(void *arg, void **acc, void *e)
 {
 	(void)arg;
 	uintptr_t v = *(uintptr_t *)e;
-	unbox_free(e, NULL);
+	unbox(e, NULL);
 	*acc = U(V(*acc) + v);
 	return 0;
 }
 
 Test(flow_run, run_frees_emitted_states_with_acc_free, .timeout = 30)
 {
-	atomic_store(&alive()->boxes, 0);
-	atomic_store(&alive()->accs, 0);
+	atomic_store(&live_boxes, 0);
+	atomic_store(&live_accs, 0);
 	gs_flow *f = boxed_flow(700);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
 	gs_flow_reduce(f, acc_new, sum_boxes, NULL);
 	gs_flow_acc_free(f, acc_free);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&alive()->boxes), 0, "%ld events",
-		     atomic_load(&alive()->boxes));
-	cr_assert_eq(atomic_load(&alive()->accs), 0, "%ld states",
-		     atomic_load(&alive()->accs));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
+		     atomic_load(&live_boxes));
+	cr_assert_eq(atomic_load(&live_accs), 0, "%ld states",
+		     atomic_load(&live_accs));
 
 	f = boxed_flow(700);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
 	gs_flow_reduce(f, NULL, sum_into_value, NULL);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "a value state is not freed");
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&alive()->boxes), 0);
+	cr_assert_eq(atomic_load(&live_boxes), 0);
 }
 
 static uint64_t boxed_mod7(void *arg, const void *e)
@@ -211,23 +210,23 @@ static int boxed_cmp(void *arg, const void *a, const void *b)
 Test(flow_run, run_frees_groups_and_sorted_lists_with_their_events,
      .timeout = 30)
 {
-	atomic_store(&alive()->boxes, 0);
+	atomic_store(&live_boxes, 0);
 	gs_flow *f = boxed_flow(1000);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2,
 							.key = boxed_mod7 });
 	gs_flow_group_by(f, boxed_mod7, NULL);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&alive()->boxes), 0, "%ld events",
-		     atomic_load(&alive()->boxes));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
+		     atomic_load(&live_boxes));
 
 	f = boxed_flow(1000);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
 	gs_flow_take_sort(f, 10, boxed_cmp, NULL);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&alive()->boxes), 0, "%ld events",
-		     atomic_load(&alive()->boxes));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
+		     atomic_load(&live_boxes));
 }
 
 static atomic_ulong consumed;
@@ -285,7 +284,7 @@ Test(flow_run, stream_in_its_own_pipeline, .timeout = 30)
 
 Test(flow_run, stream_stopped_early_frees_what_is_in_flight, .timeout = 30)
 {
-	atomic_store(&alive()->boxes, 0);
+	atomic_store(&live_boxes, 0);
 	gs_flow *f = boxed_flow(50000);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
 	gs_stage *s;
@@ -294,10 +293,10 @@ Test(flow_run, stream_stopped_early_frees_what_is_in_flight, .timeout = 30)
 	size_t n;
 	cr_assert_eq(gs_stream_next(s, buf, 10, &n, 5000), GS_OK);
 	for (size_t i = 0; i < n; i++)
-		unbox_free(buf[i], NULL);
+		unbox(buf[i], NULL);
 	gs_flow_free(f); /* stops the pipeline mid-way */
-	cr_assert_eq(atomic_load(&alive()->boxes), 0, "%ld leaked",
-		     atomic_load(&alive()->boxes));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld leaked",
+		     atomic_load(&live_boxes));
 }
 
 Test(flow_run, a_second_stream_is_refused_and_the_first_keeps_going,
