@@ -7,7 +7,7 @@ BUILD ?= build
 MESON ?= meson
 NINJA ?= ninja
 
-.PHONY: all build setup bootstrap demo test bench format clean
+.PHONY: all build setup bootstrap demo test bench format c-dirs clean
 
 all: build
 
@@ -49,10 +49,16 @@ test: build
 bench: build
 	./bench/run
 
+# Every directory that holds C sources, of those that exist: the format
+# target and CI's format check (.ci/run, through c-dirs) both use this list.
+C_DIRS = $(wildcard .ci include stage pipelines connectors tests bench examples)
+
 # Formats every C file in place with the tree's .clang-format (CI checks it).
 format:
-	find include stage tests bench examples -name '*.[ch]' -type f \
-		-exec clang-format -i {} +
+	find $(C_DIRS) -name '*.[ch]' -type f -exec clang-format -i {} +
+
+c-dirs:
+	@echo $(C_DIRS)
 
 clean:
 	rm -rf $(BUILD) build build-tsan build-asan
