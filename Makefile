@@ -55,4 +55,4 @@ format:
 		-exec clang-format -i {} +
 
 clean:
-	rm -rf $(BUILD) build build-tsan build-asan
+	rm -rf $(BUILD) build build-tsan build-asan build-valgrind
