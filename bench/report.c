@@ -39,6 +39,9 @@ static const target targets[] = {
 	/* "within 1.3x of the loop": at least 1/1.3 of its speed. */
 	{ "flow-wordcount/1", VS_BASE, "wordcount-loop", 1 / 1.3 },
 	{ "flow-wordcount/2", VS_BASE, "wordcount-loop", 1.5 },
+	/* Flow's textbook shape, with its split in the stages after the
+	 * source. */
+	{ "flow-words/2", VS_BASE, "wordcount-loop", 1.5 },
 };
 
 #define N_TARGETS (sizeof targets / sizeof targets[0])
