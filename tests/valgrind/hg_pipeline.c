@@ -56,10 +56,29 @@ static void racy_count(size_t n)
 		racy_hits += n;
 }
 
+/* Writes over the event before freeing it, so that the tools check that
+ * whoever read it before (both consumers of the broadcast, for one) is
+ * done with it. */
 static void free_item(void *event, void *arg)
 {
 	(void)arg;
+	memset(event, 0xa5, sizeof(item));
 	free(event);
+}
+
+/* Fills chunk with up to `max` new items numbered from *next to `last`;
+ * returns how many (0 only when out of memory). */
+static size_t new_items(void **chunk, size_t max, uint64_t *next, uint64_t last)
+{
+	size_t k = 0;
+	for (; k < max && *next <= last; k++) {
+		item *it = malloc(sizeof *it);
+		if (!it)
+			break;
+		*it = (item){ .n = (*next)++ };
+		chunk[k] = it;
+	}
+	return k;
 }
 
 static int numbers_demand(void *state, gs_stage *stage, size_t demand)
@@ -67,14 +86,10 @@ static int numbers_demand(void *state, gs_stage *stage, size_t demand)
 	source *s = state;
 	while (demand && s->next <= s->last) {
 		void *chunk[CHUNK];
-		size_t k = 0;
-		for (; k < CHUNK && k < demand && s->next <= s->last; k++) {
-			item *it = malloc(sizeof *it);
-			if (!it)
-				return GS_ENOMEM;
-			*it = (item){ .n = s->next++ };
-			chunk[k] = it;
-		}
+		size_t k = new_items(chunk, demand < CHUNK ? demand : CHUNK,
+				     &s->next, s->last);
+		if (!k)
+			return GS_ENOMEM;
 		gs_err err = gs_emit(stage, chunk, k);
 		if (err)
 			return err;
@@ -154,24 +169,15 @@ typedef struct pusher {
 static void *push_main(void *arg)
 {
 	pusher *ps = arg;
-	for (uint64_t i = 1; i <= ps->events && !ps->err;) {
+	for (uint64_t next = 1; next <= ps->events;) {
 		void *chunk[CHUNK];
-		size_t k = 0;
-		for (; k < CHUNK && i <= ps->events; k++, i++) {
-			item *it = malloc(sizeof *it);
-			if (!it) {
-				ps->err = GS_ENOMEM;
-				break;
-			}
-			*it = (item){ .n = i };
-			chunk[k] = it;
-		}
-		gs_err err = ps->err ? ps->err
-				     : gs_push(ps->stage, chunk, k, -1);
+		size_t k = new_items(chunk, CHUNK, &next, ps->events);
+		gs_err err = k ? gs_push(ps->stage, chunk, k, -1) : GS_ENOMEM;
 		if (err) {
 			for (size_t j = 0; j < k; j++)
 				free(chunk[j]);
 			ps->err = err;
+			break;
 		}
 	}
 	gs_push_close(ps->stage);
