@@ -61,4 +61,4 @@ c-dirs:
 	@echo $(C_DIRS)
 
 clean:
-	rm -rf $(BUILD) build build-tsan build-asan
+	rm -rf $(BUILD) build build-tsan build-asan build-valgrind
