@@ -236,15 +236,18 @@ static void end_in(gs_stage *s, size_t idx)
 	/* A cancel with another reason is applied like a producer's
 	 * failure with it, by the cancel mode. */
 	/* A producer that failed stops a permanent or transient consumer
-	 * with its reason; a temporary one keeps running, and the failed
-	 * input does not count as finished. A producer that finished ends a
-	 * permanent consumer, and counts toward any consumer's completion
-	 * once it was the last input. */
+	 * with its reason; a temporary one keeps running. A producer that
+	 * finished ends a permanent consumer. A consumer whose last input
+	 * has gone finishes if some input of it finished normally, whatever
+	 * the order; one whose every input failed (temporary) runs on. */
 	if (reason != GS_OK) {
 		if (mode != GS_CANCEL_TEMPORARY)
 			gs__stop(s, reason);
+		else if (!s->n_ins && s->inputs_finished)
+			finish(s);
 		return;
 	}
+	s->inputs_finished++;
 	if (mode == GS_CANCEL_PERMANENT || !s->n_ins)
 		finish(s);
 }

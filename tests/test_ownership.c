@@ -512,3 +512,38 @@ Test(broadcast, a_cancelled_subscriber_reads_what_it_was_sent_safely,
 	bcast_check(&b);
 	bcast_free(&b);
 }
+
+Test(ownership,
+     a_consumer_completes_when_a_temporary_input_fails_after_the_others_finished,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p;
+	gs_stage *bad, *good, *cons;
+	seq_producer b = { .total = SIZE_MAX };
+	seq_producer g = { .first = 1u << 30, .total = 10 };
+	recorder r = { 0 };
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &b, NULL,
+				  &bad));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &g, NULL,
+				  &good));
+	GS_OK_OR_DIE(
+		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	recorder_subscribe(&r, cons, bad,
+			   &(gs_sub_opts){ .cancel = GS_CANCEL_TEMPORARY });
+	/* Transient: its normal end leaves the consumer to its other input. */
+	recorder_subscribe(&r, cons, good,
+			   &(gs_sub_opts){ .cancel = GS_CANCEL_TRANSIENT });
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	/* The good input finishes first... */
+	wait_int_at_least(&g.terminated, 1);
+	wait_int_at_least(&r.cancels_ok, 1);
+	/* ...then the temporary one fails: nothing is left, and one input
+	 * finished normally, so the consumer completes. It hung before. */
+	GS_OK_OR_DIE(gs_stage_stop(bad, GS_TEST_FAIL));
+	gs_err err = gs_pipeline_wait(p);
+	cr_assert_eq(err, GS_TEST_FAIL, "wait: %d", (int)err);
+	cr_assert_eq(atomic_load(&r.terminated), 1);
+	cr_assert_eq(atomic_load(&r.reason), GS_OK);
+	gs_pipeline_free(p);
+}
