@@ -22,7 +22,8 @@
 #define IDLE_POLL_MS 1
 
 typedef struct pending {
-	void *event; /* NULL once settled */
+	void *event; /* events may be NULL (the integer 0) */
+	bool live;   /* not settled yet */
 } pending;
 
 struct gs_amqp_sink {
@@ -74,7 +75,7 @@ static pending *at(gs_amqp_sink *k, size_t i)
 /* Drops settled entries from the front. */
 static void trim(gs_amqp_sink *k)
 {
-	while (k->count && !at(k, 0)->event) {
+	while (k->count && !at(k, 0)->live) {
 		k->first = (k->first + 1) % k->cap;
 		k->count--;
 		k->first_seq++;
@@ -140,7 +141,7 @@ static bool republish(gs_amqp_sink *k)
 	/* Settled holes are dropped first: sequence numbers restart. */
 	size_t n = 0;
 	for (size_t i = 0; i < k->count; i++)
-		if (at(k, i)->event)
+		if (at(k, i)->live)
 			*at(k, n++) = *at(k, i);
 	k->count = n;
 	k->first_seq = 1;
@@ -228,9 +229,9 @@ static void on_confirm(gs_amqp_sink *k, uint64_t tag, bool multiple, int st)
 	uint64_t from = multiple ? k->first_seq : tag;
 	for (uint64_t s = from; s <= tag && s - k->first_seq < k->count; s++) {
 		pending *e = at(k, (size_t)(s - k->first_seq));
-		if (e->event) {
+		if (e->live) {
+			e->live = false;
 			done(k, e->event, st);
-			e->event = NULL;
 		}
 	}
 	trim(k);
@@ -281,7 +282,7 @@ static bool read_confirms(gs_amqp_sink *k, int wait_ms)
 static void fail_all(gs_amqp_sink *k, int status)
 {
 	for (size_t i = 0; i < k->count; i++)
-		if (at(k, i)->event)
+		if (at(k, i)->live)
 			done(k, at(k, i)->event, status);
 	k->count = 0;
 	note_unconfirmed(k);
@@ -319,7 +320,9 @@ static int on_events(void *state, gs_stage *stage, gs_sub *from, void **ev,
 			fail_all(k, GS_ECLOSED);
 			return GS_ECLOSED;
 		}
-		k->ring[(k->first + k->count) % k->cap].event = ev[i];
+		k->ring[(k->first + k->count) % k->cap] = (pending){
+			.event = ev[i], .live = true
+		};
 		k->count++;
 		int r = publish(k, ev[i]);
 		if (r > 0) {
