@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * The private broker's lifecycle. The suite's runner process starts epmd,
- * a watchdog and the broker, each in a session of its own; the watchdog
- * holds the read end of a pipe from the runner and, when it closes (the
- * runner ended, normally or not), kills every process group it was told
- * of and removes the folder. Test processes (the runner's children) find
- * the broker through environment variables and a pgid file in the folder,
- * which a restart rewrites and reports to the watchdog.
+ * The private broker's lifecycle. Criterion's runner must have no child
+ * of ours that it did not spawn (its reaper does not expect one), so the
+ * suite's runner starts a supervisor that detaches (a double fork, the
+ * middle process reaped at once) and owns everything else: it starts
+ * epmd and rabbitmq-server, each in a session of its own, restarts or
+ * kills -9 the broker when the runner or a test asks through a FIFO in
+ * the folder, and when the runner's pipe closes (the runner ended,
+ * normally or not) kills them all and removes the folder. Tests (the
+ * runner's children) find the broker through environment variables.
  */
 #include "broker.h"
 
@@ -14,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,34 +96,6 @@ static bool write_file(const char *dir, const char *name, const char *text)
 	return fclose(f) == 0;
 }
 
-/* The watchdog: kills what it was told of once the pipe closes. */
-static void watchdog(int rd, const char *dir)
-{
-	pid_t groups[64];
-	int n = 0;
-	pid_t g;
-	while (read(rd, &g, sizeof g) == sizeof g)
-		if (n < 64)
-			groups[n++] = g;
-	for (int i = 0; i < n; i++)
-		kill(-groups[i], SIGKILL);
-	pid_t rm = fork();
-	if (rm == 0) {
-		execl("/bin/rm", "rm", "-rf", dir, (char *)NULL);
-		_exit(127);
-	}
-	if (rm > 0)
-		waitpid(rm, NULL, 0);
-	_exit(0);
-}
-
-static void tell_watchdog(pid_t pgid)
-{
-	int fd = atoi(env("GS_TEST_AMQP_WATCH_FD"));
-	if (fd > 0 && write(fd, &pgid, sizeof pgid) != sizeof pgid)
-		perror("broker: telling the watchdog");
-}
-
 /* Starts argv in a session of its own with stdout and stderr to `log`
  * and the broker's environment; its pid (= its process group). */
 static pid_t spawn(char *const argv[], const char *log)
@@ -158,36 +133,106 @@ static bool can_connect(int port)
 	return ok;
 }
 
-/* Starts the broker with the environment set up by broker_suite_start
- * and waits for its listener. */
-static bool start_broker(void)
+/* Commands from the runner and the tests to the supervisor. */
+enum { CMD_START = 'S', CMD_KILL = 'K' };
+
+static pid_t spawn_broker(const char *dir)
 {
-	const char *dir = env("GS_TEST_AMQP_DIR");
-	char log[300], pgid[32];
+	char log[300];
 	snprintf(log, sizeof log, "%s/broker.out", dir);
 	char *argv[] = { RABBITMQ_SERVER, NULL };
-	pid_t pid = spawn(argv, log);
-	if (pid < 0) {
-		fail("broker: fork failed: %s", strerror(errno));
-		return false;
+	return spawn(argv, log);
+}
+
+/* The supervisor's loop: runs until the pipe closes. */
+static void supervise(int rd, const char *dir, int epmd_port)
+{
+	char port_arg[16], log[300];
+	/* Hold none of the runner's files open (a test harness waits for
+	 * its output pipes to close). */
+	int null = open("/dev/null", O_RDWR);
+	for (int i = 0; i < 3 && null >= 0; i++)
+		dup2(null, i);
+	for (int i = 3; i < 1024; i++)
+		if (i != rd)
+			close(i);
+	snprintf(port_arg, sizeof port_arg, "%d", epmd_port);
+	snprintf(log, sizeof log, "%s/epmd.out", dir);
+	/* Our own epmd, so that the broker does not start a daemon one that
+	 * would outlive the suite. */
+	char *epmd[] = { "epmd",     "-port",     port_arg,
+			 "-address", "127.0.0.1", NULL };
+	pid_t e = spawn(epmd, log);
+	for (int i = 0; i < 100 && !can_connect(epmd_port); i++) {
+		struct timespec ts = { 0, 20000000L };
+		nanosleep(&ts, NULL);
 	}
-	tell_watchdog(pid);
-	snprintf(pgid, sizeof pgid, "%ld\n", (long)pid);
-	write_file(dir, "broker.pgid", pgid);
+	/* Commands come through a FIFO (tests cannot inherit our pipe);
+	 * opened for writing too, so that it never reads end-of-file. */
+	char fifo[300];
+	snprintf(fifo, sizeof fifo, "%s/control", dir);
+	struct pollfd fds[2] = { { .fd = rd, .events = POLLIN },
+				 { .fd = open(fifo, O_RDWR),
+				   .events = POLLIN } };
+	pid_t b = 0;
+	for (;;) {
+		if (poll(fds, 2, -1) < 0 && errno != EINTR)
+			break;
+		char cmd;
+		if (fds[0].revents)
+			break; /* the runner's end closed */
+		if (!fds[1].revents || read(fds[1].fd, &cmd, 1) != 1)
+			continue;
+		if (cmd == CMD_KILL && b > 0) {
+			kill(-b, SIGKILL);
+			waitpid(b, NULL, 0);
+			b = 0;
+		} else if (cmd == CMD_START && b <= 0) {
+			b = spawn_broker(dir);
+		}
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			; /* the broker's orphans, if any */
+	}
+	if (b > 0)
+		kill(-b, SIGKILL);
+	if (e > 0)
+		kill(-e, SIGKILL);
+	while (wait(NULL) > 0)
+		;
+	pid_t rm = fork();
+	if (rm == 0) {
+		execl("/bin/rm", "rm", "-rf", dir, (char *)NULL);
+		_exit(127);
+	}
+	if (rm > 0)
+		waitpid(rm, NULL, 0);
+	_exit(0);
+}
+
+static void command(char cmd)
+{
+	char fifo[300];
+	snprintf(fifo, sizeof fifo, "%s/control", env("GS_TEST_AMQP_DIR"));
+	int fd = open(fifo, O_WRONLY);
+	if (fd < 0 || write(fd, &cmd, 1) != 1)
+		perror("broker: telling the supervisor");
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Waits until the broker listens (true) or the start timeout passes. */
+static bool wait_listening(void)
+{
 	int port = atoi(env("GS_TEST_AMQP_BROKER_PORT"));
 	for (int i = 0; i < GS_TEST_BROKER_START_S * 10; i++) {
 		if (can_connect(port))
 			return true;
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			fail("broker: rabbitmq-server exited early; see %s",
-			     log);
-			return false;
-		}
 		struct timespec ts = { 0, 100000000L };
 		nanosleep(&ts, NULL);
 	}
-	fail("broker: not listening after the start timeout; see %s", log);
+	fail("broker: not listening after the start timeout; see "
+	     "%s/broker.out",
+	     env("GS_TEST_AMQP_DIR"));
 	return false;
 }
 
@@ -198,37 +243,11 @@ static void set_env_int(const char *name, int v)
 	setenv(name, buf, 1);
 }
 
-void broker_suite_start(void)
+/* The broker's environment: everything it writes under dir, every port
+ * it listens on on the loopback. */
+static void broker_env(const char *dir, const int ports[3])
 {
-	char dir[] = "/tmp/gs-amqp-XXXXXX";
 	char path[600], text[1024];
-	int ports[3];
-	if (access(RABBITMQ_SERVER, X_OK)) {
-		fail("broker: %s not found (scripts/bootstrap installs "
-		     "rabbitmq-server)",
-		     RABBITMQ_SERVER);
-		return;
-	}
-	if (!mkdtemp(dir) || !free_ports(ports, 3)) {
-		fail("broker: no temporary folder or ports: %s",
-		     strerror(errno));
-		return;
-	}
-	int pipefd[2];
-	if (pipe(pipefd)) {
-		fail("broker: pipe: %s", strerror(errno));
-		return;
-	}
-	pid_t w = fork();
-	if (w == 0) {
-		setsid();
-		close(pipefd[1]);
-		watchdog(pipefd[0], dir);
-	}
-	close(pipefd[0]);
-	set_env_int("GS_TEST_AMQP_WATCH_FD", pipefd[1]);
-	setenv("GS_TEST_AMQP_DIR", dir, 1);
-	set_env_int("GS_TEST_AMQP_BROKER_PORT", ports[0]);
 	snprintf(text, sizeof text,
 		 "listeners.tcp.default = 127.0.0.1:%d\n"
 		 "loopback_users = none\n"
@@ -238,22 +257,19 @@ void broker_suite_start(void)
 		 ports[0]);
 	write_file(dir, "rabbitmq.conf", text);
 	write_file(dir, "enabled_plugins", "[].\n");
-	/* Everything the broker writes goes under dir; every port it
-	 * listens on is on the loopback. */
-	snprintf(path, sizeof path, "%s/rabbitmq.conf", dir);
-	setenv("RABBITMQ_CONFIG_FILE", path, 1);
-	snprintf(path, sizeof path, "%s/enabled_plugins", dir);
-	setenv("RABBITMQ_ENABLED_PLUGINS_FILE", path, 1);
-	snprintf(path, sizeof path, "%s/mnesia", dir);
-	setenv("RABBITMQ_MNESIA_BASE", path, 1);
-	snprintf(path, sizeof path, "%s/log", dir);
-	setenv("RABBITMQ_LOG_BASE", path, 1);
-	snprintf(path, sizeof path, "%s/plugins", dir);
-	setenv("RABBITMQ_PLUGINS_EXPAND_DIR", path, 1);
-	snprintf(path, sizeof path, "%s/advanced.config", dir);
-	setenv("RABBITMQ_ADVANCED_CONFIG_FILE", path, 1);
-	snprintf(path, sizeof path, "%s/rabbitmq-env.conf", dir);
-	setenv("RABBITMQ_CONF_ENV_FILE", path, 1);
+	static const char *const files[][2] = {
+		{ "RABBITMQ_CONFIG_FILE", "rabbitmq.conf" },
+		{ "RABBITMQ_ENABLED_PLUGINS_FILE", "enabled_plugins" },
+		{ "RABBITMQ_MNESIA_BASE", "mnesia" },
+		{ "RABBITMQ_LOG_BASE", "log" },
+		{ "RABBITMQ_PLUGINS_EXPAND_DIR", "plugins" },
+		{ "RABBITMQ_ADVANCED_CONFIG_FILE", "advanced.config" },
+		{ "RABBITMQ_CONF_ENV_FILE", "rabbitmq-env.conf" },
+	};
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, files[i][1]);
+		setenv(files[i][0], path, 1);
+	}
 	snprintf(path, sizeof path, "gstest%ld@localhost", (long)getpid());
 	setenv("RABBITMQ_NODENAME", path, 1);
 	setenv("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1", 1);
@@ -264,63 +280,67 @@ void broker_suite_start(void)
 	setenv("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
 	       "-kernel inet_dist_use_interface {127,0,0,1}", 1);
 	setenv("HOME", dir, 1); /* the Erlang cookie */
-	/* Our own epmd, so that the broker does not start a daemon one that
-	 * would outlive the suite. */
-	char port_arg[16];
-	snprintf(port_arg, sizeof port_arg, "%d", ports[2]);
-	char *epmd[] = { "epmd",     "-port",     port_arg,
-			 "-address", "127.0.0.1", NULL };
-	snprintf(path, sizeof path, "%s/epmd.out", dir);
-	pid_t e = spawn(epmd, path);
-	if (e > 0)
-		tell_watchdog(e);
-	for (int i = 0; i < 100 && !can_connect(ports[2]); i++) {
-		struct timespec ts = { 0, 20000000L };
-		nanosleep(&ts, NULL);
+}
+
+void broker_suite_start(void)
+{
+	char dir[] = "/tmp/gs-amqp-XXXXXX";
+	int ports[3], pipefd[2];
+	if (access(RABBITMQ_SERVER, X_OK)) {
+		fail("broker: %s not found (scripts/bootstrap installs "
+		     "rabbitmq-server)",
+		     RABBITMQ_SERVER);
+		return;
 	}
-	if (start_broker())
+	char fifo[300];
+	if (!mkdtemp(dir) || !free_ports(ports, 3) || pipe(pipefd) ||
+	    (snprintf(fifo, sizeof fifo, "%s/control", dir),
+	     mkfifo(fifo, 0600))) {
+		fail("broker: no temporary folder, ports or pipe: %s",
+		     strerror(errno));
+		return;
+	}
+	setenv("GS_TEST_AMQP_DIR", dir, 1);
+	set_env_int("GS_TEST_AMQP_BROKER_PORT", ports[0]);
+	set_env_int("GS_TEST_AMQP_WATCH_FD", pipefd[1]);
+	broker_env(dir, ports);
+	pid_t mid = fork();
+	if (mid == 0) {
+		setsid();
+		close(pipefd[1]);
+		if (fork() == 0)
+			supervise(pipefd[0], dir, ports[2]);
+		_exit(0);
+	}
+	close(pipefd[0]);
+	if (mid > 0)
+		waitpid(mid, NULL, 0);
+	command(CMD_START);
+	if (wait_listening())
 		set_env_int("GS_TEST_AMQP_PORT", ports[0]);
 }
 
 void broker_suite_stop(void)
 {
-	/* The watchdog does the killing and the removing. */
+	/* The supervisor does the killing and the removing. */
 	int fd = atoi(env("GS_TEST_AMQP_WATCH_FD"));
 	if (fd > 0)
 		close(fd);
-	while (wait(NULL) > 0 || errno == EINTR)
-		;
-}
-
-static pid_t current_pgid(void)
-{
-	char path[600];
-	snprintf(path, sizeof path, "%s/broker.pgid", env("GS_TEST_AMQP_DIR"));
-	FILE *f = fopen(path, "r");
-	long pgid = 0;
-	if (f) {
-		if (fscanf(f, "%ld", &pgid) != 1)
-			pgid = 0;
-		fclose(f);
-	}
-	return (pid_t)pgid;
 }
 
 void broker_kill9(void)
 {
-	pid_t g = current_pgid();
 	int port = atoi(env("GS_TEST_AMQP_BROKER_PORT"));
-	if (g > 0)
-		kill(-g, SIGKILL);
+	command(CMD_KILL);
 	/* Gone once nothing listens any more. */
 	for (int i = 0; i < 600 && can_connect(port); i++) {
 		struct timespec ts = { 0, 50000000L };
 		nanosleep(&ts, NULL);
 	}
-	waitpid(g, NULL, WNOHANG);
 }
 
 bool broker_restart(void)
 {
-	return start_broker();
+	command(CMD_START);
+	return wait_listening();
 }

@@ -103,7 +103,11 @@ Test(amqp_sink, hands_back_every_event_once_after_its_confirmation,
 	void **ev = ids(0, N_EVENTS);
 	gs_amqp_sink_stats st = run_sink(c, ev, N_EVENTS, 0);
 	for (size_t i = 0; i < N_EVENTS; i++)
-		cr_assert_eq(atomic_load(&c->confirmed[i]), 1, "event %zu: %u (ok %lu failed %lu)", i, atomic_load(&c->confirmed[i]), (unsigned long)atomic_load(&c->ok), (unsigned long)atomic_load(&c->failed));
+		cr_assert_eq(atomic_load(&c->confirmed[i]), 1,
+			     "event %zu: %u (ok %lu failed %lu)", i,
+			     atomic_load(&c->confirmed[i]),
+			     (unsigned long)atomic_load(&c->ok),
+			     (unsigned long)atomic_load(&c->failed));
 	cr_assert_eq(atomic_load(&c->ok), N_EVENTS);
 	cr_assert_eq(st.confirmed, N_EVENTS);
 	cr_assert_eq(st.unconfirmed, 0);

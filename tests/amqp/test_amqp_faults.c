@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Real faults, each checked for "nothing lost, duplicates counted": the
+ * broker killed with -9 mid-stream and restarted on the same data folder,
+ * and a consuming process killed mid-batch while another consumes the
+ * same queue.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "amqp_test.h"
+
+#ifndef GS_TEST_AMQP_FAULT_MESSAGES
+#define GS_TEST_AMQP_FAULT_MESSAGES 3000
+#endif
+
+typedef struct tally_ids {
+	_Atomic unsigned counts[GS_TEST_AMQP_FAULT_MESSAGES];
+	_Atomic uint64_t handled;
+	unsigned sleep_us;
+	/* Batch processor: block for ever in the batch numbered this
+	 * (1-based; 0: never), and say so. */
+	uint64_t hang_in_batch;
+	_Atomic uint64_t batches;
+	_Atomic bool hanging;
+	_Atomic unsigned in_hung[GS_TEST_AMQP_FAULT_MESSAGES];
+} tally_ids;
+
+static int count_message(void *arg, size_t processor, gs_message *m)
+{
+	(void)processor;
+	tally_ids *t = arg;
+	size_t id = body_id(m);
+	if (t->sleep_us)
+		usleep(t->sleep_us);
+	if (id < GS_TEST_AMQP_FAULT_MESSAGES)
+		atomic_fetch_add(&t->counts[id], 1);
+	atomic_fetch_add(&t->handled, 1);
+	return GS_OK;
+}
+
+static int count_batch(void *arg, gs_message **msgs, size_t n,
+		       const gs_batch_info *info)
+{
+	(void)info;
+	tally_ids *t = arg;
+	uint64_t b = atomic_fetch_add(&t->batches, 1) + 1;
+	if (b != t->hang_in_batch)
+		return GS_OK;
+	for (size_t i = 0; i < n; i++)
+		atomic_store(&t->in_hung[body_id(msgs[i])], 1);
+	atomic_store(&t->hanging, true);
+	for (;;)
+		pause(); /* until the kill */
+}
+
+static const gs_broadway_ops ops = { .handle_message = count_message,
+				     .handle_batch = count_batch };
+
+/* Counts ids seen at least once and ids seen more than once. */
+static void check_all(tally_ids *t, size_t n, size_t *dups)
+{
+	*dups = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned c = atomic_load(&t->counts[i]);
+		cr_assert_geq(c, 1, "id %zu never processed", i);
+		*dups += c - 1;
+	}
+}
+
+static size_t all_seen(tally_ids *t, size_t n)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		k += atomic_load(&t->counts[i]) > 0;
+	return k;
+}
+
+Test(amqp_faults, a_broker_killed_mid_stream_loses_nothing_after_restart,
+     .timeout = 240)
+{
+	need_broker();
+	char q[96];
+	broker_name(q, sizeof q, "kill9");
+	declare_queue(q);
+	enum { n = GS_TEST_AMQP_FAULT_MESSAGES };
+	publish_ids(q, 0, n); /* durable queue, persistent, confirmed */
+	tally_ids *t = calloc(1, sizeof *t);
+	t->sleep_us = 100;
+	gs_amqp_source_opts o = { .conn = test_conn(),
+				  .queue = q,
+				  .on_failure = GS_AMQP_REQUEUE };
+	o.conn.log = log_keep_fn;
+	log_keep *l = calloc(1, sizeof *l);
+	pthread_mutex_init(&l->lock, NULL);
+	o.conn.log_arg = l;
+	gs_broadway *bw;
+	GS_OK_OR_DIE(gs_broadway_new(
+		&ops, t,
+		&(gs_broadway_opts){
+			.producer = gs_amqp_broadway_producer(&o, 1),
+			.processors = { .concurrency = 2, .blocking = true } },
+		&bw));
+	GS_OK_OR_DIE(gs_broadway_start(bw));
+	wait_at_least(&t->handled, n / 3);
+	broker_kill9();
+	cr_assert(broker_restart(), "%s", broker_error());
+	/* The source reconnects by itself and the broker redelivers what
+	 * was not acked. */
+	while (all_seen(t, n) < n)
+		usleep(10000);
+	wait_ready(q, 0);
+	cr_assert_eq(gs_broadway_stop(bw), GS_OK);
+	gs_broadway_free(bw);
+	size_t dups;
+	check_all(t, n, &dups);
+	cr_assert(log_has(l, "connection lost"), "%s", l->all);
+	cr_log_info("kill -9: %d processed, %zu duplicates",
+		    (int)atomic_load(&t->handled), dups);
+	cr_assert_eq(atomic_load(&t->handled), n + dups);
+	pthread_mutex_destroy(&l->lock);
+	free(l);
+	free(t);
+}
+
+/* Runs a consumer of `q` in this process until the kill (the child). */
+static void doomed_consumer(const char *q, tally_ids *t)
+{
+	gs_amqp_source_opts o = { .conn = test_conn(),
+				  .queue = q,
+				  .on_failure = GS_AMQP_REQUEUE,
+				  .prefetch = 200 };
+	gs_broadway_batcher_opts b = { .batch_size = 50,
+				       .batch_timeout = 60000,
+				       .blocking = true };
+	gs_broadway *bw;
+	if (gs_broadway_new(&ops, t,
+			    &(gs_broadway_opts){
+				    .producer = gs_amqp_broadway_producer(&o, 1),
+				    .processors = { .concurrency = 1 },
+				    .batchers = &b,
+				    .n_batchers = 1 },
+			    &bw) ||
+	    gs_broadway_start(bw))
+		_exit(1);
+	for (;;)
+		pause();
+}
+
+Test(amqp_faults, a_consumer_killed_mid_batch_hands_its_messages_to_another,
+     .timeout = 240)
+{
+	need_broker();
+	char q[96];
+	broker_name(q, sizeof q, "share");
+	declare_queue(q);
+	enum { n = GS_TEST_AMQP_FAULT_MESSAGES };
+	publish_ids(q, 0, n);
+	/* The doomed consumer's tally is shared so that we see which
+	 * messages it held when it died. */
+	tally_ids *dead = mmap(NULL, sizeof *dead, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(dead, MAP_FAILED);
+	memset(dead, 0, sizeof *dead);
+	dead->hang_in_batch = 3;
+	pid_t child = fork();
+	if (child == 0)
+		doomed_consumer(q, dead);
+	while (!atomic_load(&dead->hanging))
+		usleep(2000);
+	tally_ids *live = calloc(1, sizeof *live);
+	gs_amqp_source_opts o = { .conn = test_conn(),
+				  .queue = q,
+				  .on_failure = GS_AMQP_REQUEUE };
+	gs_broadway *bw;
+	GS_OK_OR_DIE(gs_broadway_new(
+		&ops, live,
+		&(gs_broadway_opts){
+			.producer = gs_amqp_broadway_producer(&o, 1),
+			.processors = { .concurrency = 2 } },
+		&bw));
+	GS_OK_OR_DIE(gs_broadway_start(bw));
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	wait_ready(q, 0);
+	/* Everything the dead consumer had not acked comes here: at least
+	 * the batch it died in. */
+	for (size_t i = 0; i < n; i++) {
+		if (atomic_load(&dead->in_hung[i]))
+			while (!atomic_load(&live->counts[i]))
+				usleep(2000);
+		while (!atomic_load(&live->counts[i]) &&
+		       !atomic_load(&dead->counts[i]))
+			usleep(2000);
+	}
+	cr_assert_eq(gs_broadway_stop(bw), GS_OK);
+	gs_broadway_free(bw);
+	size_t lost = 0, dups = 0, hung = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned a = atomic_load(&live->counts[i]);
+		unsigned d = atomic_load(&dead->counts[i]);
+		lost += a + d == 0;
+		dups += a + d > 1 ? a + d - 1 : 0;
+		hung += atomic_load(&dead->in_hung[i]);
+	}
+	cr_assert_eq(lost, 0);
+	cr_assert_eq(hung, 50);
+	cr_log_info("consumer killed: %zu duplicates", dups);
+	munmap(dead, sizeof *dead);
+	free(live);
+}
