@@ -6,6 +6,7 @@
  * same queue.
  */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -13,53 +14,10 @@
 #include <unistd.h>
 
 #include "amqp_test.h"
+#include "fault_tally.h"
 
-#ifndef GS_TEST_AMQP_FAULT_MESSAGES
-#define GS_TEST_AMQP_FAULT_MESSAGES 3000
-#endif
-
-typedef struct tally_ids {
-	_Atomic unsigned counts[GS_TEST_AMQP_FAULT_MESSAGES];
-	_Atomic uint64_t handled;
-	unsigned sleep_us;
-	/* Batch processor: block for ever in the batch numbered this
-	 * (1-based; 0: never), and say so. */
-	uint64_t hang_in_batch;
-	_Atomic uint64_t batches;
-	_Atomic bool hanging;
-	_Atomic unsigned in_hung[GS_TEST_AMQP_FAULT_MESSAGES];
-} tally_ids;
-
-static int count_message(void *arg, size_t processor, gs_message *m)
-{
-	(void)processor;
-	tally_ids *t = arg;
-	size_t id = body_id(m);
-	if (t->sleep_us)
-		usleep(t->sleep_us);
-	if (id < GS_TEST_AMQP_FAULT_MESSAGES)
-		atomic_fetch_add(&t->counts[id], 1);
-	atomic_fetch_add(&t->handled, 1);
-	return GS_OK;
-}
-
-static int count_batch(void *arg, gs_message **msgs, size_t n,
-		       const gs_batch_info *info)
-{
-	(void)info;
-	tally_ids *t = arg;
-	uint64_t b = atomic_fetch_add(&t->batches, 1) + 1;
-	if (b != t->hang_in_batch)
-		return GS_OK;
-	for (size_t i = 0; i < n; i++)
-		atomic_store(&t->in_hung[body_id(msgs[i])], 1);
-	atomic_store(&t->hanging, true);
-	for (;;)
-		pause(); /* until the kill */
-}
-
-static const gs_broadway_ops ops = { .handle_message = count_message,
-				     .handle_batch = count_batch };
+static const gs_broadway_ops ops = { .handle_message = tally_message,
+				     .handle_batch = tally_batch };
 
 /* Counts ids seen at least once and ids seen more than once. */
 static void check_all(tally_ids *t, size_t n, size_t *dups)
@@ -127,30 +85,6 @@ Test(amqp_faults, a_broker_killed_mid_stream_loses_nothing_after_restart,
 	free(t);
 }
 
-/* Runs a consumer of `q` in this process until the kill (the child). */
-static void doomed_consumer(const char *q, tally_ids *t)
-{
-	gs_amqp_source_opts o = { .conn = test_conn(),
-				  .queue = q,
-				  .on_failure = GS_AMQP_REQUEUE,
-				  .prefetch = 200 };
-	gs_broadway_batcher_opts b = { .batch_size = 50,
-				       .batch_timeout = 60000,
-				       .blocking = true };
-	gs_broadway *bw;
-	if (gs_broadway_new(&ops, t,
-			    &(gs_broadway_opts){
-				    .producer = gs_amqp_broadway_producer(&o, 1),
-				    .processors = { .concurrency = 1 },
-				    .batchers = &b,
-				    .n_batchers = 1 },
-			    &bw) ||
-	    gs_broadway_start(bw))
-		_exit(1);
-	for (;;)
-		pause();
-}
-
 Test(amqp_faults, a_consumer_killed_mid_batch_hands_its_messages_to_another,
      .timeout = 240)
 {
@@ -160,18 +94,32 @@ Test(amqp_faults, a_consumer_killed_mid_batch_hands_its_messages_to_another,
 	declare_queue(q);
 	enum { n = GS_TEST_AMQP_FAULT_MESSAGES };
 	publish_ids(q, 0, n);
-	/* The doomed consumer's tally is shared so that we see which
-	 * messages it held when it died. */
+	/* The doomed consumer is a program of its own (a fork of this
+	 * threaded process could not start threads under TSan); its tally
+	 * is a shared file, so that we see which messages it held when it
+	 * died. */
+	char path[] = "/tmp/gs-amqp-tally-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, sizeof(tally_ids)), 0);
 	tally_ids *dead = mmap(NULL, sizeof *dead, PROT_READ | PROT_WRITE,
-			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+			       MAP_SHARED, fd, 0);
 	cr_assert_neq(dead, MAP_FAILED);
-	memset(dead, 0, sizeof *dead);
-	dead->hang_in_batch = 3;
+	close(fd);
+	char port[16];
+	snprintf(port, sizeof port, "%d", broker_port());
 	pid_t child = fork();
-	if (child == 0)
-		doomed_consumer(q, dead);
-	while (!atomic_load(&dead->hanging))
+	if (child == 0) {
+		execl(DOOMED_CONSUMER, DOOMED_CONSUMER, port, q, path,
+		      (char *)NULL);
+		_exit(127);
+	}
+	cr_assert_gt(child, 0);
+	while (!atomic_load(&dead->hanging)) {
+		cr_assert_eq(waitpid(child, NULL, WNOHANG), 0,
+			     "the doomed consumer died early");
 		usleep(2000);
+	}
 	tally_ids *live = calloc(1, sizeof *live);
 	gs_amqp_source_opts o = { .conn = test_conn(),
 				  .queue = q,
@@ -211,5 +159,6 @@ Test(amqp_faults, a_consumer_killed_mid_batch_hands_its_messages_to_another,
 	cr_assert_eq(hung, 50);
 	cr_log_info("consumer killed: %zu duplicates", dups);
 	munmap(dead, sizeof *dead);
+	unlink(path);
 	free(live);
 }

@@ -131,7 +131,6 @@ Test(amqp_source, prefetch_follows_the_demand, .timeout = GS_TEST_TIMEOUT)
 	}
 	gs_pipeline_stop(p, GS_STOP_NOW);
 	gs_amqp_source_free(src);
-	gs_amqp_source_stats_get(src, &st);
 	gs_pipeline_free(p);
 	cr_assert_eq(queue_ready(q), 0);
 	free(s);
