@@ -297,11 +297,14 @@ GS_BROADWAY_API void gs_broadway_free(gs_broadway *bw)
 {
 	if (!bw)
 		return;
-	/* The producers go after their stages: messages dropped by the stop
-	 * are acknowledged to them. */
-	gs_pipeline_free(bw->p);
+	/* Stopped first, so that every message it drops is acknowledged to
+	 * its producer; then the producers go (they may own threads that
+	 * talk to their stages); then the stages. */
+	gs_pipeline_stop(bw->p, GS_STOP_NOW);
 	for (size_t i = 0; bw->o.producer.free && i < bw->n_producers; i++)
-		bw->o.producer.free(bw->o.producer.arg, bw->producer_states[i]);
+		bw->o.producer.free(bw->o.producer.arg,
+				    bw->producer_states[i]);
+	gs_pipeline_free(bw->p);
 	for (size_t i = 0; i < bw->n_kept; i++)
 		bw->kept[i].fn(bw->kept[i].state);
 	free(bw->kept);

@@ -179,8 +179,10 @@ gs_err gs_amqp_source_stats_get(const gs_amqp_source *src,
 /*
  * Stops the connector: waits (up to drain_timeout) until every message
  * the pipeline holds is settled, sends the last acks, closes the
- * connection and frees the source. Call after gs_pipeline_wait (or a
- * stop), before or after gs_pipeline_free. NULL is a no-op.
+ * connection and frees the source. Call once the pipeline has finished
+ * (gs_pipeline_wait or gs_pipeline_stop), and before gs_pipeline_free:
+ * the connector talks to the stage until it is joined here. NULL is a
+ * no-op.
  */
 void gs_amqp_source_free(gs_amqp_source *src);
 

@@ -183,8 +183,9 @@ typedef uint64_t (*gs_broadway_key_fn)(void *arg, const gs_message *m);
  * them on unchanged, setting only `blocking` or `buffer_size` if the
  * producer needs them). Its events must be gs_message pointers. `free`
  * (optional) releases what `new` allocated, given the stage's state
- * (gs_stage_state), once the pipeline is freed. Both run on the thread
- * calling gs_broadway_new / gs_broadway_free.
+ * (gs_stage_state), once every stage has stopped and before the stages
+ * are freed. Both run on the thread calling gs_broadway_new /
+ * gs_broadway_free.
  */
 typedef struct gs_broadway_producer {
 	uint32_t version;
