@@ -115,8 +115,12 @@ Test(amqp_source, prefetch_follows_the_demand, .timeout = GS_TEST_TIMEOUT)
 	/* The broker hands over the prefetch and holds the rest. */
 	wait_ready(q, 80);
 	gs_amqp_source_stats st;
-	gs_amqp_source_stats_get(src, &st);
+	do {
+		usleep(1000);
+		gs_amqp_source_stats_get(src, &st);
+	} while (st.delivered < 20);
 	cr_assert_eq(st.delivered, 20);
+	cr_assert_eq(queue_ready(q), 80);
 	/* Taking them (and acking) lets the rest come. */
 	size_t got = 0;
 	while (got < 100) {
