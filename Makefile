@@ -42,7 +42,7 @@ bench: build
 
 # Formats every C file in place with the tree's .clang-format (CI checks it).
 format:
-	find include stage tests bench examples -name '*.[ch]' -type f \
+	find include stage connectors tests bench examples -name '*.[ch]' -type f \
 		-exec clang-format -i {} +
 
 clean:

@@ -302,8 +302,7 @@ GS_BROADWAY_API void gs_broadway_free(gs_broadway *bw)
 	 * talk to their stages); then the stages. */
 	gs_pipeline_stop(bw->p, GS_STOP_NOW);
 	for (size_t i = 0; bw->o.producer.free && i < bw->n_producers; i++)
-		bw->o.producer.free(bw->o.producer.arg,
-				    bw->producer_states[i]);
+		bw->o.producer.free(bw->o.producer.arg, bw->producer_states[i]);
 	gs_pipeline_free(bw->p);
 	for (size_t i = 0; i < bw->n_kept; i++)
 		bw->kept[i].fn(bw->kept[i].state);
