@@ -130,6 +130,20 @@ static void check_once(const gs_broadway_test_ack *a, size_t n)
 	free(seen);
 }
 
+/* Sends data 1..n as one test batch, waits for every acknowledgement and
+ * checks that each came back exactly once. */
+static gs_broadway_test_ack send_and_wait(gs_broadway *bw, size_t n)
+{
+	void **data = numbers(n);
+	gs_broadway_test_ref *ref;
+	gs_broadway_test_ack a;
+	GS_OK_OR_DIE(gs_broadway_test_batch(bw, data, n, &ref));
+	GS_OK_OR_DIE(gs_broadway_test_wait(ref, WAIT_MS, &a));
+	check_once(&a, n);
+	free(data);
+	return a;
+}
+
 static gs_broadway *start(ctx *c, gs_broadway_opts o)
 {
 	gs_broadway *bw;
@@ -190,12 +204,7 @@ static void failures_come_back_failed_after_handle_failed(bool mark)
 	gs_broadway *bw = start(
 		&c, (gs_broadway_opts){ .processors = { .concurrency = 3 } });
 	size_t n = 1000;
-	void **data = numbers(n);
-	gs_broadway_test_ref *ref;
-	gs_broadway_test_ack a;
-	GS_OK_OR_DIE(gs_broadway_test_batch(bw, data, n, &ref));
-	GS_OK_OR_DIE(gs_broadway_test_wait(ref, WAIT_MS, &a));
-	check_once(&a, n);
+	gs_broadway_test_ack a = send_and_wait(bw, n);
 	cr_assert_eq(a.n_failed, n / 5);
 	for (size_t i = 0; i < a.n_failed; i++) {
 		cr_assert_eq(GS_VAL(a.failed[i]) % 5, 0);
@@ -206,7 +215,6 @@ static void failures_come_back_failed_after_handle_failed(bool mark)
 	cr_assert_eq(atomic_load(&c.failed_seen), n / 5);
 	gs_broadway_test_ack_fini(&a);
 	gs_broadway_free(bw);
-	free(data);
 }
 
 Test(broadway, a_handler_returning_an_error_fails_the_message_with_it,
@@ -234,19 +242,13 @@ Test(broadway, batches_hold_one_batcher_and_key_and_respect_batch_size,
 					.batchers = b,
 					.n_batchers = 2 });
 	size_t n = GS_TEST_BW_MESSAGES / 4;
-	void **data = numbers(n);
-	gs_broadway_test_ref *ref;
-	gs_broadway_test_ack a;
-	GS_OK_OR_DIE(gs_broadway_test_batch(bw, data, n, &ref));
-	GS_OK_OR_DIE(gs_broadway_test_wait(ref, WAIT_MS, &a));
-	check_once(&a, n);
+	gs_broadway_test_ack a = send_and_wait(bw, n);
 	cr_assert_eq(a.n_ok, n);
 	cr_assert_eq(atomic_load(&c.mixed_batches), 0);
 	cr_assert_leq(atomic_load(&c.max_batch), 7);
 	cr_assert_eq(atomic_load(&c.batch_msgs), n);
 	gs_broadway_test_ack_fini(&a);
 	gs_broadway_free(bw);
-	free(data);
 }
 
 Test(broadway, a_batch_timeout_hands_over_a_partial_batch,
@@ -314,12 +316,7 @@ Test(broadway, handle_batch_may_fail_part_of_a_batch_or_all_of_it,
 							    .batch_size = 10 },
 					    .n_batchers = 1 });
 		size_t n = 300;
-		void **data = numbers(n);
-		gs_broadway_test_ref *ref;
-		gs_broadway_test_ack a;
-		GS_OK_OR_DIE(gs_broadway_test_batch(bw, data, n, &ref));
-		GS_OK_OR_DIE(gs_broadway_test_wait(ref, WAIT_MS, &a));
-		check_once(&a, n);
+		gs_broadway_test_ack a = send_and_wait(bw, n);
 		cr_assert_eq(a.n_failed, whole ? n : n / 3);
 		for (size_t i = 0; i < a.n_failed; i++) {
 			bool third = GS_VAL(a.failed[i]) % 3 == 0;
@@ -329,7 +326,6 @@ Test(broadway, handle_batch_may_fail_part_of_a_batch_or_all_of_it,
 		cr_assert_eq(atomic_load(&c.failed_seen), a.n_failed);
 		gs_broadway_test_ack_fini(&a);
 		gs_broadway_free(bw);
-		free(data);
 	}
 }
 
@@ -342,12 +338,7 @@ Test(broadway, a_message_for_an_unknown_batcher_fails_with_einval,
 	gs_broadway *bw = start(&c, (gs_broadway_opts){ .batchers = b,
 							.n_batchers = 2 });
 	size_t n = 30;
-	void **data = numbers(n);
-	gs_broadway_test_ref *ref;
-	gs_broadway_test_ack a;
-	GS_OK_OR_DIE(gs_broadway_test_batch(bw, data, n, &ref));
-	GS_OK_OR_DIE(gs_broadway_test_wait(ref, WAIT_MS, &a));
-	check_once(&a, n);
+	gs_broadway_test_ack a = send_and_wait(bw, n);
 	cr_assert_eq(a.n_failed, n / 3);
 	for (size_t i = 0; i < a.n_failed; i++) {
 		cr_assert_eq(GS_VAL(a.failed[i]) % 3, 2);
@@ -355,7 +346,6 @@ Test(broadway, a_message_for_an_unknown_batcher_fails_with_einval,
 	}
 	gs_broadway_test_ack_fini(&a);
 	gs_broadway_free(bw);
-	free(data);
 }
 
 Test(broadway, partition_by_keeps_each_key_in_order, .timeout = GS_TEST_TIMEOUT)
@@ -367,15 +357,9 @@ Test(broadway, partition_by_keeps_each_key_in_order, .timeout = GS_TEST_TIMEOUT)
 			    .processors = { .concurrency = 4,
 					    .partition_by = data_key } });
 	size_t n = GS_TEST_BW_MESSAGES;
-	void **data = numbers(n);
-	gs_broadway_test_ref *ref;
-	gs_broadway_test_ack a;
-	GS_OK_OR_DIE(gs_broadway_test_batch(bw, data, n, &ref));
-	GS_OK_OR_DIE(gs_broadway_test_wait(ref, WAIT_MS, &a));
-	check_once(&a, n);
+	gs_broadway_test_ack a = send_and_wait(bw, n);
 	gs_broadway_test_ack_fini(&a);
 	gs_broadway_free(bw);
-	free(data);
 }
 
 /* handle_message records order per key in ctx.last (with partition_by,
@@ -424,18 +408,12 @@ static void partition_order(bool in_batches)
 				     &o, &bw));
 	GS_OK_OR_DIE(gs_broadway_start(bw));
 	size_t n = GS_TEST_BW_MESSAGES;
-	void **data = numbers(n);
-	gs_broadway_test_ref *ref;
-	gs_broadway_test_ack a;
-	GS_OK_OR_DIE(gs_broadway_test_batch(bw, data, n, &ref));
-	GS_OK_OR_DIE(gs_broadway_test_wait(ref, WAIT_MS, &a));
-	check_once(&a, n);
+	gs_broadway_test_ack a = send_and_wait(bw, n);
 	cr_assert_eq(atomic_load(&c.order_errors), 0);
 	for (size_t k = 0; k < KEYS; k++)
 		cr_assert_gt(atomic_load(&c.last[k]), 0);
 	gs_broadway_test_ack_fini(&a);
 	gs_broadway_free(bw);
-	free(data);
 }
 
 Test(broadway, processor_partition_by_keeps_each_key_in_order,
@@ -699,15 +677,9 @@ Test(broadway, blocking_processors_may_sleep_in_handle_message,
 		&c, (gs_broadway_opts){ .processors = { .concurrency = 8,
 							.blocking = true } });
 	size_t n = 800;
-	void **data = numbers(n);
-	gs_broadway_test_ref *ref;
-	gs_broadway_test_ack a;
-	GS_OK_OR_DIE(gs_broadway_test_batch(bw, data, n, &ref));
-	GS_OK_OR_DIE(gs_broadway_test_wait(ref, WAIT_MS, &a));
-	check_once(&a, n);
+	gs_broadway_test_ack a = send_and_wait(bw, n);
 	gs_broadway_test_ack_fini(&a);
 	gs_broadway_free(bw);
-	free(data);
 }
 
 Test(broadway, bad_options_are_refused_and_leave_nothing)
