@@ -153,6 +153,8 @@ static gs_err build_producers(gs_broadway *bw, gs_stage **sources,
 	gs_err err = gs__bw_rate_limiter_new(bw, &so, &limiter);
 	uint64_t room = (uint64_t)bw->o.processors.concurrency *
 			bw->o.processors.max_demand;
+	if (room < bw->o.rate_limiting.allowed_messages)
+		room = bw->o.rate_limiting.allowed_messages;
 	for (size_t i = 0; !err && i < np; i++)
 		err = gs_subscribe(
 			limiter, bw->producers[i],

@@ -169,8 +169,13 @@ gs_err gs__bw_rate_limiter_new(gs_broadway *bw, const gs_stage_opts *so,
 	l->tick_ms = interval / 10 < 1    ? 1
 		     : interval / 10 > 50 ? 50
 					  : interval / 10;
+	/* What waits here is bounded by what the processors hold, or by
+	 * one interval's worth if that is more: a smaller bound would let
+	 * through only `room` per tick, below the rate. */
 	l->room = (uint64_t)bw->o.processors.concurrency *
 		  bw->o.processors.max_demand;
+	if (l->room < bw->o.rate_limiting.allowed_messages)
+		l->room = bw->o.rate_limiting.allowed_messages;
 	gs_err err = gs__bw_keep(bw, l, limiter_free);
 	if (err)
 		return err;

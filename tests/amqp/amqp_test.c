@@ -80,6 +80,14 @@ void publish_ids(const char *queue, size_t first, size_t n)
 	done(c);
 }
 
+void filled_queue(char *q, size_t size, const char *what, size_t n)
+{
+	need_broker();
+	broker_name(q, size, what);
+	declare_queue(q);
+	publish_ids(q, 0, n);
+}
+
 long queue_ready(const char *queue)
 {
 	amqp_connection_state_t c = plain();

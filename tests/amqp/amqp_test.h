@@ -32,6 +32,10 @@ gs_amqp_conn_opts test_conn(void);
  * `queue`, waiting for every confirm. */
 void publish_ids(const char *queue, size_t first, size_t n);
 
+/* Names a new queue for this test (need_broker first), declares it and
+ * publishes ids 0..n-1 into it (see publish_ids). */
+void filled_queue(char *q, size_t size, const char *what, size_t n);
+
 /* Ready messages in `queue` (a passive declare); -1 if it is missing. */
 long queue_ready(const char *queue);
 

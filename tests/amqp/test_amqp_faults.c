@@ -41,12 +41,9 @@ static size_t all_seen(tally_ids *t, size_t n)
 Test(amqp_faults, a_broker_killed_mid_stream_loses_nothing_after_restart,
      .timeout = 240)
 {
-	need_broker();
-	char q[96];
-	broker_name(q, sizeof q, "kill9");
-	declare_queue(q);
 	enum { n = GS_TEST_AMQP_FAULT_MESSAGES };
-	publish_ids(q, 0, n); /* durable queue, persistent, confirmed */
+	char q[96];
+	filled_queue(q, sizeof q, "kill9", n);
 	tally_ids *t = calloc(1, sizeof *t);
 	t->sleep_us = 100;
 	gs_amqp_source_opts o = { .conn = test_conn(),
@@ -88,12 +85,9 @@ Test(amqp_faults, a_broker_killed_mid_stream_loses_nothing_after_restart,
 Test(amqp_faults, a_consumer_killed_mid_batch_hands_its_messages_to_another,
      .timeout = 240)
 {
-	need_broker();
-	char q[96];
-	broker_name(q, sizeof q, "share");
-	declare_queue(q);
 	enum { n = GS_TEST_AMQP_FAULT_MESSAGES };
-	publish_ids(q, 0, n);
+	char q[96];
+	filled_queue(q, sizeof q, "share", n);
 	/* The doomed consumer is a program of its own (a fork of this
 	 * threaded process could not start threads under TSan); its tally
 	 * is a shared file, so that we see which messages it held when it

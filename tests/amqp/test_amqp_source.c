@@ -64,12 +64,9 @@ static gs_broadway *consume(seen *s, const gs_amqp_source_opts *o,
 Test(amqp_source, delivers_every_message_once_and_acks_it,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
-	char q[96];
-	broker_name(q, sizeof q, "q");
-	declare_queue(q);
 	size_t n = GS_TEST_AMQP_MESSAGES;
-	publish_ids(q, 0, n);
+	char q[96];
+	filled_queue(q, sizeof q, "q", n);
 	seen *s = calloc(1, sizeof *s);
 	gs_amqp_source_opts o = { .conn = test_conn(),
 				  .queue = q,
@@ -90,11 +87,8 @@ Test(amqp_source, delivers_every_message_once_and_acks_it,
 
 Test(amqp_source, prefetch_follows_the_demand, .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
 	char q[96];
-	broker_name(q, sizeof q, "q");
-	declare_queue(q);
-	publish_ids(q, 0, 100);
+	filled_queue(q, sizeof q, "q", 100);
 	seen *s = calloc(1, sizeof *s);
 	atomic_store(&s->hold, true);
 	gs_pipeline *p;
@@ -191,11 +185,8 @@ static bool even_seen(void *arg, const char *id)
 Test(amqp_source, the_dedup_hook_acks_seen_ids_without_delivering,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
 	char q[96];
-	broker_name(q, sizeof q, "q");
-	declare_queue(q);
-	publish_ids(q, 0, 100);
+	filled_queue(q, sizeof q, "q", 100);
 	seen *s = calloc(1, sizeof *s);
 	gs_amqp_source_opts o = { .conn = test_conn(),
 				  .queue = q,
@@ -213,12 +204,9 @@ Test(amqp_source, the_dedup_hook_acks_seen_ids_without_delivering,
 Test(amqp_source, a_drain_during_load_requeues_nothing_it_processed,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
-	char q[96];
-	broker_name(q, sizeof q, "q");
-	declare_queue(q);
 	size_t n = GS_TEST_AMQP_MESSAGES;
-	publish_ids(q, 0, n);
+	char q[96];
+	filled_queue(q, sizeof q, "q", n);
 	seen *s = calloc(1, sizeof *s);
 	gs_amqp_source_opts o = { .conn = test_conn(),
 				  .queue = q,
