@@ -69,34 +69,38 @@ static double self_cpu(void)
 	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
 }
 
-/* The broker's beam.smp: the process whose command line names our node. */
+/* The broker's beam.smp: named beam.smp, with our node in its
+ * environment. */
 static long find_broker(void)
 {
 	const char *node = getenv("RABBITMQ_NODENAME");
-	char name[128], path[300];
-	static char cmd[65536];
-	snprintf(name, sizeof name, "%s", node ? node : "");
-	char *at = strchr(name, '@');
-	if (at)
-		*at = '\0';
+	char want[160], path[300];
+	static char buf[65536];
+	snprintf(want, sizeof want, "RABBITMQ_NODENAME=%s", node ? node : "");
 	DIR *d = opendir("/proc");
 	long found = 0;
-	for (struct dirent *e; d && !found && (e = readdir(d));) {
+	for (struct dirent *e; node && d && !found && (e = readdir(d));) {
 		long p = strtol(e->d_name, NULL, 10);
 		if (p <= 0)
 			continue;
-		snprintf(path, sizeof path, "/proc/%ld/cmdline", p);
+		snprintf(path, sizeof path, "/proc/%ld/comm", p);
 		FILE *f = fopen(path, "r");
 		if (!f)
 			continue;
-		size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+		size_t n = fread(buf, 1, 64, f);
 		fclose(f);
-		for (size_t i = 0; i < n; i++)
-			if (!cmd[i])
-				cmd[i] = ' ';
-		cmd[n] = '\0';
-		if (name[0] && strstr(cmd, "beam") && strstr(cmd, name))
-			found = p;
+		buf[n] = '\0';
+		if (strncmp(buf, "beam", 4))
+			continue;
+		snprintf(path, sizeof path, "/proc/%ld/environ", p);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		n = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		for (size_t i = 0; i + strlen(want) <= n && !found; i++)
+			if (!memcmp(buf + i, want, strlen(want)))
+				found = p;
 	}
 	if (d)
 		closedir(d);
