@@ -38,7 +38,14 @@
  *
  * Both reconnect after a lost connection with exponential backoff
  * (backoff_min to backoff_max, doubling), for ever unless
- * max_reconnects says otherwise; errors go to the log hook.
+ * max_reconnects says otherwise; errors go to the log hook. The sink
+ * reconnects inside its callbacks (it is a blocking stage), so a stop
+ * while the broker is unreachable waits until it is back or
+ * max_reconnects runs out: set max_reconnects where stops must be prompt.
+ *
+ * Retries wait retry_delay in the retry queue, the same delay each time
+ * (the broker's dead-lettering has one destination per queue, so growing
+ * delays would need a queue per retry).
  */
 #ifndef GENSTAGE_AMQP_H
 #define GENSTAGE_AMQP_H
