@@ -12,7 +12,8 @@
  * messages to the others (see the README).
  *
  * send_webhook stands in for an HTTP POST: it takes 5-50 ms and fails
- * one time in five, so that retries and dead letters show.
+ * one time in five, and always for one endpoint that is gone, so that
+ * retries and dead letters show.
  *
  * Run (a broker on localhost:5672, guest/guest):
  *   build/examples/worker_queue [--port P] [--queue NAME] [--publish N]
@@ -58,6 +59,8 @@ static int send_webhook(const char *body, uint64_t try)
 	h ^= (unsigned)try * 2654435761u;
 	struct timespec ts = { 0, (long)(5 + h % 46) * 1000000L };
 	nanosleep(&ts, NULL);
+	if (strstr(body, "hooks.example/13\""))
+		return -1; /* the endpoint that is gone */
 	return h % 5 == 0 ? -1 : 0;
 }
 
@@ -76,21 +79,43 @@ static int handle_message(void *arg, size_t sender, gs_message *m)
 	return GS_OK;
 }
 
-/* Queues n sample webhooks with a plain rabbitmq-c publisher. */
-static int publish(int port, const char *queue, size_t n)
+/* A plain rabbitmq-c connection with channel 1 open, or NULL. */
+static amqp_connection_state_t connect_to(int port)
 {
 	amqp_connection_state_t c = amqp_new_connection();
 	amqp_socket_t *s = amqp_tcp_socket_new(c);
 	if (amqp_socket_open(s, "127.0.0.1", port) ||
 	    amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest",
 		       "guest")
-			    .reply_type != AMQP_RESPONSE_NORMAL) {
-		fprintf(stderr, "worker_queue: cannot connect to port %d\n",
-			port);
+			    .reply_type != AMQP_RESPONSE_NORMAL ||
+	    !amqp_channel_open(c, 1)) {
 		amqp_destroy_connection(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* Queues n sample webhooks with a plain rabbitmq-c publisher, once the
+ * source has declared the queue (published before, they would have
+ * nowhere to go). */
+static int publish(int port, const char *queue, size_t n)
+{
+	amqp_connection_state_t c = NULL;
+	for (int i = 0; i < 200 && !c; i++) {
+		c = connect_to(port);
+		if (c && !amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 1,
+					     0, 0, 0, amqp_empty_table)) {
+			amqp_destroy_connection(c); /* not there yet */
+			c = NULL;
+		}
+		if (!c)
+			usleep(50000);
+	}
+	if (!c) {
+		fprintf(stderr, "worker_queue: no queue '%s' on port %d\n",
+			queue, port);
 		return -1;
 	}
-	amqp_channel_open(c, 1);
 	amqp_basic_properties_t p = {
 		._flags = AMQP_BASIC_DELIVERY_MODE_FLAG,
 		.delivery_mode = AMQP_DELIVERY_PERSISTENT
