@@ -16,9 +16,10 @@ bootstrap:
 
 # Configures $(BUILD) once; after that ninja re-runs meson by itself when a
 # meson.build changes. A directory left half-made by a failed setup is wiped.
-# The tests are forced on: after bootstrap a missing Criterion is an error
-# here, not the quiet skip of a plain `meson setup` (see meson_options.txt).
-SETUP_OPTS = -Dtests=enabled
+# The tests and the RabbitMQ connector are forced on: after bootstrap a
+# missing Criterion or rabbitmq-c is an error here, not the quiet skip of a
+# plain `meson setup` (see meson_options.txt).
+SETUP_OPTS = -Dtests=enabled -Damqp=enabled
 setup: bootstrap
 	@if [ ! -f $(BUILD)/build.ninja ]; then \
 		if [ -f $(BUILD)/meson-private/coredata.dat ]; then \

@@ -342,9 +342,12 @@ void gs__sub_ended(gs_sub *sub)
 	bool unused = !sub->user_ref;
 	if (unused)
 		list_remove(p, sub);
-	pthread_mutex_unlock(&p->lock);
-	free(sub->seq_of);
+	/* Once unlocked, a gs_sub_release may free the subscription: touch
+	 * nothing of it after this but what it no longer points to. */
+	uint64_t *seq_of = sub->seq_of;
 	sub->seq_of = NULL;
+	pthread_mutex_unlock(&p->lock);
+	free(seq_of);
 	if (release)
 		pr->disp->release(pr);
 	if (unused)

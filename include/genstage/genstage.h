@@ -8,6 +8,7 @@
 #define GENSTAGE_GENSTAGE_H
 
 #include "boundary.h"
+#include "broadway.h"
 #include "dispatcher.h"
 #include "error.h"
 #include "executor.h"
