@@ -12,6 +12,7 @@
 #include "error.h"
 #include "flow.h"
 #include "pipeline.h"
+#include "pool.h"
 #include "stage.h"
 #include "sources.h"
 #include "subscription.h"
