@@ -8,6 +8,7 @@
 #define GENSTAGE_GENSTAGE_H
 
 #include "boundary.h"
+#include "bus.h"
 #include "dispatcher.h"
 #include "error.h"
 #include "flow.h"

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Envelopes and their completion. The envelopes of one publish call live in
+ * one block with their strings, and the block is the unit of reference
+ * counting: a subscription releases a run of consecutive deliveries of one
+ * block with one atomic operation, so fan-out costs no atomic per delivery.
+ * When the last delivery is released the block completes: each envelope's
+ * summary, on_complete and free function, its topic's counters (summed per
+ * topic over the block), then one free.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus_internal.h"
+
+gs__bus_block *gs__bus_block_new(size_t n, size_t strings, char **strings_out)
+{
+	size_t head = sizeof(gs__bus_block) + n * sizeof(gs__bus_env);
+	gs__bus_block *b = malloc(head + strings);
+	if (!b)
+		return NULL;
+	memset(b, 0, head);
+	b->n = n;
+	*strings_out = (char *)b + head;
+	return b;
+}
+
+/* Per-topic sums over a block, so that a block of many envelopes on few
+ * topics touches each topic's counters once. Direct-mapped: a collision
+ * just flushes the slot. */
+#define SUMS 32
+
+typedef struct topic_sum {
+	gs__bus_topic *t;
+	uint64_t completed, handled;
+} topic_sum;
+
+static void flush(topic_sum *s)
+{
+	if (!s->t)
+		return;
+	atomic_fetch_add_explicit(&s->t->completed, s->completed,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->t->handled, s->handled,
+				  memory_order_relaxed);
+	*s = (topic_sum){ 0 };
+}
+
+static void add_sum(topic_sum *sums, gs__bus_topic *t, uint64_t handled)
+{
+	topic_sum *s = &sums[((uintptr_t)t / sizeof *t) % SUMS];
+	if (s->t != t) {
+		flush(s);
+		s->t = t;
+	}
+	s->completed++;
+	s->handled += handled;
+}
+
+static void complete(gs__bus_block *b)
+{
+	gs_bus *bus = b->bus;
+	const gs_bus_opts *o = &bus->o;
+	topic_sum sums[SUMS] = { 0 };
+	bool hooks = o->on_complete || o->trace || b->free_fn;
+	/* Hooks may block where the thread that finished the block may. */
+	const gs__bus_ctx *now = gs__bus_ctx_now();
+	gs__bus_ctx ctx;
+	if (hooks)
+		gs__bus_ctx_push(&ctx, bus, now ? now->may_block : true);
+	for (size_t i = 0; i < b->n; i++) {
+		gs__bus_env *e = &b->env[i];
+		gs_bus_summary sum = {
+			.matched = e->matched,
+			.skipped = atomic_load_explicit(&e->skipped,
+							memory_order_relaxed),
+			.dropped = atomic_load_explicit(&e->dropped,
+							memory_order_relaxed),
+			.failed = atomic_load_explicit(&e->failed,
+						       memory_order_relaxed),
+		};
+		sum.handled = sum.matched - sum.dropped - sum.failed;
+		add_sum(sums, e->topic, sum.handled);
+		if (!hooks)
+			continue;
+		gs__bus_trace(bus, GS_BUS_TRACE_COMPLETE, e, NULL);
+		if (o->on_complete)
+			o->on_complete(o->complete_arg, &e->pub, &sum);
+		if (b->free_fn)
+			b->free_fn(e->pub.payload);
+	}
+	if (hooks)
+		gs__bus_ctx_pop(&ctx);
+	for (size_t i = 0; i < SUMS; i++)
+		flush(&sums[i]);
+	size_t n = b->n;
+	free(b);
+	/* After the hooks: a closer waiting for this sees them done. */
+	atomic_fetch_add(&bus->completed, n);
+	gs__bus_notify(bus, false);
+}
+
+void gs__bus_release(gs__bus_block *b, size_t k, gs__bus_block **defer)
+{
+	/* acq_rel: whoever completes the block sees every other releaser's
+	 * writes to its envelopes (the rare-outcome counts). */
+	if (atomic_fetch_sub_explicit(&b->pending, k, memory_order_acq_rel) !=
+	    k)
+		return;
+	if (defer) {
+		b->next = *defer;
+		*defer = b;
+	} else {
+		complete(b);
+	}
+}
+
+void gs__bus_release_envs(gs__bus_env *const *envs, size_t n,
+			  gs__bus_block **defer)
+{
+	size_t i = 0;
+	while (i < n) {
+		gs__bus_block *b = envs[i]->blk;
+		size_t j = i + 1;
+		while (j < n && envs[j]->blk == b)
+			j++;
+		gs__bus_release(b, j - i, defer);
+		i = j;
+	}
+}
+
+void gs__bus_complete_list(gs__bus_block *list)
+{
+	while (list) {
+		gs__bus_block *next = list->next;
+		complete(list);
+		list = next;
+	}
+}

@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Publishing. A publish call builds its envelopes in one block before it
+ * takes the publish lock; under the lock it routes each envelope (a hash
+ * lookup), checks that every matched GS_BUS_BLOCK queue has room for all of
+ * its events (else it refuses, or waits and routes again), assigns ids,
+ * and puts each delivery into its subscription's queue. The queues' new
+ * ends are shown once per call. Feeders to wake, unrouted hooks and the
+ * release of the block wait until the lock is returned.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bus_internal.h"
+
+/* Feeders woken after the lock is returned; more are woken under it. */
+#define WAKE_LATER 16
+
+/* Under the lock: env's topic entry, its route current. A shared entry's
+ * route is overwritten by each lookup, so it is computed again. */
+static gs__bus_topic *route_of(gs_bus *bus, gs__bus_env *e)
+{
+	if (!e->topic || gs__bus_topic_shared(bus, e->topic))
+		e->topic = gs__bus_route(bus, e->pub.topic, e->topic_len);
+	return e->topic;
+}
+
+static gs_err route_all(gs_bus *bus, gs__bus_block *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		gs__bus_env *e = &b->env[i];
+		gs__bus_env *prev = i ? e - 1 : NULL;
+		/* Batches often repeat a topic. */
+		if (prev && prev->topic && prev->topic_len == e->topic_len &&
+		    !gs__bus_topic_shared(bus, prev->topic) &&
+		    !memcmp(prev->pub.topic, e->pub.topic, e->topic_len))
+			e->topic = prev->topic;
+		else
+			e->topic = NULL;
+		if (!route_of(bus, e))
+			return GS_ENOMEM;
+		e->matched = (uint32_t)e->topic->n_subs;
+	}
+	return GS_OK;
+}
+
+/* Under the lock: starts a new set of touched subscriptions. */
+static void touch_reset(gs_bus *bus)
+{
+	bus->epoch++;
+	bus->n_touched = 0;
+}
+
+static void touch(gs_bus *bus, gs_bus_sub *s)
+{
+	if (s->epoch == bus->epoch)
+		return;
+	s->epoch = bus->epoch;
+	s->need = 0;
+	bus->touched[bus->n_touched++] = s;
+}
+
+static uint64_t used(const gs_bus_sub *s)
+{
+	return atomic_load_explicit(&s->accepted, memory_order_relaxed) -
+	       atomic_load(&s->finished);
+}
+
+/* Under the lock: whether every matched GS_BUS_BLOCK queue has room for
+ * its share of the block; GS_EINVAL if one never could. */
+static gs_err check_room(gs_bus *bus, gs__bus_block *b, bool *full)
+{
+	touch_reset(bus);
+	for (size_t i = 0; i < b->n; i++) {
+		gs__bus_topic *t = route_of(bus, &b->env[i]);
+		if (!t)
+			return GS_ENOMEM;
+		for (size_t k = 0; k < t->n_subs; k++)
+			if (t->subs[k]->overflow == GS_BUS_BLOCK) {
+				touch(bus, t->subs[k]);
+				t->subs[k]->need++;
+			}
+	}
+	*full = false;
+	for (size_t i = 0; i < bus->n_touched; i++) {
+		gs_bus_sub *s = bus->touched[i];
+		if (s->need > s->queue_size) {
+			gs__bus_log(bus,
+				    "publish: %zu events for '%s', whose "
+				    "queue_size is %zu",
+				    s->need, s->name, s->queue_size);
+			return GS_EINVAL;
+		}
+		if (used(s) + s->need > s->queue_size)
+			*full = true;
+	}
+	return GS_OK;
+}
+
+/* Under the lock: one delivery to s, by its overflow policy. */
+static void put(gs_bus *bus, gs_bus_sub *s, gs__bus_env *e,
+		gs__bus_block **defer)
+{
+	touch(bus, s);
+	bool room = s->overflow == GS_BUS_BLOCK || used(s) < s->queue_size;
+	atomic_store_explicit(
+		&s->accepted,
+		atomic_load_explicit(&s->accepted, memory_order_relaxed) + 1,
+		memory_order_relaxed);
+	if (!room && s->overflow == GS_BUS_DROP_OLDEST) {
+		gs__bus_env *old;
+		room = gs__bus_queue_take(s, &old, 1) == 1;
+		if (room)
+			gs__bus_drop(s, &old, 1, defer);
+	}
+	if (!room) { /* drop newest, or everything is being handled */
+		gs__bus_drop(s, &e, 1, defer);
+		return;
+	}
+	gs__bus_queue_put(s, e);
+	if (s->overflow != GS_BUS_BLOCK) /* droppable from the moment it is
+					    in: take from it as it is */
+		atomic_store_explicit(&s->head, s->put, memory_order_release);
+}
+
+/* What a publish does after it returned the lock. */
+typedef struct after {
+	gs_bus_sub *wake[WAKE_LATER];
+	size_t n_wake;
+	gs__bus_block *defer;
+	size_t unrouted;
+} after;
+
+static void set_ids(gs_bus *bus, gs__bus_block *b, uint64_t correlation)
+{
+	const gs__bus_ctx *ctx = gs__bus_ctx_now();
+	const gs__bus_env *cause = ctx && ctx->bus == bus ? ctx->env : NULL;
+	uint64_t id = bus->next_id;
+	bus->next_id += b->n;
+	for (size_t i = 0; i < b->n; i++, id++) {
+		gs_bus_envelope *pub = &b->env[i].pub;
+		pub->id = id;
+		pub->causation_id = cause ? cause->pub.id : 0;
+		pub->correlation_id = correlation ? correlation
+				      : cause     ? cause->pub.correlation_id
+						  : id;
+	}
+}
+
+/* Under the lock, with room checked: the block is accepted. */
+static void accept(gs_bus *bus, gs__bus_block *b, uint64_t correlation,
+		   after *a)
+{
+	set_ids(bus, b, correlation);
+	size_t deliveries = 0;
+	for (size_t i = 0; i < b->n; i++)
+		deliveries += b->env[i].matched;
+	/* Before any delivery is shown; plus the one the publisher holds
+	 * until it is done with the block. */
+	atomic_store_explicit(&b->pending, deliveries + 1,
+			      memory_order_relaxed);
+	touch_reset(bus);
+	for (size_t i = 0; i < b->n; i++) {
+		gs__bus_env *e = &b->env[i];
+		gs__bus_topic *t = route_of(bus, e);
+		gs__bus_trace(bus, GS_BUS_TRACE_PUBLISH, e, NULL);
+		for (size_t k = 0; k < t->n_subs; k++)
+			put(bus, t->subs[k], e, &a->defer);
+		atomic_store_explicit(
+			&t->published,
+			atomic_load_explicit(&t->published,
+					     memory_order_relaxed) +
+				1,
+			memory_order_relaxed);
+		atomic_store_explicit(
+			&t->deliveries,
+			atomic_load_explicit(&t->deliveries,
+					     memory_order_relaxed) +
+				e->matched,
+			memory_order_relaxed);
+		if (!e->matched) {
+			atomic_fetch_add_explicit(&t->unrouted, 1,
+						  memory_order_relaxed);
+			a->unrouted++;
+		}
+	}
+	atomic_fetch_add_explicit(&bus->published, b->n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&bus->unrouted, a->unrouted,
+				  memory_order_relaxed);
+	for (size_t i = 0; i < bus->n_touched; i++) {
+		gs_bus_sub *s = bus->touched[i];
+		if (!gs__bus_queue_show(s))
+			continue;
+		if (a->n_wake < WAKE_LATER)
+			a->wake[a->n_wake++] = s;
+		else
+			gs__bus_queue_wake(s);
+	}
+}
+
+/* Validates the topics, then builds the block: envelopes, topic and
+ * source copies. */
+static gs_err build(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
+		    const gs_bus_publish_opts *o, gs__bus_block **out)
+{
+	size_t strings = 0;
+	for (size_t i = 0; i < n; i++) {
+		char why[160];
+		size_t len;
+		if (gs__bus_topic_check(msgs[i].topic, &len, why, sizeof why)) {
+			gs__bus_log(bus, "publish: %s", why);
+			return GS_EINVAL;
+		}
+		strings += len + 1;
+	}
+	const char *source = o->source ? o->source : "";
+	size_t slen = strlen(source);
+	char *str;
+	gs__bus_block *b = gs__bus_block_new(n, strings + slen + 1, &str);
+	if (!b)
+		return GS_ENOMEM;
+	b->bus = bus;
+	b->free_fn = o->free_fn;
+	memcpy(str, source, slen + 1);
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	uint64_t ns = (uint64_t)now.tv_sec * 1000000000u +
+		      (uint64_t)now.tv_nsec;
+	char *at = str + slen + 1;
+	for (size_t i = 0; i < n; i++) {
+		gs__bus_env *e = &b->env[i];
+		size_t len = strlen(msgs[i].topic);
+		memcpy(at, msgs[i].topic, len + 1);
+		e->pub = (gs_bus_envelope){ .published_ns = ns,
+					    .topic = at,
+					    .source = str,
+					    .payload = msgs[i].payload };
+		e->blk = b;
+		e->topic_len = (uint32_t)len;
+		at += len + 1;
+	}
+	*out = b;
+	return GS_OK;
+}
+
+/* Takes the lock and accepts the block, waiting for room as the timeout
+ * allows. On error the lock is returned and the block is the caller's. */
+static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_publish_opts *o,
+		    after *a)
+{
+	int timeout = o->timeout_ms;
+	struct timespec dl = gs__bus_deadline(timeout);
+	bool timed_out = false;
+	gs_err err = GS_OK;
+	pthread_mutex_lock(&bus->lock);
+	if (timeout)
+		atomic_fetch_add(&bus->waiters, 1); /* see gs__bus_notify */
+	for (;;) {
+		bool full = false;
+		if (atomic_load_explicit(&bus->closed, memory_order_relaxed))
+			err = GS_ECLOSED;
+		if (!err)
+			err = route_all(bus, b);
+		if (!err)
+			err = check_room(bus, b, &full);
+		if (err || !full)
+			break;
+		if (timeout == 0 || timed_out) {
+			err = timeout == 0 ? GS_EFULL : GS_ETIMEDOUT;
+			break;
+		}
+		timed_out = gs__bus_wait(bus, timeout, &dl);
+	}
+	if (timeout)
+		atomic_fetch_sub(&bus->waiters, 1);
+	if (!err)
+		accept(bus, b, o->correlation_id, a);
+	pthread_mutex_unlock(&bus->lock);
+	return err;
+}
+
+static void finish_publish(gs_bus *bus, gs__bus_block *b, after *a)
+{
+	for (size_t i = 0; i < a->n_wake; i++)
+		gs__bus_queue_wake(a->wake[i]);
+	if (a->unrouted && (bus->o.unrouted || bus->o.trace)) {
+		const gs__bus_ctx *now = gs__bus_ctx_now();
+		gs__bus_ctx ctx;
+		gs__bus_ctx_push(&ctx, bus, now ? now->may_block : true);
+		for (size_t i = 0; i < b->n; i++) {
+			if (b->env[i].matched)
+				continue;
+			gs__bus_trace(bus, GS_BUS_TRACE_UNROUTED, &b->env[i],
+				      NULL);
+			if (bus->o.unrouted)
+				bus->o.unrouted(bus->o.unrouted_arg,
+						&b->env[i].pub);
+		}
+		gs__bus_ctx_pop(&ctx);
+	}
+	gs__bus_complete_list(a->defer);
+	gs__bus_release(b, 1, NULL);
+}
+
+GS_BUS_API gs_err gs_bus_publish_batch(gs_bus *bus, const gs_bus_msg *msgs,
+				       size_t n,
+				       const gs_bus_publish_opts *opts)
+{
+	gs_bus_publish_opts o = opts ? *opts : (gs_bus_publish_opts){ 0 };
+	if (!bus || (!msgs && n)) {
+		gs__bus_log(bus, "publish: NULL bus or messages");
+		return GS_EINVAL;
+	}
+	if (o.version > GS_BUS_PUBLISH_VERSION) {
+		gs__bus_log(bus,
+			    "gs_bus_publish_opts.version %u is newer "
+			    "than %u",
+			    (unsigned)o.version,
+			    (unsigned)GS_BUS_PUBLISH_VERSION);
+		return GS_EVERSION;
+	}
+	const gs__bus_ctx *ctx = gs__bus_ctx_now();
+	if (o.timeout_ms != 0 && ctx && !ctx->may_block) {
+		gs__bus_log(bus, "publish: a handler that may not block "
+				 "publishes with timeout 0 only");
+		return GS_ETHREAD;
+	}
+	if (!n)
+		return GS_OK;
+	if (n > UINT32_MAX)
+		return GS_EINVAL;
+	gs__bus_block *b;
+	gs_err err = build(bus, msgs, n, &o, &b);
+	if (err)
+		return err;
+	after a = { 0 };
+	err = admit(bus, b, &o, &a);
+	if (err) {
+		free(b);
+		if (err == GS_ECLOSED)
+			gs__bus_log(bus, "publish: the bus is closed");
+		return err;
+	}
+	finish_publish(bus, b, &a);
+	return GS_OK;
+}
+
+GS_BUS_API gs_err gs_bus_publish(gs_bus *bus, const char *topic, void *payload,
+				 gs_bus_free_fn free_fn, int timeout_ms)
+{
+	return gs_bus_publish_batch(
+		bus, &(gs_bus_msg){ .topic = topic, .payload = payload }, 1,
+		&(gs_bus_publish_opts){ .free_fn = free_fn,
+					.timeout_ms = timeout_ms });
+}
+
+GS_BUS_API gs_err gs_bus_route_count(gs_bus *bus, const char *topic, size_t *n)
+{
+	char why[160];
+	size_t len;
+	if (!bus || !n)
+		return GS_EINVAL;
+	if (gs__bus_topic_check(topic, &len, why, sizeof why)) {
+		gs__bus_log(bus, "route_count: %s", why);
+		return GS_EINVAL;
+	}
+	size_t count = 0;
+	pthread_mutex_lock(&bus->lock);
+	for (size_t i = 0; i < bus->n_subs; i++)
+		count += gs__bus_matcher_test(&bus->subs[i]->match, topic, len);
+	pthread_mutex_unlock(&bus->lock);
+	*n = count;
+	return GS_OK;
+}

@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The topic table: each topic published is interned once, with its
+ * counters and its route (the subscriptions it matches), so that a publish
+ * costs one hash lookup, not a pattern test per subscription. Routes carry
+ * the generation they were computed at; subscribing and unsubscribing move
+ * the generation, and a stale route is recomputed on its next lookup. The
+ * table holds at most `max` topics: beyond, topics share one entry whose
+ * route is computed on each lookup (correct, only slower), so a program
+ * that makes a topic per user cannot grow the table without bound.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus_internal.h"
+
+/* FNV-1a: topics are short, and this is one multiply per byte. */
+static uint64_t hash_of(const char *s, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325u;
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 0x100000001b3u;
+	}
+	return h;
+}
+
+gs_err gs__bus_routes_init(gs__bus_routes *r, size_t max)
+{
+	*r = (gs__bus_routes){ .max = max, .gen = 1 };
+	size_t cap = 16;
+	while (cap < 2 * max && cap < ((size_t)1 << 30))
+		cap *= 2;
+	r->slots = calloc(cap, sizeof *r->slots);
+	r->other.name = malloc(sizeof "(other)");
+	if (!r->slots || !r->other.name) {
+		free(r->slots);
+		free(r->other.name);
+		return GS_ENOMEM;
+	}
+	memcpy(r->other.name, "(other)", sizeof "(other)");
+	r->other.len = sizeof "(other)" - 1;
+	r->cap = cap;
+	return GS_OK;
+}
+
+static void topic_fini(gs__bus_topic *t)
+{
+	free(t->name);
+	free(t->subs);
+}
+
+void gs__bus_routes_fini(gs__bus_routes *r)
+{
+	for (size_t i = 0; r->slots && i < r->cap; i++)
+		if (r->slots[i]) {
+			topic_fini(r->slots[i]);
+			free(r->slots[i]);
+		}
+	free(r->slots);
+	topic_fini(&r->other);
+}
+
+static gs__bus_topic **probe(gs__bus_routes *r, const char *topic, size_t len,
+			     uint64_t h)
+{
+	size_t i = (size_t)h & (r->cap - 1);
+	while (r->slots[i]) {
+		gs__bus_topic *t = r->slots[i];
+		if (t->hash == h && t->len == len &&
+		    !memcmp(t->name, topic, len))
+			break;
+		i = (i + 1) & (r->cap - 1);
+	}
+	return &r->slots[i];
+}
+
+/* Recomputes t's route from the live subscriptions. */
+static bool compute(gs_bus *bus, gs__bus_topic *t, const char *topic,
+		    size_t len)
+{
+	if (t->cap_subs < bus->n_subs) {
+		gs_bus_sub **s = realloc(t->subs, bus->n_subs * sizeof *s);
+		if (!s)
+			return false;
+		t->subs = s;
+		t->cap_subs = bus->n_subs;
+	}
+	t->n_subs = 0;
+	for (size_t i = 0; i < bus->n_subs; i++)
+		if (gs__bus_matcher_test(&bus->subs[i]->match, topic, len))
+			t->subs[t->n_subs++] = bus->subs[i];
+	t->gen = bus->routes.gen;
+	return true;
+}
+
+static gs__bus_topic *intern(gs__bus_routes *r, gs__bus_topic **slot,
+			     const char *topic, size_t len, uint64_t h)
+{
+	gs__bus_topic *t = calloc(1, sizeof *t);
+	char *name = malloc(len + 1);
+	if (!t || !name) {
+		free(t);
+		free(name);
+		return NULL;
+	}
+	memcpy(name, topic, len);
+	name[len] = '\0';
+	t->name = name;
+	t->len = len;
+	t->hash = h;
+	*slot = t;
+	r->n++;
+	return t;
+}
+
+gs__bus_topic *gs__bus_route(gs_bus *bus, const char *topic, size_t len)
+{
+	gs__bus_routes *r = &bus->routes;
+	uint64_t h = hash_of(topic, len);
+	gs__bus_topic **slot = probe(r, topic, len, h);
+	gs__bus_topic *t = *slot;
+	if (!t)
+		t = r->n < r->max ? intern(r, slot, topic, len, h) : &r->other;
+	if (!t)
+		return NULL;
+	if (t == &r->other || t->gen != r->gen)
+		if (!compute(bus, t, topic, len))
+			return NULL;
+	return t;
+}
+
+gs__bus_topic *gs__bus_topic_find(gs_bus *bus, const char *topic, size_t len)
+{
+	return *probe(&bus->routes, topic, len, hash_of(topic, len));
+}
+
+bool gs__bus_topic_shared(const gs_bus *bus, const gs__bus_topic *t)
+{
+	return t == &bus->routes.other;
+}
