@@ -71,17 +71,16 @@ uint64_t gs__bus_now_ns(void)
 }
 
 /*
- * Waiting without lost wake-ups: a waiter, holding the lock, counts itself
- * in `waiters` before it checks its condition; whoever changes what it
- * waits for makes the change (a seq_cst read-modify-write), then reads
- * `waiters` and, if non-zero, broadcasts under the lock. Either the waiter
- * sees the change, or the notifier sees the waiter and cannot broadcast
- * before the waiter sleeps.
+ * Waiting without lost wake-ups. A waiter, holding the lock, first says
+ * what it waits for (a subscription's wake_at, or the closers' `waiters`
+ * count), then checks its condition, then sleeps. Whoever changes the
+ * condition makes its change with a seq_cst read-modify-write, then reads
+ * what the waiters said and, if a wait is over, broadcasts under the lock.
+ * Either the waiter sees the change, or the changer sees the waiter, and
+ * then it cannot broadcast before the waiter sleeps.
  */
-void gs__bus_notify(gs_bus *bus, bool locked)
+void gs__bus_broadcast(gs_bus *bus, bool locked)
 {
-	if (!atomic_load(&bus->waiters))
-		return;
 	if (!locked)
 		pthread_mutex_lock(&bus->lock);
 	pthread_cond_broadcast(&bus->room);
@@ -131,6 +130,7 @@ static void bus_destroy(gs_bus *bus)
 		gs__bus_sub_free(s);
 	}
 	gs__bus_routes_fini(&bus->routes);
+	gs__bus_pool_fini(&bus->pool);
 	free(bus->subs);
 	free(bus->touched);
 	pthread_cond_destroy(&bus->room);
@@ -183,6 +183,13 @@ GS_BUS_API gs_err gs_bus_new(const gs_bus_opts *opts, gs_bus **out)
 	snprintf(bus->name, sizeof bus->name, "%s", o.name ? o.name : "bus");
 	bus->next_id = 1;
 	if (init_sync(bus)) {
+		free(bus);
+		return GS_ENOMEM;
+	}
+	if (gs__bus_pool_init(&bus->pool)) {
+		pthread_cond_destroy(&bus->room);
+		pthread_mutex_destroy(&bus->close_lock);
+		pthread_mutex_destroy(&bus->lock);
 		free(bus);
 		return GS_ENOMEM;
 	}

@@ -13,16 +13,77 @@
 
 #include "bus_internal.h"
 
-gs__bus_block *gs__bus_block_new(size_t n, size_t strings, char **strings_out)
+gs_err gs__bus_pool_init(gs__bus_pool *pool)
+{
+	*pool = (gs__bus_pool){ 0 };
+	return pthread_mutex_init(&pool->lock, NULL) ? GS_ENOMEM : GS_OK;
+}
+
+void gs__bus_pool_fini(gs__bus_pool *pool)
+{
+	for (unsigned c = 0; c < GS__BUS_CLASSES; c++)
+		while (pool->free[c]) {
+			gs__bus_block *b = pool->free[c];
+			pool->free[c] = b->next;
+			free(b);
+		}
+	pthread_mutex_destroy(&pool->lock);
+}
+
+static size_t class_size(unsigned c)
+{
+	return (size_t)512 << c;
+}
+
+gs__bus_block *gs__bus_block_new(gs_bus *bus, size_t n, size_t strings,
+				 char **strings_out)
 {
 	size_t head = sizeof(gs__bus_block) + n * sizeof(gs__bus_env);
-	gs__bus_block *b = malloc(head + strings);
+	unsigned c = 0;
+	while (c < GS__BUS_CLASSES && class_size(c) < head + strings)
+		c++;
+	gs__bus_block *b = NULL;
+	if (c < GS__BUS_CLASSES) {
+		gs__bus_pool *pool = &bus->pool;
+		pthread_mutex_lock(&pool->lock);
+		b = pool->free[c];
+		if (b) {
+			pool->free[c] = b->next;
+			pool->count[c]--;
+		}
+		pthread_mutex_unlock(&pool->lock);
+	}
+	if (!b)
+		b = malloc(c < GS__BUS_CLASSES ? class_size(c)
+					       : head + strings);
 	if (!b)
 		return NULL;
-	memset(b, 0, head);
+	/* The envelopes are filled by the publisher, field by field. */
+	memset(b, 0, sizeof *b);
+	b->bus = bus;
 	b->n = n;
+	b->size_class = c;
 	*strings_out = (char *)b + head;
 	return b;
+}
+
+void gs__bus_block_free(gs__bus_block *b)
+{
+	unsigned c = b->size_class;
+	gs__bus_pool *pool = &b->bus->pool;
+	if (c < GS__BUS_CLASSES) {
+		pthread_mutex_lock(&pool->lock);
+		bool keep = pool->count[c] < GS__BUS_POOL_BYTES / class_size(c);
+		if (keep) {
+			b->next = pool->free[c];
+			pool->free[c] = b;
+			pool->count[c]++;
+		}
+		pthread_mutex_unlock(&pool->lock);
+		if (keep)
+			return;
+	}
+	free(b);
 }
 
 /* Per-topic sums over a block, so that a block of many envelopes on few
@@ -94,10 +155,11 @@ static void complete(gs__bus_block *b)
 	for (size_t i = 0; i < SUMS; i++)
 		flush(&sums[i]);
 	size_t n = b->n;
-	free(b);
+	gs__bus_block_free(b);
 	/* After the hooks: a closer waiting for this sees them done. */
 	atomic_fetch_add(&bus->completed, n);
-	gs__bus_notify(bus, false);
+	if (atomic_load(&bus->waiters))
+		gs__bus_broadcast(bus, false);
 }
 
 void gs__bus_release(gs__bus_block *b, size_t k, gs__bus_block **defer)

@@ -70,6 +70,7 @@ typedef struct gs__bus_env {
 	gs_bus_envelope pub;
 	gs__bus_block *blk;
 	gs__bus_topic *topic; /* for per-topic counters */
+	uint64_t topic_hash;
 	uint32_t topic_len;
 	uint32_t matched;
 	_Atomic uint32_t skipped, dropped, failed;
@@ -83,14 +84,33 @@ struct gs__bus_block {
 	_Atomic size_t pending;
 	gs_bus *bus;
 	gs_bus_free_fn free_fn;
-	gs__bus_block *next; /* a list of blocks to complete later */
+	gs__bus_block *next; /* a list of blocks to complete later, or the
+				pool's free list */
 	size_t n;
+	unsigned size_class; /* GS__BUS_CLASSES: allocated on its own */
 	gs__bus_env env[];
 };
 
+/* Blocks are recycled by size class (512 bytes << class), so that a steady
+ * stream of publishes reuses warm memory instead of calling malloc and
+ * free on different threads for every call. */
+#define GS__BUS_CLASSES 8
+#define GS__BUS_POOL_BYTES (1u << 20) /* kept per class, at most */
+
+typedef struct gs__bus_pool {
+	pthread_mutex_t lock;
+	gs__bus_block *free[GS__BUS_CLASSES];
+	size_t count[GS__BUS_CLASSES];
+} gs__bus_pool;
+
+gs_err gs__bus_pool_init(gs__bus_pool *pool);
+void gs__bus_pool_fini(gs__bus_pool *pool);
 /* A block for n envelopes and `strings` bytes of strings after them;
  * the strings start at *strings_out. NULL when out of memory. */
-gs__bus_block *gs__bus_block_new(size_t n, size_t strings, char **strings_out);
+gs__bus_block *gs__bus_block_new(gs_bus *bus, size_t n, size_t strings,
+				 char **strings_out);
+/* Returns a block that was never accepted, or has completed. */
+void gs__bus_block_free(gs__bus_block *b);
 /* k deliveries of `b` are finished. When that completes it: with `defer`,
  * queued there (the caller holds the lock), else completed now. */
 void gs__bus_release(gs__bus_block *b, size_t k, gs__bus_block **defer);
@@ -120,9 +140,9 @@ void gs__bus_log(gs_bus *bus, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void gs__bus_trace(gs_bus *bus, gs_bus_trace_kind kind, const gs__bus_env *env,
 		   const char *sub);
-/* Wakes whoever waits for room or for a subscription to finish, if anyone
- * does. `locked`: the caller holds the bus lock. */
-void gs__bus_notify(gs_bus *bus, bool locked);
+/* Wakes everyone waiting on the bus's condition. `locked`: the caller
+ * holds the bus lock. */
+void gs__bus_broadcast(gs_bus *bus, bool locked);
 /* Waits on the bus's condition (lock held) until the deadline; true once
  * it has passed. */
 bool gs__bus_wait(gs_bus *bus, int timeout_ms, const struct timespec *dl);
@@ -154,32 +174,72 @@ typedef struct gs__bus_routes {
 
 gs_err gs__bus_routes_init(gs__bus_routes *r, size_t max);
 void gs__bus_routes_fini(gs__bus_routes *r);
-/* Under the lock: the topic's entry with its route up to date, or NULL
- * when out of memory. */
-gs__bus_topic *gs__bus_route(gs_bus *bus, const char *topic, size_t len);
+uint64_t gs__bus_topic_hash(const char *topic, size_t len);
+/* Under the lock: the topic's entry with its route up to date. NULL with
+ * GS_EINVAL (and why) for an invalid topic, GS_ENOMEM when out of
+ * memory. */
+gs__bus_topic *gs__bus_route(gs_bus *bus, const char *topic, size_t len,
+			     uint64_t hash, gs_err *err, char *why,
+			     size_t why_len);
 /* Under the lock: the entry if the topic was ever published, else NULL. */
 gs__bus_topic *gs__bus_topic_find(gs_bus *bus, const char *topic, size_t len);
 /* Whether an entry is the shared "(other)" one (its route is not
  * cached). */
 bool gs__bus_topic_shared(const gs_bus *bus, const gs__bus_topic *t);
 
-/* --- bus_queue.c: a subscription's queue and the stage feeding it --- */
+/* --- bus_queue.c: a subscription's queue ------------------------------ */
 
 /* Under the lock: puts one envelope at the producer's end (not visible
  * until gs__bus_queue_show); the caller has checked there is room. */
 void gs__bus_queue_put(gs_bus_sub *s, gs__bus_env *e);
-/* Under the lock: makes what was put visible to the consumer; the feeder
- * is woken (by gs__bus_queue_wake, without the lock) if it was waiting,
- * and true is returned. */
+/* Under the lock: makes what was put visible to the consumer. Returns true
+ * if the consumer's stage waits for the queue: then wake it, without the
+ * lock, with gs__bus_queue_wake. */
 bool gs__bus_queue_show(gs_bus_sub *s);
 void gs__bus_queue_wake(gs_bus_sub *s);
 /* Takes up to max of the oldest envelopes, from any thread; 0 if empty. */
 size_t gs__bus_queue_take(gs_bus_sub *s, gs__bus_env **out, size_t max);
+/* The consumer's take: when the queue is empty, it also marks the
+ * consumer as waiting (hungry), so that the next publish wakes it. */
+size_t gs__bus_queue_next(gs_bus_sub *s, gs__bus_env **out, size_t max);
 uint64_t gs__bus_queue_depth(const gs_bus_sub *s);
 gs_err gs__bus_queue_init(gs_bus_sub *s);
 void gs__bus_queue_fini(gs_bus_sub *s);
-/* The producer stage that moves the queue into the handler's stage. */
-gs_err gs__bus_feeder_new(gs_bus_sub *s);
+
+/* --- bus_deliver.c: one delivery, and the end of deliveries ----------- */
+
+typedef enum gs__bus_outcome {
+	GS__BUS_HANDLED,
+	GS__BUS_SKIPPED,
+	GS__BUS_FAILED,
+} gs__bus_outcome;
+
+/* Hands e to s's handler, with its retries and dead letter, on a thread
+ * whose context is ctx (its env is set for the call). */
+gs__bus_outcome gs__bus_deliver(gs_bus_sub *s, gs__bus_ctx *ctx,
+				gs__bus_env *e);
+/* Handles a batch on s's own stage: counted once, then finished. */
+void gs__bus_deliver_batch(gs_bus_sub *s, gs__bus_env *const *envs, size_t n);
+/* n deliveries of s are over: released, counted as finished, and a
+ * waiter on s woken if its wait is over. `defer`: as gs__bus_release (the
+ * caller holds the lock). */
+void gs__bus_finish(gs_bus_sub *s, gs__bus_env *const *envs, size_t n,
+		    gs__bus_block **defer);
+/* Drops envelopes of `s` that will never reach its handler: counted,
+ * traced, then finished. */
+void gs__bus_drop(gs_bus_sub *s, gs__bus_env *const *envs, size_t n,
+		  gs__bus_block **defer);
+/* Drops everything in s's queue, from any thread. */
+void gs__bus_drop_queue(gs_bus_sub *s);
+
+/* --- bus_drain.c: the stages that drain a queue ------------------------- */
+
+/* Makes them: for concurrency 1, one stage that takes batches from the
+ * queue itself, woken by gs_cast; for N, a feeder producer and a worker
+ * pool. Sets s->driver (the stage to wake) and s->stage. */
+gs_err gs__bus_drain_new(gs_bus_sub *s);
+/* Asks s's stages to finish once its queue is empty. */
+void gs__bus_sub_close(gs_bus_sub *s);
 
 /* --- bus_sub.c: subscriptions ---------------------------------------- */
 
@@ -196,41 +256,44 @@ struct gs_bus_sub {
 	size_t concurrency;
 	bool blocking;
 	unsigned max_retries, backoff_ms;
-	size_t batch; /* max_demand towards the handler */
-	gs_stage *feeder, *stage;
+	size_t batch;     /* envelopes taken from the queue at once */
+	gs_stage *driver; /* the stage that drains the queue */
+	gs_stage *stage;  /* the handler's stage (the pool's, for N) */
 	gs_pool *pool;
 	_Atomic(gs__bus_env *) *slots;
 	uint64_t mask;
 	gs_bus_sub *next_all; /* the bus's list of every subscription */
 
 	/* producer side, under the bus lock */
-	_Alignas(GS__BUS_LINE) _Atomic uint64_t head; /* visible end */
-	uint64_t put;                                 /* end being written */
+	_Alignas(GS__BUS_LINE) uint64_t put; /* end being written */
 	_Atomic uint64_t accepted;
 	size_t need;    /* this publish's events for it */
 	uint64_t epoch; /* the publish that last touched it */
 	bool listed;    /* routed to */
 
+	/* the visible end: written once per publish, read by takers, so
+	 * on a line of its own */
+	_Alignas(GS__BUS_LINE) _Atomic uint64_t head;
+
 	/* consumer side */
 	_Alignas(GS__BUS_LINE) _Atomic uint64_t tail;
-	_Atomic bool hungry;  /* the feeder waits for the queue */
+	_Atomic bool hungry;  /* the driver waits for the queue */
 	_Atomic bool closing; /* finish once the queue is empty */
 	uint64_t owed;        /* feeder-own: demand not yet met */
 
 	/* counters, any thread */
 	_Alignas(GS__BUS_LINE) _Atomic uint64_t finished;
+	/* the finished count someone waits for (0: nobody): set under the
+	 * bus lock, cleared by the finisher that reaches it */
+	_Atomic uint64_t wake_at;
 	_Atomic uint64_t delivered, handled, skipped, failed, retried, dropped;
 	_Atomic uint64_t handler_ns;
 };
 
-/* Drops envelopes of `s` that will never reach its handler: counted,
- * traced, released (deferred under the lock when `defer` is given). */
-void gs__bus_drop(gs_bus_sub *s, gs__bus_env *const *envs, size_t n,
-		  gs__bus_block **defer);
-/* Drops everything in s's queue, from any thread. */
-void gs__bus_drop_queue(gs_bus_sub *s);
-/* Asks the feeder to finish once the queue is empty. */
-void gs__bus_sub_close(gs_bus_sub *s);
+/* Under the lock: someone will wait on the bus's condition until s has
+ * finished `target` deliveries (see gs__bus_finish). The caller checks its
+ * condition again after this, before it waits. */
+void gs__bus_wait_for(gs_bus_sub *s, uint64_t target);
 void gs__bus_sub_free(gs_bus_sub *s);
 
 /* --- bus.c ------------------------------------------------------------ */
@@ -241,10 +304,10 @@ struct gs_bus {
 	gs_pipeline *p;
 
 	pthread_mutex_t lock;
-	pthread_cond_t room; /* room freed, a subscription finished, or
-				closed; broadcast only while waiters */
-	_Atomic uint64_t waiters;
-	_Atomic bool closed; /* written under the lock */
+	pthread_cond_t room;      /* a wait_at reached, an envelope completed
+				while a closer waits, or closed */
+	_Atomic uint64_t waiters; /* closers waiting for completions */
+	_Atomic bool closed;      /* written under the lock */
 	uint64_t next_id;
 	gs_bus_sub **subs; /* routed to */
 	size_t n_subs, cap_subs;
@@ -255,6 +318,7 @@ struct gs_bus {
 	size_t n_touched, cap_touched;
 	uint64_t epoch;
 
+	gs__bus_pool pool;
 	pthread_mutex_t close_lock; /* one closer at a time */
 	bool close_done;
 

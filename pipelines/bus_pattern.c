@@ -15,41 +15,42 @@
 /* A topic of 255 bytes has at most 128 words. */
 #define MAX_WORDS (GS__BUS_TOPIC_MAX / 2 + 1)
 
-static bool is_wild(const char *w, size_t len)
-{
-	return len == 1 && (*w == '*' || *w == '#');
-}
-
-/* Shared by topics and patterns: non-empty, at most 255 bytes, no empty
- * word; `wild` allows "*" and "#" as whole words. */
+/* Shared by topics and patterns, in one pass (it runs on every publish):
+ * non-empty, at most 255 bytes, no empty word; `wild` allows "*" and "#"
+ * as whole words. */
 static gs_err check_words(const char *s, bool wild, const char *what,
 			  size_t *len, char *why, size_t why_len)
 {
-	size_t n = strnlen(s, GS__BUS_TOPIC_MAX + 1);
 	const char *err = NULL;
-	if (n == 0)
-		err = "is empty";
-	else if (n > GS__BUS_TOPIC_MAX)
-		err = "is longer than 255 bytes";
-	for (size_t i = 0, start = 0; !err && i <= n; i++) {
-		if (i < n && s[i] != '.')
+	size_t i = 0, wl = 0;
+	bool has_wild = false; /* the current word holds '*' or '#' */
+	for (;; i++) {
+		char c = s[i];
+		if (c != '.' && c != '\0') {
+			if (i >= GS__BUS_TOPIC_MAX) {
+				err = "is longer than 255 bytes";
+				break;
+			}
+			wl++;
+			has_wild |= c == '*' || c == '#';
 			continue;
-		size_t wl = i - start;
-		const char *w = s + start;
-		if (wl == 0)
-			err = "has an empty word";
-		else if ((memchr(w, '*', wl) || memchr(w, '#', wl)) &&
-			 !(wild && is_wild(w, wl)))
+		}
+		if (!wl)
+			err = !i ? "is empty" : "has an empty word";
+		else if (has_wild && !(wild && wl == 1))
 			err = wild ? "has '*' or '#' inside a word"
 				   : "contains '*' or '#'";
-		start = i + 1;
+		if (err || !c)
+			break;
+		wl = 0;
+		has_wild = false;
 	}
 	if (err) {
 		snprintf(why, why_len, "%s '%.*s' %s", what,
-			 (int)(n < 64 ? n : 64), s, err);
+			 (int)(i < 64 ? i : 64), s, err);
 		return GS_EINVAL;
 	}
-	*len = n;
+	*len = i;
 	return GS_OK;
 }
 

@@ -17,29 +17,40 @@
 /* Feeders woken after the lock is returned; more are woken under it. */
 #define WAKE_LATER 16
 
+/* Why a publish was refused, said once the lock is returned. */
+typedef struct refusal {
+	char why[160];
+} refusal;
+
 /* Under the lock: env's topic entry, its route current. A shared entry's
  * route is overwritten by each lookup, so it is computed again. */
-static gs__bus_topic *route_of(gs_bus *bus, gs__bus_env *e)
+static gs__bus_topic *route_of(gs_bus *bus, gs__bus_env *e, gs_err *err,
+			       refusal *no)
 {
+	*err = GS_OK;
 	if (!e->topic || gs__bus_topic_shared(bus, e->topic))
-		e->topic = gs__bus_route(bus, e->pub.topic, e->topic_len);
+		e->topic = gs__bus_route(bus, e->pub.topic, e->topic_len,
+					 e->topic_hash, err, no->why,
+					 sizeof no->why);
 	return e->topic;
 }
 
-static gs_err route_all(gs_bus *bus, gs__bus_block *b)
+static gs_err route_all(gs_bus *bus, gs__bus_block *b, refusal *no)
 {
 	for (size_t i = 0; i < b->n; i++) {
 		gs__bus_env *e = &b->env[i];
 		gs__bus_env *prev = i ? e - 1 : NULL;
+		gs_err err;
 		/* Batches often repeat a topic. */
-		if (prev && prev->topic && prev->topic_len == e->topic_len &&
+		if (prev && prev->topic_hash == e->topic_hash &&
+		    prev->topic_len == e->topic_len &&
 		    !gs__bus_topic_shared(bus, prev->topic) &&
 		    !memcmp(prev->pub.topic, e->pub.topic, e->topic_len))
 			e->topic = prev->topic;
 		else
 			e->topic = NULL;
-		if (!route_of(bus, e))
-			return GS_ENOMEM;
+		if (!route_of(bus, e, &err, no))
+			return err;
 		e->matched = (uint32_t)e->topic->n_subs;
 	}
 	return GS_OK;
@@ -67,15 +78,35 @@ static uint64_t used(const gs_bus_sub *s)
 	       atomic_load(&s->finished);
 }
 
+/* Under the lock: whether s lacks room for `need` more. With `arm`, a
+ * queue found full is told to wake this publisher once it has drained to
+ * half (or to `need`, if more), which spares a wake-up per batch the
+ * subscriber finishes. */
+static bool lacks_room(gs_bus_sub *s, size_t need, bool arm)
+{
+	if (used(s) + need <= s->queue_size)
+		return false;
+	if (!arm)
+		return true;
+	size_t want = need > s->queue_size / 2 ? need : s->queue_size / 2;
+	uint64_t accepted = atomic_load_explicit(&s->accepted,
+						 memory_order_relaxed);
+	gs__bus_wait_for(s, accepted - s->queue_size + want);
+	/* Again, after saying so: see gs__bus_broadcast. */
+	return used(s) + need > s->queue_size;
+}
+
 /* Under the lock: whether every matched GS_BUS_BLOCK queue has room for
  * its share of the block; GS_EINVAL if one never could. */
-static gs_err check_room(gs_bus *bus, gs__bus_block *b, bool *full)
+static gs_err check_room(gs_bus *bus, gs__bus_block *b, bool arm, bool *full,
+			 refusal *no)
 {
 	touch_reset(bus);
 	for (size_t i = 0; i < b->n; i++) {
-		gs__bus_topic *t = route_of(bus, &b->env[i]);
+		gs_err err;
+		gs__bus_topic *t = route_of(bus, &b->env[i], &err, no);
 		if (!t)
-			return GS_ENOMEM;
+			return err;
 		for (size_t k = 0; k < t->n_subs; k++)
 			if (t->subs[k]->overflow == GS_BUS_BLOCK) {
 				touch(bus, t->subs[k]);
@@ -86,14 +117,12 @@ static gs_err check_room(gs_bus *bus, gs__bus_block *b, bool *full)
 	for (size_t i = 0; i < bus->n_touched; i++) {
 		gs_bus_sub *s = bus->touched[i];
 		if (s->need > s->queue_size) {
-			gs__bus_log(bus,
-				    "publish: %zu events for '%s', whose "
-				    "queue_size is %zu",
-				    s->need, s->name, s->queue_size);
+			snprintf(no->why, sizeof no->why,
+				 "%zu events for '%s', whose queue_size is %zu",
+				 s->need, s->name, s->queue_size);
 			return GS_EINVAL;
 		}
-		if (used(s) + s->need > s->queue_size)
-			*full = true;
+		*full |= lacks_room(s, s->need, arm);
 	}
 	return GS_OK;
 }
@@ -130,6 +159,7 @@ typedef struct after {
 	size_t n_wake;
 	gs__bus_block *defer;
 	size_t unrouted;
+	refusal no;
 } after;
 
 static void set_ids(gs_bus *bus, gs__bus_block *b, uint64_t correlation)
@@ -163,7 +193,9 @@ static void accept(gs_bus *bus, gs__bus_block *b, uint64_t correlation,
 	touch_reset(bus);
 	for (size_t i = 0; i < b->n; i++) {
 		gs__bus_env *e = &b->env[i];
-		gs__bus_topic *t = route_of(bus, e);
+		gs_err err;
+		/* Routed already: only a shared entry is computed again. */
+		gs__bus_topic *t = route_of(bus, e, &err, &a->no);
 		gs__bus_trace(bus, GS_BUS_TRACE_PUBLISH, e, NULL);
 		for (size_t k = 0; k < t->n_subs; k++)
 			put(bus, t->subs[k], e, &a->defer);
@@ -204,11 +236,15 @@ static void accept(gs_bus *bus, gs__bus_block *b, uint64_t correlation,
 static gs_err build(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
 		    const gs_bus_publish_opts *o, gs__bus_block **out)
 {
+	/* Only what is cheap here; a topic is checked in full when the
+	 * table does not know it yet (see gs__bus_route). */
 	size_t strings = 0;
 	for (size_t i = 0; i < n; i++) {
-		char why[160];
-		size_t len;
-		if (gs__bus_topic_check(msgs[i].topic, &len, why, sizeof why)) {
+		const char *topic = msgs[i].topic;
+		size_t len = topic ? strnlen(topic, GS__BUS_TOPIC_MAX + 1) : 0;
+		if (!len || len > GS__BUS_TOPIC_MAX) {
+			char why[160];
+			gs__bus_topic_check(topic, &len, why, sizeof why);
 			gs__bus_log(bus, "publish: %s", why);
 			return GS_EINVAL;
 		}
@@ -217,10 +253,9 @@ static gs_err build(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
 	const char *source = o->source ? o->source : "";
 	size_t slen = strlen(source);
 	char *str;
-	gs__bus_block *b = gs__bus_block_new(n, strings + slen + 1, &str);
+	gs__bus_block *b = gs__bus_block_new(bus, n, strings + slen + 1, &str);
 	if (!b)
 		return GS_ENOMEM;
-	b->bus = bus;
 	b->free_fn = o->free_fn;
 	memcpy(str, source, slen + 1);
 	struct timespec now;
@@ -232,12 +267,19 @@ static gs_err build(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
 		gs__bus_env *e = &b->env[i];
 		size_t len = strlen(msgs[i].topic);
 		memcpy(at, msgs[i].topic, len + 1);
-		e->pub = (gs_bus_envelope){ .published_ns = ns,
-					    .topic = at,
-					    .source = str,
-					    .payload = msgs[i].payload };
+		/* Field by field: set_ids fills the ids, routing the rest;
+		 * a struct literal would clear it all first. */
+		e->pub.published_ns = ns;
+		e->pub.topic = at;
+		e->pub.source = str;
+		e->pub.payload = msgs[i].payload;
 		e->blk = b;
+		e->topic = NULL;
+		e->topic_hash = gs__bus_topic_hash(msgs[i].topic, len);
 		e->topic_len = (uint32_t)len;
+		atomic_init(&e->skipped, 0);
+		atomic_init(&e->dropped, 0);
+		atomic_init(&e->failed, 0);
 		at += len + 1;
 	}
 	*out = b;
@@ -254,16 +296,15 @@ static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_publish_opts *o,
 	bool timed_out = false;
 	gs_err err = GS_OK;
 	pthread_mutex_lock(&bus->lock);
-	if (timeout)
-		atomic_fetch_add(&bus->waiters, 1); /* see gs__bus_notify */
 	for (;;) {
 		bool full = false;
 		if (atomic_load_explicit(&bus->closed, memory_order_relaxed))
 			err = GS_ECLOSED;
 		if (!err)
-			err = route_all(bus, b);
+			err = route_all(bus, b, &a->no);
 		if (!err)
-			err = check_room(bus, b, &full);
+			err = check_room(bus, b, timeout && !timed_out, &full,
+					 &a->no);
 		if (err || !full)
 			break;
 		if (timeout == 0 || timed_out) {
@@ -272,8 +313,6 @@ static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_publish_opts *o,
 		}
 		timed_out = gs__bus_wait(bus, timeout, &dl);
 	}
-	if (timeout)
-		atomic_fetch_sub(&bus->waiters, 1);
 	if (!err)
 		accept(bus, b, o->correlation_id, a);
 	pthread_mutex_unlock(&bus->lock);
@@ -337,9 +376,11 @@ GS_BUS_API gs_err gs_bus_publish_batch(gs_bus *bus, const gs_bus_msg *msgs,
 	after a = { 0 };
 	err = admit(bus, b, &o, &a);
 	if (err) {
-		free(b);
+		gs__bus_block_free(b);
 		if (err == GS_ECLOSED)
 			gs__bus_log(bus, "publish: the bus is closed");
+		else if (err == GS_EINVAL)
+			gs__bus_log(bus, "publish: %s", a.no.why);
 		return err;
 	}
 	finish_publish(bus, b, &a);
