@@ -224,6 +224,28 @@ static gs_bus_sub **take_subs(gs_bus *bus, size_t *n)
 	return subs;
 }
 
+/* Under the lock: whether every subscription (those unsubscribed too) has
+ * finished what it accepted. Then no handler runs, and with outside
+ * publishes refused none can start. */
+static bool quiet(const gs_bus *bus)
+{
+	for (const gs_bus_sub *s = bus->all; s; s = s->next_all)
+		if (atomic_load(&s->finished) != atomic_load(&s->accepted))
+			return false;
+	return true;
+}
+
+/* Under the lock: a drain lets the handlers finish what was accepted,
+ * while what they publish in reaction is still routed, so that a chain of
+ * causes is never cut by the close; then the routes can go. */
+static void quiesce(gs_bus *bus)
+{
+	atomic_fetch_add(&bus->waiters, 1); /* see gs__bus_finish */
+	while (!quiet(bus))
+		gs__bus_wait(bus, GS_BUS_FOREVER, NULL);
+	atomic_fetch_sub(&bus->waiters, 1);
+}
+
 GS_BUS_API gs_err gs_bus_close(gs_bus *bus, gs_bus_close_mode mode)
 {
 	if (!bus || (mode != GS_BUS_DRAIN && mode != GS_BUS_IMMEDIATE)) {
@@ -241,10 +263,13 @@ GS_BUS_API gs_err gs_bus_close(gs_bus *bus, gs_bus_close_mode mode)
 		return GS_OK;
 	}
 	pthread_mutex_lock(&bus->lock);
+	atomic_store(&bus->closing, true);
+	pthread_cond_broadcast(&bus->room); /* publishers that wait: closed */
+	if (mode == GS_BUS_DRAIN)
+		quiesce(bus);
 	atomic_store(&bus->closed, true);
 	size_t n;
 	gs_bus_sub **subs = take_subs(bus, &n);
-	pthread_cond_broadcast(&bus->room); /* publishers that wait: closed */
 	pthread_mutex_unlock(&bus->lock);
 	for (size_t i = 0; i < n; i++) {
 		if (mode == GS_BUS_IMMEDIATE)

@@ -26,7 +26,8 @@ void gs__bus_finish(gs_bus_sub *s, gs__bus_env *const *envs, size_t n,
 	/* seq_cst, then wake_at: see gs__bus_broadcast. */
 	uint64_t done = atomic_fetch_add(&s->finished, n) + n;
 	uint64_t at = atomic_load(&s->wake_at);
-	if (at && done >= at && atomic_exchange(&s->wake_at, 0))
+	if ((at && done >= at && atomic_exchange(&s->wake_at, 0)) ||
+	    atomic_load(&s->bus->waiters))
 		gs__bus_broadcast(s->bus, defer != NULL);
 }
 

@@ -306,8 +306,11 @@ struct gs_bus {
 	pthread_mutex_t lock;
 	pthread_cond_t room;      /* a wait_at reached, an envelope completed
 				while a closer waits, or closed */
-	_Atomic uint64_t waiters; /* closers waiting for completions */
-	_Atomic bool closed;      /* written under the lock */
+	_Atomic uint64_t waiters; /* closers waiting: for quiet, then for
+				     completions */
+	/* written under the lock: closing refuses publishes but the bus's
+	 * own handlers' (a drain), closed refuses them all */
+	_Atomic bool closing, closed;
 	uint64_t next_id;
 	gs_bus_sub **subs; /* routed to */
 	size_t n_subs, cap_subs;

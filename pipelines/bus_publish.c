@@ -286,6 +286,14 @@ static gs_err build(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
 	return GS_OK;
 }
 
+/* Whether this thread runs a callback of `bus` (a handler, a dead letter,
+ * a hook): such publishes are still taken while a drain finishes. */
+static bool from_handler(const gs_bus *bus)
+{
+	const gs__bus_ctx *ctx = gs__bus_ctx_now();
+	return ctx && ctx->bus == bus;
+}
+
 /* Takes the lock and accepts the block, waiting for room as the timeout
  * allows. On error the lock is returned and the block is the caller's. */
 static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_publish_opts *o,
@@ -298,7 +306,10 @@ static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_publish_opts *o,
 	pthread_mutex_lock(&bus->lock);
 	for (;;) {
 		bool full = false;
-		if (atomic_load_explicit(&bus->closed, memory_order_relaxed))
+		if (atomic_load_explicit(&bus->closed, memory_order_relaxed) ||
+		    (atomic_load_explicit(&bus->closing,
+					  memory_order_relaxed) &&
+		     !from_handler(bus)))
 			err = GS_ECLOSED;
 		if (!err)
 			err = route_all(bus, b, &a->no);

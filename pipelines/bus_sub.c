@@ -96,7 +96,7 @@ GS_BUS_API gs_err gs_bus_subscribe(gs_bus *bus, const gs_bus_sub_opts *opts,
 	gs_err err = check_opts(bus, opts);
 	if (err)
 		return err;
-	if (atomic_load(&bus->closed)) {
+	if (atomic_load(&bus->closing)) {
 		gs__bus_log(bus, "gs_bus_subscribe: the bus is closed");
 		return GS_ECLOSED;
 	}
@@ -130,7 +130,7 @@ GS_BUS_API gs_err gs_bus_subscribe(gs_bus *bus, const gs_bus_sub_opts *opts,
 	/* From here s belongs to the bus, whatever happens. */
 	s->next_all = bus->all;
 	bus->all = s;
-	if (!err && atomic_load(&bus->closed))
+	if (!err && atomic_load(&bus->closing))
 		err = GS_ECLOSED;
 	if (!err)
 		err = list_sub(bus, s);

@@ -297,11 +297,15 @@ gs_err gs_bus_publish_batch(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
 			    const gs_bus_publish_opts *opts);
 
 /*
- * Refuses publishes and subscriptions from now on (GS_ECLOSED, waking
- * publishers that wait), ends every subscription as `mode` says, and waits
- * until each has finished (not from a bus handler or hook: GS_ETHREAD).
- * Afterwards every accepted envelope has completed and been freed. A second
- * call returns GS_OK at once.
+ * Closes the bus: publishes and subscriptions are refused from now on
+ * (GS_ECLOSED, waking publishers that wait). GS_BUS_DRAIN first lets every
+ * accepted event reach its handlers, and still takes what the bus's own
+ * handlers and hooks publish meanwhile (a chain of causes is never cut by
+ * a drain), until no handler has anything left; GS_BUS_IMMEDIATE drops
+ * what is queued (counted) and refuses every publish at once. Then every
+ * subscription ends, and the call waits until each has finished. Not from
+ * a bus handler or hook (GS_ETHREAD). Afterwards every accepted envelope
+ * has completed and been freed. A second call returns GS_OK at once.
  */
 gs_err gs_bus_close(gs_bus *bus, gs_bus_close_mode mode);
 

@@ -74,6 +74,7 @@ typedef struct bt_sub {
 	_Atomic size_t n;
 	_Atomic unsigned char seen[8192];
 	_Atomic uint64_t current_ok; /* gs_bus_current() was the envelope */
+	_Atomic uint64_t republish_failed;
 } bt_sub;
 
 static inline int bt_handle(void *arg, const gs_bus_envelope *env)
@@ -107,9 +108,14 @@ static inline int bt_handle(void *arg, const gs_bus_envelope *env)
 	}
 	if (id < sizeof b->seen)
 		atomic_fetch_add(&b->seen[id], 1);
-	if (b->publish_next)
-		(void)gs_bus_publish(b->bus, b->next_topic, bt_payload(id, 0),
-				     bt_free, 0);
+	if (b->publish_next) {
+		/* Timeout 0: a handler that may not block must not wait. */
+		payload *next = bt_payload(id, 0);
+		if (gs_bus_publish(b->bus, b->next_topic, next, bt_free, 0)) {
+			free(next);
+			atomic_fetch_add(&b->republish_failed, 1);
+		}
+	}
 	return b->skip_every && id % (uint64_t)b->skip_every == 0 ? GS_BUS_SKIP
 								  : GS_BUS_DONE;
 }

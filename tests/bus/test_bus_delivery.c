@@ -334,6 +334,8 @@ Test(bus_delivery, nested_publishes_carry_causation_and_correlation,
 	cr_expect_str_eq(a.envs[0].source, "");
 	cr_expect_str_eq(c.envs[1].source, "billing");
 	cr_expect_str_eq(b.envs[0].topic, "b");
+	cr_expect_eq(atomic_load(&a.republish_failed), 0);
+	cr_expect_eq(atomic_load(&b.republish_failed), 0);
 	cr_expect_eq(atomic_load(&a.current_ok), 1);
 	cr_expect_eq(atomic_load(&b.current_ok), 1);
 	cr_expect_null(gs_bus_current());

@@ -167,6 +167,43 @@ Test(bus_lifecycle, unsubscribing_under_load_loses_nothing_it_did_not_count,
 	cr_expect_eq(atomic_load(&bt_freed), published);
 }
 
+Test(bus_lifecycle, a_drain_still_takes_what_handlers_publish,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	atomic_store(&bt_freed, 0);
+	gs_bus *bus = bt_bus(NULL);
+	static bt_sub first, second;
+	memset(&first, 0, sizeof first);
+	memset(&second, 0, sizeof second);
+	first.publish_next = true;
+	first.bus = bus;
+	first.next_topic = "b";
+	first.spin = 2000;
+	bt_subscribe(
+		bus, &first,
+		(gs_bus_sub_opts){ .patterns = (const char *[]){ "a", NULL },
+				   .queue_size = 512 });
+	bt_subscribe(
+		bus, &second,
+		(gs_bus_sub_opts){ .patterns = (const char *[]){ "b", NULL },
+				   .queue_size = 512,
+				   .concurrency = 2 });
+	for (uint64_t i = 1; i <= 500; i++)
+		bt_publish(bus, "a", i);
+	/* Most of the "a" events are still queued: their reactions come
+	 * during the close, and none is cut off. */
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	cr_expect_eq(atomic_load(&first.n), 500);
+	cr_expect_eq(atomic_load(&first.republish_failed), 0);
+	cr_expect_eq(atomic_load(&second.n), 500);
+	/* Once closed, nobody publishes. */
+	cr_expect_eq(gs_bus_publish(bus, "a", NULL, NULL, 0), GS_ECLOSED);
+	bt_conserved(&first);
+	bt_conserved(&second);
+	gs_bus_free(bus);
+	cr_expect_eq(atomic_load(&bt_freed), 1000);
+}
+
 static void *close_now(void *arg)
 {
 	return (void *)(uintptr_t)gs_bus_close(arg, GS_BUS_IMMEDIATE);
