@@ -43,6 +43,11 @@ static int grow(gs__buffer *b, size_t need)
 	return 1;
 }
 
+bool gs__buffer_reserve(gs__buffer *b, size_t n)
+{
+	return grow(b, b->count + n);
+}
+
 static void drop_oldest(gs__buffer *b, size_t n, gs__drop_fn drop, void *ctx)
 {
 	while (n) {

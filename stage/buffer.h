@@ -7,6 +7,7 @@
 #ifndef GS_BUFFER_H
 #define GS_BUFFER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "genstage/stage.h"
@@ -25,6 +26,10 @@ typedef void (*gs__drop_fn)(void *ctx, void *const *events, size_t n);
 
 void gs__buffer_init(gs__buffer *b, size_t limit, gs_keep keep);
 void gs__buffer_fini(gs__buffer *b);
+
+/* Makes room for n more events without dropping any; false (nothing
+ * changed) when out of memory. */
+bool gs__buffer_reserve(gs__buffer *b, size_t n);
 
 /* Appends n events; what does not fit (per `keep`, or when growing fails)
  * goes to drop. Returns how many were dropped. */

@@ -5,7 +5,6 @@
  * the producer's buffer and waking the consumers that got events.
  */
 #include "internal.h"
-#include "park.h"
 
 GS__API gs_dispatcher gs_dispatcher_demand(void)
 {
@@ -35,7 +34,7 @@ gs_err gs__dispatcher_init(gs_stage *s, const gs_dispatcher *d)
 		return GS_OK;
 	case GS_DISPATCH_BROADCAST:
 		s->disp = &gs__dispatch_broadcast_ops;
-		return GS_OK;
+		return s->disp->init(s);
 	case GS_DISPATCH_PARTITION:
 		if (!d->partitions || !d->hash)
 			return GS_EINVAL;
@@ -76,6 +75,7 @@ size_t gs__push(gs_stage *s, gs_sub *sub, void *const *events, size_t n)
 		return 0;
 	n = gs__ring_push(&sub->ring, events, n);
 	sub->sent += n;
+	gs__count(&sub->st_sent, n);
 	sub->needs_wake = true;
 	gs__count(&s->st_out, n);
 	gs__count(&s->st_bout, 1);
@@ -114,9 +114,16 @@ bool gs__dispatch_buffer(gs_stage *s)
 		if (k < n)
 			break;
 	}
-	atomic_store_explicit(&s->st_buffered, s->buf.count,
-			      memory_order_relaxed);
+	gs__count_buffered(s);
 	return moved;
+}
+
+/* The buffer and the dispatcher's own queues, for gs_stage_stats. */
+void gs__count_buffered(gs_stage *s)
+{
+	size_t queued = s->disp && s->disp->queued ? s->disp->queued(s) : 0;
+	atomic_store_explicit(&s->st_buffered, s->buf.count + queued,
+			      memory_order_relaxed);
 }
 
 void gs__wake_consumers(gs_stage *s)

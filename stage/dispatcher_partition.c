@@ -24,10 +24,10 @@ gs_err gs__partition_init(gs_stage *s)
 	size_t n = s->dconf.partitions;
 	s->pq = calloc(n, sizeof *s->pq);
 	s->pout = calloc(n, sizeof *s->pout);
-	s->pheld = calloc(n, sizeof *s->pheld);
+	s->ptaken = calloc(n, sizeof *s->ptaken);
 	s->pstaged = calloc(n, sizeof *s->pstaged);
 	s->pstage = calloc(n * CHUNK, sizeof *s->pstage);
-	if (!s->pq || !s->pout || !s->pheld || !s->pstaged || !s->pstage)
+	if (!s->pq || !s->pout || !s->ptaken || !s->pstaged || !s->pstage)
 		return GS_ENOMEM; /* the stage's free releases what exists */
 	for (size_t i = 0; i < n; i++)
 		gs__buffer_init(&s->pq[i], GS_UNBOUNDED, GS_KEEP_LAST);
@@ -43,16 +43,16 @@ gs_err gs__partition_claim(gs_stage *producer, gs_sub *sub, size_t want)
 	size_t idx = want - 1;
 	if (!want) {
 		idx = 0;
-		while (idx < n && producer->pheld[idx])
+		while (idx < n && producer->ptaken[idx])
 			idx++;
 		if (idx == n)
 			return GS_EBUSY;
 	} else if (idx >= n) {
 		return GS_EINVAL;
-	} else if (producer->pheld[idx]) {
+	} else if (producer->ptaken[idx]) {
 		return GS_EBUSY;
 	}
-	producer->pheld[idx] = sub;
+	producer->ptaken[idx] = sub;
 	sub->partition = idx;
 	return GS_OK;
 }
@@ -62,8 +62,8 @@ void gs__partition_release(gs_sub *sub)
 {
 	gs_stage *p = sub->producer;
 	if (p->disp == &gs__dispatch_partition_ops &&
-	    p->pheld[sub->partition] == sub)
-		p->pheld[sub->partition] = NULL;
+	    p->ptaken[sub->partition] == sub)
+		p->ptaken[sub->partition] = NULL;
 }
 
 static void attach(gs_stage *s, gs_sub *sub)
@@ -116,11 +116,7 @@ static uint64_t collect(gs_stage *s, bool *changed)
 			unmet += sub->granted_seen - sub->sent;
 	}
 	atomic_store_explicit(&s->st_pending, unmet, memory_order_relaxed);
-	if (unmet <= s->owed)
-		return 0;
-	uint64_t fresh = unmet - s->owed;
-	s->owed = unmet;
-	return fresh;
+	return unmet;
 }
 
 static void flush(gs_stage *s, size_t i)
@@ -143,7 +139,6 @@ static void flush(gs_stage *s, size_t i)
 
 static size_t dispatch(gs_stage *s, void *const *events, size_t n)
 {
-	s->owed -= n < s->owed ? n : s->owed;
 	size_t parts = s->dconf.partitions, discarded = 0, invalid = 0;
 	for (size_t j = 0; j < n; j++) {
 		size_t i = s->dconf.hash(s->dconf.arg, events[j]);
@@ -168,7 +163,7 @@ static size_t dispatch(gs_stage *s, void *const *events, size_t n)
 	return n;
 }
 
-static size_t held(const gs_stage *s)
+static size_t queued(const gs_stage *s)
 {
 	size_t total = 0;
 	for (size_t i = 0; i < s->dconf.partitions; i++)
@@ -197,19 +192,19 @@ static void drop(gs_stage *s)
 			dropped);
 }
 
-/* At the stage's free: subscriptions may use pheld until then. */
+/* At the stage's free: subscriptions may use ptaken until then. */
 static void free_state(gs_stage *s)
 {
 	for (size_t i = 0; s->pq && i < s->dconf.partitions; i++)
 		gs__buffer_fini(&s->pq[i]);
 	free(s->pq);
 	free(s->pout);
-	free(s->pheld);
+	free(s->ptaken);
 	free(s->pstaged);
 	free(s->pstage);
 	s->pq = NULL;
 	s->pout = NULL;
-	s->pheld = NULL;
+	s->ptaken = NULL;
 	s->pstaged = NULL;
 	s->pstage = NULL;
 }
@@ -219,7 +214,7 @@ const gs__dispatcher_ops gs__dispatch_partition_ops = {
 	.dispatch = dispatch,
 	.attach = attach,
 	.detach = detach,
-	.held = held,
+	.queued = queued,
 	.gated = gated,
 	.drop = drop,
 	.free = free_state,

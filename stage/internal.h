@@ -3,8 +3,8 @@
  * The engine's private structures: pipelines, stages, subscriptions and the
  * control messages between them, with the functions the stage/ files share.
  *
- * Threading: a stage's fields marked "own" are touched only by its worker
- * thread. Fields marked "atomic" are the only ones two threads share on the
+ * Threading: a stage's fields marked "own" are touched only inside its
+ * run, by whichever worker (or its own thread) runs it. Fields marked "atomic" are the only ones two threads share on the
  * hot path. Everything else is written before the thread starts or under
  * the lock named beside it.
  */
@@ -21,6 +21,7 @@
 
 #include "buffer.h"
 #include "demand.h"
+#include "executor.h"
 #include "ring.h"
 #include "timers.h"
 
@@ -28,9 +29,11 @@
 
 /* A dispatcher: how a producer reads demand and spreads events. */
 typedef struct gs__dispatcher_ops {
+	/* Optional: makes the dispatcher's own state (gs_stage.dstate). */
+	gs_err (*init)(gs_stage *s);
 	/* Reads every subscription's demand, ends those whose consumer let
-	 * go, and returns the demand to pass on that arrived since the last
-	 * call. Sets *changed if anything moved. */
+	 * go, and returns how many events the subscriptions can take now (a
+	 * level, not an increment). Sets *changed if anything moved. */
 	uint64_t (*collect)(gs_stage *s, bool *changed);
 	/* Sends up to n events; returns how many it took (the rest wait in
 	 * the producer's buffer). */
@@ -39,9 +42,22 @@ typedef struct gs__dispatcher_ops {
 	 * consumer let go, on the producer's thread. */
 	void (*attach)(gs_stage *s, gs_sub *sub);
 	void (*detach)(gs_stage *s, gs_sub *sub);
+	/* Optional: takes over the producer's end of a subscription that
+	 * ends while its consumer may still read (true), to let go later. */
+	bool (*linger)(gs_stage *s, gs_sub *sub);
+	/* Optional, under the pipeline lock: a subscription was made, or has
+	 * let go at both ends; unlink returns true when the caller must call
+	 * release (after unlocking). */
+	void (*link)(gs_stage *s, gs_sub *sub);
+	bool (*unlink)(gs_stage *s, gs_sub *sub);
+	void (*release)(gs_stage *s);
+	/* Every subscription gets the same events: what is left in an ended
+	 * subscription's ring is counted, not passed to event_free (the
+	 * dispatcher releases each event once). */
+	bool shares_events;
 	/* Optional: events the dispatcher holds itself, and whether new
 	 * demand must wait (back-pressure from its own queues). */
-	size_t (*held)(const gs_stage *s);
+	size_t (*queued)(const gs_stage *s);
 	bool (*gated)(const gs_stage *s);
 	/* Optional: drops what it holds (the stage is finishing), and frees
 	 * its state (the stage is being freed). */
@@ -63,6 +79,12 @@ typedef struct gs__hooks {
 	/* Consumers: read input only while `credit` lasts, as a
 	 * producer-consumer does (the credit comes from poll). */
 	bool pull;
+	/* A pipeline drain reached the stage: it takes nothing new and
+	 * finishes once what it holds is delivered (instead of gs_done). */
+	void (*drain)(gs_stage *s, void *state);
+	/* Events the stage holds beyond its buffer (for gs_stage_stats);
+	 * from any thread. */
+	size_t (*buffered)(const gs_stage *s, void *state);
 	/* Frees the state with the stage. */
 	void (*cleanup)(gs_stage *s, void *state);
 } gs__hooks;
@@ -86,7 +108,7 @@ struct gs_sub {
 	_Atomic int prod_end;
 	int prod_reason;
 	/* atomic: ends still attached; the last to let go frees the ring */
-	_Atomic int refs;
+	_Atomic int ends;
 
 	/* producer-own */
 	uint64_t granted_seen; /* granted as last read */
@@ -94,7 +116,11 @@ struct gs_sub {
 	bool needs_wake;       /* pushed since the consumer was last woken */
 
 	/* producer-own, for the dispatcher */
-	int64_t bdemand; /* broadcast: demand beyond what all can take */
+	int64_t bdemand;  /* broadcast: demand beyond what all can take */
+	uint64_t *seq_of; /* broadcast: the number of the event in each slot */
+
+	/* atomic counters for gs_sub_stats, each with one writer */
+	_Atomic uint64_t st_sent, st_received, st_dropped, st_filtered;
 
 	/* consumer-own */
 	gs__demand demand; /* automatic subscriptions */
@@ -109,25 +135,32 @@ struct gs_sub {
 	size_t max_demand;
 	size_t min_demand;
 	gs_cancel_mode cancel;
-	size_t partition; /* partition dispatcher: the index held */
+	size_t partition; /* partition dispatcher: the one it takes */
 	gs_selector_fn selector;
 	void *selector_arg;
 
 	/* pipeline lock */
-	bool live;           /* counts as an edge for cycle checks */
-	struct gs_sub *next; /* the pipeline's list of every subscription */
+	bool live;     /* both ends not yet let go: an edge of the graph */
+	bool user_ref; /* the user has the handle (gs_sub_release) */
+	struct gs_sub *prev, *next;           /* the pipeline's list */
+	struct gs_sub *down_prev, *down_next; /* the producer's live edges */
 };
 
 typedef enum gs__msg_kind {
 	GS__MSG_ATTACH_OUT, /* a new subscription where we produce */
 	GS__MSG_ATTACH_IN,  /* a new subscription where we consume */
-	GS__MSG_STOP,       /* stop now with msg.reason */
-	GS__MSG_DRAIN,      /* pipeline drain: sources finish */
-	GS__MSG_DEMAND,     /* switch demand mode to msg.reason */
 	GS__MSG_CALL,       /* gs_call: msg.call */
 	GS__MSG_CAST,       /* gs_cast: msg.payload */
 	GS__MSG_TIMER,      /* gs_send_after: msg.payload at msg.deadline */
 } gs__msg_kind;
+
+/* Requests that need no memory, so that stopping never fails for lack of
+ * it: bits of gs_stage.ctl, set by any thread (gs__request). */
+enum {
+	GS__CTL_STOP = 1,   /* stop now with stop_req_reason */
+	GS__CTL_DRAIN = 2,  /* pipeline drain: sources finish */
+	GS__CTL_DEMAND = 4, /* switch the demand mode to demand_req */
+};
 
 typedef struct gs__call gs__call;
 
@@ -144,7 +177,9 @@ typedef struct gs__msg {
 struct gs_stage {
 	/* immutable after gs_stage_new */
 	gs_pipeline *p;
+	gs_executor *ex; /* the pipeline's */
 	gs_kind kind;
+	bool blocking; /* on a thread of its own, not on the executor */
 	gs_stage_ops ops;
 	void *state;
 	char name[64];
@@ -152,14 +187,23 @@ struct gs_stage {
 	void *event_free_arg;
 	void (*msg_free)(void *msg, void *arg);
 	void *msg_free_arg;
+	void (*request_free)(void *request, void *reply, void *arg);
+	void *request_free_arg;
 	const gs__dispatcher_ops *disp;
 	gs_dispatcher dconf;
 	gs__hooks hooks; /* for stages the library builds itself */
 
-	/* wake-ups: seq moves whenever there may be new work; the worker
-	 * sleeps on it only after announcing itself in `sleeping` */
-	_Alignas(GS__CACHELINE) _Atomic uint32_t seq;
-	_Atomic uint32_t sleeping;
+	/* Wake-ups (see executor.h and futex.h): a scheduled stage's state
+	 * word, or a blocking stage's event count; control requests. */
+	_Alignas(GS__CACHELINE) _Atomic uint32_t sched;
+	_Atomic uint32_t ec;
+	_Atomic int ctl;           /* GS__CTL_* */
+	_Atomic bool stop_claimed; /* the first gs__request(STOP) wins */
+	int stop_req_reason;       /* written before GS__CTL_STOP is set */
+	_Atomic int demand_req;    /* written before GS__CTL_DEMAND is set */
+	struct gs_stage *rq_next;  /* run queue link, under the queue's lock */
+	uint64_t ex_deadline;      /* the executor's timer lock */
+	_Atomic bool warned_slow;  /* the long-callback warning was given */
 
 	/* control inbox, under inbox_lock; inbox_pending lets the worker skip
 	 * the lock when the inbox is empty */
@@ -169,7 +213,7 @@ struct gs_stage {
 	_Atomic int inbox_pending;
 
 	/* pipeline lock */
-	pthread_t thread;
+	pthread_t thread; /* blocking stages */
 	bool started;
 	bool joined;
 	bool finished;
@@ -177,76 +221,89 @@ struct gs_stage {
 	struct gs_stage *next;
 
 	/* own */
+	bool inited;
 	gs_sub **outs;
 	size_t n_outs, cap_outs;
 	gs_sub **ins;
 	size_t n_ins, cap_ins;
 	size_t in_cursor; /* round-robin start over ins */
-	void **scratch;   /* a chunk gathered across a ring's wrap */
-	size_t scratch_cap;
 	gs__buffer buf;
 	bool done;     /* gs_done: finish once the buffer is delivered */
 	bool stopping; /* leave the loop with stop_reason */
 	bool draining; /* GS_STOP_DRAIN: finish once no input is left */
 	int stop_reason;
-	uint64_t unassigned; /* demand passed on whose subscription left */
-	uint64_t credit;     /* producer-consumer: downstream demand unused */
-	bool accumulate;     /* demand held, not passed on */
-	uint64_t waiting;    /* broadcast: events every subscriber can take */
-	gs__buffer *pq;      /* partition: a queue per partition */
-	uint64_t owed;       /* partition: demand passed on, not yet emitted */
-	gs_sub **pout;       /* partition: the attached subscription of each */
-	void **pstage;       /* partition: staging, CHUNK per partition */
+	/* Demand passed on (to handle_demand, or as a producer-consumer's
+	 * input credit) that no emitted event has answered yet. */
+	uint64_t owed;
+	uint64_t credit; /* pull streams: events the puller has room for */
+	bool accumulate; /* GS_DEMAND_ACCUMULATE: demand not passed on */
+	void *dstate;    /* the dispatcher's own state */
+	gs__buffer *pq;  /* partition: a queue per partition */
+	gs_sub **pout;   /* partition: the attached subscription of each */
+	void **pstage;   /* partition: staging, CHUNK per partition */
 	size_t *pstaged;
 
-	/* pipeline lock: which subscription holds each partition */
-	gs_sub **pheld;
-	uint64_t held; /* demand held while accumulating */
+	/* pipeline lock: the graph (graph.c), and which subscription holds
+	 * each partition */
+	gs_sub *down;       /* live subscriptions where we produce */
+	uint64_t visit;     /* cycle check: the epoch this stage was seen */
+	gs_stage *dfs_next; /* cycle check: the walk's stack */
+	gs_sub **ptaken;
+	uint64_t want; /* demand to pass on, or kept while accumulating */
 	gs__timers timers;
 
 	/* atomic counters, written by the worker (dropped: by anyone) */
 	_Atomic uint64_t st_in, st_out, st_bin, st_bout, st_dropped, st_busy;
-	_Atomic uint64_t st_pending, st_buffered;
+	_Atomic uint64_t st_pending, st_buffered, st_released;
+	_Atomic uint32_t st_ins, st_outs; /* subscriptions on each side */
+	_Atomic bool st_done;             /* gs_done, or drained */
 };
 
 struct gs_pipeline {
 	pthread_mutex_t lock;
-	pthread_cond_t all_finished;
+	pthread_cond_t changed;    /* stages finished, or inits ran */
 	pthread_mutex_t join_lock; /* one joiner at a time; never under lock */
 	gs_pipeline_opts opts;
+	gs_executor *ex;  /* a reference, given back at gs_pipeline_free */
+	uint64_t slow_ns; /* the long-callback warning's threshold; 0: off */
 	gs_stage *stages, **stages_tail;
-	gs_sub *subs;
+	gs_sub *subs;   /* live subscriptions, and those with a user_ref */
+	uint64_t epoch; /* the cycle check's marks */
 	size_t n_stages;
-	size_t running; /* started and not finished */
-	long cpus;      /* online CPUs, read at creation */
-	/* atomic: more stages running than CPUs, so idle ones must yield */
-	_Atomic bool crowded;
+	size_t running;       /* started and not finished */
+	size_t inits_pending; /* started and init not yet run */
 	bool started;
 	int first_err;
+	int init_err; /* the first init that failed */
 };
 
 /* pipeline.c */
 void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void gs__stage_failing(gs_stage *s, int reason);
+void gs__stage_inited(gs_stage *s, int reason);
 void gs__stage_finished(gs_stage *s, int reason);
-void gs__update_crowded(gs_pipeline *p); /* under the pipeline lock */
+
+/* observe.c */
+/* Logs, for each stage that has not finished, what it waits for. */
+void gs__log_unfinished(gs_pipeline *p);
 
 /* stage.c */
+extern _Thread_local gs_stage *gs__current; /* the stage being run here */
 gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 			void *state, const gs_stage_opts *opts,
 			const gs__hooks *hooks, gs_stage **out);
-gs_err gs__post(gs_stage *s, gs__msg_kind kind, gs_sub *sub, int reason);
 gs_err gs__post_msg(gs_stage *s, gs__msg *m);
 gs__msg *gs__msg_new(gs__msg_kind kind, gs_sub *sub, int reason);
 void gs__inbox_push_locked(gs_stage *s, gs__msg *m);
-gs_err gs__start_thread(gs_stage *s);
+void gs__request(gs_stage *s, int ctl, int reason);
 void gs__stage_free(gs_stage *s);
 void gs__drop(gs_stage *owner, void *const *events, size_t n);
+void gs__count_dropped(gs_stage *owner, size_t n);
 void gs__stop(gs_stage *s, int reason);
 bool gs__is_current(const gs_stage *s);
 bool gs__in_any_stage(void);
-void gs__enter_done(gs_stage *s);
+bool gs__in_scheduled_stage(void);
 void gs__busy_add(gs_stage *s, uint64_t since_ns);
 uint64_t gs__now_ns(void);
 void gs__count(_Atomic uint64_t *counter, uint64_t n);
@@ -257,6 +314,13 @@ int gs__cond_init(pthread_cond_t *cv);
 struct timespec gs__deadline(int timeout_ms);
 bool gs__cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int timeout_ms,
 		   const struct timespec *deadline);
+
+/* run.c: the stage loop */
+gs_err gs__start_stage(gs_stage *s);
+void gs__enter_done(gs_stage *s);
+/* Makes `s` look for work: queues a scheduled stage, or moves a blocking
+ * stage's event count. From any thread, once per batch at most. */
+void gs__wake(gs_stage *s);
 
 /* messages.c */
 void gs__handle_message(gs_stage *s, gs__msg *m);
@@ -273,12 +337,16 @@ void gs__grant(gs_sub *sub, uint64_t n);
 void gs__release_in(gs_stage *s, size_t idx, int reason);
 void gs__detach(gs_sub *sub);
 bool gs__read_inputs(gs_stage *s);
+
+/* graph.c */
+void gs__sub_ended(gs_sub *sub);
 void gs__sub_free(gs_sub *sub);
 
 /* dispatcher.c */
 gs_err gs__dispatcher_init(gs_stage *s, const gs_dispatcher *d);
 void gs__dispatcher_fini(gs_stage *s);
 size_t gs__dispatch(gs_stage *s, void *const *events, size_t n);
+void gs__count_buffered(gs_stage *s);
 bool gs__dispatch_buffer(gs_stage *s);
 void gs__wake_consumers(gs_stage *s);
 size_t gs__sub_room(gs_sub *sub);

@@ -7,7 +7,14 @@
 
 #include "internal.h"
 
-enum { CALL_PENDING, CALL_ANSWERED, CALL_ABANDONED };
+/*
+ * A call is PENDING in the inbox, RUNNING in handle_call, then ANSWERED.
+ * A caller whose wait ends first leaves it ABANDONED: a pending call is
+ * then never handled, so its request stays the caller's; a running one is
+ * left to the stage's request_free when it has one, and otherwise waited
+ * for, since its request is in use until handle_call returns.
+ */
+enum { CALL_PENDING, CALL_RUNNING, CALL_ANSWERED, CALL_ABANDONED };
 
 /* Shared by the caller and the stage; the last of the two frees it. */
 struct gs__call {
@@ -29,17 +36,33 @@ static void call_unref(gs__call *c)
 	free(c);
 }
 
-static void answer(gs__call *c, void *reply, int err)
+/* Answers the caller, or, when it gave up, hands request and reply to
+ * the stage's request_free. */
+static void answer(gs_stage *s, gs__call *c, void *reply, int err)
 {
 	pthread_mutex_lock(&c->lock);
-	if (c->state == CALL_PENDING) {
+	bool abandoned = c->state == CALL_ABANDONED;
+	if (!abandoned) {
 		c->reply = reply;
 		c->err = err;
 		c->state = CALL_ANSWERED;
 		pthread_cond_signal(&c->answered);
 	}
 	pthread_mutex_unlock(&c->lock);
+	if (abandoned && s && s->request_free)
+		s->request_free(c->request, reply, s->request_free_arg);
 	call_unref(c);
+}
+
+/* The stage takes a call from its inbox: false if the caller gave up. */
+static bool begin(gs__call *c)
+{
+	pthread_mutex_lock(&c->lock);
+	bool live = c->state == CALL_PENDING;
+	if (live)
+		c->state = CALL_RUNNING;
+	pthread_mutex_unlock(&c->lock);
+	return live;
 }
 
 static gs__call *call_new(void *request)
@@ -67,7 +90,7 @@ GS__API gs_err gs_call(gs_stage *s, void *request, void **reply, int timeout_ms)
 		return GS_EINVAL;
 	if (!s->ops.handle_call)
 		return GS_EINVAL;
-	if (gs__is_current(s))
+	if (gs__is_current(s) || gs__in_scheduled_stage())
 		return GS_ETHREAD;
 	gs__call *c = call_new(request);
 	gs__msg *m = c ? gs__msg_new(GS__MSG_CALL, NULL, 0) : NULL;
@@ -86,10 +109,18 @@ GS__API gs_err gs_call(gs_stage *s, void *request, void **reply, int timeout_ms)
 	}
 	struct timespec until = gs__deadline(timeout_ms);
 	pthread_mutex_lock(&c->lock);
-	while (c->state == CALL_PENDING)
-		if (gs__cond_wait(&c->answered, &c->lock, timeout_ms, &until) &&
-		    c->state == CALL_PENDING)
+	while (c->state == CALL_PENDING || c->state == CALL_RUNNING) {
+		if (!gs__cond_wait(&c->answered, &c->lock, timeout_ms, &until))
+			continue;
+		if (c->state == CALL_PENDING ||
+		    (c->state == CALL_RUNNING && s->request_free)) {
 			c->state = CALL_ABANDONED;
+			break;
+		}
+		/* Running, with nobody to release the request when it
+		 * returns: wait for it. */
+		timeout_ms = -1;
+	}
 	err = c->state == CALL_ANSWERED ? c->err : GS_ETIMEDOUT;
 	if (c->state == CALL_ANSWERED && !err)
 		*reply = c->reply;
@@ -151,12 +182,16 @@ void gs__handle_message(gs_stage *s, gs__msg *m)
 	}
 	switch (m->kind) {
 	case GS__MSG_CALL: {
+		if (!begin(m->call)) { /* the caller gave up: never seen */
+			call_unref(m->call);
+			break;
+		}
 		void *reply = NULL;
 		uint64_t t0 = gs__now_ns();
 		int r = s->ops.handle_call(s->state, s, m->call->request,
 					   &reply);
 		gs__busy_add(s, t0);
-		answer(m->call, reply, r);
+		answer(s, m->call, reply, r);
 		if (r)
 			gs__stop(s, r);
 		break;
@@ -180,7 +215,7 @@ void gs__handle_message(gs_stage *s, gs__msg *m)
 void gs__discard_message(gs_stage *s, gs__msg *m)
 {
 	if (m->kind == GS__MSG_CALL)
-		answer(m->call, NULL, GS_ECLOSED);
+		answer(NULL, m->call, NULL, GS_ECLOSED);
 	else if (m->kind == GS__MSG_CAST || m->kind == GS__MSG_TIMER)
 		free_msg(s, m->payload);
 }

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * Pipelines: the set of stages and subscriptions, starting, waiting,
- * stopping and freeing them, the first error, logging and the dot graph.
+ * stopping and freeing them, the first error, and logging. What a pipeline
+ * shows of itself (the dot graph, why it has not finished) is observe.c.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -21,32 +21,43 @@ GS__API gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out)
 		free(p);
 		return GS_ENOMEM;
 	}
-	if (pthread_cond_init(&p->all_finished, NULL)) {
+	if (pthread_cond_init(&p->changed, NULL)) {
 		pthread_mutex_destroy(&p->lock);
 		free(p);
 		return GS_ENOMEM;
 	}
 	if (pthread_mutex_init(&p->join_lock, NULL)) {
-		pthread_cond_destroy(&p->all_finished);
+		pthread_cond_destroy(&p->changed);
 		pthread_mutex_destroy(&p->lock);
 		free(p);
 		return GS_ENOMEM;
 	}
 	if (opts)
 		p->opts = *opts;
+	gs_err err = gs__executor_get(p->opts.executor, &p->ex);
+	if (err) {
+		pthread_mutex_destroy(&p->join_lock);
+		pthread_cond_destroy(&p->changed);
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+		return err;
+	}
+	uint32_t warn = p->opts.warn_callback_ms ? p->opts.warn_callback_ms
+						 : 100;
+	p->slow_ns = warn == GS_WARN_NEVER ? 0 : (uint64_t)warn * 1000000u;
 	p->stages_tail = &p->stages;
-	p->cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	*out = p;
 	return GS_OK;
 }
 
-/* Posts `kind` to every stage that still reads its inbox. */
-static void post_all(gs_pipeline *p, gs__msg_kind kind)
+/* Sets control request `ctl` on every stage still running; allocates
+ * nothing, so stopping cannot fail for lack of memory. */
+static void request_all(gs_pipeline *p, int ctl, int reason)
 {
 	pthread_mutex_lock(&p->lock);
 	for (gs_stage *s = p->stages; s; s = s->next)
 		if (s->started && !s->finished)
-			(void)gs__post(s, kind, NULL, GS_OK);
+			gs__request(s, ctl, reason);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -62,19 +73,32 @@ GS__API gs_err gs_pipeline_start(gs_pipeline *p)
 	p->started = true;
 	gs_err err = GS_OK;
 	for (gs_stage *s = p->stages; s && !err; s = s->next)
-		err = gs__start_thread(s);
+		err = gs__start_stage(s);
+	/* Inside a callback, waiting could hold the very worker the new
+	 * stages need. */
+	while (!err && p->inits_pending && !gs__in_any_stage())
+		pthread_cond_wait(&p->changed, &p->lock);
+	if (!err)
+		err = p->init_err;
 	pthread_mutex_unlock(&p->lock);
+	/* The stages that did start stop with the failure's reason, as
+	 * they would through permanent subscriptions. */
 	if (err) {
-		post_all(p, GS__MSG_STOP);
+		request_all(p, GS__CTL_STOP, err);
 		(void)gs_pipeline_wait(p);
 	}
 	return err;
 }
 
-void gs__update_crowded(gs_pipeline *p)
+void gs__stage_inited(gs_stage *s, int reason)
 {
-	atomic_store_explicit(&p->crowded, (long)p->running > p->cpus,
-			      memory_order_relaxed);
+	gs_pipeline *p = s->p;
+	pthread_mutex_lock(&p->lock);
+	if (reason != GS_OK && p->init_err == GS_OK)
+		p->init_err = reason;
+	if (--p->inits_pending == 0)
+		pthread_cond_broadcast(&p->changed);
+	pthread_mutex_unlock(&p->lock);
 }
 
 /* Before the stage lets its subscriptions go: a stage that fails in
@@ -95,19 +119,20 @@ void gs__stage_finished(gs_stage *s, int reason)
 	s->finished = true;
 	s->reason = reason;
 	if (--p->running == 0)
-		pthread_cond_broadcast(&p->all_finished);
-	gs__update_crowded(p);
+		pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Joins every finished thread not joined yet; one caller at a time. */
+/* Joins every finished blocking stage's thread not joined yet; one caller
+ * at a time. */
 static void join_all(gs_pipeline *p)
 {
 	pthread_mutex_lock(&p->join_lock);
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		gs_stage *s = p->stages;
-		while (s && !(s->started && s->finished && !s->joined))
+		while (s && !(s->blocking && s->started && s->finished &&
+			      !s->joined))
 			s = s->next;
 		if (s)
 			s->joined = true;
@@ -119,7 +144,18 @@ static void join_all(gs_pipeline *p)
 	pthread_mutex_unlock(&p->join_lock);
 }
 
-GS__API gs_err gs_pipeline_wait(gs_pipeline *p)
+/* Waits for every stage to finish, or for the deadline; true if they did.
+ * Under the pipeline lock. */
+static bool await_finished(gs_pipeline *p, int timeout_ms)
+{
+	struct timespec until = gs__deadline(timeout_ms);
+	while (p->running)
+		if (gs__cond_wait(&p->changed, &p->lock, timeout_ms, &until))
+			return !p->running;
+	return true;
+}
+
+GS__API gs_err gs_pipeline_wait_for(gs_pipeline *p, int timeout_ms)
 {
 	if (!p)
 		return GS_EINVAL;
@@ -130,12 +166,20 @@ GS__API gs_err gs_pipeline_wait(gs_pipeline *p)
 		pthread_mutex_unlock(&p->lock);
 		return GS_ESTATE;
 	}
-	while (p->running)
-		pthread_cond_wait(&p->all_finished, &p->lock);
+	bool finished = await_finished(p, timeout_ms);
 	int err = p->first_err;
 	pthread_mutex_unlock(&p->lock);
+	if (!finished) {
+		gs__log_unfinished(p);
+		return GS_ETIMEDOUT;
+	}
 	join_all(p);
 	return err;
+}
+
+GS__API gs_err gs_pipeline_wait(gs_pipeline *p)
+{
+	return gs_pipeline_wait_for(p, -1);
 }
 
 GS__API gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode)
@@ -146,14 +190,17 @@ GS__API gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode)
 		return GS_EINVAL;
 	if (gs__in_any_stage())
 		return GS_ETHREAD;
-	post_all(p, mode == GS_STOP_DRAIN ? GS__MSG_DRAIN : GS__MSG_STOP);
+	request_all(p, mode == GS_STOP_DRAIN ? GS__CTL_DRAIN : GS__CTL_STOP,
+		    GS_OK);
 	return gs_pipeline_wait(p);
 }
 
-GS__API void gs_pipeline_free(gs_pipeline *p)
+GS__API gs_err gs_pipeline_free(gs_pipeline *p)
 {
 	if (!p)
-		return;
+		return GS_OK;
+	if (gs__in_any_stage())
+		return GS_ETHREAD; /* it would free the running stage */
 	pthread_mutex_lock(&p->lock);
 	bool started = p->started;
 	pthread_mutex_unlock(&p->lock);
@@ -167,10 +214,12 @@ GS__API void gs_pipeline_free(gs_pipeline *p)
 		next = s->next;
 		gs__stage_free(s);
 	}
+	gs__executor_put(p->ex);
 	pthread_mutex_destroy(&p->join_lock);
-	pthread_cond_destroy(&p->all_finished);
+	pthread_cond_destroy(&p->changed);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
+	return GS_OK;
 }
 
 void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
@@ -187,51 +236,4 @@ void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
 		fprintf(stderr, "genstage: %s: %s: %s\n",
 			level == GS_LOG_ERROR ? "error" : "warning", s->name,
 			msg);
-}
-
-/* Stage names are the user's: quote what dot would read as syntax. */
-static void write_name(FILE *f, const char *name)
-{
-	for (; *name; name++) {
-		if (*name == '"' || *name == '\\')
-			fputc('\\', f);
-		fputc(*name, f);
-	}
-}
-
-GS__API gs_err gs_pipeline_write_dot(gs_pipeline *p, FILE *f)
-{
-	if (!p || !f)
-		return GS_EINVAL;
-	static const char *const shapes[] = {
-		[GS_PRODUCER] = "invhouse",
-		[GS_PRODUCER_CONSUMER] = "box",
-		[GS_CONSUMER] = "house",
-	};
-	pthread_mutex_lock(&p->lock);
-	fprintf(f, "digraph genstage {\n\trankdir=LR;\n");
-	for (gs_stage *s = p->stages; s; s = s->next) {
-		gs_stats st;
-		gs_stage_stats(s, &st);
-		fprintf(f, "\t\"%p\" [shape=%s, label=\"", (void *)s,
-			shapes[s->kind]);
-		write_name(f, s->name);
-		fprintf(f,
-			"\\nin %llu  out %llu\\nbuffered %llu  dropped "
-			"%llu\"];\n",
-			(unsigned long long)st.events_in,
-			(unsigned long long)st.events_out,
-			(unsigned long long)st.buffered,
-			(unsigned long long)st.dropped);
-	}
-	/* Ended subscriptions stay in the picture, dashed. */
-	for (gs_sub *sub = p->subs; sub; sub = sub->next)
-		fprintf(f,
-			"\t\"%p\" -> \"%p\" [label=\"max %zu min %zu\"%s];\n",
-			(void *)sub->producer, (void *)sub->consumer,
-			sub->max_demand, sub->min_demand,
-			sub->live ? "" : ", style=dashed");
-	fprintf(f, "}\n");
-	pthread_mutex_unlock(&p->lock);
-	return ferror(f) ? GS_EINVAL : GS_OK;
 }

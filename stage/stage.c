@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * Stages: creation, the worker loop, the control inbox, and the calls a
- * stage makes on itself (gs_emit, gs_done) or others make on it.
+ * Stages: creation, the control inbox and requests, and the calls a stage
+ * makes on itself (gs_emit, gs_done) or others make on it. The loop that
+ * runs a stage is in run.c.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -11,20 +12,26 @@
 #include <time.h>
 
 #include "internal.h"
-#include "park.h"
 
 /* The stage whose worker is the calling thread, so that calls valid only
  * inside a stage's own callbacks can say GS_ETHREAD elsewhere. */
-static _Thread_local gs_stage *current;
+_Thread_local gs_stage *gs__current;
 
 bool gs__is_current(const gs_stage *s)
 {
-	return s && current == s;
+	return s && gs__current == s;
 }
 
 bool gs__in_any_stage(void)
 {
-	return current != NULL;
+	return gs__current != NULL;
+}
+
+/* Blocking calls are refused here: a worker blocked in one stage's
+ * callback runs no other, and may be the one the awaited stage needs. */
+bool gs__in_scheduled_stage(void)
+{
+	return gs__current && !gs__current->blocking;
 }
 
 uint64_t gs__now_ns(void)
@@ -79,9 +86,20 @@ bool gs__cond_wait(pthread_cond_t *cv, pthread_mutex_t *m, int timeout_ms,
 	       pthread_cond_timedwait(cv, m, deadline) == ETIMEDOUT;
 }
 
+/* Every callback's time is counted; one that held a worker longer than the
+ * pipeline's threshold is reported once, naming the stage. */
 void gs__busy_add(gs_stage *s, uint64_t since_ns)
 {
-	gs__count(&s->st_busy, gs__now_ns() - since_ns);
+	uint64_t took = gs__now_ns() - since_ns;
+	gs__count(&s->st_busy, took);
+	if (s->blocking || !s->p->slow_ns || took < s->p->slow_ns ||
+	    atomic_exchange_explicit(&s->warned_slow, true,
+				     memory_order_relaxed))
+		return;
+	gs__log(s, GS_LOG_WARN,
+		"a callback held a worker for %llu ms; a stage whose "
+		"callbacks block needs gs_stage_opts.blocking",
+		(unsigned long long)(took / 1000000));
 }
 
 void gs__drop(gs_stage *owner, void *const *events, size_t n)
@@ -89,6 +107,12 @@ void gs__drop(gs_stage *owner, void *const *events, size_t n)
 	if (owner->event_free)
 		for (size_t i = 0; i < n; i++)
 			owner->event_free(events[i], owner->event_free_arg);
+	gs__count_dropped(owner, n);
+}
+
+/* Any thread may drop, so this counter takes an atomic add. */
+void gs__count_dropped(gs_stage *owner, size_t n)
+{
 	atomic_fetch_add_explicit(&owner->st_dropped, n, memory_order_relaxed);
 }
 
@@ -140,6 +164,10 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 		return GS_ENOMEM;
 	}
 	s->p = p;
+	s->ex = p->ex;
+	s->blocking = o.blocking;
+	atomic_init(&s->sched, GS__SCHED_PAUSED);
+	s->ex_deadline = UINT64_MAX;
 	if (hooks)
 		s->hooks = *hooks;
 	s->kind = kind;
@@ -149,6 +177,8 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 	s->event_free_arg = o.event_free_arg;
 	s->msg_free = o.msg_free;
 	s->msg_free_arg = o.msg_free_arg;
+	s->request_free = o.request_free;
+	s->request_free_arg = o.request_free_arg;
 	s->accumulate = o.demand == GS_DEMAND_ACCUMULATE;
 	size_t limit = o.buffer_size         ? o.buffer_size
 		       : kind == GS_PRODUCER ? 10000
@@ -172,7 +202,7 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 	p->n_stages++;
 	*p->stages_tail = s;
 	p->stages_tail = &s->next;
-	err = p->started ? gs__start_thread(s) : GS_OK;
+	err = p->started ? gs__start_stage(s) : GS_OK;
 	pthread_mutex_unlock(&p->lock);
 	if (err)
 		return err; /* the pipeline frees the unstarted stage */
@@ -194,7 +224,6 @@ void gs__stage_free(gs_stage *s)
 	gs__buffer_fini(&s->buf);
 	free(s->outs);
 	free(s->ins);
-	free(s->scratch);
 	pthread_mutex_destroy(&s->inbox_lock);
 	free(s);
 }
@@ -217,17 +246,6 @@ void gs__inbox_push_locked(gs_stage *s, gs__msg *m)
 	atomic_store_explicit(&s->inbox_pending, 1, memory_order_release);
 }
 
-gs_err gs__post(gs_stage *s, gs__msg_kind kind, gs_sub *sub, int reason)
-{
-	gs__msg *m = gs__msg_new(kind, sub, reason);
-	if (!m)
-		return GS_ENOMEM;
-	gs_err err = gs__post_msg(s, m);
-	if (err)
-		free(m);
-	return err;
-}
-
 /* Queues m, or returns GS_ECLOSED (m stays the caller's). */
 gs_err gs__post_msg(gs_stage *s, gs__msg *m)
 {
@@ -242,220 +260,24 @@ gs_err gs__post_msg(gs_stage *s, gs__msg *m)
 	return GS_OK;
 }
 
-static gs__msg *take_inbox(gs_stage *s, bool close)
+/* Events without demand wait in the buffer; a full one drops as
+ * buffer_keep says. A buffer that cannot grow for lack of memory drops
+ * the rest too, and the stage stops with GS_ENOMEM: it cannot keep the
+ * promise of its buffer. Either way each drop is counted and logged. */
+static void buffer(gs_stage *s, void *const *events, size_t n)
 {
-	pthread_mutex_lock(&s->inbox_lock);
-	gs__msg *m = s->inbox_head;
-	s->inbox_head = s->inbox_tail = NULL;
-	atomic_store_explicit(&s->inbox_pending, 0, memory_order_relaxed);
-	if (close)
-		s->inbox_closed = true;
-	pthread_mutex_unlock(&s->inbox_lock);
-	return m;
-}
-
-/* A producer or producer-consumer that will take no more input and emit
- * nothing new: it finishes once its buffer is delivered. */
-void gs__enter_done(gs_stage *s)
-{
-	if (s->done)
-		return;
-	s->done = true;
-	while (s->n_ins)
-		gs__release_in(s, s->n_ins - 1, GS_OK);
-}
-
-static void apply(gs_stage *s, gs__msg *m)
-{
-	switch (m->kind) {
-	case GS__MSG_ATTACH_OUT:
-		gs__attach_out(s, m->sub);
-		break;
-	case GS__MSG_ATTACH_IN:
-		gs__attach_in(s, m->sub);
-		break;
-	case GS__MSG_STOP:
-		gs__stop(s, m->reason);
-		break;
-	case GS__MSG_CALL:
-	case GS__MSG_CAST:
-	case GS__MSG_TIMER:
-		gs__handle_message(s, m);
-		break;
-	case GS__MSG_DEMAND:
-		s->accumulate = m->reason == GS_DEMAND_ACCUMULATE;
-		break;
-	case GS__MSG_DRAIN:
-		/* Only sources act: everything below finishes as its
-		 * producers do (or as its last input goes, see end_in). */
-		s->draining = true;
-		if (s->n_ins)
-			break;
-		if (s->kind == GS_CONSUMER)
-			gs__stop(s, GS_OK);
-		else
-			gs__enter_done(s);
-		break;
-	}
-}
-
-static bool read_inbox(gs_stage *s)
-{
-	if (!atomic_load_explicit(&s->inbox_pending, memory_order_acquire))
-		return false;
-	for (gs__msg *m = take_inbox(s, false), *next; m; m = next) {
-		next = m->next;
-		apply(s, m);
-		free(m);
-	}
-	return true;
-}
-
-/* Hands the held demand to handle_demand, or to a producer-consumer's
- * input credit. */
-static void pass_demand(gs_stage *s)
-{
-	uint64_t demand = s->held;
-	s->held = 0;
-	if (s->kind == GS_PRODUCER_CONSUMER) {
-		s->credit += demand;
+	size_t room = s->buf.limit - s->buf.count;
+	if (!gs__buffer_reserve(&s->buf, n < room ? n : room)) {
+		gs__log(s, GS_LOG_ERROR,
+			"out of memory for the buffer: dropped %zu events", n);
+		gs__drop(s, events, n);
+		gs__stop(s, GS_ENOMEM);
 		return;
 	}
-	if (s->done)
-		return;
-	uint64_t t0 = gs__now_ns();
-	int r = s->ops.handle_demand(s->state, s, demand);
-	gs__busy_add(s, t0);
-	if (r)
-		gs__stop(s, r);
-}
-
-/* New demand is met from the buffer first, then from demand passed on
- * earlier for subscriptions that left, and only the rest reaches
- * handle_demand (or, for a producer-consumer, its input credit). */
-static bool produce(gs_stage *s)
-{
-	size_t buffered = s->buf.count;
-	bool changed = false;
-	uint64_t fresh = s->disp->collect(s, &changed);
-	if (s->stopping)
-		return true;
-	if (buffered)
-		changed |= gs__dispatch_buffer(s);
-	if (fresh) {
-		changed = true;
-		uint64_t take = fresh < buffered ? fresh : buffered;
-		fresh -= take;
-		take = fresh < s->unassigned ? fresh : s->unassigned;
-		fresh -= take;
-		s->unassigned -= take;
-		s->held += fresh;
-	}
-	bool gated = s->disp->gated && s->disp->gated(s);
-	if (s->held && !s->accumulate && !gated) {
-		changed = true;
-		pass_demand(s);
-	}
-	gs__wake_consumers(s);
-	return changed;
-}
-
-/* A done stage finishes when its buffer is empty, or at once when nobody
- * is left to deliver it to. */
-static void check_done(gs_stage *s)
-{
-	if (!s->done || s->stopping)
-		return;
-	size_t held = s->disp->held ? s->disp->held(s) : 0;
-	if ((s->buf.count || held) && s->n_outs)
-		return;
-	if (s->buf.count) {
-		gs__log(s, GS_LOG_WARN,
-			"finished with no subscriber: dropped %zu buffered "
-			"events",
-			s->buf.count);
-		gs__buffer_clear(&s->buf, drop_cb, s);
-	}
-	gs__stop(s, GS_OK);
-}
-
-/* Ends everything the stage holds, on its own thread, then reports. */
-static void finish(gs_stage *s)
-{
-	int reason = s->stop_reason;
-	gs__stage_failing(s, reason);
-	for (gs__msg *m = take_inbox(s, true), *next; m; m = next) {
-		next = m->next;
-		if (m->kind == GS__MSG_ATTACH_OUT ||
-		    m->kind == GS__MSG_ATTACH_IN)
-			apply(s, m); /* stopping: attached without callbacks */
-		else
-			gs__discard_message(s, m);
-		free(m);
-	}
-	gs__discard_timers(s);
-	if (s->buf.count) {
-		gs__log(s, GS_LOG_WARN, "stopped: dropped %zu buffered events",
-			s->buf.count);
-		gs__buffer_clear(&s->buf, drop_cb, s);
-		atomic_store_explicit(&s->st_buffered, 0, memory_order_relaxed);
-	}
-	if (s->disp && s->disp->drop)
-		s->disp->drop(s);
-	while (s->n_outs)
-		gs__end_out(s, s->n_outs - 1, reason, reason, false);
-	while (s->n_ins)
-		gs__release_in(s, s->n_ins - 1, reason);
-	if (s->ops.terminate)
-		s->ops.terminate(s->state, s, reason);
-	if (reason != GS_OK)
-		gs__log(s, GS_LOG_ERROR, "stopped: %s (%d)",
-			gs_strerror(reason), reason);
-	gs__stage_finished(s, reason);
-}
-
-static void *stage_main(void *arg)
-{
-	gs_stage *s = arg;
-	current = s;
-	if (s->ops.init) {
-		uint64_t t0 = gs__now_ns();
-		int r = s->ops.init(s->state, s);
-		gs__busy_add(s, t0);
-		if (r)
-			gs__stop(s, r);
-	}
-	while (!s->stopping) {
-		uint32_t seen = atomic_load_explicit(&s->seq,
-						     memory_order_acquire);
-		bool progress = read_inbox(s);
-		if (!s->stopping && s->hooks.poll)
-			progress |= s->hooks.poll(s, s->state);
-		if (!s->stopping && s->kind != GS_CONSUMER)
-			progress |= produce(s);
-		if (!s->stopping && s->kind != GS_PRODUCER)
-			progress |= gs__read_inputs(s);
-		if (!s->stopping)
-			progress |= gs__fire_timers(s);
-		check_done(s);
-		if (!progress && !s->stopping)
-			gs__park(s, seen, gs__timers_next(&s->timers));
-	}
-	finish(s);
-	current = NULL;
-	return NULL;
-}
-
-/* Under the pipeline lock, which also orders the thread id's store before
- * any joiner reads it. */
-gs_err gs__start_thread(gs_stage *s)
-{
-	if (pthread_create(&s->thread, NULL, stage_main, s))
-		return GS_ESPAWN;
-	s->started = true;
-	s->p->running++;
-	gs__update_crowded(s->p);
-	return GS_OK;
+	size_t dropped = gs__buffer_put(&s->buf, events, n, drop_cb, s);
+	if (dropped)
+		gs__log(s, GS_LOG_WARN, "buffer full (%zu): dropped %zu events",
+			s->buf.limit, dropped);
 }
 
 GS__API gs_err gs_emit(gs_stage *s, void *const *events, size_t n)
@@ -473,19 +295,12 @@ GS__API gs_err gs_emit(gs_stage *s, void *const *events, size_t n)
 		gs__dispatch_buffer(s); /* older events go first */
 	if (!s->buf.count)
 		sent = gs__dispatch(s, events, n);
-	/* What goes to the buffer is paid for when later demand is met from
-	 * it (see produce). */
-	s->credit -= sent < s->credit ? sent : s->credit;
-	if (sent < n) {
-		size_t dropped = gs__buffer_put(&s->buf, events + sent,
-						n - sent, drop_cb, s);
-		if (dropped)
-			gs__log(s, GS_LOG_WARN,
-				"buffer full (%zu): dropped %zu events",
-				s->buf.limit, dropped);
-		atomic_store_explicit(&s->st_buffered, s->buf.count,
-				      memory_order_relaxed);
-	}
+	/* Every emitted event answers demand passed on, sent or buffered
+	 * (produce counts the buffer as covering demand). */
+	s->owed -= n < s->owed ? n : s->owed;
+	if (sent < n)
+		buffer(s, events + sent, n - sent);
+	gs__count_buffered(s);
 	gs__wake_consumers(s);
 	return GS_OK;
 }
@@ -502,11 +317,34 @@ GS__API gs_err gs_done(gs_stage *s)
 	return GS_OK;
 }
 
+/* Sets a control request and wakes the stage; needs no memory. The first
+ * stop request's reason is the one the stage stops with. */
+void gs__request(gs_stage *s, int ctl, int reason)
+{
+	if (ctl & GS__CTL_STOP) {
+		if (atomic_exchange_explicit(&s->stop_claimed, true,
+					     memory_order_relaxed))
+			ctl &= ~GS__CTL_STOP;
+		else
+			s->stop_req_reason = reason;
+	}
+	if (ctl & GS__CTL_DEMAND)
+		atomic_store_explicit(&s->demand_req, reason,
+				      memory_order_relaxed);
+	if (!ctl)
+		return;
+	/* Release pairs with the stage's acquire exchange of ctl: it reads
+	 * the reason written above. */
+	atomic_fetch_or_explicit(&s->ctl, ctl, memory_order_release);
+	gs__wake(s);
+}
+
 GS__API gs_err gs_stage_stop(gs_stage *s, int reason)
 {
 	if (!s)
 		return GS_EINVAL;
-	return gs__post(s, GS__MSG_STOP, NULL, reason);
+	gs__request(s, GS__CTL_STOP, reason);
+	return GS_OK;
 }
 
 GS__API gs_err gs_stage_demand(gs_stage *s, gs_demand_mode mode)
@@ -515,7 +353,8 @@ GS__API gs_err gs_stage_demand(gs_stage *s, gs_demand_mode mode)
 		return GS_EINVAL;
 	if (s->kind == GS_CONSUMER)
 		return GS_EKIND;
-	return gs__post(s, GS__MSG_DEMAND, NULL, (int)mode);
+	gs__request(s, GS__CTL_DEMAND, (int)mode);
+	return GS_OK;
 }
 
 GS__API void *gs_stage_state(const gs_stage *s)
@@ -543,8 +382,11 @@ GS__API gs_err gs_stage_stats(const gs_stage *s, gs_stats *out)
 		.batches_in = load(&s->st_bin),
 		.batches_out = load(&s->st_bout),
 		.pending_demand = load(&s->st_pending),
-		.buffered = load(&s->st_buffered),
+		.buffered = load(&s->st_buffered) +
+			    (s->hooks.buffered ? s->hooks.buffered(s, s->state)
+					       : 0),
 		.dropped = load(&s->st_dropped),
+		.released = load(&s->st_released),
 		.busy_ns = load(&s->st_busy),
 	};
 	return GS_OK;

@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: MIT
-/* Calls, casts and timers: replies, timeouts, the stage's own thread, and
- * what happens to messages a stopping stage never handled. */
+/* Calls, casts and timers: replies, timeouts, one callback at a time (and,
+ * for a blocking stage, on one thread of its own), and what happens to
+ * messages a stopping stage never handled. */
 #include <criterion/criterion.h>
 
 #include <pthread.h>
+#include <stdbool.h>
 
 #include "probe.h"
 
 typedef struct box {
+	bool own_thread; /* a blocking stage: one thread for every callback */
 	pthread_t self;
+	atomic_int inside;      /* a callback is running */
+	atomic_int overlapping; /* callbacks that found another running */
 	atomic_int wrong_thread;
 	uintptr_t total;
 	uintptr_t order[8];
@@ -17,10 +22,19 @@ typedef struct box {
 	int self_call;
 } box;
 
-static void check_thread(box *b)
+/* Scheduled stages may move between workers, but never run two callbacks
+ * at once; a blocking stage stays on its own thread. */
+static void enter(box *b)
 {
-	if (!pthread_equal(b->self, pthread_self()))
+	if (atomic_exchange(&b->inside, 1))
+		atomic_fetch_add(&b->overlapping, 1);
+	if (b->own_thread && !pthread_equal(b->self, pthread_self()))
 		atomic_fetch_add(&b->wrong_thread, 1);
+}
+
+static void leave(box *b)
+{
+	atomic_store(&b->inside, 0);
 }
 
 static int on_init(void *state, gs_stage *s)
@@ -36,10 +50,11 @@ static int on_call(void *state, gs_stage *s, void *req, void **reply)
 {
 	(void)s;
 	box *b = state;
-	check_thread(b);
+	enter(b);
 	uintptr_t r = (uintptr_t)req;
 	if (r == 1000)
 		sleep_ms(300); /* slower than the caller waits */
+	leave(b);
 	if (r == 666)
 		return GS_EUSER + 6;
 	*reply = (void *)(b->total + r);
@@ -50,20 +65,22 @@ static int on_cast(void *state, gs_stage *s, void *msg)
 {
 	(void)s;
 	box *b = state;
-	check_thread(b);
+	enter(b);
 	b->total += (uintptr_t)msg;
+	leave(b);
 	return GS_OK;
 }
 
 static int on_info(void *state, gs_stage *s, void *msg)
 {
 	box *b = state;
-	check_thread(b);
+	enter(b);
 	int n = atomic_load(&b->fired);
 	if (n < 8)
 		b->order[n] = (uintptr_t)msg;
 	if ((uintptr_t)msg == 99 && ++b->ticks < 5)
 		gs_send_after(s, 2, msg); /* periodic: re-arm */
+	leave(b);
 	atomic_fetch_add(&b->fired, 1);
 	return GS_OK;
 }
@@ -84,12 +101,20 @@ static gs_stage *box_new(gs_pipeline **p, box *b, gs_stage_opts *o)
 {
 	gs_pipeline_new(NULL, p);
 	gs_stage *s;
+	b->own_thread = o && o->blocking;
 	cr_assert_eq(gs_stage_new(*p, GS_CONSUMER, &box_ops, b, o, &s), GS_OK);
 	cr_assert_eq(gs_pipeline_start(*p), GS_OK);
 	return s;
 }
 
-Test(call, replies_after_earlier_casts_on_the_stage_thread, .timeout = 30)
+static void check_callbacks(const box *b)
+{
+	cr_assert_eq(atomic_load(&b->overlapping), 0);
+	cr_assert_eq(atomic_load(&b->wrong_thread), 0,
+		     "a blocking stage's callbacks left its thread");
+}
+
+Test(call, replies_after_earlier_casts_one_callback_at_a_time, .timeout = 30)
 {
 	gs_pipeline *p;
 	box b = { 0 };
@@ -100,23 +125,38 @@ Test(call, replies_after_earlier_casts_on_the_stage_thread, .timeout = 30)
 	cr_assert_eq(gs_call(s, (void *)100, &reply, 5000), GS_OK);
 	cr_assert_eq((uintptr_t)reply, 111, "casts first, in order");
 	cr_assert_eq(gs_pipeline_stop(p, GS_STOP_NOW), GS_OK);
-	cr_assert_eq(atomic_load(&b.wrong_thread), 0);
+	check_callbacks(&b);
 	cr_assert_eq(b.self_call, GS_ETHREAD, "a stage cannot call itself");
 	gs_pipeline_free(p);
 }
 
+static void count_late(void *request, void *reply, void *arg)
+{
+	(void)reply;
+	if ((uintptr_t)request == 1000)
+		atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+/* Its handle_call sleeps, so it is a blocking stage; the late reply goes to
+ * request_free with the request. */
 Test(call, times_out_and_the_late_reply_is_discarded, .timeout = 30)
 {
 	gs_pipeline *p;
 	box b = { 0 };
-	gs_stage *s = box_new(&p, &b, NULL);
+	atomic_int late = 0;
+	gs_stage *s = box_new(&p, &b,
+			      &(gs_stage_opts){ .blocking = true,
+						.request_free = count_late,
+						.request_free_arg = &late });
 	void *reply = (void *)7;
 	cr_assert_eq(gs_call(s, (void *)1000, &reply, 20), GS_ETIMEDOUT);
 	cr_assert_eq((uintptr_t)reply, 7, "untouched on error");
 	/* the stage is still fine afterwards */
 	cr_assert_eq(gs_call(s, (void *)1, &reply, -1), GS_OK);
 	cr_assert_eq((uintptr_t)reply, 1);
+	cr_assert_eq(atomic_load(&late), 1);
 	gs_pipeline_stop(p, GS_STOP_NOW);
+	check_callbacks(&b);
 	gs_pipeline_free(p);
 }
 
@@ -150,7 +190,7 @@ Test(call, bad_arguments_are_refused)
 	gs_pipeline_free(p);
 }
 
-Test(timer, timers_fire_in_deadline_order_on_the_stage_thread, .timeout = 30)
+Test(timer, timers_fire_in_deadline_order_one_callback_at_a_time, .timeout = 30)
 {
 	gs_pipeline *p;
 	box b = { 0 };
@@ -173,7 +213,7 @@ Test(timer, timers_fire_in_deadline_order_on_the_stage_thread, .timeout = 30)
 	cr_assert_eq(mine[0], 1);
 	cr_assert_eq(mine[1], 2);
 	cr_assert_eq(mine[2], 3);
-	cr_assert_eq(atomic_load(&b.wrong_thread), 0);
+	check_callbacks(&b);
 	gs_pipeline_free(p);
 }
 

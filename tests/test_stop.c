@@ -217,8 +217,12 @@ static void run_held(held *x, gs_stop_mode mode)
 	GS_OK_OR_DIE(gs_pipeline_new(NULL, &x->p));
 	GS_OK_OR_DIE(gs_stage_new(x->p, GS_PRODUCER, &seq_producer_ops, &x->sp,
 				  &opts, &x->prod));
-	GS_OK_OR_DIE(gs_stage_new(x->p, GS_CONSUMER, &holder_ops, &x->h, &opts,
-				  &x->cons));
+	/* It blocks inside handle_events, so it needs a thread of its own:
+	 * on a one-worker executor it would hold the producer's worker. */
+	gs_stage_opts hold_opts = opts;
+	hold_opts.blocking = true;
+	GS_OK_OR_DIE(gs_stage_new(x->p, GS_CONSUMER, &holder_ops, &x->h,
+				  &hold_opts, &x->cons));
 	recorder_subscribe(&x->h.rec, x->cons, x->prod,
 			   &(gs_sub_opts){ .max_demand = 100 });
 	GS_OK_OR_DIE(gs_pipeline_start(x->p));

@@ -25,7 +25,8 @@ gs_err gs_push_producer(gs_pipeline *p, const gs_stage_opts *opts,
 			gs_stage **out);
 
 /*
- * Pushes n events, all or none, from any thread but the stage's own. While
+ * Pushes n events, all or none, from any thread; inside a scheduled
+ * stage's callbacks only with timeout_ms 0 (GS_ETHREAD otherwise). While
  * the queue lacks room for all n, waits up to timeout_ms (negative: for
  * ever), then GS_ETIMEDOUT; with timeout_ms 0, GS_EFULL at once. n above
  * the queue's size is GS_EINVAL. Events pushed by one thread keep their
@@ -56,8 +57,9 @@ gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts, gs_stage **out);
  * reason), else the reason it stopped for (a producer's failure through a
  * permanent or transient subscription, or gs_stage_stop's reason), as
  * GenStage.stream exits with it. The events taken belong to the caller.
- * Any thread; one puller at a time gives order, several share the
- * events.
+ * Any thread; inside a scheduled stage's callbacks only with timeout_ms 0
+ * (GS_ETHREAD otherwise). One puller at a time gives order, several
+ * share the events.
  */
 gs_err gs_stream_next(gs_stage *stage, void **events, size_t max, size_t *n,
 		      int timeout_ms);

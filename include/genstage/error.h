@@ -23,14 +23,16 @@ extern "C" {
 	X(GS_ECYCLE, "the subscription would create a cycle")                  \
 	X(GS_EDEMAND, "min_demand must be less than max_demand")               \
 	X(GS_EPIPELINE, "the stages belong to different pipelines")            \
-	X(GS_ETHREAD, "not called from the stage's own thread")                \
+	X(GS_ETHREAD, "not allowed from the calling thread or callback")       \
 	X(GS_ESPAWN, "could not start a thread")                               \
 	X(GS_ECANCELED, "the subscription was cancelled")                      \
 	X(GS_ETIMEDOUT, "timed out")                                           \
 	X(GS_EFULL, "buffer full")                                             \
 	X(GS_ECLOSED, "the stage has stopped")                                 \
 	X(GS_EBUSY, "the partition is already taken")                          \
-	X(GS_EVERSION, "a struct version newer than this library knows")
+	X(GS_EVERSION, "a struct version newer than this library knows")       \
+	X(GS_EEXIST, "the consumer is already subscribed to this producer")    \
+	X(GS_EIO, "an input/output error")
 
 typedef enum gs_err {
 #define GS__ENUM(name, msg) name,

@@ -11,6 +11,7 @@
 #include "bus.h"
 #include "dispatcher.h"
 #include "error.h"
+#include "executor.h"
 #include "flow.h"
 #include "pipeline.h"
 #include "pool.h"

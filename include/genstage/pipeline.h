@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: MIT
 /*
- * Pipelines own stages: they start their threads, wait for them, stop them
- * and free them, and report the first error any stage stopped with.
+ * Pipelines own stages: they start them on an executor (or, for blocking
+ * stages, on threads of their own), wait for them, stop them and free
+ * them, and report the first error any stage stopped with. Several
+ * pipelines may share one executor.
  */
 #ifndef GENSTAGE_PIPELINE_H
 #define GENSTAGE_PIPELINE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "error.h"
+#include "executor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,16 +32,28 @@ typedef enum gs_log_level {
 typedef void (*gs_log_fn)(void *arg, gs_log_level level, const gs_stage *stage,
 			  const char *msg);
 
-/* Called on the consumer's thread before each batch is handed to
+/* Called in the consumer's run before each batch is handed to
  * handle_events. Keep it cheap: it runs once per batch. */
 typedef void (*gs_trace_fn)(void *arg, const gs_stage *from, const gs_stage *to,
 			    size_t n);
+
+/* gs_pipeline_opts.warn_callback_ms: never warn. */
+#define GS_WARN_NEVER UINT32_MAX
 
 typedef struct gs_pipeline_opts {
 	gs_log_fn log; /* NULL: one line on stderr per drop or error */
 	void *log_arg;
 	gs_trace_fn trace; /* NULL: no tracing */
 	void *trace_arg;
+	/* The workers that run the pipeline's scheduled stages; the pipeline
+	 * holds a reference until gs_pipeline_free. NULL: the process's
+	 * shared executor (see executor.h). */
+	gs_executor *executor;
+	/* A scheduled stage's callback that holds its worker longer than
+	 * this is logged once (GS_LOG_WARN, naming the stage) when it
+	 * returns: it probably blocks, and should be a blocking stage.
+	 * 0: 100 ms; GS_WARN_NEVER: never. */
+	uint32_t warn_callback_ms;
 } gs_pipeline_opts;
 
 typedef enum gs_stop_mode {
@@ -50,28 +66,47 @@ typedef enum gs_stop_mode {
 } gs_stop_mode;
 
 /* Creates an empty pipeline. `opts` may be NULL; it is read once. On error
- * *out is untouched. */
+ * *out is untouched: GS_EINVAL, GS_ENOMEM, or GS_ESPAWN when the shared
+ * executor's workers could not be started. */
 gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out);
 
-/* Starts a thread per stage; each stage's init runs on its own thread.
- * Stages created later start at once. GS_ESTATE if already started. On
- * error, threads already started are stopped and joined. */
+/* Starts every stage: scheduled ones are queued on the executor, blocking
+ * ones get their thread. Waits until every stage's init has run and
+ * returns the first init's failure (the pipeline is then stopped and
+ * waited for), as GenStage's start_link does; from inside a stage's
+ * callbacks it does not wait. Stages created later start at once.
+ * GS_ESTATE if already started. */
 gs_err gs_pipeline_start(gs_pipeline *p);
 
 /* Blocks until every stage has finished. Returns the first error a stage
- * stopped with, or GS_OK. May be called more than once, from any thread. */
+ * stopped with, or GS_OK. May be called more than once, from any thread
+ * but not from inside a stage's callbacks (GS_ETHREAD). GS_ESTATE before
+ * gs_pipeline_start. */
 gs_err gs_pipeline_wait(gs_pipeline *p);
 
+/* As gs_pipeline_wait, for at most timeout_ms (negative: for ever). If
+ * some stage has not finished by then, returns GS_ETIMEDOUT and logs, for
+ * each unfinished stage, what it waits for (a consumer with no
+ * subscription, a done producer with no subscriber, a push producer never
+ * closed...): the same lines gs_pipeline_write_dot puts in the graph. */
+gs_err gs_pipeline_wait_for(gs_pipeline *p, int timeout_ms);
+
 /* Stops every stage (see gs_stop_mode) and waits for them; returns what
- * gs_pipeline_wait returns. Safe from any thread but a stage's own. */
+ * gs_pipeline_wait returns. From any thread, but not from inside a
+ * stage's callbacks (GS_ETHREAD). Allocates nothing. */
 gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode);
 
-/* Stops (GS_STOP_NOW) if running, then frees every stage and subscription.
- * NULL is a no-op. Not from a stage's own thread. */
-void gs_pipeline_free(gs_pipeline *p);
+/* Stops (GS_STOP_NOW) if running, then frees every stage and subscription;
+ * subscription handles are invalid afterwards. NULL is a no-op (GS_OK).
+ * Refused with GS_ETHREAD from inside a stage's callbacks (it would free
+ * the stage running it). */
+gs_err gs_pipeline_free(gs_pipeline *p);
 
 /* Writes the graph in Graphviz dot syntax, with live counts from
- * gs_stage_stats. Thread-safe. GS_EINVAL on NULL arguments. */
+ * gs_stage_stats and, while the pipeline runs, what each unfinished stage
+ * waits for. Thread-safe; the graph is drawn in memory and written after,
+ * so a slow FILE holds up no stage. GS_EINVAL on NULL arguments, GS_EIO
+ * when writing to `f` fails, GS_ENOMEM. */
 gs_err gs_pipeline_write_dot(gs_pipeline *p, FILE *f);
 
 #ifdef __cplusplus

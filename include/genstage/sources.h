@@ -30,7 +30,7 @@ gs_err gs_from_array(gs_pipeline *p, void *const *events, size_t n,
  * many it wrote; returning fewer than max (0 included) means the input is
  * exhausted, and the producer finishes once they are delivered. A negative
  * return is an error: the producer stops with reason -ret. Called on the
- * producer's thread, one call at a time.
+ * producer's run, one call at a time.
  */
 typedef long (*gs_gen_fn)(void *arg, void **out, size_t max);
 

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * Stages: producers, producer-consumers and consumers, each with its own
- * worker thread and a table of GenStage callbacks. A stage's callbacks all
- * run on that thread, one at a time, so the state needs no lock.
+ * Stages: producers, producer-consumers and consumers, each a table of
+ * GenStage callbacks run by the pipeline's executor (see executor.h). A
+ * stage's callbacks run one at a time, each seeing the effects of the ones
+ * before it, so the state needs no lock; a scheduled stage may move from
+ * one worker thread to another between callbacks, a blocking stage stays
+ * on a thread of its own.
  */
 #ifndef GENSTAGE_STAGE_H
 #define GENSTAGE_STAGE_H
@@ -35,23 +38,32 @@ typedef enum gs_role {
 
 /*
  * The callbacks. Every one is optional but handle_demand (producers) and
- * handle_events (producer-consumers and consumers). Each runs on the stage's
- * own thread and may block only as long as the user accepts the pipeline
- * stalling behind it. Returning non-zero stops the stage with that reason.
+ * handle_events (producer-consumers and consumers). They run one at a time,
+ * on a worker of the executor, or on the stage's own thread when it is a
+ * blocking stage. A scheduled stage's callbacks must not block (sleep, wait
+ * on I/O or on a lock held long): the worker runs no other stage meanwhile.
+ * One that holds its worker longer than gs_pipeline_opts.warn_callback_ms
+ * is logged once. Returning non-zero stops the stage with that reason.
  */
 typedef struct gs_stage_ops {
-	/* First call on the stage's thread, before any other. */
+	/* The first call, before any other; gs_pipeline_start waits for it. */
 	int (*init)(void *state, gs_stage *stage);
 	/* Producers: consumers asked for `demand` more events than the buffer
 	 * holds. Emit them now or later with gs_emit; emitting more fills the
 	 * buffer. Never called for producer-consumers: their demand goes
-	 * upstream. */
+	 * upstream. Unlike GenStage, which calls it once per ask, asks that
+	 * arrive between two turns of the stage (from several subscriptions,
+	 * or several asks of one) reach it summed in one call. */
 	int (*handle_demand)(void *state, gs_stage *stage, size_t demand);
 	/* Consumers and producer-consumers: `n` events from `from`. The array
 	 * is lent for the call: the callee may overwrite its entries (map in
 	 * place) and pass it to gs_emit, but not keep it. The events in it now
-	 * belong to the callee. A producer-consumer passes what it makes
-	 * downstream with gs_emit. */
+	 * belong to the callee (broadcast ones are borrowed: see
+	 * gs_dispatcher_broadcast). A producer-consumer passes what it makes
+	 * downstream with gs_emit. Chunks follow the batch rule
+	 * (subscription.h), but unlike GenStage one chunk may hold events of
+	 * two gs_emit calls: it takes what the ring holds, however it got
+	 * there. */
 	int (*handle_events)(void *state, gs_stage *stage, gs_sub *from,
 			     void **events, size_t n);
 	/* A subscription was attached, on either end (`role` says which). */
@@ -72,7 +84,7 @@ typedef struct gs_stage_ops {
 	/* A timer set with gs_send_after fired: `msg` now belongs to the
 	 * callee. Re-arm from here for periodic work. */
 	int (*handle_info)(void *state, gs_stage *stage, void *msg);
-	/* Last call on the stage's thread, with the reason it stops. */
+	/* The last call, with the reason the stage stops. */
 	void (*terminate)(void *state, gs_stage *stage, int reason);
 } gs_stage_ops;
 
@@ -102,17 +114,29 @@ typedef struct gs_stage_opts {
 	/* Producers and producer-consumers; zero: the demand dispatcher. */
 	gs_dispatcher dispatcher;
 	/* Receives every event the library drops (full buffer, stop without
-	 * drain, consumer gone). Called from any pipeline thread, possibly
-	 * concurrently, so it must be thread-safe. NULL: dropped events are
-	 * only counted and logged. */
+	 * drain, consumer gone), once. With the broadcast dispatcher it
+	 * releases every event, delivered or not, once every subscription is
+	 * done with it (see gs_dispatcher_broadcast). Called from any thread,
+	 * possibly concurrently, so it must be thread-safe. NULL: dropped
+	 * events are only counted and logged. */
 	void (*event_free)(void *event, void *arg);
 	void *event_free_arg;
 	/* Receives gs_cast and gs_send_after messages the stage stopped
 	 * before handling (same thread rules as event_free). NULL: none. */
 	void (*msg_free)(void *msg, void *arg);
 	void *msg_free_arg;
-	/* The callbacks may block (sleep, disk, network): the stage runs on
-	 * a thread of its own instead of sharing the pipeline's workers. */
+	/* Receives the request and the reply of a gs_call whose caller
+	 * stopped waiting (GS_ETIMEDOUT) while handle_call ran, once it has
+	 * returned, in the stage. With it, a timed-out gs_call returns at its
+	 * deadline; without it, a call already in handle_call at the
+	 * deadline is waited for. NULL: none. */
+	void (*request_free)(void *request, void *reply, void *arg);
+	void *request_free_arg;
+	/* The callbacks may block (sleep, disk, network, a slow webhook):
+	 * the stage runs on a thread of its own (named after the stage)
+	 * instead of on the executor's workers. Inside its callbacks the
+	 * blocking calls (gs_call, gs_push and gs_stream_next with a timeout)
+	 * are allowed. */
 	bool blocking;
 } gs_stage_opts;
 
@@ -123,8 +147,15 @@ typedef struct gs_stats {
 	uint64_t batches_out;    /* batches sent to subscriptions */
 	uint64_t pending_demand; /* demand consumers asked that is unmet */
 	uint64_t buffered;       /* events waiting in the buffer */
-	uint64_t dropped;        /* events handed to event_free */
-	uint64_t busy_ns;        /* time spent inside callbacks */
+	/* Events not delivered: dropped from the buffer or a queue, or left
+	 * in a subscription that ended (for broadcast: per subscription, so
+	 * an event two subscriptions lost counts twice). Each was handed to
+	 * event_free, but broadcast ones once, as `released`. */
+	uint64_t dropped;
+	/* Broadcast with an event_free: events released once every
+	 * subscription was done with them. */
+	uint64_t released;
+	uint64_t busy_ns; /* time spent inside callbacks */
 } gs_stats;
 
 /*
@@ -137,7 +168,7 @@ gs_err gs_stage_new(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 		    void *state, const gs_stage_opts *opts, gs_stage **out);
 
 /* Sends `n` events downstream, or into the buffer where no subscription has
- * demand. Only from a producer's or producer-consumer's own callbacks. On
+ * demand. Only from inside a producer's or producer-consumer's callbacks. On
  * GS_OK the library owns the events (a full buffer drops some, see
  * buffer_keep); on error they stay the caller's. */
 gs_err gs_emit(gs_stage *stage, void *const *events, size_t n);
@@ -149,16 +180,23 @@ gs_err gs_done(gs_stage *stage);
 
 /* Stops a stage from any thread with `reason` (GS_OK for a normal stop):
  * buffered events are dropped and its subscriptions end. Asynchronous: the
- * stage stops on its own thread soon after. */
+ * stage stops at its next turn. Allocates nothing; GS_OK also when the
+ * stage has already stopped (the first reason given wins). */
 gs_err gs_stage_stop(gs_stage *stage, int reason);
 
 /*
  * Calls the stage's handle_call with `request` and waits up to timeout_ms
- * (negative: forever) for its reply. From any thread but the stage's own
- * (GS_ETHREAD). Returns GS_OK with *reply set; GS_ETIMEDOUT (the request
- * may still be handled later; its reply is then discarded); GS_ECLOSED if
- * the stage stopped first; GS_EINVAL if it has no handle_call; or the
- * non-zero code handle_call returned.
+ * (negative: forever) for its reply. From any thread outside the
+ * executor's workers: refused with GS_ETHREAD from inside the stage's own
+ * callbacks and from inside any scheduled stage's callbacks (the wait would
+ * hold a worker; blocking stages may call). Returns GS_OK with *reply set;
+ * GS_ECLOSED if the stage stopped first; GS_EINVAL if it has no
+ * handle_call; the non-zero code handle_call returned; or GS_ETIMEDOUT.
+ * The request is lent: a call the stage had not begun by the deadline is
+ * never handled (GS_ETIMEDOUT, the request untouched); one in handle_call
+ * at the deadline goes to the stage's request_free if it has one
+ * (GS_ETIMEDOUT at once), and is otherwise waited for, so the request is
+ * never used after gs_call returns unless request_free takes it.
  */
 gs_err gs_call(gs_stage *stage, void *request, void **reply, int timeout_ms);
 
@@ -167,7 +205,7 @@ gs_err gs_call(gs_stage *stage, void *request, void **reply, int timeout_ms);
  * GS_EINVAL if the stage has no handle_cast. */
 gs_err gs_cast(gs_stage *stage, void *msg);
 
-/* Arranges for handle_info(msg) to run on the stage's thread after `ms`
+/* Arranges for handle_info(msg) to run in the stage after `ms`
  * milliseconds, from any thread. Ownership as for gs_cast. Timers that
  * have not fired when the stage stops go to msg_free. */
 gs_err gs_send_after(gs_stage *stage, unsigned ms, void *msg);

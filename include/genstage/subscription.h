@@ -32,6 +32,14 @@ typedef enum gs_cancel_mode {
 	GS_CANCEL_TEMPORARY,     /* keep running */
 } gs_cancel_mode;
 
+/* max_demand when none is given, and the largest accepted. Demand is the
+ * promise that a subscription's ring never overflows, so the ring holds
+ * max_demand events rounded up to a power of two, 8 bytes each: 8 KiB for
+ * the default, 8 MiB for 2^20, 16 GiB of address space for GS_MAX_DEMAND.
+ * gs_subscribe logs the cost above 2^23 (64 MiB). */
+#define GS_DEFAULT_MAX_DEMAND 1000
+#define GS_MAX_DEMAND ((size_t)1 << 31)
+
 /* min_demand of zero, since a zero field means "the default". */
 #define GS_MIN_DEMAND_ZERO SIZE_MAX
 
@@ -40,11 +48,11 @@ typedef enum gs_cancel_mode {
 #define GS_PARTITION(i) ((size_t)(i) + 1)
 
 /* Broadcast only: whether this subscription wants `event`. Called on the
- * producer's thread, once per event and subscription. */
+ * producer's run, once per event and subscription. */
 typedef bool (*gs_selector_fn)(void *arg, const void *event);
 
 typedef struct gs_sub_opts {
-	size_t max_demand; /* 0: 1000 */
+	size_t max_demand; /* 0: GS_DEFAULT_MAX_DEMAND; at most GS_MAX_DEMAND */
 	size_t min_demand; /* 0: max_demand / 2; GS_MIN_DEMAND_ZERO for 0 */
 	gs_cancel_mode cancel;
 	/* No automatic asks: the consumer calls gs_ask itself. */
@@ -58,15 +66,24 @@ typedef struct gs_sub_opts {
 
 /*
  * Subscribes `consumer` to `producer` (same pipeline), before start or while
- * running, from any thread but the two stages' own. `opts` may be NULL. The
- * subscription belongs to the pipeline and stays valid until
- * gs_pipeline_free; *out may be NULL. Refused: NULL stages (GS_EINVAL), a
+ * running, from any thread but not from inside either stage's callbacks
+ * (GS_ETHREAD). `opts` may be NULL. Refused: NULL stages (GS_EINVAL), a
  * producer that cannot produce or a consumer that cannot consume
- * (GS_EKIND), a stage subscribing to itself (GS_ESELF), a cycle
- * (GS_ECYCLE), min_demand >= max_demand (GS_EDEMAND), a stopped stage
- * (GS_ECLOSED); with a partition dispatcher, a partition out of range
- * (GS_EINVAL) or already held, or none left (GS_EBUSY); a selector on a
- * producer that does not broadcast (GS_EINVAL).
+ * (GS_EKIND), a stage subscribing to itself (GS_ESELF), stages of two
+ * pipelines (GS_EPIPELINE), a consumer already subscribed to this producer
+ * (GS_EEXIST, as GenStage refuses it), a cycle (GS_ECYCLE), min_demand >=
+ * max_demand (GS_EDEMAND), max_demand above GS_MAX_DEMAND (GS_EINVAL), a
+ * stopped stage (GS_ECLOSED); with a partition dispatcher, a partition out
+ * of range (GS_EINVAL) or already held, or none left (GS_EBUSY); a selector
+ * on a producer that does not broadcast (GS_EINVAL). The checks cost time
+ * in the live graph only.
+ *
+ * With `out` NULL the subscription's memory goes as soon as it has ended.
+ * With `out` set, *out is a handle the caller holds until gs_sub_release
+ * (or gs_pipeline_free); until then it stays valid for gs_cancel, gs_ask
+ * and the getters, also after the subscription has ended. Inside callbacks
+ * the `sub` and `from` pointers the library passes are valid until the
+ * stage's handle_cancel for that subscription has returned.
  *
  * A consumer with at least one subscription finishes (GS_OK) once every one
  * of them has ended because its producer finished; a producer whose every
@@ -92,6 +109,25 @@ gs_err gs_ask(gs_sub *sub, size_t n);
  * once demand was asked): this subscription takes manual demand, as if
  * gs_sub_opts.manual were set (GenStage's {:manual, state}). */
 gs_err gs_sub_manual(gs_sub *sub);
+
+/* Gives up the handle gs_subscribe set: the subscription is not cancelled,
+ * but its memory goes once it has ended (at once if it has), so that a
+ * graph that subscribes and cancels for ever stays bounded. The handle is
+ * invalid afterwards. Any thread; NULL is a no-op. */
+void gs_sub_release(gs_sub *sub);
+
+/* A subscription's counters. sent = received + dropped once it has ended
+ * (before that, the difference is in its ring). */
+typedef struct gs_sub_counts {
+	uint64_t sent;     /* events the producer put into it */
+	uint64_t received; /* events handed to the consumer's handle_events */
+	uint64_t dropped;  /* events left in it when it ended */
+	uint64_t filtered; /* broadcast: events its selector turned down */
+} gs_sub_counts;
+
+/* A snapshot of the subscription's counters, from any thread (each counter
+ * exact, the set not taken atomically). GS_EINVAL on NULL arguments. */
+gs_err gs_sub_stats(const gs_sub *sub, gs_sub_counts *out);
 
 /* The two ends; NULL for NULL. Thread-safe. */
 gs_stage *gs_sub_producer(const gs_sub *sub);
