@@ -20,7 +20,7 @@
 #include "bus_internal.h"
 
 /* Batches a direct stage handles before it lets its thread go. */
-#define QUANTUM 16
+#define QUANTUM 4
 /* Envelopes per gs_emit from a feeder. */
 #define CHUNK 256
 

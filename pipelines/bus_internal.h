@@ -158,6 +158,10 @@ struct gs__bus_topic {
 	uint64_t gen; /* the route generation subs was computed at */
 	gs_bus_sub **subs;
 	size_t n_subs, cap_subs;
+	/* under the lock: this publish's events on it (bus_publish.c) */
+	uint64_t epoch;
+	size_t count;
+	gs__bus_topic *next_touched;
 	/* written under the bus lock (one writer), read by anyone */
 	_Atomic uint64_t published, deliveries, unrouted;
 	/* written by anyone */

@@ -96,23 +96,44 @@ static bool lacks_room(gs_bus_sub *s, size_t need, bool arm)
 	return used(s) + need > s->queue_size;
 }
 
+/* Under the lock: adds `count` events of topic t to the needs of its
+ * GS_BUS_BLOCK subscriptions. */
+static void add_need(gs_bus *bus, const gs__bus_topic *t, size_t count)
+{
+	for (size_t k = 0; k < t->n_subs; k++)
+		if (t->subs[k]->overflow == GS_BUS_BLOCK) {
+			touch(bus, t->subs[k]);
+			t->subs[k]->need += count;
+		}
+}
+
 /* Under the lock: whether every matched GS_BUS_BLOCK queue has room for
- * its share of the block; GS_EINVAL if one never could. */
+ * its share of the block; GS_EINVAL if one never could. Events are counted
+ * per topic first, so that a block of many events on few topics costs a
+ * pass over each topic's route, not over every delivery. */
 static gs_err check_room(gs_bus *bus, gs__bus_block *b, bool arm, bool *full,
 			 refusal *no)
 {
 	touch_reset(bus);
+	gs__bus_topic *topics = NULL;
 	for (size_t i = 0; i < b->n; i++) {
 		gs_err err;
 		gs__bus_topic *t = route_of(bus, &b->env[i], &err, no);
 		if (!t)
 			return err;
-		for (size_t k = 0; k < t->n_subs; k++)
-			if (t->subs[k]->overflow == GS_BUS_BLOCK) {
-				touch(bus, t->subs[k]);
-				t->subs[k]->need++;
-			}
+		if (gs__bus_topic_shared(bus, t)) {
+			add_need(bus, t, 1); /* its route is this event's */
+		} else if (t->epoch != bus->epoch) {
+			t->epoch = bus->epoch;
+			t->count = 1;
+			t->next_touched = topics;
+			topics = t;
+		} else {
+			t->count++;
+		}
 	}
+	for (; topics; topics = topics->next_touched)
+		add_need(bus, topics, topics->count);
 	*full = false;
 	for (size_t i = 0; i < bus->n_touched; i++) {
 		gs_bus_sub *s = bus->touched[i];
