@@ -10,9 +10,13 @@
  * source, time) shared by every matching subscription and reference
  * counted by the bus: when every matched subscription is done with it
  * (handled, skipped, dropped or failed), on_complete fires once and the
- * payload's free function runs once. Each subscription is a pair of stages
- * in the bus's own pipeline: its queue, and its handler (one at a time, in
- * order) or a worker pool (concurrency > 1, no order).
+ * payload's free function runs once. Each subscription has its own queue
+ * and, in the bus's own pipeline, a stage that takes batches from it and
+ * calls the handler one event at a time, in order (concurrency 1), or a
+ * worker pool (pool.h) of N threads fed from it (concurrency N, no order).
+ * The stage of a concurrency-1 subscription is a scheduled one unless the
+ * subscription says `blocking`: its handler must then not block (see
+ * executor.h). Pool threads may block.
  *
  * Back-pressure, per subscription (gs_bus_overflow): a full queue under
  * GS_BUS_BLOCK (the default) makes publishers wait, and only those whose
@@ -28,9 +32,16 @@
  * Threads. Every call may be made from any thread unless its comment says
  * otherwise. Hooks run on the threads named at each; none runs with a bus
  * lock held except the trace hook's PUBLISH and publisher-side DROP reports.
- * Calls that wait (gs_bus_close, gs_bus_free, gs_bus_unsubscribe with a
- * timeout, a publish with a timeout from a handler that may not block) are
- * refused with GS_ETHREAD from inside a bus hook or handler.
+ * Calls that wait are refused with GS_ETHREAD from inside a bus handler or
+ * hook: gs_bus_close and gs_bus_free always, gs_bus_unsubscribe with a
+ * timeout, and a publish with a timeout where the thread may not block (a
+ * concurrency-1 handler without `blocking`, or a hook running there).
+ *
+ * Memory. A subscription's handle, its queue and its stages stay until
+ * gs_bus_free, after gs_bus_unsubscribe too (for its counters), a few
+ * hundred bytes plus the queue (8 bytes per slot) each. The topic table
+ * keeps max_topics topics. Envelope blocks are recycled, at most 1 MiB per
+ * size class kept.
  */
 #ifndef GENSTAGE_BUS_H
 #define GENSTAGE_BUS_H
@@ -50,9 +61,9 @@ typedef struct gs_bus gs_bus;
 typedef struct gs_bus_sub gs_bus_sub;
 
 /*
- * What a handler sees: filled by the bus, read-only, valid until the
- * handler returns (on_complete: until it returns). New fields are only
- * ever added at the end.
+ * What a handler sees: filled by the bus, read-only, valid for the call it
+ * is given to (handler, dead_letter, on_complete, unrouted, trace), strings
+ * included. New fields are only ever added at the end.
  */
 typedef struct gs_bus_envelope {
 	uint64_t id; /* unique per bus, increasing in the order published */
@@ -78,10 +89,10 @@ typedef void (*gs_bus_free_fn)(void *payload);
 #define GS_BUS_DONE 0
 #define GS_BUS_SKIP (-1)
 
-/* Called once per delivery (and per retry), on the subscription's handler
- * thread: its own stage for concurrency 1 (one call at a time, in publish
- * order), a pool thread otherwise (up to `concurrency` at once). May block
- * only if the subscription says so (blocking, or concurrency > 1). */
+/* Called once per delivery, and once more per retry: for concurrency 1 in
+ * the subscription's stage (one call at a time, in publish order), else on
+ * one of its pool's threads (up to `concurrency` at once). May block only
+ * if the subscription says so (blocking, or concurrency > 1). */
 typedef int (*gs_bus_handler_fn)(void *arg, const gs_bus_envelope *env);
 
 /* Called once for a delivery whose retries are spent, on the handler's
@@ -90,8 +101,10 @@ typedef void (*gs_bus_dead_letter_fn)(void *arg, const gs_bus_envelope *env,
 				      int error);
 
 typedef enum gs_bus_overflow {
-	GS_BUS_BLOCK = 0,   /* publishers wait for room (lossless) */
-	GS_BUS_DROP_OLDEST, /* the oldest event not yet being handled goes */
+	GS_BUS_BLOCK = 0, /* publishers wait for room (lossless) */
+	/* The oldest event not yet being handled goes (the incoming one, if
+	 * every event counted is already being handled). */
+	GS_BUS_DROP_OLDEST,
 	GS_BUS_DROP_NEWEST, /* the incoming event goes */
 } gs_bus_overflow;
 
@@ -242,9 +255,9 @@ typedef struct gs_bus_topic_stats {
 	uint64_t in_flight; /* envelopes not yet completed */
 } gs_bus_topic_stats;
 
-/* Creates a bus and starts its pipeline (no thread runs until the first
- * subscription). `opts` may be NULL; read once. GS_EVERSION for a version
- * above GS_BUS_VERSION. On error *out is untouched. */
+/* Creates a bus and its pipeline, on the process's shared executor.
+ * `opts` may be NULL; read once. GS_EVERSION for a version above
+ * GS_BUS_VERSION (logged). On error *out is untouched. */
 gs_err gs_bus_new(const gs_bus_opts *opts, gs_bus **out);
 
 /*
@@ -310,8 +323,9 @@ gs_err gs_bus_publish_batch(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
 gs_err gs_bus_close(gs_bus *bus, gs_bus_close_mode mode);
 
 /* Closes (GS_BUS_DRAIN) if not closed, then frees the bus, its pipeline and
- * every subscription handle. NULL is a no-op. Not from a bus handler or
- * hook. */
+ * every subscription handle. Only once no other call on the bus is running
+ * or will be made; not from a bus handler or hook (logged, and nothing is
+ * freed). NULL is a no-op. */
 void gs_bus_free(gs_bus *bus);
 
 /* How many subscriptions `topic` reaches now; sets *n. The same refusals
