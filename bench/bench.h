@@ -109,6 +109,11 @@ void gsb_run_gs_ring(const gsb_topology *t, const gsb_params *p, gsb_result *r);
 void gsb_run_gs_ring_1(const gsb_topology *t, const gsb_params *p,
 		       gsb_result *r);
 
+/* threads.c: runs fn(args + i * size) for i in [0, n) on n threads at
+ * once and joins them; false if some thread could not be started (those
+ * that were are joined first). */
+bool gsb_run_threads(size_t n, void *(*fn)(void *), void *args, size_t size);
+
 static inline double gsb_now(void)
 {
 	struct timespec ts;

@@ -9,7 +9,6 @@
  * that both pay the same wake-up costs; the ratio of the bus's time to
  * that ideal, scaled to the run's events, is the result (own_ratio).
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,25 +198,18 @@ void gsb_run_bus_publish_4(const gsb_topology *t, const gsb_params *p,
 			NULL);
 	}
 	pub_thread pt[PUBLISHERS];
-	pthread_t th[PUBLISHERS];
-	size_t started = 0;
 	uint64_t at = 0;
-	double t0 = gsb_now();
-	for (size_t i = 0; !err && i < PUBLISHERS; i++) {
+	for (size_t i = 0; i < PUBLISHERS; i++) {
 		uint64_t share = p->events / PUBLISHERS +
 				 (i < p->events % PUBLISHERS);
-		pt[i] = (pub_thread){ bus, i + 1, share, lat + at, GS_OK };
+		pt[i] = (pub_thread){ bus, i + 1, share, lat + at, err };
 		at += share;
-		if (pthread_create(&th[i], NULL, publish_share, &pt[i]))
-			err = GS_ESPAWN;
-		else
-			started++;
 	}
-	for (size_t i = 0; i < started; i++) {
-		pthread_join(th[i], NULL);
-		if (!err)
-			err = pt[i].err;
-	}
+	double t0 = gsb_now();
+	if (!err && !gsb_run_threads(PUBLISHERS, publish_share, pt, sizeof *pt))
+		err = GS_ESPAWN;
+	for (size_t i = 0; i < PUBLISHERS && !err; i++)
+		err = pt[i].err;
 	if (bus && !err)
 		err = gs_bus_close(bus, GS_BUS_DRAIN);
 	r->seconds = gsb_now() - t0;
@@ -273,24 +265,16 @@ static void *sleep_share(void *arg)
 static double measure_sleep(size_t threads)
 {
 	sleeper *s = calloc(threads, sizeof *s);
-	pthread_t *th = calloc(threads, sizeof *th);
-	size_t started = 0;
-	for (size_t i = 0; s && th && i < threads; i++) {
+	if (!s)
+		return 0;
+	for (size_t i = 0; i < threads; i++)
 		s[i].count = SLEEPS / threads + (i < SLEEPS % threads);
-		if (pthread_create(&th[i], NULL, sleep_share, &s[i]))
-			break;
-		started++;
-	}
+	bool ok = gsb_run_threads(threads, sleep_share, s, sizeof *s);
 	double total = 0;
-	size_t n = 0;
-	for (size_t i = 0; i < started; i++) {
-		pthread_join(th[i], NULL);
+	for (size_t i = 0; i < threads; i++)
 		total += s[i].spent;
-		n += s[i].count;
-	}
 	free(s);
-	free(th);
-	return started == threads ? total / (double)n : 0;
+	return ok ? total / SLEEPS : 0;
 }
 
 static int sleep_handler(void *arg, const gs_bus_envelope *env)

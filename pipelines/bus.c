@@ -88,28 +88,23 @@ void gs__bus_broadcast(gs_bus *bus, bool locked)
 		pthread_mutex_unlock(&bus->lock);
 }
 
-struct timespec gs__bus_deadline(int timeout_ms)
+uint64_t gs__bus_deadline(int timeout_ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (timeout_ms > 0) {
-		ts.tv_sec += timeout_ms / 1000;
-		ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-	}
-	return ts;
+	return timeout_ms < 0
+		       ? 0
+		       : gs__bus_now_ns() + (uint64_t)timeout_ms * 1000000u;
 }
 
-bool gs__bus_wait(gs_bus *bus, int timeout_ms, const struct timespec *dl)
+bool gs__bus_wait(gs_bus *bus, uint64_t deadline_ns)
 {
-	if (timeout_ms < 0) {
+	if (!deadline_ns) {
 		pthread_cond_wait(&bus->room, &bus->lock);
 		return false;
 	}
-	return pthread_cond_timedwait(&bus->room, &bus->lock, dl) == ETIMEDOUT;
+	/* The condition runs on CLOCK_MONOTONIC, as gs__bus_now_ns. */
+	struct timespec ts = { (time_t)(deadline_ns / 1000000000u),
+			       (long)(deadline_ns % 1000000000u) };
+	return pthread_cond_timedwait(&bus->room, &bus->lock, &ts) == ETIMEDOUT;
 }
 
 /* Engine messages (a stage that failed, events it dropped) reach the
@@ -242,7 +237,7 @@ static void quiesce(gs_bus *bus)
 {
 	atomic_fetch_add(&bus->waiters, 1); /* see gs__bus_finish */
 	while (!quiet(bus))
-		gs__bus_wait(bus, GS_BUS_FOREVER, NULL);
+		gs__bus_wait(bus, 0);
 	atomic_fetch_sub(&bus->waiters, 1);
 }
 
@@ -295,7 +290,7 @@ GS_BUS_API gs_err gs_bus_close(gs_bus *bus, gs_bus_close_mode mode)
 	pthread_mutex_lock(&bus->lock);
 	atomic_fetch_add(&bus->waiters, 1);
 	while (atomic_load(&bus->published) != atomic_load(&bus->completed))
-		gs__bus_wait(bus, GS_BUS_FOREVER, NULL);
+		gs__bus_wait(bus, 0);
 	atomic_fetch_sub(&bus->waiters, 1);
 	pthread_mutex_unlock(&bus->lock);
 	bus->close_done = true;

@@ -143,10 +143,12 @@ void gs__bus_trace(gs_bus *bus, gs_bus_trace_kind kind, const gs__bus_env *env,
 /* Wakes everyone waiting on the bus's condition. `locked`: the caller
  * holds the bus lock. */
 void gs__bus_broadcast(gs_bus *bus, bool locked);
-/* Waits on the bus's condition (lock held) until the deadline; true once
- * it has passed. */
-bool gs__bus_wait(gs_bus *bus, int timeout_ms, const struct timespec *dl);
-struct timespec gs__bus_deadline(int timeout_ms);
+/* The monotonic time timeout_ms from now, in nanoseconds; 0 (no
+ * deadline) for a negative timeout. */
+uint64_t gs__bus_deadline(int timeout_ms);
+/* Waits on the bus's condition (lock held) until woken or the deadline (0:
+ * none); true once the deadline has passed. */
+bool gs__bus_wait(gs_bus *bus, uint64_t deadline_ns);
 uint64_t gs__bus_now_ns(void);
 
 /* --- bus_route.c: topics, their routes and counters ------------------ */

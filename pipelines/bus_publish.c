@@ -321,7 +321,7 @@ static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_publish_opts *o,
 		    after *a)
 {
 	int timeout = o->timeout_ms;
-	struct timespec dl = gs__bus_deadline(timeout);
+	uint64_t dl = gs__bus_deadline(timeout);
 	bool timed_out = false;
 	gs_err err = GS_OK;
 	pthread_mutex_lock(&bus->lock);
@@ -343,7 +343,7 @@ static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_publish_opts *o,
 			err = timeout == 0 ? GS_EFULL : GS_ETIMEDOUT;
 			break;
 		}
-		timed_out = gs__bus_wait(bus, timeout, &dl);
+		timed_out = gs__bus_wait(bus, dl);
 	}
 	if (!err)
 		accept(bus, b, o->correlation_id, a);

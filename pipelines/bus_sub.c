@@ -178,7 +178,7 @@ GS_BUS_API gs_err gs_bus_unsubscribe(gs_bus_sub *s, gs_bus_close_mode mode,
 	if (was_listed)
 		gs__bus_sub_close(s);
 	/* accepted is final now: nothing routes to s any more. */
-	struct timespec dl = gs__bus_deadline(timeout_ms);
+	uint64_t dl = gs__bus_deadline(timeout_ms);
 	pthread_mutex_lock(&bus->lock);
 	uint64_t accepted = atomic_load(&s->accepted);
 	bool timed_out = false;
@@ -188,7 +188,7 @@ GS_BUS_API gs_err gs_bus_unsubscribe(gs_bus_sub *s, gs_bus_close_mode mode,
 		if (atomic_load(&s->finished) == accepted || timed_out ||
 		    timeout_ms == 0)
 			break;
-		timed_out = gs__bus_wait(bus, timeout_ms, &dl);
+		timed_out = gs__bus_wait(bus, dl);
 	}
 	bool done = atomic_load(&s->finished) == accepted;
 	pthread_mutex_unlock(&bus->lock);

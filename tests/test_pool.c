@@ -138,17 +138,38 @@ static gs_pool *pool_on(gs_pipeline *p, bench *b, size_t workers, size_t max,
 	return pool;
 }
 
+/* A running pipeline: a counter of 1..n (n 0: without end) into a pool
+ * with these workers and demand, handled by `hold`. */
+typedef struct fixture {
+	gs_pipeline *p;
+	gs_pool *pool;
+	counter c;
+} fixture;
+
+static void start_counted(fixture *f, bench *b, size_t workers, size_t max,
+			  size_t n)
+{
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &f->p));
+	f->pool = pool_on(f->p, b, workers, max, 0);
+	f->c = (counter){ .next = 1, .end = n ? n + 1 : 0 };
+	gs_stage *src;
+	GS_OK_OR_DIE(gs_from_fn(f->p, counter_gen, &f->c, NULL, &src));
+	GS_OK_OR_DIE(gs_subscribe(gs_pool_stage(f->pool), src, NULL, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(f->p));
+}
+
+static void fixture_free(fixture *f)
+{
+	gs_pipeline_free(f->p);
+	gs_pool_free(f->pool);
+}
+
 Test(pool, concurrency_never_exceeds_max_demand, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
 	bench b = { 0 };
-	gs_pool *pool = pool_on(p, &b, 8, 3, 0);
-	counter c = { .next = 1, .end = GS_TEST_POOL_EVENTS + 1 };
-	gs_stage *src;
-	GS_OK_OR_DIE(gs_from_fn(p, counter_gen, &c, NULL, &src));
-	GS_OK_OR_DIE(gs_subscribe(gs_pool_stage(pool), src, NULL, NULL));
-	GS_OK_OR_DIE(gs_pipeline_start(p));
+	fixture f;
+	start_counted(&f, &b, 8, 3, GS_TEST_POOL_EVENTS);
+	gs_pool *pool = f.pool;
 	/* Three run and wait at the gate; a fourth could not even have been
 	 * sent, since demand allows three. */
 	wait_int(&b.running, 3);
@@ -156,14 +177,13 @@ Test(pool, concurrency_never_exceeds_max_demand, .timeout = GS_TEST_TIMEOUT)
 	cr_expect_eq(st.received, 3);
 	cr_expect_eq(st.running, 3);
 	atomic_store(&b.open, true);
-	GS_OK_OR_DIE(gs_pipeline_wait(p));
+	GS_OK_OR_DIE(gs_pipeline_wait(f.p));
 	st = stats_of(pool);
 	cr_expect_eq(atomic_load(&b.peak), 3);
 	cr_expect_eq(st.peak_running, 3);
 	cr_expect_eq(st.handled, GS_TEST_POOL_EVENTS);
 	cr_expect_eq(atomic_load(&b.done), GS_TEST_POOL_EVENTS);
-	gs_pipeline_free(p);
-	gs_pool_free(pool);
+	fixture_free(&f);
 }
 
 Test(pool, asks_again_once_min_demand_have_completed,
@@ -205,19 +225,13 @@ Test(pool, asks_again_once_min_demand_have_completed,
 Test(pool, errors_are_counted_and_reported_to_on_done,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
 	size_t n = GS_TEST_POOL_EVENTS;
 	bench b = { .open = true, .fail_every = 3, .n_seen = n + 1 };
 	b.seen = calloc(n + 1, 1);
-	gs_pool *pool = pool_on(p, &b, 4, 16, 0);
-	counter c = { .next = 1, .end = n + 1 };
-	gs_stage *src;
-	GS_OK_OR_DIE(gs_from_fn(p, counter_gen, &c, NULL, &src));
-	GS_OK_OR_DIE(gs_subscribe(gs_pool_stage(pool), src, NULL, NULL));
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	GS_OK_OR_DIE(gs_pipeline_wait(p));
-	gs_pool_stats st = stats_of(pool);
+	fixture f;
+	start_counted(&f, &b, 4, 16, n);
+	GS_OK_OR_DIE(gs_pipeline_wait(f.p));
+	gs_pool_stats st = stats_of(f.pool);
 	cr_expect_eq(st.failed, n / 3);
 	cr_expect_eq(st.handled, n - n / 3);
 	cr_expect_eq(atomic_load(&b.failed), n / 3);
@@ -225,34 +239,26 @@ Test(pool, errors_are_counted_and_reported_to_on_done,
 		cr_expect_eq(atomic_load(&b.seen[id]), 1,
 			     "event %zu: on_done called %d times", id,
 			     (int)atomic_load(&b.seen[id]));
-	gs_pipeline_free(p);
-	gs_pool_free(pool);
+	fixture_free(&f);
 	free((void *)b.seen);
 }
 
 Test(pool, drain_waits_for_running_handlers, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
 	bench b = { .open = true, .sleep_ms = 1 };
-	gs_pool *pool = pool_on(p, &b, 4, 8, 0);
-	counter c = { .next = 1 }; /* without end */
-	gs_stage *src;
-	GS_OK_OR_DIE(gs_from_fn(p, counter_gen, &c, NULL, &src));
-	GS_OK_OR_DIE(gs_subscribe(gs_pool_stage(pool), src, NULL, NULL));
-	GS_OK_OR_DIE(gs_pipeline_start(p));
+	fixture f;
+	start_counted(&f, &b, 4, 8, 0);
 	wait_u64(&b.done, 20);
-	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_DRAIN));
+	GS_OK_OR_DIE(gs_pipeline_stop(f.p, GS_STOP_DRAIN));
 	atomic_store(&b.stopped, true);
-	gs_pool_stats st = stats_of(pool);
+	gs_pool_stats st = stats_of(f.pool);
 	cr_expect_eq(st.running, 0);
 	cr_expect_eq(st.queued, 0);
 	cr_expect_eq(st.cancelled, 0);
 	cr_expect_eq(st.handled, st.received);
 	cr_expect_eq(atomic_load(&b.done), st.received);
 	cr_expect_eq(atomic_load(&b.late), 0);
-	gs_pipeline_free(p);
-	gs_pool_free(pool);
+	fixture_free(&f);
 }
 
 Test(pool, serves_several_producers_exactly_once, .timeout = GS_TEST_TIMEOUT)

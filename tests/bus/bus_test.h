@@ -180,6 +180,37 @@ static inline gs_bus *bt_bus(const gs_bus_opts *o)
 	return bus;
 }
 
+/* A list of recorders, as (count, array), for bt_begin and bt_end. */
+#define BT_SUBS(...)                                                           \
+	sizeof((bt_sub *[]){ __VA_ARGS__ }) / sizeof(bt_sub *), (bt_sub *[])   \
+	{                                                                      \
+		__VA_ARGS__                                                    \
+	}
+
+/* A test's start: no payload freed yet, the recorders (static: they are
+ * too big for the stack) cleared, and a bus. */
+static inline gs_bus *bt_begin(const gs_bus_opts *o, size_t n,
+			       bt_sub *const *subs)
+{
+	atomic_store(&bt_freed, 0);
+	for (size_t i = 0; i < n; i++)
+		memset(subs[i], 0, sizeof *subs[i]);
+	return bt_bus(o);
+}
+
+/* A test's end: the bus closed (drain) and freed, the conservation law
+ * for every recorder, and each of the `payloads` freed once. */
+static inline void bt_end(gs_bus *bus, uint64_t payloads, size_t n,
+			  bt_sub *const *subs)
+{
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	for (size_t i = 0; i < n; i++)
+		bt_conserved(subs[i]);
+	gs_bus_free(bus);
+	cr_expect_eq(atomic_load(&bt_freed), payloads, "%llu payloads freed",
+		     (unsigned long long)atomic_load(&bt_freed));
+}
+
 static inline void bt_publish(gs_bus *bus, const char *topic, uint64_t id)
 {
 	GS_OK_OR_DIE(gs_bus_publish(bus, topic, bt_payload(id, 0), bt_free,

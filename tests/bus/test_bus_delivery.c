@@ -17,10 +17,8 @@ static const char *const all[] = { "#", NULL };
 Test(bus_delivery, a_slow_subscriber_loses_nothing_and_keeps_order,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub slow;
-	memset(&slow, 0, sizeof slow);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&slow));
 	slow.spin = 20000;
 	bt_subscribe(bus, &slow,
 		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 8 });
@@ -35,9 +33,7 @@ Test(bus_delivery, a_slow_subscriber_loses_nothing_and_keeps_order,
 	cr_expect_eq(st.accepted, GS_TEST_BUS_EVENTS);
 	cr_expect_eq(st.handled, GS_TEST_BUS_EVENTS);
 	cr_expect_eq(st.dropped, 0);
-	bt_conserved(&slow);
-	gs_bus_free(bus);
-	cr_expect_eq(atomic_load(&bt_freed), GS_TEST_BUS_EVENTS);
+	bt_end(bus, GS_TEST_BUS_EVENTS, BT_SUBS(&slow));
 }
 
 /* Publishes 1, waits until the gated handler holds it, then 2..n. */
@@ -50,21 +46,19 @@ static void fill_behind_gate(gs_bus *bus, bt_sub *b, uint64_t n)
 			gs_bus_publish(bus, "t", bt_payload(i, 0), bt_free, 0));
 }
 
-Test(bus_delivery, drop_newest_keeps_the_first_and_frees_the_rest,
-     .timeout = GS_TEST_TIMEOUT)
+/* Holds event 1 at the handler, publishes 2..20 into a queue of four
+ * under `policy`, then lets the handler go: it must handle `want`, and the
+ * other sixteen must have been dropped, and freed, as they came. */
+static void overflow_run(gs_bus_overflow policy, const uint64_t want[4])
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub b;
-	memset(&b, 0, sizeof b);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&b));
 	b.gated = true;
 	bt_subscribe(bus, &b,
 		     (gs_bus_sub_opts){ .patterns = all,
 					.queue_size = 4,
-					.overflow = GS_BUS_DROP_NEWEST });
+					.overflow = policy });
 	fill_behind_gate(bus, &b, 20);
-	/* One held by the handler and three queued: the other sixteen were
-	 * dropped, and freed, as they came. */
 	gs_bus_sub_stats st = bt_stats(&b);
 	cr_expect_eq(st.accepted, 20);
 	cr_expect_eq(st.dropped, 16);
@@ -73,50 +67,31 @@ Test(bus_delivery, drop_newest_keeps_the_first_and_frees_the_rest,
 	atomic_store(&b.open, true);
 	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
 	cr_expect_eq(atomic_load(&b.n), 4);
-	for (uint64_t i = 0; i < 4; i++)
-		cr_expect_eq(b.ids[i], i + 1);
-	bt_conserved(&b);
-	gs_bus_free(bus);
-	cr_expect_eq(atomic_load(&bt_freed), 20);
+	for (size_t i = 0; i < 4; i++)
+		cr_expect_eq(b.ids[i], want[i], "handled #%zu: %llu", i,
+			     (unsigned long long)b.ids[i]);
+	bt_end(bus, 20, BT_SUBS(&b));
 }
 
+Test(bus_delivery, drop_newest_keeps_the_first_and_frees_the_rest,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	overflow_run(GS_BUS_DROP_NEWEST, (const uint64_t[]){ 1, 2, 3, 4 });
+}
+
+/* The one being handled cannot be taken back; of the queue, the newest
+ * three stay. */
 Test(bus_delivery, drop_oldest_keeps_the_newest_and_frees_the_rest,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
-	static bt_sub b;
-	memset(&b, 0, sizeof b);
-	b.gated = true;
-	bt_subscribe(bus, &b,
-		     (gs_bus_sub_opts){ .patterns = all,
-					.queue_size = 4,
-					.overflow = GS_BUS_DROP_OLDEST });
-	fill_behind_gate(bus, &b, 20);
-	gs_bus_sub_stats st = bt_stats(&b);
-	cr_expect_eq(st.dropped, 16);
-	cr_expect_eq(atomic_load(&bt_freed), 16);
-	atomic_store(&b.open, true);
-	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
-	/* The one being handled cannot be taken back; of the queue, the
-	 * newest three stay. */
-	cr_expect_eq(atomic_load(&b.n), 4);
-	cr_expect_eq(b.ids[0], 1);
-	cr_expect_eq(b.ids[1], 18);
-	cr_expect_eq(b.ids[2], 19);
-	cr_expect_eq(b.ids[3], 20);
-	bt_conserved(&b);
-	gs_bus_free(bus);
-	cr_expect_eq(atomic_load(&bt_freed), 20);
+	overflow_run(GS_BUS_DROP_OLDEST, (const uint64_t[]){ 1, 18, 19, 20 });
 }
 
 Test(bus_delivery, block_refuses_at_once_or_after_waiting_and_keeps_payload,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub b;
-	memset(&b, 0, sizeof b);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&b));
 	b.gated = true;
 	bt_subscribe(bus, &b,
 		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 2 });
@@ -132,19 +107,14 @@ Test(bus_delivery, block_refuses_at_once_or_after_waiting_and_keeps_payload,
 	GS_OK_OR_DIE(gs_bus_publish(bus, "t", p, bt_free, GS_BUS_FOREVER));
 	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
 	cr_expect_eq(atomic_load(&b.n), 3);
-	bt_conserved(&b);
-	gs_bus_free(bus);
-	cr_expect_eq(atomic_load(&bt_freed), 3);
+	bt_end(bus, 3, BT_SUBS(&b));
 }
 
 Test(bus_delivery, a_publish_one_block_queue_cannot_take_reaches_nobody,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub full, other;
-	memset(&full, 0, sizeof full);
-	memset(&other, 0, sizeof other);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&full, &other));
 	full.gated = true;
 	bt_subscribe(bus, &full,
 		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 2 });
@@ -174,20 +144,14 @@ Test(bus_delivery, a_publish_one_block_queue_cannot_take_reaches_nobody,
 	cr_expect_eq(atomic_load(&other.n), 2);
 	cr_expect_eq(other.ids[0], 2);
 	cr_expect_eq(other.ids[1], 3);
-	bt_conserved(&full);
-	bt_conserved(&other);
-	gs_bus_free(bus);
-	cr_expect_eq(atomic_load(&bt_freed), 3);
+	bt_end(bus, 3, BT_SUBS(&full, &other));
 }
 
 Test(bus_delivery, a_slow_drop_subscriber_never_slows_publishers_or_others,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub slow, fast;
-	memset(&slow, 0, sizeof slow);
-	memset(&fast, 0, sizeof fast);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&slow, &fast));
 	slow.gated = true;
 	bt_subscribe(bus, &slow,
 		     (gs_bus_sub_opts){ .patterns = all,
@@ -208,10 +172,7 @@ Test(bus_delivery, a_slow_drop_subscriber_never_slows_publishers_or_others,
 	cr_expect_eq(st.dropped, GS_TEST_BUS_EVENTS - 16);
 	atomic_store(&slow.open, true);
 	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
-	bt_conserved(&slow);
-	bt_conserved(&fast);
-	gs_bus_free(bus);
-	cr_expect_eq(atomic_load(&bt_freed), GS_TEST_BUS_EVENTS);
+	bt_end(bus, GS_TEST_BUS_EVENTS, BT_SUBS(&slow, &fast));
 }
 
 /* on_complete: counts per id, and checks that every subscriber that
@@ -242,15 +203,12 @@ static void on_complete(void *arg, const gs_bus_envelope *env,
 Test(bus_delivery, completion_fires_once_per_envelope_after_every_subscriber,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
 	static completions c;
 	memset(&c, 0, sizeof c);
-	gs_bus *bus = bt_bus(&(gs_bus_opts){ .on_complete = on_complete,
-					     .complete_arg = &c });
 	static bt_sub in_order, pooled, lossy;
-	memset(&in_order, 0, sizeof in_order);
-	memset(&pooled, 0, sizeof pooled);
-	memset(&lossy, 0, sizeof lossy);
+	gs_bus *bus = bt_begin(&(gs_bus_opts){ .on_complete = on_complete,
+					       .complete_arg = &c },
+			       BT_SUBS(&in_order, &pooled, &lossy));
 	in_order.skip_every = 7;
 	lossy.spin = 5000;
 	c.subs[0] = &in_order;
@@ -279,22 +237,14 @@ Test(bus_delivery, completion_fires_once_per_envelope_after_every_subscriber,
 	cr_expect_eq(atomic_load(&pooled.n), GS_TEST_BUS_EVENTS);
 	for (uint64_t i = 1; i <= GS_TEST_BUS_EVENTS; i++)
 		cr_assert_eq(atomic_load(&pooled.seen[i]), 1);
-	bt_conserved(&in_order);
-	bt_conserved(&pooled);
-	bt_conserved(&lossy);
-	gs_bus_free(bus);
-	cr_expect_eq(atomic_load(&bt_freed), GS_TEST_BUS_EVENTS);
+	bt_end(bus, GS_TEST_BUS_EVENTS, BT_SUBS(&in_order, &pooled, &lossy));
 }
 
 Test(bus_delivery, nested_publishes_carry_causation_and_correlation,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub a, b, c;
-	memset(&a, 0, sizeof a);
-	memset(&b, 0, sizeof b);
-	memset(&c, 0, sizeof c);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&a, &b, &c));
 	a = (bt_sub){ .publish_next = true, .bus = bus, .next_topic = "b" };
 	b = (bt_sub){ .publish_next = true, .bus = bus, .next_topic = "c" };
 	bt_subscribe(
@@ -346,11 +296,8 @@ Test(bus_delivery, nested_publishes_carry_causation_and_correlation,
 Test(bus_delivery, errors_are_retried_then_dead_lettered,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub now, later;
-	memset(&now, 0, sizeof now);
-	memset(&later, 0, sizeof later);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&now, &later));
 	now = (bt_sub){ .fail_id = 5, .flaky_id = 3 };
 	later = (bt_sub){ .fail_id = 5, .flaky_id = 3 };
 	bt_subscribe(bus, &now,
@@ -384,8 +331,5 @@ Test(bus_delivery, errors_are_retried_then_dead_lettered,
 	cr_expect_eq(ts.failed, 2);
 	cr_expect_eq(ts.retried, 4 + 5);
 	cr_expect_eq(ts.handled, 18);
-	bt_conserved(&now);
-	bt_conserved(&later);
-	gs_bus_free(bus);
-	cr_expect_eq(atomic_load(&bt_freed), 10);
+	bt_end(bus, 10, BT_SUBS(&now, &later));
 }

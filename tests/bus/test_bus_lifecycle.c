@@ -65,11 +65,8 @@ static bool in_order_per_publisher(const bt_sub *b)
 Test(bus_lifecycle, publishes_from_many_threads_arrive_exactly_once_in_order,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub ordered, pooled;
-	memset(&ordered, 0, sizeof ordered);
-	memset(&pooled, 0, sizeof pooled);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&ordered, &pooled));
 	bt_subscribe(bus, &ordered,
 		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 64 });
 	bt_subscribe(bus, &pooled,
@@ -96,20 +93,15 @@ Test(bus_lifecycle, publishes_from_many_threads_arrive_exactly_once_in_order,
 	cr_expect_eq(atomic_load(&ordered.n), PUBLISHERS * each);
 	cr_expect_eq(atomic_load(&pooled.n), PUBLISHERS * each);
 	cr_expect(in_order_per_publisher(&ordered));
-	bt_conserved(&ordered);
-	bt_conserved(&pooled);
-	gs_bus_free(bus);
-	cr_expect_eq(atomic_load(&bt_freed), PUBLISHERS * each);
+	bt_end(bus, PUBLISHERS * each, BT_SUBS(&ordered, &pooled));
 }
 
 Test(bus_lifecycle, unsubscribing_under_load_loses_nothing_it_did_not_count,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub steady, churn[24];
-	memset(&steady, 0, sizeof steady);
 	memset(churn, 0, sizeof churn);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&steady));
 	bt_subscribe(bus, &steady,
 		     (gs_bus_sub_opts){ .patterns = all,
 					.queue_size = 32,
@@ -170,11 +162,8 @@ Test(bus_lifecycle, unsubscribing_under_load_loses_nothing_it_did_not_count,
 Test(bus_lifecycle, a_drain_still_takes_what_handlers_publish,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub first, second;
-	memset(&first, 0, sizeof first);
-	memset(&second, 0, sizeof second);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&first, &second));
 	first.publish_next = true;
 	first.bus = bus;
 	first.next_topic = "b";
@@ -198,10 +187,7 @@ Test(bus_lifecycle, a_drain_still_takes_what_handlers_publish,
 	cr_expect_eq(atomic_load(&second.n), 500);
 	/* Once closed, nobody publishes. */
 	cr_expect_eq(gs_bus_publish(bus, "a", NULL, NULL, 0), GS_ECLOSED);
-	bt_conserved(&first);
-	bt_conserved(&second);
-	gs_bus_free(bus);
-	cr_expect_eq(atomic_load(&bt_freed), 1000);
+	bt_end(bus, 1000, BT_SUBS(&first, &second));
 }
 
 static void *close_now(void *arg)
@@ -212,11 +198,8 @@ static void *close_now(void *arg)
 Test(bus_lifecycle, close_drains_every_accepted_event_by_default,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub a, b;
-	memset(&a, 0, sizeof a);
-	memset(&b, 0, sizeof b);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&a, &b));
 	a.spin = 3000;
 	bt_subscribe(bus, &a,
 		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 500 });
@@ -241,11 +224,8 @@ Test(bus_lifecycle, close_drains_every_accepted_event_by_default,
 Test(bus_lifecycle, close_immediate_drops_the_queues_and_frees_each_once,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub a, b;
-	memset(&a, 0, sizeof a);
-	memset(&b, 0, sizeof b);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&a, &b));
 	a.gated = true;
 	b.gated = true;
 	bt_subscribe(bus, &a,
@@ -478,8 +458,5 @@ Test(bus_lifecycle, counters_trace_and_json_tell_the_same_story,
 			       "\"dropped\": 1, \"in_flight\": 0"),
 		  "%s", json);
 	free(json);
-	bt_conserved(&audit);
-	bt_conserved(&lossy);
-	gs_bus_free(bus);
-	cr_expect_eq(atomic_load(&bt_freed), 5);
+	bt_end(bus, 5, BT_SUBS(&audit, &lossy));
 }

@@ -131,10 +131,9 @@ static const expect_sub subs[] = {
 Test(bus_routing, each_topic_reaches_the_subscriptions_that_match_it,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub rec[N_SUBS];
 	memset(rec, 0, sizeof rec);
+	gs_bus *bus = bt_begin(NULL, 0, NULL);
 	for (size_t i = 0; i < N_SUBS; i++)
 		bt_subscribe(bus, &rec[i],
 			     (gs_bus_sub_opts){ .patterns = subs[i].patterns,
@@ -165,11 +164,8 @@ Test(bus_routing, each_topic_reaches_the_subscriptions_that_match_it,
 Test(bus_routing, routes_follow_subscriptions_as_they_come_and_go,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(NULL);
 	static bt_sub a, b;
-	memset(&a, 0, sizeof a);
-	memset(&b, 0, sizeof b);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&a, &b));
 	size_t n;
 	/* Cached once with no subscription at all... */
 	bt_publish(bus, "orders.created", 1);
@@ -206,19 +202,14 @@ Test(bus_routing, routes_follow_subscriptions_as_they_come_and_go,
 	cr_expect_eq(ts.deliveries, 4);
 	cr_expect_eq(ts.handled, 4);
 	cr_expect_eq(ts.in_flight, 0);
-	bt_conserved(&a);
-	bt_conserved(&b);
-	gs_bus_free(bus);
-	cr_expect_eq(atomic_load(&bt_freed), 4);
+	bt_end(bus, 4, BT_SUBS(&a, &b));
 }
 
 Test(bus_routing, topics_beyond_the_table_are_routed_all_the_same,
      .timeout = GS_TEST_TIMEOUT)
 {
-	atomic_store(&bt_freed, 0);
-	gs_bus *bus = bt_bus(&(gs_bus_opts){ .max_topics = 2 });
 	static bt_sub a;
-	memset(&a, 0, sizeof a);
+	gs_bus *bus = bt_begin(&(gs_bus_opts){ .max_topics = 2 }, BT_SUBS(&a));
 	bt_subscribe(
 		bus, &a,
 		(gs_bus_sub_opts){
@@ -237,7 +228,5 @@ Test(bus_routing, topics_beyond_the_table_are_routed_all_the_same,
 	gs_bus_topic_stats ts;
 	GS_OK_OR_DIE(gs_bus_topic_stats_get(bus, "user.40.logout", &ts));
 	cr_expect_eq(ts.published, 0, "not in the table: counted as other");
-	bt_conserved(&a);
-	gs_bus_free(bus);
-	cr_expect_eq(atomic_load(&bt_freed), 40);
+	bt_end(bus, 40, BT_SUBS(&a));
 }
