@@ -3,10 +3,13 @@
  * The worker pool (GenStage's ConsumerSupervisor), on the public API only:
  * a consumer stage whose handle_events only queues what arrives, and a set
  * of threads of its own that run the handler on each queued event. Every
- * subscription is manual: the stage asks max_demand at first, and the
- * threads ask again (gs_ask works from any thread) as handlers complete, by
- * min_demand at a time, so at most max_demand events per producer are
- * queued or running. One lock guards the queue and the counters; it is
+ * subscription is manual: the stage asks max_demand at first, and asks
+ * again as handlers complete, by min_demand at a time, so at most
+ * max_demand events per producer are queued or running. The asks are made
+ * in the stage's own callbacks (a worker that completes enough events
+ * wakes the stage with a gs_cast), because only there is a subscription
+ * the library passed known to be alive: it may end, and be freed, at any
+ * moment in between. One lock guards the queue and the counters; it is
  * taken once per batch on the stage's side and once per event (which a
  * handler worth a thread of its own dwarfs) on the workers' side.
  */
@@ -43,6 +46,7 @@ struct gs_pool {
 	void *arg;
 	size_t workers, max_demand;
 	size_t ask_every; /* completions per ask: min_demand, at least 1 */
+	bool ask_posted;  /* lock: a gs_cast to ask again is on its way */
 	gs_stage *stage;
 
 	pthread_mutex_t lock;
@@ -86,17 +90,15 @@ static void maybe_forget(gs_pool *pool, input *in)
 	free(in);
 }
 
-/* Under the lock: one event of `in` is done. Returns how many to ask for
- * now (0: not yet) and sets *sub to where. */
-static size_t complete(gs_pool *pool, input *in, gs_sub **sub)
+/* Under the lock: one event of `in` is done. Returns true when the stage
+ * should be woken to ask again. */
+static bool complete(gs_pool *pool, input *in)
 {
 	in->inflight--;
-	size_t ask = 0;
-	if (!in->ended && ++in->completed >= pool->ask_every) {
-		ask = in->completed;
-		in->completed = 0;
-		*sub = in->sub;
-	}
+	bool ask = !in->ended && ++in->completed >= pool->ask_every &&
+		   !pool->ask_posted;
+	if (ask)
+		pool->ask_posted = true;
 	maybe_forget(pool, in);
 	return ask;
 }
@@ -130,12 +132,11 @@ static void *worker_main(void *arg)
 			pool->failed++;
 		else
 			pool->handled++;
-		gs_sub *sub = NULL;
-		size_t ask = complete(pool, it.from, &sub);
-		if (ask) {
-			/* Outside the lock: the ask wakes the producer. */
+		if (complete(pool, it.from)) {
+			/* Outside the lock: the stage may run at once. If the
+			 * cast fails the stage is stopping: nothing to ask. */
 			pthread_mutex_unlock(&pool->lock);
-			(void)gs_ask(sub, ask);
+			(void)gs_cast(pool->stage, NULL);
 			pthread_mutex_lock(&pool->lock);
 		}
 	}
@@ -248,6 +249,25 @@ static int pool_events(void *state, gs_stage *stage, gs_sub *from,
 	return GS_OK;
 }
 
+/* Woken by a worker: asks for what completed, on every subscription still
+ * attached (its pointer is valid here, in the stage's own callback). */
+static int pool_ask(void *state, gs_stage *stage, void *msg)
+{
+	(void)stage;
+	(void)msg;
+	gs_pool *pool = state;
+	pthread_mutex_lock(&pool->lock);
+	pool->ask_posted = false;
+	gs_err err = GS_OK;
+	for (input *in = pool->inputs; in && !err; in = in->next)
+		if (!in->ended && in->completed >= pool->ask_every) {
+			err = gs_ask(in->sub, in->completed);
+			in->completed = 0;
+		}
+	pthread_mutex_unlock(&pool->lock);
+	return err;
+}
+
 static int pool_cancel(void *state, gs_stage *stage, gs_sub *sub, gs_role role,
 		       int reason)
 {
@@ -296,9 +316,8 @@ static void pool_terminate(void *state, gs_stage *stage, int reason)
 		if (pool->on_done)
 			pool->on_done(pool->arg, cancel[i].event, GS_ECANCELED);
 		pthread_mutex_lock(&pool->lock);
-		gs_sub *unused;
 		cancel[i].from->ended = true; /* no asks while stopping */
-		(void)complete(pool, cancel[i].from, &unused);
+		(void)complete(pool, cancel[i].from);
 		pthread_mutex_unlock(&pool->lock);
 	}
 	free(cancel);
@@ -309,6 +328,7 @@ static const gs_stage_ops pool_ops = {
 	.init = pool_init,
 	.handle_subscribe = pool_subscribe,
 	.handle_events = pool_events,
+	.handle_cast = pool_ask,
 	.handle_cancel = pool_cancel,
 	.terminate = pool_terminate,
 };
