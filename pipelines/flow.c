@@ -94,6 +94,8 @@ static gs_err flow_new(const gs_flow_opts *opts, gs_flow **out)
 {
 	if (!out)
 		return GS_EINVAL;
+	if (opts && opts->version > GS_FLOW_OPTS_VERSION)
+		return GS_EVERSION; /* no flow yet to hold a message */
 	gs_flow *f = calloc(1, sizeof(*f));
 	if (!f)
 		return GS_ENOMEM;
@@ -332,6 +334,9 @@ static size_t default_stages(void)
 static gs_err check_popts(gs_flow *f, const char *what,
 			  const gs_flow_partition_opts *o, size_t *stages)
 {
+	if (o->version > GS_FLOW_PARTITION_OPTS_VERSION)
+		return gs__flow_fail(f, GS_EVERSION, "%s: %s", what,
+				     gs_strerror(GS_EVERSION));
 	*stages = o->stages ? o->stages : default_stages();
 	const gs_flow_window *w = &o->window;
 	switch (w->kind) {

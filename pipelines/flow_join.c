@@ -120,6 +120,9 @@ static gs_err join(gs_flow *left, gs_flow *right, const gs_flow_join *j,
 	if (!left || !right || !out)
 		return gs__flow_fail_each(flows, 2, GS_EINVAL, what,
 					  "a flow or the output is NULL");
+	if (j && j->version > GS_FLOW_JOIN_VERSION)
+		return gs__flow_fail_each(flows, 2, GS_EVERSION, what,
+					  gs_strerror(GS_EVERSION));
 	if (!j || !j->left_key || !j->right_key || !j->join ||
 	    j->mode > GS_FLOW_JOIN_FULL_OUTER)
 		return gs__flow_fail(left, GS_EINVAL,

@@ -327,6 +327,9 @@ GS_FLOW_API gs_err gs_flow_stream(gs_flow *f, gs_pipeline *p,
 	if (!out)
 		return gs__flow_fail(f, GS_EINVAL,
 				     "gs_flow_stream: NULL output");
+	if (opts && opts->version > GS_STAGE_OPTS_VERSION)
+		return gs__flow_fail(f, GS_EVERSION, "gs_flow_stream: %s",
+				     gs_strerror(GS_EVERSION));
 	bool own = !p;
 	if (own && f->bound)
 		p = f->bound, own = false;
@@ -364,6 +367,9 @@ GS_FLOW_API gs_err gs_flow_into_stages(gs_flow *f, gs_pipeline *p,
 					 "gs_flow_into_stages: no pipeline or "
 					 "no consumers")
 			 : GS_EINVAL;
+	if (sub && sub->version > GS_SUB_OPTS_VERSION)
+		return gs__flow_fail(f, GS_EVERSION, "gs_flow_into_stages: %s",
+				     gs_strerror(GS_EVERSION));
 	pthread_mutex_lock(&f->lock);
 	gs_err e = gs__flow_build(f, p);
 	if (!e)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "struct_version.h"
 
 /* max_demand above which gs_subscribe logs what the ring costs. */
 #define BIG_RING ((size_t)1 << 23)
@@ -195,6 +196,7 @@ GS__API gs_err gs_subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
 	gs_err err = check(c, pr, &o);
 	if (err)
 		return err;
+	GS__REFUSE_NEWER(&c->p->opts, opts, GS_SUB_OPTS_VERSION);
 	size_t max = o.max_demand ? o.max_demand : GS_DEFAULT_MAX_DEMAND;
 	size_t min = o.min_demand == GS_MIN_DEMAND_ZERO ? 0
 		     : o.min_demand                     ? o.min_demand

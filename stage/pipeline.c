@@ -9,11 +9,13 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "struct_version.h"
 
 GS__API gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out)
 {
 	if (!out)
 		return GS_EINVAL;
+	GS__REFUSE_NEWER(opts, opts, GS_PIPELINE_OPTS_VERSION);
 	gs_pipeline *p = calloc(1, sizeof *p);
 	if (!p)
 		return GS_ENOMEM;

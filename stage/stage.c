@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "struct_version.h"
 
 /* The stage whose worker is the calling thread, so that calls valid only
  * inside a stage's own callbacks can say GS_ETHREAD elsewhere. */
@@ -142,6 +143,8 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 {
 	if (!p || !ops || !out)
 		return GS_EINVAL;
+	GS__REFUSE_NEWER(&p->opts, ops, GS_STAGE_OPS_VERSION);
+	GS__REFUSE_NEWER(&p->opts, opts, GS_STAGE_OPTS_VERSION);
 	if (kind != GS_PRODUCER && kind != GS_PRODUCER_CONSUMER &&
 	    kind != GS_CONSUMER)
 		return GS_EINVAL;

@@ -91,6 +91,10 @@
 #include "stage.h"
 #include "subscription.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gs_flow gs_flow;
 
 /* Where flat_map and on_trigger put the events they emit. */
@@ -117,7 +121,14 @@ typedef uint64_t (*gs_flow_key_fn)(void *arg, const void *event);
 /* An event time in milliseconds (any epoch, consistently). */
 typedef int64_t (*gs_flow_time_fn)(void *arg, const void *event);
 
+/* Versions of flow.h's option structs and tables (see genstage/version.h). */
+#define GS_FLOW_OPTS_VERSION 0
+#define GS_FLOW_PARTITION_OPTS_VERSION 0
+#define GS_FLOW_DEPARTITION_FNS_VERSION 0
+#define GS_FLOW_JOIN_VERSION 0
+
 typedef struct gs_flow_opts {
+	uint32_t version; /* GS_FLOW_OPTS_VERSION, or 0 */
 	/* Receives every event the flow drops; must be thread-safe. NULL:
 	 * dropped events are forgotten (fine for integers). */
 	void (*event_free)(void *event, void *arg);
@@ -213,6 +224,7 @@ gs_flow_window gs_flow_window_trigger_periodically(gs_flow_window w,
 						   unsigned ms);
 
 typedef struct gs_flow_partition_opts {
+	uint32_t version; /* GS_FLOW_PARTITION_OPTS_VERSION, or 0 */
 	/* Stages in the new layer; 0: the number of online CPUs. */
 	size_t stages;
 	/* Routing: `hash` (a partition in [0, stages) or GS_DISCARD) if set,
@@ -320,6 +332,7 @@ gs_err gs_flow_emit(gs_flow *f, gs_flow_emit_mode mode);
  */
 typedef void *(*gs_flow_done_fn)(void *arg, void *acc, int64_t window_id);
 typedef struct gs_flow_departition_fns {
+	uint32_t version; /* GS_FLOW_DEPARTITION_FNS_VERSION, or 0 */
 	gs_flow_acc_new_fn acc_new;
 	gs_flow_reduce_fn merge;
 	gs_flow_done_fn done;
@@ -417,6 +430,7 @@ typedef enum gs_flow_join_mode {
 typedef void *(*gs_flow_join_fn)(void *arg, void *left, void *right);
 
 typedef struct gs_flow_join {
+	uint32_t version; /* GS_FLOW_JOIN_VERSION, or 0 */
 	gs_flow_join_mode mode;
 	gs_flow_key_fn left_key, right_key;
 	gs_flow_join_fn join;
@@ -470,5 +484,9 @@ gs_err gs_flow_stream(gs_flow *f, gs_pipeline *p, const gs_stage_opts *opts,
 gs_err gs_flow_into_stages(gs_flow *f, gs_pipeline *p,
 			   gs_stage *const *consumers, size_t n,
 			   const gs_sub_opts *sub);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -28,7 +28,9 @@ typedef enum gs_log_level {
 } gs_log_level;
 
 /* Called on the thread where the drop or stop happened; may be called from
- * several threads at once. `stage` is valid for the call. */
+ * several threads at once. `stage` is valid for the call; it is NULL for a
+ * call that made no stage (a struct version refused, on the caller's
+ * thread). */
 typedef void (*gs_log_fn)(void *arg, gs_log_level level, const gs_stage *stage,
 			  const char *msg);
 
@@ -40,8 +42,12 @@ typedef void (*gs_trace_fn)(void *arg, const gs_stage *from, const gs_stage *to,
 /* gs_pipeline_opts.warn_callback_ms: never warn. */
 #define GS_WARN_NEVER UINT32_MAX
 
+/* Versions of the structs below (see genstage/version.h). */
+#define GS_PIPELINE_OPTS_VERSION 0
+
 typedef struct gs_pipeline_opts {
-	gs_log_fn log; /* NULL: one line on stderr per drop or error */
+	uint32_t version; /* GS_PIPELINE_OPTS_VERSION, or 0 */
+	gs_log_fn log;    /* NULL: one line on stderr per drop or error */
 	void *log_arg;
 	gs_trace_fn trace; /* NULL: no tracing */
 	void *trace_arg;

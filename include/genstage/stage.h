@@ -36,6 +36,10 @@ typedef enum gs_role {
 	GS_ROLE_CONSUMER,
 } gs_role;
 
+/* Versions of the structs below (see genstage/version.h). */
+#define GS_STAGE_OPS_VERSION 0
+#define GS_STAGE_OPTS_VERSION 0
+
 /*
  * The callbacks. Every one is optional but handle_demand (producers) and
  * handle_events (producer-consumers and consumers). They run one at a time,
@@ -46,6 +50,7 @@ typedef enum gs_role {
  * is logged once. Returning non-zero stops the stage with that reason.
  */
 typedef struct gs_stage_ops {
+	uint32_t version; /* GS_STAGE_OPS_VERSION, or 0 */
 	/* The first call, before any other; gs_pipeline_start waits for it. */
 	int (*init)(void *state, gs_stage *stage);
 	/* Producers: consumers asked for `demand` more events than the buffer
@@ -104,6 +109,7 @@ typedef enum gs_demand_mode {
 #define GS_UNBOUNDED SIZE_MAX
 
 typedef struct gs_stage_opts {
+	uint32_t version;   /* GS_STAGE_OPTS_VERSION, or 0 */
 	const char *name;   /* copied; NULL: "stage-N" */
 	size_t buffer_size; /* 0: 10000 for producers, GS_UNBOUNDED for
 			       producer-consumers */

@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 #include "stage.h"
@@ -51,7 +52,11 @@ typedef enum gs_cancel_mode {
  * producer's run, once per event and subscription. */
 typedef bool (*gs_selector_fn)(void *arg, const void *event);
 
+/* The version of gs_sub_opts (see genstage/version.h). */
+#define GS_SUB_OPTS_VERSION 0
+
 typedef struct gs_sub_opts {
+	uint32_t version;  /* GS_SUB_OPTS_VERSION, or 0 */
 	size_t max_demand; /* 0: GS_DEFAULT_MAX_DEMAND; at most GS_MAX_DEMAND */
 	size_t min_demand; /* 0: max_demand / 2; GS_MIN_DEMAND_ZERO for 0 */
 	gs_cancel_mode cancel;
