@@ -164,16 +164,20 @@ GS_BUS_API gs_err gs_bus_new(const gs_bus_opts *opts, gs_bus **out)
 		log_line(NULL, "gs_bus_new: NULL out-parameter");
 		return GS_EINVAL;
 	}
-	if (o.version > GS_BUS_VERSION) {
+	if (o.version > GS_BUS_OPTS_VERSION) {
 		gs_bus tmp = { .o = o };
 		snprintf(tmp.name, sizeof tmp.name, "-");
 		gs__bus_log(&tmp, "gs_bus_opts.version %u is newer than %u",
-			    (unsigned)o.version, (unsigned)GS_BUS_VERSION);
+			    (unsigned)o.version, (unsigned)GS_BUS_OPTS_VERSION);
 		return GS_EVERSION;
 	}
-	gs_bus *bus = calloc(1, sizeof *bus);
+	/* Its lines are laid out apart (see bus_internal.h): whole lines. */
+	size_t size = (sizeof(gs_bus) + GS__BUS_LINE - 1) &
+		      ~(size_t)(GS__BUS_LINE - 1);
+	gs_bus *bus = aligned_alloc(GS__BUS_LINE, size);
 	if (!bus)
 		return GS_ENOMEM;
+	memset(bus, 0, sizeof *bus);
 	bus->o = o;
 	snprintf(bus->name, sizeof bus->name, "%s", o.name ? o.name : "bus");
 	bus->next_id = 1;
@@ -192,9 +196,11 @@ GS_BUS_API gs_err gs_bus_new(const gs_bus_opts *opts, gs_bus **out)
 		&bus->routes,
 		o.max_topics ? o.max_topics : GS_BUS_DEFAULT_MAX_TOPICS);
 	if (!err)
-		err = gs_pipeline_new(&(gs_pipeline_opts){ .log = engine_log,
-							   .log_arg = bus },
-				      &bus->p);
+		err = gs_pipeline_new(
+			&(gs_pipeline_opts){ .log = engine_log,
+					     .log_arg = bus,
+					     .executor = o.executor },
+			&bus->p);
 	if (!err)
 		err = gs_pipeline_start(bus->p);
 	if (err) {

@@ -14,25 +14,6 @@
 
 #include "bus_internal.h"
 
-/* Eight bytes at a time, mixed by multiplication: a topic of 20 bytes
- * costs three rounds. */
-uint64_t gs__bus_topic_hash(const char *s, size_t len)
-{
-	uint64_t h = 0x9e3779b97f4a7c15u ^ len;
-	size_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w;
-		memcpy(&w, s + i, 8);
-		h = (h ^ w) * 0xff51afd7ed558ccdu;
-		h ^= h >> 32;
-	}
-	uint64_t w = 0;
-	for (; i < len; i++)
-		w = w << 8 | (unsigned char)s[i];
-	h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
-	return h ^ (h >> 29);
-}
-
 gs_err gs__bus_routes_init(gs__bus_routes *r, size_t max)
 {
 	*r = (gs__bus_routes){ .max = max, .gen = 1 };
@@ -88,11 +69,16 @@ static bool compute(gs_bus *bus, gs__bus_topic *t, const char *topic,
 		    size_t len)
 {
 	if (t->cap_subs < bus->n_subs) {
-		gs_bus_sub **s = realloc(t->subs, bus->n_subs * sizeof *s);
+		/* Whole lines: read on every publish, the array must not
+		 * share a line with memory other threads write. */
+		size_t per_line = GS__BUS_LINE / sizeof(gs_bus_sub *);
+		size_t cap = (bus->n_subs + per_line - 1) / per_line * per_line;
+		gs_bus_sub **s = aligned_alloc(GS__BUS_LINE, cap * sizeof *s);
 		if (!s)
 			return false;
+		free(t->subs);
 		t->subs = s;
-		t->cap_subs = bus->n_subs;
+		t->cap_subs = cap;
 	}
 	t->n_subs = 0;
 	for (size_t i = 0; i < bus->n_subs; i++)
@@ -105,13 +91,16 @@ static bool compute(gs_bus *bus, gs__bus_topic *t, const char *topic,
 static gs__bus_topic *intern(gs__bus_routes *r, gs__bus_topic **slot,
 			     const char *topic, size_t len, uint64_t h)
 {
-	gs__bus_topic *t = calloc(1, sizeof *t);
+	size_t size = (sizeof(gs__bus_topic) + GS__BUS_LINE - 1) &
+		      ~(size_t)(GS__BUS_LINE - 1);
+	gs__bus_topic *t = aligned_alloc(GS__BUS_LINE, size);
 	char *name = malloc(len + 1);
 	if (!t || !name) {
 		free(t);
 		free(name);
 		return NULL;
 	}
+	memset(t, 0, sizeof *t);
 	memcpy(name, topic, len);
 	name[len] = '\0';
 	t->name = name;

@@ -15,9 +15,10 @@ static gs_err check_opts(gs_bus *bus, const gs_bus_sub_opts *o)
 		gs__bus_log(bus, "gs_bus_subscribe: NULL options");
 		return GS_EINVAL;
 	}
-	if (o->version > GS_BUS_SUB_VERSION) {
+	if (o->version > GS_BUS_SUB_OPTS_VERSION) {
 		gs__bus_log(bus, "gs_bus_sub_opts.version %u is newer than %u",
-			    (unsigned)o->version, (unsigned)GS_BUS_SUB_VERSION);
+			    (unsigned)o->version,
+			    (unsigned)GS_BUS_SUB_OPTS_VERSION);
 		return GS_EVERSION;
 	}
 	const char *why = !o->handler      ? "no handler"

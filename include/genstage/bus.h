@@ -52,6 +52,7 @@
 #include <stdio.h>
 
 #include "error.h"
+#include "executor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -145,13 +146,13 @@ typedef void (*gs_bus_trace_fn)(void *arg, gs_bus_trace_kind kind,
 				const gs_bus_envelope *env,
 				const char *subscriber);
 
-#define GS_BUS_VERSION 0
+#define GS_BUS_OPTS_VERSION 0
 /* Topics whose routes are cached and counted one by one; beyond, topics
  * are matched on every publish and counted together as "(other)". */
 #define GS_BUS_DEFAULT_MAX_TOPICS 4096
 
 typedef struct gs_bus_opts {
-	uint32_t version;  /* GS_BUS_VERSION */
+	uint32_t version;  /* GS_BUS_OPTS_VERSION */
 	const char *name;  /* copied; NULL: "bus" */
 	size_t max_topics; /* 0: GS_BUS_DEFAULT_MAX_TOPICS */
 	/* Once per accepted envelope, when every matched subscription is done
@@ -173,16 +174,20 @@ typedef struct gs_bus_opts {
 	 * NULL: one line on stderr. */
 	void (*log)(void *arg, const char *msg);
 	void *log_arg;
+	/* The workers that run the subscriptions' scheduled stages (the
+	 * bus's pipeline holds a reference). NULL: the process's shared
+	 * executor (see executor.h). */
+	gs_executor *executor;
 } gs_bus_opts;
 
-#define GS_BUS_SUB_VERSION 0
+#define GS_BUS_SUB_OPTS_VERSION 0
 /* Events a subscription's handler stage takes at once: at most this many,
  * and a quarter of queue_size, leave the rest in the queue where
  * GS_BUS_DROP_OLDEST can still drop them. */
 #define GS_BUS_MAX_BATCH 256
 
 typedef struct gs_bus_sub_opts {
-	uint32_t version; /* GS_BUS_SUB_VERSION */
+	uint32_t version; /* GS_BUS_SUB_OPTS_VERSION */
 	const char *name; /* copied; NULL: "sub-N" */
 	/* NULL-terminated AMQP topic-exchange patterns: dot-separated words,
 	 * where a word "*" matches exactly one word and "#" zero or more
@@ -216,10 +221,10 @@ typedef struct gs_bus_msg {
 	void *payload;
 } gs_bus_msg;
 
-#define GS_BUS_PUBLISH_VERSION 0
+#define GS_BUS_PUBLISH_OPTS_VERSION 0
 
 typedef struct gs_bus_publish_opts {
-	uint32_t version;       /* GS_BUS_PUBLISH_VERSION */
+	uint32_t version;       /* GS_BUS_PUBLISH_OPTS_VERSION */
 	const char *source;     /* copied; NULL: "" */
 	gs_bus_free_fn free_fn; /* NULL: payloads are not freed */
 	/* 0: inherited from the envelope being handled on this thread, or
@@ -257,7 +262,7 @@ typedef struct gs_bus_topic_stats {
 
 /* Creates a bus and its pipeline, on the process's shared executor.
  * `opts` may be NULL; read once. GS_EVERSION for a version above
- * GS_BUS_VERSION (logged). On error *out is untouched. */
+ * GS_BUS_OPTS_VERSION (logged). On error *out is untouched. */
 gs_err gs_bus_new(const gs_bus_opts *opts, gs_bus **out);
 
 /*
@@ -267,7 +272,7 @@ gs_err gs_bus_new(const gs_bus_opts *opts, gs_bus **out);
  * message: NULL bus or opts, no handler, no pattern, an empty or malformed
  * pattern ("a..b", "a*", "#x"), an invalid regex, queue_size 0, an unknown
  * overflow, concurrency above GS_POOL_MAX_WORKERS (GS_EINVAL); a version
- * above GS_BUS_SUB_VERSION (GS_EVERSION); a closed bus (GS_ECLOSED).
+ * above GS_BUS_SUB_OPTS_VERSION (GS_EVERSION); a closed bus (GS_ECLOSED).
  */
 gs_err gs_bus_subscribe(gs_bus *bus, const gs_bus_sub_opts *opts,
 			gs_bus_sub **out);

@@ -34,7 +34,7 @@ extern "C" {
 typedef struct gs_pool gs_pool;
 
 /* The version of gs_pool_opts this header describes. */
-#define GS_POOL_VERSION 0
+#define GS_POOL_OPTS_VERSION 0
 /* Defaults: GenStage's demand, and workers = max_demand up to this many. */
 #define GS_POOL_DEFAULT_MAX_DEMAND 1000
 #define GS_POOL_DEFAULT_WORKERS_CAP 64
@@ -60,7 +60,7 @@ typedef int (*gs_pool_handler_fn)(void *arg, void *event);
 typedef void (*gs_pool_done_fn)(void *arg, void *event, int result);
 
 typedef struct gs_pool_opts {
-	uint32_t version; /* GS_POOL_VERSION */
+	uint32_t version; /* GS_POOL_OPTS_VERSION */
 	const char *name; /* the stage's name, copied; NULL: "pool" */
 	/* Handler threads; 0: max_demand, at most
 	 * GS_POOL_DEFAULT_WORKERS_CAP. */
@@ -90,7 +90,7 @@ typedef struct gs_pool_stats {
 /*
  * Creates a pool and its consumer stage in `p` (before or after start; the
  * threads start with the stage). `opts` is read once. Refused: NULL p, opts,
- * handler or out (GS_EINVAL), opts->version above GS_POOL_VERSION
+ * handler or out (GS_EINVAL), opts->version above GS_POOL_OPTS_VERSION
  * (GS_EVERSION), min_demand >= max_demand (GS_EDEMAND), workers above
  * GS_POOL_MAX_WORKERS (GS_EINVAL); each with a line on stderr. On error *out
  * is untouched and no callback is ever called. Any thread but a stage's.
