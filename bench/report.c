@@ -308,6 +308,10 @@ static void json_runs(FILE *f, const gsb_row *row)
 		json_num(f, row->run[i].result.seconds);
 		fprintf(f, ", \"cpu_s\": ");
 		json_num(f, row->run[i].cpu_s);
+		if (row->run[i].result.own_ratio > 0) {
+			fprintf(f, ", \"own_ratio\": ");
+			json_num(f, row->run[i].result.own_ratio);
+		}
 		fprintf(f,
 			", \"peak_rss_kib\": %ld, \"ctx_switches\": %ld, "
 			"\"error\": ",

@@ -10,7 +10,9 @@
  *
  * Concurrency N: a feeder producer moves the queue, as far as demand
  * reaches, into a worker pool (pool.h) of N threads, which asks for one
- * more event as each handler completes.
+ * more event as each handler completes. The pool holds up to 2N events, so
+ * that a worker that finishes finds the next one there instead of waiting
+ * for its ask to reach the feeder and come back.
  *
  * Either way, once the subscription is closing and its queue is empty the
  * stages finish; a stage that stops first drops what the queue still holds.
@@ -183,7 +185,7 @@ static gs_err pooled_new(gs_bus_sub *s)
 			s->bus->p,
 			&(gs_pool_opts){ .name = s->name,
 					 .workers = s->concurrency,
-					 .max_demand = s->concurrency,
+					 .max_demand = 2 * s->concurrency,
 					 .min_demand = GS_MIN_DEMAND_ZERO,
 					 .handler = pool_handle,
 					 .on_done = pool_done,
@@ -193,7 +195,8 @@ static gs_err pooled_new(gs_bus_sub *s)
 	if (!err)
 		err = gs_subscribe(
 			s->stage, s->driver,
-			&(gs_sub_opts){ .max_demand = s->concurrency }, NULL);
+			&(gs_sub_opts){ .max_demand = 2 * s->concurrency },
+			NULL);
 	return err;
 }
 
