@@ -32,7 +32,7 @@ void gs__bus_pool_fini(gs__bus_pool *pool)
 
 static size_t class_size(unsigned c)
 {
-	return (size_t)512 << c;
+	return (size_t)GS__BUS_POOLED_MIN << c;
 }
 
 gs__bus_block *gs__bus_block_new(gs_bus *bus, size_t n, size_t strings,
@@ -42,6 +42,10 @@ gs__bus_block *gs__bus_block_new(gs_bus *bus, size_t n, size_t strings,
 	unsigned c = 0;
 	while (c < GS__BUS_CLASSES && class_size(c) < head + strings)
 		c++;
+	/* Small blocks (a publish of a few events) are what malloc's
+	 * per-thread caches serve best, without a shared lock. */
+	if (head + strings <= GS__BUS_POOLED_MIN / 2)
+		c = GS__BUS_CLASSES;
 	gs__bus_block *b = NULL;
 	if (c < GS__BUS_CLASSES) {
 		gs__bus_pool *pool = &bus->pool;
@@ -88,7 +92,8 @@ void gs__bus_block_free(gs__bus_block *b)
 
 /* Per-topic sums over a block, so that a block of many envelopes on few
  * topics touches each topic's counters once. Direct-mapped: a collision
- * just flushes the slot. */
+ * just flushes the slot. Slots are valid where `used` says, so a block of
+ * one envelope clears nothing. */
 #define SUMS 32
 
 typedef struct topic_sum {
@@ -96,33 +101,47 @@ typedef struct topic_sum {
 	uint64_t completed, handled;
 } topic_sum;
 
-static void flush(topic_sum *s)
+typedef struct topic_sums {
+	uint32_t used;
+	topic_sum s[SUMS];
+} topic_sums;
+
+static void flush(const topic_sum *s)
 {
-	if (!s->t)
-		return;
 	atomic_fetch_add_explicit(&s->t->completed, s->completed,
 				  memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->t->handled, s->handled,
 				  memory_order_relaxed);
-	*s = (topic_sum){ 0 };
 }
 
-static void add_sum(topic_sum *sums, gs__bus_topic *t, uint64_t handled)
+static void add_sum(topic_sums *sums, gs__bus_topic *t, uint64_t handled)
 {
-	topic_sum *s = &sums[((uintptr_t)t / sizeof *t) % SUMS];
-	if (s->t != t) {
-		flush(s);
-		s->t = t;
+	size_t i = ((uintptr_t)t / GS__BUS_LINE) % SUMS;
+	topic_sum *s = &sums->s[i];
+	if ((sums->used & (1u << i)) && s->t == t) {
+		s->completed++;
+		s->handled += handled;
+		return;
 	}
-	s->completed++;
-	s->handled += handled;
+	if (sums->used & (1u << i))
+		flush(s);
+	sums->used |= 1u << i;
+	*s = (topic_sum){ t, 1, handled };
+}
+
+static void flush_all(const topic_sums *sums)
+{
+	for (size_t i = 0; i < SUMS; i++)
+		if (sums->used & (1u << i))
+			flush(&sums->s[i]);
 }
 
 static void complete(gs__bus_block *b)
 {
 	gs_bus *bus = b->bus;
 	const gs_bus_opts *o = &bus->o;
-	topic_sum sums[SUMS] = { 0 };
+	topic_sums sums;
+	sums.used = 0;
 	bool hooks = o->on_complete || o->trace || b->free_fn;
 	/* Hooks may block where the thread that finished the block may. */
 	const gs__bus_ctx *now = gs__bus_ctx_now();
@@ -141,7 +160,7 @@ static void complete(gs__bus_block *b)
 						       memory_order_relaxed),
 		};
 		sum.handled = sum.matched - sum.dropped - sum.failed;
-		add_sum(sums, e->topic, sum.handled);
+		add_sum(&sums, e->topic, sum.handled);
 		if (!hooks)
 			continue;
 		gs__bus_trace(bus, GS_BUS_TRACE_COMPLETE, e, NULL);
@@ -152,8 +171,7 @@ static void complete(gs__bus_block *b)
 	}
 	if (hooks)
 		gs__bus_ctx_pop(&ctx);
-	for (size_t i = 0; i < SUMS; i++)
-		flush(&sums[i]);
+	flush_all(&sums);
 	size_t n = b->n;
 	gs__bus_block_free(b);
 	/* After the hooks: a closer waiting for this sees them done. */

@@ -92,10 +92,12 @@ struct gs__bus_block {
 	gs__bus_env env[];
 };
 
-/* Blocks are recycled by size class (512 bytes << class), so that a steady
- * stream of publishes reuses warm memory instead of calling malloc and
- * free on different threads for every call. */
+/* Blocks are recycled by size class (2 KiB << class), so that a steady
+ * stream of batches reuses warm memory instead of calling malloc and free
+ * on different threads for every call; blocks of at most 1 KiB come from
+ * malloc, whose per-thread caches serve them without a shared lock. */
 #define GS__BUS_CLASSES 8
+#define GS__BUS_POOLED_MIN 2048
 #define GS__BUS_POOL_BYTES (1u << 20) /* kept per class, at most */
 
 typedef struct gs__bus_pool {
