@@ -335,7 +335,7 @@ static const gs_stage_ops pool_ops = {
 
 static gs_err check_opts(const gs_pool_opts *o)
 {
-	if (o->version > GS_POOL_VERSION) {
+	if (o->version > GS_POOL_OPTS_VERSION) {
 		refuse("gs_pool_opts.version is newer than this library");
 		return GS_EVERSION;
 	}

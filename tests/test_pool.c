@@ -397,12 +397,12 @@ Test(pool, refuses_bad_options_and_leaves_out_untouched)
 	cr_expect_eq(gs_pool_new(p, &(gs_pool_opts){ .handler = noop }, NULL),
 		     GS_EINVAL);
 	cr_expect_eq(gs_pool_new(p, &(gs_pool_opts){ 0 }, &pool), GS_EINVAL);
-	cr_expect_eq(
-		gs_pool_new(p,
-			    &(gs_pool_opts){ .version = GS_POOL_VERSION + 1,
-					     .handler = noop },
-			    &pool),
-		GS_EVERSION);
+	cr_expect_eq(gs_pool_new(p,
+				 &(gs_pool_opts){
+					 .version = GS_POOL_OPTS_VERSION + 1,
+					 .handler = noop },
+				 &pool),
+		     GS_EVERSION);
 	cr_expect_eq(gs_pool_new(p,
 				 &(gs_pool_opts){ .max_demand = 4,
 						  .min_demand = 4,

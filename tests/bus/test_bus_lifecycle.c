@@ -310,7 +310,7 @@ Test(bus_lifecycle, bad_input_is_refused_with_a_code_and_a_message,
 	o.overflow = (gs_bus_overflow)7;
 	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
 	o = ok;
-	o.version = GS_BUS_SUB_VERSION + 1;
+	o.version = GS_BUS_SUB_OPTS_VERSION + 1;
 	REFUSED(&log, GS_EVERSION, gs_bus_subscribe(bus, &o, &sub));
 	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, NULL, &sub));
 	cr_expect_eq(sub, before);
@@ -323,7 +323,7 @@ Test(bus_lifecycle, bad_input_is_refused_with_a_code_and_a_message,
 		gs_bus_publish_batch(
 			bus, &(gs_bus_msg){ "a", NULL }, 1,
 			&(gs_bus_publish_opts){
-				.version = GS_BUS_PUBLISH_VERSION + 1 }));
+				.version = GS_BUS_PUBLISH_OPTS_VERSION + 1 }));
 	cr_expect_eq(gs_bus_publish(NULL, "a", NULL, NULL, 0), GS_EINVAL);
 	size_t n;
 	REFUSED(&log, GS_EINVAL, gs_bus_route_count(bus, "a.#", &n));
@@ -335,11 +335,12 @@ Test(bus_lifecycle, bad_input_is_refused_with_a_code_and_a_message,
 	gs_bus_free(bus);
 
 	gs_bus *none = (gs_bus *)&log;
-	cr_expect_eq(gs_bus_new(&(gs_bus_opts){ .version = GS_BUS_VERSION + 1,
-						.log = bt_log_line,
-						.log_arg = &log },
-				&none),
-		     GS_EVERSION);
+	cr_expect_eq(
+		gs_bus_new(&(gs_bus_opts){ .version = GS_BUS_OPTS_VERSION + 1,
+					   .log = bt_log_line,
+					   .log_arg = &log },
+			   &none),
+		GS_EVERSION);
 	cr_expect_eq(none, (gs_bus *)&log);
 	cr_expect_eq(gs_bus_unsubscribe(NULL, GS_BUS_DRAIN, 0), GS_EINVAL);
 	cr_expect_eq(gs_bus_sub_stats_get(NULL, &(gs_bus_sub_stats){ 0 }),
