@@ -272,11 +272,13 @@ GS_BUS_API gs_err gs_bus_close(gs_bus *bus, gs_bus_close_mode mode)
 	size_t n;
 	gs_bus_sub **subs = take_subs(bus, &n);
 	pthread_mutex_unlock(&bus->lock);
-	for (size_t i = 0; i < n; i++) {
+	/* Immediate: the queues are emptied here, and the stop below ends
+	 * the stages; a drain lets each stage finish once its queue is. */
+	for (size_t i = 0; i < n; i++)
 		if (mode == GS_BUS_IMMEDIATE)
 			gs__bus_drop_queue(subs[i]);
-		gs__bus_sub_close(subs[i]);
-	}
+		else
+			gs__bus_sub_close(subs[i]);
 	free(subs);
 	/* Immediate: what is on its way to a handler is dropped too (the
 	 * feeders' event_free, the pools' cancellations). */

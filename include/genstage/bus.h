@@ -114,7 +114,8 @@ typedef enum gs_bus_close_mode {
 	/* Every accepted event reaches its handler first. */
 	GS_BUS_DRAIN = 0,
 	/* Queued events are dropped (counted, completed, freed); those
-	 * already handed to a handler are still handled. */
+	 * already handed to a handler are still handled (for a pool, those
+	 * it holds may be: up to 2 x concurrency). */
 	GS_BUS_IMMEDIATE,
 } gs_bus_close_mode;
 

@@ -135,6 +135,8 @@ static inline void bt_subscribe(gs_bus *bus, bt_sub *b, gs_bus_sub_opts o)
 	o.handler = bt_handle;
 	o.arg = b;
 	o.dead_letter = bt_dead;
+	/* A gated handler blocks: it must not hold an executor's worker. */
+	o.blocking |= b->gated;
 	GS_OK_OR_DIE(gs_bus_subscribe(bus, &o, &b->sub));
 }
 
