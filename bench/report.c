@@ -41,6 +41,9 @@ static const target targets[] = {
 	/* "within 1.3x of the loop": at least 1/1.3 of its speed. */
 	{ "flow-wordcount/1", VS_BASE, "wordcount-loop", 1 / 1.3 },
 	{ "flow-wordcount/2", VS_BASE, "wordcount-loop", 1.5 },
+	/* Flow's textbook shape, with its split in the stages after the
+	 * source. */
+	{ "flow-words/2", VS_BASE, "wordcount-loop", 1.5 },
 	{ "bus-fanout", VS_BASE, "pubsub-mutex", 10.0 },
 	{ "bus-fanout", RATE_ABOVE, NULL, 50e6 },
 	{ "bus-slow/c1", OWN_BELOW, NULL, 1.01 },

@@ -207,6 +207,12 @@ GS_FLOW_API gs_err gs_flow_departition_merge(gs_flow *f,
 				     "a join: it merges what their triggers "
 				     "emit",
 				     what);
+	if (f->last->emit_reducer)
+		return gs__flow_fail(
+			f, GS_EINVAL,
+			"%s: what an emit_and_reduce emits belongs "
+			"to no trigger",
+			what);
 	gs_flow_partition_opts o = opts ? *opts : (gs_flow_partition_opts){ 0 };
 	if (o.window.kind != GS_FLOW_WINDOW_GLOBAL || o.window.every ||
 	    o.window.periodic_ms)

@@ -105,6 +105,7 @@ size_t gs__buffer_peek(const gs__buffer *b, void ***events)
 
 void gs__buffer_consume(gs__buffer *b, size_t n)
 {
+	b->taken += n;
 	b->count -= n;
 	b->head = b->count ? (b->head + n) & (b->cap - 1) : 0;
 }

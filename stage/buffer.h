@@ -19,6 +19,7 @@ typedef struct gs__buffer {
 	size_t count;
 	size_t limit; /* most events held; GS_UNBOUNDED for no limit */
 	gs_keep keep;
+	uint64_t taken; /* events that ever left it (sent on, or dropped) */
 } gs__buffer;
 
 /* Called with events the buffer had to drop, in order. */

@@ -39,7 +39,7 @@ gs_err gs__dispatcher_init(gs_stage *s, const gs_dispatcher *d)
 		if (!d->partitions || !d->hash)
 			return GS_EINVAL;
 		s->disp = &gs__dispatch_partition_ops;
-		return gs__partition_init(s);
+		return s->disp->init(s);
 	}
 	return GS_EINVAL;
 }
@@ -90,10 +90,14 @@ bool gs__end_if_cancelled(gs_stage *s, size_t idx, bool *changed)
 	int cc = atomic_load_explicit(&sub->cons_cancel, memory_order_acquire);
 	if (cc == GS__CONS_LIVE)
 		return false;
-	int why = cc == GS__CONS_CANCEL ? GS_ECANCELED : sub->cons_reason;
+	int why = cc == GS__CONS_CANCEL
+			  ? atomic_load_explicit(&sub->cancel_why,
+						 memory_order_relaxed)
+			  : sub->cons_reason;
 	if (s->disp->detach)
 		s->disp->detach(s, sub);
-	gs__end_out(s, idx, GS_ECANCELED, why, true);
+	gs__end_out(s, idx, cc == GS__CONS_CANCEL ? why : GS_ECANCELED, why,
+		    true);
 	*changed = true;
 	/* A producer whose every consumer has stopped has nobody to produce
 	 * for: it finishes, and so does a finite pipeline. */

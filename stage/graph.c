@@ -129,6 +129,7 @@ static gs_sub *sub_new(gs_stage *c, gs_stage *pr, const gs_sub_opts *o,
 		return NULL;
 	}
 	atomic_init(&sub->ends, 2);
+	atomic_init(&sub->cancel_why, GS__CANCEL_UNSET);
 	sub->producer = pr;
 	sub->consumer = c;
 	sub->max_demand = max;
@@ -165,7 +166,7 @@ static gs_err post_attach(gs_sub *sub, gs__msg *in, gs__msg *out)
 
 /* Under the pipeline lock: the checks that need the live graph, then the
  * attach messages. */
-static gs_err link_sub(gs_pipeline *p, gs_sub *sub, size_t partition,
+static gs_err link_sub(gs_pipeline *p, gs_sub *sub, const gs_sub_opts *o,
 		       gs__msg *in, gs__msg *out)
 {
 	gs_stage *c = sub->consumer, *pr = sub->producer;
@@ -173,7 +174,8 @@ static gs_err link_sub(gs_pipeline *p, gs_sub *sub, size_t partition,
 		return GS_EEXIST;
 	if (reaches(p, c, pr))
 		return GS_ECYCLE;
-	gs_err err = gs__partition_claim(pr, sub, partition);
+	gs_err err = gs__partition_claim(pr, sub, o->partition,
+					 o->share_partition);
 	if (err)
 		return err;
 	err = post_attach(sub, in, out);
@@ -189,8 +191,19 @@ static gs_err link_sub(gs_pipeline *p, gs_sub *sub, size_t partition,
 	return GS_OK;
 }
 
-GS__API gs_err gs_subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
-			    gs_sub **out)
+/* What gs_subscribe_sync waits on: each end's result, under the pipeline
+ * lock, whose mutex the condition variable goes with. */
+struct gs__sync {
+	pthread_cond_t cv;
+	int ends;
+	int err;
+};
+
+/* gs_subscribe's work; `sync` (may be NULL) is installed before either end
+ * can attach. On success *made is the subscription, with a user_ref when
+ * `hold`. */
+static gs_err subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
+			bool hold, struct gs__sync *sync, gs_sub **made)
 {
 	gs_sub_opts o = opts ? *opts : (gs_sub_opts){ 0 };
 	gs_err err = check(c, pr, &o);
@@ -221,10 +234,12 @@ GS__API gs_err gs_subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
 		free(outm);
 		return GS_ENOMEM;
 	}
-	sub->user_ref = out != NULL;
+	sub->user_ref = hold;
+	sub->sync_wanted = sync != NULL;
+	sub->sync = sync;
 	gs_pipeline *p = c->p;
 	pthread_mutex_lock(&p->lock);
-	err = link_sub(p, sub, o.partition, in, outm);
+	err = link_sub(p, sub, &o, in, outm);
 	pthread_mutex_unlock(&p->lock);
 	if (err) {
 		gs__ring_fini(&sub->ring);
@@ -235,9 +250,70 @@ GS__API gs_err gs_subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
 	}
 	gs__wake(c);
 	gs__wake(pr);
-	if (out)
-		*out = sub;
+	*made = sub;
 	return GS_OK;
+}
+
+GS__API gs_err gs_subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
+			    gs_sub **out)
+{
+	gs_sub *sub;
+	gs_err err = subscribe(c, pr, opts, out != NULL, NULL, &sub);
+	if (!err && out)
+		*out = sub;
+	return err;
+}
+
+void gs__sync_report(gs_sub *sub, int result)
+{
+	if (!sub->sync_wanted)
+		return;
+	gs_pipeline *p = sub->consumer->p;
+	pthread_mutex_lock(&p->lock);
+	struct gs__sync *w = sub->sync;
+	if (w) {
+		w->ends++;
+		if (result && !w->err)
+			w->err = result;
+		pthread_cond_signal(&w->cv);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+GS__API gs_err gs_subscribe_sync(gs_stage *c, gs_stage *pr,
+				 const gs_sub_opts *opts, gs_sub **out,
+				 int timeout_ms)
+{
+	if (gs__in_scheduled_stage())
+		return GS_ETHREAD; /* the wait would hold a worker */
+	struct gs__sync w = { .ends = 0 };
+	if (gs__cond_init(&w.cv))
+		return GS_ENOMEM;
+	gs_sub *sub;
+	gs_err err = subscribe(c, pr, opts, true, &w, &sub);
+	if (err) {
+		pthread_cond_destroy(&w.cv);
+		return err;
+	}
+	gs_pipeline *p = c->p;
+	struct timespec until = gs__deadline(timeout_ms);
+	pthread_mutex_lock(&p->lock);
+	while (w.ends < 2 && !w.err)
+		if (gs__cond_wait(&w.cv, &p->lock, timeout_ms, &until) &&
+		    w.ends < 2 && !w.err)
+			break;
+	sub->sync = NULL;
+	err = w.err ? w.err : w.ends < 2 ? GS_ETIMEDOUT : GS_OK;
+	pthread_mutex_unlock(&p->lock);
+	pthread_cond_destroy(&w.cv);
+	/* A subscription that did not come up whole is taken down. */
+	if (err == GS_ETIMEDOUT)
+		gs_cancel(sub);
+	if (err || !out)
+		gs_sub_release(sub);
+	else
+		*out = sub;
+	return (gs_err)err;
 }
 
 /* Both ends have let go (gs__detach): the edge leaves the graph, and the
@@ -289,16 +365,28 @@ GS__API void gs_sub_release(gs_sub *sub)
 		free(sub);
 }
 
-GS__API gs_err gs_cancel(gs_sub *sub)
+GS__API gs_err gs_cancel_reason(gs_sub *sub, int reason)
 {
 	if (!sub)
 		return GS_EINVAL;
+	/* The first reason wins; a later cancel changes nothing. */
+	int unset = GS__CANCEL_UNSET;
+	if (!atomic_compare_exchange_strong_explicit(
+		    &sub->cancel_why, &unset, reason, memory_order_relaxed,
+		    memory_order_relaxed))
+		return GS_OK;
 	int live = GS__CONS_LIVE;
+	/* Release: whoever sees CANCEL sees the reason (acquire). */
 	if (atomic_compare_exchange_strong_explicit(
 		    &sub->cons_cancel, &live, GS__CONS_CANCEL,
 		    memory_order_acq_rel, memory_order_relaxed))
 		gs__wake(sub->producer);
 	return GS_OK;
+}
+
+GS__API gs_err gs_cancel(gs_sub *sub)
+{
+	return gs_cancel_reason(sub, GS_ECANCELED);
 }
 
 static uint64_t load(const _Atomic uint64_t *c)

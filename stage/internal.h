@@ -11,6 +11,7 @@
 #ifndef GS_INTERNAL_H
 #define GS_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -89,6 +90,9 @@ typedef struct gs__hooks {
 	void (*cleanup)(gs_stage *s, void *state);
 } gs__hooks;
 
+/* gs_sub.cancel_why before any gs_cancel_reason. */
+#define GS__CANCEL_UNSET INT_MIN
+
 /* Why a subscription's consumer end let go (gs_sub.cons_cancel). */
 enum {
 	GS__CONS_LIVE = 0,
@@ -103,6 +107,9 @@ struct gs_sub {
 	/* atomic: GS__CONS_*; cons_reason is written before it */
 	_Atomic int cons_cancel;
 	int cons_reason;
+	/* atomic: the reason of the first gs_cancel_reason (CANCEL_UNSET
+	 * until then), set before cons_cancel moves to GS__CONS_CANCEL */
+	_Atomic int cancel_why;
 	/* atomic: set once the producer will push no more; prod_reason is
 	 * written before it */
 	_Atomic int prod_end;
@@ -130,18 +137,21 @@ struct gs_sub {
 	_Atomic uint64_t asked; /* manual: total asked */
 
 	/* immutable after gs_subscribe */
+	bool sync_wanted; /* made by gs_subscribe_sync */
 	gs_stage *producer;
 	gs_stage *consumer;
 	size_t max_demand;
 	size_t min_demand;
 	gs_cancel_mode cancel;
-	size_t partition; /* partition dispatcher: the one it takes */
+	size_t partition;     /* partition dispatcher: the one it takes */
+	bool holds_partition; /* pipeline lock: its claim is not released */
 	gs_selector_fn selector;
 	void *selector_arg;
 
 	/* pipeline lock */
 	bool live;     /* both ends not yet let go: an edge of the graph */
 	bool user_ref; /* the user has the handle (gs_sub_release) */
+	struct gs__sync *sync; /* gs_subscribe_sync's waiter, while it waits */
 	struct gs_sub *prev, *next;           /* the pipeline's list */
 	struct gs_sub *down_prev, *down_next; /* the producer's live edges */
 };
@@ -152,6 +162,7 @@ typedef enum gs__msg_kind {
 	GS__MSG_CALL,       /* gs_call: msg.call */
 	GS__MSG_CAST,       /* gs_cast: msg.payload */
 	GS__MSG_TIMER,      /* gs_send_after: msg.payload at msg.deadline */
+	GS__MSG_INFO,       /* gs_async_info (msg.call set: gs_sync_info) */
 } gs__msg_kind;
 
 /* Requests that need no memory, so that stopping never fails for lack of
@@ -201,6 +212,7 @@ struct gs_stage {
 	_Atomic bool stop_claimed; /* the first gs__request(STOP) wins */
 	int stop_req_reason;       /* written before GS__CTL_STOP is set */
 	_Atomic int demand_req;    /* written before GS__CTL_DEMAND is set */
+	_Atomic int demand_mode;   /* the mode last asked for, for readers */
 	struct gs_stage *rq_next;  /* run queue link, under the queue's lock */
 	uint64_t ex_deadline;      /* the executor's timer lock */
 	_Atomic bool warned_slow;  /* the long-callback warning was given */
@@ -238,19 +250,16 @@ struct gs_stage {
 	uint64_t credit; /* pull streams: events the puller has room for */
 	bool accumulate; /* GS_DEMAND_ACCUMULATE: demand not passed on */
 	void *dstate;    /* the dispatcher's own state */
-	gs__buffer *pq;  /* partition: a queue per partition */
-	gs_sub **pout;   /* partition: the attached subscription of each */
-	void **pstage;   /* partition: staging, CHUNK per partition */
-	size_t *pstaged;
 
-	/* pipeline lock: the graph (graph.c), and which subscription holds
-	 * each partition */
+	/* pipeline lock: the graph (graph.c) */
 	gs_sub *down;       /* live subscriptions where we produce */
 	uint64_t visit;     /* cycle check: the epoch this stage was seen */
 	gs_stage *dfs_next; /* cycle check: the walk's stack */
-	gs_sub **ptaken;
-	uint64_t want; /* demand to pass on, or kept while accumulating */
+	uint64_t want;      /* demand to pass on, or kept while accumulating */
 	gs__timers timers;
+	/* gs_async_info: messages keyed by the buffer position they wait
+	 * for (the heap of timers.h, positions for deadlines) */
+	gs__timers markers;
 
 	/* atomic counters, written by the worker (dropped: by anyone) */
 	_Atomic uint64_t st_in, st_out, st_bin, st_bout, st_dropped, st_busy;
@@ -326,6 +335,7 @@ void gs__wake(gs_stage *s);
 void gs__handle_message(gs_stage *s, gs__msg *m);
 void gs__discard_message(gs_stage *s, gs__msg *m);
 bool gs__fire_timers(gs_stage *s);
+bool gs__fire_markers(gs_stage *s);
 void gs__discard_timers(gs_stage *s);
 
 /* subscription.c */
@@ -340,6 +350,9 @@ bool gs__read_inputs(gs_stage *s);
 
 /* graph.c */
 void gs__sub_ended(gs_sub *sub);
+/* One end of `sub` attached (GS_OK) or could not (the reason): tells a
+ * gs_subscribe_sync caller still waiting. */
+void gs__sync_report(gs_sub *sub, int result);
 void gs__sub_free(gs_sub *sub);
 
 /* dispatcher.c */
@@ -352,8 +365,10 @@ void gs__wake_consumers(gs_stage *s);
 size_t gs__sub_room(gs_sub *sub);
 size_t gs__push(gs_stage *s, gs_sub *sub, void *const *events, size_t n);
 bool gs__end_if_cancelled(gs_stage *s, size_t idx, bool *changed);
-gs_err gs__partition_init(gs_stage *s);
-gs_err gs__partition_claim(gs_stage *producer, gs_sub *sub, size_t want);
+/* Under the pipeline lock: takes partition `want` (GS_PARTITION(i), or 0
+ * for the lowest nobody holds) for `sub`, alone or shared. */
+gs_err gs__partition_claim(gs_stage *producer, gs_sub *sub, size_t want,
+			   bool share);
 void gs__partition_release(gs_sub *sub);
 
 #endif

@@ -44,9 +44,7 @@ GS__API gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out)
 		free(p);
 		return err;
 	}
-	uint32_t warn = p->opts.warn_callback_ms ? p->opts.warn_callback_ms
-						 : 100;
-	p->slow_ns = warn == GS_WARN_NEVER ? 0 : (uint64_t)warn * 1000000u;
+	p->slow_ns = (uint64_t)p->opts.warn_callback_ms * 1000000u;
 	p->stages_tail = &p->stages;
 	*out = p;
 	return GS_OK;

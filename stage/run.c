@@ -105,6 +105,7 @@ static void apply(gs_stage *s, gs__msg *m)
 	case GS__MSG_CALL:
 	case GS__MSG_CAST:
 	case GS__MSG_TIMER:
+	case GS__MSG_INFO:
 		gs__handle_message(s, m);
 		break;
 	}
@@ -254,6 +255,8 @@ static bool turn(gs_stage *s)
 		progress |= gs__read_inputs(s);
 	if (!s->stopping)
 		progress |= gs__fire_timers(s);
+	if (!s->stopping && s->markers.n)
+		progress |= gs__fire_markers(s);
 	check_done(s);
 	return progress;
 }

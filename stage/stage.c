@@ -183,6 +183,7 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 	s->request_free = o.request_free;
 	s->request_free_arg = o.request_free_arg;
 	s->accumulate = o.demand == GS_DEMAND_ACCUMULATE;
+	atomic_init(&s->demand_mode, (int)o.demand);
 	size_t limit = o.buffer_size         ? o.buffer_size
 		       : kind == GS_PRODUCER ? 10000
 					     : GS_UNBOUNDED;
@@ -356,7 +357,19 @@ GS__API gs_err gs_stage_demand(gs_stage *s, gs_demand_mode mode)
 		return GS_EINVAL;
 	if (s->kind == GS_CONSUMER)
 		return GS_EKIND;
+	atomic_store_explicit(&s->demand_mode, (int)mode, memory_order_relaxed);
 	gs__request(s, GS__CTL_DEMAND, (int)mode);
+	return GS_OK;
+}
+
+GS__API gs_err gs_stage_demand_mode(const gs_stage *s, gs_demand_mode *out)
+{
+	if (!s || !out)
+		return GS_EINVAL;
+	if (s->kind == GS_CONSUMER)
+		return GS_EKIND;
+	*out = (gs_demand_mode)atomic_load_explicit(&s->demand_mode,
+						    memory_order_relaxed);
 	return GS_OK;
 }
 

@@ -86,12 +86,24 @@ void gs__detach(gs_sub *sub)
 	gs__sub_ended(sub);
 }
 
+/* Runs handle_subscribe, if any, for `role`; its result. */
+static int subscribed(gs_stage *s, gs_sub *sub, gs_role role)
+{
+	if (!s->ops.handle_subscribe)
+		return GS_OK;
+	uint64_t t0 = gs__now_ns();
+	int r = s->ops.handle_subscribe(s->state, s, sub, role);
+	gs__busy_add(s, t0);
+	return r;
+}
+
 void gs__attach_out(gs_stage *s, gs_sub *sub)
 {
 	bool tracked = push_sub(&s->outs, &s->n_outs, &s->cap_outs, sub);
 	mirror(s);
 	if (!tracked) {
 		/* Cannot track it: end it at once so the consumer moves on. */
+		gs__sync_report(sub, GS_ENOMEM);
 		sub->prod_reason = GS_ENOMEM;
 		atomic_store_explicit(&sub->prod_end, 1, memory_order_release);
 		gs__wake(sub->consumer);
@@ -101,12 +113,9 @@ void gs__attach_out(gs_stage *s, gs_sub *sub)
 	}
 	if (s->disp->attach)
 		s->disp->attach(s, sub);
-	if (s->stopping || !s->ops.handle_subscribe)
-		return;
-	uint64_t t0 = gs__now_ns();
-	int r = s->ops.handle_subscribe(s->state, s, sub, GS_ROLE_PRODUCER);
-	gs__busy_add(s, t0);
-	if (r)
+	int r = s->stopping ? GS_ECLOSED : subscribed(s, sub, GS_ROLE_PRODUCER);
+	gs__sync_report(sub, r);
+	if (r && !s->stopping)
 		gs__stop(s, r);
 }
 
@@ -115,6 +124,7 @@ void gs__attach_in(gs_stage *s, gs_sub *sub)
 	bool tracked = push_sub(&s->ins, &s->n_ins, &s->cap_ins, sub);
 	mirror(s);
 	if (!tracked) {
+		gs__sync_report(sub, GS_ENOMEM);
 		sub->cons_reason = GS_ENOMEM;
 		atomic_store_explicit(&sub->cons_cancel, GS__CONS_GONE,
 				      memory_order_release);
@@ -123,21 +133,18 @@ void gs__attach_in(gs_stage *s, gs_sub *sub)
 		gs__stop(s, GS_ENOMEM);
 		return;
 	}
-	if (s->stopping)
-		return;
-	if (s->done) {
-		gs__release_in(s, s->n_ins - 1, GS_OK);
+	if (s->stopping || s->done) {
+		/* A done stage takes no new input. */
+		gs__sync_report(sub, GS_ECLOSED);
+		if (!s->stopping)
+			gs__release_in(s, s->n_ins - 1, GS_OK);
 		return;
 	}
-	if (s->ops.handle_subscribe) {
-		uint64_t t0 = gs__now_ns();
-		int r = s->ops.handle_subscribe(s->state, s, sub,
-						GS_ROLE_CONSUMER);
-		gs__busy_add(s, t0);
-		if (r) {
-			gs__stop(s, r);
-			return;
-		}
+	int r = subscribed(s, sub, GS_ROLE_CONSUMER);
+	gs__sync_report(sub, r);
+	if (r) {
+		gs__stop(s, r);
+		return;
 	}
 	if (!atomic_load_explicit(&sub->manual, memory_order_relaxed))
 		gs__grant(sub, gs__demand_start(&sub->demand));
@@ -190,10 +197,11 @@ static void end_in(gs_stage *s, size_t idx)
 {
 	gs_sub *sub = s->ins[idx];
 	int reason = sub->prod_reason;
-	bool by_us = reason == GS_ECANCELED &&
-		     atomic_load_explicit(&sub->cons_cancel,
+	bool by_us = atomic_load_explicit(&sub->cons_cancel,
 					  memory_order_relaxed) ==
-			     GS__CONS_CANCEL;
+			     GS__CONS_CANCEL &&
+		     atomic_load_explicit(&sub->cancel_why,
+					  memory_order_relaxed) == reason;
 	gs_cancel_mode mode = sub->cancel;
 	remove_at(s->ins, &s->n_ins, idx);
 	mirror(s);
@@ -209,14 +217,16 @@ static void end_in(gs_stage *s, size_t idx)
 		gs__stop(s, r);
 		return;
 	}
-	if (by_us) {
-		/* Our own cancel keeps the stage running, unless a drain
-		 * came while it was on its way and found this input, and
-		 * left the stage to finish with its producers. */
+	if (by_us && (reason == GS_ECANCELED || reason == GS_OK)) {
+		/* Our own plain cancel keeps the stage running, unless a
+		 * drain came while it was on its way and found this input,
+		 * and left the stage to finish with its producers. */
 		if (s->draining && !s->n_ins)
 			finish(s);
 		return;
 	}
+	/* A cancel with another reason is applied like a producer's
+	 * failure with it, by the cancel mode. */
 	/* A producer that failed stops a permanent or transient consumer
 	 * with its reason; a temporary one keeps running, and the failed
 	 * input does not count as finished. A producer that finished ends a

@@ -2,8 +2,9 @@
 /*
  * The executor: stages as tasks on a few worker threads. Fairness on one
  * worker, blocking stages beside scheduled ones, blocking calls refused
- * inside scheduled callbacks, many pipelines on one executor, a very long
- * chain, and the warning for a callback that holds its worker.
+ * inside scheduled callbacks, many pipelines on one executor, and the
+ * warning for a callback that holds its worker (the very long chain is in
+ * test_scale.c).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -12,10 +13,6 @@
 #include <time.h>
 
 #include "gs_test.h"
-
-#ifndef GS_TEST_STAGES
-#define GS_TEST_STAGES 100000
-#endif
 
 static gs_executor *one_worker(void)
 {
@@ -247,40 +244,6 @@ Test(executor, pipelines_share_an_executor_that_outlives_its_handle,
 		cr_assert_eq(atomic_load(&d[i].r.order_errors), 0);
 		gs_pipeline_free(d[i].p);
 	}
-}
-
-/* --- a very long chain --------------------------------------------------- */
-
-Test(executor, a_chain_of_many_stages_starts_runs_and_frees, .timeout = 300)
-{
-	size_t n = GS_TEST_STAGES;
-	gs_pipeline *p;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
-	/* A few events: what is measured here is that the stages start, pass
-	 * them on and stop, not throughput (bench/ has chain-1000). */
-	seq_producer sp = { .total = 20 };
-	recorder r = { .check_order = true };
-	gs_stage *prev, *s;
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &prev));
-	mapper *maps = calloc(n, sizeof *maps);
-	cr_assert_not_null(maps);
-	for (size_t i = 0; i < n; i++) {
-		GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER_CONSUMER, &mapper_ops,
-					  &maps[i], NULL, &s));
-		GS_OK_OR_DIE(gs_subscribe(
-			s, prev, &(gs_sub_opts){ .max_demand = 4 }, NULL));
-		prev = s;
-	}
-	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &s));
-	recorder_subscribe(&r, s, prev, &(gs_sub_opts){ .max_demand = 4 });
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
-	cr_assert_eq(atomic_load(&r.received), 20);
-	cr_assert_eq(atomic_load(&r.order_errors), 0);
-	cr_assert_eq(atomic_load(&r.sum), 19 * 20 / 2);
-	GS_OK_OR_DIE(gs_pipeline_free(p));
-	free(maps);
 }
 
 /* --- a callback that holds its worker ------------------------------------ */

@@ -13,7 +13,8 @@
  *   producer passes no new demand to handle_demand, so a slow partition
  *   slows the producer instead of growing memory without limit (GenStage
  *   #282). Events the producer emits anyway still wait in the queue: none is
- *   dropped for back-pressure. A partition has one subscription at a time.
+ *   dropped for back-pressure. A partition is held by one subscription,
+ *   or shared by a group (gs_sub_opts.share_partition, GenStage #320).
  * - Partition demand is passed on by level, not by increment: the producer
  *   is asked for the unmet demand of the partitions whose queues are empty,
  *   and a partition with a queue asks again once it has emptied. Since the
@@ -81,8 +82,9 @@ gs_dispatcher gs_dispatcher_demand(void);
 gs_dispatcher gs_dispatcher_broadcast(void);
 
 /* `hash` maps each event to one of `n` partitions, each taken by the
- * subscription that names it (gs_sub_opts.partition). gs_stage_new refuses
- * n == 0 or a NULL hash with GS_EINVAL. */
+ * subscription that names it (gs_sub_opts.partition), or shared by a
+ * group of subscriptions among which its events are demand-dispatched.
+ * gs_stage_new refuses n == 0 or a NULL hash with GS_EINVAL. */
 gs_dispatcher gs_dispatcher_partition(size_t n, gs_hash_fn hash, void *arg);
 
 #ifdef __cplusplus

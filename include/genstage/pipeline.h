@@ -39,9 +39,6 @@ typedef void (*gs_log_fn)(void *arg, gs_log_level level, const gs_stage *stage,
 typedef void (*gs_trace_fn)(void *arg, const gs_stage *from, const gs_stage *to,
 			    size_t n);
 
-/* gs_pipeline_opts.warn_callback_ms: never warn. */
-#define GS_WARN_NEVER UINT32_MAX
-
 /* Versions of the structs below (see genstage/version.h). */
 #define GS_PIPELINE_OPTS_VERSION 0
 
@@ -55,10 +52,12 @@ typedef struct gs_pipeline_opts {
 	 * holds a reference until gs_pipeline_free. NULL: the process's
 	 * shared executor (see executor.h). */
 	gs_executor *executor;
-	/* A scheduled stage's callback that holds its worker longer than
-	 * this is logged once (GS_LOG_WARN, naming the stage) when it
-	 * returns: it probably blocks, and should be a blocking stage.
-	 * 0: 100 ms; GS_WARN_NEVER: never. */
+	/* A debug aid, off by default (0): a scheduled stage's callback
+	 * that holds its worker longer than this many milliseconds is logged
+	 * once (GS_LOG_WARN, naming the stage) when it returns: it probably
+	 * blocks, and the stage should be a blocking one. Wall-clock time,
+	 * so on a loaded machine a callback that was only preempted may be
+	 * named too: pick a threshold well above your callbacks' work. */
 	uint32_t warn_callback_ms;
 } gs_pipeline_opts;
 

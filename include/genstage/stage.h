@@ -46,8 +46,8 @@ typedef enum gs_role {
  * on a worker of the executor, or on the stage's own thread when it is a
  * blocking stage. A scheduled stage's callbacks must not block (sleep, wait
  * on I/O or on a lock held long): the worker runs no other stage meanwhile.
- * One that holds its worker longer than gs_pipeline_opts.warn_callback_ms
- * is logged once. Returning non-zero stops the stage with that reason.
+ * gs_pipeline_opts.warn_callback_ms can name one that holds its worker.
+ * Returning non-zero stops the stage with that reason.
  */
 typedef struct gs_stage_ops {
 	uint32_t version; /* GS_STAGE_OPS_VERSION, or 0 */
@@ -216,10 +216,32 @@ gs_err gs_cast(gs_stage *stage, void *msg);
  * have not fired when the stage stops go to msg_free. */
 gs_err gs_send_after(gs_stage *stage, unsigned ms, void *msg);
 
+/*
+ * GenStage.async_info: queues `msg` for handle_info behind what the
+ * stage's buffer holds now, so it runs once every event buffered before it
+ * has left the buffer (dispatched, or dropped); with nothing buffered (a
+ * consumer's case) at the stage's next turn. From any thread; ownership as
+ * for gs_cast. The partition dispatcher's own queues are not waited for.
+ */
+gs_err gs_async_info(gs_stage *stage, void *msg);
+
+/* GenStage.sync_info: as gs_async_info, and waits up to timeout_ms
+ * (negative: for ever) until the stage has queued it: GS_OK (the stage owns
+ * msg), GS_ECLOSED (it stopped first; msg stays the caller's) or
+ * GS_ETIMEDOUT (the stage owns msg, and queues it or passes it to
+ * msg_free). Not inside the stage's own or any scheduled stage's callbacks
+ * (GS_ETHREAD). */
+gs_err gs_sync_info(gs_stage *stage, void *msg, int timeout_ms);
+
 /* Switches a producer's demand mode, from any thread. Going to
  * GS_DEMAND_FORWARD passes the demand held so far to handle_demand at once.
  * Asynchronous, like gs_stage_stop. */
 gs_err gs_stage_demand(gs_stage *stage, gs_demand_mode mode);
+
+/* A producer's demand mode (GenStage.demand/1): the one last set by
+ * gs_stage_demand, or at creation; a switch takes effect at the stage's
+ * next turn. Any thread. GS_EKIND for a consumer. */
+gs_err gs_stage_demand_mode(const gs_stage *stage, gs_demand_mode *out);
 
 /* The state given to gs_stage_new; NULL for NULL. Thread-safe. */
 void *gs_stage_state(const gs_stage *stage);

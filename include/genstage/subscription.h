@@ -64,6 +64,12 @@ typedef struct gs_sub_opts {
 	bool manual;
 	/* Partition dispatcher: GS_PARTITION(i), or 0 for the lowest free. */
 	size_t partition;
+	/* Partition dispatcher: join the partition's group instead of taking
+	 * it alone (GenStage #320): its events are demand-dispatched among
+	 * the subscriptions that share it, each batch to the one with the
+	 * most room. A partition held alone refuses sharers (GS_EBUSY) and
+	 * the other way round. */
+	bool share_partition;
 	/* Broadcast dispatcher: NULL receives everything. */
 	gs_selector_fn selector;
 	void *selector_arg;
@@ -97,11 +103,33 @@ typedef struct gs_sub_opts {
 gs_err gs_subscribe(gs_stage *consumer, gs_stage *producer,
 		    const gs_sub_opts *opts, gs_sub **out);
 
+/*
+ * gs_subscribe, then waits up to timeout_ms (negative: for ever) until both
+ * ends have attached and run handle_subscribe, as GenStage.sync_subscribe:
+ * GS_OK (and *out set, when not NULL: a handle as gs_subscribe's), or the
+ * first failure: what gs_subscribe refuses, a handle_subscribe's non-zero
+ * return (that stage stops with it), GS_ECLOSED if an end was stopping or
+ * done, or GS_ETIMEDOUT (the subscription is then cancelled). On failure
+ * *out is untouched. Any thread, but not inside either stage's callbacks
+ * nor inside any scheduled stage's callbacks (GS_ETHREAD).
+ */
+gs_err gs_subscribe_sync(gs_stage *consumer, gs_stage *producer,
+			 const gs_sub_opts *opts, gs_sub **out, int timeout_ms);
+
 /* Ends the subscription from the consumer's side, from any thread. Events
  * the producer already sent are still delivered; then both ends see
  * handle_cancel with GS_ECANCELED, and the consumer keeps running.
- * Idempotent. */
+ * Idempotent. Same as gs_cancel_reason(sub, GS_ECANCELED). */
 gs_err gs_cancel(gs_sub *sub);
+
+/* Ends the subscription with `reason`, as GenStage.cancel/3 does, from any
+ * thread, inside either end's callbacks included. Events already sent are
+ * still delivered; then both ends see handle_cancel with `reason`. With
+ * GS_ECANCELED or GS_OK the consumer keeps running; with any other reason
+ * the consumer's cancel mode applies as if its producer had failed with it
+ * (permanent and transient stop with it, temporary runs on). The first
+ * cancel's reason wins; later ones do nothing. */
+gs_err gs_cancel_reason(gs_sub *sub, int reason);
 
 /* Manual subscriptions only (GS_ESTATE on an automatic one), from any
  * thread, as GenStage.ask/3 works from any process: asks the producer for
