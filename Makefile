@@ -32,11 +32,14 @@ setup: bootstrap
 build: setup
 	$(NINJA) -C $(BUILD)
 
-# The examples, each with its default input (see their opening comments).
+# The examples, each with its default input (see their opening comments);
+# bus_audit's JSON counters are cut to the last lines.
 EXAMPLES = $(if $(filter /%,$(BUILD)),,./)$(BUILD)/examples
 demo: build
 	$(EXAMPLES)/demo
 	$(EXAMPLES)/wordcount
+	$(EXAMPLES)/bus_audit 500 | tail -n 5
+	$(EXAMPLES)/kitchen 100
 
 # A tree configured otherwise (by hand, or before tests was a feature) gets
 # the tests forced on here, so that none is skipped quietly.

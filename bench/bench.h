@@ -28,6 +28,8 @@ typedef struct gsb_result {
 	uint64_t expected;  /* what checksum must be */
 	double seconds;     /* from starting the threads to joining them */
 	int err;            /* 0, or why the run could not complete */
+	double own_ratio;   /* a ratio the run measured itself (bus-slow:
+			       its time over the ideal); 0 if none */
 	char note[192];     /* a line on how the run went (batches, costs) */
 } gsb_result;
 
@@ -39,10 +41,15 @@ struct gsb_topology {
 	const char *name;
 	const char *what; /* one line for --list and RESULTS.md */
 	gsb_run_fn run;
-	size_t max_demand; /* genstage topologies only */
-	size_t stages;     /* flow-wordcount: counting stages, 0 the loop */
-	bool by_word;      /* flow-wordcount: WC_WORDS, not WC_CHUNKS */
+	size_t max_demand;  /* genstage topologies only */
+	size_t stages;      /* flow-wordcount: counting stages, 0 the loop */
+	bool by_word;       /* flow-wordcount: WC_WORDS, not WC_CHUNKS */
+	size_t concurrency; /* bus-slow: handler threads per subscription */
 	uint64_t default_events;
+	/* A global --events N gives this topology N / divisor events (at
+	 * least 1), for topologies whose events cost fixed time (bus-slow
+	 * sleeps 10 ms per event); --events NAME=N sets it exactly. */
+	uint64_t events_divisor;
 };
 
 /* topo_genstage.c: the library's own pipelines. */
@@ -78,6 +85,22 @@ void gsb_run_tbb_1_4_broadcast(const gsb_topology *t, const gsb_params *p,
 void gsb_run_wordcount(const gsb_topology *t, const gsb_params *p,
 		       gsb_result *r);
 
+/* topo_bus.c: the event bus; topo_pubsub.c: bus-fanout's baseline, a
+ * mutex and condvar publish/subscribe over the same topics and patterns. */
+#define GSB_FANOUT_TOPICS 16
+#define GSB_FANOUT_SUBS 8
+#define GSB_FANOUT_MATCHES 4 /* subscriptions per topic */
+extern const char *const gsb_fanout_topics[GSB_FANOUT_TOPICS];
+extern const char *const *const gsb_fanout_patterns[GSB_FANOUT_SUBS];
+void gsb_run_bus_slow(const gsb_topology *t, const gsb_params *p,
+		      gsb_result *r);
+void gsb_run_bus_fanout(const gsb_topology *t, const gsb_params *p,
+			gsb_result *r);
+void gsb_run_bus_publish_4(const gsb_topology *t, const gsb_params *p,
+			   gsb_result *r);
+void gsb_run_pubsub_mutex(const gsb_topology *t, const gsb_params *p,
+			  gsb_result *r);
+
 /* topo_baselines.c: the same work without the library. */
 void gsb_run_mutex_queue(const gsb_topology *t, const gsb_params *p,
 			 gsb_result *r);
@@ -85,6 +108,11 @@ void gsb_run_ck_ring(const gsb_topology *t, const gsb_params *p, gsb_result *r);
 void gsb_run_gs_ring(const gsb_topology *t, const gsb_params *p, gsb_result *r);
 void gsb_run_gs_ring_1(const gsb_topology *t, const gsb_params *p,
 		       gsb_result *r);
+
+/* threads.c: runs fn(args + i * size) for i in [0, n) on n threads at
+ * once and joins them; false if some thread could not be started (those
+ * that were are joined first). */
+bool gsb_run_threads(size_t n, void *(*fn)(void *), void *args, size_t size);
 
 static inline double gsb_now(void)
 {

@@ -15,8 +15,10 @@
 #define FLOOR "mutex-queue"
 
 typedef enum target_kind {
-	VS_BASE,   /* at least `bound` times `base`'s events/s */
-	RSS_BELOW, /* peak RSS under `bound` KiB */
+	VS_BASE,    /* at least `bound` times `base`'s events/s */
+	RSS_BELOW,  /* peak RSS under `bound` KiB */
+	RATE_ABOVE, /* at least `bound` events/s */
+	OWN_BELOW,  /* the run's own ratio (own_ratio) at most `bound` */
 } target_kind;
 
 typedef struct target {
@@ -42,6 +44,10 @@ static const target targets[] = {
 	/* Flow's textbook shape, with its split in the stages after the
 	 * source. */
 	{ "flow-words/2", VS_BASE, "wordcount-loop", 1.5 },
+	{ "bus-fanout", VS_BASE, "pubsub-mutex", 10.0 },
+	{ "bus-fanout", RATE_ABOVE, NULL, 50e6 },
+	{ "bus-slow/c1", OWN_BELOW, NULL, 1.01 },
+	{ "bus-slow/c10", OWN_BELOW, NULL, 1.02 },
 };
 
 #define N_TARGETS (sizeof targets / sizeof targets[0])
@@ -119,6 +125,15 @@ static int check_target(const gsb_report *rep, const target *tg, double *value)
 			return -1;
 		return *value < tg->bound;
 	}
+	if (tg->kind == RATE_ABOVE || tg->kind == OWN_BELOW) {
+		int m = row ? median_run(row) : -1;
+		if (m < 0)
+			return *value = NAN, -1;
+		*value = tg->kind == RATE_ABOVE ? row_rate(row)
+						: row->run[m].result.own_ratio;
+		return tg->kind == RATE_ABOVE ? *value >= tg->bound
+					      : *value <= tg->bound;
+	}
 	*value = ratio(rep, row, tg->base);
 	if (isnan(*value))
 		return -1;
@@ -134,6 +149,15 @@ static void target_text(char *buf, size_t len, const target *tg, double value,
 		snprintf(claim, sizeof claim, "%s peak RSS < %.0f MiB",
 			 tg->topology, tg->bound / 1024);
 		snprintf(measured, sizeof measured, "%.1f MiB", value / 1024);
+	} else if (tg->kind == RATE_ABOVE) {
+		snprintf(claim, sizeof claim, "%s >= %.0fM events/s",
+			 tg->topology, tg->bound / 1e6);
+		snprintf(measured, sizeof measured, "%.1fM", value / 1e6);
+	} else if (tg->kind == OWN_BELOW) {
+		snprintf(claim, sizeof claim,
+			 "%s time / ideal from measured sleeps <= %.2f",
+			 tg->topology, tg->bound);
+		snprintf(measured, sizeof measured, "%.4f", value);
 	} else if (!strcmp(tg->base, CEILING)) {
 		snprintf(claim, sizeof claim, "%s >= %.0f%% of " CEILING,
 			 tg->topology, tg->bound * 100);
@@ -287,6 +311,10 @@ static void json_runs(FILE *f, const gsb_row *row)
 		json_num(f, row->run[i].result.seconds);
 		fprintf(f, ", \"cpu_s\": ");
 		json_num(f, row->run[i].cpu_s);
+		if (row->run[i].result.own_ratio > 0) {
+			fprintf(f, ", \"own_ratio\": ");
+			json_num(f, row->run[i].result.own_ratio);
+		}
 		fprintf(f,
 			", \"peak_rss_kib\": %ld, \"ctx_switches\": %ld, "
 			"\"error\": ",

@@ -9,11 +9,13 @@
 
 #include "boundary.h"
 #include "broadway.h"
+#include "bus.h"
 #include "dispatcher.h"
 #include "error.h"
 #include "executor.h"
 #include "flow.h"
 #include "pipeline.h"
+#include "pool.h"
 #include "stage.h"
 #include "sources.h"
 #include "subscription.h"
