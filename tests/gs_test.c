@@ -470,6 +470,23 @@ gs_stage *holder_new(gs_pipeline *p, holder *h, const gs_stage_opts *opts)
 	return stage_new(p, GS_CONSUMER, &holder_ops, h, &o);
 }
 
+gs_stage *tallied_push_new(gs_pipeline *p, tally *t)
+{
+	gs_stage *s = NULL;
+	GS_OK_OR_DIE(
+		gs_push_producer(p,
+				 &(gs_stage_opts){ .event_free = tally_free,
+						   .event_free_arg = t },
+				 &s));
+	return s;
+}
+
+void fill_ids(void **ev, size_t n, uintptr_t first)
+{
+	for (size_t i = 0; i < n; i++)
+		ev[i] = GS_EV(first + i);
+}
+
 void pair_new(pair *x, size_t total, size_t tally_n)
 {
 	*x = (pair){ .sp = { .total = total }, .r = { .check_order = true } };

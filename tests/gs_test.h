@@ -254,6 +254,12 @@ typedef struct counter {
 
 long counter_gen(void *arg, void **out, size_t max);
 
+/* A push producer whose dropped events mark tally `t`; asserts success. */
+gs_stage *tallied_push_new(gs_pipeline *p, tally *t);
+
+/* ev[0..n) = the ids first, first + 1, ... */
+void fill_ids(void **ev, size_t n, uintptr_t first);
+
 /* A gs_from_fn producer on counter_gen and `c`; asserts success. */
 gs_stage *counter_new(gs_pipeline *p, counter *c, const gs_stage_opts *opts);
 
