@@ -227,7 +227,6 @@ typedef struct batch_processor {
 static int on_batches(void *state, gs_stage *stage, gs_sub *from, void **ev,
 		      size_t n)
 {
-	(void)stage;
 	(void)from;
 	batch_processor *bp = state;
 	gs_broadway *bw = bp->bw;
@@ -235,12 +234,14 @@ static int on_batches(void *state, gs_stage *stage, gs_sub *from, void **ev,
 		batch *b = ev[i];
 		atomic_fetch_add_explicit(&bw->counts.batches, 1,
 					  memory_order_relaxed);
+		gs__bw_trace(bw, GS_BROADWAY_TRACE_BATCH, stage, b->msgs,
+			     b->info.size);
 		int r = bw->ops.handle_batch(bw->arg, b->msgs, b->info.size,
 					     &b->info);
 		for (size_t j = 0; r && j < b->info.size; j++)
 			if (!b->msgs[j]->status)
 				gs_message_failed(b->msgs[j], r);
-		gs__bw_ack(bw, &bp->acker, b->msgs, b->info.size);
+		gs__bw_ack(bw, &bp->acker, stage, b->msgs, b->info.size);
 		free(b);
 	}
 	return GS_OK;

@@ -60,10 +60,16 @@ struct gs_broadway {
 	size_t n_kept;
 };
 
-/* Settles msgs[0..n): handle_failed on the failed ones, then one
- * acknowledger call per group. Counts in bw. Grows `a` if it must; if it
- * cannot, acknowledges one message per call (slower, never lost). */
-void gs__bw_ack(gs_broadway *bw, gs__bw_acker *a, gs_message **msgs, size_t n);
+/* Settles msgs[0..n) on `stage`: handle_failed on the failed ones, then
+ * one acknowledger call per group. Counts in bw and traces. Grows `a` if
+ * it must; if it cannot, acknowledges one message per call (slower, never
+ * lost). */
+void gs__bw_ack(gs_broadway *bw, gs__bw_acker *a, const gs_stage *stage,
+		gs_message **msgs, size_t n);
+
+/* Tells opts.trace (if set) `kind` for msgs[0..n) on `stage`. */
+void gs__bw_trace(gs_broadway *bw, gs_broadway_trace_kind kind,
+		  const gs_stage *stage, gs_message *const *msgs, size_t n);
 void gs__bw_acker_fini(gs__bw_acker *a);
 /* Grows `a` for sets of n messages now, so that a stage whose sets are
  * bounded never allocates while it runs. */

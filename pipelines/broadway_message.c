@@ -76,8 +76,17 @@ static void count(gs_broadway *bw, gs_message *const *failed, size_t n_ok,
 	atomic_fetch_add_explicit(&c->ack_calls, 1, memory_order_relaxed);
 }
 
+void gs__bw_trace(gs_broadway *bw, gs_broadway_trace_kind kind,
+		  const gs_stage *stage, gs_message *const *msgs, size_t n)
+{
+	if (!bw->o.trace)
+		return;
+	for (size_t i = 0; i < n; i++)
+		bw->o.trace(bw->o.trace_arg, kind, msgs[i], stage);
+}
+
 /* The fallback when no scratch could be had: one call per message. */
-static void ack_one(gs_broadway *bw, gs_message *m)
+static void ack_one(gs_broadway *bw, const gs_stage *stage, gs_message *m)
 {
 	bool failed = m->status != GS_OK;
 	if (failed && bw->ops.handle_failed) {
@@ -86,17 +95,19 @@ static void ack_one(gs_broadway *bw, gs_message *m)
 			m->status = GS_EINVAL;
 	}
 	count(bw, &m, !failed, failed);
+	gs__bw_trace(bw, GS_BROADWAY_TRACE_ACK, stage, &m, 1);
 	m->acknowledger->ack(m->ack_ref, failed ? NULL : &m, !failed,
 			     failed ? &m : NULL, failed);
 }
 
-void gs__bw_ack(gs_broadway *bw, gs__bw_acker *a, gs_message **msgs, size_t n)
+void gs__bw_ack(gs_broadway *bw, gs__bw_acker *a, const gs_stage *stage,
+		gs_message **msgs, size_t n)
 {
 	if (!n)
 		return;
 	if (gs__bw_acker_reserve(a, n)) {
 		for (size_t i = 0; i < n; i++)
-			ack_one(bw, msgs[i]);
+			ack_one(bw, stage, msgs[i]);
 		return;
 	}
 	size_t nf = 0;
@@ -129,6 +140,9 @@ void gs__bw_ack(gs_broadway *bw, gs__bw_acker *a, gs_message **msgs, size_t n)
 				a->ok[n_ok++] = m;
 		}
 		count(bw, a->failed, n_ok, n_failed);
+		gs__bw_trace(bw, GS_BROADWAY_TRACE_ACK, stage, a->ok, n_ok);
+		gs__bw_trace(bw, GS_BROADWAY_TRACE_ACK, stage, a->failed,
+			     n_failed);
 		ack->ack(ref, a->ok, n_ok, a->failed, n_failed);
 		rest = a->rest;
 		left = kept;
@@ -140,5 +154,5 @@ void gs__bw_drop_message(void *event, void *arg)
 	gs_broadway *bw = arg;
 	gs_message *m = event;
 	m->status = GS_ECANCELED;
-	ack_one(bw, m);
+	ack_one(bw, NULL, m);
 }

@@ -26,6 +26,8 @@ static int on_events(void *state, gs_stage *stage, gs_sub *from, void **ev,
 	size_t nb = bw->o.n_batchers, n_done = 0, n_fwd = 0;
 	atomic_fetch_add_explicit(&bw->counts.received, n,
 				  memory_order_relaxed);
+	gs__bw_trace(bw, GS_BROADWAY_TRACE_MESSAGE, stage, (gs_message **)ev,
+		     n);
 	for (size_t i = 0; i < n; i++) {
 		gs_message *m = ev[i];
 		int r = bw->ops.handle_message(bw->arg, pr->index, m);
@@ -38,7 +40,7 @@ static int on_events(void *state, gs_stage *stage, gs_sub *from, void **ev,
 		else
 			pr->fwd[n_fwd++] = m;
 	}
-	gs__bw_ack(bw, &pr->acker, pr->done, n_done);
+	gs__bw_ack(bw, &pr->acker, stage, pr->done, n_done);
 	if (n_fwd && gs_emit(stage, (void **)pr->fwd, n_fwd))
 		for (size_t i = 0; i < n_fwd; i++)
 			gs__bw_drop_message(pr->fwd[i], bw);

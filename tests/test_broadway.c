@@ -251,6 +251,61 @@ Test(broadway, batches_hold_one_batcher_and_key_and_respect_batch_size,
 	gs_broadway_free(bw);
 }
 
+/* What the trace hook saw, per datum 1..n. */
+typedef struct traced {
+	size_t n;
+	_Atomic unsigned (*seen)[3]; /* per datum, per kind */
+	_Atomic uint64_t failed_acks, no_stage;
+} traced;
+
+static void on_trace(void *arg, gs_broadway_trace_kind kind,
+		     const gs_message *m, const gs_stage *stage)
+{
+	traced *t = arg;
+	uintptr_t v = (uintptr_t)m->data;
+	if (v >= 1 && v <= t->n && kind <= GS_BROADWAY_TRACE_ACK)
+		atomic_fetch_add(&t->seen[v][kind], 1);
+	if (kind == GS_BROADWAY_TRACE_ACK && m->status)
+		atomic_fetch_add(&t->failed_acks, 1);
+	if (!stage)
+		atomic_fetch_add(&t->no_stage, 1);
+}
+
+Test(broadway, the_trace_hook_sees_each_message_handled_batched_and_acked_once,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	size_t n = GS_TEST_BW_MESSAGES / 4;
+	traced t = { .n = n, .seen = calloc(n + 1, sizeof *t.seen) };
+	ctx c = { .fail_every = 5, .fail_reason = GS_TEST_FAIL };
+	gs_broadway *bw = start(
+		&c,
+		(gs_broadway_opts){
+			.processors = { .concurrency = 2 },
+			.batchers = &(
+				gs_broadway_batcher_opts){ .batch_size = 10,
+							   .concurrency = 2 },
+			.n_batchers = 1,
+			.trace = on_trace,
+			.trace_arg = &t });
+	gs_broadway_test_ack a = send_and_wait(bw, n);
+	cr_assert_eq(gs_broadway_stop(bw), GS_OK);
+	for (size_t v = 1; v <= n; v++) {
+		bool fails = v % 5 == 0;
+		cr_assert_eq(atomic_load(&t.seen[v][GS_BROADWAY_TRACE_MESSAGE]),
+			     1, "datum %zu", v);
+		cr_assert_eq(atomic_load(&t.seen[v][GS_BROADWAY_TRACE_BATCH]),
+			     !fails, "datum %zu", v);
+		cr_assert_eq(atomic_load(&t.seen[v][GS_BROADWAY_TRACE_ACK]), 1,
+			     "datum %zu", v);
+	}
+	cr_assert_eq(atomic_load(&t.failed_acks), a.n_failed);
+	cr_assert_eq(a.n_failed, n / 5);
+	cr_assert_eq(atomic_load(&t.no_stage), 0);
+	gs_broadway_test_ack_fini(&a);
+	gs_broadway_free(bw);
+	free(t.seen);
+}
+
 Test(broadway, a_batch_timeout_hands_over_a_partial_batch,
      .timeout = GS_TEST_TIMEOUT)
 {

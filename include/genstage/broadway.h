@@ -209,6 +209,29 @@ typedef struct gs_broadway_batcher_opts {
 	bool blocking; /* handle_batch may block */
 } gs_broadway_batcher_opts;
 
+/* What a trace hook is told about a message. */
+typedef enum gs_broadway_trace_kind {
+	GS_BROADWAY_TRACE_MESSAGE = 0, /* handle_message is about to run */
+	GS_BROADWAY_TRACE_BATCH,       /* handle_batch is about to run; once per
+				  * message of the batch */
+	GS_BROADWAY_TRACE_ACK, /* about to go to its acknowledger: `status`
+				* says successful (0) or why it failed */
+} gs_broadway_trace_kind;
+
+/*
+ * Called on the stage where it happened (`stage`; NULL for a message the
+ * engine cancelled because the pipeline stopped), possibly on several
+ * threads at once, once per message and kind: MESSAGE once for each
+ * message a processor takes, BATCH once for each message handed to
+ * handle_batch, ACK exactly once for every message. The message is lent
+ * for the call (after ACK its acknowledger may free it): keep the hook
+ * short, copy what it keeps. With no hook set the pipeline pays one
+ * branch per batch of messages.
+ */
+typedef void (*gs_broadway_trace_fn)(void *arg, gs_broadway_trace_kind kind,
+				     const gs_message *m,
+				     const gs_stage *stage);
+
 #define GS_BROADWAY_OPTS_VERSION 0
 
 typedef struct gs_broadway_opts {
@@ -234,6 +257,9 @@ typedef struct gs_broadway_opts {
 	size_t n_batchers;
 	/* Log and trace hooks for the underlying pipeline. */
 	gs_pipeline_opts pipeline;
+	/* Per-message tracing (see gs_broadway_trace_fn); NULL: none. */
+	gs_broadway_trace_fn trace;
+	void *trace_arg;
 } gs_broadway_opts;
 
 /*
