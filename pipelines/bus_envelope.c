@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Envelopes and their completion. The envelopes of one publish call live in
- * one block with their strings, and the block is the unit of reference
+ * one block with their source string, and the block is the unit of reference
  * counting: a subscription releases a run of consecutive deliveries of one
  * block with one atomic operation, so fan-out costs no atomic per delivery.
  * When the last delivery is released the block completes: each envelope's
@@ -74,6 +74,7 @@ gs__bus_block *gs__bus_block_new(gs_bus *bus, size_t n, size_t strings,
 void gs__bus_block_free(gs__bus_block *b)
 {
 	unsigned c = b->size_class;
+	free(b->copies); /* gs__bus_block_new clears the header */
 	gs__bus_pool *pool = &b->bus->pool;
 	if (c < GS__BUS_CLASSES) {
 		pthread_mutex_lock(&pool->lock);

@@ -77,8 +77,10 @@ typedef struct gs__bus_env {
 	_Atomic uint32_t skipped, dropped, failed;
 } gs__bus_env;
 
-/* The envelopes of one publish call, allocated together with their
- * strings. `pending` counts deliveries not finished, plus one the
+/* The envelopes of one publish call, allocated together with the source
+ * string. Their topics are the topic table's names, which live as long as
+ * the bus; only topics beyond the table (its shared entry) are copied, into
+ * `copies`. `pending` counts deliveries not finished, plus one the
  * publisher holds until it has pushed them all; at zero the block
  * completes: on_complete and free_fn for each envelope, then one free. */
 struct gs__bus_block {
@@ -89,6 +91,8 @@ struct gs__bus_block {
 				pool's free list */
 	size_t n;
 	unsigned size_class; /* GS__BUS_CLASSES: allocated on its own */
+	char *copies;        /* malloc'd, or NULL */
+	size_t copies_len;
 	gs__bus_env env[];
 };
 
@@ -186,7 +190,8 @@ typedef struct gs__bus_routes {
 gs_err gs__bus_routes_init(gs__bus_routes *r, size_t max);
 void gs__bus_routes_fini(gs__bus_routes *r);
 /* Eight bytes at a time, mixed by multiplication: a topic of 20 bytes
- * costs three rounds. Inline: it runs once per event published. */
+ * costs three rounds, the last over the final eight bytes (overlapping
+ * the ones before). Inline: it runs once per event published. */
 static inline uint64_t gs__bus_topic_hash(const char *s, size_t len)
 {
 	uint64_t h = 0x9e3779b97f4a7c15u ^ len;
@@ -198,8 +203,19 @@ static inline uint64_t gs__bus_topic_hash(const char *s, size_t len)
 		h ^= h >> 32;
 	}
 	uint64_t w = 0;
-	for (; i < len; i++)
-		w = w << 8 | (unsigned char)s[i];
+	if (i == len) {
+		/* nothing left */
+	} else if (len >= 8) {
+		memcpy(&w, s + len - 8, 8);
+	} else if (len >= 4) {
+		uint32_t lo, hi;
+		memcpy(&hi, s, 4);
+		memcpy(&lo, s + len - 4, 4);
+		w = (uint64_t)hi << 32 | lo;
+	} else {
+		for (; i < len; i++)
+			w = w << 8 | (unsigned char)s[i];
+	}
 	h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
 	return h ^ (h >> 29);
 }
@@ -211,15 +227,10 @@ gs__bus_topic *gs__bus_route(gs_bus *bus, const char *topic, size_t len,
 			     size_t why_len);
 /* Under the lock: the entry if the topic was ever published, else NULL. */
 gs__bus_topic *gs__bus_topic_find(gs_bus *bus, const char *topic, size_t len);
-/* Whether an entry is the shared "(other)" one (its route is not
- * cached). */
-bool gs__bus_topic_shared(const gs_bus *bus, const gs__bus_topic *t);
 
 /* --- bus_queue.c: a subscription's queue ------------------------------ */
 
-/* Under the lock: puts one envelope at the producer's end (not visible
- * until gs__bus_queue_show); the caller has checked there is room. */
-void gs__bus_queue_put(gs_bus_sub *s, gs__bus_env *e);
+/* gs__bus_queue_put, once per delivery, is inline: see the end. */
 /* Under the lock: makes what was put visible to the consumer. Returns true
  * if the consumer's stage waits for the queue: then wake it, without the
  * lock, with gs__bus_queue_wake. */
@@ -363,5 +374,22 @@ struct gs_bus {
 	pthread_mutex_t close_lock; /* one closer at a time */
 	bool close_done;
 };
+
+/* Whether an entry is the shared "(other)" one (its route is not
+ * cached). */
+static inline bool gs__bus_topic_shared(const gs_bus *bus,
+					const gs__bus_topic *t)
+{
+	return t == &bus->routes.other;
+}
+
+/* Under the lock: puts one envelope at the producer's end (not visible
+ * until gs__bus_queue_show); the caller has checked there is room. */
+static inline void gs__bus_queue_put(gs_bus_sub *s, gs__bus_env *e)
+{
+	atomic_store_explicit(&s->slots[s->put & s->mask], e,
+			      memory_order_relaxed);
+	s->put++;
+}
 
 #endif

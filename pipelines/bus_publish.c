@@ -2,7 +2,7 @@
 /*
  * Publishing. A publish call builds its envelopes in one block before it
  * takes the publish lock; under the lock it routes each envelope (a hash
- * lookup), checks that every matched GS_BUS_BLOCK queue has room for all of
+ * lookup, once per topic per call), checks that every matched GS_BUS_BLOCK queue has room for all of
  * its events (else it refuses, or waits and routes again), assigns ids,
  * and puts each delivery into its subscription's queue. The queues' new
  * ends are shown once per call. Feeders to wake, unrouted hooks and the
@@ -28,38 +28,43 @@ typedef struct refusal {
 	char why[160];
 } refusal;
 
+/* Topics looked up in one call, by the caller's string (the pointer in
+ * its gs_bus_msg): a batch that repeats a topic (most do) finds its entry
+ * here instead of probing the table and comparing the name. Open
+ * addressing by hash over SEEN slots, those in use marked in `used`, so
+ * that a call starts it with one store; it stops taking topics at
+ * three-quarters full. */
+#define SEEN 64
+
+typedef struct seen {
+	uint64_t used;
+	size_t n;
+	struct {
+		const char *key; /* the caller's topic string */
+		gs__bus_topic *t;
+	} slot[SEEN];
+} seen;
+
+/* The slot holding key, or the free one where it would go. */
+static size_t seen_find(const seen *c, const char *key, uint64_t hash)
+{
+	size_t i = hash & (SEEN - 1);
+	while ((c->used >> i & 1) && c->slot[i].key != key)
+		i = (i + 1) & (SEEN - 1);
+	return i;
+}
+
 /* Under the lock: env's topic entry, its route current. A shared entry's
  * route is overwritten by each lookup, so it is computed again. */
 static inline gs__bus_topic *route_of(gs_bus *bus, gs__bus_env *e, gs_err *err,
 				      refusal *no)
 {
 	*err = GS_OK;
-	if (e->topic && e->topic != &bus->routes.other)
+	if (e->topic && !gs__bus_topic_shared(bus, e->topic))
 		return e->topic; /* routed earlier in this publish */
 	e->topic = gs__bus_route(bus, e->pub.topic, e->topic_len, e->topic_hash,
 				 err, no->why, sizeof no->why);
 	return e->topic;
-}
-
-static gs_err route_all(gs_bus *bus, gs__bus_block *b, refusal *no)
-{
-	for (size_t i = 0; i < b->n; i++) {
-		gs__bus_env *e = &b->env[i];
-		gs__bus_env *prev = i ? e - 1 : NULL;
-		gs_err err;
-		/* Batches often repeat a topic. */
-		if (prev && prev->topic_hash == e->topic_hash &&
-		    prev->topic_len == e->topic_len &&
-		    !gs__bus_topic_shared(bus, prev->topic) &&
-		    !memcmp(prev->pub.topic, e->pub.topic, e->topic_len))
-			e->topic = prev->topic;
-		else
-			e->topic = NULL;
-		if (!route_of(bus, e, &err, no))
-			return err;
-		e->matched = (uint32_t)e->topic->n_subs;
-	}
-	return GS_OK;
 }
 
 /* Under the lock: starts a new set of touched subscriptions. */
@@ -76,6 +81,65 @@ static void touch(gs_bus *bus, gs_bus_sub *s)
 	s->epoch = bus->epoch;
 	s->need = 0;
 	bus->touched[bus->n_touched++] = s;
+}
+
+/* Under the lock: adds `count` events of topic t to the needs of the
+ * subscriptions it routes to. */
+static void add_need(gs_bus *bus, const gs__bus_topic *t, size_t count)
+{
+	for (size_t k = 0; k < t->n_subs; k++) {
+		touch(bus, t->subs[k]);
+		t->subs[k]->need += count;
+	}
+}
+
+/* Under the lock: routes every envelope of the block and says what it
+ * asks of each subscription: the touched set, each with its `need`.
+ * Events are counted per topic first (the topic's `count`, the list in
+ * *topics), so that a block of many events on few topics costs a pass
+ * over each topic's route, not over every delivery. A shared entry's
+ * route is its event's alone, so it is counted at once; *copies says how
+ * many bytes its topics take (see accept). */
+static gs_err route_all(gs_bus *bus, gs__bus_block *b, const gs_bus_msg *msgs,
+			gs__bus_topic **topics, size_t *copies, refusal *no)
+{
+	seen cache;
+	cache.used = 0;
+	cache.n = 0;
+	*topics = NULL;
+	*copies = 0;
+	touch_reset(bus);
+	for (size_t i = 0; i < b->n; i++) {
+		gs__bus_env *e = &b->env[i];
+		size_t k = seen_find(&cache, msgs[i].topic, e->topic_hash);
+		gs__bus_topic *t = cache.used >> k & 1 ? cache.slot[k].t : NULL;
+		gs_err err;
+		e->topic = t;
+		if (!t && !(t = route_of(bus, e, &err, no)))
+			return err;
+		e->matched = (uint32_t)t->n_subs;
+		if (gs__bus_topic_shared(bus, t)) {
+			add_need(bus, t, 1);
+			*copies += e->topic_len + 1;
+			continue;
+		}
+		if (!(cache.used >> k & 1) && cache.n < SEEN * 3 / 4) {
+			cache.used |= (uint64_t)1 << k;
+			cache.n++;
+			cache.slot[k].key = msgs[i].topic;
+			cache.slot[k].t = t;
+		}
+		if (t->epoch != bus->epoch) {
+			t->epoch = bus->epoch;
+			t->count = 0;
+			t->next_touched = *topics;
+			*topics = t;
+		}
+		t->count++;
+	}
+	for (gs__bus_topic *t = *topics; t; t = t->next_touched)
+		add_need(bus, t, t->count);
+	return GS_OK;
 }
 
 static uint64_t used(const gs_bus_sub *s)
@@ -102,47 +166,16 @@ static bool lacks_room(gs_bus_sub *s, size_t need, bool arm)
 	return used(s) + need > s->queue_size;
 }
 
-/* Under the lock: adds `count` events of topic t to the needs of its
- * GS_BUS_BLOCK subscriptions. */
-static void add_need(gs_bus *bus, const gs__bus_topic *t, size_t count)
+/* Under the lock, after route_all: whether every touched GS_BUS_BLOCK
+ * queue has room for its share of the block; GS_EINVAL if one never
+ * could. */
+static gs_err check_room(gs_bus *bus, bool arm, bool *full, refusal *no)
 {
-	for (size_t k = 0; k < t->n_subs; k++)
-		if (t->subs[k]->overflow == GS_BUS_BLOCK) {
-			touch(bus, t->subs[k]);
-			t->subs[k]->need += count;
-		}
-}
-
-/* Under the lock: whether every matched GS_BUS_BLOCK queue has room for
- * its share of the block; GS_EINVAL if one never could. Events are counted
- * per topic first, so that a block of many events on few topics costs a
- * pass over each topic's route, not over every delivery. */
-static gs_err check_room(gs_bus *bus, gs__bus_block *b, bool arm, bool *full,
-			 refusal *no)
-{
-	touch_reset(bus);
-	gs__bus_topic *topics = NULL;
-	for (size_t i = 0; i < b->n; i++) {
-		gs_err err;
-		gs__bus_topic *t = route_of(bus, &b->env[i], &err, no);
-		if (!t)
-			return err;
-		if (gs__bus_topic_shared(bus, t)) {
-			add_need(bus, t, 1); /* its route is this event's */
-		} else if (t->epoch != bus->epoch) {
-			t->epoch = bus->epoch;
-			t->count = 1;
-			t->next_touched = topics;
-			topics = t;
-		} else {
-			t->count++;
-		}
-	}
-	for (; topics; topics = topics->next_touched)
-		add_need(bus, topics, topics->count);
 	*full = false;
 	for (size_t i = 0; i < bus->n_touched; i++) {
 		gs_bus_sub *s = bus->touched[i];
+		if (s->overflow != GS_BUS_BLOCK)
+			continue;
 		if (s->need > s->queue_size) {
 			snprintf(no->why, sizeof no->why,
 				 "%zu events for '%s', whose queue_size is %zu",
@@ -154,16 +187,22 @@ static gs_err check_room(gs_bus *bus, gs__bus_block *b, bool arm, bool *full,
 	return GS_OK;
 }
 
-/* Under the lock: one delivery to s, by its overflow policy. */
-static void put(gs_bus *bus, gs_bus_sub *s, gs__bus_env *e,
-		gs__bus_block **defer)
+static void count(_Atomic uint64_t *c, uint64_t n)
 {
-	touch(bus, s);
-	bool room = s->overflow == GS_BUS_BLOCK || used(s) < s->queue_size;
-	atomic_store_explicit(
-		&s->accepted,
-		atomic_load_explicit(&s->accepted, memory_order_relaxed) + 1,
-		memory_order_relaxed);
+	/* One writer (the lock holder): a load and a store, no locked
+	 * instruction. */
+	atomic_store_explicit(c,
+			      atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+/* Under the lock: one delivery to a drop-policy subscription. Its events
+ * are droppable from the moment they are in, so it is taken from as it
+ * is (head moves at once). */
+static void put_droppable(gs_bus_sub *s, gs__bus_env *e, gs__bus_block **defer)
+{
+	bool room = used(s) < s->queue_size;
+	count(&s->accepted, 1);
 	if (!room && s->overflow == GS_BUS_DROP_OLDEST) {
 		gs__bus_env *old;
 		room = gs__bus_queue_take(s, &old, 1) == 1;
@@ -175,9 +214,7 @@ static void put(gs_bus *bus, gs_bus_sub *s, gs__bus_env *e,
 		return;
 	}
 	gs__bus_queue_put(s, e);
-	if (s->overflow != GS_BUS_BLOCK) /* droppable from the moment it is
-					    in: take from it as it is */
-		atomic_store_explicit(&s->head, s->put, memory_order_release);
+	atomic_store_explicit(&s->head, s->put, memory_order_release);
 }
 
 /* What a publish does after it returned the lock. */
@@ -205,9 +242,13 @@ static void set_ids(gs_bus *bus, gs__bus_block *b, uint64_t correlation)
 	}
 }
 
-/* Under the lock, with room checked: the block is accepted. */
-static void accept(gs_bus *bus, gs__bus_block *b, uint64_t correlation,
-		   after *a)
+/* Under the lock, with room checked: the block is accepted. Each
+ * envelope's topic becomes the table's name (or its copy, beyond the
+ * table) before anyone sees it. Each GS_BUS_BLOCK subscription's accepted
+ * count moves once by its need (it has room for all of it); a delivery is
+ * then a store into its queue. */
+static void accept(gs_bus *bus, gs__bus_block *b, gs__bus_topic *topics,
+		   uint64_t correlation, after *a)
 {
 	set_ids(bus, b, correlation);
 	size_t deliveries = 0;
@@ -217,31 +258,48 @@ static void accept(gs_bus *bus, gs__bus_block *b, uint64_t correlation,
 	 * until it is done with the block. */
 	atomic_store_explicit(&b->pending, deliveries + 1,
 			      memory_order_relaxed);
-	touch_reset(bus);
+	for (size_t i = 0; i < bus->n_touched; i++)
+		if (bus->touched[i]->overflow == GS_BUS_BLOCK)
+			count(&bus->touched[i]->accepted,
+			      bus->touched[i]->need);
+	bool traced = bus->o.trace != NULL;
+	char *copy = b->copies;
 	for (size_t i = 0; i < b->n; i++) {
 		gs__bus_env *e = &b->env[i];
-		gs_err err;
-		/* Routed already: only a shared entry is computed again. */
-		gs__bus_topic *t = route_of(bus, e, &err, &a->no);
-		gs__bus_trace(bus, GS_BUS_TRACE_PUBLISH, e, NULL);
-		for (size_t k = 0; k < t->n_subs; k++)
-			put(bus, t->subs[k], e, &a->defer);
-		atomic_store_explicit(
-			&t->published,
-			atomic_load_explicit(&t->published,
-					     memory_order_relaxed) +
-				1,
-			memory_order_relaxed);
-		atomic_store_explicit(
-			&t->deliveries,
-			atomic_load_explicit(&t->deliveries,
-					     memory_order_relaxed) +
-				e->matched,
-			memory_order_relaxed);
-		if (!e->matched) {
-			atomic_fetch_add_explicit(&t->unrouted, 1,
-						  memory_order_relaxed);
-			a->unrouted++;
+		gs__bus_topic *t = e->topic;
+		if (gs__bus_topic_shared(bus, t)) {
+			gs_err err;
+			/* Its route is computed again: same lock, same
+			 * answer. */
+			t = route_of(bus, e, &err, &a->no);
+			count(&t->published, 1);
+			count(&t->deliveries, e->matched);
+			if (!e->matched) {
+				count(&t->unrouted, 1);
+				a->unrouted++;
+			}
+			memcpy(copy, e->pub.topic, e->topic_len + 1);
+			e->pub.topic = copy;
+			copy += e->topic_len + 1;
+		} else {
+			e->pub.topic = t->name;
+		}
+		if (traced)
+			gs__bus_trace(bus, GS_BUS_TRACE_PUBLISH, e, NULL);
+		for (size_t k = 0; k < t->n_subs; k++) {
+			gs_bus_sub *s = t->subs[k];
+			if (s->overflow == GS_BUS_BLOCK)
+				gs__bus_queue_put(s, e);
+			else
+				put_droppable(s, e, &a->defer);
+		}
+	}
+	for (gs__bus_topic *t = topics; t; t = t->next_touched) {
+		count(&t->published, t->count);
+		count(&t->deliveries, t->count * t->n_subs);
+		if (!t->n_subs) {
+			count(&t->unrouted, t->count);
+			a->unrouted += t->count;
 		}
 	}
 	atomic_fetch_add_explicit(&bus->published, b->n, memory_order_relaxed);
@@ -263,24 +321,10 @@ static void accept(gs_bus *bus, gs__bus_block *b, uint64_t correlation,
 static gs_err build(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
 		    const gs_bus_publish_opts *o, gs__bus_block **out)
 {
-	/* Only what is cheap here; a topic is checked in full when the
-	 * table does not know it yet (see gs__bus_route). */
-	size_t strings = 0;
-	for (size_t i = 0; i < n; i++) {
-		const char *topic = msgs[i].topic;
-		size_t len = topic ? strnlen(topic, GS__BUS_TOPIC_MAX + 1) : 0;
-		if (!len || len > GS__BUS_TOPIC_MAX) {
-			char why[160];
-			gs__bus_topic_check(topic, &len, why, sizeof why);
-			gs__bus_log(bus, "publish: %s", why);
-			return GS_EINVAL;
-		}
-		strings += len + 1;
-	}
 	const char *source = o->source ? o->source : "";
 	size_t slen = strlen(source);
 	char *str;
-	gs__bus_block *b = gs__bus_block_new(bus, n, strings + slen + 1, &str);
+	gs__bus_block *b = gs__bus_block_new(bus, n, slen + 1, &str);
 	if (!b)
 		return GS_ENOMEM;
 	b->free_fn = o->free_fn;
@@ -289,28 +333,36 @@ static gs_err build(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
 	clock_gettime(CLOCK_REALTIME, &now);
 	uint64_t ns = (uint64_t)now.tv_sec * 1000000000u +
 		      (uint64_t)now.tv_nsec;
-	char *at = str + slen + 1;
 	for (size_t i = 0; i < n; i++) {
 		gs__bus_env *e = &b->env[i];
+		const char *topic = msgs[i].topic;
+		/* Only what is cheap here; a topic is checked in full when
+		 * the table does not know it yet (see gs__bus_route). */
+		size_t len = topic ? strnlen(topic, GS__BUS_TOPIC_MAX + 1) : 0;
+		if (!len || len > GS__BUS_TOPIC_MAX) {
+			char why[160];
+			gs__bus_topic_check(topic, &len, why, sizeof why);
+			gs__bus_log(bus, "publish: %s", why);
+			gs__bus_block_free(b);
+			return GS_EINVAL;
+		}
 		/* A recycled block was last read on another core: ask for
 		 * the lines a few envelopes ahead before writing them. */
 		PREFETCH_WRITE(e + 4);
-		size_t len = strlen(msgs[i].topic);
-		memcpy(at, msgs[i].topic, len + 1);
 		/* Field by field: set_ids fills the ids, routing the rest;
-		 * a struct literal would clear it all first. */
+		 * a struct literal would clear it all first. The topic is
+		 * the caller's until accept points it at the table's. */
 		e->pub.published_ns = ns;
-		e->pub.topic = at;
+		e->pub.topic = topic;
 		e->pub.source = str;
 		e->pub.payload = msgs[i].payload;
 		e->blk = b;
 		e->topic = NULL;
-		e->topic_hash = gs__bus_topic_hash(msgs[i].topic, len);
+		e->topic_hash = gs__bus_topic_hash(topic, len);
 		e->topic_len = (uint32_t)len;
 		atomic_init(&e->skipped, 0);
 		atomic_init(&e->dropped, 0);
 		atomic_init(&e->failed, 0);
-		at += len + 1;
 	}
 	*out = b;
 	return GS_OK;
@@ -326,14 +378,15 @@ static bool from_handler(const gs_bus *bus)
 
 /* Takes the lock and accepts the block, waiting for room as the timeout
  * allows. On error the lock is returned and the block is the caller's. */
-static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_publish_opts *o,
-		    after *a)
+static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_msg *msgs,
+		    const gs_bus_publish_opts *o, after *a)
 {
 	int timeout = o->timeout_ms;
 	uint64_t dl = gs__bus_deadline(timeout);
 	bool timed_out = false;
 	gs_err err = GS_OK;
 	pthread_mutex_lock(&bus->lock);
+	gs__bus_topic *topics = NULL;
 	for (;;) {
 		bool full = false;
 		if (atomic_load_explicit(&bus->closed, memory_order_relaxed) ||
@@ -341,10 +394,25 @@ static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_publish_opts *o,
 					  memory_order_relaxed) &&
 		     !from_handler(bus)))
 			err = GS_ECLOSED;
+		size_t copies = 0;
 		if (!err)
-			err = route_all(bus, b, &a->no);
+			err = route_all(bus, b, msgs, &topics, &copies, &a->no);
+		if (!err && copies > b->copies_len) {
+			/* Room for the topics beyond the table, made without
+			 * the lock; then everything is routed again. */
+			pthread_mutex_unlock(&bus->lock);
+			char *c = realloc(b->copies, copies);
+			pthread_mutex_lock(&bus->lock);
+			if (!c) {
+				err = GS_ENOMEM;
+				break;
+			}
+			b->copies = c;
+			b->copies_len = copies;
+			continue;
+		}
 		if (!err)
-			err = check_room(bus, b, timeout && !timed_out, &full,
+			err = check_room(bus, timeout && !timed_out, &full,
 					 &a->no);
 		if (err || !full)
 			break;
@@ -355,7 +423,7 @@ static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_publish_opts *o,
 		timed_out = gs__bus_wait(bus, dl);
 	}
 	if (!err)
-		accept(bus, b, o->correlation_id, a);
+		accept(bus, b, topics, o->correlation_id, a);
 	pthread_mutex_unlock(&bus->lock);
 	return err;
 }
@@ -415,7 +483,7 @@ GS_BUS_API gs_err gs_bus_publish_batch(gs_bus *bus, const gs_bus_msg *msgs,
 	if (err)
 		return err;
 	after a = { 0 };
-	err = admit(bus, b, &o, &a);
+	err = admit(bus, b, msgs, &o, &a);
 	if (err) {
 		gs__bus_block_free(b);
 		if (err == GS_ECLOSED)

@@ -38,13 +38,6 @@ void gs__bus_queue_fini(gs_bus_sub *s)
 	s->slots = NULL;
 }
 
-void gs__bus_queue_put(gs_bus_sub *s, gs__bus_env *e)
-{
-	atomic_store_explicit(&s->slots[s->put & s->mask], e,
-			      memory_order_relaxed);
-	s->put++;
-}
-
 bool gs__bus_queue_show(gs_bus_sub *s)
 {
 	/* Pairs with the takers' acquire of head. */

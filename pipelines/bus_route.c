@@ -137,8 +137,3 @@ gs__bus_topic *gs__bus_topic_find(gs_bus *bus, const char *topic, size_t len)
 {
 	return *probe(&bus->routes, topic, len, gs__bus_topic_hash(topic, len));
 }
-
-bool gs__bus_topic_shared(const gs_bus *bus, const gs__bus_topic *t)
-{
-	return t == &bus->routes.other;
-}

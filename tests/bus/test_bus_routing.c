@@ -230,3 +230,41 @@ Test(bus_routing, topics_beyond_the_table_are_routed_all_the_same,
 	cr_expect_eq(ts.published, 0, "not in the table: counted as other");
 	bt_end(bus, 40, BT_SUBS(&a));
 }
+
+/* Envelopes on interned topics point at the table's names; those beyond
+ * the table carry copies: the caller's buffers are scribbled over as soon
+ * as each publish returns, and every handler still reads its own topic. */
+Test(bus_routing, every_envelope_keeps_its_topic_after_the_publish_returns,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub a;
+	gs_bus *bus = bt_begin(&(gs_bus_opts){ .max_topics = 3 }, BT_SUBS(&a));
+	bt_subscribe(bus, &a,
+		     (gs_bus_sub_opts){
+			     .patterns = (const char *[]){ "user.#", NULL },
+			     .queue_size = 64 });
+	char topics[4][32];
+	gs_bus_msg batch[4];
+	for (uint64_t id = 1; id <= 16; id += 4) {
+		for (size_t k = 0; k < 4; k++) {
+			snprintf(topics[k], sizeof topics[k], "user.%llu.login",
+				 (unsigned long long)(id + k));
+			batch[k] = (gs_bus_msg){ topics[k],
+						 bt_payload(id + k, 0) };
+		}
+		GS_OK_OR_DIE(gs_bus_publish_batch(
+			bus, batch, 4,
+			&(gs_bus_publish_opts){ .free_fn = bt_free,
+						.timeout_ms = GS_BUS_FOREVER }));
+		memset(topics, 'x', sizeof topics);
+	}
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	cr_assert_eq(atomic_load(&a.n), 16);
+	for (size_t i = 0; i < 16; i++) {
+		char want[32];
+		snprintf(want, sizeof want, "user.%llu.login",
+			 (unsigned long long)a.ids[i]);
+		cr_expect_str_eq(a.envs[i].topic, want);
+	}
+	bt_end(bus, 16, BT_SUBS(&a));
+}
