@@ -37,6 +37,8 @@ void gs__bus_drop(gs_bus_sub *s, gs__bus_env *const *envs, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		atomic_fetch_add_explicit(&envs[i]->dropped, 1,
 					  memory_order_relaxed);
+		atomic_store_explicit(&envs[i]->blk->lossy, true,
+				      memory_order_relaxed);
 		add(&envs[i]->topic->dropped, 1);
 		gs__bus_trace(s->bus, GS_BUS_TRACE_DROP, envs[i], s->name);
 	}
@@ -91,6 +93,7 @@ static gs__bus_outcome settle(gs_bus_sub *s, gs__bus_env *e, int r)
 		s->dead_letter(s->arg, &e->pub, r);
 	gs__bus_trace(bus, GS_BUS_TRACE_FAIL, e, s->name);
 	atomic_fetch_add_explicit(&e->failed, 1, memory_order_relaxed);
+	atomic_store_explicit(&e->blk->lossy, true, memory_order_relaxed);
 	add(&e->topic->failed, 1);
 	return GS__BUS_FAILED;
 }

@@ -38,7 +38,9 @@ static size_t class_size(unsigned c)
 gs__bus_block *gs__bus_block_new(gs_bus *bus, size_t n, size_t strings,
 				 char **strings_out)
 {
-	size_t head = sizeof(gs__bus_block) + n * sizeof(gs__bus_env);
+	size_t sums = n < GS__BUS_SUMS ? n : GS__BUS_SUMS;
+	size_t head = sizeof(gs__bus_block) + n * sizeof(gs__bus_env) +
+		      sums * sizeof(gs__bus_sum);
 	unsigned c = 0;
 	while (c < GS__BUS_CLASSES && class_size(c) < head + strings)
 		c++;
@@ -67,6 +69,8 @@ gs__bus_block *gs__bus_block_new(gs_bus *bus, size_t n, size_t strings,
 	b->bus = bus;
 	b->n = n;
 	b->size_class = c;
+	b->sums = (gs__bus_sum *)&b->env[n];
+	b->sums_cap = sums;
 	*strings_out = (char *)b + head;
 	return b;
 }
@@ -137,6 +141,9 @@ static void flush_all(const topic_sums *sums)
 			flush(&sums->s[i]);
 }
 
+/* Counts a block's completion on its topics, calls the hooks for each
+ * envelope, and frees the payloads and the block. Without hooks, and with
+ * every delivery handled, that reads the publisher's sums only. */
 static void complete(gs__bus_block *b)
 {
 	gs_bus *bus = b->bus;
@@ -144,12 +151,14 @@ static void complete(gs__bus_block *b)
 	topic_sums sums;
 	sums.used = 0;
 	bool hooks = o->on_complete || o->trace || b->free_fn;
+	bool per_env = !b->n_sums ||
+		       atomic_load_explicit(&b->lossy, memory_order_relaxed);
 	/* Hooks may block where the thread that finished the block may. */
 	const gs__bus_ctx *now = gs__bus_ctx_now();
 	gs__bus_ctx ctx;
 	if (hooks)
 		gs__bus_ctx_push(&ctx, bus, now ? now->may_block : true);
-	for (size_t i = 0; i < b->n; i++) {
+	for (size_t i = 0; (hooks || per_env) && i < b->n; i++) {
 		gs__bus_env *e = &b->env[i];
 		gs_bus_summary sum = {
 			.matched = e->matched,
@@ -161,7 +170,8 @@ static void complete(gs__bus_block *b)
 						       memory_order_relaxed),
 		};
 		sum.handled = sum.matched - sum.dropped - sum.failed;
-		add_sum(&sums, e->topic, sum.handled);
+		if (per_env)
+			add_sum(&sums, e->topic, sum.handled);
 		if (!hooks)
 			continue;
 		gs__bus_trace(bus, GS_BUS_TRACE_COMPLETE, e, NULL);
@@ -172,7 +182,11 @@ static void complete(gs__bus_block *b)
 	}
 	if (hooks)
 		gs__bus_ctx_pop(&ctx);
-	flush_all(&sums);
+	if (per_env)
+		flush_all(&sums);
+	for (size_t i = 0; !per_env && i < b->n_sums; i++)
+		flush(&(topic_sum){ b->sums[i].t, b->sums[i].events,
+				    b->sums[i].deliveries });
 	size_t n = b->n;
 	gs__bus_block_free(b);
 	/* After the hooks: a closer waiting for this sees them done. */

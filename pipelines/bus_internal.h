@@ -85,6 +85,9 @@ typedef struct gs__bus_env {
  * completes: on_complete and free_fn for each envelope, then one free. */
 struct gs__bus_block {
 	_Atomic size_t pending;
+	/* An envelope was dropped or failed somewhere: the sums below do
+	 * not hold, and completion counts envelope by envelope. */
+	_Atomic bool lossy;
 	gs_bus *bus;
 	gs_bus_free_fn free_fn;
 	gs__bus_block *next; /* a list of blocks to complete later, or the
@@ -93,8 +96,22 @@ struct gs__bus_block {
 	unsigned size_class; /* GS__BUS_CLASSES: allocated on its own */
 	char *copies;        /* malloc'd, or NULL */
 	size_t copies_len;
+	/* What the envelopes add to their topics' counters when every
+	 * delivery is handled, per topic: filled by the publisher, so that
+	 * completing reads a few lines instead of every envelope. n_sums 0:
+	 * more topics than room (sums_cap), or one beyond the table. */
+	struct gs__bus_sum *sums;
+	size_t n_sums, sums_cap;
 	gs__bus_env env[];
 };
+
+/* Topics per block whose completion counts are kept as sums. */
+#define GS__BUS_SUMS 16
+
+typedef struct gs__bus_sum {
+	gs__bus_topic *t;
+	uint64_t events, deliveries;
+} gs__bus_sum;
 
 /* Blocks are recycled by size class (2 KiB << class), so that a steady
  * stream of batches reuses warm memory instead of calling malloc and free

@@ -294,14 +294,20 @@ static void accept(gs_bus *bus, gs__bus_block *b, gs__bus_topic *topics,
 				put_droppable(s, e, &a->defer);
 		}
 	}
-	for (gs__bus_topic *t = topics; t; t = t->next_touched) {
+	size_t k = 0;
+	for (gs__bus_topic *t = topics; t; t = t->next_touched, k++) {
 		count(&t->published, t->count);
 		count(&t->deliveries, t->count * t->n_subs);
 		if (!t->n_subs) {
 			count(&t->unrouted, t->count);
 			a->unrouted += t->count;
 		}
+		if (k < b->sums_cap)
+			b->sums[k] = (gs__bus_sum){ t, t->count,
+						    t->count * t->n_subs };
 	}
+	/* Beyond the table, or too many topics: counted per envelope. */
+	b->n_sums = copy == b->copies && k <= b->sums_cap ? k : 0;
 	atomic_fetch_add_explicit(&bus->published, b->n, memory_order_relaxed);
 	atomic_fetch_add_explicit(&bus->unrouted, a->unrouted,
 				  memory_order_relaxed);

@@ -268,3 +268,73 @@ Test(bus_routing, every_envelope_keeps_its_topic_after_the_publish_returns,
 	}
 	bt_end(bus, 16, BT_SUBS(&a));
 }
+
+/* A batch's completion is counted on each of its topics: a batch over a
+ * few topics, one over more topics than the bus sums per batch, with
+ * payloads to free and without, with drops and without. */
+Test(bus_routing, topic_counters_add_up_for_batches_over_many_topics,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	enum { TOPICS = 20 };
+	static bt_sub a, b, c;
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&a, &b, &c));
+	bt_subscribe(
+		bus, &a,
+		(gs_bus_sub_opts){ .patterns = (const char *[]){ "t.*", NULL },
+				   .queue_size = 4 * TOPICS });
+	bt_subscribe(
+		bus, &c,
+		(gs_bus_sub_opts){ .patterns = (const char *[]){ "t.1", NULL },
+				   .queue_size = 4 * TOPICS });
+	/* Holds its first event until the end: every later one is dropped. */
+	b.gated = true;
+	bt_subscribe(
+		bus, &b,
+		(gs_bus_sub_opts){ .patterns = (const char *[]){ "t.0", NULL },
+				   .queue_size = 1,
+				   .overflow = GS_BUS_DROP_NEWEST });
+	static char names[TOPICS][8];
+	for (size_t i = 0; i < TOPICS; i++)
+		snprintf(names[i], sizeof names[i], "t.%zu", i);
+	/* Rounds of (first topic, topics, events per topic, payloads). */
+	static const struct {
+		size_t first, topics, each;
+		bool payloads;
+	} rounds[] = { { 1, 2, 2, true },
+		       { 0, TOPICS, 2, true },
+		       { 3, 2, 4, false },
+		       { 0, 1, 4, false } };
+	uint64_t published[TOPICS] = { 0 }, id = 0;
+	gs_bus_msg msgs[2 * TOPICS];
+	for (size_t r = 0; r < sizeof rounds / sizeof *rounds; r++) {
+		size_t n = rounds[r].topics * rounds[r].each;
+		for (size_t i = 0; i < n; i++) {
+			size_t t = rounds[r].first + i % rounds[r].topics;
+			published[t]++;
+			msgs[i] = (gs_bus_msg){ names[t],
+						rounds[r].payloads
+							? bt_payload(++id, 0)
+							: NULL };
+		}
+		GS_OK_OR_DIE(gs_bus_publish_batch(
+			bus, msgs, n,
+			&(gs_bus_publish_opts){
+				.free_fn = rounds[r].payloads ? bt_free : NULL,
+				.timeout_ms = GS_BUS_FOREVER }));
+	}
+	atomic_store(&b.open, true);
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	for (size_t t = 0; t < TOPICS; t++) {
+		gs_bus_topic_stats ts;
+		GS_OK_OR_DIE(gs_bus_topic_stats_get(bus, names[t], &ts));
+		uint64_t dropped = t == 0 ? published[0] - 1 : 0;
+		uint64_t deliveries = published[t] * (t <= 1 ? 2 : 1);
+		cr_expect_eq(ts.published, published[t], "%s", names[t]);
+		cr_expect_eq(ts.deliveries, deliveries, "%s", names[t]);
+		cr_expect_eq(ts.dropped, dropped, "%s", names[t]);
+		cr_expect_eq(ts.handled, deliveries - dropped, "%s", names[t]);
+		cr_expect_eq(ts.in_flight, 0, "%s", names[t]);
+	}
+	cr_expect_eq(bt_stats(&b).dropped, published[0] - 1);
+	bt_end(bus, id, BT_SUBS(&a, &b, &c));
+}
