@@ -197,11 +197,15 @@ static gs_err pooled_new(gs_bus_sub *s)
 					 .arg = s },
 			&s->pool);
 	s->stage = gs_pool_stage(s->pool);
+	const gs_sub_opts sub = { .max_demand = 2 * s->concurrency };
+	/* Waiting for both ends means the pool's threads exist when
+	 * gs_bus_subscribe returns, so that the first events published do
+	 * not wait for them to be made; where this thread may not wait,
+	 * they come up in the background. */
 	if (!err)
-		err = gs_subscribe(
-			s->stage, s->driver,
-			&(gs_sub_opts){ .max_demand = 2 * s->concurrency },
-			NULL);
+		err = gs_subscribe_sync(s->stage, s->driver, &sub, NULL, -1);
+	if (err == GS_ETHREAD)
+		err = gs_subscribe(s->stage, s->driver, &sub, NULL);
 	return err;
 }
 
