@@ -268,7 +268,9 @@ gs_err gs_bus_new(const gs_bus_opts *opts, gs_bus **out);
 
 /*
  * Adds a subscription; events published after this returns are routed to
- * it. `opts` is read once. *out stays valid until gs_bus_free, even after
+ * it. With concurrency N its pool's threads exist by then, unless it was
+ * called inside a scheduled stage's callback (which may not wait for
+ * them). `opts` is read once. *out stays valid until gs_bus_free, even after
  * gs_bus_unsubscribe (for its counters); it may be NULL. Refused with a log
  * message: NULL bus or opts, no handler, no pattern, an empty or malformed
  * pattern ("a..b", "a*", "#x"), an invalid regex, queue_size 0, an unknown
