@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Describes the machine and the build, for the results' header. */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,12 @@ void gsb_machine_read(gsb_machine *m)
 	m->load_after = -1;
 	read_cpu_model(m->cpu, sizeof m->cpu);
 	m->cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	m->usable_cpus = sched_getaffinity(0, sizeof set, &set)
+				 ? -1
+				 : (long)CPU_COUNT(&set);
+	const char *w = getenv("GS_WORKERS");
+	snprintf(m->gs_workers, sizeof m->gs_workers, "%s", w ? w : "");
 	m->mem_gib = (double)sysconf(_SC_PHYS_PAGES) *
 		     (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024 * 1024);
 	struct utsname u;

@@ -4,13 +4,15 @@
 #define GSB_MACHINE_H
 
 typedef struct gsb_machine {
-	char cpu[128];     /* /proc/cpuinfo's first "model name" */
-	long cpus;         /* online */
-	double mem_gib;    /* physical memory */
-	char kernel[264];  /* uname: system, release, version, machine */
-	char compiler[96]; /* the compiler that built gs-bench */
-	char build[64];    /* meson buildtype and sanitizers */
-	char date[32];     /* UTC, ISO 8601 */
+	char cpu[128];       /* /proc/cpuinfo's first "model name" */
+	long cpus;           /* online */
+	long usable_cpus;    /* in the harness's affinity mask */
+	char gs_workers[16]; /* the GS_WORKERS variable, empty if unset */
+	double mem_gib;      /* physical memory */
+	char kernel[264];    /* uname: system, release, version, machine */
+	char compiler[96];   /* the compiler that built gs-bench */
+	char build[64];      /* meson buildtype and sanitizers */
+	char date[32];       /* UTC, ISO 8601 */
 	/* 1-minute load average before and after the runs: the machine is
 	 * shared, and this says how much it was. */
 	double load_before, load_after;

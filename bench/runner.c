@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,11 +32,39 @@ _Atomic uint64_t *gsb_progress_new(void)
 	return m == MAP_FAILED ? NULL : m;
 }
 
+/* Confines the calling process to the first `cpus` CPUs it may use, as
+ * `taskset` would, before any thread (or executor) exists; 0 if done. */
+static int pin(unsigned cpus, gsb_result *r)
+{
+	cpu_set_t may, set;
+	CPU_ZERO(&set);
+	if (sched_getaffinity(0, sizeof may, &may)) {
+		snprintf(r->note, sizeof r->note, "sched_getaffinity: %s",
+			 strerror(errno));
+		return -1;
+	}
+	unsigned n = 0;
+	for (int c = 0; c < CPU_SETSIZE && n < cpus; c++)
+		if (CPU_ISSET(c, &may)) {
+			CPU_SET(c, &set);
+			n++;
+		}
+	if (n < cpus || sched_setaffinity(0, sizeof set, &set)) {
+		snprintf(r->note, sizeof r->note,
+			 "cannot pin to %u CPUs (%u allowed)", cpus, n);
+		return -1;
+	}
+	return 0;
+}
+
 static _Noreturn void child_main(const gsb_topology *t, const gsb_params *p,
 				 int fd)
 {
 	gsb_result r = { 0 };
-	t->run(t, p, &r);
+	if (t->cpus && pin(t->cpus, &r))
+		r.err = 1;
+	else
+		t->run(t, p, &r);
 	/* Smaller than PIPE_BUF, so written at once. */
 	ssize_t w = write(fd, &r, sizeof r);
 	_exit(w == (ssize_t)sizeof r ? 0 : 1);
@@ -161,7 +190,8 @@ bool gsb_run_forked(const gsb_topology *t, uint64_t events, double timeout_s,
 		continue;
 	out->peak_rss_kib = ru.ru_maxrss;
 	out->cpu_s = cpu_seconds(&ru);
-	out->ctx_switches = ru.ru_nvcsw + ru.ru_nivcsw;
+	out->vol_switches = ru.ru_nvcsw;
+	out->invol_switches = ru.ru_nivcsw;
 	judge(got, status, timeout_s, events, out);
 	return out->error[0] == '\0';
 }
