@@ -28,20 +28,27 @@ typedef struct gsb_params {
 typedef struct gsb_latency {
 	double p50_us, p99_us;
 	double ref_p50_us, ref_p99_us;
-	/* The CPU the whole process used while its pipeline sat idle,
-	 * from 1 ms after the last event for GSB_IDLE_MS, as a fraction of
-	 * one core, and the context switches meanwhile; -1: not measured. */
+	/* The CPU every thread but the measuring one used while the
+	 * pipeline sat idle, from GSB_IDLE_AFTER_MS after the last event
+	 * for GSB_IDLE_MS, as a fraction of one core, and their context
+	 * switches meanwhile; -1: not measured. */
 	double idle_cpu;
 	long idle_switches;
 } gsb_latency;
 
+/* How long a phase took, by the clock and in CPU time of the whole
+ * process (the machine is shared: the clock alone may measure others). */
+typedef struct gsb_phase {
+	double wall_s, cpu_s;
+} gsb_phase;
+
 /* Scale rows: how long each phase took and what the stages cost. */
 typedef struct gsb_scale {
 	uint64_t stages;
-	double build_s;   /* gs_stage_new and gs_subscribe of them all */
-	double start_s;   /* gs_pipeline_start of them all */
-	double run_s;     /* a few events through, until every stage ended */
-	double free_s;    /* gs_pipeline_free of them all */
+	gsb_phase build;  /* gs_stage_new and gs_subscribe of them all */
+	gsb_phase start;  /* gs_pipeline_start of them all */
+	gsb_phase run;    /* a few events through, until every stage ended */
+	gsb_phase free;   /* gs_pipeline_free of them all */
 	double kib_idle;  /* RSS growth per stage, started and idle */
 	double kib_after; /* RSS growth per stage once events crossed it */
 } gsb_scale;
@@ -100,6 +107,8 @@ struct gsb_topology {
 	 * least 1, at most their default): a smoke run stays short. */
 	const char *unit;
 	uint64_t default_events;
+	/* Seconds a run may take before it is killed; 0: --timeout's. */
+	double timeout_s;
 };
 
 /* See gsb_topology.unit. */
@@ -183,7 +192,7 @@ void gsb_sleep_ms(unsigned ms);
 void gsb_percentiles(uint64_t *ns, size_t n, double *p50_us, double *p99_us);
 
 /* Lets the pipeline idle GSB_IDLE_AFTER_MS, then records in lat the CPU
- * and context switches of the process over GSB_IDLE_MS. */
+ * and context switches of the process's other threads over GSB_IDLE_MS. */
 void gsb_measure_idle(gsb_latency *lat);
 
 /* Waits until the process has used almost no CPU for 10 ms (its pipelines

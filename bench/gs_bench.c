@@ -263,8 +263,9 @@ static void run_row(gsb_row *row, const options *o, size_t round,
 		    _Atomic uint64_t *progress)
 {
 	gsb_outcome *out = &row->run[row->runs++];
-	bool ok = gsb_run_forked(row->t, row->events, o->timeout_s, progress,
-				 out);
+	double timeout_s = row->t->timeout_s > o->timeout_s ? row->t->timeout_s
+							    : o->timeout_s;
+	bool ok = gsb_run_forked(row->t, row->events, timeout_s, progress, out);
 	if (!ok && !row->error[0])
 		snprintf(row->error, sizeof row->error, "%s", out->error);
 	char rate[48] = "-";

@@ -33,8 +33,14 @@ static void fmt_one(char *buf, size_t len, double x, style s)
 		snprintf(buf, len, "%.2fx", x);
 	else if (s == SECONDS)
 		snprintf(buf, len, "%.3f", x);
+	else if (x >= 100)
+		snprintf(buf, len, "%.0f", x);
+	else if (x >= 10)
+		snprintf(buf, len, "%.1f", x);
+	else if (x >= 0.1)
+		snprintf(buf, len, "%.2f", x);
 	else
-		snprintf(buf, len, "%.3g", x);
+		snprintf(buf, len, "%.2g", x);
 }
 
 static void fmt_spread(char *buf, size_t len, gsb_spread s, style st)
@@ -137,9 +143,9 @@ static void throughput_table(const gsb_report *rep, gsb_table *t)
 static void latency_table(const gsb_report *rep, gsb_table *t)
 {
 	static const char *const head[] = {
-		"topology",      "CPUs",       "samples",       "p50 us",
-		"p99 us",        "reference",  "ref p50 us",    "ref p99 us",
-		"p50 / ref p50", "idle CPU %", "idle switches", NULL
+		"topology",      "CPUs",          "samples",       "p50 us",
+		"p99 us",        "reference",     "ref p50 us",    "ref p99 us",
+		"p50 / ref p50", "idle CPU us/s", "idle switches", NULL
 	};
 	gsb_table_init(t, head);
 	for (size_t i = 0; i < rep->n_rows; i++) {
@@ -157,13 +163,36 @@ static void latency_table(const gsb_report *rep, gsb_table *t)
 		set_spread(t, r, 7, gsb_over_runs(row, gsb_ref_p99), FIXED);
 		set_spread(t, r, 8, gsb_over_runs(row, gsb_p50_vs_ref), TIMES);
 		gsb_spread idle = gsb_over_runs(row, gsb_idle_cpu);
-		idle.min *= 100;
-		idle.median *= 100;
-		idle.max *= 100;
+		idle.min *= 1e6;
+		idle.median *= 1e6;
+		idle.max *= 1e6;
 		set_spread(t, r, 9, idle, FIXED);
 		set_spread(t, r, 10, gsb_over_runs(row, gsb_idle_switches),
 			   FIXED);
 	}
+}
+
+/* The phases of a scale run, each timed by the clock and in CPU time. */
+static const struct phase {
+	const char *name;
+	gsb_figure_fn wall, cpu;
+} phases[] = {
+	{ "build", gsb_build_s, gsb_build_cpu_s },
+	{ "start", gsb_start_s, gsb_start_cpu_s },
+	{ "run", gsb_run_s, gsb_run_cpu_s },
+	{ "free", gsb_free_s, gsb_free_cpu_s },
+};
+
+#define N_PHASES (sizeof phases / sizeof phases[0])
+
+/* "wall (min..max), CPU median": the clock, then the CPU time. */
+static void set_phase(gsb_table *t, int r, size_t c, const gsb_row *row,
+		      const struct phase *ph)
+{
+	char wall[40], cpu[16];
+	fmt_spread(wall, sizeof wall, gsb_over_runs(row, ph->wall), SECONDS);
+	fmt_one(cpu, sizeof cpu, gsb_over_runs(row, ph->cpu).median, SECONDS);
+	gsb_table_set(t, r, c, "%s, %s CPU", wall, cpu);
 }
 
 static void scale_table(const gsb_report *rep, gsb_table *t)
@@ -192,10 +221,8 @@ static void scale_table(const gsb_report *rep, gsb_table *t)
 			gsb_table_set(t, r, 2, "%llu",
 				      (unsigned long long)row->run[m]
 					      .result.scale.stages);
-		set_spread(t, r, 3, gsb_over_runs(row, gsb_build_s), SECONDS);
-		set_spread(t, r, 4, gsb_over_runs(row, gsb_start_s), SECONDS);
-		set_spread(t, r, 5, gsb_over_runs(row, gsb_run_s), SECONDS);
-		set_spread(t, r, 6, gsb_over_runs(row, gsb_free_s), SECONDS);
+		for (size_t p = 0; p < N_PHASES; p++)
+			set_phase(t, r, 3 + p, row, &phases[p]);
 		set_spread(t, r, 7, gsb_over_runs(row, gsb_kib_idle), FIXED);
 		set_spread(t, r, 8, gsb_over_runs(row, gsb_kib_after), FIXED);
 		set_rss(t, r, 9, row);
@@ -356,15 +383,14 @@ static void json_run(FILE *f, const gsb_row *row, size_t i)
 		json_num(f, gsb_idle_switches(row, i));
 	}
 	if (row->t->kind == GSB_SCALE) {
-		fprintf(f, ", \"stages\": %llu, \"build_s\": ",
+		fprintf(f, ", \"stages\": %llu",
 			(unsigned long long)r->scale.stages);
-		json_num(f, gsb_build_s(row, i));
-		fprintf(f, ", \"start_s\": ");
-		json_num(f, gsb_start_s(row, i));
-		fprintf(f, ", \"run_s\": ");
-		json_num(f, gsb_run_s(row, i));
-		fprintf(f, ", \"free_s\": ");
-		json_num(f, gsb_free_s(row, i));
+		for (size_t p = 0; p < N_PHASES; p++) {
+			fprintf(f, ", \"%s_s\": ", phases[p].name);
+			json_num(f, phases[p].wall(row, i));
+			fprintf(f, ", \"%s_cpu_s\": ", phases[p].name);
+			json_num(f, phases[p].cpu(row, i));
+		}
 		fprintf(f, ", \"kib_per_stage_idle\": ");
 		json_num(f, gsb_kib_idle(row, i));
 		fprintf(f, ", \"kib_per_stage_after\": ");
@@ -554,8 +580,10 @@ static void md_header(FILE *f, const gsb_report *rep)
 		"reference measured in the same process and interleaved "
 		"with the row: a mutex+condvar hand-off of one event for the "
 		"hot rows, a bare futex wake for `wake-latency`. **Idle "
-		"CPU**: what the whole process burns from 1 ms after the "
-		"last event, over %d ms, in %% of one core.\n"
+		"CPU**: what every thread but the measuring one burns from "
+		"1 ms after the last event, over %d ms, in microseconds "
+		"per second (millionths of a core), with their context "
+		"switches meanwhile.\n"
 		"- **Scale**: phases timed once per run; KiB per stage is "
 		"the growth of resident memory divided by the stages, once "
 		"started and idle, and again after events crossed every "

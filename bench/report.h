@@ -55,10 +55,14 @@ double gsb_idle_switches(const gsb_row *row, size_t run);
 double gsb_peak_rss_mib(const gsb_row *row, size_t run);
 double gsb_vol_switches(const gsb_row *row, size_t run);
 double gsb_invol_switches(const gsb_row *row, size_t run);
-double gsb_build_s(const gsb_row *row, size_t run);
+double gsb_build_s(const gsb_row *row, size_t run); /* by the clock */
 double gsb_start_s(const gsb_row *row, size_t run);
 double gsb_run_s(const gsb_row *row, size_t run);
 double gsb_free_s(const gsb_row *row, size_t run);
+double gsb_build_cpu_s(const gsb_row *row, size_t run); /* CPU time */
+double gsb_start_cpu_s(const gsb_row *row, size_t run);
+double gsb_run_cpu_s(const gsb_row *row, size_t run);
+double gsb_free_cpu_s(const gsb_row *row, size_t run);
 double gsb_kib_idle(const gsb_row *row, size_t run);
 double gsb_kib_after(const gsb_row *row, size_t run);
 

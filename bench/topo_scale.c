@@ -73,14 +73,32 @@ static double per_stage(long rss0, uint64_t stages)
 	return now < 0 || rss0 < 0 ? -1 : (double)(now - rss0) / (double)stages;
 }
 
+/* A phase's clock and CPU time: begin() returns the start, end() fills
+ * the phase. */
+typedef struct stamp {
+	double wall, cpu;
+} stamp;
+
+static stamp begin(void)
+{
+	return (stamp){ gsb_now(), gsb_cpu_s() };
+}
+
+static void end(stamp s, gsb_phase *ph)
+{
+	ph->wall_s = gsb_now() - s.wall;
+	ph->cpu_s = gsb_cpu_s() - s.cpu;
+}
+
 static void describe(gsb_result *r, const char *what)
 {
 	const gsb_scale *s = &r->scale;
 	snprintf(r->note, sizeof r->note,
-		 "%s; build %.3f s, start %.3f s, run %.3f s, free %.3f s; "
-		 "%.1f KiB per stage idle, %.1f after events",
-		 what, s->build_s, s->start_s, s->run_s, s->free_s, s->kib_idle,
-		 s->kib_after);
+		 "%s; seconds (CPU): build %.3f (%.3f), start %.3f (%.3f), "
+		 "run %.3f (%.3f), free %.3f (%.3f)",
+		 what, s->build.wall_s, s->build.cpu_s, s->start.wall_s,
+		 s->start.cpu_s, s->run.wall_s, s->run.cpu_s, s->free.wall_s,
+		 s->free.cpu_s);
 }
 
 /* Starts the pipelines, lets them settle, releases the sources' demand
@@ -89,17 +107,17 @@ static gs_err start_and_run(gs_pipeline **pls, gs_stage **sources, size_t n,
 			    long rss0, gsb_result *r)
 {
 	gsb_scale *s = &r->scale;
-	double t0 = gsb_now();
+	stamp t0 = begin();
 	gs_err err = GS_OK;
 	for (size_t i = 0; !err && i < n; i++)
 		err = gs_pipeline_start(pls[i]);
-	s->start_s = gsb_now() - t0;
+	end(t0, &s->start);
 	if (err)
 		return err;
 	if (!gsb_wait_quiet(60))
 		return GS_ETIMEDOUT;
 	s->kib_idle = per_stage(rss0, s->stages);
-	t0 = gsb_now();
+	t0 = begin();
 	for (size_t i = 0; !err && i < n; i++)
 		err = gs_stage_demand(sources[i], GS_DEMAND_FORWARD);
 	for (size_t i = 0; i < n; i++) {
@@ -107,17 +125,17 @@ static gs_err start_and_run(gs_pipeline **pls, gs_stage **sources, size_t n,
 		if (!err)
 			err = e;
 	}
-	s->run_s = gsb_now() - t0;
+	end(t0, &s->run);
 	s->kib_after = per_stage(rss0, s->stages);
 	return err;
 }
 
 static void free_all(gs_pipeline **pls, size_t n, gsb_result *r)
 {
-	double t0 = gsb_now();
+	stamp t0 = begin();
 	for (size_t i = 0; i < n; i++)
 		gs_pipeline_free(pls[i]);
-	r->scale.free_s = gsb_now() - t0;
+	end(t0, &r->scale.free);
 }
 
 /* Builds source -> stages-2 maps -> sink, subscribing each new stage to
@@ -157,13 +175,13 @@ void gsb_run_scale_chain(const gsb_topology *t, const gsb_params *p,
 	if (!err)
 		err = gs_pipeline_new(NULL, &pl);
 	r->scale.stages = stages;
-	double t0 = gsb_now();
+	stamp t0 = begin();
 	if (!err)
 		err = build_chain(pl, stages, values, &k, &source);
-	r->scale.build_s = gsb_now() - t0;
+	end(t0, &r->scale.build);
 	if (!err)
 		err = start_and_run(&pl, &source, 1, rss0, r);
-	r->seconds = r->scale.run_s;
+	r->seconds = r->scale.run.wall_s;
 	free_all(&pl, 1, r);
 	r->err = err;
 	r->checksum = k.sum;
@@ -214,13 +232,13 @@ void gsb_run_scale_pipelines(const gsb_topology *t, const gsb_params *p,
 			     : GS_ENOMEM;
 	long rss0 = gsb_rss_kib();
 	r->scale.stages = 2 * (uint64_t)n;
-	double t0 = gsb_now();
+	stamp t0 = begin();
 	if (!err)
 		err = build_small(pls, sources, sinks, n, values);
-	r->scale.build_s = gsb_now() - t0;
+	end(t0, &r->scale.build);
 	if (!err)
 		err = start_and_run(pls, sources, n, rss0, r);
-	r->seconds = r->scale.run_s;
+	r->seconds = r->scale.run.wall_s;
 	if (pls)
 		free_all(pls, n, r);
 	r->err = err;

@@ -9,7 +9,9 @@
  * hand-off to the consumer. The reference, measured in the same process
  * and alternating with it sample by sample, is a bare futex wake: one
  * thread stamps and wakes another asleep on a futex, which records the
- * age when it runs.
+ * age when it runs. A third series, for the note, sends the stamp with
+ * gs_cast straight to a stage's handle_cast: the wake-up and one stage's
+ * run without the push producer and the hand-off.
  */
 #include <linux/futex.h>
 #include <pthread.h>
@@ -52,7 +54,25 @@ static int record_events(void *state, gs_stage *stage, gs_sub *from,
 	return GS_OK;
 }
 
+static int no_demand(void *state, gs_stage *stage, size_t demand)
+{
+	(void)state;
+	(void)stage;
+	(void)demand;
+	return GS_OK;
+}
+
+static int record_cast(void *state, gs_stage *stage, void *msg)
+{
+	(void)stage;
+	record(state, (uintptr_t)msg);
+	return GS_OK;
+}
+
 static const gs_stage_ops record_ops = { .handle_events = record_events };
+/* A producer with no consumer that only records the casts it gets. */
+static const gs_stage_ops castee_ops = { .handle_demand = no_demand,
+					 .handle_cast = record_cast };
 
 /* The reference's sleeper: waits on `word` until it moves, then records
  * the age of `stamp`; `last` samples in all, unless told to quit. */
@@ -96,10 +116,10 @@ static void await(recorder *rec)
 }
 
 typedef struct wake_run {
-	recorder rec;
+	recorder rec, cast;
 	sleeper *sl;
 	gs_pipeline *pl;
-	gs_stage *push, *cons;
+	gs_stage *push, *cons, *castee;
 } wake_run;
 
 static gs_err build(wake_run *w)
@@ -115,11 +135,15 @@ static gs_err build(wake_run *w)
 	if (!err)
 		err = gs_subscribe(w->cons, w->push,
 				   &(gs_sub_opts){ .max_demand = 1000 }, NULL);
+	if (!err)
+		err = gs_stage_new(w->pl, GS_PRODUCER, &castee_ops, &w->cast,
+				   &(gs_stage_opts){ .name = "castee" },
+				   &w->castee);
 	return err ? err : gs_pipeline_start(w->pl);
 }
 
 /* Each sample: idle, push one stamped event, wait for it; idle, wake
- * the sleeper, wait for it. */
+ * the sleeper, wait for it; idle, cast a stamp, wait for it. */
 static gs_err measure(wake_run *w, uint64_t samples, gsb_result *r)
 {
 	double spent = 0;
@@ -135,6 +159,11 @@ static gs_err measure(wake_run *w, uint64_t samples, gsb_result *r)
 		gsb_sleep_ms(IDLE_GAP_MS);
 		futex_sample(w->sl);
 		await(&w->sl->rec);
+		gsb_sleep_ms(IDLE_GAP_MS);
+		err = gs_cast(w->castee, (void *)(uintptr_t)gsb_now_ns());
+		if (err)
+			return err;
+		await(&w->cast);
 	}
 	r->seconds = spent;
 	return GS_OK;
@@ -145,12 +174,15 @@ void gsb_run_wake(const gsb_topology *t, const gsb_params *p, gsb_result *r)
 	(void)t;
 	wake_run w = { .rec = { .ns = malloc(p->events * sizeof *w.rec.ns),
 				.params = p },
+		       .cast = { .ns = malloc(p->events * sizeof *w.cast.ns),
+				 .params = p },
 		       .sl = aligned_alloc(64, sizeof *w.sl) };
 	uint64_t *ref = malloc(p->events * sizeof *ref);
-	gs_err err = w.rec.ns && w.sl && ref ? GS_OK : GS_ENOMEM;
+	gs_err err = w.rec.ns && w.cast.ns && w.sl && ref ? GS_OK : GS_ENOMEM;
 	pthread_t th;
 	bool started = false;
 	sem_init(&w.rec.done, 0, 0);
+	sem_init(&w.cast.done, 0, 0);
 	if (w.sl) {
 		*w.sl = (sleeper){ .last = p->events,
 				   .rec = { .ns = ref, .params = p } };
@@ -173,26 +205,32 @@ void gsb_run_wake(const gsb_topology *t, const gsb_params *p, gsb_result *r)
 	}
 	if (started)
 		pthread_join(th, NULL);
-	if (w.pl)
-		gs_push_close(w.push);
-	gs_err werr = w.pl && !err ? gs_pipeline_wait(w.pl) : GS_OK;
-	r->err = err ? err : werr;
+	/* The castee never finishes: stop them all. */
+	gs_pipeline_free(w.pl);
+	r->err = err;
 	r->delivered = r->checksum = w.rec.count;
 	r->expected = p->events;
-	if (!r->err) {
+	if (!err) {
+		double p50, p99;
 		gsb_percentiles(w.rec.ns, w.rec.count, &r->lat.p50_us,
 				&r->lat.p99_us);
 		gsb_percentiles(ref, w.sl->rec.count, &r->lat.ref_p50_us,
 				&r->lat.ref_p99_us);
+		gsb_percentiles(w.cast.ns, w.cast.count, &p50, &p99);
+		snprintf(r->note, sizeof r->note,
+			 "gs_cast -> handle_cast of an idle stage: p50 %.1f "
+			 "us, p99 %.1f us",
+			 p50, p99);
 	} else {
 		snprintf(r->note, sizeof r->note, "genstage: %s",
-			 gs_strerror(r->err));
+			 gs_strerror(err));
 	}
-	gs_pipeline_free(w.pl);
 	if (w.sl)
 		sem_destroy(&w.sl->rec.done);
+	sem_destroy(&w.cast.done);
 	sem_destroy(&w.rec.done);
 	free(ref);
 	free(w.sl);
+	free(w.cast.ns);
 	free(w.rec.ns);
 }
