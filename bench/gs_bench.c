@@ -151,7 +151,7 @@ static void usage(FILE *f)
 		"  --repeat N           rounds: runs per topology, every row "
 		"once a round (default 1)\n"
 		"  --timeout S          kill a run after S seconds (default "
-		"120)\n"
+		"120; a row may ask more)\n"
 		"  --json FILE          write the results as JSON\n"
 		"  --markdown FILE      write the results table and machine "
 		"as Markdown\n"
