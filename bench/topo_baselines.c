@@ -42,7 +42,7 @@ static void *alloc_lines(size_t size)
 typedef struct mutex_queue {
 	pthread_mutex_t lock;
 	pthread_cond_t not_empty, not_full;
-	uintptr_t slots[QUEUE_SLOTS];
+	void *slots[QUEUE_SLOTS];
 	size_t head, count;
 } mutex_queue;
 
@@ -83,6 +83,18 @@ static void run_pair(const gsb_params *p, void *queue, size_t batch,
 	r->expected = gsb_expected_sum(p->events, 0);
 }
 
+/* A consumer's bookkeeping once it has taken n items: their sum, its
+ * count, and now and then the progress. */
+static inline void took(const pair *pr, void *const *items, size_t n,
+			uint64_t *sum, uint64_t *count)
+{
+	for (size_t i = 0; i < n; i++)
+		*sum += (uintptr_t)items[i];
+	*count += n;
+	if (*count % GSB_PROGRESS_EVERY < n)
+		gsb_progress(pr->params, *count);
+}
+
 static void *mq_produce(void *arg)
 {
 	pair *pr = arg;
@@ -92,7 +104,8 @@ static void *mq_produce(void *arg)
 		pthread_mutex_lock(&q->lock);
 		while (q->count == QUEUE_SLOTS)
 			pthread_cond_wait(&q->not_full, &q->lock);
-		q->slots[(q->head + q->count) % QUEUE_SLOTS] = (uintptr_t)v;
+		q->slots[(q->head + q->count) % QUEUE_SLOTS] =
+			(void *)(uintptr_t)v;
 		q->count++;
 		pthread_cond_signal(&q->not_empty);
 		pthread_mutex_unlock(&q->lock);
@@ -109,7 +122,7 @@ static void *mq_consume(void *arg)
 		pthread_mutex_lock(&q->lock);
 		while (q->count == 0)
 			pthread_cond_wait(&q->not_empty, &q->lock);
-		uintptr_t v = q->slots[q->head];
+		uintptr_t v = (uintptr_t)q->slots[q->head];
 		q->head = (q->head + 1) % QUEUE_SLOTS;
 		q->count--;
 		pthread_cond_signal(&q->not_full);
@@ -131,13 +144,13 @@ static void *mb_produce(void *arg)
 {
 	pair *pr = arg;
 	mutex_queue *q = pr->queue;
-	uintptr_t batch[BULK];
+	void *batch[BULK];
 	uint64_t last = pr->params->events;
 	for (uint64_t v = 1; v <= last;) {
 		size_t n = last - v + 1 < pr->batch ? (size_t)(last - v + 1)
 						    : pr->batch;
 		for (size_t i = 0; i < n; i++)
-			batch[i] = (uintptr_t)(v + i);
+			batch[i] = (void *)(uintptr_t)(v + i);
 		for (size_t done = 0; done < n;) {
 			pthread_mutex_lock(&q->lock);
 			while (q->count == QUEUE_SLOTS)
@@ -166,7 +179,7 @@ static void *mb_consume(void *arg)
 {
 	pair *pr = arg;
 	mutex_queue *q = pr->queue;
-	uintptr_t batch[BULK];
+	void *batch[BULK];
 	uint64_t last = pr->params->events, sum = 0, count = 0;
 	while (count < last) {
 		pthread_mutex_lock(&q->lock);
@@ -181,11 +194,7 @@ static void *mb_consume(void *arg)
 		if (was_full)
 			pthread_cond_signal(&q->not_full);
 		pthread_mutex_unlock(&q->lock);
-		for (size_t i = 0; i < n; i++)
-			sum += batch[i];
-		count += n;
-		if (count % GSB_PROGRESS_EVERY < n)
-			gsb_progress(pr->params, count);
+		took(pr, batch, n, &sum, &count);
 	}
 	pr->sum = sum;
 	pr->count = count;
@@ -323,12 +332,8 @@ static void *gsr_consume(void *arg)
 			continue;
 		}
 		tries = 0;
-		for (size_t i = 0; i < n; i++)
-			sum += (uintptr_t)items[i];
+		took(pr, items, n, &sum, &count);
 		gs__ring_release(r, n);
-		count += n;
-		if (count % GSB_PROGRESS_EVERY < n)
-			gsb_progress(pr->params, count);
 	}
 	pr->sum = sum;
 	pr->count = count;
