@@ -24,7 +24,7 @@ const gsb_topology gsb_topologies[] = {
 	  .run = gsb_run_gs_ring,
 	  .ceiling = CEIL,
 	  .floor = FLOOR,
-	  .default_events = 600 * MILLION },
+	  .default_events = 1000 * MILLION },
 	{ .name = "mutex-batch",
 	  .what = "floor: a mutex and condvar queue of 1024, up to 500 items "
 		  "per lock, signalling only empty to non-empty and full to "
@@ -153,7 +153,7 @@ const gsb_topology gsb_topologies[] = {
 	  .max_demand = 1000,
 	  .stages = 1000,
 	  .deliveries = 1001,
-	  .default_events = 200 * MILLION },
+	  .default_events = 500 * MILLION },
 	{ .name = "1-1-slow",
 	  .what = "1-1/md1000 with a consumer about 10x slower than the "
 		  "producer (busy work per event): memory must stay bounded",
