@@ -83,10 +83,11 @@ static void show_progress(progress_line *pl, const gsb_topology *t,
 	if (elapsed < QUIET_S || elapsed - pl->last < every)
 		return;
 	pl->last = elapsed;
-	fprintf(stderr, "%s  %-18s %5.1f%%  %.1fM of %.1fM events  %.1f s%s",
+	fprintf(stderr, "%s  %-18s %5.1f%%  %llu of %llu %s  %.1f s%s",
 		pl->tty ? "\r" : "", t->name,
-		100.0 * (double)done / (double)events, (double)done / 1e6,
-		(double)events / 1e6, elapsed, pl->tty ? "\033[K" : "\n");
+		100.0 * (double)done / (double)events, (unsigned long long)done,
+		(unsigned long long)events, t->unit ? t->unit : "events",
+		elapsed, pl->tty ? "\033[K" : "\n");
 	pl->shown = pl->tty;
 }
 

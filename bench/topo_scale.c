@@ -140,8 +140,8 @@ static void free_all(gs_pipeline **pls, size_t n, gsb_result *r)
 
 /* Builds source -> stages-2 maps -> sink, subscribing each new stage to
  * the one before as it is made. */
-static gs_err build_chain(gs_pipeline *pl, uint64_t stages, void **values,
-			  sink *k, gs_stage **source)
+static gs_err build_chain(gs_pipeline *pl, const gsb_params *p, uint64_t stages,
+			  void **values, sink *k, gs_stage **source)
 {
 	gs_stage *prev = NULL, *next;
 	gs_err err = held_source(pl, values, CHAIN_EVENTS, source);
@@ -152,6 +152,8 @@ static gs_err build_chain(gs_pipeline *pl, uint64_t stages, void **values,
 		if (!err)
 			err = subscribe(next, prev);
 		prev = next;
+		if (i % 1024 == 0)
+			gsb_progress(p, i); /* stages built so far */
 	}
 	if (!err)
 		err = gs_stage_new(pl, GS_CONSUMER, &sink_ops, k,
@@ -177,7 +179,7 @@ void gsb_run_scale_chain(const gsb_topology *t, const gsb_params *p,
 	r->scale.stages = stages;
 	stamp t0 = begin();
 	if (!err)
-		err = build_chain(pl, stages, values, &k, &source);
+		err = build_chain(pl, p, stages, values, &k, &source);
 	end(t0, &r->scale.build);
 	if (!err)
 		err = start_and_run(&pl, &source, 1, rss0, r);
