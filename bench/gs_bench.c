@@ -280,12 +280,12 @@ static void run_row(gsb_row *row, const options *o, size_t round,
 		snprintf(rate, sizeof rate, "%.2fM/s",
 			 (double)row->events / r->seconds / 1e6);
 	fprintf(stderr,
-		"  [%zu/%zu] %-20s %9llu %-6.6s %7.2f s %22s %7.1f MiB "
-		"%5.2f CPU s %s\n",
+		"  [%zu/%zu] %-20s %10llu %-9s %7.2f s %26s %7.1f MiB "
+		"%6.2f CPU s  others %.2f CPUs %s\n",
 		round + 1, o->repeat, row->t->name,
 		(unsigned long long)row->events,
 		row->t->unit ? row->t->unit : "events", r->seconds, rate,
-		(double)out->peak_rss_kib / 1024, out->cpu_s,
+		(double)out->peak_rss_kib / 1024, out->cpu_s, out->others_cpus,
 		ok ? "" : out->error);
 }
 

@@ -52,6 +52,22 @@ double gsb_load_now(void)
 	return getloadavg(&load, 1) == 1 ? load : -1;
 }
 
+double gsb_machine_busy_s(void)
+{
+	FILE *f = fopen("/proc/stat", "r");
+	unsigned long long user, nice, sys, idle, iowait, irq, softirq, steal;
+	int got = f ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
+			     &user, &nice, &sys, &idle, &iowait, &irq, &softirq,
+			     &steal)
+		    : 0;
+	if (f)
+		fclose(f);
+	if (got != 8)
+		return -1;
+	return (double)(user + nice + sys + irq + softirq + steal) /
+	       (double)sysconf(_SC_CLK_TCK);
+}
+
 void gsb_machine_read(gsb_machine *m)
 {
 	m->load_before = gsb_load_now();

@@ -25,4 +25,9 @@ void gsb_machine_read(gsb_machine *m);
 /* The 1-minute load average now, or -1. */
 double gsb_load_now(void);
 
+/* CPU seconds every process on the machine has spent since boot (user,
+ * nice, system, interrupts and time stolen by the hypervisor), or -1:
+ * what the harness's children did not spend of it was spent by others. */
+double gsb_machine_busy_s(void);
+
 #endif

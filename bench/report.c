@@ -103,6 +103,7 @@ static void throughput_table(const gsb_report *rep, gsb_table *t)
 					    "CPU s / M events",
 					    "switches vol/invol",
 					    "peak RSS",
+					    "others' CPUs",
 					    NULL };
 	gsb_table_init(t, head);
 	for (size_t i = 0; i < rep->n_rows; i++) {
@@ -137,16 +138,26 @@ static void throughput_table(const gsb_report *rep, gsb_table *t)
 		else
 			gsb_table_set(t, r, 8, "-");
 		set_rss(t, r, 9, row);
+		set_spread(t, r, 10, gsb_over_runs(row, gsb_others_cpus),
+			   FIXED);
 	}
 }
 
 static void latency_table(const gsb_report *rep, gsb_table *t)
 {
-	static const char *const head[] = {
-		"topology",      "CPUs",          "samples",       "p50 us",
-		"p99 us",        "reference",     "ref p50 us",    "ref p99 us",
-		"p50 / ref p50", "idle CPU us/s", "idle switches", NULL
-	};
+	static const char *const head[] = { "topology",
+					    "CPUs",
+					    "samples",
+					    "p50 us",
+					    "p99 us",
+					    "reference",
+					    "ref p50 us",
+					    "ref p99 us",
+					    "p50 / ref p50",
+					    "idle CPU us/s",
+					    "idle switches",
+					    "others' CPUs",
+					    NULL };
 	gsb_table_init(t, head);
 	for (size_t i = 0; i < rep->n_rows; i++) {
 		const gsb_row *row = &rep->rows[i];
@@ -168,6 +179,8 @@ static void latency_table(const gsb_report *rep, gsb_table *t)
 		idle.max *= 1e6;
 		set_spread(t, r, 9, idle, FIXED);
 		set_spread(t, r, 10, gsb_over_runs(row, gsb_idle_switches),
+			   FIXED);
+		set_spread(t, r, 11, gsb_over_runs(row, gsb_others_cpus),
 			   FIXED);
 	}
 }
@@ -197,17 +210,12 @@ static void set_phase(gsb_table *t, int r, size_t c, const gsb_row *row,
 
 static void scale_table(const gsb_report *rep, gsb_table *t)
 {
-	static const char *const head[] = { "topology",
-					    "CPUs",
-					    "stages",
-					    "build s",
-					    "start s",
-					    "run s",
-					    "free s",
-					    "KiB/stage idle",
-					    "KiB/stage after events",
-					    "peak RSS",
-					    NULL };
+	static const char *const head[] = {
+		"topology", "CPUs",           "stages",
+		"build s",  "start s",        "run s",
+		"free s",   "KiB/stage idle", "KiB/stage after events",
+		"peak RSS", "others' CPUs",   NULL
+	};
 	gsb_table_init(t, head);
 	for (size_t i = 0; i < rep->n_rows; i++) {
 		const gsb_row *row = &rep->rows[i];
@@ -226,6 +234,8 @@ static void scale_table(const gsb_report *rep, gsb_table *t)
 		set_spread(t, r, 7, gsb_over_runs(row, gsb_kib_idle), FIXED);
 		set_spread(t, r, 8, gsb_over_runs(row, gsb_kib_after), FIXED);
 		set_rss(t, r, 9, row);
+		set_spread(t, r, 10, gsb_over_runs(row, gsb_others_cpus),
+			   FIXED);
 	}
 }
 
@@ -368,6 +378,8 @@ static void json_run(FILE *f, const gsb_row *row, size_t i)
 		", \"peak_rss_kib\": %ld, \"vol_switches\": %ld, "
 		"\"invol_switches\": %ld",
 		o->peak_rss_kib, o->vol_switches, o->invol_switches);
+	fprintf(f, ", \"others_cpus\": ");
+	json_num(f, gsb_others_cpus(row, i));
 	if (row->t->kind == GSB_LATENCY) {
 		fprintf(f, ", \"p50_us\": ");
 		json_num(f, gsb_p50(row, i));
@@ -523,6 +535,25 @@ int gsb_write_json(const char *path, const gsb_report *rep)
 	return close_checked(f);
 }
 
+/* Others' CPUs over every run of every row. */
+static gsb_spread others_spread(const gsb_report *rep)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < rep->n_rows; i++)
+		n += rep->rows[i].runs;
+	double *v = malloc((n ? n : 1) * sizeof *v);
+	gsb_spread s = { NAN, NAN, NAN, 0 };
+	if (!v)
+		return s;
+	n = 0;
+	for (size_t i = 0; i < rep->n_rows; i++)
+		for (size_t k = 0; k < rep->rows[i].runs; k++)
+			v[n++] = gsb_others_cpus(&rep->rows[i], k);
+	s = gsb_spread_of(v, n);
+	free(v);
+	return s;
+}
+
 static void md_header(FILE *f, const gsb_report *rep)
 {
 	const gsb_machine *m = &rep->machine;
@@ -530,16 +561,21 @@ static void md_header(FILE *f, const gsb_report *rep)
 	for (size_t i = 0; i < rep->n_rows; i++)
 		if (rep->rows[i].runs > runs)
 			runs = rep->rows[i].runs;
+	gsb_spread others = others_spread(rep);
 	fprintf(f,
 		"<!-- Written by gs-bench --markdown; regenerate with "
 		"`make bench`. -->\n"
 		"# gs-bench results\n\n"
 		"Measured %s with `%s`: %zu round%s, every row once a round, "
-		"each run in a child process of its own. 1-minute load "
-		"average %.2f before, %.2f after (the machine is shared: "
-		"other work competed for its %ld CPUs).\n\n",
+		"each run in a child process of its own. The machine is "
+		"shared: during the runs other processes kept %.2f of its "
+		"%ld CPUs busy (median over the runs; %.2f to %.2f), and the "
+		"1-minute load average was %.2f before and %.2f after. "
+		"Ratios against the spinning gs-ring suffer most from that: "
+		"two spinning threads need both CPUs at once.\n\n",
 		m->date, rep->command, runs, runs == 1 ? "" : "s",
-		m->load_before, m->load_after, m->cpus);
+		others.median, m->cpus, others.min, others.max, m->load_before,
+		m->load_after);
 	fprintf(f,
 		"## How to read it\n\n"
 		"- Every cell is the **median (min..max)** over the rounds. "
@@ -569,6 +605,10 @@ static void md_header(FILE *f, const gsb_report *rep)
 		"(sched_setaffinity in the child before anything starts, "
 		"as `taskset -c 0` would), so the default executor has one "
 		"worker; the others run on every CPU the harness may use.\n"
+		"- **others' CPUs**: how many CPUs other processes kept "
+		"busy on average during the run (the machine's busy time "
+		"from /proc/stat less the run's own): a round with a high "
+		"figure was measured on a busy machine.\n"
 		"- **CPU s / M events**: user + system time of the whole "
 		"child per million events (deliveries where the row counts "
 		"them). **switches**: the median run's voluntary "

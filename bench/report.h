@@ -55,7 +55,8 @@ double gsb_idle_switches(const gsb_row *row, size_t run);
 double gsb_peak_rss_mib(const gsb_row *row, size_t run);
 double gsb_vol_switches(const gsb_row *row, size_t run);
 double gsb_invol_switches(const gsb_row *row, size_t run);
-double gsb_build_s(const gsb_row *row, size_t run); /* by the clock */
+double gsb_others_cpus(const gsb_row *row, size_t run); /* others' load */
+double gsb_build_s(const gsb_row *row, size_t run);     /* by the clock */
 double gsb_start_s(const gsb_row *row, size_t run);
 double gsb_run_s(const gsb_row *row, size_t run);
 double gsb_free_s(const gsb_row *row, size_t run);
@@ -65,6 +66,9 @@ double gsb_run_cpu_s(const gsb_row *row, size_t run);
 double gsb_free_cpu_s(const gsb_row *row, size_t run);
 double gsb_kib_idle(const gsb_row *row, size_t run);
 double gsb_kib_after(const gsb_row *row, size_t run);
+
+/* The spread of the values of v[0..n) that are numbers; sorts v. */
+gsb_spread gsb_spread_of(double *v, size_t n);
 
 /* A figure over the row's runs. */
 gsb_spread gsb_over_runs(const gsb_row *row, gsb_figure_fn f);

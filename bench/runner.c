@@ -171,6 +171,7 @@ bool gsb_run_forked(const gsb_topology *t, uint64_t events, double timeout_s,
 	}
 	/* Anything buffered would otherwise be printed twice. */
 	fflush(NULL);
+	double busy0 = gsb_machine_busy_s(), t0 = gsb_now();
 	pid_t pid = fork();
 	if (pid == 0) {
 		close(fds[0]);
@@ -193,6 +194,11 @@ bool gsb_run_forked(const gsb_topology *t, uint64_t events, double timeout_s,
 	out->cpu_s = cpu_seconds(&ru);
 	out->vol_switches = ru.ru_nvcsw;
 	out->invol_switches = ru.ru_nivcsw;
+	double busy1 = gsb_machine_busy_s(), span = gsb_now() - t0;
+	double others = (busy1 - busy0 - out->cpu_s) / span;
+	out->others_cpus = busy0 < 0 || busy1 < 0 ? -1
+			   : others > 0           ? others
+						  : 0;
 	judge(got, status, timeout_s, events, out);
 	return out->error[0] == '\0';
 }

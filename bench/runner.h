@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "bench.h"
+#include "machine.h"
 
 typedef struct gsb_outcome {
 	gsb_result result;
@@ -17,7 +18,11 @@ typedef struct gsb_outcome {
 	double cpu_s;        /* user + system time of the whole child */
 	long vol_switches;   /* the whole child: blocked (futex, sleep) */
 	long invol_switches; /* the whole child: preempted */
-	char error[224];     /* empty when the run completed and checked out */
+	/* CPUs kept busy by other processes, on average over the run (the
+	 * machine's busy time less the child's, over the run's length);
+	 * -1 if unknown. A noisy round shows here. */
+	double others_cpus;
+	char error[224]; /* empty when the run completed and checked out */
 } gsb_outcome;
 
 /* Shared memory the child publishes its progress in; one per harness. */

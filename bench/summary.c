@@ -61,6 +61,7 @@ FIGURE(gsb_idle_switches, r->lat.idle_cpu < 0 ? -1 : r->lat.idle_switches)
 FIGURE(gsb_peak_rss_mib, row->run[run].peak_rss_kib / 1024.0)
 FIGURE(gsb_vol_switches, row->run[run].vol_switches)
 FIGURE(gsb_invol_switches, row->run[run].invol_switches)
+FIGURE(gsb_others_cpus, row->run[run].others_cpus)
 FIGURE(gsb_build_s, r->scale.build.wall_s)
 FIGURE(gsb_start_s, r->scale.start.wall_s)
 FIGURE(gsb_run_s, r->scale.run.wall_s)
@@ -78,8 +79,7 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Of the values that are numbers; sorts v. */
-static gsb_spread spread(double *v, size_t n)
+gsb_spread gsb_spread_of(double *v, size_t n)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++)
@@ -97,7 +97,7 @@ gsb_spread gsb_over_runs(const gsb_row *row, gsb_figure_fn f)
 	double v[GSB_MAX_REPEAT];
 	for (size_t i = 0; i < row->runs; i++)
 		v[i] = f(row, i);
-	return spread(v, row->runs);
+	return gsb_spread_of(v, row->runs);
 }
 
 gsb_spread gsb_ratio(const gsb_report *rep, const gsb_row *row,
@@ -108,7 +108,7 @@ gsb_spread gsb_ratio(const gsb_report *rep, const gsb_row *row,
 	size_t n = 0;
 	for (size_t i = 0; b && i < row->runs && i < b->runs; i++)
 		v[n++] = gsb_rate(row, i) / gsb_rate(b, i);
-	return spread(v, n);
+	return gsb_spread_of(v, n);
 }
 
 int gsb_median_run(const gsb_row *row)
