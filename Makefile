@@ -16,12 +16,15 @@ bootstrap:
 
 # Configures $(BUILD) once; after that ninja re-runs meson by itself when a
 # meson.build changes. A directory left half-made by a failed setup is wiped.
+# The tests are forced on: after bootstrap a missing Criterion is an error
+# here, not the quiet skip of a plain `meson setup` (see meson_options.txt).
+SETUP_OPTS = -Dtests=enabled
 setup: bootstrap
 	@if [ ! -f $(BUILD)/build.ninja ]; then \
 		if [ -f $(BUILD)/meson-private/coredata.dat ]; then \
-			$(MESON) setup --wipe $(BUILD); \
+			$(MESON) setup --wipe $(BUILD) $(SETUP_OPTS); \
 		else \
-			$(MESON) setup $(BUILD); \
+			$(MESON) setup $(BUILD) $(SETUP_OPTS); \
 		fi; \
 	fi
 
@@ -34,7 +37,13 @@ demo: build
 	$(EXAMPLES)/demo
 	$(EXAMPLES)/wordcount
 
+# A tree configured otherwise (by hand, or before tests was a feature) gets
+# the tests forced on here, so that none is skipped quietly.
 test: build
+	@grep -q '"name": "tests", "value": "enabled"' \
+		$(BUILD)/meson-info/intro-buildoptions.json || \
+		{ $(MESON) configure $(BUILD) $(SETUP_OPTS) && \
+		  $(NINJA) -C $(BUILD); }
 	$(MESON) test -C $(BUILD) --print-errorlogs
 
 bench: build

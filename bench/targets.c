@@ -42,9 +42,9 @@ typedef struct target {
 #define FLOW "Flow word counts (no regression)"
 #define MEM "Memory"
 
-/* The no-regression bounds of the word counts: 90% of what the
- * thread-per-stage engine measured against the loop in the same harness
- * (bench/results.json before the executor: 0.97x, 1.84x, 0.57x, 0.58x). */
+/* No regression in the word counts: they keep the bounds earlier issues
+ * set against the loop (within 1.3x of it with one counting stage, 1.5x
+ * its speed with two). */
 static const target targets[] = {
 	{ TWO, "1-1/md1000", VS, "gs-ring", .bound = 0.60, .style = PCT },
 	{ TWO, "1-map-1/md1000", VS, "gs-ring", .bound = 0.40, .style = PCT },
@@ -85,13 +85,11 @@ static const target targets[] = {
 	{ LAT, "wake-latency", FIGURE, .fig = gsb_idle_cpu,
 	  .what = "idle CPU from 1 ms after the last event", .at_most = true,
 	  .bound = 100e-6, .style = CORE },
-	{ FLOW, "flow-wordcount/1", VS, "wordcount-loop", .bound = 0.87,
+	{ FLOW, "flow-wordcount/1", VS, "wordcount-loop", .bound = 1 / 1.3,
 	  .style = TIMES },
-	{ FLOW, "flow-wordcount/2", VS, "wordcount-loop", .bound = 1.66,
+	{ FLOW, "flow-wordcount/2", VS, "wordcount-loop", .bound = 1.5,
 	  .style = TIMES },
-	{ FLOW, "flow-words/1", VS, "wordcount-loop", .bound = 0.51,
-	  .style = TIMES },
-	{ FLOW, "flow-words/2", VS, "wordcount-loop", .bound = 0.52,
+	{ FLOW, "flow-words/2", VS, "wordcount-loop", .bound = 1.5,
 	  .style = TIMES },
 	{ MEM, "1-1-slow", FIGURE, .fig = gsb_peak_rss_mib, .what = "peak RSS",
 	  .at_most = true, .bound = 32, .style = MIB },

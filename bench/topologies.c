@@ -241,16 +241,16 @@ const gsb_topology gsb_topologies[] = {
 	  .stages = 2,
 	  .default_events = 50u << 20 },
 	{ .name = "flow-words/1",
-	  .what = "wordcount by Flow's textbook shape: the source splits the "
-		  "text into words (flat_map) -> partition by word -> 1 "
-		  "counting stage",
+	  .what = "wordcount by Flow's textbook shape: chunks -> 1 stage "
+		  "splitting them into words (flat_map) -> partition by word "
+		  "-> 1 counting stage",
 	  .run = gsb_run_wordcount,
 	  .base = "wordcount-loop",
 	  .stages = 1,
 	  .by_word = true,
 	  .default_events = 50u << 20 },
 	{ .name = "flow-words/2",
-	  .what = "as flow-words/1 with 2 counting stages",
+	  .what = "as flow-words/1 with 2 splitting and 2 counting stages",
 	  .run = gsb_run_wordcount,
 	  .base = "wordcount-loop",
 	  .stages = 2,

@@ -4,15 +4,16 @@
  * and with two flows, prints the 20 most frequent words and the three
  * times, and checks that all three counts agree. Both flows are in
  * wordcount_count.c: Flow's textbook from_fn |> flat_map |> partition |>
- * reduce (WC_WORDS), and a shape that splits the words in the counting
- * stages instead of the source (WC_CHUNKS), which is what makes two stages
- * faster than the loop.
+ * reduce (WC_WORDS), whose split runs in the stages after the source, and
+ * a shape that splits and counts the words of whole chunks in the same
+ * stages (WC_CHUNKS), which hands no word from stage to stage.
  *
  *   build/examples/wordcount [FILE | -g MB] [STAGES] [ROUNDS]
  *
  * Without FILE it generates a deterministic corpus of MB megabytes
- * (default 8). STAGES is the number of counting stages (default 2). With
- * ROUNDS (default 1) it times that many runs of each and prints the best.
+ * (default 8). STAGES is the number of counting stages, and of splitting
+ * stages in the textbook flow (default 2). With ROUNDS (default 1) it
+ * times that many runs of each and prints the best.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -27,16 +27,17 @@ typedef enum wc_shape {
 	 * them by demand, each splits and counts its chunks in its own table,
 	 * and the tables are merged: the fast one. */
 	WC_CHUNKS,
-	/* Flow's textbook word count: the source splits the text into words
-	 * (flat_map), each word goes to the counting stage its hash picks
-	 * (partition) and is counted there (reduce). */
+	/* Flow's textbook word count: the stages after the source split
+	 * the chunks into words (flat_map), each word goes to the counting
+	 * stage its hash picks (partition) and is counted there (reduce). */
 	WC_WORDS,
 } wc_shape;
 
 /* Count the words of text[0..len) (letters and digits, lowercased), both
  * cutting the text in place into lowercase, NUL-terminated words: the text
  * must have room for len + 1 bytes (text[len] becomes a NUL). The flow
- * uses `stages` counting stages; on error *why says what failed. */
+ * uses `stages` counting stages (and, for WC_WORDS, as many splitting
+ * stages); on error *why says what failed. */
 gs_err wc_count_flow(char *text, size_t len, wc_shape shape, size_t stages,
 		     wc_table **out, char *why, size_t whylen);
 gs_err wc_count_loop(char *text, size_t len, wc_table **out);

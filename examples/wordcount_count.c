@@ -6,17 +6,18 @@
  * is allocated per word: words are slices of the text, lowercased and
  * NUL-terminated in place.
  *
- * WC_WORDS is Flow's textbook word count: a flat_map in the source splits
- * each chunk into words, gs_flow_partition sends each word to the counting
- * stage its hash picks, and gs_flow_reduce counts it there. It is correct
- * but cannot beat the loop: the source splits every word alone, which is
- * most of the loop's own work, and then routes each word to a stage.
+ * WC_WORDS is Flow's textbook word count: the source hands out the chunks,
+ * a flat_map splits them into words in the `stages` stages after it (in
+ * parallel, as Flow's mapper stages), gs_flow_partition sends each word to
+ * the counting stage its hash picks, and gs_flow_reduce counts it there.
+ * It pays for every word what the loop does not: the word is hashed twice
+ * more (its key, its table) and handed from a splitting to a counting
+ * stage.
  *
- * WC_CHUNKS moves the split to where it can run in parallel:
- * gs_flow_shuffle hands the chunks by demand to the counting stages, each
- * of which splits its chunks and counts their words in its own table
- * (gs_flow_reduce). A word then appears in several tables, so
- * gs_flow_departition_merge merges them in one stage, as Flow's
+ * WC_CHUNKS does less: gs_flow_shuffle hands the chunks by demand to the
+ * counting stages, each of which splits its chunks and counts their words
+ * in its own table (gs_flow_reduce). A word then appears in several
+ * tables, so gs_flow_departition_merge merges them in one stage, as Flow's
  * departition does.
  */
 #include <ctype.h>
@@ -140,9 +141,9 @@ static size_t table_count(const table *t, const char *w, uint32_t len,
 /*
  * The per-word work, shared by every count: cuts the next word of
  * [*p, end), overwriting the separators before it and the one after it with
- * NULs and lowercasing it in place, and hashes it as it goes.
- * Returns the word, or NULL when none is left. The byte at `end` must be
- * a separator or the NUL after the text.
+ * NULs and lowercasing it in place, and hashes it as it goes unless h is
+ * NULL. Returns the word, or NULL when none is left. The byte at `end`
+ * must be a separator or the NUL after the text.
  */
 static inline char *cut_word(char **p, char *end, uint32_t *len, uint64_t *h)
 {
@@ -157,10 +158,12 @@ static inline char *cut_word(char **p, char *end, uint32_t *len, uint64_t *h)
 	uint64_t x = FNV_OFFSET;
 	for (; q < end && isalnum((unsigned char)*q); q++) {
 		*q = (char)tolower((unsigned char)*q);
-		x = (x ^ (unsigned char)*q) * FNV_PRIME;
+		if (h)
+			x = (x ^ (unsigned char)*q) * FNV_PRIME;
 	}
 	*len = (uint32_t)(q - w);
-	*h = x;
+	if (h)
+		*h = x;
 	if (q < end)
 		*q++ = '\0';
 	*p = q;
@@ -238,18 +241,19 @@ static int count_chunk(void *arg, void **acc, void *event)
 	return *acc ? count_words(*acc, ch->p, ch->end) : GS_ENOMEM;
 }
 
-/* WC_WORDS: the source splits a chunk into words (events that point into
- * the text), the partition routes a word by its hash, and the counting
- * stage hashes it again to count it: an event carries only a pointer. */
+/* WC_WORDS: the stages after the source split the chunks into words
+ * (events that point into the text), the partition routes a word by its
+ * hash (the library's string key), and the counting stage hashes it
+ * again for its table: an event carries only a pointer. */
 static int split_chunk(void *arg, void *event, gs_flow_out *out)
 {
 	(void)arg;
 	chunk *ch = event;
 	char *p = ch->p;
 	uint32_t len;
-	uint64_t h;
 	int r = 0;
-	for (char *w; !r && (w = cut_word(&p, ch->end, &len, &h));)
+	/* No hash here: the key and the count make their own. */
+	for (char *w; !r && (w = cut_word(&p, ch->end, &len, NULL));)
 		r = gs_flow_out_push(out, w);
 	return r;
 }
@@ -257,8 +261,7 @@ static int split_chunk(void *arg, void *event, gs_flow_out *out)
 static uint64_t word_key(void *arg, const void *event)
 {
 	(void)arg;
-	uint32_t len;
-	return word_hash(event, &len);
+	return gs_flow_hash_str(event);
 }
 
 static int count_word(void *arg, void **acc, void *event)
@@ -297,7 +300,10 @@ gs_err wc_count_flow(char *text, size_t len, wc_shape shape, size_t stages,
 	if (!c.chunks)
 		return GS_ENOMEM;
 	gs_flow *f;
-	gs_err e = gs_flow_from_fn(next_chunk, &c, NULL, &f);
+	/* WC_WORDS splits in `stages` stages fed by the source; WC_CHUNKS
+	 * adds no operation there (its split is in the counting stages). */
+	gs_err e = gs_flow_from_fn(next_chunk, &c,
+				   &(gs_flow_opts){ .stages = stages }, &f);
 	if (e) {
 		free(c.chunks);
 		return e;

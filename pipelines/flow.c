@@ -94,6 +94,10 @@ static gs_err flow_new(const gs_flow_opts *opts, gs_flow **out)
 {
 	if (!out)
 		return GS_EINVAL;
+	if (opts && opts->version > GS_FLOW_OPTS_VERSION)
+		return GS_EVERSION; /* no flow yet to hold a message */
+	if (opts && bad_demand(opts->max_demand, opts->min_demand))
+		return GS_EDEMAND;
 	gs_flow *f = calloc(1, sizeof(*f));
 	if (!f)
 		return GS_ENOMEM;
@@ -104,53 +108,8 @@ static gs_err flow_new(const gs_flow_opts *opts, gs_flow **out)
 	if (opts) {
 		f->event_free = opts->event_free;
 		f->event_free_arg = opts->event_free_arg;
+		f->blocking = opts->blocking;
 	}
-	*out = f;
-	return GS_OK;
-}
-
-GS_FLOW_API gs_err gs_flow_from_array(void *const *events, size_t n,
-				      const gs_flow_opts *opts, gs_flow **out)
-{
-	if (!out || (n && !events))
-		return GS_EINVAL;
-	gs_flow *f;
-	gs_err e = flow_new(opts, &f);
-	if (e)
-		return e;
-	gs__flow_layer *l = layer_new(f, GS__L_ARRAY);
-	void **copy = n ? malloc(n * sizeof(void *)) : NULL;
-	if (!l || (n && !copy)) {
-		free(copy);
-		gs_flow_free(f);
-		return GS_ENOMEM;
-	}
-	if (n)
-		memcpy(copy, events, n * sizeof(void *));
-	l->events = copy;
-	l->nevents = n;
-	l->nstages = 1;
-	*out = f;
-	return GS_OK;
-}
-
-GS_FLOW_API gs_err gs_flow_from_fn(gs_gen_fn gen, void *arg,
-				   const gs_flow_opts *opts, gs_flow **out)
-{
-	if (!out || !gen)
-		return GS_EINVAL;
-	gs_flow *f;
-	gs_err e = flow_new(opts, &f);
-	if (e)
-		return e;
-	gs__flow_layer *l = layer_new(f, GS__L_FN);
-	if (!l) {
-		gs_flow_free(f);
-		return GS_ENOMEM;
-	}
-	l->gen = gen;
-	l->gen_arg = arg;
-	l->nstages = 1;
 	*out = f;
 	return GS_OK;
 }
@@ -180,6 +139,107 @@ static gs__flow_layer *stages_layer(gs_flow *f, gs__in_mode mode,
 	return l;
 }
 
+static size_t default_stages(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (size_t)n : 1;
+}
+
+/* Ends making a new flow `f` whose producers are layer `in`: the
+ * operations that follow run in a layer of opts->stages stages (else
+ * `stages`) fed by them by demand, as Flow's mapper stages. Sets *out, or
+ * frees `f`. */
+static gs_err fed_by(gs_flow *f, gs__flow_layer *in, size_t stages,
+		     const gs_flow_opts *opts, gs_flow **out)
+{
+	if (opts && opts->stages)
+		stages = opts->stages;
+	if (!stages_layer(f, GS__IN_SHUFFLE, &in, 1, stages,
+			  opts ? opts->max_demand : 0,
+			  opts ? opts->min_demand : 0)) {
+		gs_flow_free(f);
+		return GS_ENOMEM;
+	}
+	*out = f;
+	return GS_OK;
+}
+
+/* Whether source `s` is well formed (see gs_flow_source). */
+static gs_err check_source(const gs_flow_source *s)
+{
+	if (s->version > GS_FLOW_SOURCE_VERSION)
+		return GS_EVERSION;
+	if (s->gen ? s->events || s->n : s->n && !s->events)
+		return GS_EINVAL;
+	return GS_OK;
+}
+
+GS_FLOW_API gs_err gs_flow_from_sources(const gs_flow_source *sources, size_t n,
+					const gs_flow_opts *opts, gs_flow **out)
+{
+	if (!out || !sources || n == 0)
+		return GS_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		gs_err e = check_source(&sources[i]);
+		if (e)
+			return e;
+	}
+	gs_flow *f;
+	gs_err e = flow_new(opts, &f);
+	if (e)
+		return e;
+	/* Until every copy is made the events stay the caller's: the layer
+	 * joins the flow only then, so gs_flow_free drops none of them. */
+	gs__flow_layer *l = calloc(1, sizeof(*l));
+	gs__flow_src *srcs = l ? calloc(n, sizeof(*srcs)) : NULL;
+	bool ok = srcs != NULL;
+	for (size_t i = 0; ok && i < n; i++) {
+		const gs_flow_source *s = &sources[i];
+		srcs[i] = (gs__flow_src){ .nevents = s->n,
+					  .gen = s->gen,
+					  .gen_arg = s->arg };
+		if (s->n && !(srcs[i].events = malloc(s->n * sizeof(void *))))
+			ok = false;
+		else if (s->n)
+			memcpy(srcs[i].events, s->events,
+			       s->n * sizeof(void *));
+	}
+	gs__flow_layer **nl = ok ? malloc(sizeof(*nl)) : NULL;
+	if (!nl) {
+		for (size_t i = 0; srcs && i < n; i++)
+			free(srcs[i].events);
+		free(srcs);
+		free(l);
+		gs_flow_free(f);
+		return GS_ENOMEM;
+	}
+	l->kind = GS__L_SOURCE;
+	l->srcs = srcs;
+	l->nstages = n;
+	f->layers = nl;
+	f->layers[f->nlayers++] = l;
+	f->last = l;
+	return fed_by(f, l, default_stages(), opts, out);
+}
+
+GS_FLOW_API gs_err gs_flow_from_array(void *const *events, size_t n,
+				      const gs_flow_opts *opts, gs_flow **out)
+{
+	if (n && !events)
+		return GS_EINVAL;
+	gs_flow_source s = { .events = events, .n = n };
+	return gs_flow_from_sources(&s, 1, opts, out);
+}
+
+GS_FLOW_API gs_err gs_flow_from_fn(gs_gen_fn gen, void *arg,
+				   const gs_flow_opts *opts, gs_flow **out)
+{
+	if (!gen)
+		return GS_EINVAL;
+	gs_flow_source s = { .gen = gen, .arg = arg };
+	return gs_flow_from_sources(&s, 1, opts, out);
+}
+
 GS_FLOW_API gs_err gs_flow_from_stages(gs_pipeline *p,
 				       gs_stage *const *producers, size_t n,
 				       const gs_flow_opts *opts, gs_flow **out)
@@ -189,8 +249,6 @@ GS_FLOW_API gs_err gs_flow_from_stages(gs_pipeline *p,
 	for (size_t i = 0; i < n; i++)
 		if (!producers[i])
 			return GS_EINVAL;
-	if (opts && bad_demand(opts->max_demand, opts->min_demand))
-		return GS_EDEMAND;
 	gs_flow *f;
 	gs_err e = flow_new(opts, &f);
 	if (e)
@@ -203,15 +261,7 @@ GS_FLOW_API gs_err gs_flow_from_stages(gs_pipeline *p,
 	}
 	memcpy(u->user, producers, n * sizeof(gs_stage *));
 	u->nstages = n;
-	size_t stages = opts && opts->stages ? opts->stages : n;
-	if (!stages_layer(f, GS__IN_SHUFFLE, &u, 1, stages,
-			  opts ? opts->max_demand : 0,
-			  opts ? opts->min_demand : 0)) {
-		gs_flow_free(f);
-		return GS_ENOMEM;
-	}
-	*out = f;
-	return GS_OK;
+	return fed_by(f, u, n, opts, out);
 }
 
 static void layer_free(gs__flow_layer *l, const gs_flow *f)
@@ -219,10 +269,13 @@ static void layer_free(gs__flow_layer *l, const gs_flow *f)
 	if (!l)
 		return;
 	/* Array events never handed to a built source are still ours. */
-	if (l->kind == GS__L_ARRAY && !f->built)
-		for (size_t i = 0; i < l->nevents; i++)
-			gs__flow_drop(f, l->events[i]);
-	free(l->events);
+	for (size_t i = 0; l->srcs && i < l->nstages; i++) {
+		gs__flow_src *s = &l->srcs[i];
+		for (size_t k = 0; !f->built && k < s->nevents; k++)
+			gs__flow_drop(f, s->events[k]);
+		free(s->events);
+	}
+	free(l->srcs);
 	free(l->user);
 	free(l->inputs);
 	free(l->ops);
@@ -271,7 +324,7 @@ static gs_err add_op(gs_flow *f, const char *what, gs__flow_op op, bool have_fn)
 		return gs__flow_fail(f, GS_EINVAL, "%s: the function is NULL",
 				     what);
 	gs__flow_layer *l = f->last;
-	if (l->has_reduce || l->is_join)
+	if (l->has_reduce)
 		return gs__flow_fail(f, GS_EINVAL,
 				     "%s after reduce: use gs_flow_on_trigger "
 				     "or partition again",
@@ -322,16 +375,19 @@ GS_FLOW_API gs_err gs_flow_uniq_by(gs_flow *f, gs_flow_key_fn fn, void *arg)
 		      (gs__flow_op){ GS__OP_UNIQ, { .key = fn }, arg }, fn);
 }
 
-static size_t default_stages(void)
+GS_FLOW_API gs_err gs_flow_map_batch(gs_flow *f, gs_flow_batch_fn fn, void *arg)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n > 0 ? (size_t)n : 1;
+	return add_op(f, "gs_flow_map_batch",
+		      (gs__flow_op){ GS__OP_BATCH, { .batch = fn }, arg }, fn);
 }
 
 /* Checks partition options and a window; returns the stage count. */
 static gs_err check_popts(gs_flow *f, const char *what,
 			  const gs_flow_partition_opts *o, size_t *stages)
 {
+	if (o->version > GS_FLOW_PARTITION_OPTS_VERSION)
+		return gs__flow_fail(f, GS_EVERSION, "%s: %s", what,
+				     gs_strerror(GS_EVERSION));
 	*stages = o->stages ? o->stages : default_stages();
 	const gs_flow_window *w = &o->window;
 	switch (w->kind) {
@@ -514,6 +570,13 @@ gs_err gs__flow_combine(gs_flow *const *flows, size_t n, const char *what,
 	f->bound = bound;
 	f->event_free = flows[0]->event_free;
 	f->event_free_arg = flows[0]->event_free_arg;
+	for (size_t i = n; i-- > 0;) {
+		f->blocking |= flows[i]->blocking;
+		if (flows[i]->has_popts) {
+			f->has_popts = true;
+			f->popts = flows[i]->popts;
+		}
+	}
 	*out = f;
 	return GS_OK;
 }
@@ -527,29 +590,48 @@ GS_FLOW_API gs_err gs_flow_merge(gs_flow *const *flows, size_t n,
 				out);
 }
 
-GS_FLOW_API gs_err gs_flow_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
-				  gs_flow_reduce_fn reducer, void *arg)
+/* Sets the reduce of the current layer (reduce or emit_and_reduce). */
+static gs_err set_reduce(gs_flow *f, const char *what,
+			 gs_flow_acc_new_fn acc_new, gs_flow_reduce_fn reducer,
+			 gs_flow_emit_reduce_fn emit_reducer, void *arg)
 {
-	gs_err e = gs__flow_usable(f, "gs_flow_reduce");
+	gs_err e = gs__flow_usable(f, what);
 	if (e)
 		return e;
 	gs__flow_layer *l = f->last;
-	if (!reducer)
+	if (!reducer && !emit_reducer)
+		return gs__flow_fail(f, GS_EINVAL, "%s: the reducer is NULL",
+				     what);
+	if (l->has_reduce || l->is_departition)
 		return gs__flow_fail(f, GS_EINVAL,
-				     "gs_flow_reduce: the reducer is NULL");
-	if (l->kind != GS__L_STAGES || l->inputs[0]->kind == GS__L_USER)
-		return gs__flow_fail(f, GS_EINVAL,
-				     "gs_flow_reduce needs a partition: call "
-				     "gs_flow_partition first");
-	if (l->has_reduce || l->is_join || l->is_departition)
-		return gs__flow_fail(f, GS_EINVAL,
-				     "gs_flow_reduce: one reduce per "
-				     "partition; partition again");
+				     "%s: one reduce per partition; partition "
+				     "again",
+				     what);
 	l->has_reduce = true;
 	l->acc_new = acc_new;
 	l->reducer = reducer;
+	l->emit_reducer = emit_reducer;
 	l->reduce_arg = arg;
+	/* What it emits are events: its accumulator is not one of them
+	 * unless asked (GS_FLOW_EMIT_EVENTS, gs_flow_on_trigger). */
+	if (emit_reducer)
+		l->emit = GS_FLOW_EMIT_NOTHING;
 	return GS_OK;
+}
+
+GS_FLOW_API gs_err gs_flow_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
+				  gs_flow_reduce_fn reducer, void *arg)
+{
+	return set_reduce(f, "gs_flow_reduce", acc_new, reducer, NULL, arg);
+}
+
+GS_FLOW_API gs_err gs_flow_emit_and_reduce(gs_flow *f,
+					   gs_flow_acc_new_fn acc_new,
+					   gs_flow_emit_reduce_fn reducer,
+					   void *arg)
+{
+	return set_reduce(f, "gs_flow_emit_and_reduce", acc_new, NULL, reducer,
+			  arg);
 }
 
 static gs_err need_reduce(gs_flow *f, const char *what)
@@ -557,7 +639,7 @@ static gs_err need_reduce(gs_flow *f, const char *what)
 	gs_err e = gs__flow_usable(f, what);
 	if (e)
 		return e;
-	if (!f->last->has_reduce && !f->last->is_join)
+	if (!f->last->has_reduce)
 		return gs__flow_fail(f, GS_EINVAL,
 				     "%s must follow gs_flow_reduce", what);
 	return GS_OK;
@@ -586,7 +668,7 @@ GS_FLOW_API gs_err gs_flow_on_trigger(gs_flow *f, gs_flow_trigger_fn fn,
 		return gs__flow_fail(f, GS_EINVAL,
 				     "gs_flow_on_trigger: the function is "
 				     "NULL");
-	if (f->last->has_emit || f->last->is_join)
+	if (f->last->has_emit)
 		return gs__flow_fail(f, GS_EINVAL,
 				     "gs_flow_on_trigger: the emission was "
 				     "already chosen");
@@ -607,7 +689,13 @@ GS_FLOW_API gs_err gs_flow_emit(gs_flow *f, gs_flow_emit_mode mode)
 		return gs__flow_fail(f, GS_EINVAL,
 				     "gs_flow_emit: a group_by emits its "
 				     "groups, not events");
-	if (f->last->has_emit || f->last->is_join)
+	if (mode == GS_FLOW_EMIT_STATE && f->last->emit_reducer)
+		return gs__flow_fail(
+			f, GS_EINVAL,
+			"gs_flow_emit: an emit_and_reduce emits "
+			"events, not its accumulator (use "
+			"GS_FLOW_EMIT_EVENTS or gs_flow_on_trigger)");
+	if (f->last->has_emit)
 		return gs__flow_fail(f, GS_EINVAL,
 				     "gs_flow_emit: the emission was already "
 				     "chosen");
@@ -660,4 +748,80 @@ GS_FLOW_API gs_flow_window gs_flow_window_trigger_periodically(gs_flow_window w,
 {
 	w.periodic_ms = ms;
 	return w;
+}
+
+GS_FLOW_API gs_flow_window gs_flow_window_trigger(gs_flow_window w,
+						  gs_flow_punctuate_fn fn,
+						  void *arg)
+{
+	w.punctuate = fn;
+	w.punctuate_arg = arg;
+	return w;
+}
+
+GS_FLOW_API gs_err gs_flow_through_stages(gs_flow *f, gs_pipeline *p,
+					  gs_stage *const *stages, size_t n,
+					  const gs_flow_through_opts *opts)
+{
+	static const char what[] = "gs_flow_through_stages";
+	static const gs_flow_through_opts none;
+	gs_err e = gs__flow_usable(f, what);
+	if (e)
+		return e;
+	const gs_flow_through_opts *o = opts ? opts : &none;
+	if (!p || !stages || n == 0)
+		return gs__flow_fail(f, GS_EINVAL,
+				     "%s: no pipeline or no stages", what);
+	for (size_t i = 0; i < n; i++)
+		if (!stages[i])
+			return gs__flow_fail(f, GS_EINVAL,
+					     "%s: a stage is NULL", what);
+	if (o->version > GS_FLOW_THROUGH_OPTS_VERSION)
+		return gs__flow_fail(f, GS_EVERSION,
+				     "%s: opts version %u, this library knows "
+				     "up to %u",
+				     what, (unsigned)o->version,
+				     (unsigned)GS_FLOW_THROUGH_OPTS_VERSION);
+	if (f->bound && f->bound != p)
+		return gs__flow_fail(
+			f, GS_EPIPELINE,
+			"%s: the stages belong to another pipeline "
+			"than the flow's sources",
+			what);
+	if (bad_demand(o->in_max_demand, o->in_min_demand))
+		return gs__flow_fail(f, GS_EDEMAND,
+				     "%s: in_min_demand must be less than "
+				     "in_max_demand",
+				     what);
+	gs_flow_partition_opts after = {
+		.stages = o->stages ? o->stages : n,
+		.window = o->window,
+		.max_demand = o->max_demand,
+		.min_demand = o->min_demand,
+	};
+	size_t stages_after;
+	if ((e = check_popts(f, what, &after, &stages_after)))
+		return e;
+	gs__flow_layer *in = f->last;
+	gs__flow_layer *u = stages_layer(f, GS__IN_SHUFFLE, &in, 1, n,
+					 o->in_max_demand, o->in_min_demand);
+	if (!u || !(u->user = malloc(n * sizeof(gs_stage *))))
+		return gs__flow_fail(f, GS_ENOMEM, "%s: out of memory", what);
+	u->kind = GS__L_USER;
+	memcpy(u->user, stages, n * sizeof(gs_stage *));
+	if ((e = gs__flow_add_layer(f, what, GS__IN_SHUFFLE, &after)))
+		return e;
+	f->bound = p;
+	return GS_OK;
+}
+
+GS_FLOW_API gs_err gs_flow_pipeline_opts(gs_flow *f,
+					 const gs_pipeline_opts *opts)
+{
+	gs_err e = gs__flow_usable(f, "gs_flow_pipeline_opts");
+	if (e)
+		return e;
+	f->has_popts = opts != NULL;
+	f->popts = opts ? *opts : (gs_pipeline_opts){ 0 };
+	return GS_OK;
 }

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Small containers for the flow layer: a growable pointer vector (behind
- * gs_flow_out and gs_flow_events) and an open-addressing table of uint64
- * keys (uniq_by sets, join sides).
+ * gs_flow_out and gs_flow_events), an open-addressing table of uint64
+ * keys (uniq_by sets, join sides), and the hashes that make such keys.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -86,15 +86,29 @@ GS_FLOW_API void gs_flow_events_free(gs_flow_events *l,
 	free(l);
 }
 
-/* splitmix64's finalizer: spreads nearby keys over all bits. */
-uint64_t gs__flow_mix(uint64_t x)
+/* FNV-1a over the bytes, then the length and the mix: FNV alone leaves
+ * short inputs clustered in a few bits. */
+#define FNV_OFFSET 1469598103934665603ULL
+#define FNV_PRIME 1099511628211ULL
+
+GS_FLOW_API uint64_t gs_flow_hash_bytes(const void *p, size_t n)
 {
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
+	const unsigned char *b = p;
+	uint64_t h = FNV_OFFSET;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * FNV_PRIME;
+	return gs__flow_mix(h ^ n);
+}
+
+/* The same as gs_flow_hash_bytes(s, strlen(s)), in one pass: keys are
+ * mostly short words, where a strlen call costs as much as the hash. */
+GS_FLOW_API uint64_t gs_flow_hash_str(const char *s)
+{
+	uint64_t h = FNV_OFFSET;
+	size_t n = 0;
+	for (; s && s[n]; n++)
+		h = (h ^ (unsigned char)s[n]) * FNV_PRIME;
+	return gs__flow_mix(h ^ n);
 }
 
 static bool table_grow(gs__flow_table *t)

@@ -195,6 +195,9 @@ GS_FLOW_API gs_err gs_flow_departition_merge(gs_flow *f,
 	gs_err e = gs__flow_usable(f, what);
 	if (e)
 		return e;
+	if (fns && fns->version > GS_FLOW_DEPARTITION_FNS_VERSION)
+		return gs__flow_fail(f, GS_EVERSION, "%s: %s", what,
+				     gs_strerror(GS_EVERSION));
 	if (!fns || !fns->merge)
 		return gs__flow_fail(f, GS_EINVAL, "%s: no merge function",
 				     what);
@@ -204,6 +207,12 @@ GS_FLOW_API gs_err gs_flow_departition_merge(gs_flow *f,
 				     "a join: it merges what their triggers "
 				     "emit",
 				     what);
+	if (f->last->emit_reducer)
+		return gs__flow_fail(
+			f, GS_EINVAL,
+			"%s: what an emit_and_reduce emits belongs "
+			"to no trigger",
+			what);
 	gs_flow_partition_opts o = opts ? *opts : (gs_flow_partition_opts){ 0 };
 	if (o.window.kind != GS_FLOW_WINDOW_GLOBAL || o.window.every ||
 	    o.window.periodic_ms)

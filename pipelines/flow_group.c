@@ -308,9 +308,9 @@ static gs_err add_heap(gs_flow *f, const builtin *from, gs_flow_trigger_fn fn)
 static bool can_take(const gs__flow_layer *l)
 {
 	return l->kind == GS__L_STAGES && !l->has_reduce && !l->is_join &&
-	       !l->is_departition &&
-	       l->window.kind == GS_FLOW_WINDOW_GLOBAL && !l->window.every &&
-	       !l->window.periodic_ms && l->inputs[0]->kind != GS__L_USER;
+	       !l->is_departition && l->window.kind == GS_FLOW_WINDOW_GLOBAL &&
+	       !l->window.every && !l->window.periodic_ms &&
+	       !l->window.punctuate;
 }
 
 GS_FLOW_API gs_err gs_flow_take_sort(gs_flow *f, size_t n, gs_flow_cmp_fn cmp,

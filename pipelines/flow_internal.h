@@ -47,7 +47,17 @@ void **gs__flow_table_get(gs__flow_table *t, uint64_t key, bool add,
 			  bool *added);
 bool gs__flow_table_del(gs__flow_table *t, uint64_t key, void **val);
 void gs__flow_table_free(gs__flow_table *t);
-uint64_t gs__flow_mix(uint64_t x);
+/* splitmix64's finalizer: spreads nearby keys over all bits. Inline: the
+ * partition runs it once per event. */
+static inline uint64_t gs__flow_mix(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
 
 typedef enum op_kind {
 	GS__OP_MAP,
@@ -56,6 +66,7 @@ typedef enum op_kind {
 	GS__OP_FLAT_MAP,
 	GS__OP_EACH,
 	GS__OP_UNIQ,
+	GS__OP_BATCH,
 } gs__op_kind;
 
 typedef struct gs__flow_op {
@@ -66,16 +77,24 @@ typedef struct gs__flow_op {
 		gs_flow_flat_map_fn flat_map;
 		gs_flow_each_fn each;
 		gs_flow_key_fn key;
+		gs_flow_batch_fn batch;
 	} fn;
 	void *arg;
 } gs__flow_op;
 
 typedef enum gs__layer_kind {
-	GS__L_ARRAY,  /* our producer over an array */
-	GS__L_FN,     /* our producer over a generator */
-	GS__L_USER,   /* the caller's producers */
+	GS__L_SOURCE, /* our producers, one per array or generator */
+	GS__L_USER,   /* the caller's producers (or producer-consumers) */
 	GS__L_STAGES, /* our producer-consumers */
 } gs__layer_kind;
+
+/* One array or generator of a source layer. */
+typedef struct gs__flow_src {
+	void **events; /* owned copy of the array */
+	size_t nevents;
+	gs_gen_fn gen;
+	void *gen_arg;
+} gs__flow_src;
 
 typedef enum gs__in_mode {
 	GS__IN_PARTITION,
@@ -89,7 +108,7 @@ struct gs__flow_layer {
 	gs__layer_kind kind;
 	size_t nstages;
 	/* How this layer is fed (GS__L_STAGES). */
-	gs__flow_layer **inputs;
+	gs__flow_layer **inputs; /* also a user layer's (through_stages) */
 	size_t ninputs;
 	gs__in_mode in_mode;
 	size_t max_demand, min_demand;
@@ -104,10 +123,11 @@ struct gs__flow_layer {
 	/* Fused operations. */
 	gs__flow_op *ops;
 	size_t nops;
-	/* Reduce. */
+	/* Reduce (after the join, on a join layer). */
 	bool has_reduce, has_emit;
 	gs_flow_acc_new_fn acc_new;
 	gs_flow_reduce_fn reducer;
+	gs_flow_emit_reduce_fn emit_reducer; /* emit_and_reduce */
 	void *reduce_arg;
 	gs_flow_acc_free_fn acc_free;
 	gs_flow_trigger_fn on_trigger;
@@ -132,11 +152,13 @@ struct gs__flow_layer {
 	bool is_departition;
 	gs_flow_departition_fns dep;
 	/* Sources. */
-	void **events;
-	size_t nevents;
-	gs_gen_fn gen;
-	void *gen_arg;
+	gs__flow_src *srcs;
 	gs_stage **user;
+	/* A layer of ours with nothing to do right after our sources: the
+	 * build connects the sources straight to what it feeds. */
+	bool elided;
+	/* Fed by our sources and expanding: asks them by hand. */
+	bool paced;
 	/* Built: the flow that runs it, the stages, and their states
 	 * (owned here). */
 	gs_flow *flow;
@@ -153,8 +175,12 @@ struct gs_flow {
 	gs_pipeline *own;   /* gs_flow_stream's pipeline when p was NULL */
 	void (*event_free)(void *event, void *arg);
 	void *event_free_arg;
+	bool blocking; /* gs_flow_opts.blocking */
 	gs_err err;
 	char msg[192];
+	/* gs_flow_pipeline_opts: for the pipeline a sink makes. */
+	bool has_popts;
+	gs_pipeline_opts popts;
 	bool used;
 	bool built;
 	/* Sink state. */
@@ -202,6 +228,7 @@ typedef struct gs__flow_win {
 	size_t since_trigger; /* events since the last every-trigger */
 	size_t count;         /* events in the window (count windows) */
 	bool watermarked;
+	uint64_t punct;              /* a custom trigger's state */
 	struct gs__flow_side *sides; /* join only: [0] left, [1] right */
 } gs__flow_win;
 
@@ -209,11 +236,13 @@ struct gs__flow_side {
 	void **ev;
 	uint64_t *key;
 	size_t n, cap;
+	size_t sent; /* events already joined at an earlier trigger */
 };
 
 typedef struct gs__flow_input {
 	gs_sub *sub;
-	int64_t recent; /* fixed windows: the latest window seen */
+	uint64_t asked, received; /* paced inputs (see flow_stage.c) */
+	int64_t recent;           /* fixed windows: the latest window seen */
 	bool has_recent, live;
 	int side;
 } gs__flow_input;
@@ -227,10 +256,14 @@ struct gs__flow_stage {
 	gs__flow_table *uniq;
 	gs_flow_out a, b;
 	/* Sources. */
+	gs__flow_src *src;
 	size_t pos;
-	bool exhausted, expands; /* expands: a flat_map follows */
-	uint64_t pulled, made;   /* raw events taken, events they gave */
+	bool exhausted;
 	gs__flow_vec raw;
+	/* Stages right after sources whose operations may expand an event
+	 * into many: they ask their inputs by hand (flow_stage.c). */
+	bool paced;
+	uint64_t pulled, made; /* raw events taken, events they gave */
 	/* Inputs (producer-consumers). */
 	gs__flow_input *inputs;
 	size_t ninputs, nexpected, nended;
@@ -241,7 +274,8 @@ struct gs__flow_stage {
 	int64_t next_fixed; /* fixed: lowest window not yet past */
 	bool fixed_started;
 	int64_t next_id;    /* count/periodic: the next window's number */
-	gs_flow_out tout;   /* what a trigger emits */
+	gs_flow_out tout;   /* what a trigger (or emit_and_reduce) emits */
+	gs_flow_out jout;   /* what a join trigger pairs */
 	gs__flow_table dep; /* departition merge: window id -> its merge */
 };
 
@@ -287,6 +321,8 @@ void gs__flow_join_free(gs__flow_stage *st, gs__flow_win *w);
 
 /* Stages (flow_stage.c, flow_source.c). */
 extern const gs_stage_ops gs__flow_source_ops;
+/* Drops what a source stage never handed out. */
+void gs__flow_source_fini(gs__flow_stage *st);
 extern const gs_stage_ops gs__flow_stage_ops;
 
 /* Stops every stage of the flow with `reason` (a stage failed: as in

@@ -2,7 +2,8 @@
 /*
  * Joins: gs_flow_bounded_join and gs_flow_window_join partition both flows
  * by key into one layer; each window keeps the events of both sides and a
- * trigger pairs them by key (inner, left, right or full outer).
+ * trigger pairs by key those not paired before (inner, left, right or
+ * full outer); the operations and reduce after the join take the pairs.
  */
 #include <stdlib.h>
 
@@ -58,18 +59,26 @@ static int put(const gs_flow *f, gs_flow_out *out, const gs_flow_join *j,
 	return e;
 }
 
+/*
+ * Pairs the window's events: each pair once, at the first trigger after
+ * both its events arrived (one of them arrived since the last trigger,
+ * whose counts `sent` keeps), and, when the window is done, the events of
+ * the outer modes that no event of the other side matched.
+ */
 int gs__flow_join_trigger(gs__flow_stage *st, gs__flow_win *w, bool done,
 			  gs_flow_out *out)
 {
-	(void)done; /* the caller frees the events when the window is done */
 	const gs_flow_join *j = &st->layer->join;
 	side *L = &w->sides[0], *R = &w->sides[1];
-	bool left_outer = j->mode == GS_FLOW_JOIN_LEFT_OUTER ||
-			  j->mode == GS_FLOW_JOIN_FULL_OUTER;
-	bool right_outer = j->mode == GS_FLOW_JOIN_RIGHT_OUTER ||
-			   j->mode == GS_FLOW_JOIN_FULL_OUTER;
+	size_t l0 = L->sent, r0 = R->sent;
+	if (!done && L->n == l0 && R->n == r0)
+		return 0;
+	bool left_outer = done && (j->mode == GS_FLOW_JOIN_LEFT_OUTER ||
+				   j->mode == GS_FLOW_JOIN_FULL_OUTER);
+	bool right_outer = done && (j->mode == GS_FLOW_JOIN_RIGHT_OUTER ||
+				    j->mode == GS_FLOW_JOIN_FULL_OUTER);
 	/* Right events chained by key: the table maps a key to its first
-	 * index + 1, next[] links the rest. */
+	 * index + 1, next[] links the rest in index order. */
 	gs__flow_table heads = { 0 };
 	size_t *next = R->n ? malloc(R->n * sizeof(*next)) : NULL;
 	bool *matched = R->n ? calloc(R->n, sizeof(*matched)) : NULL;
@@ -96,7 +105,9 @@ int gs__flow_join_trigger(gs__flow_stage *st, gs__flow_win *w, bool done,
 		for (size_t k = (size_t)(uintptr_t)*slot; !r && k;
 		     k = next[k - 1]) {
 			matched[k - 1] = true;
-			r = put(st->flow, out, j, L->ev[i], R->ev[k - 1]);
+			if (i >= l0 || k - 1 >= r0)
+				r = put(st->flow, out, j, L->ev[i],
+					R->ev[k - 1]);
 		}
 	}
 	for (size_t k = 0; !r && right_outer && k < R->n; k++)
@@ -105,6 +116,8 @@ int gs__flow_join_trigger(gs__flow_stage *st, gs__flow_win *w, bool done,
 	gs__flow_table_free(&heads);
 	free(next);
 	free(matched);
+	L->sent = L->n;
+	R->sent = R->n;
 	return r;
 }
 
@@ -120,6 +133,9 @@ static gs_err join(gs_flow *left, gs_flow *right, const gs_flow_join *j,
 	if (!left || !right || !out)
 		return gs__flow_fail_each(flows, 2, GS_EINVAL, what,
 					  "a flow or the output is NULL");
+	if (j && j->version > GS_FLOW_JOIN_VERSION)
+		return gs__flow_fail_each(flows, 2, GS_EVERSION, what,
+					  gs_strerror(GS_EVERSION));
 	if (!j || !j->left_key || !j->right_key || !j->join ||
 	    j->mode > GS_FLOW_JOIN_FULL_OUTER)
 		return gs__flow_fail(left, GS_EINVAL,

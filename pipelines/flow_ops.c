@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * The fused per-event operations (map, filter, reject, flat_map, each,
- * uniq_by) of one stage, applied to a whole batch one operation at a time
+ * uniq_by, map_batch) of one stage, applied to a whole batch one operation at a time
  * between two reusable buffers, so the hot path allocates nothing once the
  * buffers have grown.
  */
@@ -44,7 +44,8 @@ static int apply(gs__flow_stage *st, size_t k, void **cur, size_t n,
 	size_t i = 0;
 	int r = 0;
 
-	if (op->kind != GS__OP_FLAT_MAP && (r = gs__flow_vec_reserve(out, n))) {
+	bool grows = op->kind == GS__OP_FLAT_MAP || op->kind == GS__OP_BATCH;
+	if (!grows && (r = gs__flow_vec_reserve(out, n))) {
 		drop_all(f, cur, n);
 		return r;
 	}
@@ -85,6 +86,10 @@ static int apply(gs__flow_stage *st, size_t k, void **cur, size_t n,
 			else
 				gs__flow_drop(f, cur[i]);
 		}
+		break;
+	case GS__OP_BATCH:
+		r = op->fn.batch(op->arg, cur, n, (gs_flow_out *)out);
+		i = n; /* the callee owns them all */
 		break;
 	case GS__OP_FLAT_MAP: {
 		gs_flow_out *o = (gs_flow_out *)out;

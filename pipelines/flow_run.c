@@ -16,7 +16,10 @@ static size_t route(void *arg, const void *event)
 		return u->out_hash(u->out_hash_arg, event);
 	uint64_t key = u->out_key ? u->out_key(u->out_key_arg, event)
 				  : (uint64_t)(uintptr_t)event;
-	return (size_t)(gs__flow_mix(key) % u->out->nstages);
+	/* The mix's high half scaled to [0, stages): a multiply per event
+	 * where a modulo would cost a division. */
+	uint64_t high = gs__flow_mix(key) >> 32;
+	return (size_t)((high * (uint64_t)u->out->nstages) >> 32);
 }
 
 /* Events one partition's queue holds before its stage stops taking input
@@ -38,6 +41,8 @@ static void free_msg(void *msg, void *arg)
 static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
 			  size_t li)
 {
+	if (l->elided)
+		return GS_OK;
 	if (l->kind == GS__L_USER) {
 		l->stages = l->user;
 		l->nbuilt = l->nstages;
@@ -70,6 +75,8 @@ static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
 		st->layer = l;
 		st->index = i;
 		st->nexpected = expected;
+		if (source)
+			st->src = &l->srcs[i];
 		l->states[i] = st;
 		gs_stage_opts so = {
 			.name = name,
@@ -79,6 +86,7 @@ static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
 			.event_free = gs__flow_drop_output,
 			.event_free_arg = l,
 			.msg_free = free_msg,
+			.blocking = f->blocking || (source && l->srcs[i].gen),
 		};
 		gs_err e = gs_stage_new(
 			p, source ? GS_PRODUCER : GS_PRODUCER_CONSUMER,
@@ -97,6 +105,7 @@ static gs_err wire(gs__flow_layer *l)
 		.max_demand = l->max_demand,
 		.min_demand = l->min_demand,
 		.cancel = GS_CANCEL_TRANSIENT,
+		.manual = l->paced,
 	};
 	for (size_t k = 0; k < l->ninputs; k++) {
 		gs__flow_layer *u = l->inputs[k];
@@ -126,6 +135,77 @@ static gs_err sink_usable(gs_flow *f)
 	return f->err;
 }
 
+/* Whether layer `l` folds events into windows (reduce or join). */
+static bool reduces(const gs__flow_layer *l)
+{
+	return l->has_reduce || l->is_join;
+}
+
+/* Whether a window of `l` would do anything but the global default. */
+static bool windowed(const gs__flow_layer *l)
+{
+	const gs_flow_window *w = &l->window;
+	return w->kind != GS_FLOW_WINDOW_GLOBAL || w->every || w->periodic_ms ||
+	       w->punctuate;
+}
+
+/* Whether any op of `l` may turn one event into several. */
+static bool expands(const gs__flow_layer *l)
+{
+	for (size_t k = 0; k < l->nops; k++)
+		if (l->ops[k].kind == GS__OP_FLAT_MAP ||
+		    l->ops[k].kind == GS__OP_BATCH)
+			return true;
+	return false;
+}
+
+/*
+ * Checks the layers once the description is complete, and settles how
+ * the layers right after our sources run: one with nothing to do is
+ * elided (the sources feed what it feeds, as Flow starts its enumerables
+ * straight with the next dispatcher when no operation follows them), and
+ * one whose operations expand asks its sources by hand.
+ */
+static gs_err settle(gs_flow *f)
+{
+	for (size_t i = 0; i < f->nlayers; i++)
+		if (f->layers[i]->kind == GS__L_STAGES &&
+		    windowed(f->layers[i]) && !reduces(f->layers[i]))
+			return gs__flow_fail(f, GS_EINVAL,
+					     "a window was set on a layer that "
+					     "reduces nothing (layer %zu): "
+					     "reduce (or group, join) after "
+					     "it, or drop the window",
+					     i);
+	for (size_t i = 0; i < f->nlayers; i++) {
+		gs__flow_layer *l = f->layers[i];
+		if (l->kind != GS__L_STAGES)
+			continue;
+		bool from_src = l->ninputs == 1 &&
+				l->inputs[0]->kind == GS__L_SOURCE;
+		if (!from_src)
+			continue;
+		if (l->nops || reduces(l) || l->is_departition) {
+			l->paced = expands(l);
+			continue;
+		}
+		gs__flow_layer *s = l->inputs[0];
+		l->elided = true;
+		s->out = l->out;
+		s->out_key = l->out_key;
+		s->out_key_arg = l->out_key_arg;
+		s->out_hash = l->out_hash;
+		s->out_hash_arg = l->out_hash_arg;
+		s->side = l->side;
+		for (size_t k = 0; l->out && k < l->out->ninputs; k++)
+			if (l->out->inputs[k] == l)
+				l->out->inputs[k] = s;
+		if (f->last == l)
+			f->last = s;
+	}
+	return GS_OK;
+}
+
 gs_err gs__flow_build(gs_flow *f, gs_pipeline *p)
 {
 	gs_err e = sink_usable(f);
@@ -135,12 +215,14 @@ gs_err gs__flow_build(gs_flow *f, gs_pipeline *p)
 		return gs__flow_fail(f, GS_EPIPELINE,
 				     "the flow's source stages belong to "
 				     "another pipeline");
+	if ((e = settle(f)))
+		return e;
 	f->used = true;
 	f->built = true;
 	for (size_t i = 0; !e && i < f->nlayers; i++)
 		e = build_layer(f, p, f->layers[i], i);
 	for (size_t i = 0; !e && i < f->nlayers; i++)
-		if (f->layers[i]->kind == GS__L_STAGES)
+		if (f->layers[i]->ninputs && !f->layers[i]->elided)
 			e = wire(f->layers[i]);
 	if (e)
 		gs__flow_fail(f, e, "building the stages failed: %s",
@@ -154,17 +236,23 @@ void gs__flow_unbuild(gs_flow *f)
 		gs__flow_layer *l = f->layers[i];
 		if (l->kind == GS__L_USER)
 			continue;
+		/* A source that never ran still holds its array, and so does
+		 * one whose stage was never made (before the build, the
+		 * layer's arrays are freed with the description). */
+		for (size_t j = 0;
+		     f->built && l->kind == GS__L_SOURCE && j < l->nstages;
+		     j++) {
+			gs__flow_stage none = { .flow = f, .src = &l->srcs[j] };
+			gs__flow_source_fini(l->states && l->states[j]
+						     ? l->states[j]
+						     : &none);
+		}
 		for (size_t j = 0; l->states && j < l->nstages; j++) {
 			gs__flow_stage *st = l->states[j];
 			if (!st)
 				continue;
-			/* A source that never ran still holds its array. */
-			if (l->kind == GS__L_ARRAY && j == 0)
-				for (size_t k = st->pos; k < l->nevents; k++)
-					gs__flow_drop(f, l->events[k]);
 			gs__flow_window_fini(st);
 			gs__flow_ops_fini(st);
-			gs__flow_vec_free(&st->raw);
 			free(st->inputs);
 			free(st);
 		}
@@ -247,6 +335,18 @@ static gs_err attach(gs_flow *f, gs_stage *const *consumers, size_t n,
 	return GS_OK;
 }
 
+/* The hooks of gs_flow_pipeline_opts apply to a pipeline the flow makes;
+ * a flow run in the caller's pipeline `p` refuses them. */
+static gs_err hooks_usable(gs_flow *f, const gs_pipeline *p)
+{
+	if (p && f->has_popts)
+		return gs__flow_fail(f, GS_EINVAL,
+				     "gs_flow_pipeline_opts: the flow runs in "
+				     "the caller's pipeline; give the hooks "
+				     "to that pipeline");
+	return GS_OK;
+}
+
 /* Builds and runs `f` to completion with a consumer made of `ops`. */
 static gs_err run_with(gs_flow *f, const gs_stage_ops *ops)
 {
@@ -254,7 +354,9 @@ static gs_err run_with(gs_flow *f, const gs_stage_ops *ops)
 	if (e)
 		return e;
 	gs_pipeline *p = f->bound;
-	if (!p && (e = gs_pipeline_new(NULL, &p)))
+	if ((e = hooks_usable(f, p)))
+		return e;
+	if (!p && (e = gs_pipeline_new(&f->popts, &p)))
 		return gs__flow_fail(f, e, "no pipeline: %s", gs_strerror(e));
 	pthread_mutex_lock(&f->lock);
 	if (!(e = gs__flow_build(f, p)))
@@ -282,8 +384,8 @@ static gs_err run_with(gs_flow *f, const gs_stage_ops *ops)
 	if (!f->bound)
 		gs_pipeline_free(p);
 	if (e)
-		gs__flow_fail(f, e, "the flow stopped: %s (%d)",
-			      gs_strerror(e), e);
+		gs__flow_fail(f, e, "the flow stopped: %s (%d)", gs_strerror(e),
+			      e);
 	return e;
 }
 
@@ -327,23 +429,30 @@ GS_FLOW_API gs_err gs_flow_stream(gs_flow *f, gs_pipeline *p,
 	if (!out)
 		return gs__flow_fail(f, GS_EINVAL,
 				     "gs_flow_stream: NULL output");
+	if (opts && opts->version > GS_STAGE_OPTS_VERSION)
+		return gs__flow_fail(f, GS_EVERSION, "gs_flow_stream: %s",
+				     gs_strerror(GS_EVERSION));
 	bool own = !p;
 	if (own && f->bound)
 		p = f->bound, own = false;
-	if (own && (e = gs_pipeline_new(NULL, &p)))
+	if ((e = hooks_usable(f, own ? NULL : p)))
+		return e;
+	if (own && (e = gs_pipeline_new(&f->popts, &p)))
 		return gs__flow_fail(f, e, "no pipeline: %s", gs_strerror(e));
 	if (own)
 		f->own = p;
 	gs_stage_opts so = opts ? *opts : (gs_stage_opts){ 0 };
-	if (!so.event_free) {
-		so.event_free = gs__flow_drop_output;
-		so.event_free_arg = f->last;
-	}
 	if (!so.name)
 		so.name = "flow-stream";
 	gs_stage *s = NULL;
 	pthread_mutex_lock(&f->lock);
-	if (!(e = gs__flow_build(f, p)) && !(e = gs_stream(p, &so, &s)))
+	e = gs__flow_build(f, p);
+	if (!e && !so.event_free) {
+		/* After the build, which settles the last layer. */
+		so.event_free = gs__flow_drop_output;
+		so.event_free_arg = f->last;
+	}
+	if (!e && !(e = gs_stream(p, &so, &s)))
 		e = attach(f, &s, 1, NULL);
 	pthread_mutex_unlock(&f->lock);
 	if (!e && own)
@@ -364,8 +473,16 @@ GS_FLOW_API gs_err gs_flow_into_stages(gs_flow *f, gs_pipeline *p,
 					 "gs_flow_into_stages: no pipeline or "
 					 "no consumers")
 			 : GS_EINVAL;
+	if (sub && sub->version > GS_SUB_OPTS_VERSION)
+		return gs__flow_fail(f, GS_EVERSION, "gs_flow_into_stages: %s",
+				     gs_strerror(GS_EVERSION));
+	gs_err e = sink_usable(f);
+	if (!e)
+		e = hooks_usable(f, p);
+	if (e)
+		return e;
 	pthread_mutex_lock(&f->lock);
-	gs_err e = gs__flow_build(f, p);
+	e = gs__flow_build(f, p);
 	if (!e)
 		e = attach(f, consumers, n, sub);
 	pthread_mutex_unlock(&f->lock);

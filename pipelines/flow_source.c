@@ -1,69 +1,49 @@
 // SPDX-License-Identifier: MIT
 /*
- * Source producers of a flow (from an array or a generator) that run the
- * operations fused after them before emitting, so a source and its
- * mappers are one stage.
+ * Source producers of a flow, one per array or generator. They hand out
+ * raw items only, as the demand asks: the operations that follow run in
+ * the layer of stages the sources feed (Flow's mapper stages), so a
+ * generator's items are expanded and mapped in parallel.
  */
 #include <stdlib.h>
 
 #include "flow_internal.h"
 
-/* The most raw events asked of the input per step. */
-#define SOURCE_STEP 256
+/* The most items asked of a generator per call, so the scratch array
+ * stays small whatever the demand. */
+#define SOURCE_STEP 1024
 
 static int source_init(void *state, gs_stage *stage)
 {
 	gs__flow_stage *st = state;
 	st->stage = stage;
-	for (size_t k = 0; k < st->layer->nops; k++)
-		st->expands |= st->layer->ops[k].kind == GS__OP_FLAT_MAP;
-	return gs__flow_ops_init(st);
+	return 0;
 }
 
-/*
- * How many raw events to take for `left` more events. Without a flat_map
- * one raw event gives at most one event. With one, a raw event may give
- * thousands (a file's block, split into words), and whatever a step
- * makes past the demand waits in the stage's buffer: so the first step
- * takes one raw event, and later steps as many as the events made per
- * raw event so far say `left` needs. The buffer then holds at most about
- * one raw event's worth past the demand.
- */
-static size_t step(const gs__flow_stage *st, size_t left)
+/* Takes up to `want` items into *items. */
+static int pull(gs__flow_stage *st, size_t want, void ***items, size_t *n)
 {
-	double want = (double)left;
-	if (st->expands)
-		want = st->made ? want * (double)st->pulled / (double)st->made
-				: 1;
-	if (want < 1)
-		return 1;
-	return want > SOURCE_STEP ? SOURCE_STEP : (size_t)want;
-}
-
-/* Takes up to `want` raw events into *raw. */
-static int pull(gs__flow_stage *st, size_t want, void ***raw, size_t *n)
-{
-	gs__flow_layer *l = st->layer;
-	if (l->kind == GS__L_ARRAY) {
-		size_t left = l->nevents - st->pos;
+	gs__flow_src *s = st->src;
+	if (!s->gen) {
+		size_t left = s->nevents - st->pos;
 		*n = want < left ? want : left;
-		*raw = l->events + st->pos;
+		*items = s->events + st->pos;
 		st->pos += *n;
-		if (st->pos == l->nevents)
-			st->exhausted = true;
+		st->exhausted = st->pos == s->nevents;
 		return 0;
 	}
+	if (want > SOURCE_STEP)
+		want = SOURCE_STEP;
 	st->raw.n = 0;
 	if (gs__flow_vec_reserve(&st->raw, want))
 		return GS_ENOMEM;
-	long got = l->gen(l->gen_arg, st->raw.v, want);
+	long got = s->gen(s->gen_arg, st->raw.v, want);
 	if (got < 0)
 		return (int)-got;
 	if ((size_t)got > want)
 		return GS_EINVAL;
-	if ((size_t)got < want)
-		st->exhausted = true;
-	*raw = st->raw.v;
+	st->exhausted = (size_t)got < want;
+	*items = st->raw.v;
 	*n = (size_t)got;
 	return 0;
 }
@@ -71,43 +51,38 @@ static int pull(gs__flow_stage *st, size_t want, void ***raw, size_t *n)
 static int source_demand(void *state, gs_stage *stage, size_t demand)
 {
 	gs__flow_stage *st = state;
-	size_t emitted = 0;
-	while (emitted < demand && !st->exhausted) {
-		void **raw = NULL, **res = NULL;
-		size_t n = 0, nres = 0;
-		int r = pull(st, step(st, demand - emitted), &raw, &n);
-		if (!r)
-			r = gs__flow_ops_run(st, raw, n, &res, &nres);
+	while (demand > 0 && !st->exhausted) {
+		void **items = NULL;
+		size_t n = 0;
+		int r = pull(st, demand, &items, &n);
 		if (r)
 			return r;
-		st->pulled += n;
-		st->made += nres;
-		if (nres && (r = gs_emit(stage, res, nres))) {
-			for (size_t i = 0; i < nres; i++)
-				gs__flow_drop(st->flow, res[i]);
+		if (n && (r = gs_emit(stage, items, n))) {
+			for (size_t i = 0; i < n; i++)
+				gs__flow_drop(st->flow, items[i]);
 			return r;
 		}
-		emitted += nres;
+		demand -= n;
 	}
-	if (st->exhausted)
-		return gs_done(stage);
-	return 0;
+	return st->exhausted ? gs_done(stage) : 0;
+}
+
+/* Drops the array items the source never handed out. */
+void gs__flow_source_fini(gs__flow_stage *st)
+{
+	gs__flow_src *s = st->src;
+	for (; !s->gen && st->pos < s->nevents; st->pos++)
+		gs__flow_drop(st->flow, s->events[st->pos]);
+	gs__flow_vec_free(&st->raw);
 }
 
 static void source_terminate(void *state, gs_stage *stage, int reason)
 {
 	(void)stage;
 	gs__flow_stage *st = state;
-	gs__flow_layer *l = st->layer;
 	if (reason != GS_OK)
 		gs__flow_abort(st->flow, reason);
-	if (l->kind == GS__L_ARRAY) {
-		for (size_t i = st->pos; i < l->nevents; i++)
-			gs__flow_drop(st->flow, l->events[i]);
-		st->pos = l->nevents;
-	}
-	gs__flow_vec_free(&st->raw);
-	gs__flow_ops_fini(st);
+	gs__flow_source_fini(st);
 }
 
 const gs_stage_ops gs__flow_source_ops = {

@@ -2,8 +2,9 @@
 /*
  * Windows and triggers of a reducing stage: which window each event
  * belongs to, when a window fires (every N events, periodically, when
- * event time passes it, at its end, at the end of input), and what a
- * trigger emits (on_trigger, or an emit mode).
+ * event time passes it, when a custom trigger says, at its end, at the
+ * end of input), and what a trigger emits (a join's pairs, on_trigger, or
+ * an emit mode).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -56,13 +57,10 @@ static gs__flow_win *open_win(gs__flow_stage *st, int64_t id)
 	gs__flow_win *w = &st->wins[st->nwins];
 	memset(w, 0, sizeof(*w));
 	w->id = id;
-	if (l->is_join) {
-		w->sides = calloc(2, sizeof(*w->sides));
-		if (!w->sides)
-			return NULL;
-	} else if (l->acc_new) {
+	if (l->is_join && !(w->sides = calloc(2, sizeof(*w->sides))))
+		return NULL;
+	if (l->has_reduce && l->acc_new)
 		w->acc = l->acc_new(l->reduce_arg);
-	}
 	st->nwins++;
 	return w;
 }
@@ -72,7 +70,7 @@ static void free_acc(gs__flow_stage *st, gs__flow_win *w)
 	gs__flow_layer *l = st->layer;
 	if (l->is_join)
 		gs__flow_join_free(st, w);
-	else if (w->acc && l->acc_free)
+	if (w->acc && l->acc_free)
 		l->acc_free(l->reduce_arg, w->acc);
 	w->acc = NULL;
 }
@@ -133,6 +131,65 @@ static int emit_mode(gs__flow_stage *st, gs__flow_win *w, bool done,
 	return GS_EINVAL;
 }
 
+/* Hands each item of `o` to the flow's free functions and empties it. */
+static void drop_out(gs__flow_stage *st, gs_flow_out *o)
+{
+	for (size_t i = 0; i < o->vec.n; i++)
+		gs__flow_drop_item(o->vec.v[i], st->layer);
+	o->vec.n = 0;
+}
+
+/* Folds one event into the reduce of `w` (the callee owns it). */
+static int reduce_one(gs__flow_stage *st, gs__flow_win *w, void *ev)
+{
+	gs__flow_layer *l = st->layer;
+	if (l->emit_reducer)
+		return l->emit_reducer(l->reduce_arg, &w->acc, ev, &st->tout);
+	return l->reducer(l->reduce_arg, &w->acc, ev);
+}
+
+/*
+ * A join's part of a trigger: the pairs it has not given before (and,
+ * when the window is done, the unmatched events of the outer modes),
+ * through the operations after the join, then into the reduce after it
+ * or into `out`.
+ */
+static int join_fire(gs__flow_stage *st, gs__flow_win *w, bool done,
+		     gs_flow_out *out)
+{
+	gs__flow_vec *pairs = &st->jout.vec;
+	int r = gs__flow_join_trigger(st, w, done, &st->jout);
+	if (r) {
+		for (size_t i = 0; i < pairs->n; i++)
+			gs__flow_drop(st->flow, pairs->v[i]);
+		pairs->n = 0;
+		return r;
+	}
+	void **res;
+	size_t n;
+	r = gs__flow_ops_run(st, pairs->v, pairs->n, &res, &n);
+	pairs->n = 0; /* the operations own them now */
+	if (r)
+		return r;
+	if (!st->layer->has_reduce) {
+		if ((r = gs__flow_vec_reserve(&out->vec, n))) {
+			for (size_t i = 0; i < n; i++)
+				gs__flow_drop(st->flow, res[i]);
+			return r;
+		}
+		for (size_t i = 0; i < n; i++)
+			out->vec.v[out->vec.n++] = res[i];
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((r = reduce_one(st, w, res[i]))) {
+			while (++i < n)
+				gs__flow_drop(st->flow, res[i]);
+			return r;
+		}
+	return 0;
+}
+
 /* Fires one trigger on window `w`; a DONE trigger closes it. */
 static int fire(gs__flow_stage *st, gs__flow_win *w, gs_flow_trigger_kind k)
 {
@@ -142,9 +199,9 @@ static int fire(gs__flow_stage *st, gs__flow_win *w, gs_flow_trigger_kind k)
 	int64_t window_id = l->window.kind == GS_FLOW_WINDOW_FIXED
 				    ? w->id * l->window.duration_ms
 				    : w->id;
-	int r;
-	if (l->is_join) {
-		r = gs__flow_join_trigger(st, w, done, out);
+	int r = l->is_join ? join_fire(st, w, done, out) : 0;
+	if (r || !l->has_reduce) {
+		/* A join without a reduce after it emits its pairs. */
 	} else if (l->on_trigger) {
 		gs_flow_trigger t = {
 			.window = l->window.kind,
@@ -152,6 +209,7 @@ static int fire(gs__flow_stage *st, gs__flow_win *w, gs_flow_trigger_kind k)
 			.kind = k,
 			.partition = st->index,
 			.partitions = l->nstages,
+			.state = w->punct,
 		};
 		r = l->on_trigger(l->trigger_arg, &w->acc, &t, out);
 	} else {
@@ -190,17 +248,31 @@ void gs__flow_window_fini(gs__flow_stage *st)
 	free(st->wins);
 	st->wins = NULL;
 	st->capwins = 0;
+	drop_out(st, &st->tout);
 	gs__flow_vec_free(&st->tout.vec);
+	gs__flow_vec_free(&st->jout.vec);
 }
 
-/* Folds one event into `w`, then fires what that event triggers. */
+/* Folds one event into `w`, then fires what that event triggers (a
+ * custom trigger may fire before it too). */
 static int add(gs__flow_stage *st, gs__flow_win *w, int side, void *ev)
 {
 	gs__flow_layer *l = st->layer;
 	const gs_flow_window *win = &l->window;
 	int64_t id = w->id;
-	int r = l->is_join ? gs__flow_join_add(st, w, side, ev)
-			   : l->reducer(l->reduce_arg, &w->acc, ev);
+	gs_flow_fire when = win->punctuate ? win->punctuate(win->punctuate_arg,
+							    &w->punct, ev)
+					   : GS_FLOW_FIRE_NO;
+	int r = 0;
+	if (when == GS_FLOW_FIRE_BEFORE &&
+	    (r = fire(st, w, GS_FLOW_TRIGGER_CUSTOM))) {
+		gs__flow_drop(st->flow, ev);
+		return r;
+	}
+	r = l->is_join ? gs__flow_join_add(st, w, side, ev)
+		       : reduce_one(st, w, ev);
+	if (!r && when == GS_FLOW_FIRE_AFTER)
+		r = fire(st, w, GS_FLOW_TRIGGER_CUSTOM);
 	if (r)
 		return r;
 	w->count++;
@@ -292,10 +364,32 @@ static int add_fixed(gs__flow_stage *st, gs__flow_input *in, void *ev)
 	return add(st, w, in->side, ev);
 }
 
+/* A plain reduce into one window with no per-event trigger: the loop
+ * that most reductions (a count, a table) spend their time in. */
+static int reduce_all(gs__flow_stage *st, gs__flow_win *w, void **ev, size_t n)
+{
+	const gs__flow_layer *l = st->layer;
+	for (size_t i = 0; i < n; i++) {
+		int r = l->reducer(l->reduce_arg, &w->acc, ev[i]);
+		if (r) {
+			while (++i < n)
+				gs__flow_drop(st->flow, ev[i]);
+			return r;
+		}
+	}
+	w->count += n;
+	return 0;
+}
+
 int gs__flow_window_events(gs__flow_stage *st, gs__flow_input *in, void **ev,
 			   size_t n)
 {
-	bool fixed = st->layer->window.kind == GS_FLOW_WINDOW_FIXED;
+	const gs__flow_layer *l = st->layer;
+	const gs_flow_window *win = &l->window;
+	bool fixed = win->kind == GS_FLOW_WINDOW_FIXED;
+	if (!fixed && st->nwins && l->reducer && !l->is_join && !win->every &&
+	    !win->punctuate && win->kind != GS_FLOW_WINDOW_COUNT)
+		return reduce_all(st, &st->wins[0], ev, n);
 	for (size_t i = 0; i < n; i++) {
 		int r;
 		if (fixed) {
@@ -309,10 +403,14 @@ int gs__flow_window_events(gs__flow_stage *st, gs__flow_input *in, void **ev,
 		if (r) {
 			for (size_t j = i + 1; j < n; j++)
 				gs__flow_drop(st->flow, ev[j]);
+			drop_out(st, &st->tout);
 			return r;
 		}
 	}
-	return fixed ? watermark(st) : 0;
+	int r = fixed ? watermark(st) : 0;
+	/* What an emit_and_reduce emitted after the last trigger. */
+	int r2 = st->tout.vec.n ? gs__flow_emit_out(st, &st->tout) : 0;
+	return r ? r : r2;
 }
 
 /* An input finished: it no longer holds the watermark back. */

@@ -43,6 +43,11 @@ static int grow(gs__buffer *b, size_t need)
 	return 1;
 }
 
+bool gs__buffer_reserve(gs__buffer *b, size_t n)
+{
+	return grow(b, b->count + n);
+}
+
 static void drop_oldest(gs__buffer *b, size_t n, gs__drop_fn drop, void *ctx)
 {
 	while (n) {
@@ -100,6 +105,7 @@ size_t gs__buffer_peek(const gs__buffer *b, void ***events)
 
 void gs__buffer_consume(gs__buffer *b, size_t n)
 {
+	b->taken += n;
 	b->count -= n;
 	b->head = b->count ? (b->head + n) & (b->cap - 1) : 0;
 }

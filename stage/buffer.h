@@ -7,6 +7,7 @@
 #ifndef GS_BUFFER_H
 #define GS_BUFFER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "genstage/stage.h"
@@ -18,6 +19,7 @@ typedef struct gs__buffer {
 	size_t count;
 	size_t limit; /* most events held; GS_UNBOUNDED for no limit */
 	gs_keep keep;
+	uint64_t taken; /* events that ever left it (sent on, or dropped) */
 } gs__buffer;
 
 /* Called with events the buffer had to drop, in order. */
@@ -25,6 +27,10 @@ typedef void (*gs__drop_fn)(void *ctx, void *const *events, size_t n);
 
 void gs__buffer_init(gs__buffer *b, size_t limit, gs_keep keep);
 void gs__buffer_fini(gs__buffer *b);
+
+/* Makes room for n more events without dropping any; false (nothing
+ * changed) when out of memory. */
+bool gs__buffer_reserve(gs__buffer *b, size_t n);
 
 /* Appends n events; what does not fit (per `keep`, or when growing fails)
  * goes to drop. Returns how many were dropped. */

@@ -34,12 +34,12 @@ gs_err gs__dispatcher_init(gs_stage *s, const gs_dispatcher *d)
 		return GS_OK;
 	case GS_DISPATCH_BROADCAST:
 		s->disp = &gs__dispatch_broadcast_ops;
-		return GS_OK;
+		return s->disp->init(s);
 	case GS_DISPATCH_PARTITION:
 		if (!d->partitions || !d->hash)
 			return GS_EINVAL;
 		s->disp = &gs__dispatch_partition_ops;
-		return gs__partition_init(s);
+		return s->disp->init(s);
 	}
 	return GS_EINVAL;
 }
@@ -75,6 +75,7 @@ size_t gs__push(gs_stage *s, gs_sub *sub, void *const *events, size_t n)
 		return 0;
 	n = gs__ring_push(&sub->ring, events, n);
 	sub->sent += n;
+	gs__count(&sub->st_sent, n);
 	sub->needs_wake = true;
 	gs__count(&s->st_out, n);
 	gs__count(&s->st_bout, 1);
@@ -89,10 +90,14 @@ bool gs__end_if_cancelled(gs_stage *s, size_t idx, bool *changed)
 	int cc = atomic_load_explicit(&sub->cons_cancel, memory_order_acquire);
 	if (cc == GS__CONS_LIVE)
 		return false;
-	int why = cc == GS__CONS_CANCEL ? GS_ECANCELED : sub->cons_reason;
+	int why = cc == GS__CONS_CANCEL
+			  ? atomic_load_explicit(&sub->cancel_why,
+						 memory_order_relaxed)
+			  : sub->cons_reason;
 	if (s->disp->detach)
 		s->disp->detach(s, sub);
-	gs__end_out(s, idx, GS_ECANCELED, why, true);
+	gs__end_out(s, idx, cc == GS__CONS_CANCEL ? why : GS_ECANCELED, why,
+		    true);
 	*changed = true;
 	/* A producer whose every consumer has stopped has nobody to produce
 	 * for: it finishes, and so does a finite pipeline. */
@@ -113,9 +118,16 @@ bool gs__dispatch_buffer(gs_stage *s)
 		if (k < n)
 			break;
 	}
-	atomic_store_explicit(&s->st_buffered, s->buf.count,
-			      memory_order_relaxed);
+	gs__count_buffered(s);
 	return moved;
+}
+
+/* The buffer and the dispatcher's own queues, for gs_stage_stats. */
+void gs__count_buffered(gs_stage *s)
+{
+	size_t queued = s->disp && s->disp->queued ? s->disp->queued(s) : 0;
+	atomic_store_explicit(&s->st_buffered, s->buf.count + queued,
+			      memory_order_relaxed);
 }
 
 void gs__wake_consumers(gs_stage *s)

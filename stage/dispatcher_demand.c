@@ -5,25 +5,17 @@
 
 static uint64_t collect(gs_stage *s, bool *changed)
 {
-	uint64_t fresh = 0, pending = 0;
+	uint64_t pending = 0;
 	for (size_t i = 0; i < s->n_outs;) {
-		gs_sub *sub = s->outs[i];
-		/* Demand already passed on for a subscription that leaves is
-		 * met by the next demand instead of being asked twice. */
-		uint64_t unmet = sub->granted_seen - sub->sent;
-		if (gs__end_if_cancelled(s, i, changed)) {
-			s->unassigned += unmet;
+		if (gs__end_if_cancelled(s, i, changed))
 			continue;
-		}
-		uint64_t g = atomic_load_explicit(&sub->granted,
-						  memory_order_acquire);
-		fresh += g - sub->granted_seen;
-		sub->granted_seen = g;
-		pending += g - sub->sent;
-		i++;
+		gs_sub *sub = s->outs[i++];
+		sub->granted_seen = atomic_load_explicit(&sub->granted,
+							 memory_order_acquire);
+		pending += sub->granted_seen - sub->sent;
 	}
 	atomic_store_explicit(&s->st_pending, pending, memory_order_relaxed);
-	return fresh;
+	return pending;
 }
 
 static size_t dispatch(gs_stage *s, void *const *events, size_t n)

@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
- * The partition dispatcher: a hash sends each event to one partition, each
- * partition has its own subscription, demand and queue. Events for a
- * partition without demand wait in its queue without holding back the
- * others; a queue that reaches its bound holds back new demand instead of
- * growing (see include/genstage/dispatcher.h). Queues belong to partitions,
- * not subscriptions, so a partition's next subscriber receives what waited.
+ * The partition dispatcher: a hash sends each event to one partition, and
+ * each partition has its own group of subscriptions, demand and queue.
+ * Usually a group is one subscription; subscriptions that ask to share a
+ * partition (gs_sub_opts.share_partition, GenStage #320) get its events
+ * demand-dispatched among them, each batch to the one with the most room.
+ * Events for a partition without demand wait in its queue without holding
+ * back the others; a queue that reaches its bound holds back new demand
+ * instead of growing (see include/genstage/dispatcher.h). Queues belong to
+ * partitions, not subscriptions, so a partition's next subscriber receives
+ * what waited.
  */
 #include <stdlib.h>
 
@@ -14,81 +18,150 @@
 /* Events staged per partition before they are pushed or queued. */
 #define CHUNK 128
 
+typedef struct part {
+	gs__buffer q;   /* own: events waiting for the group's demand */
+	gs_sub **group; /* own: the attached subscriptions */
+	size_t n, cap;
+	size_t staged;  /* own: events in this partition's staging */
+	size_t holders; /* pipeline lock: subscriptions that claimed it */
+	bool exclusive; /* pipeline lock: one holds it alone */
+} part;
+
+typedef struct pstate {
+	part *parts;
+	void **stage; /* CHUNK slots per partition */
+} pstate;
+
+static pstate *state_of(const gs_stage *s)
+{
+	return s->dstate;
+}
+
+static part *part_of(const gs_stage *s, size_t i)
+{
+	return &state_of(s)->parts[i];
+}
+
 static void drop_cb(void *ctx, void *const *events, size_t n)
 {
 	gs__drop(ctx, events, n);
 }
 
-gs_err gs__partition_init(gs_stage *s)
+static gs_err init(gs_stage *s)
 {
 	size_t n = s->dconf.partitions;
-	s->pq = calloc(n, sizeof *s->pq);
-	s->pout = calloc(n, sizeof *s->pout);
-	s->pheld = calloc(n, sizeof *s->pheld);
-	s->pstaged = calloc(n, sizeof *s->pstaged);
-	s->pstage = calloc(n * CHUNK, sizeof *s->pstage);
-	if (!s->pq || !s->pout || !s->pheld || !s->pstaged || !s->pstage)
-		return GS_ENOMEM; /* the stage's free releases what exists */
+	pstate *ps = calloc(1, sizeof *ps);
+	if (!ps)
+		return GS_ENOMEM;
+	s->dstate = ps; /* the stage's free releases what exists */
+	ps->parts = calloc(n, sizeof *ps->parts);
+	ps->stage = calloc(n * CHUNK, sizeof *ps->stage);
+	if (!ps->parts || !ps->stage)
+		return GS_ENOMEM;
 	for (size_t i = 0; i < n; i++)
-		gs__buffer_init(&s->pq[i], GS_UNBOUNDED, GS_KEEP_LAST);
+		gs__buffer_init(&ps->parts[i].q, GS_UNBOUNDED, GS_KEEP_LAST);
 	return GS_OK;
 }
 
 /* Under the pipeline lock. */
-gs_err gs__partition_claim(gs_stage *producer, gs_sub *sub, size_t want)
+gs_err gs__partition_claim(gs_stage *producer, gs_sub *sub, size_t want,
+			   bool share)
 {
 	if (producer->disp != &gs__dispatch_partition_ops)
-		return want ? GS_EINVAL : GS_OK;
+		return want || share ? GS_EINVAL : GS_OK;
 	size_t n = producer->dconf.partitions;
 	size_t idx = want - 1;
 	if (!want) {
 		idx = 0;
-		while (idx < n && producer->pheld[idx])
+		while (idx < n && part_of(producer, idx)->holders)
 			idx++;
 		if (idx == n)
 			return GS_EBUSY;
 	} else if (idx >= n) {
 		return GS_EINVAL;
-	} else if (producer->pheld[idx]) {
-		return GS_EBUSY;
 	}
-	producer->pheld[idx] = sub;
+	part *pt = part_of(producer, idx);
+	if (pt->exclusive || (pt->holders && !share))
+		return GS_EBUSY;
+	pt->holders++;
+	pt->exclusive = !share;
 	sub->partition = idx;
+	sub->holds_partition = true;
 	return GS_OK;
 }
 
 /* Under the pipeline lock, once neither end uses the subscription. */
 void gs__partition_release(gs_sub *sub)
 {
-	gs_stage *p = sub->producer;
-	if (p->disp == &gs__dispatch_partition_ops &&
-	    p->pheld[sub->partition] == sub)
-		p->pheld[sub->partition] = NULL;
+	if (!sub->holds_partition)
+		return;
+	sub->holds_partition = false;
+	part *pt = part_of(sub->producer, sub->partition);
+	if (--pt->holders == 0)
+		pt->exclusive = false;
 }
 
 static void attach(gs_stage *s, gs_sub *sub)
 {
-	s->pout[sub->partition] = sub;
+	part *pt = part_of(s, sub->partition);
+	if (pt->n == pt->cap) {
+		size_t cap = pt->cap ? pt->cap * 2 : 2;
+		gs_sub **g = realloc(pt->group, cap * sizeof *g);
+		if (!g) {
+			gs__log(s, GS_LOG_ERROR,
+				"out of memory for a partition's group");
+			gs__stop(s, GS_ENOMEM);
+			return;
+		}
+		pt->group = g;
+		pt->cap = cap;
+	}
+	pt->group[pt->n++] = sub;
 }
 
 static void detach(gs_stage *s, gs_sub *sub)
 {
-	if (s->pout[sub->partition] == sub)
-		s->pout[sub->partition] = NULL;
+	part *pt = part_of(s, sub->partition);
+	for (size_t k = 0; k < pt->n; k++)
+		if (pt->group[k] == sub) {
+			pt->group[k] = pt->group[--pt->n];
+			return;
+		}
 }
 
-/* Moves queued events of partition i to its subscription, as demand and
- * room allow; returns how many moved. */
-static size_t deliver_queued(gs_stage *s, size_t i)
+/* Pushes up to n events to the partition's group, each batch to the
+ * member with the most room; returns how many went. */
+static size_t send(gs_stage *s, part *pt, void *const *events, size_t n)
 {
-	gs_sub *sub = s->pout[i];
+	size_t sent = 0;
+	while (sent < n) {
+		gs_sub *best = NULL;
+		size_t best_room = 0;
+		for (size_t k = 0; k < pt->n; k++) {
+			size_t room = gs__sub_room(pt->group[k]);
+			if (room > best_room) {
+				best = pt->group[k];
+				best_room = room;
+			}
+		}
+		if (!best)
+			break;
+		size_t m = n - sent < best_room ? n - sent : best_room;
+		sent += gs__push(s, best, events + sent, m);
+	}
+	return sent;
+}
+
+/* Moves queued events of a partition to its group, as demand and room
+ * allow; returns how many moved. */
+static size_t deliver_queued(gs_stage *s, part *pt)
+{
 	size_t moved = 0;
-	while (sub && s->pq[i].count) {
+	while (pt->q.count) {
 		void **ev = NULL;
-		size_t n = gs__buffer_peek(&s->pq[i], &ev);
-		size_t room = gs__sub_room(sub);
-		size_t k = gs__push(s, sub, ev, n < room ? n : room);
-		gs__buffer_consume(&s->pq[i], k);
+		size_t n = gs__buffer_peek(&pt->q, &ev);
+		size_t k = send(s, pt, ev, n);
+		gs__buffer_consume(&pt->q, k);
 		moved += k;
 		if (k < n)
 			break;
@@ -104,61 +177,55 @@ static size_t deliver_queued(gs_stage *s, size_t i)
  */
 static uint64_t collect(gs_stage *s, bool *changed)
 {
-	uint64_t unmet = 0;
 	for (size_t i = 0; i < s->n_outs;) {
 		if (gs__end_if_cancelled(s, i, changed))
 			continue;
 		gs_sub *sub = s->outs[i++];
 		sub->granted_seen = atomic_load_explicit(&sub->granted,
 							 memory_order_acquire);
-		*changed |= deliver_queued(s, sub->partition) > 0;
-		if (!s->pq[sub->partition].count)
+	}
+	for (size_t i = 0; i < s->dconf.partitions; i++)
+		*changed |= deliver_queued(s, part_of(s, i)) > 0;
+	uint64_t unmet = 0;
+	for (size_t i = 0; i < s->n_outs; i++) {
+		gs_sub *sub = s->outs[i];
+		if (!part_of(s, sub->partition)->q.count)
 			unmet += sub->granted_seen - sub->sent;
 	}
 	atomic_store_explicit(&s->st_pending, unmet, memory_order_relaxed);
-	if (unmet <= s->owed)
-		return 0;
-	uint64_t fresh = unmet - s->owed;
-	s->owed = unmet;
-	return fresh;
+	return unmet;
 }
 
 static void flush(gs_stage *s, size_t i)
 {
-	void **ev = s->pstage + i * CHUNK;
-	size_t n = s->pstaged[i];
-	s->pstaged[i] = 0;
-	size_t sent = 0;
-	if (!s->pq[i].count && s->pout[i]) {
-		size_t room = gs__sub_room(s->pout[i]);
-		sent = gs__push(s, s->pout[i], ev, n < room ? n : room);
-	}
-	if (sent < n &&
-	    gs__buffer_put(&s->pq[i], ev + sent, n - sent, drop_cb, s))
+	part *pt = part_of(s, i);
+	void **ev = state_of(s)->stage + i * CHUNK;
+	size_t n = pt->staged;
+	pt->staged = 0;
+	size_t sent = pt->q.count ? 0 : send(s, pt, ev, n);
+	if (sent < n && gs__buffer_put(&pt->q, ev + sent, n - sent, drop_cb, s))
 		gs__log(s, GS_LOG_WARN,
-			"out of memory: dropped events of "
-			"partition %zu",
-			i);
+			"out of memory: dropped events of partition %zu", i);
 }
 
 static size_t dispatch(gs_stage *s, void *const *events, size_t n)
 {
-	s->owed -= n < s->owed ? n : s->owed;
-	size_t parts = s->dconf.partitions, discarded = 0, invalid = 0;
+	size_t parts = s->dconf.partitions, invalid = 0;
+	void **stage = state_of(s)->stage;
 	for (size_t j = 0; j < n; j++) {
 		size_t i = s->dconf.hash(s->dconf.arg, events[j]);
 		if (i >= parts) {
 			gs__drop(s, events + j, 1);
-			discarded++;
 			invalid += i != GS_DISCARD;
 			continue;
 		}
-		s->pstage[i * CHUNK + s->pstaged[i]++] = events[j];
-		if (s->pstaged[i] == CHUNK)
+		part *pt = part_of(s, i);
+		stage[i * CHUNK + pt->staged++] = events[j];
+		if (pt->staged == CHUNK)
 			flush(s, i);
 	}
 	for (size_t i = 0; i < parts; i++)
-		if (s->pstaged[i])
+		if (part_of(s, i)->staged)
 			flush(s, i);
 	if (invalid)
 		gs__log(s, GS_LOG_WARN,
@@ -168,11 +235,11 @@ static size_t dispatch(gs_stage *s, void *const *events, size_t n)
 	return n;
 }
 
-static size_t held(const gs_stage *s)
+static size_t queued(const gs_stage *s)
 {
 	size_t total = 0;
 	for (size_t i = 0; i < s->dconf.partitions; i++)
-		total += s->pq[i].count;
+		total += part_of(s, i)->q.count;
 	return total;
 }
 
@@ -180,46 +247,47 @@ static size_t held(const gs_stage *s)
 static bool gated(const gs_stage *s)
 {
 	for (size_t i = 0; i < s->dconf.partitions; i++)
-		if (s->pq[i].count >= s->buf.limit)
+		if (part_of(s, i)->q.count >= s->buf.limit)
 			return true;
 	return false;
 }
 
 static void drop(gs_stage *s)
 {
+	pstate *ps = state_of(s);
 	size_t dropped = 0;
-	for (size_t i = 0; s->pq && i < s->dconf.partitions; i++) {
-		dropped += s->pq[i].count;
-		gs__buffer_clear(&s->pq[i], drop_cb, s);
+	for (size_t i = 0; ps && ps->parts && i < s->dconf.partitions; i++) {
+		dropped += ps->parts[i].q.count;
+		gs__buffer_clear(&ps->parts[i].q, drop_cb, s);
 	}
 	if (dropped)
 		gs__log(s, GS_LOG_WARN, "stopped: dropped %zu queued events",
 			dropped);
 }
 
-/* At the stage's free: subscriptions may use pheld until then. */
+/* At the stage's free: subscriptions may release their claims until then. */
 static void free_state(gs_stage *s)
 {
-	for (size_t i = 0; s->pq && i < s->dconf.partitions; i++)
-		gs__buffer_fini(&s->pq[i]);
-	free(s->pq);
-	free(s->pout);
-	free(s->pheld);
-	free(s->pstaged);
-	free(s->pstage);
-	s->pq = NULL;
-	s->pout = NULL;
-	s->pheld = NULL;
-	s->pstaged = NULL;
-	s->pstage = NULL;
+	pstate *ps = state_of(s);
+	if (!ps)
+		return;
+	for (size_t i = 0; ps->parts && i < s->dconf.partitions; i++) {
+		gs__buffer_fini(&ps->parts[i].q);
+		free(ps->parts[i].group);
+	}
+	free(ps->parts);
+	free(ps->stage);
+	free(ps);
+	s->dstate = NULL;
 }
 
 const gs__dispatcher_ops gs__dispatch_partition_ops = {
+	.init = init,
 	.collect = collect,
 	.dispatch = dispatch,
 	.attach = attach,
 	.detach = detach,
-	.held = held,
+	.queued = queued,
 	.gated = gated,
 	.drop = drop,
 	.free = free_state,

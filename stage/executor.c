@@ -31,10 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <ck_backoff.h>
-
+#include "backoff.h"
 #include "futex.h"
 #include "internal.h"
+#include "struct_version.h"
 
 #define MAX_WORKERS 1024
 #define LIFO_STREAK 3
@@ -383,18 +383,14 @@ static gs_stage *idle(gs__worker *w)
 	gs_executor *ex = w->ex;
 	for (;;) {
 		uint64_t start = gs__now_ns();
-		ck_backoff_t backoff = 16;
+		unsigned backoff = GS__BACKOFF_FIRST;
 		do {
 			gs_stage *s = find(w);
 			if (s)
 				return s;
 			if (atomic_load(&ex->shutdown))
 				return NULL;
-			ck_backoff_eb(&backoff);
-			if (backoff > 4096) {
-				backoff = 16;
-				sched_yield();
-			}
+			gs__backoff(&backoff);
 		} while (gs__now_ns() - start < GS_WORKER_SPIN_NS);
 
 		atomic_fetch_add(&ex->sleeping, 1);
@@ -566,6 +562,7 @@ GS__API gs_err gs_executor_new(const gs_executor_opts *opts, gs_executor **out)
 {
 	if (!out)
 		return GS_EINVAL;
+	GS__REFUSE_NEWER(NULL, opts, GS_EXECUTOR_OPTS_VERSION);
 	gs_executor *ex;
 	gs_err err = create(opts, false, &ex);
 	if (err)

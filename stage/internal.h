@@ -11,6 +11,7 @@
 #ifndef GS_INTERNAL_H
 #define GS_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,9 +30,11 @@
 
 /* A dispatcher: how a producer reads demand and spreads events. */
 typedef struct gs__dispatcher_ops {
+	/* Optional: makes the dispatcher's own state (gs_stage.dstate). */
+	gs_err (*init)(gs_stage *s);
 	/* Reads every subscription's demand, ends those whose consumer let
-	 * go, and returns the demand to pass on that arrived since the last
-	 * call. Sets *changed if anything moved. */
+	 * go, and returns how many events the subscriptions can take now (a
+	 * level, not an increment). Sets *changed if anything moved. */
 	uint64_t (*collect)(gs_stage *s, bool *changed);
 	/* Sends up to n events; returns how many it took (the rest wait in
 	 * the producer's buffer). */
@@ -40,9 +43,22 @@ typedef struct gs__dispatcher_ops {
 	 * consumer let go, on the producer's thread. */
 	void (*attach)(gs_stage *s, gs_sub *sub);
 	void (*detach)(gs_stage *s, gs_sub *sub);
+	/* Optional: takes over the producer's end of a subscription that
+	 * ends while its consumer may still read (true), to let go later. */
+	bool (*linger)(gs_stage *s, gs_sub *sub);
+	/* Optional, under the pipeline lock: a subscription was made, or has
+	 * let go at both ends; unlink returns true when the caller must call
+	 * release (after unlocking). */
+	void (*link)(gs_stage *s, gs_sub *sub);
+	bool (*unlink)(gs_stage *s, gs_sub *sub);
+	void (*release)(gs_stage *s);
+	/* Every subscription gets the same events: what is left in an ended
+	 * subscription's ring is counted, not passed to event_free (the
+	 * dispatcher releases each event once). */
+	bool shares_events;
 	/* Optional: events the dispatcher holds itself, and whether new
 	 * demand must wait (back-pressure from its own queues). */
-	size_t (*held)(const gs_stage *s);
+	size_t (*queued)(const gs_stage *s);
 	bool (*gated)(const gs_stage *s);
 	/* Optional: drops what it holds (the stage is finishing), and frees
 	 * its state (the stage is being freed). */
@@ -64,9 +80,18 @@ typedef struct gs__hooks {
 	/* Consumers: read input only while `credit` lasts, as a
 	 * producer-consumer does (the credit comes from poll). */
 	bool pull;
+	/* A pipeline drain reached the stage: it takes nothing new and
+	 * finishes once what it holds is delivered (instead of gs_done). */
+	void (*drain)(gs_stage *s, void *state);
+	/* Events the stage holds beyond its buffer (for gs_stage_stats);
+	 * from any thread. */
+	size_t (*buffered)(const gs_stage *s, void *state);
 	/* Frees the state with the stage. */
 	void (*cleanup)(gs_stage *s, void *state);
 } gs__hooks;
+
+/* gs_sub.cancel_why before any gs_cancel_reason. */
+#define GS__CANCEL_UNSET INT_MIN
 
 /* Why a subscription's consumer end let go (gs_sub.cons_cancel). */
 enum {
@@ -82,12 +107,15 @@ struct gs_sub {
 	/* atomic: GS__CONS_*; cons_reason is written before it */
 	_Atomic int cons_cancel;
 	int cons_reason;
+	/* atomic: the reason of the first gs_cancel_reason (CANCEL_UNSET
+	 * until then), set before cons_cancel moves to GS__CONS_CANCEL */
+	_Atomic int cancel_why;
 	/* atomic: set once the producer will push no more; prod_reason is
 	 * written before it */
 	_Atomic int prod_end;
 	int prod_reason;
 	/* atomic: ends still attached; the last to let go frees the ring */
-	_Atomic int refs;
+	_Atomic int ends;
 
 	/* producer-own */
 	uint64_t granted_seen; /* granted as last read */
@@ -95,7 +123,11 @@ struct gs_sub {
 	bool needs_wake;       /* pushed since the consumer was last woken */
 
 	/* producer-own, for the dispatcher */
-	int64_t bdemand; /* broadcast: demand beyond what all can take */
+	int64_t bdemand;  /* broadcast: demand beyond what all can take */
+	uint64_t *seq_of; /* broadcast: the number of the event in each slot */
+
+	/* atomic counters for gs_sub_stats, each with one writer */
+	_Atomic uint64_t st_sent, st_received, st_dropped, st_filtered;
 
 	/* consumer-own */
 	gs__demand demand; /* automatic subscriptions */
@@ -105,18 +137,23 @@ struct gs_sub {
 	_Atomic uint64_t asked; /* manual: total asked */
 
 	/* immutable after gs_subscribe */
+	bool sync_wanted; /* made by gs_subscribe_sync */
 	gs_stage *producer;
 	gs_stage *consumer;
 	size_t max_demand;
 	size_t min_demand;
 	gs_cancel_mode cancel;
-	size_t partition; /* partition dispatcher: the index held */
+	size_t partition;     /* partition dispatcher: the one it takes */
+	bool holds_partition; /* pipeline lock: its claim is not released */
 	gs_selector_fn selector;
 	void *selector_arg;
 
 	/* pipeline lock */
-	bool live;           /* counts as an edge for cycle checks */
-	struct gs_sub *next; /* the pipeline's list of every subscription */
+	bool live;     /* both ends not yet let go: an edge of the graph */
+	bool user_ref; /* the user has the handle (gs_sub_release) */
+	struct gs__sync *sync; /* gs_subscribe_sync's waiter, while it waits */
+	struct gs_sub *prev, *next;           /* the pipeline's list */
+	struct gs_sub *down_prev, *down_next; /* the producer's live edges */
 };
 
 typedef enum gs__msg_kind {
@@ -125,6 +162,7 @@ typedef enum gs__msg_kind {
 	GS__MSG_CALL,       /* gs_call: msg.call */
 	GS__MSG_CAST,       /* gs_cast: msg.payload */
 	GS__MSG_TIMER,      /* gs_send_after: msg.payload at msg.deadline */
+	GS__MSG_INFO,       /* gs_async_info (msg.call set: gs_sync_info) */
 } gs__msg_kind;
 
 /* Requests that need no memory, so that stopping never fails for lack of
@@ -160,6 +198,8 @@ struct gs_stage {
 	void *event_free_arg;
 	void (*msg_free)(void *msg, void *arg);
 	void *msg_free_arg;
+	void (*request_free)(void *request, void *reply, void *arg);
+	void *request_free_arg;
 	const gs__dispatcher_ops *disp;
 	gs_dispatcher dconf;
 	gs__hooks hooks; /* for stages the library builds itself */
@@ -172,6 +212,7 @@ struct gs_stage {
 	_Atomic bool stop_claimed; /* the first gs__request(STOP) wins */
 	int stop_req_reason;       /* written before GS__CTL_STOP is set */
 	_Atomic int demand_req;    /* written before GS__CTL_DEMAND is set */
+	_Atomic int demand_mode;   /* the mode last asked for, for readers */
 	struct gs_stage *rq_next;  /* run queue link, under the queue's lock */
 	uint64_t ex_deadline;      /* the executor's timer lock */
 	_Atomic bool warned_slow;  /* the long-callback warning was given */
@@ -203,24 +244,28 @@ struct gs_stage {
 	bool stopping; /* leave the loop with stop_reason */
 	bool draining; /* GS_STOP_DRAIN: finish once no input is left */
 	int stop_reason;
-	uint64_t unassigned; /* demand passed on whose subscription left */
-	uint64_t credit;     /* producer-consumer: downstream demand unused */
-	bool accumulate;     /* demand held, not passed on */
-	uint64_t waiting;    /* broadcast: events every subscriber can take */
-	gs__buffer *pq;      /* partition: a queue per partition */
-	uint64_t owed;       /* partition: demand passed on, not yet emitted */
-	gs_sub **pout;       /* partition: the attached subscription of each */
-	void **pstage;       /* partition: staging, CHUNK per partition */
-	size_t *pstaged;
+	/* Demand passed on (to handle_demand, or as a producer-consumer's
+	 * input credit) that no emitted event has answered yet. */
+	uint64_t owed;
+	uint64_t credit; /* pull streams: events the puller has room for */
+	bool accumulate; /* GS_DEMAND_ACCUMULATE: demand not passed on */
+	void *dstate;    /* the dispatcher's own state */
 
-	/* pipeline lock: which subscription holds each partition */
-	gs_sub **pheld;
-	uint64_t held; /* demand held while accumulating */
+	/* pipeline lock: the graph (graph.c) */
+	gs_sub *down;       /* live subscriptions where we produce */
+	uint64_t visit;     /* cycle check: the epoch this stage was seen */
+	gs_stage *dfs_next; /* cycle check: the walk's stack */
+	uint64_t want;      /* demand to pass on, or kept while accumulating */
 	gs__timers timers;
+	/* gs_async_info: messages keyed by the buffer position they wait
+	 * for (the heap of timers.h, positions for deadlines) */
+	gs__timers markers;
 
 	/* atomic counters, written by the worker (dropped: by anyone) */
 	_Atomic uint64_t st_in, st_out, st_bin, st_bout, st_dropped, st_busy;
-	_Atomic uint64_t st_pending, st_buffered;
+	_Atomic uint64_t st_pending, st_buffered, st_released;
+	_Atomic uint32_t st_ins, st_outs; /* subscriptions on each side */
+	_Atomic bool st_done;             /* gs_done, or drained */
 };
 
 struct gs_pipeline {
@@ -231,7 +276,8 @@ struct gs_pipeline {
 	gs_executor *ex;  /* a reference, given back at gs_pipeline_free */
 	uint64_t slow_ns; /* the long-callback warning's threshold; 0: off */
 	gs_stage *stages, **stages_tail;
-	gs_sub *subs;
+	gs_sub *subs;   /* live subscriptions, and those with a user_ref */
+	uint64_t epoch; /* the cycle check's marks */
 	size_t n_stages;
 	size_t running;       /* started and not finished */
 	size_t inits_pending; /* started and init not yet run */
@@ -247,6 +293,10 @@ void gs__stage_failing(gs_stage *s, int reason);
 void gs__stage_inited(gs_stage *s, int reason);
 void gs__stage_finished(gs_stage *s, int reason);
 
+/* observe.c */
+/* Logs, for each stage that has not finished, what it waits for. */
+void gs__log_unfinished(gs_pipeline *p);
+
 /* stage.c */
 extern _Thread_local gs_stage *gs__current; /* the stage being run here */
 gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
@@ -258,6 +308,7 @@ void gs__inbox_push_locked(gs_stage *s, gs__msg *m);
 void gs__request(gs_stage *s, int ctl, int reason);
 void gs__stage_free(gs_stage *s);
 void gs__drop(gs_stage *owner, void *const *events, size_t n);
+void gs__count_dropped(gs_stage *owner, size_t n);
 void gs__stop(gs_stage *s, int reason);
 bool gs__is_current(const gs_stage *s);
 bool gs__in_any_stage(void);
@@ -284,6 +335,7 @@ void gs__wake(gs_stage *s);
 void gs__handle_message(gs_stage *s, gs__msg *m);
 void gs__discard_message(gs_stage *s, gs__msg *m);
 bool gs__fire_timers(gs_stage *s);
+bool gs__fire_markers(gs_stage *s);
 void gs__discard_timers(gs_stage *s);
 
 /* subscription.c */
@@ -295,19 +347,28 @@ void gs__grant(gs_sub *sub, uint64_t n);
 void gs__release_in(gs_stage *s, size_t idx, int reason);
 void gs__detach(gs_sub *sub);
 bool gs__read_inputs(gs_stage *s);
+
+/* graph.c */
+void gs__sub_ended(gs_sub *sub);
+/* One end of `sub` attached (GS_OK) or could not (the reason): tells a
+ * gs_subscribe_sync caller still waiting. */
+void gs__sync_report(gs_sub *sub, int result);
 void gs__sub_free(gs_sub *sub);
 
 /* dispatcher.c */
 gs_err gs__dispatcher_init(gs_stage *s, const gs_dispatcher *d);
 void gs__dispatcher_fini(gs_stage *s);
 size_t gs__dispatch(gs_stage *s, void *const *events, size_t n);
+void gs__count_buffered(gs_stage *s);
 bool gs__dispatch_buffer(gs_stage *s);
 void gs__wake_consumers(gs_stage *s);
 size_t gs__sub_room(gs_sub *sub);
 size_t gs__push(gs_stage *s, gs_sub *sub, void *const *events, size_t n);
 bool gs__end_if_cancelled(gs_stage *s, size_t idx, bool *changed);
-gs_err gs__partition_init(gs_stage *s);
-gs_err gs__partition_claim(gs_stage *producer, gs_sub *sub, size_t want);
+/* Under the pipeline lock: takes partition `want` (GS_PARTITION(i), or 0
+ * for the lowest nobody holds) for `sub`, alone or shared. */
+gs_err gs__partition_claim(gs_stage *producer, gs_sub *sub, size_t want,
+			   bool share);
 void gs__partition_release(gs_sub *sub);
 
 #endif

@@ -7,7 +7,14 @@
 
 #include "internal.h"
 
-enum { CALL_PENDING, CALL_ANSWERED, CALL_ABANDONED };
+/*
+ * A call is PENDING in the inbox, RUNNING in handle_call, then ANSWERED.
+ * A caller whose wait ends first leaves it ABANDONED: a pending call is
+ * then never handled, so its request stays the caller's; a running one is
+ * left to the stage's request_free when it has one, and otherwise waited
+ * for, since its request is in use until handle_call returns.
+ */
+enum { CALL_PENDING, CALL_RUNNING, CALL_ANSWERED, CALL_ABANDONED };
 
 /* Shared by the caller and the stage; the last of the two frees it. */
 struct gs__call {
@@ -29,17 +36,33 @@ static void call_unref(gs__call *c)
 	free(c);
 }
 
-static void answer(gs__call *c, void *reply, int err)
+/* Answers the caller, or, when it gave up, hands request and reply to
+ * the stage's request_free. */
+static void answer(gs_stage *s, gs__call *c, void *reply, int err)
 {
 	pthread_mutex_lock(&c->lock);
-	if (c->state == CALL_PENDING) {
+	bool abandoned = c->state == CALL_ABANDONED;
+	if (!abandoned) {
 		c->reply = reply;
 		c->err = err;
 		c->state = CALL_ANSWERED;
 		pthread_cond_signal(&c->answered);
 	}
 	pthread_mutex_unlock(&c->lock);
+	if (abandoned && s && s->request_free)
+		s->request_free(c->request, reply, s->request_free_arg);
 	call_unref(c);
+}
+
+/* The stage takes a call from its inbox: false if the caller gave up. */
+static bool begin(gs__call *c)
+{
+	pthread_mutex_lock(&c->lock);
+	bool live = c->state == CALL_PENDING;
+	if (live)
+		c->state = CALL_RUNNING;
+	pthread_mutex_unlock(&c->lock);
+	return live;
 }
 
 static gs__call *call_new(void *request)
@@ -61,43 +84,6 @@ static gs__call *call_new(void *request)
 	return c;
 }
 
-GS__API gs_err gs_call(gs_stage *s, void *request, void **reply, int timeout_ms)
-{
-	if (!s || !reply)
-		return GS_EINVAL;
-	if (!s->ops.handle_call)
-		return GS_EINVAL;
-	if (gs__is_current(s) || gs__in_scheduled_stage())
-		return GS_ETHREAD;
-	gs__call *c = call_new(request);
-	gs__msg *m = c ? gs__msg_new(GS__MSG_CALL, NULL, 0) : NULL;
-	if (!m) {
-		if (c)
-			call_unref(c), call_unref(c);
-		return GS_ENOMEM;
-	}
-	m->call = c;
-	gs_err err = gs__post_msg(s, m);
-	if (err) {
-		free(m);
-		call_unref(c);
-		call_unref(c);
-		return err;
-	}
-	struct timespec until = gs__deadline(timeout_ms);
-	pthread_mutex_lock(&c->lock);
-	while (c->state == CALL_PENDING)
-		if (gs__cond_wait(&c->answered, &c->lock, timeout_ms, &until) &&
-		    c->state == CALL_PENDING)
-			c->state = CALL_ABANDONED;
-	err = c->state == CALL_ANSWERED ? c->err : GS_ETIMEDOUT;
-	if (c->state == CALL_ANSWERED && !err)
-		*reply = c->reply;
-	pthread_mutex_unlock(&c->lock);
-	call_unref(c);
-	return err;
-}
-
 static gs_err post_payload(gs_stage *s, gs__msg_kind kind, void *msg,
 			   uint64_t deadline)
 {
@@ -110,6 +96,80 @@ static gs_err post_payload(gs_stage *s, gs__msg_kind kind, void *msg,
 	if (err)
 		free(m);
 	return err;
+}
+
+/* Posts a call-like message (a call, or a gs_sync_info) and waits for its
+ * answer: see the states above. `let_go` says whether a running one may
+ * be abandoned at the deadline. */
+static gs_err post_and_wait(gs_stage *s, gs__msg_kind kind, void *request,
+			    void *payload, bool let_go, int timeout_ms,
+			    void **reply)
+{
+	gs__call *c = call_new(request);
+	gs__msg *m = c ? gs__msg_new(kind, NULL, 0) : NULL;
+	if (!m) {
+		if (c)
+			call_unref(c), call_unref(c);
+		return GS_ENOMEM;
+	}
+	m->call = c;
+	m->payload = payload;
+	gs_err err = gs__post_msg(s, m);
+	if (err) {
+		free(m);
+		call_unref(c);
+		call_unref(c);
+		return err;
+	}
+	struct timespec until = gs__deadline(timeout_ms);
+	pthread_mutex_lock(&c->lock);
+	while (c->state == CALL_PENDING || c->state == CALL_RUNNING) {
+		if (!gs__cond_wait(&c->answered, &c->lock, timeout_ms, &until))
+			continue;
+		if (c->state == CALL_PENDING ||
+		    (c->state == CALL_RUNNING && let_go)) {
+			c->state = CALL_ABANDONED;
+			break;
+		}
+		/* Running, with nobody to release the request when it
+		 * returns: wait for it. */
+		timeout_ms = -1;
+	}
+	err = c->state == CALL_ANSWERED ? c->err : GS_ETIMEDOUT;
+	if (c->state == CALL_ANSWERED && !err && reply)
+		*reply = c->reply;
+	pthread_mutex_unlock(&c->lock);
+	call_unref(c);
+	return err;
+}
+
+GS__API gs_err gs_call(gs_stage *s, void *request, void **reply, int timeout_ms)
+{
+	if (!s || !reply)
+		return GS_EINVAL;
+	if (!s->ops.handle_call)
+		return GS_EINVAL;
+	if (gs__is_current(s) || gs__in_scheduled_stage())
+		return GS_ETHREAD;
+	return post_and_wait(s, GS__MSG_CALL, request, NULL,
+			     s->request_free != NULL, timeout_ms, reply);
+}
+
+GS__API gs_err gs_async_info(gs_stage *s, void *msg)
+{
+	if (!s || !s->ops.handle_info)
+		return GS_EINVAL;
+	return post_payload(s, GS__MSG_INFO, msg, 0);
+}
+
+GS__API gs_err gs_sync_info(gs_stage *s, void *msg, int timeout_ms)
+{
+	if (!s || !s->ops.handle_info)
+		return GS_EINVAL;
+	if (gs__is_current(s) || gs__in_scheduled_stage())
+		return GS_ETHREAD;
+	return post_and_wait(s, GS__MSG_INFO, NULL, msg, false, timeout_ms,
+			     NULL);
 }
 
 GS__API gs_err gs_cast(gs_stage *s, void *msg)
@@ -142,6 +202,31 @@ static void run(gs_stage *s, int (*cb)(void *, gs_stage *, void *), void *msg)
 		gs__stop(s, r);
 }
 
+/* An info message waits behind what the buffer holds now; with nothing
+ * buffered (a consumer's case) it is handled at once. A sync caller is
+ * answered once it is queued, as GenStage.sync_info is. */
+static void queue_info(gs_stage *s, gs__msg *m)
+{
+	/* A sync caller that gave up leaves the message to the stage all the
+	 * same (begin fails, and the answer below finds nobody). */
+	if (m->call)
+		(void)begin(m->call);
+	int err = GS_OK;
+	if (s->buf.count &&
+	    gs__timers_add(&s->markers, s->buf.taken + s->buf.count,
+			   m->payload)) {
+		gs__log(s, GS_LOG_ERROR, "out of memory for an info message");
+		free_msg(s, m->payload);
+		err = GS_ENOMEM;
+	}
+	if (m->call)
+		answer(NULL, m->call, NULL, err);
+	if (err)
+		gs__stop(s, err);
+	else if (!s->buf.count)
+		run(s, s->ops.handle_info, m->payload);
+}
+
 /* On the stage's thread, from its inbox. */
 void gs__handle_message(gs_stage *s, gs__msg *m)
 {
@@ -151,12 +236,16 @@ void gs__handle_message(gs_stage *s, gs__msg *m)
 	}
 	switch (m->kind) {
 	case GS__MSG_CALL: {
+		if (!begin(m->call)) { /* the caller gave up: never seen */
+			call_unref(m->call);
+			break;
+		}
 		void *reply = NULL;
 		uint64_t t0 = gs__now_ns();
 		int r = s->ops.handle_call(s->state, s, m->call->request,
 					   &reply);
 		gs__busy_add(s, t0);
-		answer(m->call, reply, r);
+		answer(s, m->call, reply, r);
 		if (r)
 			gs__stop(s, r);
 		break;
@@ -171,18 +260,28 @@ void gs__handle_message(gs_stage *s, gs__msg *m)
 			gs__stop(s, GS_ENOMEM);
 		}
 		break;
+	case GS__MSG_INFO:
+		queue_info(s, m);
+		break;
 	default:
 		break;
 	}
 }
 
-/* A message the stage will never handle: answer or free what it holds. */
+/* A message the stage will never handle: answer or free what it holds.
+ * A gs_sync_info whose caller still waits keeps its message (ECLOSED). */
 void gs__discard_message(gs_stage *s, gs__msg *m)
 {
-	if (m->kind == GS__MSG_CALL)
-		answer(m->call, NULL, GS_ECLOSED);
-	else if (m->kind == GS__MSG_CAST || m->kind == GS__MSG_TIMER)
+	if (m->kind == GS__MSG_CALL) {
+		answer(NULL, m->call, NULL, GS_ECLOSED);
+	} else if (m->kind == GS__MSG_INFO && m->call) {
+		if (!begin(m->call))
+			free_msg(s, m->payload); /* the caller gave up */
+		answer(NULL, m->call, NULL, GS_ECLOSED);
+	} else if (m->kind == GS__MSG_CAST || m->kind == GS__MSG_TIMER ||
+		   m->kind == GS__MSG_INFO) {
 		free_msg(s, m->payload);
+	}
 }
 
 bool gs__fire_timers(gs_stage *s)
@@ -195,8 +294,24 @@ bool gs__fire_timers(gs_stage *s)
 	return true;
 }
 
+/* Markers whose buffer position has been passed reach handle_info, in
+ * the order they were queued. */
+bool gs__fire_markers(gs_stage *s)
+{
+	bool fired = false;
+	while (!s->stopping && s->markers.n &&
+	       gs__timers_next(&s->markers) <= s->buf.taken) {
+		run(s, s->ops.handle_info, gs__timers_pop(&s->markers));
+		fired = true;
+	}
+	return fired;
+}
+
 void gs__discard_timers(gs_stage *s)
 {
+	while (s->markers.n)
+		free_msg(s, gs__timers_pop(&s->markers));
+	gs__timers_fini(&s->markers);
 	while (s->timers.n)
 		free_msg(s, gs__timers_pop(&s->timers));
 	gs__timers_fini(&s->timers);

@@ -1,19 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
  * Parking a blocking stage's own thread. Such a stage's callbacks are slow
- * by nature, so its thread spins only briefly for new work (with
- * Concurrency Kit's exponential backoff, yielding the CPU between rounds
- * so that a runnable thread on the same core is not held up) and then
- * sleeps on its event count until a waker moves it or its next timer is
- * due.
+ * by nature, so its thread spins only briefly for new work (with the
+ * exponential backoff of backoff.h) and then sleeps on its event count
+ * until a waker moves it or its next timer is due.
  */
 #ifndef GS_PARK_H
 #define GS_PARK_H
 
-#include <sched.h>
-
-#include <ck_backoff.h>
-
+#include "backoff.h"
 #include "futex.h"
 
 /* How long an idle blocking stage looks for work before it sleeps. */
@@ -27,7 +22,7 @@ static inline void gs__park(_Atomic uint32_t *ec, uint32_t seen,
 			    uint64_t deadline_ns)
 {
 	uint64_t start = gs__now_ns();
-	ck_backoff_t backoff = 16;
+	unsigned backoff = GS__BACKOFF_FIRST;
 	for (;;) {
 		if (gs__ec_value(ec) != seen)
 			return;
@@ -36,11 +31,7 @@ static inline void gs__park(_Atomic uint32_t *ec, uint32_t seen,
 			return;
 		if (now - start > GS_THREAD_SPIN_NS)
 			break;
-		ck_backoff_eb(&backoff);
-		if (backoff > 4096) {
-			backoff = 16;
-			sched_yield();
-		}
+		gs__backoff(&backoff);
 	}
 	gs__ec_wait(ec, seen, deadline_ns);
 }

@@ -1,18 +1,21 @@
 // SPDX-License-Identifier: MIT
 /*
  * Pipelines: the set of stages and subscriptions, starting, waiting,
- * stopping and freeing them, the first error, logging and the dot graph.
+ * stopping and freeing them, the first error, and logging. What a pipeline
+ * shows of itself (the dot graph, why it has not finished) is observe.c.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
+#include "struct_version.h"
 
 GS__API gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out)
 {
 	if (!out)
 		return GS_EINVAL;
+	GS__REFUSE_NEWER(opts, opts, GS_PIPELINE_OPTS_VERSION);
 	gs_pipeline *p = calloc(1, sizeof *p);
 	if (!p)
 		return GS_ENOMEM;
@@ -41,9 +44,7 @@ GS__API gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out)
 		free(p);
 		return err;
 	}
-	uint32_t warn = p->opts.warn_callback_ms ? p->opts.warn_callback_ms
-						 : 100;
-	p->slow_ns = warn == GS_WARN_NEVER ? 0 : (uint64_t)warn * 1000000u;
+	p->slow_ns = (uint64_t)p->opts.warn_callback_ms * 1000000u;
 	p->stages_tail = &p->stages;
 	*out = p;
 	return GS_OK;
@@ -143,7 +144,18 @@ static void join_all(gs_pipeline *p)
 	pthread_mutex_unlock(&p->join_lock);
 }
 
-GS__API gs_err gs_pipeline_wait(gs_pipeline *p)
+/* Waits for every stage to finish, or for the deadline; true if they did.
+ * Under the pipeline lock. */
+static bool await_finished(gs_pipeline *p, int timeout_ms)
+{
+	struct timespec until = gs__deadline(timeout_ms);
+	while (p->running)
+		if (gs__cond_wait(&p->changed, &p->lock, timeout_ms, &until))
+			return !p->running;
+	return true;
+}
+
+GS__API gs_err gs_pipeline_wait_for(gs_pipeline *p, int timeout_ms)
 {
 	if (!p)
 		return GS_EINVAL;
@@ -154,12 +166,20 @@ GS__API gs_err gs_pipeline_wait(gs_pipeline *p)
 		pthread_mutex_unlock(&p->lock);
 		return GS_ESTATE;
 	}
-	while (p->running)
-		pthread_cond_wait(&p->changed, &p->lock);
+	bool finished = await_finished(p, timeout_ms);
 	int err = p->first_err;
 	pthread_mutex_unlock(&p->lock);
+	if (!finished) {
+		gs__log_unfinished(p);
+		return GS_ETIMEDOUT;
+	}
 	join_all(p);
 	return err;
+}
+
+GS__API gs_err gs_pipeline_wait(gs_pipeline *p)
+{
+	return gs_pipeline_wait_for(p, -1);
 }
 
 GS__API gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode)
@@ -175,10 +195,12 @@ GS__API gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode)
 	return gs_pipeline_wait(p);
 }
 
-GS__API void gs_pipeline_free(gs_pipeline *p)
+GS__API gs_err gs_pipeline_free(gs_pipeline *p)
 {
 	if (!p)
-		return;
+		return GS_OK;
+	if (gs__in_any_stage())
+		return GS_ETHREAD; /* it would free the running stage */
 	pthread_mutex_lock(&p->lock);
 	bool started = p->started;
 	pthread_mutex_unlock(&p->lock);
@@ -197,6 +219,7 @@ GS__API void gs_pipeline_free(gs_pipeline *p)
 	pthread_cond_destroy(&p->changed);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
+	return GS_OK;
 }
 
 void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
@@ -213,51 +236,4 @@ void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
 		fprintf(stderr, "genstage: %s: %s: %s\n",
 			level == GS_LOG_ERROR ? "error" : "warning", s->name,
 			msg);
-}
-
-/* Stage names are the user's: quote what dot would read as syntax. */
-static void write_name(FILE *f, const char *name)
-{
-	for (; *name; name++) {
-		if (*name == '"' || *name == '\\')
-			fputc('\\', f);
-		fputc(*name, f);
-	}
-}
-
-GS__API gs_err gs_pipeline_write_dot(gs_pipeline *p, FILE *f)
-{
-	if (!p || !f)
-		return GS_EINVAL;
-	static const char *const shapes[] = {
-		[GS_PRODUCER] = "invhouse",
-		[GS_PRODUCER_CONSUMER] = "box",
-		[GS_CONSUMER] = "house",
-	};
-	pthread_mutex_lock(&p->lock);
-	fprintf(f, "digraph genstage {\n\trankdir=LR;\n");
-	for (gs_stage *s = p->stages; s; s = s->next) {
-		gs_stats st;
-		gs_stage_stats(s, &st);
-		fprintf(f, "\t\"%p\" [shape=%s, label=\"", (void *)s,
-			shapes[s->kind]);
-		write_name(f, s->name);
-		fprintf(f,
-			"\\nin %llu  out %llu\\nbuffered %llu  dropped "
-			"%llu\"];\n",
-			(unsigned long long)st.events_in,
-			(unsigned long long)st.events_out,
-			(unsigned long long)st.buffered,
-			(unsigned long long)st.dropped);
-	}
-	/* Ended subscriptions stay in the picture, dashed. */
-	for (gs_sub *sub = p->subs; sub; sub = sub->next)
-		fprintf(f,
-			"\t\"%p\" -> \"%p\" [label=\"max %zu min %zu\"%s];\n",
-			(void *)sub->producer, (void *)sub->consumer,
-			sub->max_demand, sub->min_demand,
-			sub->live ? "" : ", style=dashed");
-	fprintf(f, "}\n");
-	pthread_mutex_unlock(&p->lock);
-	return ferror(f) ? GS_EINVAL : GS_OK;
 }

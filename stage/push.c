@@ -47,10 +47,22 @@ static bool pump(gs_stage *s, void *state)
 			gs__buffer_consume(&ps->w.q, n);
 			k += n;
 		}
-		if (k)
+		/* A drain with nobody to deliver to: the queue is dropped
+		 * (counted and logged) rather than waited on for ever. */
+		size_t dropped = 0;
+		if (s->draining && !s->n_outs) {
+			dropped = ps->w.q.count;
+			gs__buffer_clear(&ps->w.q, drop_cb, s);
+		}
+		if (k || dropped)
 			pthread_cond_broadcast(&ps->w.cv);
 		bool finished = ps->closed && !ps->w.q.count;
 		pthread_mutex_unlock(&ps->w.lock);
+		if (dropped)
+			gs__log(s, GS_LOG_WARN,
+				"drained with no subscriber: dropped %zu "
+				"pushed events",
+				dropped);
 		if (k) {
 			ps->demand -= k;
 			moved = true;
@@ -91,6 +103,32 @@ static void on_terminate(void *state, gs_stage *s, int reason)
 			dropped);
 }
 
+/* A pipeline drain closes the push producer: what was pushed before is
+ * delivered, then it finishes. */
+static void close_queue(pusher *ps)
+{
+	pthread_mutex_lock(&ps->w.lock);
+	ps->closed = true;
+	pthread_cond_broadcast(&ps->w.cv);
+	pthread_mutex_unlock(&ps->w.lock);
+}
+
+static void on_drain(gs_stage *s, void *state)
+{
+	(void)s;
+	close_queue(state);
+}
+
+static size_t queued(const gs_stage *s, void *state)
+{
+	(void)s;
+	pusher *ps = state;
+	pthread_mutex_lock(&ps->w.lock);
+	size_t n = ps->w.q.count;
+	pthread_mutex_unlock(&ps->w.lock);
+	return n;
+}
+
 static void cleanup(gs_stage *s, void *state)
 {
 	pusher *ps = state;
@@ -119,6 +157,8 @@ GS__API gs_err gs_push_producer(gs_pipeline *p, const gs_stage_opts *opts,
 	static const gs__hooks hooks = {
 		.tag = GS__PUSH,
 		.poll = pump,
+		.drain = on_drain,
+		.buffered = queued,
 		.cleanup = cleanup,
 	};
 	gs_err err = gs__stage_create(p, GS_PRODUCER, &push_ops, ps, opts,
@@ -151,8 +191,11 @@ GS__API gs_err gs_push(gs_stage *s, void *const *events, size_t n,
 			err = GS_ECLOSED;
 			break;
 		}
-		if (ps->w.q.limit - ps->w.q.count >= n)
+		if (ps->w.q.limit - ps->w.q.count >= n) {
+			if (!gs__buffer_reserve(&ps->w.q, n))
+				err = GS_ENOMEM; /* the events stay ours */
 			break;
+		}
 		if (timeout_ms == 0) {
 			err = GS_EFULL;
 			break;
@@ -176,9 +219,7 @@ GS__API gs_err gs_push_close(gs_stage *s)
 	pusher *ps = as_pusher(s);
 	if (!ps)
 		return GS_EINVAL;
-	pthread_mutex_lock(&ps->w.lock);
-	ps->closed = true;
-	pthread_mutex_unlock(&ps->w.lock);
+	close_queue(ps);
 	gs__wake(s);
 	return GS_OK;
 }

@@ -5,13 +5,24 @@
 
 #include <stdlib.h>
 
+static size_t capacity_for(size_t min_capacity)
+{
+	size_t cap = 2;
+	while (cap < min_capacity)
+		cap <<= 1;
+	return cap;
+}
+
+size_t gs__ring_bytes(size_t min_capacity)
+{
+	return capacity_for(min_capacity) * sizeof(void *);
+}
+
 int gs__ring_init(gs__ring *r, size_t min_capacity)
 {
 	if (min_capacity > ((size_t)1 << 31))
 		return -1;
-	size_t cap = 2;
-	while (cap < min_capacity)
-		cap <<= 1;
+	size_t cap = capacity_for(min_capacity);
 	void **slots = calloc(cap, sizeof *slots);
 	if (!slots)
 		return -1;

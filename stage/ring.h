@@ -36,6 +36,8 @@ typedef struct gs__ring {
 /* Capacity is the next power of two >= min_capacity (at least 2). Returns
  * 0, or -1 when out of memory or min_capacity exceeds 2^31. */
 int gs__ring_init(gs__ring *r, size_t min_capacity);
+/* What the slots of such a ring take. */
+size_t gs__ring_bytes(size_t min_capacity);
 void gs__ring_fini(gs__ring *r);
 
 static inline size_t gs__ring_capacity(const gs__ring *r)

@@ -55,6 +55,7 @@ void gs__enter_done(gs_stage *s)
 	if (s->done)
 		return;
 	s->done = true;
+	atomic_store_explicit(&s->st_done, true, memory_order_relaxed);
 	while (s->n_ins)
 		gs__release_in(s, s->n_ins - 1, GS_OK);
 }
@@ -64,6 +65,10 @@ void gs__enter_done(gs_stage *s)
 static void drain(gs_stage *s)
 {
 	s->draining = true;
+	if (s->hooks.drain) {
+		s->hooks.drain(s, s->state);
+		return;
+	}
 	if (s->n_ins)
 		return;
 	if (s->kind == GS_CONSUMER)
@@ -100,6 +105,7 @@ static void apply(gs_stage *s, gs__msg *m)
 	case GS__MSG_CALL:
 	case GS__MSG_CAST:
 	case GS__MSG_TIMER:
+	case GS__MSG_INFO:
 		gs__handle_message(s, m);
 		break;
 	}
@@ -117,17 +123,14 @@ static bool read_inbox(gs_stage *s)
 	return true;
 }
 
-/* Hands the held demand to handle_demand, or to a producer-consumer's
+/* Passes the wanted demand to handle_demand, or to a producer-consumer's
  * input credit. */
 static void pass_demand(gs_stage *s)
 {
-	uint64_t demand = s->held;
-	s->held = 0;
-	if (s->kind == GS_PRODUCER_CONSUMER) {
-		s->credit += demand;
-		return;
-	}
-	if (s->done)
+	uint64_t demand = s->want;
+	s->want = 0;
+	s->owed += demand;
+	if (s->kind == GS_PRODUCER_CONSUMER || s->done)
 		return;
 	uint64_t t0 = gs__now_ns();
 	int r = s->ops.handle_demand(s->state, s, demand);
@@ -136,52 +139,48 @@ static void pass_demand(gs_stage *s)
 		gs__stop(s, r);
 }
 
-/* New demand is met from the buffer first, then from demand passed on
- * earlier for subscriptions that left, and only the rest reaches
- * handle_demand (or, for a producer-consumer, its input credit). */
+/*
+ * Demand by level: the subscriptions can take `level` events; the buffer
+ * and the demand already passed on and not yet answered (owed) cover part
+ * of it, and only the rest reaches handle_demand (or, for a
+ * producer-consumer, its input credit). Levels, not increments, so that
+ * demand a departing subscription leaves unmet is neither lost nor asked
+ * twice: the events answering it serve whoever asks next.
+ */
 static bool produce(gs_stage *s)
 {
 	size_t buffered = s->buf.count;
 	bool changed = false;
-	uint64_t fresh = s->disp->collect(s, &changed);
+	uint64_t level = s->disp->collect(s, &changed);
 	if (s->stopping)
 		return true;
 	if (buffered)
 		changed |= gs__dispatch_buffer(s);
-	if (fresh) {
-		changed = true;
-		uint64_t take = fresh < buffered ? fresh : buffered;
-		fresh -= take;
-		take = fresh < s->unassigned ? fresh : s->unassigned;
-		fresh -= take;
-		s->unassigned -= take;
-		s->held += fresh;
-	}
+	uint64_t covered = buffered + s->owed;
+	uint64_t need = level > covered ? level - covered : 0;
+	changed |= need != s->want;
+	s->want = need;
 	bool gated = s->disp->gated && s->disp->gated(s);
-	if (s->held && !s->accumulate && !gated) {
+	if (s->want && !s->accumulate && !gated) {
 		changed = true;
 		pass_demand(s);
 	}
+	gs__count_buffered(s);
 	gs__wake_consumers(s);
 	return changed;
 }
 
-/* A done stage finishes when its buffer is empty, or at once when nobody
- * is left to deliver it to. */
+/* A done stage finishes once what it holds is delivered. With no
+ * subscriber it waits for one, as GenStage does, unless the pipeline is
+ * draining: then nobody will come, and what is left is dropped (counted,
+ * logged and passed to event_free) as the stage stops. */
 static void check_done(gs_stage *s)
 {
 	if (!s->done || s->stopping)
 		return;
-	size_t held = s->disp->held ? s->disp->held(s) : 0;
-	if ((s->buf.count || held) && s->n_outs)
+	size_t queued = s->disp->queued ? s->disp->queued(s) : 0;
+	if ((s->buf.count || queued) && (s->n_outs || !s->draining))
 		return;
-	if (s->buf.count) {
-		gs__log(s, GS_LOG_WARN,
-			"finished with no subscriber: dropped %zu buffered "
-			"events",
-			s->buf.count);
-		gs__buffer_clear(&s->buf, drop_cb, s);
-	}
 	gs__stop(s, GS_OK);
 }
 
@@ -256,6 +255,8 @@ static bool turn(gs_stage *s)
 		progress |= gs__read_inputs(s);
 	if (!s->stopping)
 		progress |= gs__fire_timers(s);
+	if (!s->stopping && s->markers.n)
+		progress |= gs__fire_markers(s);
 	check_done(s);
 	return progress;
 }

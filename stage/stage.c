@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "struct_version.h"
 
 /* The stage whose worker is the calling thread, so that calls valid only
  * inside a stage's own callbacks can say GS_ETHREAD elsewhere. */
@@ -107,6 +108,12 @@ void gs__drop(gs_stage *owner, void *const *events, size_t n)
 	if (owner->event_free)
 		for (size_t i = 0; i < n; i++)
 			owner->event_free(events[i], owner->event_free_arg);
+	gs__count_dropped(owner, n);
+}
+
+/* Any thread may drop, so this counter takes an atomic add. */
+void gs__count_dropped(gs_stage *owner, size_t n)
+{
 	atomic_fetch_add_explicit(&owner->st_dropped, n, memory_order_relaxed);
 }
 
@@ -136,6 +143,8 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 {
 	if (!p || !ops || !out)
 		return GS_EINVAL;
+	GS__REFUSE_NEWER(&p->opts, ops, GS_STAGE_OPS_VERSION);
+	GS__REFUSE_NEWER(&p->opts, opts, GS_STAGE_OPTS_VERSION);
 	if (kind != GS_PRODUCER && kind != GS_PRODUCER_CONSUMER &&
 	    kind != GS_CONSUMER)
 		return GS_EINVAL;
@@ -171,7 +180,10 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 	s->event_free_arg = o.event_free_arg;
 	s->msg_free = o.msg_free;
 	s->msg_free_arg = o.msg_free_arg;
+	s->request_free = o.request_free;
+	s->request_free_arg = o.request_free_arg;
 	s->accumulate = o.demand == GS_DEMAND_ACCUMULATE;
+	atomic_init(&s->demand_mode, (int)o.demand);
 	size_t limit = o.buffer_size         ? o.buffer_size
 		       : kind == GS_PRODUCER ? 10000
 					     : GS_UNBOUNDED;
@@ -252,6 +264,26 @@ gs_err gs__post_msg(gs_stage *s, gs__msg *m)
 	return GS_OK;
 }
 
+/* Events without demand wait in the buffer; a full one drops as
+ * buffer_keep says. A buffer that cannot grow for lack of memory drops
+ * the rest too, and the stage stops with GS_ENOMEM: it cannot keep the
+ * promise of its buffer. Either way each drop is counted and logged. */
+static void buffer(gs_stage *s, void *const *events, size_t n)
+{
+	size_t room = s->buf.limit - s->buf.count;
+	if (!gs__buffer_reserve(&s->buf, n < room ? n : room)) {
+		gs__log(s, GS_LOG_ERROR,
+			"out of memory for the buffer: dropped %zu events", n);
+		gs__drop(s, events, n);
+		gs__stop(s, GS_ENOMEM);
+		return;
+	}
+	size_t dropped = gs__buffer_put(&s->buf, events, n, drop_cb, s);
+	if (dropped)
+		gs__log(s, GS_LOG_WARN, "buffer full (%zu): dropped %zu events",
+			s->buf.limit, dropped);
+}
+
 GS__API gs_err gs_emit(gs_stage *s, void *const *events, size_t n)
 {
 	if (!s || (!events && n))
@@ -267,19 +299,12 @@ GS__API gs_err gs_emit(gs_stage *s, void *const *events, size_t n)
 		gs__dispatch_buffer(s); /* older events go first */
 	if (!s->buf.count)
 		sent = gs__dispatch(s, events, n);
-	/* What goes to the buffer is paid for when later demand is met from
-	 * it (see produce). */
-	s->credit -= sent < s->credit ? sent : s->credit;
-	if (sent < n) {
-		size_t dropped = gs__buffer_put(&s->buf, events + sent,
-						n - sent, drop_cb, s);
-		if (dropped)
-			gs__log(s, GS_LOG_WARN,
-				"buffer full (%zu): dropped %zu events",
-				s->buf.limit, dropped);
-		atomic_store_explicit(&s->st_buffered, s->buf.count,
-				      memory_order_relaxed);
-	}
+	/* Every emitted event answers demand passed on, sent or buffered
+	 * (produce counts the buffer as covering demand). */
+	s->owed -= n < s->owed ? n : s->owed;
+	if (sent < n)
+		buffer(s, events + sent, n - sent);
+	gs__count_buffered(s);
 	gs__wake_consumers(s);
 	return GS_OK;
 }
@@ -332,7 +357,19 @@ GS__API gs_err gs_stage_demand(gs_stage *s, gs_demand_mode mode)
 		return GS_EINVAL;
 	if (s->kind == GS_CONSUMER)
 		return GS_EKIND;
+	atomic_store_explicit(&s->demand_mode, (int)mode, memory_order_relaxed);
 	gs__request(s, GS__CTL_DEMAND, (int)mode);
+	return GS_OK;
+}
+
+GS__API gs_err gs_stage_demand_mode(const gs_stage *s, gs_demand_mode *out)
+{
+	if (!s || !out)
+		return GS_EINVAL;
+	if (s->kind == GS_CONSUMER)
+		return GS_EKIND;
+	*out = (gs_demand_mode)atomic_load_explicit(&s->demand_mode,
+						    memory_order_relaxed);
 	return GS_OK;
 }
 
@@ -361,8 +398,11 @@ GS__API gs_err gs_stage_stats(const gs_stage *s, gs_stats *out)
 		.batches_in = load(&s->st_bin),
 		.batches_out = load(&s->st_bout),
 		.pending_demand = load(&s->st_pending),
-		.buffered = load(&s->st_buffered),
+		.buffered = load(&s->st_buffered) +
+			    (s->hooks.buffered ? s->hooks.buffered(s, s->state)
+					       : 0),
 		.dropped = load(&s->st_dropped),
+		.released = load(&s->st_released),
 		.busy_ns = load(&s->st_busy),
 	};
 	return GS_OK;

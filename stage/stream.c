@@ -30,10 +30,18 @@ static int on_events(void *state, gs_stage *s, gs_sub *from, void **events,
 	(void)from;
 	stream *st = state;
 	pthread_mutex_lock(&st->w.lock);
-	gs__buffer_put(&st->w.q, events, n, drop_cb, s);
-	pthread_cond_broadcast(&st->w.cv);
+	bool room = gs__buffer_reserve(&st->w.q, n);
+	if (room) {
+		gs__buffer_put(&st->w.q, events, n, drop_cb, s);
+		pthread_cond_broadcast(&st->w.cv);
+	}
 	pthread_mutex_unlock(&st->w.lock);
-	return GS_OK;
+	if (room)
+		return GS_OK;
+	/* A stream that cannot hold what it was given stops, loudly. */
+	gs__log(s, GS_LOG_ERROR, "out of memory: dropped %zu events", n);
+	gs__drop(s, events, n);
+	return GS_ENOMEM;
 }
 
 /* Credit from totals, not increments: a chunk may overshoot the credit

@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * Subscriptions: checking and creating them, attaching each end on its own
- * thread, the consumer's side of the demand protocol, and how each end
- * lets go. A subscription's ring is freed by whichever end lets go last;
- * the small struct lives until the pipeline is freed, so a gs_sub handle
- * stays valid for gs_cancel at any time.
+ * Subscriptions at run time: attaching each end in its own stage, the
+ * consumer's side of the demand protocol, and how each end lets go. A
+ * subscription's ring is freed by whichever end lets go last (graph.c
+ * then frees the rest unless the user holds the handle).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,15 @@ static bool push_sub(gs_sub ***arr, size_t *n, size_t *cap, gs_sub *sub)
 	}
 	(*arr)[(*n)++] = sub;
 	return true;
+}
+
+/* The stage's shape, for observers on other threads (observe.c). */
+static void mirror(gs_stage *s)
+{
+	atomic_store_explicit(&s->st_ins, (uint32_t)s->n_ins,
+			      memory_order_relaxed);
+	atomic_store_explicit(&s->st_outs, (uint32_t)s->n_outs,
+			      memory_order_relaxed);
 }
 
 static void remove_at(gs_sub **arr, size_t *n, size_t idx)
@@ -51,43 +59,51 @@ void gs__grant(gs_sub *sub, uint64_t n)
 
 void gs__detach(gs_sub *sub)
 {
-	if (atomic_fetch_sub_explicit(&sub->refs, 1, memory_order_acq_rel) != 1)
+	if (atomic_fetch_sub_explicit(&sub->ends, 1, memory_order_acq_rel) != 1)
 		return;
 	/* Both ends are gone: what is still in the ring was never delivered
-	 * and goes back to its producer's event_free. */
+	 * and goes back to its producer's event_free, unless the events are
+	 * shared (broadcast), which the dispatcher releases once each. */
+	gs_stage *pr = sub->producer;
 	size_t dropped = 0;
 	void **ev = NULL;
 	size_t n;
 	while ((n = gs__ring_peek(&sub->ring, &ev, SIZE_MAX))) {
-		gs__drop(sub->producer, ev, n);
+		if (pr->disp->shares_events)
+			gs__count_dropped(pr, n);
+		else
+			gs__drop(pr, ev, n);
 		gs__ring_release(&sub->ring, n);
 		dropped += n;
 	}
+	atomic_fetch_add_explicit(&sub->st_dropped, dropped,
+				  memory_order_relaxed);
 	if (dropped)
 		gs__log(sub->producer, GS_LOG_WARN,
 			"dropped %zu events in flight to '%s'", dropped,
 			sub->consumer->name);
 	gs__ring_fini(&sub->ring);
-	gs_pipeline *p = sub->producer->p;
-	pthread_mutex_lock(&p->lock);
-	sub->live = false;
-	gs__partition_release(sub);
-	pthread_mutex_unlock(&p->lock);
+	gs__sub_ended(sub);
 }
 
-void gs__sub_free(gs_sub *sub)
+/* Runs handle_subscribe, if any, for `role`; its result. */
+static int subscribed(gs_stage *s, gs_sub *sub, gs_role role)
 {
-	if (atomic_load_explicit(&sub->refs, memory_order_acquire) > 0) {
-		atomic_store_explicit(&sub->refs, 1, memory_order_relaxed);
-		gs__detach(sub);
-	}
-	free(sub);
+	if (!s->ops.handle_subscribe)
+		return GS_OK;
+	uint64_t t0 = gs__now_ns();
+	int r = s->ops.handle_subscribe(s->state, s, sub, role);
+	gs__busy_add(s, t0);
+	return r;
 }
 
 void gs__attach_out(gs_stage *s, gs_sub *sub)
 {
-	if (!push_sub(&s->outs, &s->n_outs, &s->cap_outs, sub)) {
+	bool tracked = push_sub(&s->outs, &s->n_outs, &s->cap_outs, sub);
+	mirror(s);
+	if (!tracked) {
 		/* Cannot track it: end it at once so the consumer moves on. */
+		gs__sync_report(sub, GS_ENOMEM);
 		sub->prod_reason = GS_ENOMEM;
 		atomic_store_explicit(&sub->prod_end, 1, memory_order_release);
 		gs__wake(sub->consumer);
@@ -97,18 +113,18 @@ void gs__attach_out(gs_stage *s, gs_sub *sub)
 	}
 	if (s->disp->attach)
 		s->disp->attach(s, sub);
-	if (s->stopping || !s->ops.handle_subscribe)
-		return;
-	uint64_t t0 = gs__now_ns();
-	int r = s->ops.handle_subscribe(s->state, s, sub, GS_ROLE_PRODUCER);
-	gs__busy_add(s, t0);
-	if (r)
+	int r = s->stopping ? GS_ECLOSED : subscribed(s, sub, GS_ROLE_PRODUCER);
+	gs__sync_report(sub, r);
+	if (r && !s->stopping)
 		gs__stop(s, r);
 }
 
 void gs__attach_in(gs_stage *s, gs_sub *sub)
 {
-	if (!push_sub(&s->ins, &s->n_ins, &s->cap_ins, sub)) {
+	bool tracked = push_sub(&s->ins, &s->n_ins, &s->cap_ins, sub);
+	mirror(s);
+	if (!tracked) {
+		gs__sync_report(sub, GS_ENOMEM);
 		sub->cons_reason = GS_ENOMEM;
 		atomic_store_explicit(&sub->cons_cancel, GS__CONS_GONE,
 				      memory_order_release);
@@ -117,21 +133,18 @@ void gs__attach_in(gs_stage *s, gs_sub *sub)
 		gs__stop(s, GS_ENOMEM);
 		return;
 	}
-	if (s->stopping)
-		return;
-	if (s->done) {
-		gs__release_in(s, s->n_ins - 1, GS_OK);
+	if (s->stopping || s->done) {
+		/* A done stage takes no new input. */
+		gs__sync_report(sub, GS_ECLOSED);
+		if (!s->stopping)
+			gs__release_in(s, s->n_ins - 1, GS_OK);
 		return;
 	}
-	if (s->ops.handle_subscribe) {
-		uint64_t t0 = gs__now_ns();
-		int r = s->ops.handle_subscribe(s->state, s, sub,
-						GS_ROLE_CONSUMER);
-		gs__busy_add(s, t0);
-		if (r) {
-			gs__stop(s, r);
-			return;
-		}
+	int r = subscribed(s, sub, GS_ROLE_CONSUMER);
+	gs__sync_report(sub, r);
+	if (r) {
+		gs__stop(s, r);
+		return;
 	}
 	if (!atomic_load_explicit(&sub->manual, memory_order_relaxed))
 		gs__grant(sub, gs__demand_start(&sub->demand));
@@ -142,6 +155,7 @@ void gs__end_out(gs_stage *s, size_t idx, int reason, int notify_reason,
 {
 	gs_sub *sub = s->outs[idx];
 	remove_at(s->outs, &s->n_outs, idx);
+	mirror(s);
 	sub->prod_reason = reason;
 	atomic_store_explicit(&sub->prod_end, 1, memory_order_release);
 	gs__wake(sub->consumer);
@@ -151,13 +165,15 @@ void gs__end_out(gs_stage *s, size_t idx, int reason, int notify_reason,
 		if (r)
 			gs__stop(s, r);
 	}
-	gs__detach(sub);
+	if (!s->disp->linger || !s->disp->linger(s, sub))
+		gs__detach(sub);
 }
 
 void gs__release_in(gs_stage *s, size_t idx, int reason)
 {
 	gs_sub *sub = s->ins[idx];
 	remove_at(s->ins, &s->n_ins, idx);
+	mirror(s);
 	sub->cons_reason = reason;
 	atomic_store_explicit(&sub->cons_cancel, GS__CONS_GONE,
 			      memory_order_release);
@@ -181,11 +197,14 @@ static void end_in(gs_stage *s, size_t idx)
 {
 	gs_sub *sub = s->ins[idx];
 	int reason = sub->prod_reason;
-	bool by_us = reason == GS_ECANCELED &&
-		     atomic_load_explicit(&sub->cons_cancel,
+	bool by_us = atomic_load_explicit(&sub->cons_cancel,
 					  memory_order_relaxed) ==
-			     GS__CONS_CANCEL;
+			     GS__CONS_CANCEL &&
+		     atomic_load_explicit(&sub->cancel_why,
+					  memory_order_relaxed) == reason;
+	gs_cancel_mode mode = sub->cancel;
 	remove_at(s->ins, &s->n_ins, idx);
+	mirror(s);
 	int r = GS_OK;
 	if (s->ops.handle_cancel) {
 		uint64_t t0 = gs__now_ns();
@@ -193,28 +212,33 @@ static void end_in(gs_stage *s, size_t idx)
 					 reason);
 		gs__busy_add(s, t0);
 	}
-	gs__detach(sub);
+	gs__detach(sub); /* it may be freed now */
 	if (r) {
 		gs__stop(s, r);
 		return;
 	}
-	if (by_us) {
-		/* Our own cancel keeps the stage running, unless a drain
-		 * came while it was on its way and found this input, and
-		 * left the stage to finish with its producers. */
+	if (by_us && (reason == GS_ECANCELED || reason == GS_OK)) {
+		/* Our own plain cancel keeps the stage running, unless a
+		 * drain came while it was on its way and found this input,
+		 * and left the stage to finish with its producers. */
 		if (s->draining && !s->n_ins)
 			finish(s);
 		return;
 	}
-	bool stop = sub->cancel == GS_CANCEL_PERMANENT ||
-		    (sub->cancel == GS_CANCEL_TRANSIENT && reason != GS_OK);
-	if (stop && reason != GS_OK) {
-		gs__stop(s, reason);
+	/* A cancel with another reason is applied like a producer's
+	 * failure with it, by the cancel mode. */
+	/* A producer that failed stops a permanent or transient consumer
+	 * with its reason; a temporary one keeps running, and the failed
+	 * input does not count as finished. A producer that finished ends a
+	 * permanent consumer, and counts toward any consumer's completion
+	 * once it was the last input. */
+	if (reason != GS_OK) {
+		if (mode != GS_CANCEL_TEMPORARY)
+			gs__stop(s, reason);
 		return;
 	}
-	if (!stop && s->n_ins)
-		return;
-	finish(s);
+	if (mode == GS_CANCEL_PERMANENT || !s->n_ins)
+		finish(s);
 }
 
 /* A chunk that runs past a ring's end is gathered here, one array per
@@ -250,8 +274,11 @@ static bool scratch_reserve(size_t n)
 static bool take_chunk(gs_stage *s, gs_sub *sub)
 {
 	bool manual = atomic_load_explicit(&sub->manual, memory_order_relaxed);
+	size_t capacity = gs__ring_capacity(&sub->ring);
 	size_t chunk = manual ? sub->max_demand
 			      : gs__demand_chunk(&sub->demand);
+	if (chunk > capacity)
+		chunk = capacity;
 	void **ev = NULL;
 	size_t n = gs__ring_peek(&sub->ring, &ev, chunk);
 	if (!n)
@@ -271,16 +298,19 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 		p->opts.trace(p->opts.trace_arg, sub->producer, s, n);
 	gs__count(&s->st_in, n);
 	gs__count(&s->st_bin, 1);
+	gs__count(&sub->st_received, n);
 	uint64_t t0 = gs__now_ns();
 	int r = s->ops.handle_events(s->state, s, sub, ev, n);
 	gs__busy_add(s, t0);
 	gs__ring_release(&sub->ring, n);
 	/* Demand beyond the ring's capacity (manual asks) leaves the
 	 * producer waiting for room: tell it there is some now. */
-	bool blocked = manual &&
-		       atomic_load_explicit(&sub->asked, memory_order_relaxed) -
-				       sub->received >
-			       gs__ring_capacity(&sub->ring);
+	uint64_t expected = manual ? atomic_load_explicit(
+					     &sub->asked,
+					     memory_order_relaxed) -
+					     sub->received
+				   : sub->demand.outstanding;
+	bool blocked = expected > capacity;
 	sub->received += n;
 	/* A pull stream pays for what it receives; a producer-consumer pays
 	 * for what it sends on (gs_emit), as GenStage does, so one that
@@ -291,13 +321,11 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 		gs__stop(s, r);
 		return true;
 	}
-	if (!manual) {
-		size_t ask = gs__demand_taken(&sub->demand, n);
-		if (ask)
-			gs__grant(sub, ask);
-	} else if (blocked) {
+	size_t ask = manual ? 0 : gs__demand_taken(&sub->demand, n);
+	if (ask)
+		gs__grant(sub, ask); /* wakes the producer */
+	else if (blocked)
 		gs__wake(sub->producer);
-	}
 	return true;
 }
 
@@ -312,9 +340,9 @@ bool gs__read_inputs(gs_stage *s)
 	for (size_t k = 0; k < n && !s->stopping && !s->done; k++) {
 		size_t idx = (s->in_cursor + k) % n;
 		gs_sub *sub = s->ins[idx];
-		bool may_take = (s->kind != GS_PRODUCER_CONSUMER &&
-				 !s->hooks.pull) ||
-				s->credit;
+		bool may_take = s->kind == GS_PRODUCER_CONSUMER ? s->owed > 0
+				: s->hooks.pull                 ? s->credit > 0
+								: true;
 		if (may_take && take_chunk(s, sub)) {
 			progress = true;
 			continue;
@@ -328,168 +356,6 @@ bool gs__read_inputs(gs_stage *s)
 	}
 	s->in_cursor++;
 	return progress;
-}
-
-/* Is `to` downstream of `from` along live subscriptions? */
-static bool reaches(gs_pipeline *p, gs_stage *from, gs_stage *to)
-{
-	gs_stage **seen = malloc((p->n_stages + 1) * sizeof *seen);
-	if (!seen)
-		return true; /* refuse rather than risk a cycle */
-	size_t n_seen = 0, next = 0;
-	seen[n_seen++] = from;
-	bool found = false;
-	while (next < n_seen && !found) {
-		gs_stage *at = seen[next++];
-		for (gs_sub *e = p->subs; e && !found; e = e->next) {
-			if (!e->live || e->producer != at)
-				continue;
-			if (e->consumer == to)
-				found = true;
-			size_t i = 0;
-			while (i < n_seen && seen[i] != e->consumer)
-				i++;
-			if (i == n_seen && n_seen <= p->n_stages)
-				seen[n_seen++] = e->consumer;
-		}
-	}
-	free(seen);
-	return found;
-}
-
-static gs_err check(gs_stage *c, gs_stage *pr, const gs_sub_opts *o)
-{
-	if (!c || !pr)
-		return GS_EINVAL;
-	if (c == pr)
-		return GS_ESELF;
-	if (c->kind == GS_PRODUCER || pr->kind == GS_CONSUMER)
-		return GS_EKIND;
-	if (c->p != pr->p)
-		return GS_EPIPELINE;
-	if (o->max_demand > ((size_t)1 << 31))
-		return GS_EINVAL;
-	if (o->cancel != GS_CANCEL_PERMANENT &&
-	    o->cancel != GS_CANCEL_TRANSIENT &&
-	    o->cancel != GS_CANCEL_TEMPORARY)
-		return GS_EINVAL;
-	if (o->selector && pr->dconf.kind != GS_DISPATCH_BROADCAST)
-		return GS_EINVAL;
-	return GS_OK;
-}
-
-static gs_sub *sub_new(gs_stage *c, gs_stage *pr, const gs_sub_opts *o,
-		       size_t max, size_t min)
-{
-	size_t size = (sizeof(gs_sub) + GS__CACHELINE - 1) &
-		      ~(size_t)(GS__CACHELINE - 1);
-	gs_sub *sub = aligned_alloc(GS__CACHELINE, size);
-	if (!sub)
-		return NULL;
-	memset(sub, 0, sizeof *sub);
-	if (gs__ring_init(&sub->ring, max)) {
-		free(sub);
-		return NULL;
-	}
-	atomic_init(&sub->refs, 2);
-	sub->producer = pr;
-	sub->consumer = c;
-	sub->max_demand = max;
-	sub->min_demand = min;
-	sub->demand = (gs__demand){ .max = max, .min = min };
-	sub->cancel = o->cancel;
-	atomic_init(&sub->manual, o->manual);
-	sub->selector = o->selector;
-	sub->selector_arg = o->selector_arg;
-	return sub;
-}
-
-/* Queues both attach messages, or neither if either stage has closed its
- * inbox. Lock order: pipeline, then inboxes by address. */
-static gs_err post_attach(gs_sub *sub, gs__msg *in, gs__msg *out)
-{
-	gs_stage *a = sub->consumer, *b = sub->producer;
-	if ((uintptr_t)a > (uintptr_t)b) {
-		gs_stage *t = a;
-		a = b;
-		b = t;
-	}
-	pthread_mutex_lock(&a->inbox_lock);
-	pthread_mutex_lock(&b->inbox_lock);
-	bool closed = a->inbox_closed || b->inbox_closed;
-	if (!closed) {
-		gs__inbox_push_locked(sub->consumer, in);
-		gs__inbox_push_locked(sub->producer, out);
-	}
-	pthread_mutex_unlock(&b->inbox_lock);
-	pthread_mutex_unlock(&a->inbox_lock);
-	return closed ? GS_ECLOSED : GS_OK;
-}
-
-GS__API gs_err gs_subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
-			    gs_sub **out)
-{
-	gs_sub_opts o = opts ? *opts : (gs_sub_opts){ 0 };
-	gs_err err = check(c, pr, &o);
-	if (err)
-		return err;
-	size_t max = o.max_demand ? o.max_demand : 1000;
-	size_t min = o.min_demand == GS_MIN_DEMAND_ZERO ? 0
-		     : o.min_demand                     ? o.min_demand
-							: max / 2;
-	if (min >= max)
-		return GS_EDEMAND;
-
-	gs_sub *sub = sub_new(c, pr, &o, max, min);
-	gs__msg *in = gs__msg_new(GS__MSG_ATTACH_IN, sub, 0);
-	gs__msg *outm = gs__msg_new(GS__MSG_ATTACH_OUT, sub, 0);
-	if (!sub || !in || !outm) {
-		if (sub)
-			gs__ring_fini(&sub->ring);
-		free(sub);
-		free(in);
-		free(outm);
-		return GS_ENOMEM;
-	}
-	gs_pipeline *p = c->p;
-	pthread_mutex_lock(&p->lock);
-	err = reaches(p, c, pr) ? GS_ECYCLE
-				: gs__partition_claim(pr, sub, o.partition);
-	if (!err) {
-		err = post_attach(sub, in, outm);
-		if (err)
-			gs__partition_release(sub);
-	}
-	if (!err) {
-		sub->live = true;
-		sub->next = p->subs;
-		p->subs = sub;
-	}
-	pthread_mutex_unlock(&p->lock);
-	if (err) {
-		gs__ring_fini(&sub->ring);
-		free(sub);
-		free(in);
-		free(outm);
-		return err;
-	}
-	gs__wake(c);
-	gs__wake(pr);
-	if (out)
-		*out = sub;
-	return GS_OK;
-}
-
-GS__API gs_err gs_cancel(gs_sub *sub)
-{
-	if (!sub)
-		return GS_EINVAL;
-	int live = GS__CONS_LIVE;
-	if (atomic_compare_exchange_strong_explicit(
-		    &sub->cons_cancel, &live, GS__CONS_CANCEL,
-		    memory_order_acq_rel, memory_order_relaxed))
-		gs__wake(sub->producer);
-	return GS_OK;
 }
 
 GS__API gs_err gs_ask(gs_sub *sub, size_t n)
@@ -516,14 +382,4 @@ GS__API gs_err gs_sub_manual(gs_sub *sub)
 		return GS_ESTATE;
 	atomic_store_explicit(&sub->manual, true, memory_order_release);
 	return GS_OK;
-}
-
-GS__API gs_stage *gs_sub_producer(const gs_sub *sub)
-{
-	return sub ? sub->producer : NULL;
-}
-
-GS__API gs_stage *gs_sub_consumer(const gs_sub *sub)
-{
-	return sub ? sub->consumer : NULL;
 }

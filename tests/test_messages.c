@@ -130,18 +130,31 @@ Test(call, replies_after_earlier_casts_one_callback_at_a_time, .timeout = 30)
 	gs_pipeline_free(p);
 }
 
-/* Its handle_call sleeps, so it is a blocking stage. */
+static void count_late(void *request, void *reply, void *arg)
+{
+	(void)reply;
+	if ((uintptr_t)request == 1000)
+		atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+/* Its handle_call sleeps, so it is a blocking stage; the late reply goes to
+ * request_free with the request. */
 Test(call, times_out_and_the_late_reply_is_discarded, .timeout = 30)
 {
 	gs_pipeline *p;
 	box b = { 0 };
-	gs_stage *s = box_new(&p, &b, &(gs_stage_opts){ .blocking = true });
+	atomic_int late = 0;
+	gs_stage *s = box_new(&p, &b,
+			      &(gs_stage_opts){ .blocking = true,
+						.request_free = count_late,
+						.request_free_arg = &late });
 	void *reply = (void *)7;
 	cr_assert_eq(gs_call(s, (void *)1000, &reply, 20), GS_ETIMEDOUT);
 	cr_assert_eq((uintptr_t)reply, 7, "untouched on error");
 	/* the stage is still fine afterwards */
 	cr_assert_eq(gs_call(s, (void *)1, &reply, -1), GS_OK);
 	cr_assert_eq((uintptr_t)reply, 1);
+	cr_assert_eq(atomic_load(&late), 1);
 	gs_pipeline_stop(p, GS_STOP_NOW);
 	check_callbacks(&b);
 	gs_pipeline_free(p);

@@ -13,7 +13,22 @@
  *   producer passes no new demand to handle_demand, so a slow partition
  *   slows the producer instead of growing memory without limit (GenStage
  *   #282). Events the producer emits anyway still wait in the queue: none is
- *   dropped for back-pressure. A partition has one subscription at a time.
+ *   dropped for back-pressure. A partition is held by one subscription,
+ *   or shared by a group (gs_sub_opts.share_partition, GenStage #320).
+ * - Partition demand is passed on by level, not by increment: the producer
+ *   is asked for the unmet demand of the partitions whose queues are empty,
+ *   and a partition with a queue asks again once it has emptied. Since the
+ *   hash, not the asker, decides where an event goes, an increment asked
+ *   for one partition could be spent on another's events and leave it
+ *   starving.
+ * - A cancelled partition's queue is kept for the partition's next
+ *   subscriber, which receives it first: events are never stranded
+ *   (GenStage #311). They are dropped (counted, to event_free) only when
+ *   the producer stops.
+ * - A hash that returns a partition out of range (neither below n nor
+ *   GS_DISCARD) is a bug in the hash: the event is dropped as a discarded
+ *   one is (counted, passed to event_free) and a warning is logged for
+ *   each batch where it happens, where GenStage would crash the producer.
  */
 #ifndef GENSTAGE_DISPATCHER_H
 #define GENSTAGE_DISPATCHER_H
@@ -50,15 +65,26 @@ typedef struct gs_dispatcher {
 /* Each batch goes to the subscription with the most pending demand. */
 gs_dispatcher gs_dispatcher_demand(void);
 
-/* Every subscription receives every event its selector (gs_sub_opts) lets
+/*
+ * Every subscription receives every event its selector (gs_sub_opts) lets
  * through; the slowest subscription sets the pace. Every subscriber gets
- * the same pointers, so no single consumer owns them: broadcast values, or
- * data that outlives the pipeline or is reference-counted. */
+ * the same pointers, so no consumer owns them: consumers borrow each event
+ * for the duration of handle_events and must neither free nor keep it.
+ * The producer keeps ownership: with an event_free, it calls it exactly
+ * once per event, after every subscription is done with the event (its
+ * consumer's handle_events returned, its selector turned it down, or it
+ * was dropped when that subscription ended), and events that never went
+ * out (a full buffer, a stop) once as drops. So heap events are safe with
+ * event_free = free. Without one, broadcast values, or data that outlives
+ * the pipeline. Per subscription, sent = received + dropped holds
+ * (gs_sub_stats).
+ */
 gs_dispatcher gs_dispatcher_broadcast(void);
 
 /* `hash` maps each event to one of `n` partitions, each taken by the
- * subscription that names it (gs_sub_opts.partition). gs_stage_new refuses
- * n == 0 or a NULL hash with GS_EINVAL. */
+ * subscription that names it (gs_sub_opts.partition), or shared by a
+ * group of subscriptions among which its events are demand-dispatched.
+ * gs_stage_new refuses n == 0 or a NULL hash with GS_EINVAL. */
 gs_dispatcher gs_dispatcher_partition(size_t n, gs_hash_fn hash, void *arg);
 
 #ifdef __cplusplus

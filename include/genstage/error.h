@@ -30,7 +30,9 @@ extern "C" {
 	X(GS_EFULL, "buffer full")                                             \
 	X(GS_ECLOSED, "the stage has stopped")                                 \
 	X(GS_EBUSY, "the partition is already taken")                          \
-	X(GS_EVERSION, "a struct version newer than this library knows")
+	X(GS_EVERSION, "a struct version newer than this library knows")       \
+	X(GS_EEXIST, "the consumer is already subscribed to this producer")    \
+	X(GS_EIO, "an input/output error")
 
 typedef enum gs_err {
 #define GS__ENUM(name, msg) name,

@@ -32,7 +32,11 @@ extern "C" {
 
 typedef struct gs_executor gs_executor;
 
+/* The version of gs_executor_opts (see genstage/version.h). */
+#define GS_EXECUTOR_OPTS_VERSION 0
+
 typedef struct gs_executor_opts {
+	uint32_t version; /* GS_EXECUTOR_OPTS_VERSION, or 0 */
 	/* Worker threads; 0: GS_WORKERS from the environment if set, else
 	 * one per CPU in the process's affinity mask. */
 	size_t workers;
@@ -44,7 +48,7 @@ typedef struct gs_executor_opts {
 /* Creates an executor and starts its workers, which park at once and use
  * no CPU until there is work. `opts` may be NULL and is read once. On
  * error *out is untouched: GS_EINVAL (more than 1024 workers), GS_ENOMEM,
- * GS_ESPAWN. */
+ * GS_ESPAWN, GS_EVERSION (said on stderr: there is no log hook yet). */
 gs_err gs_executor_new(const gs_executor_opts *opts, gs_executor **out);
 
 /* Gives up the caller's reference. Pipelines created with the executor

@@ -8,7 +8,8 @@
  * gs_flow_into_stages) that builds the stages and runs them. Builder calls
  * return a gs_err and also record the first error in the flow, so a chain
  * of calls may be checked once: every later call and the sink return that
- * error, and gs_flow_errmsg says what was wrong.
+ * error, and gs_flow_errmsg says what was wrong. A gs_flow is not
+ * thread-safe: describe, run and free it from one thread at a time.
  *
  *	gs_flow *f;
  *	gs_flow_from_fn(read_lines, file, NULL, &f);
@@ -19,20 +20,30 @@
  *	err = gs_flow_collect(f, &tables, &n);
  *	gs_flow_free(f);
  *
- * How it runs. Consecutive per-event operations are fused into one stage.
- * A gs_flow_from_array/gs_flow_from_fn source is one producer that applies
- * the operations that follow it before emitting. gs_flow_from_stages adds
- * a layer of producer-consumers (one per given producer unless
- * opts.stages says otherwise) fed by the given producers. Every
- * gs_flow_partition, gs_flow_shuffle, gs_flow_merge and join adds a layer
- * of `stages` producer-consumers, fed through a partition dispatcher (by
- * key) or a demand dispatcher (shuffle). A sink adds one consumer.
+ * How it runs. As in Flow, a source (gs_flow_from_array, gs_flow_from_fn,
+ * gs_flow_from_sources: one producer per array or generator) only hands
+ * out raw items as the demand asks; the operations that follow it run,
+ * fused, in a layer of opts.stages producer-consumers (Flow's mapper
+ * stages) fed by the sources by demand. When nothing follows a source
+ * before a partition or a sink, no such layer is made and the source
+ * feeds what follows. gs_flow_from_stages adds the same layer (one stage
+ * per given producer unless opts.stages says otherwise) behind existing
+ * producers, and gs_flow_through_stages one behind the caller's
+ * producer-consumers. Every gs_flow_partition, gs_flow_shuffle,
+ * gs_flow_merge and join adds a layer of `stages` producer-consumers, fed
+ * through a partition dispatcher (by key) or a demand dispatcher
+ * (shuffle). Consecutive per-event operations are fused into one stage.
+ * A sink adds one consumer.
  * Memory stays bounded: a stage reads input only as its downstream has
  * demand for what it sends on, so what waits past the demand is about one
- * batch's worth (or a flat_map's expansion of it); and a stage that feeds
- * a partition stops reading while any partition has 10000 events queued,
- * so a slow partition slows the flow instead of piling up (GenStage's
- * partition dispatcher queues without limit).
+ * batch's worth; a stage right after the sources whose operations expand
+ * an item into many (flat_map, map_batch) asks them for one item first,
+ * then for as many as the events made per item so far say will make
+ * about one demand's worth, so a block of text split into words waits as
+ * one block, not as the words of a whole batch of blocks; and a stage
+ * that feeds a partition stops reading while any partition has 10000
+ * events queued, so a slow partition slows the flow instead of piling up
+ * (GenStage's partition dispatcher queues without limit).
  *
  * Events are void * (integers as uintptr_t), owned as in the engine: an
  * operation owns the event it is given (a map that returns a new event
@@ -47,34 +58,43 @@
  * events. Nothing leaks on error or early stop.
  *
  * Where we differ from Elixir's Flow, and why:
- * - Operations right after a source run inside the source producer (no
- *   extra mapper stages as Flow adds): a generator is sequential anyway,
- *   and it saves a hop. Use gs_flow_shuffle to spread them over stages.
- * - reduce needs a layer of stages before it (gs_flow_partition,
- *   gs_flow_shuffle, gs_flow_departition, a merge; GS_EINVAL otherwise):
- *   Flow allows reducing in its mapper stages, which we do not create.
  * - Keys are uint64_t from a gs_flow_key_fn: two events are the same key
  *   (uniq_by, joins, partition routing) exactly when the keys are equal.
- *   Hash strings (or intern them) yourself.
+ *   gs_flow_hash_str and gs_flow_hash_bytes make keys of strings and
+ *   bytes; interning is the way when a 2^-64 collision is too many.
  * - The default emit is GS_FLOW_EMIT_STATE (Flow's is :events): a C
  *   accumulator is opaque, so we cannot enumerate it. With
  *   GS_FLOW_EMIT_STATE an accumulator without acc_free (a value such as a
  *   counter in the pointer) is emitted and kept, as in Flow; one with
  *   acc_free is handed downstream and the window restarts from acc_new,
  *   since one pointer cannot have two owners. Use gs_flow_on_trigger to
- *   copy instead.
+ *   copy instead. gs_flow_emit_and_reduce emits nothing at its triggers
+ *   unless told (GS_FLOW_EMIT_EVENTS, on_trigger): its stream holds
+ *   events, and an accumulator is not one.
  * - Triggers are checked after each batch of events, as Flow does, but our
  *   batches are decided by demand: only data-independent expectations
- *   (ordered event times, counts) are deterministic.
- * - Custom triggers (Flow.Window.trigger/3), session windows and
- *   emit_and_reduce are not offered yet. group_by keeps events in arrival
+ *   (ordered event times, counts) are deterministic. A custom trigger
+ *   (gs_flow_window_trigger) decides per event, before or after it, with
+ *   a 64-bit state per window, where Flow's trigger/3 splits each batch
+ *   with an accumulator of any type: the same decisions, with no
+ *   allocation to manage.
+ * - map_batch may stand anywhere among a layer's per-event operations
+ *   (Flow wants it first): ours run a batch at a time anyway.
+ * - A window is refused (at the sink, GS_EINVAL) on any layer that
+ *   reduces nothing, where Flow refuses it only on a layer with no
+ *   operation at all: on a layer that only maps, it would do nothing.
+ * - Session windows are not offered yet. group_by keeps events in arrival
  *   order (Flow's lists come out reversed).
  * - Flow's departition/5 is gs_flow_departition_merge. gs_flow_departition
  *   only funnels a layer into one stage, for a gs_flow_reduce (or
  *   take_sort) of everything the layer emits, windows or not.
- * - Joins emit the join of a window's events at each of its triggers (the
- *   final "done" one included), with NULL for the missing side in outer
- *   modes.
+ * - Joins pair a window's events at its triggers rather than as they
+ *   arrive: each pair once, at the first trigger after both its events
+ *   came, and the unmatched events of the outer modes (with NULL for the
+ *   missing side) at the final "done" one. Operations and a reduce after a
+ *   join take the pairs, as in Flow.
+ * - through_stages takes producer-consumers the caller made in a pipeline
+ *   (Flow's through_specs, which starts them, has no counterpart).
  */
 #ifndef GENSTAGE_FLOW_H
 #define GENSTAGE_FLOW_H
@@ -90,6 +110,10 @@
 #include "sources.h"
 #include "stage.h"
 #include "subscription.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct gs_flow gs_flow;
 
@@ -116,33 +140,50 @@ typedef int (*gs_flow_each_fn)(void *arg, const void *event);
 typedef uint64_t (*gs_flow_key_fn)(void *arg, const void *event);
 /* An event time in milliseconds (any epoch, consistently). */
 typedef int64_t (*gs_flow_time_fn)(void *arg, const void *event);
+/* Takes a whole batch events[0..n) (the callee owns every event, and may
+ * overwrite the array, which is lent for the call) and pushes the events
+ * that replace it into `out`. Non-zero stops the flow. */
+typedef int (*gs_flow_batch_fn)(void *arg, void **events, size_t n,
+				gs_flow_out *out);
+
+/* Versions of flow.h's option structs and tables (see genstage/version.h). */
+#define GS_FLOW_OPTS_VERSION 0
+#define GS_FLOW_PARTITION_OPTS_VERSION 0
+#define GS_FLOW_DEPARTITION_FNS_VERSION 0
+#define GS_FLOW_JOIN_VERSION 0
 
 typedef struct gs_flow_opts {
+	uint32_t version; /* GS_FLOW_OPTS_VERSION, or 0 */
 	/* Receives every event the flow drops; must be thread-safe. NULL:
 	 * dropped events are forgotten (fine for integers). */
 	void (*event_free)(void *event, void *arg);
 	void *event_free_arg;
-	/* gs_flow_from_stages: number of stages fed by the producers (0: one
-	 * per producer). */
+	/* The stages fed by the sources, where the operations that follow
+	 * run (0: the number of online CPUs; for gs_flow_from_stages, one per
+	 * producer). One stage after one source keeps the source's order. */
 	size_t stages;
-	/* gs_flow_from_stages: demand of each subscription to the producers
-	 * (0: the engine's defaults). */
+	/* Demand of each subscription of those stages to the sources (0: the
+	 * engine's defaults). */
 	size_t max_demand, min_demand;
+	/* The flow's callbacks may block (I/O in a map, a slow handler):
+	 * every stage it makes gets a thread of its own instead of sharing
+	 * the pipeline's workers (see gs_stage_opts.blocking). Without it a
+	 * generator's source still gets one: a generator is where a flow
+	 * reads the outside world. A merge or join blocks if any input
+	 * does. */
+	bool blocking;
 } gs_flow_opts;
 
 /*
  * Sources. Each makes a new flow in *out (free it with gs_flow_free) and
- * reads `opts` (may be NULL) once; on error *out is untouched.
- * from_array copies the array of pointers; the events pass to the flow
- * (gs_flow_free of a flow never run hands them to event_free).
- * from_fn calls `gen` (see gs_gen_fn) on the source's thread as demand
- * comes; `arg` stays the caller's. When a flat_map follows a source, the
- * source takes its input one raw event first, then as many as the events
- * made per raw event so far say the demand needs: what waits in its buffer
- * past the demand is about one raw event's worth, however much each
- * expands. from_stages uses existing producers of
- * pipeline `p`, which the sink then runs in; n == 0 is GS_EINVAL, and a
- * min_demand not below max_demand GS_EDEMAND.
+ * reads `opts` (may be NULL) once; on error *out is untouched; a
+ * min_demand not below max_demand is GS_EDEMAND. from_array copies the
+ * array of pointers; the events pass to the flow (gs_flow_free of a flow
+ * never run hands them to event_free). from_fn calls `gen` (see
+ * gs_gen_fn) on the source's thread as demand comes; `arg` stays the
+ * caller's. What follows runs in opts.stages stages (see "How it runs").
+ * from_stages uses existing producers of pipeline `p`, which the sink
+ * then runs in; n == 0 is GS_EINVAL.
  */
 gs_err gs_flow_from_array(void *const *events, size_t n,
 			  const gs_flow_opts *opts, gs_flow **out);
@@ -150,6 +191,27 @@ gs_err gs_flow_from_fn(gs_gen_fn gen, void *arg, const gs_flow_opts *opts,
 		       gs_flow **out);
 gs_err gs_flow_from_stages(gs_pipeline *p, gs_stage *const *producers, size_t n,
 			   const gs_flow_opts *opts, gs_flow **out);
+
+/*
+ * Flow's from_enumerables: a flow from several arrays or generators, each
+ * one producer, all feeding the one layer of `opts->stages` stages where
+ * the operations that follow run. A source is a generator when `gen` is
+ * set (then events must be NULL and n 0), else the array events[0..n)
+ * (copied, as by gs_flow_from_array; events may be NULL when n is 0).
+ * n == 0, a NULL sources or a source that is both is GS_EINVAL; a version
+ * above GS_FLOW_SOURCE_VERSION is GS_EVERSION. On error *out is untouched
+ * and no event is taken.
+ */
+#define GS_FLOW_SOURCE_VERSION 0
+typedef struct gs_flow_source {
+	uint32_t version; /* GS_FLOW_SOURCE_VERSION or lower */
+	void *const *events;
+	size_t n;
+	gs_gen_fn gen;
+	void *arg;
+} gs_flow_source;
+gs_err gs_flow_from_sources(const gs_flow_source *sources, size_t n,
+			    const gs_flow_opts *opts, gs_flow **out);
 
 /* Frees the description and what the run left (stage states, an internal
  * pipeline of gs_flow_stream). A flow run inside a caller's pipeline must
@@ -162,15 +224,30 @@ gs_err gs_flow_error(const gs_flow *f);
 const char *gs_flow_errmsg(const gs_flow *f);
 
 /* Per-event operations, fused with their neighbours into one stage. They
- * must come before gs_flow_reduce in a partition (GS_EINVAL after it).
- * uniq_by keeps the first event of each key, per stage (as Flow: per
- * partition), and remembers every key it saw until the stage ends. */
+ * must come before gs_flow_reduce in a partition (GS_EINVAL after it);
+ * after a join they take its pairs. uniq_by keeps the first event of each
+ * key, per stage (as Flow: per partition), and remembers every key it saw
+ * until the stage ends. */
 gs_err gs_flow_map(gs_flow *f, gs_flow_map_fn fn, void *arg);
 gs_err gs_flow_filter(gs_flow *f, gs_flow_pred_fn fn, void *arg);
 gs_err gs_flow_reject(gs_flow *f, gs_flow_pred_fn fn, void *arg);
 gs_err gs_flow_flat_map(gs_flow *f, gs_flow_flat_map_fn fn, void *arg);
 gs_err gs_flow_each(gs_flow *f, gs_flow_each_fn fn, void *arg);
 gs_err gs_flow_uniq_by(gs_flow *f, gs_flow_key_fn fn, void *arg);
+/* Flow's map_batch: `fn` takes each batch the stage receives (as demand
+ * cut it) at its place among the operations. */
+gs_err gs_flow_map_batch(gs_flow *f, gs_flow_batch_fn fn, void *arg);
+
+/*
+ * Keys from bytes, for the gs_flow_key_fn of string or struct keys: a
+ * 64-bit hash of p[0..n) (of the string up to its NUL for _str), the same
+ * for the same bytes in every run and on every platform. Distinct inputs
+ * collide with a chance of about 2^-64 per pair: two colliding strings
+ * would count as one key (uniq_by, joins, group_by). p may be NULL when n
+ * is 0; a NULL string hashes as "". Thread-safe.
+ */
+uint64_t gs_flow_hash_bytes(const void *p, size_t n);
+uint64_t gs_flow_hash_str(const char *s);
 
 /* Windows: how a partition splits events before reducing them. The zero
  * value is the global window. */
@@ -181,6 +258,19 @@ typedef enum gs_flow_window_kind {
 	GS_FLOW_WINDOW_COUNT,      /* every `count` events */
 } gs_flow_window_kind;
 
+/* What a custom trigger decides for an event of a window. */
+typedef enum gs_flow_fire {
+	GS_FLOW_FIRE_NO = 0, /* reduce it, no trigger */
+	GS_FLOW_FIRE_BEFORE, /* trigger, then reduce it */
+	GS_FLOW_FIRE_AFTER,  /* reduce it, then trigger */
+} gs_flow_fire;
+
+/* A custom trigger (Flow.Window.trigger/3): looks at each event of a
+ * window before it is reduced, with the window's trigger state (0 when the
+ * window opens; the function may change it), and decides. */
+typedef gs_flow_fire (*gs_flow_punctuate_fn)(void *arg, uint64_t *state,
+					     const void *event);
+
 typedef struct gs_flow_window {
 	gs_flow_window_kind kind;
 	int64_t duration_ms;  /* fixed, periodic */
@@ -190,6 +280,8 @@ typedef struct gs_flow_window {
 	int64_t lateness_ms;  /* fixed: see gs_flow_window_lateness */
 	size_t every;         /* trigger after every `every` events */
 	unsigned periodic_ms; /* trigger every periodic_ms, per stage */
+	gs_flow_punctuate_fn punctuate; /* see gs_flow_window_trigger */
+	void *punctuate_arg;
 } gs_flow_window;
 
 gs_flow_window gs_flow_window_global(void);
@@ -211,13 +303,20 @@ gs_flow_window gs_flow_window_trigger_every(gs_flow_window w, size_t n);
 /* A trigger every `ms` of processing time, on every open window. */
 gs_flow_window gs_flow_window_trigger_periodically(gs_flow_window w,
 						   unsigned ms);
+/* A custom trigger: `fn` decides per event (see gs_flow_punctuate_fn);
+ * its triggers are GS_FLOW_TRIGGER_CUSTOM, with the state after the call
+ * in gs_flow_trigger.state. `fn` runs on the stage threads, one call at a
+ * time per stage, possibly on several stages at once. */
+gs_flow_window gs_flow_window_trigger(gs_flow_window w, gs_flow_punctuate_fn fn,
+				      void *arg);
 
 typedef struct gs_flow_partition_opts {
+	uint32_t version; /* GS_FLOW_PARTITION_OPTS_VERSION, or 0 */
 	/* Stages in the new layer; 0: the number of online CPUs. */
 	size_t stages;
 	/* Routing: `hash` (a partition in [0, stages) or GS_DISCARD) if set,
-	 * else `key` (mixed, modulo stages), else the event's pointer value
-	 * as key. Equal keys always land in the same stage. */
+	 * else `key` (mixed and scaled to the stages), else the event's
+	 * pointer value as key. Equal keys always land in the same stage. */
 	gs_flow_key_fn key;
 	void *key_arg;
 	gs_hash_fn hash;
@@ -252,12 +351,17 @@ typedef void *(*gs_flow_acc_new_fn)(void *arg);
 /* Folds `event` (now the callee's) into *acc. Non-zero stops the flow. */
 typedef int (*gs_flow_reduce_fn)(void *arg, void **acc, void *event);
 typedef void (*gs_flow_acc_free_fn)(void *arg, void *acc);
+/* emit_and_reduce: folds `event` (now the callee's) into *acc and may
+ * push events into `out`, which go on at once. Non-zero stops the flow. */
+typedef int (*gs_flow_emit_reduce_fn)(void *arg, void **acc, void *event,
+				      gs_flow_out *out);
 
 typedef enum gs_flow_trigger_kind {
 	GS_FLOW_TRIGGER_DONE = 0,  /* the window is over (or input ended) */
 	GS_FLOW_TRIGGER_WATERMARK, /* fixed window passed, lateness open */
 	GS_FLOW_TRIGGER_EVERY,     /* gs_flow_window_trigger_every */
 	GS_FLOW_TRIGGER_PERIODIC,  /* gs_flow_window_trigger_periodically */
+	GS_FLOW_TRIGGER_CUSTOM,    /* gs_flow_window_trigger */
 } gs_flow_trigger_kind;
 
 typedef struct gs_flow_trigger {
@@ -267,6 +371,7 @@ typedef struct gs_flow_trigger {
 	int64_t window_id;
 	gs_flow_trigger_kind kind;
 	size_t partition, partitions; /* this stage's index, and the count */
+	uint64_t state; /* GS_FLOW_TRIGGER_CUSTOM: the trigger's state */
 } gs_flow_trigger;
 
 /*
@@ -285,14 +390,20 @@ typedef enum gs_flow_emit_mode {
 } gs_flow_emit_mode;
 
 /*
- * Reduces each window of each stage of the current partition layer: the
+ * Reduces each window of each stage of the current layer (the stages after
+ * the sources, a partition, shuffle, merge, departition or join): the
  * window's accumulator starts as acc_new(arg) (NULL acc_new: NULL, i.e.
- * 0) and takes every event through `reducer`. Needs a layer of stages
- * before it (a partition, shuffle, departition or merge) and at most one
- * reduce per layer (GS_EINVAL).
+ * 0) and takes every event through `reducer`. At most one reduce per
+ * layer (GS_EINVAL); after a join it reduces the pairs.
  */
 gs_err gs_flow_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
 		      gs_flow_reduce_fn reducer, void *arg);
+/* Flow's emit_and_reduce: gs_flow_reduce whose reducer also emits events
+ * as it goes (a sliding window, say); triggers then work as for
+ * gs_flow_reduce. A departition merge after it is GS_EINVAL (what it
+ * emits belongs to no trigger). */
+gs_err gs_flow_emit_and_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
+			       gs_flow_emit_reduce_fn reducer, void *arg);
 /* How the library frees accumulators it discards (called with the
  * reduce's arg, never with NULL). After gs_flow_reduce. */
 gs_err gs_flow_acc_free(gs_flow *f, gs_flow_acc_free_fn fn);
@@ -320,6 +431,7 @@ gs_err gs_flow_emit(gs_flow *f, gs_flow_emit_mode mode);
  */
 typedef void *(*gs_flow_done_fn)(void *arg, void *acc, int64_t window_id);
 typedef struct gs_flow_departition_fns {
+	uint32_t version; /* GS_FLOW_DEPARTITION_FNS_VERSION, or 0 */
 	gs_flow_acc_new_fn acc_new;
 	gs_flow_reduce_fn merge;
 	gs_flow_done_fn done;
@@ -403,9 +515,13 @@ gs_err gs_flow_take_sort(gs_flow *f, size_t n, gs_flow_cmp_fn cmp, void *arg);
  * (opts->stages etc.; opts->key/hash are ignored) and, per stage and
  * window, every left event is paired with every right event of an equal
  * key: join(arg, left, right) makes the joined event; left or right is
- * NULL for an unmatched event in the outer modes. join borrows both
- * events; the library frees them (event_free) when their window is done.
- * The given flows are used up, as by gs_flow_merge.
+ * NULL for an unmatched event in the outer modes. A trigger gives the
+ * pairs not given before; the unmatched events come at the window's DONE
+ * trigger. join borrows both events; the library frees them (event_free)
+ * when their window is done. Per-event operations added after the join
+ * take its pairs, and so does a gs_flow_reduce (or group_by) added after
+ * it, with the join's windows and triggers. The given flows are used up,
+ * as by gs_flow_merge.
  */
 typedef enum gs_flow_join_mode {
 	GS_FLOW_JOIN_INNER = 0,
@@ -417,6 +533,7 @@ typedef enum gs_flow_join_mode {
 typedef void *(*gs_flow_join_fn)(void *arg, void *left, void *right);
 
 typedef struct gs_flow_join {
+	uint32_t version; /* GS_FLOW_JOIN_VERSION, or 0 */
 	gs_flow_join_mode mode;
 	gs_flow_key_fn left_key, right_key;
 	gs_flow_join_fn join;
@@ -428,10 +545,51 @@ typedef struct gs_flow_join {
 gs_err gs_flow_bounded_join(gs_flow *left, gs_flow *right,
 			    const gs_flow_join *join,
 			    const gs_flow_partition_opts *opts, gs_flow **out);
-/* Joins per window of opts->window, emitted at each trigger. */
+/* Joins per window of opts->window, the pairs given at its triggers. */
 gs_err gs_flow_window_join(gs_flow *left, gs_flow *right,
 			   const gs_flow_join *join,
 			   const gs_flow_partition_opts *opts, gs_flow **out);
+
+/*
+ * Flow's through_stages: passes what the current layer emits through the
+ * caller's producer-consumers `stages` (of pipeline p, which the flow then
+ * runs in), each subscribed to every stage of the layer, and starts a new
+ * layer fed by them (by demand), where the operations that follow run.
+ * The given stages get the flow's events as they are (their owner frees
+ * what they drop) and finish when the flow before them has ended (their
+ * subscriptions are transient, so a stage of theirs that fails stops the
+ * flow). n == 0, a NULL stage or another pipeline than the flow's sources'
+ * is refused (GS_EINVAL, GS_EPIPELINE); a version above
+ * GS_FLOW_THROUGH_OPTS_VERSION is GS_EVERSION. `opts` may be NULL. The
+ * stages stay their pipeline's; free the flow after p, as with
+ * gs_flow_from_stages.
+ */
+#define GS_FLOW_THROUGH_OPTS_VERSION 0
+typedef struct gs_flow_through_opts {
+	uint32_t version; /* GS_FLOW_THROUGH_OPTS_VERSION or lower */
+	/* Demand of each given stage's subscriptions (0: defaults). */
+	size_t in_max_demand, in_min_demand;
+	/* The new layer: stages (0: one per given stage), window and the
+	 * demand of its subscriptions to the given stages (0: defaults). */
+	size_t stages;
+	gs_flow_window window;
+	size_t max_demand, min_demand;
+} gs_flow_through_opts;
+gs_err gs_flow_through_stages(gs_flow *f, gs_pipeline *p,
+			      gs_stage *const *stages, size_t n,
+			      const gs_flow_through_opts *opts);
+
+/*
+ * The log and trace hooks (see gs_pipeline_opts) of the pipeline that
+ * gs_flow_run, gs_flow_collect or gs_flow_stream (with p NULL) makes for
+ * the flow: where its drops and abnormal stops are told. Read once; the
+ * arguments must outlive the run. A flow that runs in a pipeline of the
+ * caller's (from_stages, through_stages, gs_flow_stream with a pipeline,
+ * gs_flow_into_stages) uses that pipeline's hooks: setting them then is
+ * refused at the sink (GS_EINVAL). A merge or join keeps the first given
+ * flow's hooks that are set. NULL opts: the defaults again.
+ */
+gs_err gs_flow_pipeline_opts(gs_flow *f, const gs_pipeline_opts *opts);
 
 /*
  * Sinks. Each runs a flow once: a second sink is GS_ESTATE, even after a
@@ -470,5 +628,9 @@ gs_err gs_flow_stream(gs_flow *f, gs_pipeline *p, const gs_stage_opts *opts,
 gs_err gs_flow_into_stages(gs_flow *f, gs_pipeline *p,
 			   gs_stage *const *consumers, size_t n,
 			   const gs_sub_opts *sub);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

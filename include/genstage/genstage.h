@@ -16,6 +16,9 @@
 #include "stage.h"
 #include "sources.h"
 #include "subscription.h"
+/* Generated into the build tree (see version.h.in): found through the
+ * include path rather than beside this file. */
+#include <genstage/version.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -28,7 +28,9 @@ typedef enum gs_log_level {
 } gs_log_level;
 
 /* Called on the thread where the drop or stop happened; may be called from
- * several threads at once. `stage` is valid for the call. */
+ * several threads at once. `stage` is valid for the call; it is NULL for a
+ * call that made no stage (a struct version refused, on the caller's
+ * thread). */
 typedef void (*gs_log_fn)(void *arg, gs_log_level level, const gs_stage *stage,
 			  const char *msg);
 
@@ -37,11 +39,12 @@ typedef void (*gs_log_fn)(void *arg, gs_log_level level, const gs_stage *stage,
 typedef void (*gs_trace_fn)(void *arg, const gs_stage *from, const gs_stage *to,
 			    size_t n);
 
-/* gs_pipeline_opts.warn_callback_ms: never warn. */
-#define GS_WARN_NEVER UINT32_MAX
+/* Versions of the structs below (see genstage/version.h). */
+#define GS_PIPELINE_OPTS_VERSION 0
 
 typedef struct gs_pipeline_opts {
-	gs_log_fn log; /* NULL: one line on stderr per drop or error */
+	uint32_t version; /* GS_PIPELINE_OPTS_VERSION, or 0 */
+	gs_log_fn log;    /* NULL: one line on stderr per drop or error */
 	void *log_arg;
 	gs_trace_fn trace; /* NULL: no tracing */
 	void *trace_arg;
@@ -49,10 +52,12 @@ typedef struct gs_pipeline_opts {
 	 * holds a reference until gs_pipeline_free. NULL: the process's
 	 * shared executor (see executor.h). */
 	gs_executor *executor;
-	/* A scheduled stage's callback that holds its worker longer than
-	 * this is logged once (GS_LOG_WARN, naming the stage) when it
-	 * returns: it probably blocks, and should be a blocking stage.
-	 * 0: 100 ms; GS_WARN_NEVER: never. */
+	/* A debug aid, off by default (0): a scheduled stage's callback
+	 * that holds its worker longer than this many milliseconds is logged
+	 * once (GS_LOG_WARN, naming the stage) when it returns: it probably
+	 * blocks, and the stage should be a blocking one. Wall-clock time,
+	 * so on a loaded machine a callback that was only preempted may be
+	 * named too: pick a threshold well above your callbacks' work. */
 	uint32_t warn_callback_ms;
 } gs_pipeline_opts;
 
@@ -79,20 +84,34 @@ gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out);
 gs_err gs_pipeline_start(gs_pipeline *p);
 
 /* Blocks until every stage has finished. Returns the first error a stage
- * stopped with, or GS_OK. May be called more than once, from any thread. */
+ * stopped with, or GS_OK. May be called more than once, from any thread
+ * but not from inside a stage's callbacks (GS_ETHREAD). GS_ESTATE before
+ * gs_pipeline_start. */
 gs_err gs_pipeline_wait(gs_pipeline *p);
+
+/* As gs_pipeline_wait, for at most timeout_ms (negative: for ever). If
+ * some stage has not finished by then, returns GS_ETIMEDOUT and logs, for
+ * each unfinished stage, what it waits for (a consumer with no
+ * subscription, a done producer with no subscriber, a push producer never
+ * closed...): the same lines gs_pipeline_write_dot puts in the graph. */
+gs_err gs_pipeline_wait_for(gs_pipeline *p, int timeout_ms);
 
 /* Stops every stage (see gs_stop_mode) and waits for them; returns what
  * gs_pipeline_wait returns. From any thread, but not from inside a
  * stage's callbacks (GS_ETHREAD). Allocates nothing. */
 gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode);
 
-/* Stops (GS_STOP_NOW) if running, then frees every stage and subscription.
- * NULL is a no-op. Not from inside a stage's callbacks. */
-void gs_pipeline_free(gs_pipeline *p);
+/* Stops (GS_STOP_NOW) if running, then frees every stage and subscription;
+ * subscription handles are invalid afterwards. NULL is a no-op (GS_OK).
+ * Refused with GS_ETHREAD from inside a stage's callbacks (it would free
+ * the stage running it). */
+gs_err gs_pipeline_free(gs_pipeline *p);
 
 /* Writes the graph in Graphviz dot syntax, with live counts from
- * gs_stage_stats. Thread-safe. GS_EINVAL on NULL arguments. */
+ * gs_stage_stats and, while the pipeline runs, what each unfinished stage
+ * waits for. Thread-safe; the graph is drawn in memory and written after,
+ * so a slow FILE holds up no stage. GS_EINVAL on NULL arguments, GS_EIO
+ * when writing to `f` fails, GS_ENOMEM. */
 gs_err gs_pipeline_write_dot(gs_pipeline *p, FILE *f);
 
 #ifdef __cplusplus

@@ -36,28 +36,39 @@ typedef enum gs_role {
 	GS_ROLE_CONSUMER,
 } gs_role;
 
+/* Versions of the structs below (see genstage/version.h). */
+#define GS_STAGE_OPS_VERSION 0
+#define GS_STAGE_OPTS_VERSION 0
+
 /*
  * The callbacks. Every one is optional but handle_demand (producers) and
  * handle_events (producer-consumers and consumers). They run one at a time,
  * on a worker of the executor, or on the stage's own thread when it is a
  * blocking stage. A scheduled stage's callbacks must not block (sleep, wait
  * on I/O or on a lock held long): the worker runs no other stage meanwhile.
- * One that holds its worker longer than gs_pipeline_opts.warn_callback_ms
- * is logged once. Returning non-zero stops the stage with that reason.
+ * gs_pipeline_opts.warn_callback_ms can name one that holds its worker.
+ * Returning non-zero stops the stage with that reason.
  */
 typedef struct gs_stage_ops {
+	uint32_t version; /* GS_STAGE_OPS_VERSION, or 0 */
 	/* The first call, before any other; gs_pipeline_start waits for it. */
 	int (*init)(void *state, gs_stage *stage);
 	/* Producers: consumers asked for `demand` more events than the buffer
 	 * holds. Emit them now or later with gs_emit; emitting more fills the
 	 * buffer. Never called for producer-consumers: their demand goes
-	 * upstream. */
+	 * upstream. Unlike GenStage, which calls it once per ask, asks that
+	 * arrive between two turns of the stage (from several subscriptions,
+	 * or several asks of one) reach it summed in one call. */
 	int (*handle_demand)(void *state, gs_stage *stage, size_t demand);
 	/* Consumers and producer-consumers: `n` events from `from`. The array
 	 * is lent for the call: the callee may overwrite its entries (map in
 	 * place) and pass it to gs_emit, but not keep it. The events in it now
-	 * belong to the callee. A producer-consumer passes what it makes
-	 * downstream with gs_emit. */
+	 * belong to the callee (broadcast ones are borrowed: see
+	 * gs_dispatcher_broadcast). A producer-consumer passes what it makes
+	 * downstream with gs_emit. Chunks follow the batch rule
+	 * (subscription.h), but unlike GenStage one chunk may hold events of
+	 * two gs_emit calls: it takes what the ring holds, however it got
+	 * there. */
 	int (*handle_events)(void *state, gs_stage *stage, gs_sub *from,
 			     void **events, size_t n);
 	/* A subscription was attached, on either end (`role` says which). */
@@ -98,6 +109,7 @@ typedef enum gs_demand_mode {
 #define GS_UNBOUNDED SIZE_MAX
 
 typedef struct gs_stage_opts {
+	uint32_t version;   /* GS_STAGE_OPTS_VERSION, or 0 */
 	const char *name;   /* copied; NULL: "stage-N" */
 	size_t buffer_size; /* 0: 10000 for producers, GS_UNBOUNDED for
 			       producer-consumers */
@@ -108,15 +120,24 @@ typedef struct gs_stage_opts {
 	/* Producers and producer-consumers; zero: the demand dispatcher. */
 	gs_dispatcher dispatcher;
 	/* Receives every event the library drops (full buffer, stop without
-	 * drain, consumer gone). Called from any thread, possibly
-	 * concurrently, so it must be thread-safe. NULL: dropped events are
-	 * only counted and logged. */
+	 * drain, consumer gone), once. With the broadcast dispatcher it
+	 * releases every event, delivered or not, once every subscription is
+	 * done with it (see gs_dispatcher_broadcast). Called from any thread,
+	 * possibly concurrently, so it must be thread-safe. NULL: dropped
+	 * events are only counted and logged. */
 	void (*event_free)(void *event, void *arg);
 	void *event_free_arg;
 	/* Receives gs_cast and gs_send_after messages the stage stopped
 	 * before handling (same thread rules as event_free). NULL: none. */
 	void (*msg_free)(void *msg, void *arg);
 	void *msg_free_arg;
+	/* Receives the request and the reply of a gs_call whose caller
+	 * stopped waiting (GS_ETIMEDOUT) while handle_call ran, once it has
+	 * returned, in the stage. With it, a timed-out gs_call returns at its
+	 * deadline; without it, a call already in handle_call at the
+	 * deadline is waited for. NULL: none. */
+	void (*request_free)(void *request, void *reply, void *arg);
+	void *request_free_arg;
 	/* The callbacks may block (sleep, disk, network, a slow webhook):
 	 * the stage runs on a thread of its own (named after the stage)
 	 * instead of on the executor's workers. Inside its callbacks the
@@ -132,8 +153,15 @@ typedef struct gs_stats {
 	uint64_t batches_out;    /* batches sent to subscriptions */
 	uint64_t pending_demand; /* demand consumers asked that is unmet */
 	uint64_t buffered;       /* events waiting in the buffer */
-	uint64_t dropped;        /* events handed to event_free */
-	uint64_t busy_ns;        /* time spent inside callbacks */
+	/* Events not delivered: dropped from the buffer or a queue, or left
+	 * in a subscription that ended (for broadcast: per subscription, so
+	 * an event two subscriptions lost counts twice). Each was handed to
+	 * event_free, but broadcast ones once, as `released`. */
+	uint64_t dropped;
+	/* Broadcast with an event_free: events released once every
+	 * subscription was done with them. */
+	uint64_t released;
+	uint64_t busy_ns; /* time spent inside callbacks */
 } gs_stats;
 
 /*
@@ -168,9 +196,13 @@ gs_err gs_stage_stop(gs_stage *stage, int reason);
  * executor's workers: refused with GS_ETHREAD from inside the stage's own
  * callbacks and from inside any scheduled stage's callbacks (the wait would
  * hold a worker; blocking stages may call). Returns GS_OK with *reply set;
- * GS_ETIMEDOUT (the request may still be handled later; its reply is then
- * discarded); GS_ECLOSED if the stage stopped first; GS_EINVAL if it has no
- * handle_call; or the non-zero code handle_call returned.
+ * GS_ECLOSED if the stage stopped first; GS_EINVAL if it has no
+ * handle_call; the non-zero code handle_call returned; or GS_ETIMEDOUT.
+ * The request is lent: a call the stage had not begun by the deadline is
+ * never handled (GS_ETIMEDOUT, the request untouched); one in handle_call
+ * at the deadline goes to the stage's request_free if it has one
+ * (GS_ETIMEDOUT at once), and is otherwise waited for, so the request is
+ * never used after gs_call returns unless request_free takes it.
  */
 gs_err gs_call(gs_stage *stage, void *request, void **reply, int timeout_ms);
 
@@ -184,10 +216,32 @@ gs_err gs_cast(gs_stage *stage, void *msg);
  * have not fired when the stage stops go to msg_free. */
 gs_err gs_send_after(gs_stage *stage, unsigned ms, void *msg);
 
+/*
+ * GenStage.async_info: queues `msg` for handle_info behind what the
+ * stage's buffer holds now, so it runs once every event buffered before it
+ * has left the buffer (dispatched, or dropped); with nothing buffered (a
+ * consumer's case) at the stage's next turn. From any thread; ownership as
+ * for gs_cast. The partition dispatcher's own queues are not waited for.
+ */
+gs_err gs_async_info(gs_stage *stage, void *msg);
+
+/* GenStage.sync_info: as gs_async_info, and waits up to timeout_ms
+ * (negative: for ever) until the stage has queued it: GS_OK (the stage owns
+ * msg), GS_ECLOSED (it stopped first; msg stays the caller's) or
+ * GS_ETIMEDOUT (the stage owns msg, and queues it or passes it to
+ * msg_free). Not inside the stage's own or any scheduled stage's callbacks
+ * (GS_ETHREAD). */
+gs_err gs_sync_info(gs_stage *stage, void *msg, int timeout_ms);
+
 /* Switches a producer's demand mode, from any thread. Going to
  * GS_DEMAND_FORWARD passes the demand held so far to handle_demand at once.
  * Asynchronous, like gs_stage_stop. */
 gs_err gs_stage_demand(gs_stage *stage, gs_demand_mode mode);
+
+/* A producer's demand mode (GenStage.demand/1): the one last set by
+ * gs_stage_demand, or at creation; a switch takes effect at the stage's
+ * next turn. Any thread. GS_EKIND for a consumer. */
+gs_err gs_stage_demand_mode(const gs_stage *stage, gs_demand_mode *out);
 
 /* The state given to gs_stage_new; NULL for NULL. Thread-safe. */
 void *gs_stage_state(const gs_stage *stage);

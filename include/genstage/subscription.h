@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 #include "stage.h"
@@ -32,6 +33,14 @@ typedef enum gs_cancel_mode {
 	GS_CANCEL_TEMPORARY,     /* keep running */
 } gs_cancel_mode;
 
+/* max_demand when none is given, and the largest accepted. Demand is the
+ * promise that a subscription's ring never overflows, so the ring holds
+ * max_demand events rounded up to a power of two, 8 bytes each: 8 KiB for
+ * the default, 8 MiB for 2^20, 16 GiB of address space for GS_MAX_DEMAND.
+ * gs_subscribe logs the cost above 2^23 (64 MiB). */
+#define GS_DEFAULT_MAX_DEMAND 1000
+#define GS_MAX_DEMAND ((size_t)1 << 31)
+
 /* min_demand of zero, since a zero field means "the default". */
 #define GS_MIN_DEMAND_ZERO SIZE_MAX
 
@@ -43,14 +52,24 @@ typedef enum gs_cancel_mode {
  * producer's run, once per event and subscription. */
 typedef bool (*gs_selector_fn)(void *arg, const void *event);
 
+/* The version of gs_sub_opts (see genstage/version.h). */
+#define GS_SUB_OPTS_VERSION 0
+
 typedef struct gs_sub_opts {
-	size_t max_demand; /* 0: 1000 */
+	uint32_t version;  /* GS_SUB_OPTS_VERSION, or 0 */
+	size_t max_demand; /* 0: GS_DEFAULT_MAX_DEMAND; at most GS_MAX_DEMAND */
 	size_t min_demand; /* 0: max_demand / 2; GS_MIN_DEMAND_ZERO for 0 */
 	gs_cancel_mode cancel;
 	/* No automatic asks: the consumer calls gs_ask itself. */
 	bool manual;
 	/* Partition dispatcher: GS_PARTITION(i), or 0 for the lowest free. */
 	size_t partition;
+	/* Partition dispatcher: join the partition's group instead of taking
+	 * it alone (GenStage #320): its events are demand-dispatched among
+	 * the subscriptions that share it, each batch to the one with the
+	 * most room. A partition held alone refuses sharers (GS_EBUSY) and
+	 * the other way round. */
+	bool share_partition;
 	/* Broadcast dispatcher: NULL receives everything. */
 	gs_selector_fn selector;
 	void *selector_arg;
@@ -58,15 +77,24 @@ typedef struct gs_sub_opts {
 
 /*
  * Subscribes `consumer` to `producer` (same pipeline), before start or while
- * running, from any thread but the two stages' own. `opts` may be NULL. The
- * subscription belongs to the pipeline and stays valid until
- * gs_pipeline_free; *out may be NULL. Refused: NULL stages (GS_EINVAL), a
+ * running, from any thread but not from inside either stage's callbacks
+ * (GS_ETHREAD). `opts` may be NULL. Refused: NULL stages (GS_EINVAL), a
  * producer that cannot produce or a consumer that cannot consume
- * (GS_EKIND), a stage subscribing to itself (GS_ESELF), a cycle
- * (GS_ECYCLE), min_demand >= max_demand (GS_EDEMAND), a stopped stage
- * (GS_ECLOSED); with a partition dispatcher, a partition out of range
- * (GS_EINVAL) or already held, or none left (GS_EBUSY); a selector on a
- * producer that does not broadcast (GS_EINVAL).
+ * (GS_EKIND), a stage subscribing to itself (GS_ESELF), stages of two
+ * pipelines (GS_EPIPELINE), a consumer already subscribed to this producer
+ * (GS_EEXIST, as GenStage refuses it), a cycle (GS_ECYCLE), min_demand >=
+ * max_demand (GS_EDEMAND), max_demand above GS_MAX_DEMAND (GS_EINVAL), a
+ * stopped stage (GS_ECLOSED); with a partition dispatcher, a partition out
+ * of range (GS_EINVAL) or already held, or none left (GS_EBUSY); a selector
+ * on a producer that does not broadcast (GS_EINVAL). The checks cost time
+ * in the live graph only.
+ *
+ * With `out` NULL the subscription's memory goes as soon as it has ended.
+ * With `out` set, *out is a handle the caller holds until gs_sub_release
+ * (or gs_pipeline_free); until then it stays valid for gs_cancel, gs_ask
+ * and the getters, also after the subscription has ended. Inside callbacks
+ * the `sub` and `from` pointers the library passes are valid until the
+ * stage's handle_cancel for that subscription has returned.
  *
  * A consumer with at least one subscription finishes (GS_OK) once every one
  * of them has ended because its producer finished; a producer whose every
@@ -75,11 +103,33 @@ typedef struct gs_sub_opts {
 gs_err gs_subscribe(gs_stage *consumer, gs_stage *producer,
 		    const gs_sub_opts *opts, gs_sub **out);
 
+/*
+ * gs_subscribe, then waits up to timeout_ms (negative: for ever) until both
+ * ends have attached and run handle_subscribe, as GenStage.sync_subscribe:
+ * GS_OK (and *out set, when not NULL: a handle as gs_subscribe's), or the
+ * first failure: what gs_subscribe refuses, a handle_subscribe's non-zero
+ * return (that stage stops with it), GS_ECLOSED if an end was stopping or
+ * done, or GS_ETIMEDOUT (the subscription is then cancelled). On failure
+ * *out is untouched. Any thread, but not inside either stage's callbacks
+ * nor inside any scheduled stage's callbacks (GS_ETHREAD).
+ */
+gs_err gs_subscribe_sync(gs_stage *consumer, gs_stage *producer,
+			 const gs_sub_opts *opts, gs_sub **out, int timeout_ms);
+
 /* Ends the subscription from the consumer's side, from any thread. Events
  * the producer already sent are still delivered; then both ends see
  * handle_cancel with GS_ECANCELED, and the consumer keeps running.
- * Idempotent. */
+ * Idempotent. Same as gs_cancel_reason(sub, GS_ECANCELED). */
 gs_err gs_cancel(gs_sub *sub);
+
+/* Ends the subscription with `reason`, as GenStage.cancel/3 does, from any
+ * thread, inside either end's callbacks included. Events already sent are
+ * still delivered; then both ends see handle_cancel with `reason`. With
+ * GS_ECANCELED or GS_OK the consumer keeps running; with any other reason
+ * the consumer's cancel mode applies as if its producer had failed with it
+ * (permanent and transient stop with it, temporary runs on). The first
+ * cancel's reason wins; later ones do nothing. */
+gs_err gs_cancel_reason(gs_sub *sub, int reason);
 
 /* Manual subscriptions only (GS_ESTATE on an automatic one), from any
  * thread, as GenStage.ask/3 works from any process: asks the producer for
@@ -92,6 +142,25 @@ gs_err gs_ask(gs_sub *sub, size_t n);
  * once demand was asked): this subscription takes manual demand, as if
  * gs_sub_opts.manual were set (GenStage's {:manual, state}). */
 gs_err gs_sub_manual(gs_sub *sub);
+
+/* Gives up the handle gs_subscribe set: the subscription is not cancelled,
+ * but its memory goes once it has ended (at once if it has), so that a
+ * graph that subscribes and cancels for ever stays bounded. The handle is
+ * invalid afterwards. Any thread; NULL is a no-op. */
+void gs_sub_release(gs_sub *sub);
+
+/* A subscription's counters. sent = received + dropped once it has ended
+ * (before that, the difference is in its ring). */
+typedef struct gs_sub_counts {
+	uint64_t sent;     /* events the producer put into it */
+	uint64_t received; /* events handed to the consumer's handle_events */
+	uint64_t dropped;  /* events left in it when it ended */
+	uint64_t filtered; /* broadcast: events its selector turned down */
+} gs_sub_counts;
+
+/* A snapshot of the subscription's counters, from any thread (each counter
+ * exact, the set not taken atomically). GS_EINVAL on NULL arguments. */
+gs_err gs_sub_stats(const gs_sub *sub, gs_sub_counts *out);
 
 /* The two ends; NULL for NULL. Thread-safe. */
 gs_stage *gs_sub_producer(const gs_sub *sub);

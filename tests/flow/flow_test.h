@@ -4,10 +4,16 @@
 #define FLOW_TEST_H
 
 #include <criterion/criterion.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 #include <genstage/flow.h>
+
+/* Rounds of the randomized tests (each a new random input). */
+#ifndef FLOW_TEST_ROUNDS
+#define FLOW_TEST_ROUNDS 5
+#endif
 
 #define U(x) ((void *)(uintptr_t)(x))
 #define V(p) ((uintptr_t)(p))
@@ -30,15 +36,28 @@ static inline gs_flow *ints_flow(const uintptr_t *v, size_t n,
 	return f;
 }
 
-static inline gs_flow *range(uintptr_t lo, uintptr_t hi)
+/* lo..hi; the operations that follow run in `o->stages` stages. */
+static inline gs_flow *range_opts(uintptr_t lo, uintptr_t hi,
+				  const gs_flow_opts *o)
 {
 	size_t n = hi >= lo ? hi - lo + 1 : 0;
 	uintptr_t *v = malloc((n ? n : 1) * sizeof(*v));
 	for (size_t i = 0; i < n; i++)
 		v[i] = lo + i;
-	gs_flow *f = ints_flow(v, n, NULL);
+	gs_flow *f = ints_flow(v, n, o);
 	free(v);
 	return f;
+}
+
+static inline gs_flow *range(uintptr_t lo, uintptr_t hi)
+{
+	return range_opts(lo, hi, NULL);
+}
+
+/* lo..hi with one stage after the source, which keeps the order. */
+static inline gs_flow *range1(uintptr_t lo, uintptr_t hi)
+{
+	return range_opts(lo, hi, &(gs_flow_opts){ .stages = 1 });
 }
 
 static inline int sum_reducer(void *arg, void **acc, void *e)
@@ -46,6 +65,43 @@ static inline int sum_reducer(void *arg, void **acc, void *e)
 	(void)arg;
 	*acc = U(V(*acc) + V(e));
 	return 0;
+}
+
+/* n random values below `below` (n + 1 allocated, so n may be 0). */
+static inline uintptr_t *random_ints(size_t n, uintptr_t below)
+{
+	uintptr_t *v = malloc((n + 1) * sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		v[i] = (uintptr_t)rand() % below;
+	return v;
+}
+
+/* out[0..n) holds the values want[0..k) in some order (both are sorted
+ * here). */
+static inline void expect_same_values(void **out, size_t n, uintptr_t *want,
+				      size_t k, int round)
+{
+	cr_assert_eq(n, k, "round %d: %zu results, want %zu", round, n, k);
+	qsort(out, n, sizeof(void *), cmp_u);
+	qsort(want, k, sizeof(*want), cmp_u);
+	for (size_t i = 0; i < k; i++)
+		cr_assert_eq(V(out[i]), want[i], "round %d at %zu", round, i);
+}
+
+/* Boxed events, counted so that leaks and double frees show. */
+static atomic_long live_boxes;
+static inline void *box(uintptr_t v)
+{
+	uintptr_t *b = malloc(sizeof(*b));
+	*b = v;
+	atomic_fetch_add(&live_boxes, 1);
+	return b;
+}
+static inline void unbox(void *e, void *arg)
+{
+	(void)arg;
+	free(e);
+	atomic_fetch_sub(&live_boxes, 1);
 }
 
 static inline void collect_ok(gs_flow *f, void ***out, size_t *n)

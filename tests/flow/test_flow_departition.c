@@ -241,14 +241,7 @@ Test(flow_departition, bad_departitions_are_refused, .timeout = 30)
 
 /* Boxed events grouped per stage; the merge counts the groups' events and
  * frees them. A merge error stops the flow and nothing leaks. */
-static atomic_long boxes, accs;
-
-static void unbox(void *e, void *arg)
-{
-	(void)arg;
-	free(e);
-	atomic_fetch_sub(&boxes, 1);
-}
+static atomic_long accs;
 
 static uint64_t boxed_mod3(void *arg, const void *e)
 {
@@ -283,15 +276,11 @@ static int count_groups(void *arg, void **acc, void *item)
 
 static void run_boxed(bool fail)
 {
-	atomic_store(&boxes, 0);
+	atomic_store(&live_boxes, 0);
 	atomic_store(&accs, 0);
 	void *ev[3000];
-	for (size_t i = 0; i < 3000; i++) {
-		uintptr_t *b = malloc(sizeof(*b));
-		*b = i;
-		ev[i] = b;
-		atomic_fetch_add(&boxes, 1);
-	}
+	for (size_t i = 0; i < 3000; i++)
+		ev[i] = box(i);
 	gs_flow *f;
 	cr_assert_eq(gs_flow_from_array(ev, 3000,
 					&(gs_flow_opts){ .event_free = unbox },
@@ -319,7 +308,8 @@ static void run_boxed(bool fail)
 		free(out);
 	}
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&boxes), 0, "%ld events", atomic_load(&boxes));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
+		     atomic_load(&live_boxes));
 	cr_assert_eq(atomic_load(&accs), 0, "%ld accs", atomic_load(&accs));
 }
 

@@ -113,8 +113,10 @@ Test(flow_group, group_by_emits_one_set_of_groups_per_window, .timeout = 30)
 Test(flow_group, bad_group_by_and_take_sort_are_refused, .timeout = 30)
 {
 	gs_flow *f = range(1, 10);
+	gs_flow_partition(f, NULL);
+	gs_flow_reduce(f, NULL, sum_reducer, NULL);
 	cr_assert_eq(gs_flow_group_by(f, mod10, NULL), GS_EINVAL,
-		     "needs a layer of stages");
+		     "one reduce per layer");
 	gs_flow_free(f);
 
 	f = range(1, 10);

@@ -15,9 +15,10 @@ Test(flow_run, bad_descriptions_are_refused_with_a_message, .timeout = 30)
 {
 	gs_flow *f = range(1, 10);
 	cr_assert_eq(gs_flow_error(f), GS_OK);
-	cr_assert_eq(gs_flow_reduce(f, NULL, sum_reducer, NULL), GS_EINVAL);
+	cr_assert_eq(gs_flow_reduce(f, NULL, NULL, NULL), GS_EINVAL);
 	cr_assert_eq(gs_flow_error(f), GS_EINVAL, "the first error is kept");
-	cr_assert(strstr(gs_flow_errmsg(f), "partition"));
+	cr_assert(strstr(gs_flow_errmsg(f), "reducer is NULL"), "%s",
+		  gs_flow_errmsg(f));
 	cr_assert_eq(gs_flow_map(f, id, NULL), GS_EINVAL, "the error sticks");
 	cr_assert_eq(gs_flow_run(f), GS_EINVAL);
 	gs_flow_free(f);
@@ -75,21 +76,8 @@ Test(flow_run, a_flow_runs_once, .timeout = 30)
 	gs_flow_free(f);
 }
 
-/* Boxed events and accumulators, counted so leaks show. */
-static atomic_long boxes, accs;
-static void *box(uintptr_t v)
-{
-	uintptr_t *b = malloc(sizeof(*b));
-	*b = v;
-	atomic_fetch_add(&boxes, 1);
-	return b;
-}
-static void unbox_free(void *e, void *arg)
-{
-	(void)arg;
-	free(e);
-	atomic_fetch_sub(&boxes, 1);
-}
+/* Accumulators, counted so leaks show (events: flow_test.h's boxes). */
+static atomic_long accs;
 static void *acc_alloc(void *arg)
 {
 	(void)arg;
@@ -106,7 +94,7 @@ static int sum_boxes(void *arg, void **acc, void *e)
 {
 	(void)arg;
 	uintptr_t v = *(uintptr_t *)e;
-	unbox_free(e, NULL);
+	unbox(e, NULL);
 	if (v == 777)
 		return GS_EUSER + 7;
 	*(uintptr_t *)*acc += v;
@@ -125,8 +113,7 @@ static gs_flow *boxed_flow(size_t n)
 		ev[i] = box(i + 1);
 	gs_flow *f;
 	cr_assert_eq(gs_flow_from_array(
-			     ev, n, &(gs_flow_opts){ .event_free = unbox_free },
-			     &f),
+			     ev, n, &(gs_flow_opts){ .event_free = unbox }, &f),
 		     GS_OK);
 	free(ev);
 	return f;
@@ -135,7 +122,7 @@ static gs_flow *boxed_flow(size_t n)
 Test(flow_run, an_error_stops_the_flow_and_nothing_leaks, .timeout = 30)
 {
 	for (int stages = 1; stages <= 3; stages++) {
-		atomic_store(&boxes, 0);
+		atomic_store(&live_boxes, 0);
 		atomic_store(&accs, 0);
 		gs_flow *f = boxed_flow(20000);
 		gs_flow_filter(f, keep_not_5, NULL);
@@ -148,8 +135,8 @@ Test(flow_run, an_error_stops_the_flow_and_nothing_leaks, .timeout = 30)
 		size_t n;
 		cr_assert_eq(gs_flow_collect(f, &out, &n), GS_EUSER + 7);
 		gs_flow_free(f);
-		cr_assert_eq(atomic_load(&boxes), 0, "%ld events leaked",
-			     atomic_load(&boxes));
+		cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events leaked",
+			     atomic_load(&live_boxes));
 		cr_assert_eq(atomic_load(&accs), 0, "%ld accs leaked",
 			     atomic_load(&accs));
 	}
@@ -157,15 +144,15 @@ Test(flow_run, an_error_stops_the_flow_and_nothing_leaks, .timeout = 30)
 
 Test(flow_run, a_flow_never_run_frees_its_events, .timeout = 30)
 {
-	atomic_store(&boxes, 0);
+	atomic_store(&live_boxes, 0);
 	gs_flow *f = boxed_flow(100);
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&boxes), 0);
+	cr_assert_eq(atomic_load(&live_boxes), 0);
 }
 
 Test(flow_run, collected_states_belong_to_the_caller, .timeout = 30)
 {
-	atomic_store(&boxes, 0);
+	atomic_store(&live_boxes, 0);
 	atomic_store(&accs, 0);
 	gs_flow *f = boxed_flow(1000); /* no 777 below 1000? there is */
 	gs_flow_free(f);
@@ -183,7 +170,7 @@ Test(flow_run, collected_states_belong_to_the_caller, .timeout = 30)
 	acc_release(NULL, out[1]);
 	free(out);
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&boxes), 0);
+	cr_assert_eq(atomic_load(&live_boxes), 0);
 	cr_assert_eq(atomic_load(&accs), 0);
 }
 
@@ -193,14 +180,14 @@ static int sum_into_value(void *arg, void **acc, void *e)
 {
 	(void)arg;
 	uintptr_t v = *(uintptr_t *)e;
-	unbox_free(e, NULL);
+	unbox(e, NULL);
 	*acc = U(V(*acc) + v);
 	return 0;
 }
 
 Test(flow_run, run_frees_emitted_states_with_acc_free, .timeout = 30)
 {
-	atomic_store(&boxes, 0);
+	atomic_store(&live_boxes, 0);
 	atomic_store(&accs, 0);
 	gs_flow *f = boxed_flow(700);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
@@ -208,7 +195,8 @@ Test(flow_run, run_frees_emitted_states_with_acc_free, .timeout = 30)
 	gs_flow_acc_free(f, acc_release);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&boxes), 0, "%ld events", atomic_load(&boxes));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
+		     atomic_load(&live_boxes));
 	cr_assert_eq(atomic_load(&accs), 0, "%ld states", atomic_load(&accs));
 
 	f = boxed_flow(700);
@@ -216,7 +204,7 @@ Test(flow_run, run_frees_emitted_states_with_acc_free, .timeout = 30)
 	gs_flow_reduce(f, NULL, sum_into_value, NULL);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "a value state is not freed");
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&boxes), 0);
+	cr_assert_eq(atomic_load(&live_boxes), 0);
 }
 
 static uint64_t boxed_mod7(void *arg, const void *e)
@@ -235,21 +223,23 @@ static int boxed_cmp(void *arg, const void *a, const void *b)
 Test(flow_run, run_frees_groups_and_sorted_lists_with_their_events,
      .timeout = 30)
 {
-	atomic_store(&boxes, 0);
+	atomic_store(&live_boxes, 0);
 	gs_flow *f = boxed_flow(1000);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2,
 							.key = boxed_mod7 });
 	gs_flow_group_by(f, boxed_mod7, NULL);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&boxes), 0, "%ld events", atomic_load(&boxes));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
+		     atomic_load(&live_boxes));
 
 	f = boxed_flow(1000);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
 	gs_flow_take_sort(f, 10, boxed_cmp, NULL);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
 	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&boxes), 0, "%ld events", atomic_load(&boxes));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
+		     atomic_load(&live_boxes));
 }
 
 static atomic_ulong consumed;
@@ -307,7 +297,7 @@ Test(flow_run, stream_in_its_own_pipeline, .timeout = 30)
 
 Test(flow_run, stream_stopped_early_frees_what_is_in_flight, .timeout = 30)
 {
-	atomic_store(&boxes, 0);
+	atomic_store(&live_boxes, 0);
 	gs_flow *f = boxed_flow(50000);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
 	gs_stage *s;
@@ -316,9 +306,10 @@ Test(flow_run, stream_stopped_early_frees_what_is_in_flight, .timeout = 30)
 	size_t n;
 	cr_assert_eq(gs_stream_next(s, buf, 10, &n, 5000), GS_OK);
 	for (size_t i = 0; i < n; i++)
-		unbox_free(buf[i], NULL);
+		unbox(buf[i], NULL);
 	gs_flow_free(f); /* stops the pipeline mid-way */
-	cr_assert_eq(atomic_load(&boxes), 0, "%ld leaked", atomic_load(&boxes));
+	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld leaked",
+		     atomic_load(&live_boxes));
 }
 
 Test(flow_run, a_second_stream_is_refused_and_the_first_keeps_going,

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /* Windows and triggers, against the expectations of Flow's documentation
- * computed by hand. */
+ * computed by hand or a sequential run on random input: custom triggers,
+ * emit_and_reduce, and windows refused where nothing reduces. */
 #include <stdatomic.h>
+#include <string.h>
 #include <time.h>
 
 #include "flow_test.h"
@@ -249,5 +251,271 @@ Test(flow_window, periodic_trigger_checkpoints_the_global_window, .timeout = 30)
 	}
 	cr_assert_eq(r.kind[r.n - 1], GS_FLOW_TRIGGER_DONE);
 	cr_assert_eq(r.acc[r.n - 1], 5050);
+	gs_flow_free(f);
+}
+
+static void *ident(void *arg, void *e)
+{
+	(void)arg;
+	return e;
+}
+
+Test(flow_window, a_window_on_a_layer_that_reduces_nothing_is_refused,
+     .timeout = 30)
+{
+	/* Flow refuses it too: the window would have no effect. */
+	const gs_flow_window windows[] = {
+		gs_flow_window_count(10),
+		gs_flow_window_trigger_every(gs_flow_window_global(), 5),
+		gs_flow_window_periodic(1000),
+	};
+	for (size_t i = 0; i < 3; i++) {
+		gs_flow *f = range(1, 100);
+		cr_assert_eq(gs_flow_partition(f,
+					       &(gs_flow_partition_opts){
+						       .stages = 2,
+						       .window = windows[i] }),
+			     GS_OK);
+		gs_flow_map(f, ident, NULL);
+		void **out;
+		size_t n;
+		cr_assert_eq(gs_flow_collect(f, &out, &n), GS_EINVAL);
+		cr_assert(strstr(gs_flow_errmsg(f), "reduces nothing"), "%s",
+			  gs_flow_errmsg(f));
+		gs_flow_free(f);
+	}
+	gs_flow *f = range(1, 100);
+	gs_flow_shuffle(f, &(gs_flow_partition_opts){
+				   .window = gs_flow_window_count(10) });
+	gs_flow_reduce(f, NULL, sum_reducer, NULL);
+	cr_assert_eq(gs_flow_run(f), GS_OK, "with a reduce it runs");
+	gs_flow_free(f);
+}
+
+/* A punctuation: fires after every multiple of 10, and before every
+ * value above 95 (one trigger each); counts the events in its state. */
+static gs_flow_fire at_tens(void *arg, uint64_t *state, const void *e)
+{
+	(void)arg;
+	++*state;
+	if (V(e) > 95)
+		return GS_FLOW_FIRE_BEFORE;
+	return V(e) % 10 == 0 ? GS_FLOW_FIRE_AFTER : GS_FLOW_FIRE_NO;
+}
+/* Emits the sum so far and the trigger's state, and restarts the sum. */
+static int sum_and_state(void *arg, void **acc, const gs_flow_trigger *t,
+			 gs_flow_out *out)
+{
+	(void)arg;
+	cr_assert(t->kind == GS_FLOW_TRIGGER_CUSTOM ||
+		  t->kind == GS_FLOW_TRIGGER_DONE);
+	int e = gs_flow_out_push(out, U(V(*acc) << 16 | t->state));
+	*acc = NULL;
+	return e;
+}
+
+Test(flow_window, a_custom_trigger_fires_where_its_function_says, .timeout = 30)
+{
+	gs_flow *f = range(1, 100);
+	gs_flow_partition(
+		f, &(gs_flow_partition_opts){
+			   .stages = 1,
+			   .window = gs_flow_window_trigger(
+				   gs_flow_window_global(), at_tens, NULL) });
+	gs_flow_reduce(f, NULL, sum_reducer, NULL);
+	gs_flow_on_trigger(f, sum_and_state, NULL);
+	void **out;
+	size_t n;
+	collect_ok(f, &out, &n);
+	/* After 10, 20, .. 90; before 96, 97, 98, 99, 100; then done. */
+	uintptr_t want[16];
+	size_t k = 0;
+	uintptr_t sum = 0;
+	for (uintptr_t v = 1; v <= 100; v++) {
+		if (v > 95) {
+			want[k++] = sum << 16 | v;
+			sum = 0;
+		}
+		sum += v;
+		if (v % 10 == 0 && v <= 95) {
+			want[k++] = sum << 16 | v;
+			sum = 0;
+		}
+	}
+	want[k++] = sum << 16 | 100;
+	expect(out, n, want, k);
+	free(out);
+	gs_flow_free(f);
+}
+
+/* Fires after every value divisible by 7. */
+static gs_flow_fire at_sevens(void *arg, uint64_t *state, const void *e)
+{
+	(void)arg;
+	(void)state;
+	return V(e) % 7 == 0 ? GS_FLOW_FIRE_AFTER : GS_FLOW_FIRE_NO;
+}
+static size_t by_mod4(void *arg, const void *e)
+{
+	(void)arg;
+	return V(e) % 4;
+}
+
+Test(flow_window, custom_triggers_on_random_input_match_a_sequential_run,
+     .timeout = 30)
+{
+	srand(23);
+	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {
+		size_t n = (size_t)(rand() % 20000);
+		uintptr_t *v = random_ints(n, 100000);
+		gs_flow *f = ints_flow(v, n, NULL);
+		gs_flow_partition(f, &(gs_flow_partition_opts){
+					     .stages = 4,
+					     .hash = by_mod4,
+					     .max_demand = 30,
+					     .window = gs_flow_window_trigger(
+						     gs_flow_window_global(),
+						     at_sevens, NULL) });
+		gs_flow_reduce(f, NULL, sum_reducer, NULL);
+		gs_flow_on_trigger(f, sum_and_state, NULL);
+		void **out;
+		size_t no;
+		collect_ok(f, &out, &no);
+		/* Each partition sees its events in order: a segment sum
+		 * after each multiple of 7, and the rest at the end. */
+		uintptr_t *w = malloc((n + 4) * sizeof(*w));
+		size_t k = 0;
+		for (uintptr_t p = 0; p < 4; p++) {
+			uintptr_t sum = 0;
+			for (size_t i = 0; i < n; i++) {
+				if (v[i] % 4 != p)
+					continue;
+				sum += v[i];
+				if (v[i] % 7 == 0) {
+					w[k++] = sum << 16;
+					sum = 0;
+				}
+			}
+			w[k++] = sum << 16;
+		}
+		expect_same_values(out, no, w, k, round);
+		free(w);
+		free(out);
+		free(v);
+		gs_flow_free(f);
+	}
+}
+
+/* Flow's emit_and_reduce example: a sliding window of the 3 latest
+ * events, packed 16 bits each, emitted at every event. */
+static int slide3(void *arg, void **acc, void *e, gs_flow_out *out)
+{
+	(void)arg;
+	uintptr_t w = (V(*acc) << 16 | V(e)) & 0xffffffffffff;
+	*acc = U(w);
+	return gs_flow_out_push(out, U(w));
+}
+
+Test(flow_window, emit_and_reduce_emits_as_it_folds, .timeout = 30)
+{
+	gs_flow *f = range(1, 5);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 1 });
+	cr_assert_eq(gs_flow_emit_and_reduce(f, NULL, slide3, NULL), GS_OK);
+	void **out;
+	size_t n;
+	collect_ok(f, &out, &n);
+#define W3(a, b, c) ((uintptr_t)(a) << 32 | (uintptr_t)(b) << 16 | (c))
+	const uintptr_t want[] = { W3(0, 0, 1), W3(0, 1, 2), W3(1, 2, 3),
+				   W3(2, 3, 4), W3(3, 4, 5) };
+	expect(out, n, want, 5); /* and no accumulator at the end */
+	free(out);
+	gs_flow_free(f);
+}
+
+/* Running sums: emits the sum so far at every event. */
+static int running_sum(void *arg, void **acc, void *e, gs_flow_out *out)
+{
+	(void)arg;
+	*acc = U(V(*acc) + V(e));
+	return gs_flow_out_push(out, *acc);
+}
+
+Test(flow_window, emit_and_reduce_on_random_input_matches_a_sequential_run,
+     .timeout = 30)
+{
+	srand(29);
+	for (int round = 0; round < FLOW_TEST_ROUNDS; round++) {
+		size_t n = (size_t)(rand() % 20000);
+		uintptr_t *v = random_ints(n, 100000);
+		gs_flow *f = ints_flow(v, n, NULL);
+		gs_flow_partition(f,
+				  &(gs_flow_partition_opts){
+					  .stages = 4,
+					  .hash = by_mod4,
+					  .max_demand = 40,
+					  .window = gs_flow_window_count(50) });
+		gs_flow_emit_and_reduce(f, NULL, running_sum, NULL);
+		void **out;
+		size_t no;
+		collect_ok(f, &out, &no);
+		/* Per partition, the running sum within windows of 50. */
+		uintptr_t *w = malloc((n + 1) * sizeof(*w));
+		size_t k = 0;
+		for (uintptr_t p = 0; p < 4; p++) {
+			uintptr_t sum = 0, c = 0;
+			for (size_t i = 0; i < n; i++) {
+				if (v[i] % 4 != p)
+					continue;
+				sum += v[i];
+				w[k++] = sum;
+				if (++c == 50)
+					sum = c = 0;
+			}
+		}
+		expect_same_values(out, no, w, k, round);
+		free(w);
+		free(out);
+		free(v);
+		gs_flow_free(f);
+	}
+}
+
+static int keep_sum(void *arg, void **acc, void *e, gs_flow_out *out)
+{
+	(void)arg;
+	(void)out;
+	*acc = U(V(*acc) + V(e));
+	return 0;
+}
+
+Test(flow_window, emit_and_reduce_refuses_what_cannot_apply, .timeout = 30)
+{
+	gs_flow *f = range(1, 10);
+	gs_flow_partition(f, NULL);
+	cr_assert_eq(gs_flow_emit_and_reduce(f, NULL, NULL, NULL), GS_EINVAL);
+	gs_flow_free(f);
+
+	f = range(1, 10);
+	gs_flow_partition(f, NULL);
+	gs_flow_emit_and_reduce(f, NULL, keep_sum, NULL);
+	cr_assert_eq(gs_flow_emit(f, GS_FLOW_EMIT_STATE), GS_EINVAL,
+		     "its accumulator is not an event");
+	gs_flow_free(f);
+
+	f = range(1, 10);
+	gs_flow_partition(f, NULL);
+	gs_flow_emit_and_reduce(f, NULL, keep_sum, NULL);
+	cr_assert_eq(gs_flow_departition_merge(
+			     f,
+			     &(gs_flow_departition_fns){ .merge = sum_reducer },
+			     NULL),
+		     GS_EINVAL);
+	gs_flow_free(f);
+
+	f = range(1, 10);
+	gs_flow_partition(f, NULL);
+	gs_flow_reduce(f, NULL, sum_reducer, NULL);
+	cr_assert_eq(gs_flow_emit_and_reduce(f, NULL, keep_sum, NULL),
+		     GS_EINVAL, "one reduce per layer");
 	gs_flow_free(f);
 }

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The executor: stages as tasks on a few worker threads. Fairness on one
+ * worker, blocking stages beside scheduled ones, blocking calls refused
+ * inside scheduled callbacks, many pipelines on one executor, and the
+ * warning for a callback that holds its worker (the very long chain is in
+ * test_scale.c).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gs_test.h"
+
+static gs_executor *one_worker(void)
+{
+	gs_executor *ex = NULL;
+	GS_OK_OR_DIE(gs_executor_new(&(gs_executor_opts){ .workers = 1 }, &ex));
+	cr_assert_eq(gs_executor_workers(ex), 1);
+	return ex;
+}
+
+/* producer -> consumer on `ex`; `total` SIZE_MAX for an endless one. */
+typedef struct duo {
+	gs_pipeline *p;
+	gs_stage *prod, *cons;
+	seq_producer sp;
+	recorder r;
+} duo;
+
+static void duo_new(duo *d, gs_executor *ex, size_t total)
+{
+	*d = (duo){ .sp = { .total = total }, .r = { .check_order = true } };
+	GS_OK_OR_DIE(
+		gs_pipeline_new(&(gs_pipeline_opts){ .executor = ex }, &d->p));
+	GS_OK_OR_DIE(gs_stage_new(d->p, GS_PRODUCER, &seq_producer_ops, &d->sp,
+				  NULL, &d->prod));
+	GS_OK_OR_DIE(gs_stage_new(d->p, GS_CONSUMER, &recorder_ops, &d->r, NULL,
+				  &d->cons));
+	recorder_subscribe(&d->r, d->cons, d->prod, NULL);
+}
+
+Test(executor, bad_options_are_refused)
+{
+	gs_executor *ex = NULL;
+	cr_assert_eq(gs_executor_new(NULL, NULL), GS_EINVAL);
+	cr_assert_eq(gs_executor_new(&(gs_executor_opts){ .workers = 100000 },
+				     &ex),
+		     GS_EINVAL);
+	cr_assert_null(ex);
+	cr_assert_eq(gs_executor_workers(NULL), 0);
+	gs_executor_free(NULL);
+	GS_OK_OR_DIE(gs_executor_new(NULL, &ex));
+	cr_assert_geq(gs_executor_workers(ex), 1);
+	gs_executor_free(ex);
+}
+
+Test(executor, a_busy_pipeline_does_not_starve_another_on_one_worker,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_executor *ex = one_worker();
+	duo busy, small;
+	duo_new(&busy, ex, SIZE_MAX);
+	duo_new(&small, ex, 100000);
+	GS_OK_OR_DIE(gs_pipeline_start(busy.p));
+	wait_at_least(&busy.r.received, 100000);
+	/* The endless one always has work; the finite one still finishes. */
+	GS_OK_OR_DIE(gs_pipeline_start(small.p));
+	cr_assert_eq(gs_pipeline_wait(small.p), GS_OK);
+	cr_assert_eq(atomic_load(&small.r.received), 100000);
+	cr_assert_eq(atomic_load(&small.r.order_errors), 0);
+	uint64_t before = atomic_load(&busy.r.received);
+	wait_at_least(&busy.r.received, before + 100000);
+	GS_OK_OR_DIE(gs_pipeline_stop(busy.p, GS_STOP_NOW));
+	gs_pipeline_free(small.p);
+	gs_pipeline_free(busy.p);
+	gs_executor_free(ex);
+}
+
+/* --- a blocking stage beside scheduled ones ----------------------------- */
+
+typedef struct held {
+	recorder rec;
+	_Atomic int entered;
+	_Atomic int open;
+	pthread_t self;
+	_Atomic int moved; /* callbacks seen on another thread */
+} held;
+
+static int held_events(void *state, gs_stage *stage, gs_sub *from,
+		       void **events, size_t n)
+{
+	held *h = state;
+	(void)stage;
+	if (!atomic_exchange(&h->entered, 1))
+		h->self = pthread_self();
+	else if (!pthread_equal(h->self, pthread_self()))
+		atomic_fetch_add(&h->moved, 1);
+	while (!atomic_load(&h->open)) {
+		struct timespec ts = { .tv_nsec = 200000 };
+		nanosleep(&ts, NULL);
+	}
+	return recorder_take(&h->rec, from, events, n);
+}
+
+static const gs_stage_ops held_ops = { .handle_events = held_events };
+
+Test(executor, a_blocking_stage_blocks_only_itself, .timeout = GS_TEST_TIMEOUT)
+{
+	gs_executor *ex = one_worker();
+	gs_pipeline *p;
+	gs_stage *prod, *cons;
+	seq_producer sp = { .total = 5000 };
+	held h = { .rec = { .check_order = true } };
+	GS_OK_OR_DIE(
+		gs_pipeline_new(&(gs_pipeline_opts){ .executor = ex }, &p));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
+				  &prod));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &held_ops, &h,
+				  &(gs_stage_opts){ .blocking = true,
+						    .name = "slow webhook" },
+				  &cons));
+	recorder_subscribe(&h.rec, cons, prod,
+			   &(gs_sub_opts){ .max_demand = 10 });
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	wait_int_at_least(&h.entered, 1);
+	/* The only worker is free: another pipeline on it runs to the end
+	 * while the blocking stage sits in its callback. */
+	duo other;
+	duo_new(&other, ex, 50000);
+	GS_OK_OR_DIE(gs_pipeline_start(other.p));
+	cr_assert_eq(gs_pipeline_wait(other.p), GS_OK);
+	cr_assert_eq(atomic_load(&other.r.received), 50000);
+	atomic_store(&h.open, 1);
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(atomic_load(&h.rec.received), 5000);
+	cr_assert_eq(atomic_load(&h.moved), 0, "it keeps its own thread");
+	gs_pipeline_free(other.p);
+	gs_pipeline_free(p);
+	gs_executor_free(ex);
+}
+
+/* --- blocking calls inside callbacks ------------------------------------ */
+
+typedef struct caller {
+	gs_stage *callee, *push, *stream;
+	_Atomic int call_err, push_err, push0_err, next_err;
+	_Atomic int done;
+} caller;
+
+static int echo_call(void *state, gs_stage *stage, void *request, void **reply)
+{
+	(void)state, (void)stage;
+	*reply = request;
+	return GS_OK;
+}
+
+static int try_blocking_calls(void *state, gs_stage *stage)
+{
+	caller *c = state;
+	(void)stage;
+	void *reply, *ev = GS_EV(1), *got[1];
+	size_t n;
+	atomic_store(&c->call_err, gs_call(c->callee, NULL, &reply, 100));
+	atomic_store(&c->push_err, gs_push(c->push, &ev, 1, 100));
+	atomic_store(&c->push0_err, gs_push(c->push, &ev, 1, 0));
+	atomic_store(&c->next_err, gs_stream_next(c->stream, got, 1, &n, 100));
+	atomic_store(&c->done, 1);
+	return GS_OK;
+}
+
+static int nop_events(void *st, gs_stage *s, gs_sub *f, void **ev, size_t n)
+{
+	(void)st, (void)s, (void)f, (void)ev, (void)n;
+	return GS_OK;
+}
+
+static void run_caller(caller *c, bool blocking)
+{
+	static const gs_stage_ops callee_ops = { .handle_events = nop_events,
+						 .handle_call = echo_call };
+	static const gs_stage_ops caller_ops = { .init = try_blocking_calls,
+						 .handle_events = nop_events };
+	gs_pipeline *p;
+	gs_stage *s;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &callee_ops, NULL, NULL,
+				  &c->callee));
+	GS_OK_OR_DIE(gs_push_producer(p, NULL, &c->push));
+	GS_OK_OR_DIE(gs_stream(p, NULL, &c->stream));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &caller_ops, c,
+				  &(gs_stage_opts){ .blocking = blocking },
+				  &s));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_eq(atomic_load(&c->done), 1);
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	gs_pipeline_free(p);
+}
+
+Test(executor, blocking_calls_are_refused_inside_scheduled_callbacks,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	caller c = { 0 };
+	run_caller(&c, false);
+	cr_assert_eq(atomic_load(&c.call_err), GS_ETHREAD);
+	cr_assert_eq(atomic_load(&c.push_err), GS_ETHREAD);
+	cr_assert_eq(atomic_load(&c.next_err), GS_ETHREAD);
+	/* Failing fast does not block, so it is allowed. */
+	cr_assert_eq(atomic_load(&c.push0_err), GS_OK);
+}
+
+Test(executor, blocking_stages_may_make_blocking_calls,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	caller c = { 0 };
+	run_caller(&c, true);
+	cr_assert_eq(atomic_load(&c.call_err), GS_OK);
+	cr_assert_eq(atomic_load(&c.push_err), GS_OK);
+	cr_assert_eq(atomic_load(&c.push0_err), GS_OK);
+	cr_assert_eq(atomic_load(&c.next_err), GS_ETIMEDOUT);
+}
+
+/* --- many pipelines, one executor ---------------------------------------- */
+
+#define PIPELINES 16
+
+Test(executor, pipelines_share_an_executor_that_outlives_its_handle,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_executor *ex;
+	GS_OK_OR_DIE(gs_executor_new(&(gs_executor_opts){ .workers = 2 }, &ex));
+	duo d[PIPELINES];
+	for (size_t i = 0; i < PIPELINES; i++)
+		duo_new(&d[i], ex, 20000 + i);
+	/* The pipelines hold references: the workers live on. */
+	gs_executor_free(ex);
+	for (size_t i = 0; i < PIPELINES; i++)
+		GS_OK_OR_DIE(gs_pipeline_start(d[i].p));
+	for (size_t i = 0; i < PIPELINES; i++) {
+		cr_assert_eq(gs_pipeline_wait(d[i].p), GS_OK);
+		cr_assert_eq(atomic_load(&d[i].r.received), 20000 + i);
+		cr_assert_eq(atomic_load(&d[i].r.order_errors), 0);
+		gs_pipeline_free(d[i].p);
+	}
+}
+
+/* --- a callback that holds its worker ------------------------------------ */
+
+typedef struct warned {
+	_Atomic int count;
+	char name[64];
+} warned;
+
+static void catch_warning(void *arg, gs_log_level level, const gs_stage *stage,
+			  const char *msg)
+{
+	warned *w = arg;
+	if (level != GS_LOG_WARN || !strstr(msg, "held a worker"))
+		return;
+	snprintf(w->name, sizeof w->name, "%s", gs_stage_name(stage));
+	atomic_fetch_add(&w->count, 1);
+}
+
+static int dawdle(void *state, gs_stage *stage, gs_sub *from, void **events,
+		  size_t n)
+{
+	(void)stage, (void)from, (void)events;
+	struct timespec ts = { .tv_nsec = 30 * 1000000L };
+	nanosleep(&ts, NULL);
+	atomic_fetch_add((_Atomic uint64_t *)state, n);
+	return GS_OK;
+}
+
+static const gs_stage_ops dawdle_ops = { .handle_events = dawdle };
+
+static int run_dawdler(bool blocking)
+{
+	warned w = { 0 };
+	gs_pipeline *p;
+	gs_stage *prod, *cons;
+	seq_producer sp = { .total = 6 };
+	_Atomic uint64_t got = 0;
+	GS_OK_OR_DIE(
+		gs_pipeline_new(&(gs_pipeline_opts){ .log = catch_warning,
+						     .log_arg = &w,
+						     .warn_callback_ms = 10 },
+				&p));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
+				  &prod));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &dawdle_ops, &got,
+				  &(gs_stage_opts){ .name = "dawdler",
+						    .blocking = blocking },
+				  &cons));
+	/* Two events a chunk: three long callbacks. */
+	GS_OK_OR_DIE(gs_subscribe(cons, prod, &(gs_sub_opts){ .max_demand = 4 },
+				  NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(atomic_load(&got), 6);
+	gs_pipeline_free(p);
+	if (atomic_load(&w.count))
+		cr_assert_str_eq(w.name, "dawdler");
+	return atomic_load(&w.count);
+}
+
+Test(executor, a_callback_that_holds_its_worker_is_logged_once,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	cr_assert_eq(run_dawdler(false), 1);
+	cr_assert_eq(run_dawdler(true), 0, "a blocking stage may take long");
+}

@@ -1,0 +1,394 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A pipeline's life outside the event flow: subscription churn in bounded
+ * memory, calls that time out, calls made from the wrong place, a pipeline
+ * that cannot finish and says why, the dot graph's errors, and demand far
+ * beyond a ring's size.
+ */
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gs_test.h"
+
+#ifndef GS_TEST_CHURN
+#define GS_TEST_CHURN 5000
+#endif
+
+/* The graph as dot text, and how many edges it draws. */
+static char *dot_of(gs_pipeline *p, size_t *edges)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	cr_assert_not_null(f);
+	GS_OK_OR_DIE(gs_pipeline_write_dot(p, f));
+	fclose(f);
+	*edges = 0;
+	for (const char *at = buf; (at = strstr(at, " -> ")); at++)
+		(*edges)++;
+	return buf;
+}
+
+/* Polls the dot graph until it draws `want` edges. */
+static void wait_edges(gs_pipeline *p, size_t want)
+{
+	for (;;) {
+		size_t edges;
+		free(dot_of(p, &edges));
+		if (edges == want)
+			return;
+		sched_yield();
+	}
+}
+
+Test(lifecycle, subscribe_and_cancel_for_ever_keeps_only_live_edges,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p;
+	gs_stage *prod, *cons;
+	seq_producer sp = { .total = SIZE_MAX };
+	recorder r = { 0 };
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
+				  &prod));
+	GS_OK_OR_DIE(
+		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	for (int i = 0; i < GS_TEST_CHURN; i++) {
+		gs_sub *sub;
+		gs_err err;
+		/* Refused as a second subscription until the last one has let
+		 * go at both ends. */
+		while ((err = gs_subscribe(cons, prod,
+					   &(gs_sub_opts){ .max_demand = 10 },
+					   &sub)) == GS_EEXIST)
+			sched_yield();
+		GS_OK_OR_DIE(err);
+		GS_OK_OR_DIE(gs_cancel(sub));
+		gs_sub_release(sub);
+	}
+	/* Every one of them ended and went: the graph draws no edge, where
+	 * it kept thousands before subscriptions were freed. */
+	wait_edges(p, 0);
+	cr_assert_eq(atomic_load(&r.cancels), GS_TEST_CHURN);
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	gs_pipeline_free(p);
+}
+
+Test(lifecycle, a_held_handle_outlives_its_subscription_until_released,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p;
+	gs_stage *prod, *cons;
+	seq_producer sp = { .total = 100 };
+	recorder r = { 0 };
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
+				  &prod));
+	GS_OK_OR_DIE(
+		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	gs_sub *sub;
+	GS_OK_OR_DIE(gs_subscribe(cons, prod, NULL, &sub));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	/* Ended, but the handle is ours: still valid, drawn dashed. */
+	gs_sub_counts c;
+	GS_OK_OR_DIE(gs_sub_stats(sub, &c));
+	cr_assert_eq(c.sent, 100);
+	cr_assert_eq(c.received, 100);
+	cr_assert_eq(gs_cancel(sub), GS_OK, "idempotent on an ended one");
+	cr_assert_eq(gs_sub_producer(sub), prod);
+	size_t edges;
+	char *dot = dot_of(p, &edges);
+	cr_assert_eq(edges, 1);
+	cr_assert_not_null(strstr(dot, "style=dashed"));
+	free(dot);
+	gs_sub_release(sub);
+	free(dot_of(p, &edges));
+	cr_assert_eq(edges, 0);
+	gs_sub_release(NULL);
+	gs_pipeline_free(p);
+}
+
+/* --- calls that time out ------------------------------------------------ */
+
+/* A blocking stage: handle_cast waits for the gate (so calls queue behind
+ * it), handle_call sleeps as long as the request says. */
+typedef struct slow {
+	_Atomic int in_cast;
+	_Atomic int gate;
+	_Atomic int calls; /* handle_call entered */
+	_Atomic int late;  /* request_free calls */
+	_Atomic uintptr_t late_request;
+} slow;
+
+static int slow_cast(void *state, gs_stage *stage, void *msg)
+{
+	slow *w = state;
+	(void)stage, (void)msg;
+	atomic_store(&w->in_cast, 1);
+	while (!atomic_load(&w->gate))
+		sched_yield();
+	return GS_OK;
+}
+
+static int slow_call(void *state, gs_stage *stage, void *request, void **reply)
+{
+	slow *w = state;
+	(void)stage;
+	atomic_fetch_add(&w->calls, 1);
+	/* Reads the request: ASan would see one freed (or out of scope). */
+	int ms = *(const int *)request;
+	nanosleep(&(struct timespec){ 0, ms * 1000000L }, NULL);
+	*reply = (void *)(uintptr_t)ms;
+	return GS_OK;
+}
+
+static void slow_request_free(void *request, void *reply, void *arg)
+{
+	slow *w = arg;
+	(void)reply;
+	atomic_store(&w->late_request, (uintptr_t)request);
+	free(request);
+	atomic_fetch_add(&w->late, 1);
+}
+
+static int nop_events(void *st, gs_stage *s, gs_sub *f, void **ev, size_t n)
+{
+	(void)st, (void)s, (void)f, (void)ev, (void)n;
+	return GS_OK;
+}
+
+static const gs_stage_ops slow_ops = { .handle_events = nop_events,
+				       .handle_cast = slow_cast,
+				       .handle_call = slow_call };
+
+static gs_stage *slow_new(gs_pipeline **p, slow *w, bool with_free)
+{
+	gs_stage *s;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, p));
+	gs_stage_opts o = { .blocking = true };
+	if (with_free) {
+		o.request_free = slow_request_free;
+		o.request_free_arg = w;
+	}
+	GS_OK_OR_DIE(gs_stage_new(*p, GS_CONSUMER, &slow_ops, w, &o, &s));
+	GS_OK_OR_DIE(gs_pipeline_start(*p));
+	return s;
+}
+
+Test(lifecycle, a_call_that_timed_out_before_it_began_is_never_handled,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p;
+	slow w = { 0 };
+	gs_stage *s = slow_new(&p, &w, false);
+	GS_OK_OR_DIE(gs_cast(s, NULL));
+	wait_int_at_least(&w.in_cast, 1);
+	{
+		/* On the stack: the stage must never see it. */
+		int ms = 0;
+		void *reply = (void *)7;
+		cr_assert_eq(gs_call(s, &ms, &reply, 10), GS_ETIMEDOUT);
+		cr_assert_eq((uintptr_t)reply, 7);
+	}
+	atomic_store(&w.gate, 1);
+	/* A later call is answered, so the inbox has been read past the
+	 * abandoned one. */
+	int ms = 0;
+	void *reply;
+	GS_OK_OR_DIE(gs_call(s, &ms, &reply, -1));
+	cr_assert_eq(atomic_load(&w.calls), 1, "the abandoned call ran");
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	gs_pipeline_free(p);
+}
+
+Test(lifecycle, a_call_abandoned_while_running_goes_to_request_free,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p;
+	slow w = { 0 };
+	gs_stage *s = slow_new(&p, &w, true);
+	int *req = malloc(sizeof *req);
+	cr_assert_not_null(req);
+	*req = 200;
+	void *reply = NULL;
+	cr_assert_eq(gs_call(s, req, &reply, 20), GS_ETIMEDOUT);
+	/* The stage still reads *req: it is its to free now. */
+	wait_int_at_least(&w.late, 1);
+	cr_assert_eq(atomic_load(&w.late_request), (uintptr_t)req);
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	gs_pipeline_free(p);
+}
+
+Test(lifecycle, without_request_free_a_running_call_is_waited_for,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p;
+	slow w = { 0 };
+	gs_stage *s = slow_new(&p, &w, false);
+	{
+		int ms = 100;
+		void *reply = NULL;
+		/* Begun at once, then in use past the deadline: the call
+		 * returns only when the request is no longer in use. */
+		GS_OK_OR_DIE(gs_call(s, &ms, &reply, 20));
+		cr_assert_eq((uintptr_t)reply, 100);
+	}
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	gs_pipeline_free(p);
+}
+
+/* --- calls from the wrong place ----------------------------------------- */
+
+typedef struct rude {
+	gs_pipeline *other;
+	gs_stage *peer;
+	_Atomic int free_err, subscribe_err, wait_err, stop_err;
+	_Atomic int done;
+} rude;
+
+static int rude_init(void *state, gs_stage *stage)
+{
+	rude *r = state;
+	atomic_store(&r->free_err, gs_pipeline_free(r->other));
+	atomic_store(&r->subscribe_err,
+		     gs_subscribe(stage, r->peer, NULL, NULL));
+	atomic_store(&r->wait_err, gs_pipeline_wait(r->other));
+	atomic_store(&r->stop_err, gs_pipeline_stop(r->other, GS_STOP_NOW));
+	atomic_store(&r->done, 1);
+	return GS_OK;
+}
+
+static const gs_stage_ops rude_ops = { .init = rude_init,
+				       .handle_events = nop_events };
+
+Test(lifecycle, pipeline_calls_from_inside_a_callback_are_refused,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p;
+	gs_stage *s, *peer;
+	seq_producer sp = { .total = 0 };
+	rude r = { 0 };
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &r.other));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
+				  &peer));
+	r.peer = peer;
+	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &rude_ops, &r, NULL, &s));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_eq(atomic_load(&r.done), 1, "start waited for the init");
+	cr_assert_eq(atomic_load(&r.free_err), GS_ETHREAD);
+	cr_assert_eq(atomic_load(&r.subscribe_err), GS_ETHREAD);
+	cr_assert_eq(atomic_load(&r.wait_err), GS_ETHREAD);
+	cr_assert_eq(atomic_load(&r.stop_err), GS_ETHREAD);
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	GS_OK_OR_DIE(gs_pipeline_free(p));
+	GS_OK_OR_DIE(gs_pipeline_free(r.other));
+}
+
+/* --- a pipeline that cannot finish says why ------------------------------ */
+
+typedef struct said {
+	_Atomic int unfinished;
+	char last[256];
+	_Atomic int no_subscription;
+	_Atomic int no_subscriber;
+} said;
+
+static void remember(void *arg, gs_log_level level, const gs_stage *stage,
+		     const char *msg)
+{
+	said *w = arg;
+	(void)level, (void)stage;
+	if (!strstr(msg, "unfinished:"))
+		return;
+	atomic_fetch_add(&w->unfinished, 1);
+	if (strstr(msg, "no subscription"))
+		atomic_fetch_add(&w->no_subscription, 1);
+	if (strstr(msg, "no subscriber"))
+		atomic_fetch_add(&w->no_subscriber, 1);
+}
+
+Test(lifecycle, wait_for_names_each_unfinished_stage_and_its_wait,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	said w = { 0 };
+	gs_pipeline *p;
+	gs_stage *lonely_cons, *lonely_prod;
+	seq_producer sp = { .total = SIZE_MAX };
+	recorder r = { 0 };
+	GS_OK_OR_DIE(gs_pipeline_new(
+		&(gs_pipeline_opts){ .log = remember, .log_arg = &w }, &p));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp,
+				  &(gs_stage_opts){ .name = "orphan" },
+				  &lonely_prod));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r,
+				  &(gs_stage_opts){ .name = "idle" },
+				  &lonely_cons));
+	cr_assert_eq(gs_pipeline_wait_for(p, 0), GS_ESTATE, "not started");
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_eq(gs_pipeline_wait_for(p, 20), GS_ETIMEDOUT);
+	cr_assert_eq(atomic_load(&w.unfinished), 2);
+	cr_assert_eq(atomic_load(&w.no_subscription), 1);
+	cr_assert_eq(atomic_load(&w.no_subscriber), 1);
+	/* The graph says the same. */
+	size_t edges;
+	char *dot = dot_of(p, &edges);
+	cr_assert_not_null(strstr(dot, "has no subscription"), "%s", dot);
+	cr_assert_not_null(strstr(dot, "has no subscriber"), "%s", dot);
+	free(dot);
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	cr_assert_eq(gs_pipeline_wait_for(p, 0), GS_OK);
+	gs_pipeline_free(p);
+}
+
+Test(lifecycle, write_dot_reports_a_failed_write_as_io_error,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	FILE *full = fopen("/dev/full", "w");
+	if (!full)
+		cr_skip_test("no /dev/full here");
+	gs_pipeline *p;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	cr_assert_eq(gs_pipeline_write_dot(p, full), GS_EIO);
+	cr_assert_eq(gs_pipeline_write_dot(NULL, full), GS_EINVAL);
+	cr_assert_eq(gs_pipeline_write_dot(p, NULL), GS_EINVAL);
+	fclose(full);
+	gs_pipeline_free(p);
+}
+
+Test(lifecycle, a_huge_max_demand_is_refused_above_the_limit_and_logged_below,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	log_count log = { 0 };
+	gs_pipeline *p;
+	gs_stage *prod, *cons;
+	seq_producer sp = { .total = 10 };
+	recorder r = { 0 };
+	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
+							  .log_arg = &log },
+				     &p));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
+				  &prod));
+	GS_OK_OR_DIE(
+		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	cr_assert_eq(
+		gs_subscribe(cons, prod,
+			     &(gs_sub_opts){ .max_demand = GS_MAX_DEMAND + 1 },
+			     NULL),
+		GS_EINVAL);
+	cr_assert_eq(atomic_load(&log.warn), 0);
+	/* 2^24 events in flight: a 128 MiB ring, which is said out loud. */
+	GS_OK_OR_DIE(gs_subscribe(
+		cons, prod, &(gs_sub_opts){ .max_demand = (size_t)1 << 24 },
+		NULL));
+	cr_assert_eq(atomic_load(&log.warn), 1);
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(atomic_load(&r.received), 10);
+	gs_pipeline_free(p);
+}

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Out of memory: the library must never hang and never lose an event
+ * silently when an allocation fails. This suite replaces malloc and its
+ * kin for the whole process (the library's allocations included) with
+ * versions that fail on command, so it is built only without sanitizers,
+ * whose own allocators it would displace.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "gs_test.h"
+
+void *__libc_malloc(size_t n);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t n);
+void *__libc_memalign(size_t align, size_t n);
+
+/* -1: allocations succeed; k >= 0: the k-th allocation from now fails (0
+ * the next one), and the others succeed. `all`: every one fails. */
+static _Atomic long countdown = -1;
+static _Atomic bool all;
+static _Atomic long failed;
+
+/* A failure sets errno, as the real ones do (glibc's own callers check). */
+static bool fail_now(void)
+{
+	if (!atomic_load_explicit(&all, memory_order_relaxed)) {
+		if (atomic_load_explicit(&countdown, memory_order_relaxed) < 0)
+			return false;
+		if (atomic_fetch_sub(&countdown, 1) != 0)
+			return false;
+	}
+	atomic_fetch_add(&failed, 1);
+	errno = ENOMEM;
+	return true;
+}
+
+void *malloc(size_t n)
+{
+	return fail_now() ? NULL : __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t size)
+{
+	return fail_now() ? NULL : __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n)
+{
+	return fail_now() ? NULL : __libc_realloc(p, n);
+}
+
+void *aligned_alloc(size_t align, size_t n)
+{
+	return fail_now() ? NULL : __libc_memalign(align, n);
+}
+
+static void arm(long k)
+{
+	atomic_store(&failed, 0);
+	atomic_store(&countdown, k);
+}
+
+static void disarm(void)
+{
+	atomic_store(&all, false);
+	atomic_store(&countdown, -1);
+}
+
+#define EVENTS 2000
+
+static bool tolerated(gs_err err)
+{
+	return err == GS_OK || err == GS_ENOMEM || err == GS_ESPAWN;
+}
+
+/* counter -> mapper -> recorder, every call checked; a failure on the way
+ * (out of memory, or no thread) ends the run, which must still account
+ * for every event produced. Returns the number of events produced. */
+static uint64_t run_once(tally *t)
+{
+	gs_pipeline *p = NULL;
+	gs_stage *src = NULL, *map = NULL, *cons = NULL;
+	seq_producer sp = { .total = EVENTS };
+	mapper m = { .rec = { .tally = NULL } };
+	recorder r = { .tally = t };
+	gs_stage_opts o = { .event_free = tally_free, .event_free_arg = t };
+	gs_err err = gs_pipeline_new(NULL, &p);
+	cr_assert(tolerated(err), "gs_pipeline_new: %d", (int)err);
+	if (err)
+		return 0;
+	if (!err)
+		err = gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, &o,
+				   &src);
+	if (!err)
+		err = gs_stage_new(p, GS_PRODUCER_CONSUMER, &mapper_ops, &m, &o,
+				   &map);
+	if (!err)
+		err = gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL,
+				   &cons);
+	if (!err)
+		err = gs_subscribe(map, src, &(gs_sub_opts){ .max_demand = 64 },
+				   NULL);
+	if (!err)
+		err = gs_subscribe(cons, map,
+				   &(gs_sub_opts){ .max_demand = 50 }, NULL);
+	if (!err)
+		err = gs_pipeline_start(p);
+	if (!err)
+		err = gs_pipeline_wait(p);
+	cr_assert(tolerated(err) || err == GS_ECLOSED, "run: %s (%d)",
+		  gs_strerror(err), (int)err);
+	cr_assert_eq(gs_pipeline_free(p), GS_OK);
+	return atomic_load(&sp.emitted);
+}
+
+Test(oom, every_single_failed_allocation_ends_cleanly, .timeout = 120)
+{
+	/* The runs allocate a few hundred times; fail each in turn. */
+	long k;
+	for (k = 0; k < 5000; k++) {
+		tally t;
+		tally_init(&t, EVENTS);
+		arm(k);
+		uint64_t produced = run_once(&t);
+		bool hit = atomic_load(&failed) > 0;
+		disarm();
+		tally_check(&t, produced, false);
+		tally_fini(&t);
+		if (!hit)
+			break;
+	}
+	cr_assert_lt(k, 5000, "the sweep never ran out of allocations");
+	cr_log_info("failed each of %ld allocations in turn", k);
+	cr_assert_gt(k, 10, "only %ld allocations: is the wrapper in use?", k);
+}
+
+Test(oom, stop_and_free_need_no_memory, .timeout = 60)
+{
+	gs_pipeline *p;
+	gs_stage *src, *cons;
+	seq_producer sp = { .total = SIZE_MAX };
+	recorder r = { 0 };
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
+				  &src));
+	GS_OK_OR_DIE(
+		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	GS_OK_OR_DIE(gs_subscribe(cons, src, NULL, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	wait_at_least(&r.received, 10000);
+	atomic_store(&all, true);
+	gs_err err = gs_pipeline_stop(p, GS_STOP_NOW);
+	gs_err freed = gs_pipeline_free(p);
+	long failures = atomic_load(&failed);
+	disarm();
+	cr_assert_eq(err, GS_OK);
+	cr_assert_eq(freed, GS_OK);
+	cr_assert_eq(failures, 0, "stopping asked for memory %ld times",
+		     failures);
+}
+
+Test(oom, a_push_that_cannot_grow_the_queue_keeps_its_events, .timeout = 60)
+{
+	tally t;
+	tally_init(&t, 100);
+	gs_pipeline *p;
+	gs_stage *push;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	GS_OK_OR_DIE(
+		gs_push_producer(p,
+				 &(gs_stage_opts){ .event_free = tally_free,
+						   .event_free_arg = &t },
+				 &push));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	void *ev[100];
+	for (size_t i = 0; i < 100; i++)
+		ev[i] = GS_EV(i);
+	atomic_store(&all, true);
+	gs_err err = gs_push(push, ev, 100, 0);
+	disarm();
+	cr_assert_eq(err, GS_ENOMEM);
+	cr_assert_eq(atomic_load(&t.freed_count), 0, "the events stay ours");
+	GS_OK_OR_DIE(gs_push(push, ev, 100, 0));
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	gs_pipeline_free(p);
+	cr_assert_eq(atomic_load(&t.freed_count), 100);
+	tally_fini(&t);
+}
