@@ -219,8 +219,8 @@ void gsb_run_wake(const gsb_topology *t, const gsb_params *p, gsb_result *r)
 		gsb_percentiles(w.cast.ns, w.cast.count, &p50, &p99);
 		snprintf(r->note, sizeof r->note,
 			 "gs_cast -> handle_cast of an idle stage: p50 %.1f "
-			 "us, p99 %.1f us",
-			 p50, p99);
+			 "us (%.2fx the futex wake's), p99 %.1f us",
+			 p50, p50 / r->lat.ref_p50_us, p99);
 	} else {
 		snprintf(r->note, sizeof r->note, "genstage: %s",
 			 gs_strerror(err));
