@@ -7,7 +7,7 @@ BUILD ?= build
 MESON ?= meson
 NINJA ?= ninja
 
-.PHONY: all build setup bootstrap demo test bench format clean
+.PHONY: all build setup bootstrap demo test bench format c-dirs clean
 
 all: build
 
@@ -16,9 +16,10 @@ bootstrap:
 
 # Configures $(BUILD) once; after that ninja re-runs meson by itself when a
 # meson.build changes. A directory left half-made by a failed setup is wiped.
-# The tests are forced on: after bootstrap a missing Criterion is an error
-# here, not the quiet skip of a plain `meson setup` (see meson_options.txt).
-SETUP_OPTS = -Dtests=enabled
+# The tests and the RabbitMQ connector are forced on: after bootstrap a
+# missing Criterion or rabbitmq-c is an error here, not the quiet skip of a
+# plain `meson setup` (see meson_options.txt).
+SETUP_OPTS = -Dtests=enabled -Damqp=enabled
 setup: bootstrap
 	@if [ ! -f $(BUILD)/build.ninja ]; then \
 		if [ -f $(BUILD)/meson-private/coredata.dat ]; then \
@@ -31,11 +32,14 @@ setup: bootstrap
 build: setup
 	$(NINJA) -C $(BUILD)
 
-# The examples, each with its default input (see their opening comments).
+# The examples, each with its default input (see their opening comments);
+# bus_audit's JSON counters are cut to the last lines.
 EXAMPLES = $(if $(filter /%,$(BUILD)),,./)$(BUILD)/examples
 demo: build
 	$(EXAMPLES)/demo
 	$(EXAMPLES)/wordcount
+	$(EXAMPLES)/bus_audit 500 | tail -n 5
+	$(EXAMPLES)/kitchen 100
 
 # A tree configured otherwise (by hand, or before tests was a feature) gets
 # the tests forced on here, so that none is skipped quietly.
@@ -49,10 +53,16 @@ test: build
 bench: build
 	./bench/run
 
+# Every directory that holds C sources, of those that exist: the format
+# target and CI's format check (.ci/run, through c-dirs) both use this list.
+C_DIRS = $(wildcard .ci include stage pipelines connectors tests bench examples)
+
 # Formats every C file in place with the tree's .clang-format (CI checks it).
 format:
-	find include stage tests bench examples -name '*.[ch]' -type f \
-		-exec clang-format -i {} +
+	find $(C_DIRS) -name '*.[ch]' -type f -exec clang-format -i {} +
+
+c-dirs:
+	@echo $(C_DIRS)
 
 clean:
-	rm -rf $(BUILD) build build-tsan build-asan
+	rm -rf $(BUILD) build build-tsan build-asan build-valgrind

@@ -60,6 +60,8 @@ typedef struct gsb_result {
 	uint64_t expected;  /* what checksum must be */
 	double seconds;     /* from starting the threads to joining them */
 	int err;            /* 0, or why the run could not complete */
+	double own_ratio;   /* a ratio the run measured itself (bus-slow:
+			       its time over the ideal); 0 if none */
 	char note[192];     /* a line on how the run went (batches, costs) */
 	gsb_latency lat;    /* latency rows only */
 	gsb_scale scale;    /* scale rows only */
@@ -96,15 +98,17 @@ struct gsb_topology {
 	size_t stages;         /* flow-wordcount: counting stages, 0 the loop;
 				chains: map stages */
 	size_t copies;         /* oversubscribed: pipelines at once */
+	size_t concurrency;    /* bus-slow: handler threads per subscription */
 	/* Deliveries counted per value produced, where the row counts
 	 * deliveries (broadcast: one per consumer; chain-1000: one per
 	 * hop); 0 means 1. The harness makes the count a multiple. */
 	unsigned deliveries;
 	bool by_word; /* flow-wordcount: WC_WORDS, not WC_CHUNKS */
-	/* What the count counts when it is not events ("samples",
-	 * "stages", "pipelines"); such a count is costly, so a global
-	 * --events N gives these rows N / GSB_EVENTS_PER_UNIT instead (at
-	 * least 1, at most their default): a smoke run stays short. */
+	/* What the count counts when each one is costly ("samples",
+	 * "stages", "pipelines", or bus-slow's "events", which sleep 10 ms
+	 * each): a global --events N gives these rows N /
+	 * GSB_EVENTS_PER_UNIT instead (at least 1, at most their default),
+	 * so that a smoke run stays short; --events NAME=N sets it exactly. */
 	const char *unit;
 	uint64_t default_events;
 	/* Seconds a run may take before it is killed; 0: --timeout's. */
@@ -171,6 +175,22 @@ void gsb_run_tbb_1_4_broadcast(const gsb_topology *t, const gsb_params *p,
 void gsb_run_wordcount(const gsb_topology *t, const gsb_params *p,
 		       gsb_result *r);
 
+/* topo_bus.c: the event bus; topo_pubsub.c: bus-fanout's baseline, a
+ * mutex and condvar publish/subscribe over the same topics and patterns. */
+#define GSB_FANOUT_TOPICS 16
+#define GSB_FANOUT_SUBS 8
+#define GSB_FANOUT_MATCHES 4 /* subscriptions per topic */
+extern const char *const gsb_fanout_topics[GSB_FANOUT_TOPICS];
+extern const char *const *const gsb_fanout_patterns[GSB_FANOUT_SUBS];
+void gsb_run_bus_slow(const gsb_topology *t, const gsb_params *p,
+		      gsb_result *r);
+void gsb_run_bus_fanout(const gsb_topology *t, const gsb_params *p,
+			gsb_result *r);
+void gsb_run_bus_publish_4(const gsb_topology *t, const gsb_params *p,
+			   gsb_result *r);
+void gsb_run_pubsub_mutex(const gsb_topology *t, const gsb_params *p,
+			  gsb_result *r);
+
 /* topo_baselines.c: the same work without the library. */
 void gsb_run_mutex_queue(const gsb_topology *t, const gsb_params *p,
 			 gsb_result *r);
@@ -198,6 +218,11 @@ void gsb_measure_idle(gsb_latency *lat);
 /* Waits until the process has used almost no CPU for 10 ms (its pipelines
  * have settled), or timeout_s has passed (false). */
 bool gsb_wait_quiet(double timeout_s);
+
+/* threads.c: runs fn(args + i * size) for i in [0, n) on n threads at
+ * once and joins them; false if some thread could not be started (those
+ * that were are joined first). */
+bool gsb_run_threads(size_t n, void *(*fn)(void *), void *args, size_t size);
 
 static inline double gsb_now(void)
 {

@@ -15,21 +15,30 @@
 #define GSB_BUILD "unknown"
 #endif
 
-static void read_cpu_model(char *out, size_t len)
+/* The first "model name" of /proc/cpuinfo, and whether the first "flags"
+ * line has "hypervisor" (the kernel runs as a guest). */
+static void read_cpu_model(char *out, size_t len, bool *virtual_cpu)
 {
 	snprintf(out, len, "unknown");
+	*virtual_cpu = false;
 	FILE *f = fopen("/proc/cpuinfo", "r");
 	if (!f)
 		return;
-	char line[256];
-	while (fgets(line, sizeof line, f)) {
+	char line[4096];
+	bool model = false, flags = false;
+	while ((!model || !flags) && fgets(line, sizeof line, f)) {
 		char *colon = strchr(line, ':');
-		if (strncmp(line, "model name", 10) || !colon)
+		if (!colon)
 			continue;
 		colon += strspn(colon + 1, " \t") + 1;
 		colon[strcspn(colon, "\n")] = '\0';
-		snprintf(out, len, "%s", colon);
-		break;
+		if (!model && !strncmp(line, "model name", 10)) {
+			snprintf(out, len, "%s", colon);
+			model = true;
+		} else if (!flags && !strncmp(line, "flags", 5)) {
+			*virtual_cpu = strstr(colon, "hypervisor") != NULL;
+			flags = true;
+		}
 	}
 	fclose(f);
 }
@@ -72,7 +81,7 @@ void gsb_machine_read(gsb_machine *m)
 {
 	m->load_before = gsb_load_now();
 	m->load_after = -1;
-	read_cpu_model(m->cpu, sizeof m->cpu);
+	read_cpu_model(m->cpu, sizeof m->cpu, &m->virtual_cpu);
 	m->cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	cpu_set_t set;
 	m->usable_cpus = sched_getaffinity(0, sizeof set, &set)

@@ -3,8 +3,11 @@
 #ifndef GSB_MACHINE_H
 #define GSB_MACHINE_H
 
+#include <stdbool.h>
+
 typedef struct gsb_machine {
 	char cpu[128];       /* /proc/cpuinfo's first "model name" */
+	bool virtual_cpu;    /* its flags say "hypervisor": a VM's CPUs */
 	long cpus;           /* online */
 	long usable_cpus;    /* in the harness's affinity mask */
 	char gs_workers[16]; /* the GS_WORKERS variable, empty if unset */

@@ -348,9 +348,10 @@ static void json_machine(FILE *f, const gsb_report *rep)
 	fprintf(f, ",\n  \"machine\": {\"cpu\": ");
 	json_str(f, m->cpu);
 	fprintf(f,
-		", \"cpus\": %ld, \"usable_cpus\": %ld, \"mem_gib\": %.1f, "
-		"\"kernel\": ",
-		m->cpus, m->usable_cpus, m->mem_gib);
+		", \"virtual\": %s, \"cpus\": %ld, \"usable_cpus\": %ld, "
+		"\"mem_gib\": %.1f, \"kernel\": ",
+		m->virtual_cpu ? "true" : "false", m->cpus, m->usable_cpus,
+		m->mem_gib);
 	json_str(f, m->kernel);
 	fprintf(f, ", \"compiler\": ");
 	json_str(f, m->compiler);
@@ -380,6 +381,10 @@ static void json_run(FILE *f, const gsb_row *row, size_t i)
 		o->peak_rss_kib, o->vol_switches, o->invol_switches);
 	fprintf(f, ", \"others_cpus\": ");
 	json_num(f, gsb_others_cpus(row, i));
+	if (r->own_ratio > 0) {
+		fprintf(f, ", \"own_ratio\": ");
+		json_num(f, r->own_ratio);
+	}
 	if (row->t->kind == GSB_LATENCY) {
 		fprintf(f, ", \"p50_us\": ");
 		json_num(f, gsb_p50(row, i));
@@ -586,7 +591,8 @@ static void md_header(FILE *f, const gsb_report *rep)
 		"ring moving the same 500-event batches between two spinning "
 		"threads: the ceiling for a hand-off between two cores. "
 		"Blank where it means nothing (pinned rows, the slow "
-		"consumer, word counts, rows with a baseline of their own).\n"
+		"consumer, word counts, rows with a baseline of their own, "
+		"the bus's sleeping handlers).\n"
 		"- **vs floor**: events/s over mutex-batch's, a mutex and "
 		"condvar queue moving batches of up to 500, signalling only "
 		"empty to non-empty and full to not full: what a competent "
@@ -597,7 +603,12 @@ static void md_header(FILE *f, const gsb_report *rep)
 		"1-map-1/md1000 at once, all their events) against one copy "
 		"alone; `chain-1000` against 1-1/md1000, both counted in "
 		"deliveries (an event crossing a subscription; a value "
-		"crosses 1001 in chain-1000, one in 1-1).\n"
+		"crosses 1001 in chain-1000, one in 1-1); `bus-fanout` "
+		"against `pubsub-mutex`, the same fan-out written by hand "
+		"(both count deliveries). `bus-slow/c1` and `bus-slow/c10` "
+		"are judged instead by their time over an ideal measured in "
+		"the same run (sleeps of 10 ms on as many threads; in their "
+		"note and the targets).\n"
 		"- Rows suffixed `/1` move one item per call (lock, push or "
 		"pop); the others move batches. 1-4-broadcast counts "
 		"deliveries (4 per value).\n"
@@ -664,15 +675,18 @@ static void md_machine(FILE *f, const gsb_report *rep)
 	const gsb_machine *m = &rep->machine;
 	fprintf(f,
 		"\n## Machine\n\n"
-		"- CPU: %s, %ld online, %ld usable by the harness\n"
+		"- CPU: %s, %ld online, %ld usable by the harness%s\n"
 		"- Memory: %.1f GiB\n"
 		"- Kernel: %s\n"
 		"- Compiler: %s; build: %s\n"
 		"- GS_WORKERS: %s\n"
 		"- Date: %s\n"
 		"- 1-minute load average: %.2f before the runs, %.2f after\n",
-		m->cpu, m->cpus, m->usable_cpus, m->mem_gib, m->kernel,
-		m->compiler, m->build,
+		m->cpu, m->cpus, m->usable_cpus,
+		m->virtual_cpu ? "; a virtual machine (the CPUs' flags say "
+				 "hypervisor)"
+			       : "",
+		m->mem_gib, m->kernel, m->compiler, m->build,
 		m->gs_workers[0] ? m->gs_workers : "unset", m->date,
 		m->load_before, m->load_after);
 }

@@ -66,6 +66,7 @@ double gsb_run_cpu_s(const gsb_row *row, size_t run);
 double gsb_free_cpu_s(const gsb_row *row, size_t run);
 double gsb_kib_idle(const gsb_row *row, size_t run);
 double gsb_kib_after(const gsb_row *row, size_t run);
+double gsb_own_ratio(const gsb_row *row, size_t run); /* gsb_result's */
 
 /* The spread of the values of v[0..n) that are numbers; sorts v. */
 gsb_spread gsb_spread_of(double *v, size_t n);

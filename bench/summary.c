@@ -72,6 +72,7 @@ FIGURE(gsb_run_cpu_s, r->scale.run.cpu_s)
 FIGURE(gsb_free_cpu_s, r->scale.free.cpu_s)
 FIGURE(gsb_kib_idle, r->scale.kib_idle)
 FIGURE(gsb_kib_after, r->scale.kib_after)
+FIGURE(gsb_own_ratio, r->own_ratio > 0 ? r->own_ratio : NAN)
 
 static int cmp_double(const void *a, const void *b)
 {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * The targets of the executor issue, checked against a report. Each is
+ * The targets of the executor issue, and the bounds earlier issues set
+ * (word counts, memory, the event bus), checked against a report. Each is
  * judged on its median over the rounds (a ratio round by round, a latency
  * or a cost run by run), and says how many rounds met it on their own.
  */
@@ -21,6 +22,8 @@ typedef enum style {
 	CORE,  /* a fraction of one core, as a percentage */
 	MIB,
 	KIB,
+	MEPS, /* millions of events per second */
+	FINE, /* a ratio near 1, to four places */
 } style;
 
 typedef struct target {
@@ -41,6 +44,7 @@ typedef struct target {
 #define LAT "Latency and idleness"
 #define FLOW "Flow word counts (no regression)"
 #define MEM "Memory"
+#define BUS "Event bus"
 
 /* No regression in the word counts: they keep the bounds earlier issues
  * set against the loop (within 1.3x of it with one counting stage, 1.5x
@@ -93,6 +97,15 @@ static const target targets[] = {
 	  .style = TIMES },
 	{ MEM, "1-1-slow", FIGURE, .fig = gsb_peak_rss_mib, .what = "peak RSS",
 	  .at_most = true, .bound = 32, .style = MIB },
+	{ BUS, "bus-fanout", VS, "pubsub-mutex", .bound = 10, .style = TIMES },
+	{ BUS, "bus-fanout", FIGURE, .fig = gsb_rate, .what = "events/s",
+	  .bound = 50e6, .style = MEPS },
+	{ BUS, "bus-slow/c1", FIGURE, .fig = gsb_own_ratio,
+	  .what = "time / ideal from measured sleeps", .at_most = true,
+	  .bound = 1.01, .style = FINE },
+	{ BUS, "bus-slow/c10", FIGURE, .fig = gsb_own_ratio,
+	  .what = "time / ideal from measured sleeps", .at_most = true,
+	  .bound = 1.02, .style = FINE },
 };
 
 #define N_TARGETS (sizeof targets / sizeof targets[0])
@@ -122,6 +135,12 @@ static void fmt(char *buf, size_t len, double x, style s)
 		break;
 	case KIB:
 		snprintf(buf, len, "%.1f KiB", x);
+		break;
+	case MEPS:
+		snprintf(buf, len, "%.1fM", x / 1e6);
+		break;
+	case FINE:
+		snprintf(buf, len, "%.4f", x);
 		break;
 	}
 }

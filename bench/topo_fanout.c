@@ -5,7 +5,6 @@
  * library's public API only. Broadcast counts deliveries, as the issue
  * asks: --events is the number of deliveries, a quarter of them produced.
  */
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,21 +209,14 @@ void gsb_run_push_4_1(const gsb_topology *t, const gsb_params *p, gsb_result *r)
 	if (!err)
 		err = gs_pipeline_start(pl);
 	pusher ps[FAN];
-	pthread_t th[FAN];
-	size_t started = 0;
-	for (size_t i = 0; !err && i < FAN; i++) {
+	for (size_t i = 0; i < FAN; i++) {
 		uint64_t share = p->events / FAN + (i < p->events % FAN);
-		ps[i] = (pusher){ push, i + 1, share, GS_OK };
-		if (pthread_create(&th[i], NULL, push_share, &ps[i]))
-			err = GS_ESPAWN;
-		else
-			started++;
+		ps[i] = (pusher){ push, i + 1, share, err };
 	}
-	for (size_t i = 0; i < started; i++) {
-		pthread_join(th[i], NULL);
-		if (!err)
-			err = ps[i].err;
-	}
+	if (!err && !gsb_run_threads(FAN, push_share, ps, sizeof *ps))
+		err = GS_ESPAWN;
+	for (size_t i = 0; i < FAN && !err; i++)
+		err = ps[i].err;
 	if (push)
 		gs_push_close(push);
 	gs_err werr = pl && !err ? gs_pipeline_wait(pl) : err;

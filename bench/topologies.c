@@ -257,6 +257,51 @@ const gsb_topology gsb_topologies[] = {
 	  .by_word = true,
 	  .default_events = 50u << 20 },
 
+	/* The event bus: fan-out against a hand-written publish/subscribe,
+	 * and the slow-listener runs against their own ideal (own_ratio:
+	 * events that sleep have no rate worth a ratio). */
+	{ .name = "pubsub-mutex",
+	  .what = "baseline for bus-fanout: hand-written publish/subscribe, "
+		  "a thread and a mutex+condvar queue of 4096 per "
+		  "subscriber, routes by topic in a hash table, one publish "
+		  "per call; events are deliveries",
+	  .run = gsb_run_pubsub_mutex,
+	  .ceiling = CEIL,
+	  .floor = FLOOR,
+	  .default_events = 10 * MILLION },
+	{ .name = "bus-fanout",
+	  .what = "gs_bus: 1 publisher, batches of 64, 16 topics, 8 "
+		  "subscriptions on overlapping patterns (4 per topic), "
+		  "block queues of 4096; events are deliveries",
+	  .run = gsb_run_bus_fanout,
+	  .ceiling = CEIL,
+	  .floor = FLOOR,
+	  .base = "pubsub-mutex",
+	  .default_events = 100 * MILLION },
+	{ .name = "bus-publish-4",
+	  .what = "gs_bus: 4 threads gs_bus_publish one event per call "
+		  "(blocking), 4 subscriptions on '#'; publish latency in "
+		  "the note",
+	  .run = gsb_run_bus_publish_4,
+	  .ceiling = CEIL,
+	  .floor = FLOOR,
+	  .default_events = 4 * MILLION },
+	{ .name = "bus-slow/c1",
+	  .what = "the talk's benchmark: events to 10 subscriptions whose "
+		  "handler sleeps 10 ms, concurrency 1 (ideal 10 s for "
+		  "1000)",
+	  .run = gsb_run_bus_slow,
+	  .concurrency = 1,
+	  .unit = "events",
+	  .default_events = 1000 },
+	{ .name = "bus-slow/c10",
+	  .what = "as bus-slow/c1 with concurrency 10: a pool of 10 "
+		  "handler threads per subscription (ideal 1 s for 1000)",
+	  .run = gsb_run_bus_slow,
+	  .concurrency = 10,
+	  .unit = "events",
+	  .default_events = 1000 },
+
 	/* Latency, each against a reference measured in the same process. */
 	{ .name = "latency",
 	  .what = "max_demand 1, one event in flight: gs_emit -> "
@@ -294,8 +339,9 @@ const gsb_topology gsb_topologies[] = {
 	  .cpus = 2,
 	  .unit = "stages",
 	  .default_events = 100000,
-	  /* gs_subscribe's cycle check still walks every subscription of
-	   * the pipeline: building is quadratic in the stages for now. */
+	  /* Building takes seconds (gs_subscribe's cycle check walks what
+	   * the new consumer reaches: nothing yet, built source first), but
+	   * a shared machine can stretch it many times over. */
 	  .timeout_s = 900 },
 	{ .name = "pipelines-10k",
 	  .what = "10,000 pipelines of source -> sink in one process, "

@@ -4,6 +4,7 @@
  * within its demand, ending subscriptions whose consumer let go, draining
  * the producer's buffer and waking the consumers that got events.
  */
+#include "annotate.h"
 #include "internal.h"
 
 GS__API gs_dispatcher gs_dispatcher_demand(void)
@@ -90,6 +91,7 @@ bool gs__end_if_cancelled(gs_stage *s, size_t idx, bool *changed)
 	int cc = atomic_load_explicit(&sub->cons_cancel, memory_order_acquire);
 	if (cc == GS__CONS_LIVE)
 		return false;
+	GS__HA(&sub->cons_cancel);
 	int why = cc == GS__CONS_CANCEL
 			  ? atomic_load_explicit(&sub->cancel_why,
 						 memory_order_relaxed)

@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "annotate.h"
 #include "internal.h"
 
 /* Events filtered per step, on the stack. */
@@ -87,6 +88,7 @@ static uint64_t done_upto(const gs_stage *s, gs_sub *sub)
 {
 	uint32_t head = (uint32_t)atomic_load_explicit(&sub->ring.head,
 						       memory_order_acquire);
+	GS__HA(&sub->ring.head);
 	uint32_t tail = (uint32_t)atomic_load_explicit(&sub->ring.tail,
 						       memory_order_relaxed);
 	if (head == tail)
@@ -107,6 +109,7 @@ static uint64_t lingering_done(gs_stage *s)
 		    atomic_load_explicit(&sub->cons_cancel,
 					 memory_order_acquire) ==
 			    GS__CONS_GONE) {
+			GS__HA(&sub->cons_cancel);
 			b->lingering[i] = b->lingering[--b->n_lingering];
 			gs__detach(sub);
 			continue;
@@ -172,6 +175,7 @@ static uint64_t collect(gs_stage *s, bool *changed)
 		gs_sub *sub = s->outs[i++];
 		uint64_t g = atomic_load_explicit(&sub->granted,
 						  memory_order_acquire);
+		GS__HA(&sub->granted);
 		sub->bdemand += (int64_t)(g - sub->granted_seen);
 		sub->granted_seen = g;
 	}

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* The demand dispatcher, GenStage's default: each batch goes to the
  * subscription with the most pending demand. */
+#include "annotate.h"
 #include "internal.h"
 
 static uint64_t collect(gs_stage *s, bool *changed)
@@ -12,6 +13,7 @@ static uint64_t collect(gs_stage *s, bool *changed)
 		gs_sub *sub = s->outs[i++];
 		sub->granted_seen = atomic_load_explicit(&sub->granted,
 							 memory_order_acquire);
+		GS__HA(&sub->granted);
 		pending += sub->granted_seen - sub->sent;
 	}
 	atomic_store_explicit(&s->st_pending, pending, memory_order_relaxed);

@@ -13,6 +13,7 @@
  */
 #include <stdlib.h>
 
+#include "annotate.h"
 #include "internal.h"
 
 /* Events staged per partition before they are pushed or queued. */
@@ -183,6 +184,7 @@ static uint64_t collect(gs_stage *s, bool *changed)
 		gs_sub *sub = s->outs[i++];
 		sub->granted_seen = atomic_load_explicit(&sub->granted,
 							 memory_order_acquire);
+		GS__HA(&sub->granted);
 	}
 	for (size_t i = 0; i < s->dconf.partitions; i++)
 		*changed |= deliver_queued(s, part_of(s, i)) > 0;

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "annotate.h"
 #include "backoff.h"
 #include "futex.h"
 #include "internal.h"
@@ -178,8 +179,10 @@ static void enqueue(gs_stage *s)
 	gs_executor *ex = s->ex;
 	gs__worker *w = self;
 	if (w && w->ex == ex) {
+		GS__HB(&w->next);
 		gs_stage *old = atomic_exchange_explicit(&w->next, s,
 							 memory_order_acq_rel);
+		GS__HA(&w->next);
 		if (!old)
 			return;
 		fifo_push(w, old);
@@ -193,14 +196,17 @@ void gs__executor_wake(gs_stage *s)
 {
 	/* The read-modify-write orders what the caller wrote (events,
 	 * demand, a message) before the stage's next look: see executor.h. */
+	GS__HB(&s->sched);
 	uint32_t prev = atomic_fetch_or_explicit(&s->sched, GS__SCHED_WOKEN,
 						 memory_order_acq_rel);
+	GS__HA(&s->sched);
 	if (!prev)
 		enqueue(s);
 }
 
 void gs__executor_start(gs_stage *s)
 {
+	GS__HB(&s->sched);
 	atomic_store_explicit(&s->sched, GS__SCHED_WOKEN, memory_order_release);
 	enqueue(s);
 }
@@ -322,18 +328,24 @@ static void fire_timers(gs_executor *ex)
 static gs_stage *local_pop(gs__worker *w)
 {
 	gs_stage *s = NULL;
-	if (w->lifo_streak < LIFO_STREAK || !atomic_load(&w->n))
+	if (w->lifo_streak < LIFO_STREAK || !atomic_load(&w->n)) {
+		GS__HB(&w->next);
 		s = atomic_exchange_explicit(&w->next, NULL,
 					     memory_order_acq_rel);
+		GS__HA(&w->next);
+	}
 	if (s) {
 		w->lifo_streak++;
 		return s;
 	}
 	w->lifo_streak = 0;
 	s = fifo_pop(w);
-	if (!s)
+	if (!s) {
+		GS__HB(&w->next);
 		s = atomic_exchange_explicit(&w->next, NULL,
 					     memory_order_acq_rel);
+		GS__HA(&w->next);
+	}
 	return s;
 }
 
@@ -352,8 +364,10 @@ static gs_stage *steal(gs__worker *w)
 		if (!atomic_load_explicit(&v->busy, memory_order_relaxed) ||
 		    !atomic_load_explicit(&v->next, memory_order_relaxed))
 			continue;
+		GS__HB(&v->next);
 		gs_stage *s = atomic_exchange_explicit(&v->next, NULL,
 						       memory_order_acq_rel);
+		GS__HA(&v->next);
 		if (s)
 			return s;
 	}
@@ -501,12 +515,22 @@ static gs_err create(const gs_executor_opts *opts, bool is_default,
 	ex->is_default = is_default;
 	snprintf(ex->name, sizeof ex->name, "%s", o.name ? o.name : "gs");
 	atomic_init(&ex->earliest, UINT64_MAX);
+	GS__ATOMIC(ex->refs);
+	GS__ATOMIC(ex->gn);
+	GS__ATOMIC(ex->idle_ec);
+	GS__ATOMIC(ex->sleeping);
+	GS__ATOMIC(ex->spinning);
+	GS__ATOMIC(ex->shutdown);
+	GS__ATOMIC(ex->earliest);
 	pthread_mutex_init(&ex->glock, NULL);
 	pthread_mutex_init(&ex->tlock, NULL);
 	for (size_t i = 0; i < n; i++) {
 		pthread_mutex_init(&w[i].lock, NULL);
 		w[i].ex = ex;
 		w[i].index = i;
+		GS__ATOMIC(w[i].next);
+		GS__ATOMIC(w[i].busy);
+		GS__ATOMIC(w[i].n);
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (pthread_create(&w[i].thread, NULL, worker_main, &w[i])) {
@@ -554,8 +578,11 @@ void gs__executor_put(gs_executor *ex)
 			destroy(ex, ex->n);
 		return;
 	}
-	if (atomic_fetch_sub(&ex->refs, 1) == 1)
+	GS__HB(&ex->refs);
+	if (atomic_fetch_sub(&ex->refs, 1) == 1) {
+		GS__HA(&ex->refs);
 		destroy(ex, ex->n);
+	}
 }
 
 GS__API gs_err gs_executor_new(const gs_executor_opts *opts, gs_executor **out)

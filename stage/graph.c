@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "annotate.h"
 #include "internal.h"
 #include "struct_version.h"
 
@@ -130,6 +131,17 @@ static gs_sub *sub_new(gs_stage *c, gs_stage *pr, const gs_sub_opts *o,
 	}
 	atomic_init(&sub->ends, 2);
 	atomic_init(&sub->cancel_why, GS__CANCEL_UNSET);
+	GS__ATOMIC(sub->granted);
+	GS__ATOMIC(sub->cons_cancel);
+	GS__ATOMIC(sub->cancel_why);
+	GS__ATOMIC(sub->prod_end);
+	GS__ATOMIC(sub->ends);
+	GS__ATOMIC(sub->st_sent);
+	GS__ATOMIC(sub->st_received);
+	GS__ATOMIC(sub->st_dropped);
+	GS__ATOMIC(sub->st_filtered);
+	GS__ATOMIC(sub->manual);
+	GS__ATOMIC(sub->asked);
 	sub->producer = pr;
 	sub->consumer = c;
 	sub->max_demand = max;
@@ -330,9 +342,12 @@ void gs__sub_ended(gs_sub *sub)
 	bool unused = !sub->user_ref;
 	if (unused)
 		list_remove(p, sub);
-	pthread_mutex_unlock(&p->lock);
-	free(sub->seq_of);
+	/* Once unlocked, a gs_sub_release may free the subscription: touch
+	 * nothing of it after this but what it no longer points to. */
+	uint64_t *seq_of = sub->seq_of;
 	sub->seq_of = NULL;
+	pthread_mutex_unlock(&p->lock);
+	free(seq_of);
 	if (release)
 		pr->disp->release(pr);
 	if (unused)
@@ -343,6 +358,7 @@ void gs__sub_ended(gs_sub *sub)
 void gs__sub_free(gs_sub *sub)
 {
 	if (atomic_load_explicit(&sub->ends, memory_order_acquire) > 0) {
+		GS__HA(&sub->ends);
 		sub->user_ref = true; /* the caller frees it */
 		atomic_store_explicit(&sub->ends, 1, memory_order_relaxed);
 		gs__detach(sub);
@@ -377,6 +393,7 @@ GS__API gs_err gs_cancel_reason(gs_sub *sub, int reason)
 		return GS_OK;
 	int live = GS__CONS_LIVE;
 	/* Release: whoever sees CANCEL sees the reason (acquire). */
+	GS__HB(&sub->cons_cancel);
 	if (atomic_compare_exchange_strong_explicit(
 		    &sub->cons_cancel, &live, GS__CONS_CANCEL,
 		    memory_order_acq_rel, memory_order_relaxed))

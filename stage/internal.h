@@ -238,7 +238,8 @@ struct gs_stage {
 	size_t n_outs, cap_outs;
 	gs_sub **ins;
 	size_t n_ins, cap_ins;
-	size_t in_cursor; /* round-robin start over ins */
+	size_t in_cursor;       /* round-robin start over ins */
+	size_t inputs_finished; /* inputs whose producer finished normally */
 	gs__buffer buf;
 	bool done;     /* gs_done: finish once the buffer is delivered */
 	bool stopping; /* leave the loop with stop_reason */

@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 
+#include "annotate.h"
 #include "internal.h"
 
 /*
@@ -29,8 +30,10 @@ struct gs__call {
 
 static void call_unref(gs__call *c)
 {
+	GS__HB(&c->refs);
 	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	GS__HA(&c->refs);
 	pthread_cond_destroy(&c->answered);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
@@ -81,6 +84,7 @@ static gs__call *call_new(void *request)
 	}
 	c->request = request;
 	atomic_init(&c->refs, 2);
+	GS__ATOMIC(c->refs);
 	return c;
 }
 

@@ -28,6 +28,8 @@ int gs__ring_init(gs__ring *r, size_t min_capacity)
 		return -1;
 	atomic_init(&r->tail, 0);
 	atomic_init(&r->head, 0);
+	GS__ATOMIC(r->tail);
+	GS__ATOMIC(r->head);
 	r->head_seen = 0;
 	r->tail_seen = 0;
 	r->mask = (uint32_t)(cap - 1);

@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "annotate.h"
+
 #define GS__CACHELINE 64
 
 typedef struct gs__ring {
@@ -52,11 +54,13 @@ static inline size_t gs__ring_space(gs__ring *r, size_t want)
 	uint32_t t = (uint32_t)atomic_load_explicit(&r->tail,
 						    memory_order_relaxed);
 	size_t cap = gs__ring_capacity(r);
-	if (cap - (uint32_t)(t - r->head_seen) < want)
+	if (cap - (uint32_t)(t - r->head_seen) < want) {
 		/* Acquire pairs with the consumer's release of the head: the
 		 * slots it gave back are no longer being read. */
 		r->head_seen = (uint32_t)atomic_load_explicit(
 			&r->head, memory_order_acquire);
+		GS__HA(&r->head);
+	}
 	return cap - (uint32_t)(t - r->head_seen);
 }
 
@@ -71,6 +75,7 @@ static inline size_t gs__ring_push(gs__ring *r, void *const *items, size_t n)
 	if (space < n) {
 		r->head_seen = (uint32_t)atomic_load_explicit(
 			&r->head, memory_order_acquire);
+		GS__HA(&r->head);
 		space = cap - (uint32_t)(t - r->head_seen);
 	}
 	if (n > space)
@@ -81,6 +86,7 @@ static inline size_t gs__ring_push(gs__ring *r, void *const *items, size_t n)
 	memcpy(r->slots, items + first, (n - first) * sizeof *items);
 	/* Release pairs with the consumer's acquire of the tail: the slots
 	 * are written before they are visible. */
+	GS__HB(&r->tail);
 	atomic_store_explicit(&r->tail, t + (uint32_t)n, memory_order_release);
 	return n;
 }
@@ -92,9 +98,11 @@ static inline size_t gs__ring_peek(gs__ring *r, void ***items, size_t max)
 {
 	uint32_t h = (uint32_t)atomic_load_explicit(&r->head,
 						    memory_order_relaxed);
-	if (r->tail_seen == h)
+	if (r->tail_seen == h) {
 		r->tail_seen = (uint32_t)atomic_load_explicit(
 			&r->tail, memory_order_acquire);
+		GS__HA(&r->tail);
+	}
 	size_t avail = (uint32_t)(r->tail_seen - h);
 	size_t at = h & r->mask;
 	size_t contiguous = gs__ring_capacity(r) - at;
@@ -128,6 +136,7 @@ static inline size_t gs__ring_ready(gs__ring *r)
 						    memory_order_relaxed);
 	r->tail_seen = (uint32_t)atomic_load_explicit(&r->tail,
 						      memory_order_acquire);
+	GS__HA(&r->tail);
 	return (uint32_t)(r->tail_seen - h);
 }
 
@@ -136,6 +145,7 @@ static inline void gs__ring_release(gs__ring *r, size_t n)
 {
 	uint32_t h = (uint32_t)atomic_load_explicit(&r->head,
 						    memory_order_relaxed);
+	GS__HB(&r->head);
 	atomic_store_explicit(&r->head, h + (uint32_t)n, memory_order_release);
 }
 
@@ -143,8 +153,13 @@ static inline void gs__ring_release(gs__ring *r, size_t n)
  * when the other side is quiet). */
 static inline size_t gs__ring_count(gs__ring *r)
 {
-	return (uint32_t)(atomic_load_explicit(&r->tail, memory_order_acquire) -
-			  atomic_load_explicit(&r->head, memory_order_acquire));
+	size_t n = (uint32_t)(atomic_load_explicit(&r->tail,
+						   memory_order_acquire) -
+			      atomic_load_explicit(&r->head,
+						   memory_order_acquire));
+	GS__HA(&r->tail);
+	GS__HA(&r->head);
+	return n;
 }
 
 #endif

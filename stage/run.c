@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "annotate.h"
 #include "internal.h"
 #include "park.h"
 
@@ -82,6 +83,7 @@ static bool read_control(gs_stage *s)
 	if (!atomic_load_explicit(&s->ctl, memory_order_relaxed))
 		return false;
 	int ctl = atomic_exchange_explicit(&s->ctl, 0, memory_order_acquire);
+	GS__HA(&s->ctl);
 	if (ctl & GS__CTL_DEMAND)
 		s->accumulate = atomic_load_explicit(&s->demand_req,
 						     memory_order_relaxed) ==
@@ -219,6 +221,7 @@ static void finish(gs_stage *s)
 			gs_strerror(reason), reason);
 	if (!s->blocking) {
 		gs__executor_forget(s);
+		GS__HB(&s->sched);
 		atomic_store_explicit(&s->sched, GS__SCHED_PAUSED,
 				      memory_order_release);
 	}
@@ -267,6 +270,7 @@ static bool go_idle(gs_stage *s)
 	if (s->timers.n)
 		gs__executor_timer(s, gs__timers_next(&s->timers));
 	uint32_t expect = GS__SCHED_RUNNING;
+	GS__HB(&s->sched);
 	return atomic_compare_exchange_strong_explicit(&s->sched, &expect, 0,
 						       memory_order_acq_rel,
 						       memory_order_relaxed);
@@ -277,8 +281,10 @@ bool gs__stage_run(gs_stage *s)
 	gs__current = s;
 	/* Clears WOKEN; acquire: what the wakers wrote before waking us is
 	 * visible to the turn below. */
+	GS__HB(&s->sched);
 	atomic_exchange_explicit(&s->sched, GS__SCHED_RUNNING,
 				 memory_order_acq_rel);
+	GS__HA(&s->sched);
 	if (!s->inited)
 		run_init(s);
 	uint64_t start = gs__now_ns();
@@ -295,15 +301,19 @@ bool gs__stage_run(gs_stage *s)
 		    gs__now_ns() - start >= GS_QUANTUM_NS) {
 			/* Yield: we are the only one who may queue it now,
 			 * since wakers see RUNNING or WOKEN. */
+			GS__HB(&s->sched);
 			atomic_store_explicit(&s->sched, GS__SCHED_WOKEN,
 					      memory_order_release);
 			again = true;
 			break;
 		}
 		if (atomic_load_explicit(&s->sched, memory_order_relaxed) &
-		    GS__SCHED_WOKEN)
+		    GS__SCHED_WOKEN) {
+			GS__HB(&s->sched);
 			atomic_exchange_explicit(&s->sched, GS__SCHED_RUNNING,
 						 memory_order_acq_rel);
+			GS__HA(&s->sched);
+		}
 	}
 	gs__current = NULL;
 	return again;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "annotate.h"
 #include "internal.h"
 #include "struct_version.h"
 
@@ -184,6 +185,26 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 	s->request_free_arg = o.request_free_arg;
 	s->accumulate = o.demand == GS_DEMAND_ACCUMULATE;
 	atomic_init(&s->demand_mode, (int)o.demand);
+	GS__ATOMIC(s->sched);
+	GS__ATOMIC(s->ec);
+	GS__ATOMIC(s->ctl);
+	GS__ATOMIC(s->stop_claimed);
+	GS__ATOMIC(s->demand_req);
+	GS__ATOMIC(s->demand_mode);
+	GS__ATOMIC(s->warned_slow);
+	GS__ATOMIC(s->inbox_pending);
+	GS__ATOMIC(s->st_in);
+	GS__ATOMIC(s->st_out);
+	GS__ATOMIC(s->st_bin);
+	GS__ATOMIC(s->st_bout);
+	GS__ATOMIC(s->st_dropped);
+	GS__ATOMIC(s->st_busy);
+	GS__ATOMIC(s->st_pending);
+	GS__ATOMIC(s->st_buffered);
+	GS__ATOMIC(s->st_released);
+	GS__ATOMIC(s->st_ins);
+	GS__ATOMIC(s->st_outs);
+	GS__ATOMIC(s->st_done);
 	size_t limit = o.buffer_size         ? o.buffer_size
 		       : kind == GS_PRODUCER ? 10000
 					     : GS_UNBOUNDED;
@@ -339,6 +360,7 @@ void gs__request(gs_stage *s, int ctl, int reason)
 		return;
 	/* Release pairs with the stage's acquire exchange of ctl: it reads
 	 * the reason written above. */
+	GS__HB(&s->ctl);
 	atomic_fetch_or_explicit(&s->ctl, ctl, memory_order_release);
 	gs__wake(s);
 }

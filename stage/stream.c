@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "annotate.h"
 #include "internal.h"
 #include "waitq.h"
 
@@ -51,6 +52,7 @@ static bool take_credit(gs_stage *s, void *state)
 {
 	stream *st = state;
 	uint64_t given = atomic_load_explicit(&st->given, memory_order_acquire);
+	GS__HA(&st->given);
 	uint64_t taken = atomic_load_explicit(&s->st_in, memory_order_relaxed);
 	uint64_t credit = given > taken ? given - taken : 0;
 	bool more = credit > s->credit;
@@ -100,6 +102,7 @@ GS__API gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts,
 	}
 	size_t cap = opts && opts->buffer_size ? opts->buffer_size : 1000;
 	atomic_init(&st->given, cap);
+	GS__ATOMIC(st->given);
 	static const gs__hooks hooks = {
 		.tag = GS__STREAM,
 		.poll = take_credit,
@@ -145,6 +148,7 @@ GS__API gs_err gs_stream_next(gs_stage *s, void **events, size_t max, size_t *n,
 	pthread_mutex_unlock(&st->w.lock);
 	*n = taken;
 	if (taken) {
+		GS__HB(&st->given);
 		atomic_fetch_add_explicit(&st->given, taken,
 					  memory_order_release);
 		gs__wake(s);

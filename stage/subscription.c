@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "annotate.h"
 #include "internal.h"
 
 static bool push_sub(gs_sub ***arr, size_t *n, size_t *cap, gs_sub *sub)
@@ -45,6 +46,7 @@ void gs__grant(gs_sub *sub, uint64_t n)
 	 * the producer's acquire, which must also see the slots released
 	 * before this. Manual demand may come from any thread (gs_ask), so
 	 * it adds atomically. */
+	GS__HB(&sub->granted);
 	if (atomic_load_explicit(&sub->manual, memory_order_relaxed)) {
 		atomic_fetch_add_explicit(&sub->granted, n,
 					  memory_order_acq_rel);
@@ -59,8 +61,10 @@ void gs__grant(gs_sub *sub, uint64_t n)
 
 void gs__detach(gs_sub *sub)
 {
+	GS__HB(&sub->ends);
 	if (atomic_fetch_sub_explicit(&sub->ends, 1, memory_order_acq_rel) != 1)
 		return;
+	GS__HA(&sub->ends);
 	/* Both ends are gone: what is still in the ring was never delivered
 	 * and goes back to its producer's event_free, unless the events are
 	 * shared (broadcast), which the dispatcher releases once each. */
@@ -105,6 +109,7 @@ void gs__attach_out(gs_stage *s, gs_sub *sub)
 		/* Cannot track it: end it at once so the consumer moves on. */
 		gs__sync_report(sub, GS_ENOMEM);
 		sub->prod_reason = GS_ENOMEM;
+		GS__HB(&sub->prod_end);
 		atomic_store_explicit(&sub->prod_end, 1, memory_order_release);
 		gs__wake(sub->consumer);
 		gs__detach(sub);
@@ -126,6 +131,7 @@ void gs__attach_in(gs_stage *s, gs_sub *sub)
 	if (!tracked) {
 		gs__sync_report(sub, GS_ENOMEM);
 		sub->cons_reason = GS_ENOMEM;
+		GS__HB(&sub->cons_cancel);
 		atomic_store_explicit(&sub->cons_cancel, GS__CONS_GONE,
 				      memory_order_release);
 		gs__wake(sub->producer);
@@ -157,6 +163,7 @@ void gs__end_out(gs_stage *s, size_t idx, int reason, int notify_reason,
 	remove_at(s->outs, &s->n_outs, idx);
 	mirror(s);
 	sub->prod_reason = reason;
+	GS__HB(&sub->prod_end);
 	atomic_store_explicit(&sub->prod_end, 1, memory_order_release);
 	gs__wake(sub->consumer);
 	if (notify && s->ops.handle_cancel) {
@@ -175,6 +182,7 @@ void gs__release_in(gs_stage *s, size_t idx, int reason)
 	remove_at(s->ins, &s->n_ins, idx);
 	mirror(s);
 	sub->cons_reason = reason;
+	GS__HB(&sub->cons_cancel);
 	atomic_store_explicit(&sub->cons_cancel, GS__CONS_GONE,
 			      memory_order_release);
 	gs__wake(sub->producer);
@@ -228,15 +236,18 @@ static void end_in(gs_stage *s, size_t idx)
 	/* A cancel with another reason is applied like a producer's
 	 * failure with it, by the cancel mode. */
 	/* A producer that failed stops a permanent or transient consumer
-	 * with its reason; a temporary one keeps running, and the failed
-	 * input does not count as finished. A producer that finished ends a
-	 * permanent consumer, and counts toward any consumer's completion
-	 * once it was the last input. */
+	 * with its reason; a temporary one keeps running. A producer that
+	 * finished ends a permanent consumer. A consumer whose last input
+	 * has gone finishes if some input of it finished normally, whatever
+	 * the order; one whose every input failed (temporary) runs on. */
 	if (reason != GS_OK) {
 		if (mode != GS_CANCEL_TEMPORARY)
 			gs__stop(s, reason);
+		else if (!s->n_ins && s->inputs_finished)
+			finish(s);
 		return;
 	}
+	s->inputs_finished++;
 	if (mode == GS_CANCEL_PERMANENT || !s->n_ins)
 		finish(s);
 }
@@ -350,6 +361,7 @@ bool gs__read_inputs(gs_stage *s)
 		if (atomic_load_explicit(&sub->prod_end,
 					 memory_order_acquire) &&
 		    gs__ring_count(&sub->ring) == 0) {
+			GS__HA(&sub->prod_end);
 			end_in(s, idx);
 			return true; /* the array changed under the loop */
 		}
@@ -364,6 +376,7 @@ GS__API gs_err gs_ask(gs_sub *sub, size_t n)
 		return GS_EINVAL;
 	if (!atomic_load_explicit(&sub->manual, memory_order_acquire))
 		return GS_ESTATE;
+	GS__HA(&sub->manual);
 	if (n) {
 		atomic_fetch_add_explicit(&sub->asked, n, memory_order_relaxed);
 		gs__grant(sub, n);
@@ -380,6 +393,7 @@ GS__API gs_err gs_sub_manual(gs_sub *sub)
 	if (sub->received || sub->demand.outstanding ||
 	    atomic_load_explicit(&sub->asked, memory_order_relaxed))
 		return GS_ESTATE;
+	GS__HB(&sub->manual);
 	atomic_store_explicit(&sub->manual, true, memory_order_release);
 	return GS_OK;
 }

@@ -189,6 +189,7 @@ const gs_stage_ops seq_producer_ops = {
 	.init = seq_init,
 	.handle_demand = seq_demand,
 	.handle_cancel = seq_cancel,
+	.handle_call = sync_call,
 	.terminate = seq_terminate,
 };
 
@@ -225,8 +226,28 @@ gs_sub *recorder_subscribe(recorder *r, gs_stage *consumer, gs_stage *producer,
 	return sub;
 }
 
+/* Appends to a keeping recorder's values; false when out of memory. */
+static bool keep_values(recorder *r, void *const *events, size_t n)
+{
+	if (r->n + n > r->cap) {
+		size_t cap = r->cap ? r->cap : 1024;
+		while (cap < r->n + n)
+			cap *= 2;
+		uintptr_t *v = realloc(r->vals, cap * sizeof *v);
+		if (!v)
+			return false;
+		r->vals = v;
+		r->cap = cap;
+	}
+	for (size_t i = 0; i < n; i++)
+		r->vals[r->n++] = GS_VAL(events[i]);
+	return true;
+}
+
 int recorder_take(recorder *r, gs_sub *from, void **events, size_t n)
 {
+	if (r->keep && !keep_values(r, events, n))
+		return GS_ENOMEM;
 	if (atomic_load_explicit(&r->terminated, memory_order_relaxed))
 		add(&r->after_stop, 1);
 	if (n == 0)
@@ -318,8 +339,39 @@ const gs_stage_ops recorder_ops = {
 	.handle_events = rec_events,
 	.handle_subscribe = rec_subscribe,
 	.handle_cancel = rec_cancel,
+	.handle_call = sync_call,
 	.terminate = rec_terminate,
 };
+
+void recorder_fini(recorder *r)
+{
+	free(r->vals);
+	r->vals = NULL;
+	r->n = r->cap = 0;
+}
+
+void check_exactly_once(const recorder *r, size_t k, size_t n)
+{
+	unsigned char *seen = calloc(n ? n : 1, 1);
+	cr_assert_not_null(seen);
+	size_t total = 0;
+	for (size_t i = 0; i < k; i++) {
+		cr_assert(r[i].keep, "recorder %zu keeps no values", i);
+		for (size_t j = 0; j < r[i].n; j++) {
+			uintptr_t v = r[i].vals[j];
+			cr_assert_lt(v, n, "recorder %zu: %zu out of range", i,
+				     (size_t)v);
+			cr_assert_eq(seen[v], 0, "seen twice: %zu", (size_t)v);
+			seen[v] = 1;
+			if (j)
+				cr_assert_gt(v, r[i].vals[j - 1],
+					     "recorder %zu: out of order", i);
+		}
+		total += r[i].n;
+	}
+	cr_assert_eq(total, n, "%zu of %zu values", total, n);
+	free(seen);
+}
 
 /* --- mapper ------------------------------------------------------------ */
 
@@ -354,10 +406,175 @@ const gs_stage_ops mapper_ops = {
 	.handle_events = map_events,
 	.handle_subscribe = rec_subscribe,
 	.handle_cancel = rec_cancel,
+	.handle_call = sync_call,
 	.terminate = rec_terminate,
 };
 
+/* --- holder ------------------------------------------------------------ */
+
+static int hold_events(void *state, gs_stage *stage, gs_sub *from,
+		       void **events, size_t n)
+{
+	holder *h = state;
+	(void)stage;
+	atomic_fetch_add(&h->entered, 1);
+	wait_int_at_least(&h->open, 1);
+	return recorder_take(&h->rec, from, events, n);
+}
+
+const gs_stage_ops holder_ops = {
+	.handle_events = hold_events,
+	.handle_subscribe = rec_subscribe,
+	.handle_cancel = rec_cancel,
+	.terminate = rec_terminate,
+};
+
+/* --- constructors ------------------------------------------------------ */
+
+gs_pipeline *pipeline_new(const gs_pipeline_opts *opts)
+{
+	gs_pipeline *p = NULL;
+	GS_OK_OR_DIE(gs_pipeline_new(opts, &p));
+	return p;
+}
+
+static gs_stage *stage_new(gs_pipeline *p, gs_kind kind,
+			   const gs_stage_ops *ops, void *state,
+			   const gs_stage_opts *opts)
+{
+	gs_stage *s = NULL;
+	GS_OK_OR_DIE(gs_stage_new(p, kind, ops, state, opts, &s));
+	return s;
+}
+
+gs_stage *seq_producer_new(gs_pipeline *p, seq_producer *sp,
+			   const gs_stage_opts *opts)
+{
+	return stage_new(p, GS_PRODUCER, &seq_producer_ops, sp, opts);
+}
+
+gs_stage *recorder_new(gs_pipeline *p, recorder *r, const gs_stage_opts *opts)
+{
+	return stage_new(p, GS_CONSUMER, &recorder_ops, r, opts);
+}
+
+gs_stage *mapper_new(gs_pipeline *p, mapper *m, const gs_stage_opts *opts)
+{
+	return stage_new(p, GS_PRODUCER_CONSUMER, &mapper_ops, m, opts);
+}
+
+gs_stage *holder_new(gs_pipeline *p, holder *h, const gs_stage_opts *opts)
+{
+	gs_stage_opts o = opts ? *opts : (gs_stage_opts){ 0 };
+	o.blocking = true;
+	return stage_new(p, GS_CONSUMER, &holder_ops, h, &o);
+}
+
+gs_stage *tallied_push_new(gs_pipeline *p, tally *t)
+{
+	gs_stage *s = NULL;
+	GS_OK_OR_DIE(
+		gs_push_producer(p,
+				 &(gs_stage_opts){ .event_free = tally_free,
+						   .event_free_arg = t },
+				 &s));
+	return s;
+}
+
+void fill_ids(void **ev, size_t n, uintptr_t first)
+{
+	for (size_t i = 0; i < n; i++)
+		ev[i] = GS_EV(first + i);
+}
+
+void pair_new(pair *x, size_t total, size_t tally_n)
+{
+	*x = (pair){ .sp = { .total = total }, .r = { .check_order = true } };
+	if (tally_n) {
+		tally_init(&x->t, tally_n);
+		x->r.tally = &x->t;
+	}
+	x->p = pipeline_new(NULL);
+	x->prod = seq_producer_new(x->p, &x->sp, NULL);
+	x->cons = recorder_new(x->p, &x->r, NULL);
+}
+
+void pair_free(pair *x)
+{
+	gs_pipeline_free(x->p);
+	tally_fini(&x->t);
+}
+
+gs_err start_and_wait(gs_pipeline *p)
+{
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	return gs_pipeline_wait(p);
+}
+
+gs_err pair_run(pair *x, const gs_sub_opts *opts)
+{
+	recorder_subscribe(&x->r, x->cons, x->prod, opts);
+	return start_and_wait(x->p);
+}
+
 /* --- helpers ----------------------------------------------------------- */
+
+long counter_gen(void *arg, void **out, size_t max)
+{
+	counter *c = arg;
+	size_t k = 0;
+	while (k < max && (!c->end || c->next < c->end))
+		out[k++] = GS_EV(c->next++);
+	add(&c->produced, k);
+	return (long)k;
+}
+
+gs_stage *counter_new(gs_pipeline *p, counter *c, const gs_stage_opts *opts)
+{
+	gs_stage *s = NULL;
+	GS_OK_OR_DIE(gs_from_fn(p, counter_gen, c, opts, &s));
+	return s;
+}
+
+void count_free(void *event, void *arg)
+{
+	(void)event;
+	add(arg, 1);
+}
+
+int nop_demand(void *state, gs_stage *stage, size_t demand)
+{
+	(void)state;
+	(void)stage;
+	(void)demand;
+	return GS_OK;
+}
+
+int nop_events(void *state, gs_stage *stage, gs_sub *from, void **events,
+	       size_t n)
+{
+	(void)state;
+	(void)stage;
+	(void)from;
+	(void)events;
+	(void)n;
+	return GS_OK;
+}
+
+int sync_call(void *state, gs_stage *stage, void *request, void **reply)
+{
+	(void)state;
+	(void)stage;
+	(void)request;
+	*reply = NULL;
+	return GS_OK;
+}
+
+void stage_sync(gs_stage *stage)
+{
+	void *reply;
+	GS_OK_OR_DIE(gs_call(stage, NULL, &reply, -1));
+}
 
 void log_counter(void *arg, gs_log_level level, const gs_stage *stage,
 		 const char *msg)
@@ -372,7 +589,13 @@ void log_counter(void *arg, gs_log_level level, const gs_stage *stage,
 		atomic_fetch_add(&lc->warn, 1);
 }
 
-static void nap(void)
+gs_pipeline *counted_pipeline_new(log_count *lc)
+{
+	return pipeline_new(
+		&(gs_pipeline_opts){ .log = log_counter, .log_arg = lc });
+}
+
+void nap(void)
 {
 	struct timespec ts = { .tv_nsec = 100000 };
 	nanosleep(&ts, NULL);

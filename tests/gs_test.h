@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * What the suites share: a sequence producer, a recording consumer, a
- * mapping producer-consumer, a tally of every event delivered or freed, and
- * a log hook that counts. Stage callbacks never assert (Criterion's asserts
- * belong to the test's own thread): they count violations in atomics that
- * the test checks after gs_pipeline_wait.
+ * What the suites share: a sequence producer, a recording consumer (which
+ * can keep every value it receives), a mapping producer-consumer, a
+ * generator for gs_from_fn, a tally of every event delivered or freed,
+ * counting event_free and log hooks, and ways to wait for what a test
+ * asserts. Stage callbacks never assert (Criterion's asserts belong to the
+ * test's own thread): they count violations in atomics that the test checks
+ * after gs_pipeline_wait.
  */
 #ifndef GS_TEST_H
 #define GS_TEST_H
@@ -156,9 +158,23 @@ typedef struct recorder {
 	_Atomic int cancel_reason; /* the last */
 	_Atomic int terminated;
 	_Atomic int reason;
+
+	/* When set before start: every value received is kept, in arrival
+	 * order, in vals[0..n) (read them once the stage has finished;
+	 * recorder_fini frees them). */
+	bool keep;
+	uintptr_t *vals;
+	size_t n, cap;
 } recorder;
 
 extern const gs_stage_ops recorder_ops;
+
+/* Frees the values a keeping recorder kept. */
+void recorder_fini(recorder *r);
+
+/* Checks that k keeping recorders got every value in [0, n) exactly once
+ * between them, each in increasing order. */
+void check_exactly_once(const recorder *r, size_t k, size_t n);
 
 /* Subscribes `consumer` (whose state is `r`) to `producer` and tracks the
  * subscription in r; asserts success. */
@@ -182,6 +198,93 @@ typedef struct mapper {
 
 extern const gs_stage_ops mapper_ops;
 
+/* A pipeline with `opts` (NULL: the defaults); asserts success. */
+gs_pipeline *pipeline_new(const gs_pipeline_opts *opts);
+
+/*
+ * A consumer that records like a recorder but holds every batch inside
+ * handle_events until `open` is set; `entered` counts the batches that came
+ * in. Its callbacks block, so holder_new makes it a blocking stage.
+ */
+typedef struct holder {
+	recorder rec;
+	_Atomic int entered;
+	_Atomic int open;
+} holder;
+
+extern const gs_stage_ops holder_ops;
+
+/* Stages on the ops above with `state` and `opts` (NULL: the defaults);
+ * each asserts success. */
+gs_stage *seq_producer_new(gs_pipeline *p, seq_producer *sp,
+			   const gs_stage_opts *opts);
+gs_stage *recorder_new(gs_pipeline *p, recorder *r, const gs_stage_opts *opts);
+gs_stage *mapper_new(gs_pipeline *p, mapper *m, const gs_stage_opts *opts);
+gs_stage *holder_new(gs_pipeline *p, holder *h, const gs_stage_opts *opts);
+
+/*
+ * The smallest pipeline: a seq_producer of `total` events and a recorder
+ * that checks order, created but not subscribed. With tally_n > 0 the
+ * recorder also marks the tally t of ids [0, tally_n).
+ */
+typedef struct pair {
+	gs_pipeline *p;
+	gs_stage *prod, *cons;
+	seq_producer sp;
+	recorder r;
+	tally t;
+} pair;
+
+void pair_new(pair *x, size_t total, size_t tally_n);
+void pair_free(pair *x);
+/* Subscribes the pair's consumer to its producer with `opts` (tracked by
+ * the recorder), then start_and_wait. */
+gs_err pair_run(pair *x, const gs_sub_opts *opts);
+
+/* Starts p, asserting that it started, and returns what gs_pipeline_wait
+ * returns. */
+gs_err start_and_wait(gs_pipeline *p);
+
+/* A generator for gs_from_fn: next, next + 1, ... up to end (exclusive;
+ * 0: without end); `produced` counts what it wrote. */
+typedef struct counter {
+	uintptr_t next, end;
+	_Atomic uint64_t produced;
+} counter;
+
+long counter_gen(void *arg, void **out, size_t max);
+
+/* A push producer whose dropped events mark tally `t`; asserts success. */
+gs_stage *tallied_push_new(gs_pipeline *p, tally *t);
+
+/* ev[0..n) = the ids first, first + 1, ... */
+void fill_ids(void **ev, size_t n, uintptr_t first);
+
+/* A gs_from_fn producer on counter_gen and `c`; asserts success. */
+gs_stage *counter_new(gs_pipeline *p, counter *c, const gs_stage_opts *opts);
+
+/* event_free (or msg_free) for stage options: counts into the
+ * _Atomic uint64_t `arg`. */
+void count_free(void *event, void *arg);
+
+/* Callbacks that do nothing, for stages whose callbacks do not matter. */
+int nop_demand(void *state, gs_stage *stage, size_t demand);
+int nop_events(void *state, gs_stage *stage, gs_sub *from, void **events,
+	       size_t n);
+
+/*
+ * A round trip through a stage, to know that it has moved on. A stage
+ * takes calls between its turns, so when stage_sync(s) returns, s has
+ * finished the turn in which it did whatever the caller saw it do before
+ * calling (a counter raised, a statistic set): if that turn was going to
+ * call handle_demand or emit, it has. The stage's handle_call must be
+ * sync_call (which answers NULL), as in seq_producer_ops, recorder_ops and
+ * mapper_ops, or answer a NULL request some other way. From the test's
+ * thread only.
+ */
+int sync_call(void *state, gs_stage *stage, void *request, void **reply);
+void stage_sync(gs_stage *stage);
+
 /* A log hook counting each level; `arg` is a log_count. */
 typedef struct log_count {
 	_Atomic int warn;
@@ -192,10 +295,18 @@ typedef struct log_count {
 void log_counter(void *arg, gs_log_level level, const gs_stage *stage,
 		 const char *msg);
 
+/* A pipeline whose log lines are counted in lc; asserts success. Tests
+ * count drops by its warnings, so it must not set warn_callback_ms: under
+ * a sanitizer on a loaded machine any callback may be slow. */
+gs_pipeline *counted_pipeline_new(log_count *lc);
+
 /* Waits (without a time limit: the test's .timeout is the limit) until
  * *v >= at_least. */
 void wait_at_least(const _Atomic uint64_t *v, uint64_t at_least);
 void wait_int_at_least(const _Atomic int *v, int at_least);
+
+/* A short pause for a loop that polls for what it waits for. */
+void nap(void);
 
 /* A small deterministic generator for randomized tests. */
 typedef struct gs_rng {

@@ -1,11 +1,9 @@
 // SPDX-License-Identifier: MIT
 /* Plain threads at the edges: pushing with back-pressure and pulling with
  * demand. */
-#include <criterion/criterion.h>
-
 #include <pthread.h>
 
-#include "probe.h"
+#include "gs_test.h"
 
 #ifndef GS_TEST_PUSHES
 #define GS_TEST_PUSHES 20000
@@ -25,7 +23,7 @@ static int slow_events(void *state, gs_stage *s, gs_sub *from, void **ev,
 	(void)from;
 	slow *c = state;
 	for (size_t i = 0; i < n; i++) {
-		uintptr_t v = (uintptr_t)ev[i];
+		uintptr_t v = GS_VAL(ev[i]);
 		unsigned t = (unsigned)(v >> 24);
 		uintptr_t k = v & 0xffffff;
 		c->out_of_order += k != c->last[t] + 1;
@@ -50,7 +48,7 @@ static void *push_all(void *arg)
 	for (uintptr_t i = 1; i <= GS_TEST_PUSHES;) {
 		size_t k = 0;
 		for (; k < 8 && i + k <= GS_TEST_PUSHES; k++)
-			batch[k] = (void *)((a->id << 24) | (i + k));
+			batch[k] = GS_EV((a->id << 24) | (i + k));
 		gs_err err = gs_push(a->stage, batch, k, 1);
 		if (err == GS_ETIMEDOUT) {
 			atomic_fetch_add(a->blocked, 1);
@@ -63,10 +61,10 @@ static void *push_all(void *arg)
 	return NULL;
 }
 
-Test(push, publishers_block_on_a_slow_consumer_and_lose_nothing, .timeout = 30)
+Test(push, publishers_block_on_a_slow_consumer_and_lose_nothing,
+     .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	gs_stage *src, *cons;
 	cr_assert_eq(gs_push_producer(p, &(gs_stage_opts){ .buffer_size = 64 },
 				      &src),
@@ -98,10 +96,9 @@ Test(push, publishers_block_on_a_slow_consumer_and_lose_nothing, .timeout = 30)
 
 Test(push, fails_fast_when_full_and_refuses_bad_pushes)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	gs_stage *src;
-	atomic_size_t freed = 0;
+	_Atomic uint64_t freed = 0;
 	gs_push_producer(p,
 			 &(gs_stage_opts){ .buffer_size = 4,
 					   .event_free = count_free,
@@ -114,9 +111,8 @@ Test(push, fails_fast_when_full_and_refuses_bad_pushes)
 	cr_assert_eq(gs_push(src, ev, 2, 10), GS_ETIMEDOUT);
 	cr_assert_eq(gs_push(src, ev, 5, 0), GS_EINVAL, "larger than queue");
 	cr_assert_eq(gs_push(NULL, ev, 1, 0), GS_EINVAL);
-	gs_stage *plain;
 	counter c = { 0 };
-	gs_from_fn(p, counter_gen, &c, NULL, &plain);
+	gs_stage *plain = counter_new(p, &c, NULL);
 	cr_assert_eq(gs_push(plain, ev, 1, 0), GS_EINVAL, "not a push stage");
 	cr_assert_eq(gs_push_close(src), GS_OK);
 	cr_assert_eq(gs_push(src, ev, 1, 0), GS_ECLOSED);
@@ -124,13 +120,12 @@ Test(push, fails_fast_when_full_and_refuses_bad_pushes)
 	cr_assert_eq(atomic_load(&freed), 3, "queued events are freed");
 }
 
-Test(stream, delivers_everything_in_order_then_reports_the_end, .timeout = 30)
+Test(stream, delivers_everything_in_order_then_reports_the_end,
+     .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { .end = 30000 };
-	gs_stage *src, *st;
-	gs_from_fn(p, counter_gen, &c, NULL, &src);
+	gs_stage *src = counter_new(p, &c, NULL), *st;
 	cr_assert_eq(gs_stream(p, &(gs_stage_opts){ .buffer_size = 100 }, &st),
 		     GS_OK);
 	gs_subscribe(st, src, &(gs_sub_opts){ .max_demand = 50 }, NULL);
@@ -141,7 +136,7 @@ Test(stream, delivers_everything_in_order_then_reports_the_end, .timeout = 30)
 	while (!(err = gs_stream_next(st, buf, 37, &n, 5000))) {
 		cr_assert_gt(n, 0);
 		for (size_t i = 0; i < n; i++)
-			cr_assert_eq((uintptr_t)buf[i], got + i);
+			cr_assert_eq(GS_VAL(buf[i]), got + i);
 		got += n;
 	}
 	cr_assert_eq(err, GS_ECLOSED);
@@ -151,38 +146,62 @@ Test(stream, delivers_everything_in_order_then_reports_the_end, .timeout = 30)
 	gs_pipeline_free(p);
 }
 
-Test(stream, takes_only_what_the_puller_makes_room_for, .timeout = 30)
+/* What may wait for the puller: the stream's size (100) and the chunk that
+ * overshoots it (max_demand - min_demand, 20). Upstream, one more ask
+ * (max_demand, 40) and the events of a pull not counted yet (10). */
+#define STREAM_ROOM 100
+#define STREAM_WAITING (STREAM_ROOM + 20)
+#define STREAM_ASKED (STREAM_WAITING + 40 + 10)
+
+Test(stream, takes_only_what_the_puller_makes_room_for,
+     .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
-	counter c = { 0 }; /* endless */
+	gs_pipeline *p = pipeline_new(NULL);
+	_Atomic uint64_t pulled = 0;
+	/* Endless: only demand holds it back. On each handle_demand it
+	 * checks that the demand passed so far is within what was pulled
+	 * and what the stream may hold. */
+	seq_producer sp = { .total = SIZE_MAX,
+			    .consumed = &pulled,
+			    .slack = STREAM_ASKED };
 	gs_stage *src, *st;
-	gs_from_fn(p, counter_gen, &c, NULL, &src);
-	gs_stream(p, &(gs_stage_opts){ .buffer_size = 100 }, &st);
-	gs_subscribe(st, src, &(gs_sub_opts){ .max_demand = 40 }, NULL);
-	gs_pipeline_start(p);
+	src = seq_producer_new(p, &sp, NULL);
+	GS_OK_OR_DIE(gs_stream(
+		p, &(gs_stage_opts){ .buffer_size = STREAM_ROOM }, &st));
+	GS_OK_OR_DIE(gs_subscribe(st, src, &(gs_sub_opts){ .max_demand = 40 },
+				  NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
 	void *buf[10];
-	size_t n, pulled = 0;
+	size_t n;
+	gs_stats stats;
 	for (int round = 0; round < 50; round++) {
 		cr_assert_eq(gs_stream_next(st, buf, 10, &n, 5000), GS_OK);
-		pulled += n;
-		gs_stats stats;
-		gs_stage_stats(st, &stats);
-		/* what waits for the puller: the stream's size plus at
-		 * most one chunk (max_demand - min_demand) */
-		cr_assert_leq(stats.events_in, pulled + 100 + 20);
+		atomic_fetch_add(&pulled, n);
+		GS_OK_OR_DIE(gs_stage_stats(st, &stats));
+		cr_assert_leq(stats.events_in,
+			      atomic_load(&pulled) + STREAM_WAITING);
 	}
-	sleep_ms(20);
-	/* upstream is held back by demand: the ring and one ask at most */
-	cr_assert_leq(atomic_load(&c.produced), pulled + 100 + 20 + 2 * 40);
-	gs_pipeline_stop(p, GS_STOP_NOW);
+	/* The puller stops: the stream fills the room it has, then takes no
+	 * more (its producer counted any demand beyond that). */
+	uint64_t room = atomic_load(&pulled) + STREAM_ROOM;
+	for (;;) {
+		GS_OK_OR_DIE(gs_stage_stats(st, &stats));
+		if (stats.events_in >= room)
+			break;
+		nap();
+	}
+	cr_assert_leq(stats.events_in, atomic_load(&pulled) + STREAM_WAITING);
+	cr_assert_eq(gs_pipeline_stop(p, GS_STOP_NOW), GS_OK);
+	cr_assert_eq(atomic_load(&sp.over_demand), 0,
+		     "upstream was asked for %llu events with %llu pulled",
+		     (unsigned long long)atomic_load(&sp.demanded),
+		     (unsigned long long)atomic_load(&pulled));
 	gs_pipeline_free(p);
 }
 
 Test(stream, times_out_when_nothing_comes)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	gs_stage *st;
 	gs_stream(p, NULL, &st);
 	gs_pipeline_start(p);
@@ -203,14 +222,14 @@ static long fail_after_100(void *arg, void **out, size_t max)
 	if (c->next >= 100)
 		return -4321;
 	for (size_t k = 0; k < max; k++)
-		out[k] = (void *)c->next++;
+		out[k] = GS_EV(c->next++);
 	return (long)max;
 }
 
-Test(stream, ends_with_the_reason_its_producer_failed, .timeout = 30)
+Test(stream, ends_with_the_reason_its_producer_failed,
+     .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	counter c = { 0 };
 	gs_stage *src, *st;
 	gs_from_fn(p, fail_after_100, &c, NULL, &src);

@@ -59,9 +59,7 @@ static void run_overflow(overflow *o, const size_t *bursts, size_t n_bursts,
 			 .r = { .check_order = true } };
 	tally_init(&o->t, total);
 	o->r.tally = &o->t;
-	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
-							  .log_arg = &o->log },
-				     &o->p));
+	o->p = counted_pipeline_new(&o->log);
 	gs_stage_opts opts = { .buffer_size = size, .buffer_keep = keep };
 	if (with_free) {
 		opts.event_free = tally_free;
@@ -69,12 +67,10 @@ static void run_overflow(overflow *o, const size_t *bursts, size_t n_bursts,
 	}
 	GS_OK_OR_DIE(gs_stage_new(o->p, GS_PRODUCER, &burster_ops, &o->b, &opts,
 				  &o->prod));
-	GS_OK_OR_DIE(gs_stage_new(o->p, GS_CONSUMER, &recorder_ops, &o->r, NULL,
-				  &o->cons));
+	o->cons = recorder_new(o->p, &o->r, NULL);
 	recorder_subscribe(&o->r, o->cons, o->prod,
 			   &(gs_sub_opts){ .max_demand = 5 });
-	GS_OK_OR_DIE(gs_pipeline_start(o->p));
-	cr_assert_eq(gs_pipeline_wait(o->p), GS_OK);
+	cr_assert_eq(start_and_wait(o->p), GS_OK);
 	GS_OK_OR_DIE(gs_stage_stats(o->prod, &o->st));
 	cr_assert_eq(atomic_load(&o->b.first_demand), 5);
 	cr_assert_eq(atomic_load(&o->b.calls), 1);
@@ -108,37 +104,47 @@ static void expect_delivered(overflow *o, size_t lo, size_t hi)
 	}
 }
 
+/*
+ * Runs `bursts` into a buffer of `size` with policy `keep` and event_free,
+ * and checks that the first 5 events and [lo, hi) were delivered and every
+ * other one dropped, freed and counted, that drops (and only drops) were
+ * logged, and that the buffer ended empty.
+ */
+static void check_kept(const size_t *bursts, size_t n_bursts, size_t size,
+		       gs_keep keep, size_t lo, size_t hi)
+{
+	overflow o;
+	run_overflow(&o, bursts, n_bursts, size, keep, true);
+	uint64_t total = o.t.n, kept = 5 + (hi - lo);
+	cr_assert_eq(atomic_load(&o.r.received), kept);
+	expect_delivered(&o, lo, hi);
+	cr_assert_eq(o.st.events_out, kept);
+	cr_assert_eq(o.st.buffered, 0);
+	cr_assert_eq(o.st.dropped, total - kept);
+	cr_assert_eq(atomic_load(&o.t.freed_count), total - kept);
+	if (total > kept)
+		cr_assert_geq(atomic_load(&o.log.warn), 1, "drops are logged");
+	else
+		cr_assert_eq(atomic_load(&o.log.warn), 0, "nothing to log");
+	tally_check(&o.t, total, true);
+	overflow_free(&o);
+}
+
+#define N_BURSTS(b) (sizeof(b) / sizeof((b)[0]))
+
 Test(buffer, keep_first_keeps_the_oldest_and_frees_the_incoming,
      .timeout = GS_TEST_TIMEOUT)
 {
 	/* 5 go out on the demand, 10 fill the buffer, 85 are dropped. */
 	static const size_t bursts[] = { 100 };
-	overflow o;
-	run_overflow(&o, bursts, 1, 10, GS_KEEP_FIRST, true);
-	cr_assert_eq(atomic_load(&o.r.received), 15);
-	expect_delivered(&o, 5, 15);
-	cr_assert_eq(o.st.dropped, 85);
-	cr_assert_eq(atomic_load(&o.t.freed_count), 85);
-	cr_assert_eq(o.st.events_out, 15);
-	cr_assert_eq(o.st.buffered, 0);
-	cr_assert_geq(atomic_load(&o.log.warn), 1, "drops are logged");
-	tally_check(&o.t, 100, true);
-	overflow_free(&o);
+	check_kept(bursts, N_BURSTS(bursts), 10, GS_KEEP_FIRST, 5, 15);
 }
 
 Test(buffer, keep_last_keeps_the_newest_and_frees_the_oldest,
      .timeout = GS_TEST_TIMEOUT)
 {
 	static const size_t bursts[] = { 100 };
-	overflow o;
-	run_overflow(&o, bursts, 1, 10, GS_KEEP_LAST, true);
-	cr_assert_eq(atomic_load(&o.r.received), 15);
-	expect_delivered(&o, 90, 100);
-	cr_assert_eq(o.st.dropped, 85);
-	cr_assert_eq(atomic_load(&o.t.freed_count), 85);
-	cr_assert_geq(atomic_load(&o.log.warn), 1, "drops are logged");
-	tally_check(&o.t, 100, true);
-	overflow_free(&o);
+	check_kept(bursts, N_BURSTS(bursts), 10, GS_KEEP_LAST, 90, 100);
 }
 
 Test(buffer, keep_last_drops_buffered_events_before_new_ones,
@@ -146,13 +152,7 @@ Test(buffer, keep_last_drops_buffered_events_before_new_ones,
 {
 	/* 0..4 go out; 5..12 wait; then 13..19 push out the 5 oldest. */
 	static const size_t bursts[] = { 5, 8, 7 };
-	overflow o;
-	run_overflow(&o, bursts, 3, 10, GS_KEEP_LAST, true);
-	expect_delivered(&o, 10, 20);
-	cr_assert_eq(o.st.dropped, 5);
-	cr_assert_geq(atomic_load(&o.log.warn), 1);
-	tally_check(&o.t, 20, true);
-	overflow_free(&o);
+	check_kept(bursts, N_BURSTS(bursts), 10, GS_KEEP_LAST, 10, 20);
 }
 
 Test(buffer, keep_first_drops_only_what_does_not_fit,
@@ -160,24 +160,13 @@ Test(buffer, keep_first_drops_only_what_does_not_fit,
 {
 	/* 0..4 go out; 5..12 wait; 13 and 14 fit; 15..19 are dropped. */
 	static const size_t bursts[] = { 5, 8, 7 };
-	overflow o;
-	run_overflow(&o, bursts, 3, 10, GS_KEEP_FIRST, true);
-	expect_delivered(&o, 5, 15);
-	cr_assert_eq(o.st.dropped, 5);
-	tally_check(&o.t, 20, true);
-	overflow_free(&o);
+	check_kept(bursts, N_BURSTS(bursts), 10, GS_KEEP_FIRST, 5, 15);
 }
 
 Test(buffer, a_buffer_exactly_full_drops_nothing, .timeout = GS_TEST_TIMEOUT)
 {
 	static const size_t bursts[] = { 15 };
-	overflow o;
-	run_overflow(&o, bursts, 1, 10, GS_KEEP_FIRST, true);
-	cr_assert_eq(atomic_load(&o.r.received), 15);
-	cr_assert_eq(o.st.dropped, 0);
-	cr_assert_eq(atomic_load(&o.log.warn), 0, "nothing to log");
-	tally_check(&o.t, 15, true);
-	overflow_free(&o);
+	check_kept(bursts, N_BURSTS(bursts), 10, GS_KEEP_FIRST, 5, 15);
 }
 
 Test(buffer, drops_are_counted_without_an_event_free,
@@ -203,13 +192,7 @@ Test(buffer, the_default_buffer_holds_ten_thousand, .timeout = GS_TEST_TIMEOUT)
 		bursts[nb] = left < 256 ? left : 256;
 		left -= bursts[nb];
 	}
-	overflow o;
-	run_overflow(&o, bursts, nb, 0, GS_KEEP_FIRST, true);
-	cr_assert_eq(atomic_load(&o.r.received), 10005);
-	cr_assert_eq(o.st.dropped, 7);
-	expect_delivered(&o, 5, 10005);
-	tally_check(&o.t, TOTAL, true);
-	overflow_free(&o);
+	check_kept(bursts, nb, 0, GS_KEEP_FIRST, 5, 10005);
 }
 
 Test(buffer, an_unbounded_buffer_never_drops, .timeout = GS_TEST_TIMEOUT)
@@ -218,14 +201,8 @@ Test(buffer, an_unbounded_buffer_never_drops, .timeout = GS_TEST_TIMEOUT)
 	static size_t bursts[TOTAL / 250];
 	for (size_t i = 0; i < TOTAL / 250; i++)
 		bursts[i] = 250;
-	overflow o;
-	run_overflow(&o, bursts, TOTAL / 250, GS_UNBOUNDED, GS_KEEP_FIRST,
-		     true);
-	cr_assert_eq(atomic_load(&o.r.received), TOTAL);
-	cr_assert_eq(o.st.dropped, 0);
-	cr_assert_eq(atomic_load(&o.log.warn), 0);
-	tally_check(&o.t, TOTAL, true);
-	overflow_free(&o);
+	check_kept(bursts, N_BURSTS(bursts), GS_UNBOUNDED, GS_KEEP_FIRST, 5,
+		   TOTAL);
 }
 
 /* Emits 0..19 from init, before any subscription is attached, into a
@@ -248,12 +225,8 @@ Test(buffer, events_emitted_in_init_wait_in_the_buffer,
 					  .handle_demand = burst_demand };
 	static const gs_keep keeps[] = { GS_KEEP_LAST, GS_KEEP_FIRST };
 	for (size_t k = 0; k < 2; k++) {
-		gs_pipeline *p = NULL;
 		log_count log = { 0 };
-		GS_OK_OR_DIE(
-			gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
-							     .log_arg = &log },
-					&p));
+		gs_pipeline *p = counted_pipeline_new(&log);
 		tally t;
 		tally_init(&t, 20);
 		burster b = { 0 };
@@ -266,11 +239,9 @@ Test(buffer, events_emitted_in_init_wait_in_the_buffer,
 						       .event_free = tally_free,
 						       .event_free_arg = &t },
 				     &prod));
-		GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r,
-					  NULL, &cons));
+		cons = recorder_new(p, &r, NULL);
 		recorder_subscribe(&r, cons, prod, NULL);
-		GS_OK_OR_DIE(gs_pipeline_start(p));
-		cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+		cr_assert_eq(start_and_wait(p), GS_OK);
 		cr_assert_eq(atomic_load(&b.emit_errors), 0);
 		cr_assert_eq(atomic_load(&b.calls), 0,
 			     "done before any demand");
@@ -295,18 +266,13 @@ Test(buffer, buffered_events_meet_demand_before_handle_demand,
 	/* The first call emits 2000 more than asked: that much of the later
 	 * demand is met from the buffer and never reaches handle_demand. */
 	enum { N = 20000, EXTRA = 2000, MAX = 100 };
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	recorder r = { .check_order = true };
 	seq_producer sp = { .total = N, .extra_first = EXTRA };
-	gs_stage *prod = NULL, *cons = NULL;
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &prod));
-	GS_OK_OR_DIE(
-		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	gs_stage *prod = seq_producer_new(p, &sp, NULL);
+	gs_stage *cons = recorder_new(p, &r, NULL);
 	recorder_subscribe(&r, cons, prod, &(gs_sub_opts){ .max_demand = MAX });
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	cr_assert_eq(atomic_load(&r.received), N);
 	cr_assert_eq(atomic_load(&r.demand_errors), 0);
 	cr_assert_eq(atomic_load(&r.order_errors), 0);

@@ -31,15 +31,10 @@ static void duo_new(duo *d, gs_cancel_mode mode, const gs_stage_opts *gopts)
 		.g = { .total = SIZE_MAX },
 		.r = { .check_order = true },
 	};
-	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
-							  .log_arg = &d->log },
-				     &d->p));
-	GS_OK_OR_DIE(gs_stage_new(d->p, GS_PRODUCER, &seq_producer_ops, &d->b,
-				  NULL, &d->bad));
-	GS_OK_OR_DIE(gs_stage_new(d->p, GS_PRODUCER, &seq_producer_ops, &d->g,
-				  gopts, &d->good));
-	GS_OK_OR_DIE(gs_stage_new(d->p, GS_CONSUMER, &recorder_ops, &d->r, NULL,
-				  &d->cons));
+	d->p = counted_pipeline_new(&d->log);
+	d->bad = seq_producer_new(d->p, &d->b, NULL);
+	d->good = seq_producer_new(d->p, &d->g, gopts);
+	d->cons = recorder_new(d->p, &d->r, NULL);
 	d->bad_sub = recorder_subscribe(&d->r, d->cons, d->bad,
 					&(gs_sub_opts){ .cancel = mode,
 							.max_demand = 100 });
@@ -49,20 +44,28 @@ static void duo_new(duo *d, gs_cancel_mode mode, const gs_stage_opts *gopts)
 				.max_demand = 100 });
 }
 
-static void fail_first_demand(seq_producer *sp)
+/* A duo whose bad producer fails (GS_TEST_FAIL) at its first demand. */
+static void duo_failing(duo *d, gs_cancel_mode mode)
 {
-	sp->fail_at = 1;
-	sp->fail_code = GS_TEST_FAIL;
+	duo_new(d, mode, NULL);
+	d->b.fail_at = 1;
+	d->b.fail_code = GS_TEST_FAIL;
+}
+
+/* A permanent duo, started, once 1000 events have arrived. */
+static void duo_running(duo *d)
+{
+	duo_new(d, GS_CANCEL_PERMANENT, NULL);
+	GS_OK_OR_DIE(gs_pipeline_start(d->p));
+	wait_at_least(&d->r.received, 1000);
 }
 
 Test(cancel, permanent_consumer_stops_with_the_producers_error,
      .timeout = GS_TEST_TIMEOUT)
 {
 	duo d;
-	duo_new(&d, GS_CANCEL_PERMANENT, NULL);
-	fail_first_demand(&d.b);
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	cr_assert_eq(gs_pipeline_wait(d.p), GS_TEST_FAIL);
+	duo_failing(&d, GS_CANCEL_PERMANENT);
+	cr_assert_eq(start_and_wait(d.p), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.b.reason), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.r.terminated), 1);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_TEST_FAIL);
@@ -82,8 +85,7 @@ Test(cancel, permanent_consumer_stops_when_its_producer_finishes_normally,
 	duo d;
 	duo_new(&d, GS_CANCEL_PERMANENT, NULL);
 	d.b.total = 10;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	cr_assert_eq(gs_pipeline_wait(d.p), GS_OK);
+	cr_assert_eq(start_and_wait(d.p), GS_OK);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_OK);
 	cr_assert_eq(d.r.subs[0].received, 10);
 	cr_assert_eq(atomic_load(&d.g.terminated), 1);
@@ -100,31 +102,37 @@ Test(cancel, transient_consumer_stops_when_the_producer_fails,
      .timeout = GS_TEST_TIMEOUT)
 {
 	duo d;
-	duo_new(&d, GS_CANCEL_TRANSIENT, NULL);
-	fail_first_demand(&d.b);
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	cr_assert_eq(gs_pipeline_wait(d.p), GS_TEST_FAIL);
+	duo_failing(&d, GS_CANCEL_TRANSIENT);
+	cr_assert_eq(start_and_wait(d.p), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.g.terminated), 1);
+	gs_pipeline_free(d.p);
+}
+
+/* The consumer's `mode` producer sends `bad_total` events and finishes:
+ * the consumer keeps running, takes every event of the other producer, and
+ * sees both subscriptions end normally. */
+static void keeps_running_when_a_producer_finishes(gs_cancel_mode mode,
+						   size_t bad_total)
+{
+	size_t n = GS_TEST_EVENTS;
+	duo d;
+	duo_new(&d, mode, NULL);
+	d.b.total = bad_total;
+	d.g.total = n;
+	cr_assert_eq(start_and_wait(d.p), GS_OK);
+	cr_assert_eq(atomic_load(&d.r.reason), GS_OK);
+	cr_assert_eq(d.r.subs[0].received, bad_total);
+	cr_assert_eq(d.r.subs[1].received, n);
+	cr_assert_eq(atomic_load(&d.r.cancels_ok), 2);
+	cr_assert_eq(atomic_load(&d.log.error), 0);
 	gs_pipeline_free(d.p);
 }
 
 Test(cancel, transient_consumer_keeps_running_when_a_producer_finishes,
      .timeout = GS_TEST_TIMEOUT)
 {
-	size_t n = GS_TEST_EVENTS;
-	duo d;
-	duo_new(&d, GS_CANCEL_TRANSIENT, NULL);
-	d.b.total = 10;
-	d.g.total = n;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	cr_assert_eq(gs_pipeline_wait(d.p), GS_OK);
-	cr_assert_eq(atomic_load(&d.r.reason), GS_OK);
-	cr_assert_eq(d.r.subs[0].received, 10);
-	cr_assert_eq(d.r.subs[1].received, n);
-	cr_assert_eq(atomic_load(&d.r.cancels_ok), 2);
-	cr_assert_eq(atomic_load(&d.log.error), 0);
-	gs_pipeline_free(d.p);
+	keeps_running_when_a_producer_finishes(GS_CANCEL_TRANSIENT, 10);
 }
 
 Test(cancel, temporary_consumer_keeps_running_when_a_producer_fails,
@@ -132,8 +140,7 @@ Test(cancel, temporary_consumer_keeps_running_when_a_producer_fails,
 {
 	size_t n = GS_TEST_EVENTS;
 	duo d;
-	duo_new(&d, GS_CANCEL_TEMPORARY, NULL);
-	fail_first_demand(&d.b);
+	duo_failing(&d, GS_CANCEL_TEMPORARY);
 	d.g.total = n;
 	GS_OK_OR_DIE(gs_pipeline_start(d.p));
 	/* The failure is still the pipeline's result. */
@@ -154,27 +161,24 @@ Test(cancel, temporary_consumer_keeps_running_when_a_producer_fails,
 Test(cancel, temporary_consumer_keeps_running_when_a_producer_finishes,
      .timeout = GS_TEST_TIMEOUT)
 {
-	size_t n = GS_TEST_EVENTS;
-	duo d;
-	duo_new(&d, GS_CANCEL_TEMPORARY, NULL);
-	d.b.total = 0;
-	d.g.total = n;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	cr_assert_eq(gs_pipeline_wait(d.p), GS_OK);
-	cr_assert_eq(atomic_load(&d.r.reason), GS_OK);
-	cr_assert_eq(d.r.subs[1].received, n);
-	gs_pipeline_free(d.p);
+	keeps_running_when_a_producer_finishes(GS_CANCEL_TEMPORARY, 0);
+}
+
+/* The bad producer fails first; the (temporary) consumer fails in
+ * reaction, from handle_cancel, with GS_EUSER + 7. Returns what wait
+ * returned. */
+static gs_err run_reacting(duo *d)
+{
+	duo_failing(d, GS_CANCEL_TEMPORARY);
+	d->r.cancel_ret = GS_EUSER + 7;
+	return start_and_wait(d->p);
 }
 
 Test(cancel, handle_cancel_returning_an_error_stops_the_consumer_with_it,
      .timeout = GS_TEST_TIMEOUT)
 {
 	duo d;
-	duo_new(&d, GS_CANCEL_TEMPORARY, NULL);
-	fail_first_demand(&d.b);
-	d.r.cancel_ret = GS_EUSER + 7;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	gs_err err = gs_pipeline_wait(d.p);
+	gs_err err = run_reacting(&d);
 	cr_assert(err == GS_TEST_FAIL || err == GS_EUSER + 7, "got %d",
 		  (int)err);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_EUSER + 7);
@@ -185,14 +189,9 @@ Test(cancel, handle_cancel_returning_an_error_stops_the_consumer_with_it,
 Test(cancel, wait_returns_the_root_cause_not_an_error_it_caused,
      .timeout = GS_TEST_TIMEOUT)
 {
-	/* The producer fails first; the consumer fails in reaction, from
-	 * handle_cancel. The producer's error is the pipeline's. */
+	/* The producer's error is the pipeline's. */
 	duo d;
-	duo_new(&d, GS_CANCEL_TEMPORARY, NULL);
-	fail_first_demand(&d.b);
-	d.r.cancel_ret = GS_EUSER + 7;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	gs_err err = gs_pipeline_wait(d.p);
+	gs_err err = run_reacting(&d);
 	cr_assert_eq(err, GS_TEST_FAIL,
 		     "wait gives the first error, the producer's: got %d",
 		     (int)err);
@@ -273,8 +272,7 @@ Test(cancel, a_consumer_error_stops_it_and_its_producer_finishes,
 	duo_new(&d, GS_CANCEL_PERMANENT, NULL);
 	d.r.fail_after = 3000;
 	d.r.fail_code = GS_TEST_FAIL;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	cr_assert_eq(gs_pipeline_wait(d.p), GS_TEST_FAIL);
+	cr_assert_eq(start_and_wait(d.p), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&d.r.terminated), 1);
 	cr_assert_eq(atomic_load(&d.r.after_stop), 0);
@@ -306,22 +304,16 @@ Test(cancel, an_init_error_stops_the_stage_and_reaches_its_consumer,
 Test(cancel, an_error_in_the_middle_of_a_chain_reaches_both_ends,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	seq_producer sp = { .total = SIZE_MAX };
 	mapper m = { .rec = { .fail_after = 5000, .fail_code = GS_TEST_FAIL } };
 	recorder r = { .check_order = true };
-	gs_stage *prod = NULL, *pc = NULL, *cons = NULL;
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &prod));
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER_CONSUMER, &mapper_ops, &m,
-				  NULL, &pc));
-	GS_OK_OR_DIE(
-		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	gs_stage *prod = seq_producer_new(p, &sp, NULL);
+	gs_stage *pc = mapper_new(p, &m, NULL);
+	gs_stage *cons = recorder_new(p, &r, NULL);
 	recorder_subscribe(&m.rec, pc, prod, NULL);
 	recorder_subscribe(&r, cons, pc, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_TEST_FAIL);
+	cr_assert_eq(start_and_wait(p), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&m.rec.reason), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&r.reason), GS_TEST_FAIL);
 	cr_assert_eq(atomic_load(&sp.terminated), 1);
@@ -334,9 +326,7 @@ Test(cancel, stopping_a_stage_from_outside_stops_it_with_the_reason,
      .timeout = GS_TEST_TIMEOUT)
 {
 	duo d;
-	duo_new(&d, GS_CANCEL_PERMANENT, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	wait_at_least(&d.r.received, 1000);
+	duo_running(&d);
 	GS_OK_OR_DIE(gs_stage_stop(d.cons, GS_EUSER + 5));
 	cr_assert_eq(gs_pipeline_wait(d.p), GS_EUSER + 5);
 	cr_assert_eq(atomic_load(&d.r.reason), GS_EUSER + 5);
@@ -349,9 +339,7 @@ Test(cancel, a_producer_stopped_normally_ends_its_consumers_normally,
      .timeout = GS_TEST_TIMEOUT)
 {
 	duo d;
-	duo_new(&d, GS_CANCEL_PERMANENT, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	wait_at_least(&d.r.received, 1000);
+	duo_running(&d);
 	GS_OK_OR_DIE(gs_stage_stop(d.bad, GS_OK));
 	GS_OK_OR_DIE(gs_stage_stop(d.good, GS_OK));
 	cr_assert_eq(gs_pipeline_wait(d.p), GS_OK);
@@ -365,12 +353,10 @@ Test(cancel, terminate_runs_once_per_stage_whatever_the_reason,
      .timeout = GS_TEST_TIMEOUT)
 {
 	duo d;
-	duo_new(&d, GS_CANCEL_TEMPORARY, NULL);
-	fail_first_demand(&d.b);
+	duo_failing(&d, GS_CANCEL_TEMPORARY);
 	d.r.fail_after = 2000;
 	d.r.fail_code = GS_EUSER + 9;
-	GS_OK_OR_DIE(gs_pipeline_start(d.p));
-	gs_err err = gs_pipeline_wait(d.p);
+	gs_err err = start_and_wait(d.p);
 	cr_assert(err == GS_TEST_FAIL || err == GS_EUSER + 9, "got %d",
 		  (int)err);
 	cr_assert_eq(gs_pipeline_wait(d.p), err, "wait is stable");

@@ -7,23 +7,6 @@
 #define GS_TEST_EVENTS 100000
 #endif
 
-typedef struct pair {
-	gs_pipeline *p;
-	gs_stage *prod, *cons;
-	seq_producer sp;
-	recorder r;
-} pair;
-
-static void pair_new(pair *x, size_t n)
-{
-	*x = (pair){ .sp = { .total = n }, .r = { .check_order = true } };
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &x->p));
-	GS_OK_OR_DIE(gs_stage_new(x->p, GS_PRODUCER, &seq_producer_ops, &x->sp,
-				  NULL, &x->prod));
-	GS_OK_OR_DIE(gs_stage_new(x->p, GS_CONSUMER, &recorder_ops, &x->r, NULL,
-				  &x->cons));
-}
-
 static void expect_finished_ok(pair *x)
 {
 	cr_assert_eq(atomic_load(&x->sp.terminated), 1);
@@ -38,31 +21,27 @@ Test(completion, a_producer_done_in_init_with_nothing_finishes_the_pipeline,
      .timeout = GS_TEST_TIMEOUT)
 {
 	pair x;
-	pair_new(&x, 0);
+	pair_new(&x, 0, 0);
 	x.sp.done_in_init = true;
-	recorder_subscribe(&x.r, x.cons, x.prod, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(x.p));
-	cr_assert_eq(gs_pipeline_wait(x.p), GS_OK);
+	cr_assert_eq(pair_run(&x, NULL), GS_OK);
 	expect_finished_ok(&x);
 	cr_assert_eq(atomic_load(&x.r.received), 0);
 	cr_assert_eq(atomic_load(&x.sp.calls), 0);
 	cr_assert_eq(atomic_load(&x.r.cancels_ok), 1,
 		     "the consumer sees its subscription end with GS_OK");
-	gs_pipeline_free(x.p);
+	pair_free(&x);
 }
 
 Test(completion, a_producer_done_in_its_first_demand_finishes_the_pipeline,
      .timeout = GS_TEST_TIMEOUT)
 {
 	pair x;
-	pair_new(&x, 0);
-	recorder_subscribe(&x.r, x.cons, x.prod, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(x.p));
-	cr_assert_eq(gs_pipeline_wait(x.p), GS_OK);
+	pair_new(&x, 0, 0);
+	cr_assert_eq(pair_run(&x, NULL), GS_OK);
 	expect_finished_ok(&x);
 	cr_assert_eq(atomic_load(&x.r.received), 0);
 	cr_assert_eq(atomic_load(&x.sp.calls), 1);
-	gs_pipeline_free(x.p);
+	pair_free(&x);
 }
 
 Test(completion, a_finite_producer_finishes_after_everything_is_delivered,
@@ -70,15 +49,12 @@ Test(completion, a_finite_producer_finishes_after_everything_is_delivered,
 {
 	size_t n = GS_TEST_EVENTS;
 	pair x;
-	pair_new(&x, n);
-	recorder_subscribe(&x.r, x.cons, x.prod,
-			   &(gs_sub_opts){ .max_demand = 333 });
-	GS_OK_OR_DIE(gs_pipeline_start(x.p));
-	cr_assert_eq(gs_pipeline_wait(x.p), GS_OK);
+	pair_new(&x, n, 0);
+	cr_assert_eq(pair_run(&x, &(gs_sub_opts){ .max_demand = 333 }), GS_OK);
 	expect_finished_ok(&x);
 	cr_assert_eq(atomic_load(&x.r.received), n);
 	cr_assert_eq(atomic_load(&x.r.order_errors), 0);
-	gs_pipeline_free(x.p);
+	pair_free(&x);
 }
 
 Test(completion, a_buffer_emitted_at_once_is_delivered_before_finishing,
@@ -88,12 +64,9 @@ Test(completion, a_buffer_emitted_at_once_is_delivered_before_finishing,
 	 * buffer (default 10000) while the consumer asks 10 at a time. */
 	size_t n = 9000;
 	pair x;
-	pair_new(&x, n);
+	pair_new(&x, n, 0);
 	x.sp.extra = n;
-	recorder_subscribe(&x.r, x.cons, x.prod,
-			   &(gs_sub_opts){ .max_demand = 10 });
-	GS_OK_OR_DIE(gs_pipeline_start(x.p));
-	cr_assert_eq(gs_pipeline_wait(x.p), GS_OK);
+	cr_assert_eq(pair_run(&x, &(gs_sub_opts){ .max_demand = 10 }), GS_OK);
 	expect_finished_ok(&x);
 	cr_assert_eq(atomic_load(&x.sp.calls), 1);
 	cr_assert_eq(atomic_load(&x.r.received), n);
@@ -103,7 +76,7 @@ Test(completion, a_buffer_emitted_at_once_is_delivered_before_finishing,
 	GS_OK_OR_DIE(gs_stage_stats(x.prod, &st));
 	cr_assert_eq(st.dropped, 0);
 	cr_assert_eq(st.buffered, 0);
-	gs_pipeline_free(x.p);
+	pair_free(&x);
 }
 
 Test(completion, a_chain_of_three_map_stages_runs_to_completion,
@@ -111,23 +84,21 @@ Test(completion, a_chain_of_three_map_stages_runs_to_completion,
 {
 	size_t n = GS_TEST_EVENTS;
 	pair x;
-	pair_new(&x, n);
+	pair_new(&x, n, 0);
 	mapper m[3] = { { .add = 1, .rec = { .check_order = true } },
 			{ .add = 1, .rec = { .check_order = true } },
 			{ .add = 1, .rec = { .check_order = true } } };
 	gs_stage *pc[3];
 	gs_stage *up = x.prod;
 	for (int i = 0; i < 3; i++) {
-		GS_OK_OR_DIE(gs_stage_new(x.p, GS_PRODUCER_CONSUMER,
-					  &mapper_ops, &m[i], NULL, &pc[i]));
+		pc[i] = mapper_new(x.p, &m[i], NULL);
 		recorder_subscribe(&m[i].rec, pc[i], up,
 				   &(gs_sub_opts){ .max_demand = (size_t)100
 								 << i });
 		up = pc[i];
 	}
 	recorder_subscribe(&x.r, x.cons, up, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(x.p));
-	cr_assert_eq(gs_pipeline_wait(x.p), GS_OK);
+	cr_assert_eq(start_and_wait(x.p), GS_OK);
 	expect_finished_ok(&x);
 	cr_assert_eq(atomic_load(&x.r.received), n);
 	cr_assert_eq(atomic_load(&x.r.order_errors), 0);
@@ -143,7 +114,7 @@ Test(completion, a_chain_of_three_map_stages_runs_to_completion,
 		cr_assert_eq(atomic_load(&m[i].rec.demand_errors), 0, "pc %d",
 			     i);
 	}
-	gs_pipeline_free(x.p);
+	pair_free(&x);
 }
 
 Test(completion, a_consumer_of_two_producers_finishes_after_both,
@@ -151,11 +122,9 @@ Test(completion, a_consumer_of_two_producers_finishes_after_both,
 {
 	size_t n = GS_TEST_EVENTS / 2;
 	pair x;
-	pair_new(&x, 10);
+	pair_new(&x, 10, 0);
 	seq_producer other = { .first = 10, .total = n };
-	gs_stage *prod2 = NULL;
-	GS_OK_OR_DIE(gs_stage_new(x.p, GS_PRODUCER, &seq_producer_ops, &other,
-				  NULL, &prod2));
+	gs_stage *prod2 = seq_producer_new(x.p, &other, NULL);
 	/* Not permanent: a permanent subscription stops its consumer when
 	 * its producer finishes, whatever the others do. */
 	recorder_subscribe(&x.r, x.cons, x.prod,
@@ -163,25 +132,20 @@ Test(completion, a_consumer_of_two_producers_finishes_after_both,
 	recorder_subscribe(&x.r, x.cons, prod2,
 			   &(gs_sub_opts){ .max_demand = 50,
 					   .cancel = GS_CANCEL_TRANSIENT });
-	GS_OK_OR_DIE(gs_pipeline_start(x.p));
-	cr_assert_eq(gs_pipeline_wait(x.p), GS_OK);
+	cr_assert_eq(start_and_wait(x.p), GS_OK);
 	expect_finished_ok(&x);
 	cr_assert_eq(atomic_load(&x.r.received), n + 10);
 	cr_assert_eq(atomic_load(&x.r.cancels_ok), 2);
 	cr_assert_eq(atomic_load(&other.reason), GS_OK);
-	gs_pipeline_free(x.p);
+	pair_free(&x);
 }
 
 Test(completion, a_lone_finite_producer_finishes, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	seq_producer sp = { .done_in_init = true };
-	gs_stage *prod = NULL;
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &prod));
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	seq_producer_new(p, &sp, NULL);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	cr_assert_eq(atomic_load(&sp.terminated), 1);
 	gs_pipeline_free(p);
 }
@@ -189,26 +153,21 @@ Test(completion, a_lone_finite_producer_finishes, .timeout = GS_TEST_TIMEOUT)
 Test(completion, an_empty_pipeline_starts_and_finishes,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ 0 }, &p));
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	gs_pipeline *p = pipeline_new(&(gs_pipeline_opts){ 0 });
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	gs_pipeline_free(p);
 }
 
 Test(completion, an_empty_array_source_finishes, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	recorder r = { 0 };
 	gs_stage *prod = NULL, *cons = NULL;
 	void *none[1] = { NULL };
 	GS_OK_OR_DIE(gs_from_array(p, none, 0, NULL, &prod));
-	GS_OK_OR_DIE(
-		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	cons = recorder_new(p, &r, NULL);
 	recorder_subscribe(&r, cons, prod, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	cr_assert_eq(atomic_load(&r.received), 0);
 	cr_assert_eq(atomic_load(&r.reason), GS_OK);
 	gs_pipeline_free(p);
@@ -218,62 +177,50 @@ Test(completion, wait_returns_the_same_result_every_time,
      .timeout = GS_TEST_TIMEOUT)
 {
 	pair x;
-	pair_new(&x, 1000);
-	recorder_subscribe(&x.r, x.cons, x.prod, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(x.p));
-	cr_assert_eq(gs_pipeline_wait(x.p), GS_OK);
+	pair_new(&x, 1000, 0);
+	cr_assert_eq(pair_run(&x, NULL), GS_OK);
 	cr_assert_eq(gs_pipeline_wait(x.p), GS_OK);
 	cr_assert_eq(gs_pipeline_stop(x.p, GS_STOP_DRAIN), GS_OK);
 	cr_assert_eq(gs_pipeline_stop(x.p, GS_STOP_NOW), GS_OK);
 	cr_assert_eq(gs_pipeline_wait(x.p), GS_OK);
 	expect_finished_ok(&x);
-	gs_pipeline_free(x.p);
+	pair_free(&x);
 }
 
 Test(completion, handle_subscribe_runs_once_on_each_end,
      .timeout = GS_TEST_TIMEOUT)
 {
 	pair x;
-	pair_new(&x, 100);
+	pair_new(&x, 100, 0);
 	mapper m = { 0 };
-	gs_stage *pc = NULL;
-	GS_OK_OR_DIE(gs_stage_new(x.p, GS_PRODUCER_CONSUMER, &mapper_ops, &m,
-				  NULL, &pc));
+	gs_stage *pc = mapper_new(x.p, &m, NULL);
 	recorder_subscribe(&m.rec, pc, x.prod, NULL);
 	recorder_subscribe(&x.r, x.cons, pc, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(x.p));
-	cr_assert_eq(gs_pipeline_wait(x.p), GS_OK);
+	cr_assert_eq(start_and_wait(x.p), GS_OK);
 	cr_assert_eq(atomic_load(&x.r.subscribes), 1);
 	/* Once as a consumer, once as a producer. */
 	cr_assert_eq(atomic_load(&m.rec.subscribes), 2);
 	cr_assert_eq(atomic_load(&x.r.received), 100);
-	gs_pipeline_free(x.p);
+	pair_free(&x);
 }
 
 Test(completion, stages_added_to_a_running_pipeline_start_and_finish,
      .timeout = GS_TEST_TIMEOUT)
 {
 	size_t n = GS_TEST_EVENTS / 10;
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	/* Something to keep the pipeline running meanwhile. */
 	seq_producer first = { .total = n };
 	recorder r1 = { .check_order = true };
-	gs_stage *a = NULL, *b = NULL;
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &first,
-				  NULL, &a));
-	GS_OK_OR_DIE(
-		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r1, NULL, &b));
+	gs_stage *a = seq_producer_new(p, &first, NULL);
+	gs_stage *b = recorder_new(p, &r1, NULL);
 	recorder_subscribe(&r1, b, a, NULL);
 	GS_OK_OR_DIE(gs_pipeline_start(p));
 
 	seq_producer sp = { .total = n };
 	recorder r = { 0 };
-	gs_stage *prod = NULL, *cons = NULL;
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &prod));
-	GS_OK_OR_DIE(
-		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	gs_stage *prod = seq_producer_new(p, &sp, NULL);
+	gs_stage *cons = recorder_new(p, &r, NULL);
 	/* Not tracked by the recorder: its thread is already running. */
 	GS_OK_OR_DIE(gs_subscribe(cons, prod,
 				  &(gs_sub_opts){ .max_demand = 20 }, NULL));

@@ -56,12 +56,6 @@ static int refuse_subscribe(void *state, gs_stage *stage, gs_sub *sub,
 	return GS_EUSER + 42;
 }
 
-static int nop_events(void *st, gs_stage *s, gs_sub *f, void **ev, size_t n)
-{
-	(void)st, (void)s, (void)f, (void)ev, (void)n;
-	return GS_OK;
-}
-
 Test(control, sync_subscribe_reports_a_refusing_handle_subscribe,
      .timeout = GS_TEST_TIMEOUT)
 {

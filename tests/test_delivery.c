@@ -11,32 +11,6 @@
 #define GS_TEST_EVENTS 100000
 #endif
 
-typedef struct line {
-	gs_pipeline *p;
-	gs_stage *prod, *cons;
-	seq_producer sp;
-	recorder r;
-	tally t;
-} line;
-
-static void line_new(line *l, size_t n)
-{
-	*l = (line){ .sp = { .total = n }, .r = { .check_order = true } };
-	tally_init(&l->t, n + 8);
-	l->r.tally = &l->t;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &l->p));
-	GS_OK_OR_DIE(gs_stage_new(l->p, GS_PRODUCER, &seq_producer_ops, &l->sp,
-				  NULL, &l->prod));
-	GS_OK_OR_DIE(gs_stage_new(l->p, GS_CONSUMER, &recorder_ops, &l->r, NULL,
-				  &l->cons));
-}
-
-static void line_free(line *l)
-{
-	gs_pipeline_free(l->p);
-	tally_fini(&l->t);
-}
-
 static void expect_clean(recorder *r, const char *who)
 {
 	cr_assert_eq(atomic_load(&r->order_errors), 0, "%s: out of order", who);
@@ -57,11 +31,9 @@ Test(delivery, one_to_one_delivers_every_event_once_in_order,
      .timeout = GS_TEST_TIMEOUT)
 {
 	size_t n = GS_TEST_EVENTS;
-	line l;
-	line_new(&l, n);
-	recorder_subscribe(&l.r, l.cons, l.prod, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(l.p));
-	cr_assert_eq(gs_pipeline_wait(l.p), GS_OK);
+	pair l;
+	pair_new(&l, n, n + 8);
+	cr_assert_eq(pair_run(&l, NULL), GS_OK);
 	cr_assert_eq(atomic_load(&l.r.received), n);
 	cr_assert_eq(atomic_load(&l.r.sum), (uint64_t)n * (n - 1) / 2);
 	tally_check(&l.t, n, true);
@@ -69,23 +41,20 @@ Test(delivery, one_to_one_delivers_every_event_once_in_order,
 	cr_assert_eq(atomic_load(&l.sp.emitted), n);
 	cr_assert_eq(atomic_load(&l.sp.reason), GS_OK);
 	cr_assert_eq(atomic_load(&l.sp.terminated), 1);
-	line_free(&l);
+	pair_free(&l);
 }
 
 Test(delivery, a_map_stage_passes_every_event_once_in_order,
      .timeout = GS_TEST_TIMEOUT)
 {
 	size_t n = GS_TEST_EVENTS;
-	line l;
-	line_new(&l, n);
+	pair l;
+	pair_new(&l, n, n + 8);
 	mapper m = { .add = 1, .rec = { .check_order = true } };
-	gs_stage *pc = NULL;
-	GS_OK_OR_DIE(gs_stage_new(l.p, GS_PRODUCER_CONSUMER, &mapper_ops, &m,
-				  NULL, &pc));
+	gs_stage *pc = mapper_new(l.p, &m, NULL);
 	recorder_subscribe(&m.rec, pc, l.prod, NULL);
 	recorder_subscribe(&l.r, l.cons, pc, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(l.p));
-	cr_assert_eq(gs_pipeline_wait(l.p), GS_OK);
+	cr_assert_eq(start_and_wait(l.p), GS_OK);
 	/* The consumer sees 1..n. */
 	cr_assert_eq(atomic_load(&l.r.received), n);
 	cr_assert_eq(atomic_load(&l.r.sum), (uint64_t)n * (n + 1) / 2);
@@ -104,7 +73,7 @@ Test(delivery, a_map_stage_passes_every_event_once_in_order,
 	cr_assert_eq(st.events_out, n);
 	cr_assert_eq(st.dropped, 0);
 	cr_assert_eq(st.buffered, 0);
-	line_free(&l);
+	pair_free(&l);
 }
 
 Test(delivery, three_consumers_share_the_events_exactly_once,
@@ -112,20 +81,18 @@ Test(delivery, three_consumers_share_the_events_exactly_once,
 {
 	size_t n = GS_TEST_EVENTS;
 	enum { K = 3 };
-	line l;
-	line_new(&l, n);
+	pair l;
+	pair_new(&l, n, n + 8);
 	recorder more[K - 1];
 	gs_stage *cons[K] = { l.cons };
 	recorder *rec[K] = { &l.r, &more[0], &more[1] };
 	for (int i = 1; i < K; i++) {
 		more[i - 1] = (recorder){ .check_order = true, .tally = &l.t };
-		GS_OK_OR_DIE(gs_stage_new(l.p, GS_CONSUMER, &recorder_ops,
-					  rec[i], NULL, &cons[i]));
+		cons[i] = recorder_new(l.p, rec[i], NULL);
 	}
 	for (int i = 0; i < K; i++)
 		recorder_subscribe(rec[i], cons[i], l.prod, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(l.p));
-	cr_assert_eq(gs_pipeline_wait(l.p), GS_OK);
+	cr_assert_eq(start_and_wait(l.p), GS_OK);
 	uint64_t total = 0, sum = 0;
 	for (int i = 0; i < K; i++) {
 		char who[32];
@@ -137,20 +104,18 @@ Test(delivery, three_consumers_share_the_events_exactly_once,
 	cr_assert_eq(total, n);
 	cr_assert_eq(sum, (uint64_t)n * (n - 1) / 2);
 	tally_check(&l.t, n, true);
-	line_free(&l);
+	pair_free(&l);
 }
 
 Test(delivery, two_producers_into_one_consumer_keep_each_order,
      .timeout = GS_TEST_TIMEOUT)
 {
 	size_t n = GS_TEST_EVENTS / 2;
-	line l;
-	line_new(&l, 2 * n);
+	pair l;
+	pair_new(&l, 2 * n, 2 * n + 8);
 	l.sp.total = n;
 	seq_producer second = { .first = n, .total = n };
-	gs_stage *prod2 = NULL;
-	GS_OK_OR_DIE(gs_stage_new(l.p, GS_PRODUCER, &seq_producer_ops, &second,
-				  NULL, &prod2));
+	gs_stage *prod2 = seq_producer_new(l.p, &second, NULL);
 	/* Transient: a permanent subscription would stop the consumer as
 	 * soon as either producer finished. */
 	recorder_subscribe(&l.r, l.cons, l.prod,
@@ -160,34 +125,30 @@ Test(delivery, two_producers_into_one_consumer_keep_each_order,
 			   &(gs_sub_opts){ .max_demand = 300,
 					   .min_demand = GS_MIN_DEMAND_ZERO,
 					   .cancel = GS_CANCEL_TEMPORARY });
-	GS_OK_OR_DIE(gs_pipeline_start(l.p));
-	cr_assert_eq(gs_pipeline_wait(l.p), GS_OK);
+	cr_assert_eq(start_and_wait(l.p), GS_OK);
 	cr_assert_eq(atomic_load(&l.r.received), 2 * n);
 	tally_check(&l.t, 2 * n, true);
 	expect_clean(&l.r, "consumer");
 	cr_assert_eq(atomic_load(&l.r.cancels_ok), 2);
-	line_free(&l);
+	pair_free(&l);
 }
 
 Test(delivery, a_flat_map_stage_emits_more_than_it_receives_without_loss,
      .timeout = GS_TEST_TIMEOUT)
 {
 	size_t n = GS_TEST_EVENTS / 4;
-	line l;
-	line_new(&l, n);
+	pair l;
+	pair_new(&l, n, n + 8);
 	/* Every event three times: the consumer's tally counts to 3. */
 	l.r.tally = NULL;
 	l.r.check_order = false;
 	mapper m = { .copies = 3 };
-	gs_stage *pc = NULL;
-	GS_OK_OR_DIE(gs_stage_new(l.p, GS_PRODUCER_CONSUMER, &mapper_ops, &m,
-				  NULL, &pc));
+	gs_stage *pc = mapper_new(l.p, &m, NULL);
 	recorder_subscribe(&m.rec, pc, l.prod,
 			   &(gs_sub_opts){ .max_demand = 64 });
 	recorder_subscribe(&l.r, l.cons, pc,
 			   &(gs_sub_opts){ .max_demand = 10 });
-	GS_OK_OR_DIE(gs_pipeline_start(l.p));
-	cr_assert_eq(gs_pipeline_wait(l.p), GS_OK);
+	cr_assert_eq(start_and_wait(l.p), GS_OK);
 	cr_assert_eq(atomic_load(&l.r.received), 3 * n);
 	cr_assert_eq(atomic_load(&l.r.sum), 3 * ((uint64_t)n * (n - 1) / 2));
 	expect_clean(&l.r, "consumer");
@@ -197,7 +158,7 @@ Test(delivery, a_flat_map_stage_emits_more_than_it_receives_without_loss,
 	cr_assert_eq(st.events_in, n);
 	cr_assert_eq(st.events_out, 3 * n);
 	cr_assert_eq(st.dropped, 0);
-	line_free(&l);
+	pair_free(&l);
 }
 
 Test(delivery, from_array_delivers_the_array_in_order,
@@ -208,19 +169,16 @@ Test(delivery, from_array_delivers_the_array_in_order,
 	cr_assert_not_null(events);
 	for (size_t i = 0; i < n; i++)
 		events[i] = GS_EV(i);
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	tally t;
 	tally_init(&t, n);
 	recorder r = { .check_order = true, .tally = &t };
 	gs_stage *prod = NULL, *cons = NULL;
 	GS_OK_OR_DIE(gs_from_array(p, events, n, NULL, &prod));
 	free(events); /* copied */
-	GS_OK_OR_DIE(
-		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	cons = recorder_new(p, &r, NULL);
 	recorder_subscribe(&r, cons, prod, &(gs_sub_opts){ .max_demand = 77 });
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	tally_check(&t, n, true);
 	expect_clean(&r, "consumer");
 	gs_pipeline_free(p);
@@ -230,12 +188,9 @@ Test(delivery, from_array_delivers_the_array_in_order,
 Test(delivery, stats_count_what_went_through, .timeout = GS_TEST_TIMEOUT)
 {
 	size_t n = GS_TEST_EVENTS / 10;
-	line l;
-	line_new(&l, n);
-	recorder_subscribe(&l.r, l.cons, l.prod,
-			   &(gs_sub_opts){ .max_demand = 100 });
-	GS_OK_OR_DIE(gs_pipeline_start(l.p));
-	cr_assert_eq(gs_pipeline_wait(l.p), GS_OK);
+	pair l;
+	pair_new(&l, n, n + 8);
+	cr_assert_eq(pair_run(&l, &(gs_sub_opts){ .max_demand = 100 }), GS_OK);
 	gs_stats ps, cs;
 	GS_OK_OR_DIE(gs_stage_stats(l.prod, &ps));
 	GS_OK_OR_DIE(gs_stage_stats(l.cons, &cs));
@@ -248,35 +203,31 @@ Test(delivery, stats_count_what_went_through, .timeout = GS_TEST_TIMEOUT)
 	cr_assert_eq(cs.events_out, 0);
 	cr_assert_eq(cs.batches_in, atomic_load(&l.r.chunks));
 	cr_assert_eq(cs.dropped, 0);
-	line_free(&l);
+	pair_free(&l);
 }
 
 Test(delivery, stage_state_and_subscription_ends_are_what_was_given)
 {
-	line l;
-	line_new(&l, 1);
+	pair l;
+	pair_new(&l, 1, 9);
 	gs_sub *sub = recorder_subscribe(&l.r, l.cons, l.prod, NULL);
 	cr_assert_eq(gs_stage_state(l.prod), &l.sp);
 	cr_assert_eq(gs_stage_state(l.cons), &l.r);
 	cr_assert_eq(gs_sub_producer(sub), l.prod);
 	cr_assert_eq(gs_sub_consumer(sub), l.cons);
 	cr_assert_not_null(gs_stage_name(l.prod));
-	gs_stage *named = NULL;
-	GS_OK_OR_DIE(gs_stage_new(l.p, GS_PRODUCER, &seq_producer_ops, &l.sp,
-				  &(gs_stage_opts){ .name = "source" },
-				  &named));
+	gs_stage *named = seq_producer_new(
+		l.p, &l.sp, &(gs_stage_opts){ .name = "source" });
 	cr_assert_str_eq(gs_stage_name(named), "source");
-	line_free(&l);
+	pair_free(&l);
 }
 
 Test(delivery, the_dot_graph_names_every_stage_and_edge,
      .timeout = GS_TEST_TIMEOUT)
 {
-	line l;
-	line_new(&l, 500);
-	recorder_subscribe(&l.r, l.cons, l.prod, NULL);
-	GS_OK_OR_DIE(gs_pipeline_start(l.p));
-	cr_assert_eq(gs_pipeline_wait(l.p), GS_OK);
+	pair l;
+	pair_new(&l, 500, 508);
+	cr_assert_eq(pair_run(&l, NULL), GS_OK);
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
@@ -288,5 +239,5 @@ Test(delivery, the_dot_graph_names_every_stage_and_edge,
 	cr_assert_not_null(strstr(text, gs_stage_name(l.prod)));
 	cr_assert_not_null(strstr(text, gs_stage_name(l.cons)));
 	free(text);
-	line_free(&l);
+	pair_free(&l);
 }

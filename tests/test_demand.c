@@ -136,36 +136,32 @@ Test(demand, random_chunks_keep_the_invariants)
 
 /* --- end to end --------------------------------------------------------- */
 
-typedef struct pair {
+/* A subscription's demand limits. */
+typedef struct limits {
 	size_t max, min; /* as given in gs_sub_opts: 0 for the defaults */
 	size_t eff_max, eff_min;
-} pair;
+} limits;
 
 /* Runs one producer into one consumer over a subscription with `pr`, and
  * checks the batch rule on every chunk and every demand. */
-static void run_pair(pair pr)
+static void run_limits(limits pr)
 {
 	size_t n = GS_TEST_EVENTS;
 	if (n > pr.eff_max * 2000)
 		n = pr.eff_max * 2000; /* one wake-up per event is slow */
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	recorder r = { .check_order = true };
 	seq_producer sp = { .total = n,
 			    .consumed = &r.received,
 			    .slack = pr.eff_max };
-	gs_stage *prod = NULL, *cons = NULL;
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &prod));
-	GS_OK_OR_DIE(
-		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	gs_stage *prod = seq_producer_new(p, &sp, NULL);
+	gs_stage *cons = recorder_new(p, &r, NULL);
 	recorder_subscribe(&r, cons, prod,
 			   &(gs_sub_opts){ .max_demand = pr.max,
 					   .min_demand = pr.min });
 	cr_assert_eq(r.subs[0].max, pr.eff_max);
 	cr_assert_eq(r.subs[0].min, pr.eff_min);
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 
 	char what[64];
 	snprintf(what, sizeof what, "max %zu min %zu", pr.eff_max, pr.eff_min);
@@ -201,37 +197,37 @@ static void run_pair(pair pr)
 
 Test(demand, defaults_are_1000_and_500_end_to_end, .timeout = GS_TEST_TIMEOUT)
 {
-	run_pair((pair){ 0, 0, 1000, 500 });
+	run_limits((limits){ 0, 0, 1000, 500 });
 }
 
 Test(demand, min_zero_chunks_up_to_max_end_to_end, .timeout = GS_TEST_TIMEOUT)
 {
-	run_pair((pair){ 10, GS_MIN_DEMAND_ZERO, 10, 0 });
+	run_limits((limits){ 10, GS_MIN_DEMAND_ZERO, 10, 0 });
 }
 
 Test(demand, max_one_moves_one_event_at_a_time, .timeout = GS_TEST_TIMEOUT)
 {
-	run_pair((pair){ 1, 0, 1, 0 });
+	run_limits((limits){ 1, 0, 1, 0 });
 }
 
 Test(demand, seven_and_three_chunk_by_four, .timeout = GS_TEST_TIMEOUT)
 {
-	run_pair((pair){ 7, 3, 7, 3 });
+	run_limits((limits){ 7, 3, 7, 3 });
 }
 
 Test(demand, min_just_below_max_chunks_by_one, .timeout = GS_TEST_TIMEOUT)
 {
-	run_pair((pair){ 64, 63, 64, 63 });
+	run_limits((limits){ 64, 63, 64, 63 });
 }
 
 Test(demand, min_one_chunks_by_max_minus_one, .timeout = GS_TEST_TIMEOUT)
 {
-	run_pair((pair){ 100, 1, 100, 1 });
+	run_limits((limits){ 100, 1, 100, 1 });
 }
 
 Test(demand, default_min_is_half_of_max, .timeout = GS_TEST_TIMEOUT)
 {
-	run_pair((pair){ 300, 0, 300, 150 });
+	run_limits((limits){ 300, 0, 300, 150 });
 }
 
 /* --- manual demand ------------------------------------------------------ */
@@ -279,20 +275,17 @@ Test(demand, manual_subscription_gets_no_more_than_it_asks,
      .timeout = GS_TEST_TIMEOUT)
 {
 	size_t n = GS_TEST_EVENTS / 10;
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	manual m = { .rec = { .check_order = true }, .per_ask = 37 };
 	seq_producer sp = { .total = n };
 	gs_stage *prod = NULL, *cons = NULL;
 	static const gs_stage_ops ops = { .handle_subscribe = manual_subscribe,
 					  .handle_events = manual_events };
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &prod));
+	prod = seq_producer_new(p, &sp, NULL);
 	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &ops, &m, NULL, &cons));
 	recorder_subscribe(&m.rec, cons, prod,
 			   &(gs_sub_opts){ .manual = true, .max_demand = 100 });
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	cr_assert_eq(atomic_load(&m.ask_errors), 0);
 	cr_assert_eq(atomic_load(&m.over), 0);
 	cr_assert_eq(atomic_load(&m.rec.received), n);
@@ -310,8 +303,7 @@ Test(demand, demand_passed_on_stays_within_consumed_plus_max_per_consumer,
 	size_t n = GS_TEST_EVENTS;
 	enum { K = 3 };
 	static const size_t maxes[K] = { 50, 200, 1000 };
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	_Atomic uint64_t taken = 0;
 	recorder r[K];
 	for (int i = 0; i < K; i++)
@@ -321,16 +313,13 @@ Test(demand, demand_passed_on_stays_within_consumed_plus_max_per_consumer,
 			    .consumed = &taken,
 			    .slack = 50 + 200 + 1000 };
 	gs_stage *prod = NULL, *cons[K];
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &prod));
+	prod = seq_producer_new(p, &sp, NULL);
 	for (int i = 0; i < K; i++) {
-		GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r[i],
-					  NULL, &cons[i]));
+		cons[i] = recorder_new(p, &r[i], NULL);
 		recorder_subscribe(&r[i], cons[i], prod,
 				   &(gs_sub_opts){ .max_demand = maxes[i] });
 	}
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	uint64_t total = 0;
 	for (int i = 0; i < K; i++) {
 		total += atomic_load(&r[i].received);

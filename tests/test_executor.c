@@ -171,12 +171,6 @@ static int try_blocking_calls(void *state, gs_stage *stage)
 	return GS_OK;
 }
 
-static int nop_events(void *st, gs_stage *s, gs_sub *f, void **ev, size_t n)
-{
-	(void)st, (void)s, (void)f, (void)ev, (void)n;
-	return GS_OK;
-}
-
 static void run_caller(caller *c, bool blocking)
 {
 	static const gs_stage_ops callee_ops = { .handle_events = nop_events,

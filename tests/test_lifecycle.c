@@ -156,12 +156,6 @@ static void slow_request_free(void *request, void *reply, void *arg)
 	atomic_fetch_add(&w->late, 1);
 }
 
-static int nop_events(void *st, gs_stage *s, gs_sub *f, void **ev, size_t n)
-{
-	(void)st, (void)s, (void)f, (void)ev, (void)n;
-	return GS_OK;
-}
-
 static const gs_stage_ops slow_ops = { .handle_events = nop_events,
 				       .handle_cast = slow_cast,
 				       .handle_call = slow_call };

@@ -2,12 +2,9 @@
 /* Calls, casts and timers: replies, timeouts, one callback at a time (and,
  * for a blocking stage, on one thread of its own), and what happens to
  * messages a stopping stage never handled. */
-#include <criterion/criterion.h>
-
 #include <pthread.h>
-#include <stdbool.h>
 
-#include "probe.h"
+#include "gs_test.h"
 
 typedef struct box {
 	bool own_thread; /* a blocking stage: one thread for every callback */
@@ -16,10 +13,11 @@ typedef struct box {
 	atomic_int overlapping; /* callbacks that found another running */
 	atomic_int wrong_thread;
 	uintptr_t total;
-	uintptr_t order[8];
-	atomic_int fired;
+	uintptr_t order[16];
+	_Atomic int fired;
 	int ticks;
 	int self_call;
+	_Atomic int release; /* lets a slow call (request 1000) return */
 } box;
 
 /* Scheduled stages may move between workers, but never run two callbacks
@@ -52,8 +50,8 @@ static int on_call(void *state, gs_stage *s, void *req, void **reply)
 	box *b = state;
 	enter(b);
 	uintptr_t r = (uintptr_t)req;
-	if (r == 1000)
-		sleep_ms(300); /* slower than the caller waits */
+	if (r == 1000) /* slower than the caller waits */
+		wait_int_at_least(&b->release, 1);
 	leave(b);
 	if (r == 666)
 		return GS_EUSER + 6;
@@ -76,18 +74,12 @@ static int on_info(void *state, gs_stage *s, void *msg)
 	box *b = state;
 	enter(b);
 	int n = atomic_load(&b->fired);
-	if (n < 8)
-		b->order[n] = (uintptr_t)msg;
+	if (n < 16)
+		b->order[n] = GS_VAL(msg);
 	if ((uintptr_t)msg == 99 && ++b->ticks < 5)
 		gs_send_after(s, 2, msg); /* periodic: re-arm */
 	leave(b);
 	atomic_fetch_add(&b->fired, 1);
-	return GS_OK;
-}
-
-static int nop_events(void *st, gs_stage *s, gs_sub *f, void **ev, size_t n)
-{
-	(void)st, (void)s, (void)f, (void)ev, (void)n;
 	return GS_OK;
 }
 
@@ -99,7 +91,7 @@ static const gs_stage_ops box_ops = { .init = on_init,
 
 static gs_stage *box_new(gs_pipeline **p, box *b, gs_stage_opts *o)
 {
-	gs_pipeline_new(NULL, p);
+	*p = pipeline_new(NULL);
 	gs_stage *s;
 	b->own_thread = o && o->blocking;
 	cr_assert_eq(gs_stage_new(*p, GS_CONSUMER, &box_ops, b, o, &s), GS_OK);
@@ -114,7 +106,8 @@ static void check_callbacks(const box *b)
 		     "a blocking stage's callbacks left its thread");
 }
 
-Test(call, replies_after_earlier_casts_one_callback_at_a_time, .timeout = 30)
+Test(call, replies_after_earlier_casts_one_callback_at_a_time,
+     .timeout = GS_TEST_TIMEOUT)
 {
 	gs_pipeline *p;
 	box b = { 0 };
@@ -134,16 +127,17 @@ static void count_late(void *request, void *reply, void *arg)
 {
 	(void)reply;
 	if ((uintptr_t)request == 1000)
-		atomic_fetch_add((atomic_int *)arg, 1);
+		atomic_fetch_add((_Atomic int *)arg, 1);
 }
 
-/* Its handle_call sleeps, so it is a blocking stage; the late reply goes to
- * request_free with the request. */
-Test(call, times_out_and_the_late_reply_is_discarded, .timeout = 30)
+/* Its handle_call waits to be released, so it is a blocking stage; the
+ * late reply goes to request_free with the request. */
+Test(call, times_out_and_the_late_reply_is_discarded,
+     .timeout = GS_TEST_TIMEOUT)
 {
 	gs_pipeline *p;
 	box b = { 0 };
-	atomic_int late = 0;
+	_Atomic int late = 0;
 	gs_stage *s = box_new(&p, &b,
 			      &(gs_stage_opts){ .blocking = true,
 						.request_free = count_late,
@@ -151,6 +145,7 @@ Test(call, times_out_and_the_late_reply_is_discarded, .timeout = 30)
 	void *reply = (void *)7;
 	cr_assert_eq(gs_call(s, (void *)1000, &reply, 20), GS_ETIMEDOUT);
 	cr_assert_eq((uintptr_t)reply, 7, "untouched on error");
+	atomic_store(&b.release, 1);
 	/* the stage is still fine afterwards */
 	cr_assert_eq(gs_call(s, (void *)1, &reply, -1), GS_OK);
 	cr_assert_eq((uintptr_t)reply, 1);
@@ -160,7 +155,8 @@ Test(call, times_out_and_the_late_reply_is_discarded, .timeout = 30)
 	gs_pipeline_free(p);
 }
 
-Test(call, an_error_from_handle_call_stops_the_stage, .timeout = 30)
+Test(call, an_error_from_handle_call_stops_the_stage,
+     .timeout = GS_TEST_TIMEOUT)
 {
 	gs_pipeline *p;
 	box b = { 0 };
@@ -179,8 +175,7 @@ Test(call, bad_arguments_are_refused)
 	cr_assert_eq(gs_call(NULL, NULL, &reply, 0), GS_EINVAL);
 	cr_assert_eq(gs_cast(NULL, NULL), GS_EINVAL);
 	cr_assert_eq(gs_send_after(NULL, 1, NULL), GS_EINVAL);
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	static const gs_stage_ops plain = { .handle_events = nop_events };
 	gs_stage *s;
 	gs_stage_new(p, GS_CONSUMER, &plain, NULL, NULL, &s);
@@ -190,7 +185,8 @@ Test(call, bad_arguments_are_refused)
 	gs_pipeline_free(p);
 }
 
-Test(timer, timers_fire_in_deadline_order_one_callback_at_a_time, .timeout = 30)
+Test(timer, timers_fire_in_deadline_order_one_callback_at_a_time,
+     .timeout = GS_TEST_TIMEOUT)
 {
 	gs_pipeline *p;
 	box b = { 0 };
@@ -199,10 +195,14 @@ Test(timer, timers_fire_in_deadline_order_one_callback_at_a_time, .timeout = 30)
 	gs_send_after(s, 20, (void *)1);
 	gs_send_after(s, 40, (void *)2);
 	gs_send_after(s, 0, (void *)99); /* re-arms itself 4 times */
-	for (int i = 0; i < 5000 && atomic_load(&b.fired) < 8; i++)
-		sleep_ms(1);
+	wait_int_at_least(&b.fired, 8);
+	/* A marker due later than any re-arm of 99 (2 ms) would be: fired
+	 * in deadline order, it comes 9th only if nothing else was due. */
+	cr_assert_eq(gs_send_after(s, 10, (void *)77), GS_OK);
+	wait_int_at_least(&b.fired, 9);
 	gs_pipeline_stop(p, GS_STOP_NOW);
-	cr_assert_eq(atomic_load(&b.fired), 8);
+	cr_assert_eq(atomic_load(&b.fired), 9);
+	cr_assert_eq(b.order[8], 77, "a timer fired after the last was due");
 	cr_assert_eq(b.ticks, 5);
 	uintptr_t mine[3];
 	int k = 0;
@@ -217,19 +217,13 @@ Test(timer, timers_fire_in_deadline_order_one_callback_at_a_time, .timeout = 30)
 	gs_pipeline_free(p);
 }
 
-static void count_msg(void *msg, void *arg)
-{
-	(void)msg;
-	atomic_fetch_add((atomic_size_t *)arg, 1);
-}
-
-Test(timer, timers_pending_at_stop_go_to_msg_free, .timeout = 30)
+Test(timer, timers_pending_at_stop_go_to_msg_free, .timeout = GS_TEST_TIMEOUT)
 {
 	gs_pipeline *p;
 	box b = { 0 };
-	atomic_size_t freed = 0;
+	_Atomic uint64_t freed = 0;
 	gs_stage *s = box_new(&p, &b,
-			      &(gs_stage_opts){ .msg_free = count_msg,
+			      &(gs_stage_opts){ .msg_free = count_free,
 						.msg_free_arg = &freed });
 	for (uintptr_t i = 0; i < 5; i++)
 		cr_assert_eq(gs_send_after(s, 60000, (void *)i), GS_OK);

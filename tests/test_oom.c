@@ -168,15 +168,10 @@ Test(oom, a_push_that_cannot_grow_the_queue_keeps_its_events, .timeout = 60)
 	gs_pipeline *p;
 	gs_stage *push;
 	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
-	GS_OK_OR_DIE(
-		gs_push_producer(p,
-				 &(gs_stage_opts){ .event_free = tally_free,
-						   .event_free_arg = &t },
-				 &push));
+	push = tallied_push_new(p, &t);
 	GS_OK_OR_DIE(gs_pipeline_start(p));
 	void *ev[100];
-	for (size_t i = 0; i < 100; i++)
-		ev[i] = GS_EV(i);
+	fill_ids(ev, 100, 0);
 	atomic_store(&all, true);
 	gs_err err = gs_push(push, ev, 100, 0);
 	disarm();

@@ -9,35 +9,6 @@
 
 #include "gs_test.h"
 
-/* --- a consumer that waits inside handle_events until released --------- */
-
-typedef struct gate {
-	recorder rec;
-	_Atomic int entered;
-	_Atomic int open;
-} gate;
-
-static int gate_events(void *state, gs_stage *stage, gs_sub *from,
-		       void **events, size_t n)
-{
-	gate *g = state;
-	(void)stage;
-	atomic_fetch_add(&g->entered, 1);
-	while (!atomic_load(&g->open)) {
-		struct timespec ts = { .tv_nsec = 100000 };
-		nanosleep(&ts, NULL);
-	}
-	return recorder_take(&g->rec, from, events, n);
-}
-
-static void gate_terminate(void *state, gs_stage *stage, int reason)
-{
-	recorder_ops.terminate(&((gate *)state)->rec, stage, reason);
-}
-
-static const gs_stage_ops gate_ops = { .handle_events = gate_events,
-				       .terminate = gate_terminate };
-
 #define PUSHED 2000
 
 Test(ownership, drain_delivers_what_a_push_producer_accepted,
@@ -45,18 +16,14 @@ Test(ownership, drain_delivers_what_a_push_producer_accepted,
 {
 	tally t;
 	tally_init(&t, PUSHED);
-	gate g = { .rec = { .tally = &t, .check_order = true } };
+	holder g = { .rec = { .tally = &t, .check_order = true } };
 	gs_pipeline *p;
 	gs_stage *push, *cons;
 	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
-	GS_OK_OR_DIE(
-		gs_push_producer(p,
-				 &(gs_stage_opts){ .event_free = tally_free,
-						   .event_free_arg = &t },
-				 &push));
-	/* It blocks in its callback until the test opens the gate. */
-	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &gate_ops, &g,
-				  &(gs_stage_opts){ .blocking = true }, &cons));
+	push = tallied_push_new(p, &t);
+	/* It blocks in its callback until the test opens it (a blocking
+	 * stage). */
+	cons = holder_new(p, &g, NULL);
 	recorder_subscribe(&g.rec, cons, push,
 			   &(gs_sub_opts){ .max_demand = 10 });
 	GS_OK_OR_DIE(gs_pipeline_start(p));
@@ -94,15 +61,10 @@ Test(ownership, drain_of_a_push_producer_with_no_subscriber_counts_its_drops,
 	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
 							  .log_arg = &log },
 				     &p));
-	GS_OK_OR_DIE(
-		gs_push_producer(p,
-				 &(gs_stage_opts){ .event_free = tally_free,
-						   .event_free_arg = &t },
-				 &push));
+	push = tallied_push_new(p, &t);
 	GS_OK_OR_DIE(gs_pipeline_start(p));
 	void *ev[50];
-	for (size_t k = 0; k < 50; k++)
-		ev[k] = GS_EV(k);
+	fill_ids(ev, 50, 0);
 	GS_OK_OR_DIE(gs_push(push, ev, 50, -1));
 	/* Nobody will ever take them: the drain ends, and says what it
 	 * dropped. */
@@ -148,8 +110,7 @@ Test(ownership, demand_a_cancelled_subscription_left_unmet_is_not_lost,
 	GS_OK_OR_DIE(gs_cancel(s1));
 	wait_int_at_least(&r1.cancels, 1);
 	void *ev[100];
-	for (size_t k = 0; k < 100; k++)
-		ev[k] = GS_EV(k);
+	fill_ids(ev, 100, 0);
 	GS_OK_OR_DIE(gs_push(push, ev, 100, -1));
 	GS_OK_OR_DIE(gs_push_close(push));
 	/* (Untracked by the recorder: its table is filled before start.) */
@@ -194,8 +155,7 @@ static int emit_then_done(void *state, gs_stage *stage)
 {
 	(void)state;
 	void *ev[100];
-	for (size_t k = 0; k < 100; k++)
-		ev[k] = GS_EV(k);
+	fill_ids(ev, 100, 0);
 	gs_err err = gs_emit(stage, ev, 100);
 	return err ? (int)err : (int)gs_done(stage);
 }
@@ -511,4 +471,39 @@ Test(broadcast, a_cancelled_subscriber_reads_what_it_was_sent_safely,
 	cr_assert_eq(gs_pipeline_stop(b.p, GS_STOP_DRAIN), GS_OK);
 	bcast_check(&b);
 	bcast_free(&b);
+}
+
+Test(ownership,
+     a_consumer_completes_when_a_temporary_input_fails_after_the_others_finished,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p;
+	gs_stage *bad, *good, *cons;
+	seq_producer b = { .total = SIZE_MAX };
+	seq_producer g = { .first = 1u << 30, .total = 10 };
+	recorder r = { 0 };
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &b, NULL,
+				  &bad));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &g, NULL,
+				  &good));
+	GS_OK_OR_DIE(
+		gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &cons));
+	recorder_subscribe(&r, cons, bad,
+			   &(gs_sub_opts){ .cancel = GS_CANCEL_TEMPORARY });
+	/* Transient: its normal end leaves the consumer to its other input. */
+	recorder_subscribe(&r, cons, good,
+			   &(gs_sub_opts){ .cancel = GS_CANCEL_TRANSIENT });
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	/* The good input finishes first... */
+	wait_int_at_least(&g.terminated, 1);
+	wait_int_at_least(&r.cancels_ok, 1);
+	/* ...then the temporary one fails: nothing is left, and one input
+	 * finished normally, so the consumer completes. It hung before. */
+	GS_OK_OR_DIE(gs_stage_stop(bad, GS_TEST_FAIL));
+	gs_err err = gs_pipeline_wait(p);
+	cr_assert_eq(err, GS_TEST_FAIL, "wait: %d", (int)err);
+	cr_assert_eq(atomic_load(&r.terminated), 1);
+	cr_assert_eq(atomic_load(&r.reason), GS_OK);
+	gs_pipeline_free(p);
 }

@@ -1,36 +1,35 @@
 // SPDX-License-Identifier: MIT
 /* The ready-made producers: gs_from_array and gs_from_fn. */
-#include <criterion/criterion.h>
+#include <stdlib.h>
 
-#include "probe.h"
+#include "gs_test.h"
 
-Test(sources, from_array_emits_every_item_in_order_and_finishes, .timeout = 30)
+Test(sources, from_array_emits_every_item_in_order_and_finishes,
+     .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	enum { n = 10000 };
 	void **items = malloc(n * sizeof *items);
 	for (uintptr_t i = 0; i < n; i++)
-		items[i] = (void *)(i * 3);
+		items[i] = GS_EV(i * 3);
 	gs_stage *src;
 	cr_assert_eq(gs_from_array(p, items, n, NULL, &src), GS_OK);
 	free(items); /* copied */
-	probe pr = { 0 };
-	gs_subscribe(probe_new(p, &pr), src, &(gs_sub_opts){ .max_demand = 64 },
-		     NULL);
+	recorder pr = { .keep = true };
+	gs_subscribe(recorder_new(p, &pr, NULL), src,
+		     &(gs_sub_opts){ .max_demand = 64 }, NULL);
 	gs_pipeline_start(p);
 	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
 	cr_assert_eq(pr.n, n);
 	for (size_t k = 0; k < n; k++)
 		cr_assert_eq(pr.vals[k], 3 * k);
-	probe_free(&pr);
+	recorder_fini(&pr);
 	gs_pipeline_free(p);
 }
 
-Test(sources, an_empty_array_finishes_at_once, .timeout = 30)
+Test(sources, an_empty_array_finishes_at_once, .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	gs_stage *src;
 	cr_assert_eq(gs_from_array(p, NULL, 0, NULL, &src), GS_OK);
 	gs_pipeline_start(p);
@@ -38,12 +37,12 @@ Test(sources, an_empty_array_finishes_at_once, .timeout = 30)
 	gs_pipeline_free(p);
 }
 
-Test(sources, items_never_emitted_are_freed_and_counted, .timeout = 30)
+Test(sources, items_never_emitted_are_freed_and_counted,
+     .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	void *items[100] = { 0 };
-	atomic_size_t freed = 0;
+	_Atomic uint64_t freed = 0;
 	gs_stage *src;
 	gs_from_array(p, items, 100,
 		      &(gs_stage_opts){ .event_free = count_free,
@@ -71,25 +70,25 @@ static long bounded_gen(void *arg, void **out, size_t max)
 		a->biggest = max;
 	size_t k = 0;
 	while (k < max && a->next < 5000)
-		out[k++] = (void *)a->next++;
+		out[k++] = GS_EV(a->next++);
 	return (long)k;
 }
 
-Test(sources, from_fn_is_asked_for_no_more_than_the_demand, .timeout = 30)
+Test(sources, from_fn_is_asked_for_no_more_than_the_demand,
+     .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
+	gs_pipeline *p = pipeline_new(NULL);
 	asking a = { 0 };
 	gs_stage *src;
 	cr_assert_eq(gs_from_fn(p, bounded_gen, &a, NULL, &src), GS_OK);
-	probe pr = { 0 };
-	gs_subscribe(probe_new(p, &pr), src, &(gs_sub_opts){ .max_demand = 30 },
-		     NULL);
+	recorder pr = { .keep = true };
+	gs_subscribe(recorder_new(p, &pr, NULL), src,
+		     &(gs_sub_opts){ .max_demand = 30 }, NULL);
 	gs_pipeline_start(p);
 	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
 	cr_assert_eq(pr.n, 5000);
 	cr_assert_leq(a.biggest, 30);
-	probe_free(&pr);
+	recorder_fini(&pr);
 	gs_pipeline_free(p);
 }
 
@@ -99,17 +98,17 @@ static long failing_gen(void *arg, void **out, size_t max)
 	return -(long)(GS_EUSER + 42);
 }
 
-Test(sources, a_generator_error_stops_the_pipeline_with_it, .timeout = 30)
+Test(sources, a_generator_error_stops_the_pipeline_with_it,
+     .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(&(gs_pipeline_opts){ .log = NULL }, &p);
+	gs_pipeline *p = pipeline_new(&(gs_pipeline_opts){ .log = NULL });
 	gs_stage *src;
 	gs_from_fn(p, failing_gen, NULL, NULL, &src);
-	probe pr = { 0 };
-	gs_subscribe(probe_new(p, &pr), src, NULL, NULL);
+	recorder pr = { .keep = true };
+	gs_subscribe(recorder_new(p, &pr, NULL), src, NULL, NULL);
 	gs_pipeline_start(p);
 	cr_assert_eq(gs_pipeline_wait(p), GS_EUSER + 42);
-	probe_free(&pr);
+	recorder_fini(&pr);
 	gs_pipeline_free(p);
 	cr_assert_eq(gs_from_fn(NULL, failing_gen, NULL, NULL, &src),
 		     GS_EINVAL);

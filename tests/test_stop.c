@@ -2,7 +2,6 @@
 /* Stopping a running pipeline: drain delivers everything, now frees what
  * was not delivered, and either way produced = delivered + freed. */
 #include <pthread.h>
-#include <time.h>
 
 #include "gs_test.h"
 
@@ -24,48 +23,56 @@ typedef struct chain {
 	recorder r;
 	tally t;
 	log_count log;
+	int pcs;
 } chain;
 
-/* prod -> `pcs` identity stages -> cons; every stage frees into the
- * tally. */
-static void chain_new(chain *c, int pcs, size_t extra)
+/* prod -> `pcs` identity stages -> cons, every stage freeing into the
+ * tally, started and run until BEFORE_STOP events reached the consumer. */
+static void chain_run(chain *c, int pcs, size_t extra)
 {
 	*c = (chain){
 		.sp = { .total = ID_SPACE, .extra = extra },
 		.r = { .check_order = true },
+		.pcs = pcs,
 	};
 	tally_init(&c->t, ID_SPACE);
 	c->r.tally = &c->t;
 	gs_stage_opts opts = { .event_free = tally_free,
 			       .event_free_arg = &c->t };
-	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
-							  .log_arg = &c->log },
-				     &c->p));
-	GS_OK_OR_DIE(gs_stage_new(c->p, GS_PRODUCER, &seq_producer_ops, &c->sp,
-				  &opts, &c->prod));
+	c->p = counted_pipeline_new(&c->log);
+	c->prod = seq_producer_new(c->p, &c->sp, &opts);
 	gs_stage *up = c->prod;
 	for (int i = 0; i < pcs; i++) {
 		c->m[i].rec.check_order = true;
-		GS_OK_OR_DIE(gs_stage_new(c->p, GS_PRODUCER_CONSUMER,
-					  &mapper_ops, &c->m[i], &opts,
-					  &c->pc[i]));
+		c->pc[i] = mapper_new(c->p, &c->m[i], &opts);
 		recorder_subscribe(&c->m[i].rec, c->pc[i], up,
 				   &(gs_sub_opts){ .max_demand = 200 });
 		up = c->pc[i];
 	}
-	GS_OK_OR_DIE(gs_stage_new(c->p, GS_CONSUMER, &recorder_ops, &c->r,
-				  &opts, &c->cons));
+	c->cons = recorder_new(c->p, &c->r, &opts);
 	recorder_subscribe(&c->r, c->cons, up,
 			   &(gs_sub_opts){ .max_demand = 300 });
+	GS_OK_OR_DIE(gs_pipeline_start(c->p));
+	wait_at_least(&c->r.received, BEFORE_STOP);
 }
 
-static uint64_t chain_dropped(chain *c, int pcs)
+/* Stops the running chain with `mode` and checks that every event made
+ * was delivered or freed, once; returns how many were made. */
+static uint64_t chain_stop(chain *c, gs_stop_mode mode)
+{
+	cr_assert_eq(gs_pipeline_stop(c->p, mode), GS_OK);
+	uint64_t produced = atomic_load(&c->sp.emitted);
+	tally_check(&c->t, produced, true);
+	return produced;
+}
+
+static uint64_t chain_dropped(chain *c)
 {
 	gs_stats st;
 	uint64_t sum = 0;
 	GS_OK_OR_DIE(gs_stage_stats(c->prod, &st));
 	sum += st.dropped;
-	for (int i = 0; i < pcs; i++) {
+	for (int i = 0; i < c->pcs; i++) {
 		GS_OK_OR_DIE(gs_stage_stats(c->pc[i], &st));
 		sum += st.dropped;
 	}
@@ -79,11 +86,11 @@ static void chain_free(chain *c)
 	tally_fini(&c->t);
 }
 
-static void expect_all_ok(chain *c, int pcs)
+static void expect_all_ok(chain *c)
 {
 	cr_assert_eq(atomic_load(&c->sp.terminated), 1);
 	cr_assert_eq(atomic_load(&c->sp.reason), GS_OK);
-	for (int i = 0; i < pcs; i++) {
+	for (int i = 0; i < c->pcs; i++) {
 		cr_assert_eq(atomic_load(&c->m[i].rec.terminated), 1);
 		cr_assert_eq(atomic_load(&c->m[i].rec.reason), GS_OK);
 	}
@@ -97,16 +104,12 @@ static void expect_all_ok(chain *c, int pcs)
 Test(stop, drain_delivers_every_event_in_flight, .timeout = GS_TEST_TIMEOUT)
 {
 	chain c;
-	chain_new(&c, 2, 3);
-	GS_OK_OR_DIE(gs_pipeline_start(c.p));
-	wait_at_least(&c.r.received, BEFORE_STOP);
-	cr_assert_eq(gs_pipeline_stop(c.p, GS_STOP_DRAIN), GS_OK);
-	uint64_t produced = atomic_load(&c.sp.emitted);
-	tally_check(&c.t, produced, true);
+	chain_run(&c, 2, 3);
+	uint64_t produced = chain_stop(&c, GS_STOP_DRAIN);
 	cr_assert_eq(atomic_load(&c.t.freed_count), 0, "drain frees nothing");
 	cr_assert_eq(atomic_load(&c.r.received), produced);
-	cr_assert_eq(chain_dropped(&c, 2), 0);
-	expect_all_ok(&c, 2);
+	cr_assert_eq(chain_dropped(&c), 0);
+	expect_all_ok(&c);
 	chain_free(&c);
 }
 
@@ -114,27 +117,19 @@ Test(stop, drain_straight_into_a_consumer_delivers_everything,
      .timeout = GS_TEST_TIMEOUT)
 {
 	chain c;
-	chain_new(&c, 0, 0);
-	GS_OK_OR_DIE(gs_pipeline_start(c.p));
-	wait_at_least(&c.r.received, BEFORE_STOP);
-	cr_assert_eq(gs_pipeline_stop(c.p, GS_STOP_DRAIN), GS_OK);
-	uint64_t produced = atomic_load(&c.sp.emitted);
-	tally_check(&c.t, produced, true);
+	chain_run(&c, 0, 0);
+	chain_stop(&c, GS_STOP_DRAIN);
 	cr_assert_eq(atomic_load(&c.t.freed_count), 0);
-	expect_all_ok(&c, 0);
+	expect_all_ok(&c);
 	chain_free(&c);
 }
 
 Test(stop, now_frees_what_was_not_delivered, .timeout = GS_TEST_TIMEOUT)
 {
 	chain c;
-	chain_new(&c, 2, 3);
-	GS_OK_OR_DIE(gs_pipeline_start(c.p));
-	wait_at_least(&c.r.received, BEFORE_STOP);
-	cr_assert_eq(gs_pipeline_stop(c.p, GS_STOP_NOW), GS_OK);
-	uint64_t produced = atomic_load(&c.sp.emitted);
-	tally_check(&c.t, produced, true);
-	cr_assert_eq(chain_dropped(&c, 2), atomic_load(&c.t.freed_count),
+	chain_run(&c, 2, 3);
+	chain_stop(&c, GS_STOP_NOW);
+	cr_assert_eq(chain_dropped(&c), atomic_load(&c.t.freed_count),
 		     "every freed event is counted as dropped");
 	cr_assert_eq(atomic_load(&c.r.reason), GS_OK);
 	cr_assert_eq(atomic_load(&c.sp.terminated), 1);
@@ -145,9 +140,7 @@ Test(stop, freeing_a_running_pipeline_accounts_for_every_event,
      .timeout = GS_TEST_TIMEOUT)
 {
 	chain c;
-	chain_new(&c, 1, 3);
-	GS_OK_OR_DIE(gs_pipeline_start(c.p));
-	wait_at_least(&c.r.received, BEFORE_STOP);
+	chain_run(&c, 1, 3);
 	gs_pipeline_free(c.p);
 	uint64_t produced = atomic_load(&c.sp.emitted);
 	tally_check(&c.t, produced, true);
@@ -157,33 +150,6 @@ Test(stop, freeing_a_running_pipeline_accounts_for_every_event,
 }
 
 /* --- a consumer held inside handle_events ------------------------------- */
-
-typedef struct holder {
-	recorder rec;
-	_Atomic int blocked;
-	_Atomic int release;
-} holder;
-
-static int hold_events(void *state, gs_stage *stage, gs_sub *from,
-		       void **events, size_t n)
-{
-	holder *h = state;
-	(void)stage;
-	if (!atomic_exchange(&h->blocked, 1))
-		while (!atomic_load(&h->release)) {
-			struct timespec ts = { .tv_nsec = 100000 };
-			nanosleep(&ts, NULL);
-		}
-	return recorder_take(&h->rec, from, events, n);
-}
-
-static void hold_terminate(void *state, gs_stage *stage, int reason)
-{
-	recorder_ops.terminate(&((holder *)state)->rec, stage, reason);
-}
-
-static const gs_stage_ops holder_ops = { .handle_events = hold_events,
-					 .terminate = hold_terminate };
 
 typedef struct held {
 	gs_pipeline *p;
@@ -214,19 +180,15 @@ static void run_held(held *x, gs_stop_mode mode)
 	x->h.rec.tally = &x->t;
 	gs_stage_opts opts = { .event_free = tally_free,
 			       .event_free_arg = &x->t };
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &x->p));
-	GS_OK_OR_DIE(gs_stage_new(x->p, GS_PRODUCER, &seq_producer_ops, &x->sp,
-				  &opts, &x->prod));
-	/* It blocks inside handle_events, so it needs a thread of its own:
-	 * on a one-worker executor it would hold the producer's worker. */
-	gs_stage_opts hold_opts = opts;
-	hold_opts.blocking = true;
-	GS_OK_OR_DIE(gs_stage_new(x->p, GS_CONSUMER, &holder_ops, &x->h,
-				  &hold_opts, &x->cons));
+	x->p = pipeline_new(NULL);
+	x->prod = seq_producer_new(x->p, &x->sp, &opts);
+	/* A blocking stage: on a one-worker executor a scheduled one would
+	 * hold the producer's worker. */
+	x->cons = holder_new(x->p, &x->h, &opts);
 	recorder_subscribe(&x->h.rec, x->cons, x->prod,
 			   &(gs_sub_opts){ .max_demand = 100 });
 	GS_OK_OR_DIE(gs_pipeline_start(x->p));
-	wait_int_at_least(&x->h.blocked, 1);
+	wait_int_at_least(&x->h.entered, 1);
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, stopper, x), 0);
 	/* With GS_STOP_NOW, let the producer stop while the consumer is
@@ -234,7 +196,7 @@ static void run_held(held *x, gs_stop_mode mode)
 	 * its buffer, so release at once. */
 	if (mode == GS_STOP_NOW)
 		wait_int_at_least(&x->sp.terminated, 1);
-	atomic_store(&x->h.release, 1);
+	atomic_store(&x->h.open, 1);
 	cr_assert_eq(pthread_join(t, NULL), 0);
 	cr_assert_eq(x->stop_result, GS_OK);
 }
@@ -297,18 +259,15 @@ static int self_stop_events(void *state, gs_stage *stage, gs_sub *from,
 Test(stop, stop_and_wait_from_a_stage_thread_are_refused_not_deadlocked,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = NULL;
-	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pipeline *p = pipeline_new(NULL);
 	seq_producer sp = { .total = 1000 };
 	self_stopper s = { .p = p };
 	static const gs_stage_ops ops = { .handle_events = self_stop_events };
 	gs_stage *prod = NULL, *cons = NULL;
-	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
-				  &prod));
+	prod = seq_producer_new(p, &sp, NULL);
 	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &ops, &s, NULL, &cons));
 	GS_OK_OR_DIE(gs_subscribe(cons, prod, NULL, NULL));
-	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	cr_assert_eq(start_and_wait(p), GS_OK);
 	cr_assert_eq(atomic_load(&s.tried), 1);
 	cr_assert_neq(atomic_load(&s.stop_err), GS_OK);
 	cr_assert_neq(atomic_load(&s.wait_err), GS_OK);
@@ -323,17 +282,13 @@ Test(stop, drain_finishes_a_consumer_whose_cancel_is_still_in_flight,
      .timeout = GS_TEST_TIMEOUT)
 {
 	for (int round = 0; round < 200; round++) {
-		gs_pipeline *p;
-		GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+		gs_pipeline *p = pipeline_new(NULL);
 		seq_producer sp = { .total = SIZE_MAX };
 		recorder ra = { 0 }, rb = { 0 };
 		gs_stage *prod, *a, *b;
-		GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops,
-					  &sp, NULL, &prod));
-		GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &ra,
-					  NULL, &a));
-		GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &rb,
-					  NULL, &b));
+		prod = seq_producer_new(p, &sp, NULL);
+		a = recorder_new(p, &ra, NULL);
+		b = recorder_new(p, &rb, NULL);
 		gs_sub *sa = recorder_subscribe(&ra, a, prod, NULL);
 		recorder_subscribe(&rb, b, prod, NULL);
 		GS_OK_OR_DIE(gs_pipeline_start(p));

@@ -103,9 +103,7 @@ static size_t width_of(world *w, size_t layer)
 static uint64_t build(world *w, gs_rng *rng)
 {
 	*w = (world){ .smallest_max = SIZE_MAX };
-	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ .log = log_counter,
-							  .log_arg = &w->log },
-				     &w->p));
+	w->p = counted_pipeline_new(&w->log);
 	w->np = gs_rng_range(rng, 1, MAX_PRODUCERS);
 	w->nl = gs_rng_range(rng, 0, MAX_LAYERS);
 	for (size_t l = 0; l < w->nl; l++)
@@ -122,19 +120,15 @@ static uint64_t build(world *w, gs_rng *rng)
 			w->sp[i].extra = gs_rng_range(rng, 1, 50);
 			po.buffer_size = GS_UNBOUNDED;
 		}
-		GS_OK_OR_DIE(gs_stage_new(w->p, GS_PRODUCER, &seq_producer_ops,
-					  &w->sp[i], &po, &w->prod[i]));
+		w->prod[i] = seq_producer_new(w->p, &w->sp[i], &po);
 	}
 	for (size_t l = 0; l < w->nl; l++)
 		for (size_t i = 0; i < w->width[l]; i++)
-			GS_OK_OR_DIE(gs_stage_new(w->p, GS_PRODUCER_CONSUMER,
-						  &mapper_ops, &w->m[l][i],
-						  &opts, &w->pc[l][i]));
+			w->pc[l][i] = mapper_new(w->p, &w->m[l][i], &opts);
 	for (size_t i = 0; i < w->nc; i++) {
 		w->r[i].tally = &w->t;
 		w->r[i].also_received = &w->delivered;
-		GS_OK_OR_DIE(gs_stage_new(w->p, GS_CONSUMER, &recorder_ops,
-					  &w->r[i], &opts, &w->cons[i]));
+		w->cons[i] = recorder_new(w->p, &w->r[i], &opts);
 	}
 
 	/* Each stage below the producers takes a random non-empty set of

@@ -220,7 +220,7 @@ static uint64_t ident(void *arg, const void *ev)
 	return GS_VAL(ev);
 }
 
-static void *pair(void *arg, void *left, void *right)
+static void *join_pair(void *arg, void *left, void *right)
 {
 	(void)arg;
 	(void)right;
@@ -277,7 +277,7 @@ Test(version, too_new_flow_structs_are_refused_with_a_message)
 	gs_flow_join jn = { .version = GS_FLOW_JOIN_VERSION + 1,
 			    .left_key = ident,
 			    .right_key = ident,
-			    .join = pair };
+			    .join = join_pair };
 	cr_assert_eq(gs_flow_bounded_join(l, r, &jn, NULL, &j), GS_EVERSION);
 	cr_assert_null(j);
 	assert_flow_refused(l, "gs_flow_bounded_join");

@@ -43,8 +43,9 @@ typedef enum gs_err {
 	GS_EUSER = 1000
 } gs_err;
 
-/* A static message for any code, never NULL ("unknown error" for codes
- * outside the list). Thread-safe. */
+/* A static message for any code, never NULL: the list's own, "error
+ * returned by a callback" for codes from GS_EUSER up, "unknown error" for
+ * the rest. Thread-safe. */
 const char *gs_strerror(int code);
 
 #ifdef __cplusplus

@@ -8,11 +8,14 @@
 #define GENSTAGE_GENSTAGE_H
 
 #include "boundary.h"
+#include "broadway.h"
+#include "bus.h"
 #include "dispatcher.h"
 #include "error.h"
 #include "executor.h"
 #include "flow.h"
 #include "pipeline.h"
+#include "pool.h"
 #include "stage.h"
 #include "sources.h"
 #include "subscription.h"

@@ -110,4 +110,63 @@ static inline void collect_ok(gs_flow *f, void ***out, size_t *n)
 		     gs_flow_errmsg(f));
 }
 
+/* A flow fed by a push producer, on a new pipeline: sets *p and *push. */
+static inline gs_flow *pushed_flow(gs_pipeline **p, gs_stage **push)
+{
+	cr_assert_eq(gs_pipeline_new(NULL, p), GS_OK);
+	cr_assert_eq(gs_push_producer(*p, NULL, push), GS_OK);
+	gs_flow *f;
+	cr_assert_eq(gs_flow_from_stages(*p, push, 1, NULL, &f), GS_OK);
+	return f;
+}
+
+/* Collects f, checks that its results are want[0..nw) in order, and frees
+ * them and f. */
+static inline void expect_results(gs_flow *f, const uintptr_t *want, size_t nw)
+{
+	void **out;
+	size_t n;
+	collect_ok(f, &out, &n);
+	cr_assert_eq(n, nw, "got %zu results, want %zu", n, nw);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(V(out[i]), want[i], "at %zu: %zu != %zu", i,
+			     (size_t)V(out[i]), (size_t)want[i]);
+	free(out);
+	gs_flow_free(f);
+}
+
+/* Collects f, checks that it gave `n` results adding up to `sum`, and
+ * frees them and f. */
+static inline void expect_sum(gs_flow *f, size_t n, uintptr_t sum)
+{
+	void **out;
+	size_t got;
+	collect_ok(f, &out, &got);
+	cr_assert_eq(got, n, "%zu results, want %zu", got, n);
+	uintptr_t total = 0;
+	for (size_t i = 0; i < got; i++)
+		total += V(out[i]);
+	cr_assert_eq(total, sum);
+	free(out);
+	gs_flow_free(f);
+}
+
+/* Heap accumulators holding a zeroed integer (uintptr_t or size_t),
+ * counted while alive as live_boxes counts boxes. */
+static atomic_long live_accs;
+
+static inline void *acc_new(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&live_accs, 1);
+	return calloc(1, sizeof(uintmax_t));
+}
+
+static inline void acc_free(void *arg, void *acc)
+{
+	(void)arg;
+	free(acc);
+	atomic_fetch_sub(&live_accs, 1);
+}
+
 #endif

@@ -20,13 +20,7 @@ Test(flow_departition, merges_the_states_of_every_stage, .timeout = 30)
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 3 });
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
 	cr_assert_eq(gs_flow_departition_merge(f, &summing, NULL), GS_OK);
-	void **out;
-	size_t n;
-	collect_ok(f, &out, &n);
-	cr_assert_eq(n, 1, "one window, given once");
-	cr_assert_eq(V(out[0]), 50005000);
-	free(out);
-	gs_flow_free(f);
+	expect_sum(f, 1, 50005000); /* one window, given once */
 }
 
 /* As Flow's docs: each stage emits its partial sum every 100 events and
@@ -52,13 +46,7 @@ Test(flow_departition, merges_what_every_trigger_emits, .timeout = 30)
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
 	gs_flow_on_trigger(f, emit_and_reset, NULL);
 	gs_flow_departition_merge(f, &summing, NULL);
-	void **out;
-	size_t n;
-	collect_ok(f, &out, &n);
-	cr_assert_eq(n, 1);
-	cr_assert_eq(V(out[0]), 50005000);
-	free(out);
-	gs_flow_free(f);
+	expect_sum(f, 1, 50005000);
 }
 
 static int64_t value_ms(void *arg, const void *e)
@@ -82,13 +70,14 @@ static uintptr_t window_sum(uintptr_t start)
 	return s;
 }
 
-/* 0..999 in fixed windows of 100 over 4 stages, each window's sum merged
- * and tagged with its start. */
-static gs_flow *merged_fixed_windows(void)
+/* 0..999 in fixed windows of 100 over `stages` stages (routed by `hash`
+ * if not NULL), each window's sum merged and tagged with its start. */
+static gs_flow *merged_fixed_windows(size_t stages, gs_hash_fn hash)
 {
 	gs_flow *f = range(0, 999);
 	gs_flow_partition(
-		f, &(gs_flow_partition_opts){ .stages = 4,
+		f, &(gs_flow_partition_opts){ .stages = stages,
+					      .hash = hash,
 					      .window = gs_flow_window_fixed(
 						      100, value_ms, NULL) });
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
@@ -102,7 +91,7 @@ static gs_flow *merged_fixed_windows(void)
 
 Test(flow_departition, merges_each_fixed_window_across_stages, .timeout = 30)
 {
-	gs_flow *f = merged_fixed_windows();
+	gs_flow *f = merged_fixed_windows(4, NULL);
 	void **out;
 	size_t n;
 	collect_ok(f, &out, &n);
@@ -122,7 +111,7 @@ static int descending(void *arg, const void *a, const void *b)
 
 Test(flow_departition, take_sort_ranks_the_merged_windows, .timeout = 30)
 {
-	gs_flow *f = merged_fixed_windows();
+	gs_flow *f = merged_fixed_windows(4, NULL);
 	cr_assert_eq(gs_flow_take_sort(f, 3, descending, NULL), GS_OK, "%s",
 		     gs_flow_errmsg(f));
 	void **out;
@@ -152,18 +141,7 @@ static size_t split_at_500(void *arg, const void *e)
 Test(flow_departition, windows_a_stage_never_closed_come_at_the_end,
      .timeout = 30)
 {
-	gs_flow *f = range(0, 999);
-	gs_flow_partition(
-		f, &(gs_flow_partition_opts){ .stages = 2,
-					      .hash = split_at_500,
-					      .window = gs_flow_window_fixed(
-						      100, value_ms, NULL) });
-	gs_flow_reduce(f, NULL, sum_reducer, NULL);
-	gs_flow_departition_merge(
-		f,
-		&(gs_flow_departition_fns){ .merge = add_value,
-					    .done = tag_window },
-		NULL);
+	gs_flow *f = merged_fixed_windows(2, split_at_500);
 	void **out;
 	size_t n;
 	collect_ok(f, &out, &n);
@@ -192,13 +170,7 @@ Test(flow_departition, operations_after_it_apply_to_its_results, .timeout = 30)
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
 	gs_flow_departition_merge(f, &summing, NULL);
 	cr_assert_eq(gs_flow_map(f, times10, NULL), GS_OK);
-	void **out;
-	size_t n;
-	collect_ok(f, &out, &n);
-	cr_assert_eq(n, 1);
-	cr_assert_eq(V(out[0]), 50500);
-	free(out);
-	gs_flow_free(f);
+	expect_sum(f, 1, 50500);
 }
 
 Test(flow_departition, bad_departitions_are_refused, .timeout = 30)
@@ -241,26 +213,10 @@ Test(flow_departition, bad_departitions_are_refused, .timeout = 30)
 
 /* Boxed events grouped per stage; the merge counts the groups' events and
  * frees them. A merge error stops the flow and nothing leaks. */
-static atomic_long accs;
-
 static uint64_t boxed_mod3(void *arg, const void *e)
 {
 	(void)arg;
 	return *(const uintptr_t *)e % 3;
-}
-
-static void *count_new(void *arg)
-{
-	(void)arg;
-	atomic_fetch_add(&accs, 1);
-	return calloc(1, sizeof(size_t));
-}
-
-static void count_free(void *arg, void *acc)
-{
-	(void)arg;
-	free(acc);
-	atomic_fetch_sub(&accs, 1);
 }
 
 static int count_groups(void *arg, void **acc, void *item)
@@ -277,7 +233,7 @@ static int count_groups(void *arg, void **acc, void *item)
 static void run_boxed(bool fail)
 {
 	atomic_store(&live_boxes, 0);
-	atomic_store(&accs, 0);
+	atomic_store(&live_accs, 0);
 	void *ev[3000];
 	for (size_t i = 0; i < 3000; i++)
 		ev[i] = box(i);
@@ -291,9 +247,9 @@ static void run_boxed(bool fail)
 	gs_flow_group_by(f, boxed_mod3, NULL);
 	gs_flow_departition_merge(
 		f,
-		&(gs_flow_departition_fns){ .acc_new = count_new,
+		&(gs_flow_departition_fns){ .acc_new = acc_new,
 					    .merge = count_groups,
-					    .acc_free = count_free,
+					    .acc_free = acc_free,
 					    .arg = fail ? U(1) : NULL },
 		NULL);
 	void **out;
@@ -304,13 +260,14 @@ static void run_boxed(bool fail)
 		collect_ok(f, &out, &n);
 		cr_assert_eq(n, 1);
 		cr_assert_eq(*(size_t *)out[0], 3000);
-		count_free(NULL, out[0]);
+		acc_free(NULL, out[0]);
 		free(out);
 	}
 	gs_flow_free(f);
 	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
 		     atomic_load(&live_boxes));
-	cr_assert_eq(atomic_load(&accs), 0, "%ld accs", atomic_load(&accs));
+	cr_assert_eq(atomic_load(&live_accs), 0, "%ld accs",
+		     atomic_load(&live_accs));
 }
 
 Test(flow_departition, merges_groups_and_frees_everything, .timeout = 30)

@@ -251,11 +251,8 @@ Test(flow_ops, empty_array_gives_nothing, .timeout = 30)
 Test(flow_ops, from_stages_with_a_push_producer_and_a_shuffle, .timeout = 30)
 {
 	gs_pipeline *p;
-	cr_assert_eq(gs_pipeline_new(NULL, &p), GS_OK);
 	gs_stage *push;
-	cr_assert_eq(gs_push_producer(p, NULL, &push), GS_OK);
-	gs_flow *f;
-	cr_assert_eq(gs_flow_from_stages(p, &push, 1, NULL, &f), GS_OK);
+	gs_flow *f = pushed_flow(&p, &push);
 	gs_flow_map(f, twice, NULL);
 	gs_flow_shuffle(f, &(gs_flow_partition_opts){ .stages = 3 });
 	gs_flow_filter(f, div3, NULL);

@@ -137,16 +137,10 @@ Test(flow_partition, merge_feeds_one_layer_from_several_flows, .timeout = 30)
 		     GS_OK);
 	cr_assert_eq(gs_flow_run(a), GS_ESTATE, "a merged flow is used up");
 	gs_flow_reduce(m, NULL, sum_reducer, NULL);
-	void **out;
-	size_t n;
-	collect_ok(m, &out, &n);
-	cr_assert_eq(n, 2);
-	uintptr_t want = 3 * 500500, got = V(out[0]) + V(out[1]);
+	uintptr_t want = 3 * 500500;
 	for (uintptr_t i = 1001; i <= 3000; i++)
 		want += i;
-	cr_assert_eq(got, want);
-	free(out);
-	gs_flow_free(m);
+	expect_sum(m, 2, want);
 	gs_flow_free(a);
 	gs_flow_free(b);
 }
@@ -158,13 +152,7 @@ Test(flow_partition, departition_reduces_the_partition_states, .timeout = 30)
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
 	gs_flow_departition(f, NULL);
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
-	void **out;
-	size_t n;
-	collect_ok(f, &out, &n);
-	cr_assert_eq(n, 1);
-	cr_assert_eq(V(out[0]), 50005000);
-	free(out);
-	gs_flow_free(f);
+	expect_sum(f, 1, 50005000);
 }
 
 static size_t to_discard_evens(void *arg, const void *e)
@@ -179,13 +167,7 @@ Test(flow_partition, hash_may_discard_events, .timeout = 30)
 	gs_flow_partition(f, &(gs_flow_partition_opts){
 				     .stages = 2, .hash = to_discard_evens });
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
-	void **out;
-	size_t n;
-	collect_ok(f, &out, &n);
-	cr_assert_eq(n, 2);
-	cr_assert_eq(V(out[0]) + V(out[1]), 2500);
-	free(out);
-	gs_flow_free(f);
+	expect_sum(f, 2, 2500);
 }
 
 /* uniq_by keeps the first of each key per stage, as Flow: partitioning by
@@ -279,16 +261,9 @@ Test(flow_partition, a_slow_partition_holds_back_the_source, .timeout = 30)
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2,
 							.hash = by_parity });
 	gs_flow_reduce(f, NULL, sum_odd_slowly, &s);
-	void **out;
-	size_t n;
-	collect_ok(f, &out, &n);
-	cr_assert_eq(n, 2);
-	cr_assert_eq(V(out[0]) + V(out[1]),
-		     (uintptr_t)SLOW_N * (SLOW_N + 1) / 2);
+	expect_sum(f, 2, (uintptr_t)SLOW_N * (SLOW_N + 1) / 2);
 	/* The queue bound (10000) plus what one demand round may add. */
 	cr_expect_leq(atomic_load(&s.worst_gap), 15000,
 		      "the source ran %zu odd events ahead of the slow stage",
 		      atomic_load(&s.worst_gap));
-	free(out);
-	gs_flow_free(f);
 }

@@ -76,20 +76,6 @@ Test(flow_run, a_flow_runs_once, .timeout = 30)
 	gs_flow_free(f);
 }
 
-/* Accumulators, counted so leaks show (events: flow_test.h's boxes). */
-static atomic_long accs;
-static void *acc_alloc(void *arg)
-{
-	(void)arg;
-	atomic_fetch_add(&accs, 1);
-	return calloc(1, sizeof(uintptr_t));
-}
-static void acc_release(void *arg, void *acc)
-{
-	(void)arg;
-	free(acc);
-	atomic_fetch_sub(&accs, 1);
-}
 static int sum_boxes(void *arg, void **acc, void *e)
 {
 	(void)arg;
@@ -123,22 +109,22 @@ Test(flow_run, an_error_stops_the_flow_and_nothing_leaks, .timeout = 30)
 {
 	for (int stages = 1; stages <= 3; stages++) {
 		atomic_store(&live_boxes, 0);
-		atomic_store(&accs, 0);
+		atomic_store(&live_accs, 0);
 		gs_flow *f = boxed_flow(20000);
 		gs_flow_filter(f, keep_not_5, NULL);
 		gs_flow_partition(
 			f, &(gs_flow_partition_opts){ .stages = (size_t)stages,
 						      .max_demand = 50 });
-		gs_flow_reduce(f, acc_alloc, sum_boxes, NULL);
-		gs_flow_acc_free(f, acc_release);
+		gs_flow_reduce(f, acc_new, sum_boxes, NULL);
+		gs_flow_acc_free(f, acc_free);
 		void **out;
 		size_t n;
 		cr_assert_eq(gs_flow_collect(f, &out, &n), GS_EUSER + 7);
 		gs_flow_free(f);
 		cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events leaked",
 			     atomic_load(&live_boxes));
-		cr_assert_eq(atomic_load(&accs), 0, "%ld accs leaked",
-			     atomic_load(&accs));
+		cr_assert_eq(atomic_load(&live_accs), 0, "%ld accs leaked",
+			     atomic_load(&live_accs));
 	}
 }
 
@@ -153,25 +139,25 @@ Test(flow_run, a_flow_never_run_frees_its_events, .timeout = 30)
 Test(flow_run, collected_states_belong_to_the_caller, .timeout = 30)
 {
 	atomic_store(&live_boxes, 0);
-	atomic_store(&accs, 0);
+	atomic_store(&live_accs, 0);
 	gs_flow *f = boxed_flow(1000); /* no 777 below 1000? there is */
 	gs_flow_free(f);
 	f = boxed_flow(700);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
-	gs_flow_reduce(f, acc_alloc, sum_boxes, NULL);
-	gs_flow_acc_free(f, acc_release);
+	gs_flow_reduce(f, acc_new, sum_boxes, NULL);
+	gs_flow_acc_free(f, acc_free);
 	void **out;
 	size_t n;
 	collect_ok(f, &out, &n);
 	cr_assert_eq(n, 2);
 	cr_assert_eq(*(uintptr_t *)out[0] + *(uintptr_t *)out[1], 245350);
-	cr_assert_eq(atomic_load(&accs), 2, "the two states are ours now");
-	acc_release(NULL, out[0]);
-	acc_release(NULL, out[1]);
+	cr_assert_eq(atomic_load(&live_accs), 2, "the two states are ours now");
+	acc_free(NULL, out[0]);
+	acc_free(NULL, out[1]);
 	free(out);
 	gs_flow_free(f);
 	cr_assert_eq(atomic_load(&live_boxes), 0);
-	cr_assert_eq(atomic_load(&accs), 0);
+	cr_assert_eq(atomic_load(&live_accs), 0);
 }
 
 /* gs_flow_run drops the results: emitted states go to acc_free (value
@@ -188,16 +174,17 @@ static int sum_into_value(void *arg, void **acc, void *e)
 Test(flow_run, run_frees_emitted_states_with_acc_free, .timeout = 30)
 {
 	atomic_store(&live_boxes, 0);
-	atomic_store(&accs, 0);
+	atomic_store(&live_accs, 0);
 	gs_flow *f = boxed_flow(700);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
-	gs_flow_reduce(f, acc_alloc, sum_boxes, NULL);
-	gs_flow_acc_free(f, acc_release);
+	gs_flow_reduce(f, acc_new, sum_boxes, NULL);
+	gs_flow_acc_free(f, acc_free);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
 	gs_flow_free(f);
 	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
 		     atomic_load(&live_boxes));
-	cr_assert_eq(atomic_load(&accs), 0, "%ld states", atomic_load(&accs));
+	cr_assert_eq(atomic_load(&live_accs), 0, "%ld states",
+		     atomic_load(&live_accs));
 
 	f = boxed_flow(700);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });

@@ -8,14 +8,6 @@
 
 #include "flow_test.h"
 
-static void expect(void **out, size_t n, const uintptr_t *want, size_t nw)
-{
-	cr_assert_eq(n, nw, "got %zu results, want %zu", n, nw);
-	for (size_t i = 0; i < n; i++)
-		cr_assert_eq(V(out[i]), want[i], "at %zu: %zu != %zu", i,
-			     (size_t)V(out[i]), (size_t)want[i]);
-}
-
 Test(flow_window, global_trigger_every_keeps_the_sum, .timeout = 30)
 {
 	gs_flow *f = range(1, 100);
@@ -25,14 +17,9 @@ Test(flow_window, global_trigger_every_keeps_the_sum, .timeout = 30)
 					     gs_flow_window_global(), 10) });
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
 	gs_flow_emit(f, GS_FLOW_EMIT_STATE);
-	void **out;
-	size_t n;
-	collect_ok(f, &out, &n);
 	static const uintptr_t want[] = { 55,   210,  465,  820,  1275, 1830,
 					  2485, 3240, 4095, 5050, 5050 };
-	expect(out, n, want, 11);
-	free(out);
-	gs_flow_free(f);
+	expect_results(f, want, 11);
 }
 
 Test(flow_window, count_window_ends_with_an_empty_window, .timeout = 30)
@@ -42,14 +29,9 @@ Test(flow_window, count_window_ends_with_an_empty_window, .timeout = 30)
 				     .stages = 1,
 				     .window = gs_flow_window_count(10) });
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
-	void **out;
-	size_t n;
-	collect_ok(f, &out, &n);
 	static const uintptr_t want[] = { 55,  155, 255, 355, 455, 555,
 					  655, 755, 855, 955, 0 };
-	expect(out, n, want, 11);
-	free(out);
-	gs_flow_free(f);
+	expect_results(f, want, 11);
 }
 
 /* Word events as ts*4 + word; a window's accumulator counts each word in
@@ -78,8 +60,10 @@ static void count_drop(void *e, void *arg)
 	atomic_fetch_add(&dropped, 1);
 }
 
-static void run_fixed(const uintptr_t *data, size_t n, int64_t lateness,
-		      void ***out, size_t *nout, gs_flow **fp)
+/* Counts the words of `data` in fixed windows of an hour (with
+ * `lateness`), and checks that the windows' counts are `want`. */
+static void check_fixed(const uintptr_t *data, size_t n, int64_t lateness,
+			const uintptr_t *want, size_t nw)
 {
 	gs_flow *f = ints_flow(data, n,
 			       &(gs_flow_opts){ .event_free = count_drop });
@@ -90,8 +74,7 @@ static void run_fixed(const uintptr_t *data, size_t n, int64_t lateness,
 							.window = w,
 							.max_demand = 5 });
 	gs_flow_reduce(f, NULL, count_words, NULL);
-	collect_ok(f, out, nout);
-	*fp = f;
+	expect_results(f, want, nw);
 }
 
 Test(flow_window, fixed_windows_split_by_event_time, .timeout = 30)
@@ -102,109 +85,91 @@ Test(flow_window, fixed_windows_split_by_event_time, .timeout = 30)
 		EV(ELIXIR, 4000000), EV(ERLANG, 5000000),
 		EV(ERLANG, 6000000),
 	};
-	void **out;
-	size_t n;
-	gs_flow *f;
-	run_fixed(data, 7, 0, &out, &n, &f);
-	const uintptr_t want[] = { C(2, 1, 1), C(1, 2, 0) };
-	expect(out, n, want, 2);
-	free(out);
-	gs_flow_free(f);
+	static const uintptr_t want[] = { C(2, 1, 1), C(1, 2, 0) };
+	check_fixed(data, 7, 0, want, 2);
 }
+
+/* The first hour's last word comes after the second hour's. */
+static const uintptr_t late[] = {
+	EV(ELIXIR, 1000),    EV(ERLANG, 60000),   EV(CONCURRENCY, 3200000),
+	EV(ELIXIR, 4000000), EV(ERLANG, 5000000), EV(ERLANG, 6000000),
+	EV(ELIXIR, 0),
+};
 
 Test(flow_window, fixed_window_drops_late_events_without_lateness,
      .timeout = 30)
 {
-	static const uintptr_t data[] = {
-		EV(ELIXIR, 1000),
-		EV(ERLANG, 60000),
-		EV(CONCURRENCY, 3200000),
-		EV(ELIXIR, 4000000),
-		EV(ERLANG, 5000000),
-		EV(ERLANG, 6000000),
-		EV(ELIXIR, 0),
-	};
 	atomic_store(&dropped, 0);
-	void **out;
-	size_t n;
-	gs_flow *f;
-	run_fixed(data, 7, 0, &out, &n, &f);
-	const uintptr_t want[] = { C(1, 1, 1), C(1, 2, 0) };
-	expect(out, n, want, 2);
+	static const uintptr_t want[] = { C(1, 1, 1), C(1, 2, 0) };
+	check_fixed(late, 7, 0, want, 2);
 	cr_assert_eq(atomic_load(&dropped), 1);
-	free(out);
-	gs_flow_free(f);
 }
 
 Test(flow_window, fixed_window_with_lateness_fires_watermark_then_done,
      .timeout = 30)
 {
-	static const uintptr_t data[] = {
-		EV(ELIXIR, 1000),
-		EV(ERLANG, 60000),
-		EV(CONCURRENCY, 3200000),
-		EV(ELIXIR, 4000000),
-		EV(ERLANG, 5000000),
-		EV(ERLANG, 6000000),
-		EV(ELIXIR, 0),
-	};
-	void **out;
-	size_t n;
-	gs_flow *f;
-	run_fixed(data, 7, 300000, &out, &n, &f);
-	const uintptr_t want[] = { C(1, 1, 1), C(2, 1, 1), C(1, 2, 0) };
-	expect(out, n, want, 3);
-	free(out);
-	gs_flow_free(f);
+	static const uintptr_t want[] = { C(1, 1, 1), C(2, 1, 1), C(1, 2, 0) };
+	check_fixed(late, 7, 300000, want, 3);
 }
 
-/* Records (trigger kind, window id, acc) in order. */
+/* Records (trigger kind, window id, acc) in order; `n` is read by the test
+ * while the flow runs. */
 typedef struct rec {
 	uintptr_t kind[512], id[512], acc[512];
-	size_t n;
+	_Atomic size_t n;
 } rec;
 static int record(void *arg, void **acc, const gs_flow_trigger *t,
 		  gs_flow_out *out)
 {
 	(void)out;
 	rec *r = arg;
-	if (r->n < 512) {
-		r->kind[r->n] = t->kind;
-		r->id[r->n] = (uintptr_t)t->window_id;
-		r->acc[r->n] = V(*acc);
-		r->n++;
+	size_t n = atomic_load(&r->n);
+	if (n < 512) {
+		r->kind[n] = t->kind;
+		r->id[n] = (uintptr_t)t->window_id;
+		r->acc[n] = V(*acc);
+		atomic_store(&r->n, n + 1);
 	}
 	return 0;
 }
 
-Test(flow_window, periodic_window_splits_by_processing_time, .timeout = 30)
+/* Pushes 1..100 through a one-stage flow partitioned with `w` and reduced
+ * to their sum, recording every trigger in r. The events go in five
+ * groups, each pushed once a trigger has fired since the last, so that
+ * they span several periods however the threads are scheduled. */
+static void run_pushed(gs_flow_window w, rec *r)
 {
-	/* Feed 1..100 through a push producer, 1 ms apart. */
 	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
 	gs_stage *push;
-	gs_push_producer(p, NULL, &push);
-	gs_flow *f;
-	cr_assert_eq(gs_flow_from_stages(p, &push, 1, NULL, &f), GS_OK);
-	gs_flow_partition(f, &(gs_flow_partition_opts){
-				     .stages = 1,
-				     .window = gs_flow_window_periodic(20) });
-	rec r = { .n = 0 };
+	gs_flow *f = pushed_flow(&p, &push);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 1,
+							.window = w });
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
-	gs_flow_on_trigger(f, record, &r);
+	gs_flow_on_trigger(f, record, r);
 	gs_stage *s;
 	cr_assert_eq(gs_flow_stream(f, p, NULL, &s), GS_OK);
-	gs_pipeline_start(p);
+	cr_assert_eq(gs_pipeline_start(p), GS_OK);
 	for (uintptr_t i = 1; i <= 100; i++) {
+		if (i % 20 == 1)
+			for (size_t seen = atomic_load(&r->n);
+			     atomic_load(&r->n) == seen;)
+				nanosleep(&(struct timespec){ 0, 100000 },
+					  NULL);
 		void *e = U(i);
-		gs_push(push, &e, 1, -1);
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+		cr_assert_eq(gs_push(push, &e, 1, -1), GS_OK);
 	}
-	gs_push_close(push);
+	cr_assert_eq(gs_push_close(push), GS_OK);
 	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
 	gs_pipeline_free(p);
+	gs_flow_free(f);
+}
+
+Test(flow_window, periodic_window_splits_by_processing_time, .timeout = 30)
+{
+	rec r = { .n = 0 };
+	run_pushed(gs_flow_window_periodic(20), &r);
 	/* Several windows, numbered in order, all DONE, summing to 5050. */
-	cr_assert_gt(r.n, 2, "only %zu windows", r.n);
+	cr_assert_gt(r.n, 2, "only %zu windows", (size_t)r.n);
 	uintptr_t total = 0;
 	for (size_t i = 0; i < r.n; i++) {
 		cr_assert_eq(r.kind[i], GS_FLOW_TRIGGER_DONE);
@@ -212,36 +177,14 @@ Test(flow_window, periodic_window_splits_by_processing_time, .timeout = 30)
 		total += r.acc[i];
 	}
 	cr_assert_eq(total, 5050);
-	gs_flow_free(f);
 }
 
 Test(flow_window, periodic_trigger_checkpoints_the_global_window, .timeout = 30)
 {
-	gs_pipeline *p;
-	gs_pipeline_new(NULL, &p);
-	gs_stage *push;
-	gs_push_producer(p, NULL, &push);
-	gs_flow *f;
-	cr_assert_eq(gs_flow_from_stages(p, &push, 1, NULL, &f), GS_OK);
-	gs_flow_partition(f,
-			  &(gs_flow_partition_opts){
-				  .stages = 1,
-				  .window = gs_flow_window_trigger_periodically(
-					  gs_flow_window_global(), 10) });
 	rec r = { .n = 0 };
-	gs_flow_reduce(f, NULL, sum_reducer, NULL);
-	gs_flow_on_trigger(f, record, &r);
-	gs_stage *s;
-	cr_assert_eq(gs_flow_stream(f, p, NULL, &s), GS_OK);
-	gs_pipeline_start(p);
-	for (uintptr_t i = 1; i <= 100; i++) {
-		void *e = U(i);
-		gs_push(push, &e, 1, -1);
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-	}
-	gs_push_close(push);
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
-	gs_pipeline_free(p);
+	run_pushed(gs_flow_window_trigger_periodically(gs_flow_window_global(),
+						       10),
+		   &r);
 	cr_assert_gt(r.n, 1);
 	uintptr_t last = 0;
 	for (size_t i = 0; i + 1 < r.n; i++) {
@@ -251,7 +194,6 @@ Test(flow_window, periodic_trigger_checkpoints_the_global_window, .timeout = 30)
 	}
 	cr_assert_eq(r.kind[r.n - 1], GS_FLOW_TRIGGER_DONE);
 	cr_assert_eq(r.acc[r.n - 1], 5050);
-	gs_flow_free(f);
 }
 
 static void *ident(void *arg, void *e)
@@ -324,9 +266,6 @@ Test(flow_window, a_custom_trigger_fires_where_its_function_says, .timeout = 30)
 				   gs_flow_window_global(), at_tens, NULL) });
 	gs_flow_reduce(f, NULL, sum_reducer, NULL);
 	gs_flow_on_trigger(f, sum_and_state, NULL);
-	void **out;
-	size_t n;
-	collect_ok(f, &out, &n);
 	/* After 10, 20, .. 90; before 96, 97, 98, 99, 100; then done. */
 	uintptr_t want[16];
 	size_t k = 0;
@@ -343,9 +282,7 @@ Test(flow_window, a_custom_trigger_fires_where_its_function_says, .timeout = 30)
 		}
 	}
 	want[k++] = sum << 16 | 100;
-	expect(out, n, want, k);
-	free(out);
-	gs_flow_free(f);
+	expect_results(f, want, k);
 }
 
 /* Fires after every value divisible by 7. */
@@ -421,15 +358,10 @@ Test(flow_window, emit_and_reduce_emits_as_it_folds, .timeout = 30)
 	gs_flow *f = range(1, 5);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 1 });
 	cr_assert_eq(gs_flow_emit_and_reduce(f, NULL, slide3, NULL), GS_OK);
-	void **out;
-	size_t n;
-	collect_ok(f, &out, &n);
 #define W3(a, b, c) ((uintptr_t)(a) << 32 | (uintptr_t)(b) << 16 | (c))
 	const uintptr_t want[] = { W3(0, 0, 1), W3(0, 1, 2), W3(1, 2, 3),
 				   W3(2, 3, 4), W3(3, 4, 5) };
-	expect(out, n, want, 5); /* and no accumulator at the end */
-	free(out);
-	gs_flow_free(f);
+	expect_results(f, want, 5); /* and no accumulator at the end */
 }
 
 /* Running sums: emits the sum so far at every event. */

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Private to connectors/amqp*.c: a connection with its copied settings,
+ * reconnect backoff and error reporting, shared by the source and sink.
+ */
+#ifndef GS_AMQP_INTERNAL_H
+#define GS_AMQP_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+
+#include <genstage/amqp.h>
+#include <genstage/genstage.h>
+
+#define GS_AMQP_API __attribute__((visibility("default")))
+
+/* The one channel each connection uses. */
+#define GS__AMQP_CHANNEL 1
+
+/* gs_amqp_conn_opts with its strings copied and defaults filled in. */
+typedef struct gs__amqp_conf {
+	gs_amqp_conn_opts o;
+	char *host, *vhost, *user, *password;
+} gs__amqp_conf;
+
+gs_err gs__amqp_conf_init(gs__amqp_conf *c, const gs_amqp_conn_opts *o);
+void gs__amqp_conf_fini(gs__amqp_conf *c);
+
+/* Copies a string (NULL stays NULL); false if there was no memory. */
+bool gs__amqp_strdup(char **dst, const char *src);
+
+/* Reports an error through the log hook (printf-style). */
+void gs__amqp_log(const gs__amqp_conf *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Opens a connection and channel 1 (logged in); NULL on failure, with
+ * the reason logged. `what` names the caller in the messages. */
+amqp_connection_state_t gs__amqp_open(const gs__amqp_conf *c, const char *what);
+
+/* Closes (politely if `polite`) and destroys. NULL: nothing. */
+void gs__amqp_close(amqp_connection_state_t conn, bool polite);
+
+/* True if r is a normal reply; else writes why into buf. */
+bool gs__amqp_ok(amqp_rpc_reply_t r, char *buf, size_t size);
+
+/* The delay before reconnect attempt `failures` (1, 2, ...): doubling
+ * from backoff_min, capped at backoff_max. */
+unsigned gs__amqp_backoff(const gs__amqp_conf *c, unsigned failures);
+
+/* Whether `failures` consecutive failures exhaust max_reconnects. */
+bool gs__amqp_give_up(const gs__amqp_conf *c, unsigned failures);
+
+/* An amqp_bytes_t for a C string (NULL: empty). */
+amqp_bytes_t gs__amqp_bytes(const char *s);
+
+#endif

@@ -1,0 +1,464 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The RabbitMQ sink: a blocking consumer stage that owns its connection,
+ * publishes each event with publisher confirms, and hands an event on
+ * (`confirmed`) only once the broker confirmed it. Unconfirmed events wait
+ * in a ring in publish order; while it holds max_unconfirmed the stage
+ * waits for confirmations instead of taking events, so the pipeline feels
+ * the broker's pace. After a lost connection it reconnects with backoff
+ * and publishes the unconfirmed events again.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "amqp_internal.h"
+
+#define DEFAULT_MAX_UNCONFIRMED 1000
+#define DEFAULT_MAX_MESSAGE_SIZE (128u << 20)
+#define DEFAULT_DRAIN_TIMEOUT_MS 30000
+/* How often an idle sink looks for confirmations still due. */
+#define IDLE_POLL_MS 1
+
+typedef struct pending {
+	void *event; /* events may be NULL (the integer 0) */
+	bool live;   /* not settled yet */
+} pending;
+
+struct gs_amqp_sink {
+	gs_amqp_sink_opts o;
+	gs__amqp_conf conf;
+	char *exchange, *exchange_type, *declare_queue, *bind_key;
+	gs_stage *stage;
+	amqp_connection_state_t conn;
+	unsigned failures;
+	bool gave_up, timer_armed;
+	/* Unconfirmed events in publish order: ring[(first + i) % cap] has
+	 * sequence number first_seq + i on the current channel. */
+	pending *ring;
+	size_t cap, first, count;
+	uint64_t first_seq;
+	struct {
+		_Atomic uint64_t published, confirmed, failed, republished,
+			connects, unconfirmed, max_unconfirmed;
+	} c;
+};
+
+static void bump(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static void note_unconfirmed(gs_amqp_sink *k)
+{
+	atomic_store_explicit(&k->c.unconfirmed, k->count,
+			      memory_order_relaxed);
+	if (k->count >
+	    atomic_load_explicit(&k->c.max_unconfirmed, memory_order_relaxed))
+		atomic_store_explicit(&k->c.max_unconfirmed, k->count,
+				      memory_order_relaxed);
+}
+
+static void done(gs_amqp_sink *k, void *event, int status)
+{
+	bump(status ? &k->c.failed : &k->c.confirmed, 1);
+	if (k->o.confirmed)
+		k->o.confirmed(k->o.arg, event, status);
+}
+
+static pending *at(gs_amqp_sink *k, size_t i)
+{
+	return &k->ring[(k->first + i) % k->cap];
+}
+
+/* Drops settled entries from the front. */
+static void trim(gs_amqp_sink *k)
+{
+	while (k->count && !at(k, 0)->live) {
+		k->first = (k->first + 1) % k->cap;
+		k->count--;
+		k->first_seq++;
+	}
+	note_unconfirmed(k);
+}
+
+static void lost(gs_amqp_sink *k, const char *why)
+{
+	gs__amqp_log(&k->conf, "sink '%s': connection lost: %s",
+		     k->exchange ? k->exchange : "", why);
+	gs__amqp_close(k->conn, false);
+	k->conn = NULL;
+}
+
+static bool rpc_ok(gs_amqp_sink *k, const char *what)
+{
+	char why[400];
+	if (gs__amqp_ok(amqp_get_rpc_reply(k->conn), why, sizeof why))
+		return true;
+	gs__amqp_log(&k->conf, "sink: %s: %s", what, why);
+	return false;
+}
+
+static int publish(gs_amqp_sink *k, void *event)
+{
+	gs_amqp_out out = { 0 };
+	int err = k->o.encode(k->o.arg, event, &out);
+	if (err)
+		return err;
+	if (out.size > k->o.max_message_size) {
+		gs__amqp_log(&k->conf,
+			     "sink: a message of %zu bytes is larger than "
+			     "max_message_size (%zu): refused",
+			     out.size, k->o.max_message_size);
+		return GS_EINVAL;
+	}
+	amqp_basic_properties_t p = {
+		._flags = AMQP_BASIC_DELIVERY_MODE_FLAG,
+		.delivery_mode = out.transient ? AMQP_DELIVERY_NONPERSISTENT
+					       : AMQP_DELIVERY_PERSISTENT,
+	};
+	if (out.message_id) {
+		p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+		p.message_id = amqp_cstring_bytes(out.message_id);
+	}
+	if (out.content_type) {
+		p._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+		p.content_type = amqp_cstring_bytes(out.content_type);
+	}
+	amqp_bytes_t body = { .len = out.size, .bytes = (void *)out.body };
+	int r = amqp_basic_publish(
+		k->conn, GS__AMQP_CHANNEL,
+		gs__amqp_bytes(out.exchange ? out.exchange : k->exchange),
+		gs__amqp_bytes(out.routing_key), 0, 0, &p, body);
+	bump(&k->c.published, 1);
+	return r == AMQP_STATUS_OK ? GS_OK : -1;
+}
+
+/* Publishes every unconfirmed event again on a new channel. */
+static bool republish(gs_amqp_sink *k)
+{
+	/* Settled holes are dropped first: sequence numbers restart. */
+	size_t n = 0;
+	for (size_t i = 0; i < k->count; i++)
+		if (at(k, i)->live)
+			*at(k, n++) = *at(k, i);
+	k->count = n;
+	k->first_seq = 1;
+	for (size_t i = 0; i < n; i++) {
+		if (publish(k, at(k, i)->event) < 0)
+			return false;
+		bump(&k->c.republished, 1);
+	}
+	return true;
+}
+
+static bool open_conn(gs_amqp_sink *k)
+{
+	k->conn = gs__amqp_open(&k->conf, "sink");
+	if (!k->conn)
+		return false;
+	bool ok = true;
+	if (k->exchange_type && k->exchange && k->exchange[0]) {
+		amqp_exchange_declare(k->conn, GS__AMQP_CHANNEL,
+				      amqp_cstring_bytes(k->exchange),
+				      amqp_cstring_bytes(k->exchange_type), 0,
+				      1, 0, 0, amqp_empty_table);
+		ok = rpc_ok(k, "declaring the exchange");
+	}
+	if (ok && k->declare_queue) {
+		amqp_queue_declare(k->conn, GS__AMQP_CHANNEL,
+				   amqp_cstring_bytes(k->declare_queue), 0, 1,
+				   0, 0, amqp_empty_table);
+		ok = rpc_ok(k, "declaring the queue");
+		if (ok && k->exchange && k->exchange[0]) {
+			amqp_queue_bind(k->conn, GS__AMQP_CHANNEL,
+					amqp_cstring_bytes(k->declare_queue),
+					amqp_cstring_bytes(k->exchange),
+					gs__amqp_bytes(k->bind_key),
+					amqp_empty_table);
+			ok = rpc_ok(k, "binding the queue");
+		}
+	}
+	if (ok) {
+		amqp_confirm_select(k->conn, GS__AMQP_CHANNEL);
+		ok = rpc_ok(k, "turning on publisher confirms");
+	}
+	if (ok && !republish(k)) {
+		ok = false;
+		gs__amqp_log(&k->conf, "sink: republishing failed");
+	}
+	if (!ok) {
+		gs__amqp_close(k->conn, false);
+		k->conn = NULL;
+		return false;
+	}
+	k->failures = 0;
+	bump(&k->c.connects, 1);
+	return true;
+}
+
+/* Connects, waiting out the backoff between attempts; false once
+ * max_reconnects is exhausted. Blocks: the stage is a blocking one. */
+static bool ensure_conn(gs_amqp_sink *k)
+{
+	while (!k->conn && !k->gave_up) {
+		if (open_conn(k))
+			return true;
+		k->failures++;
+		if (gs__amqp_give_up(&k->conf, k->failures)) {
+			gs__amqp_log(&k->conf,
+				     "sink: giving up after %u "
+				     "attempts",
+				     k->failures);
+			k->gave_up = true;
+			break;
+		}
+		unsigned ms = gs__amqp_backoff(&k->conf, k->failures);
+		struct timespec ts = { ms / 1000,
+				       (long)(ms % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return k->conn != NULL;
+}
+
+static void on_confirm(gs_amqp_sink *k, uint64_t tag, bool multiple, int st)
+{
+	if (tag < k->first_seq)
+		return;
+	uint64_t from = multiple ? k->first_seq : tag;
+	for (uint64_t s = from; s <= tag && s - k->first_seq < k->count; s++) {
+		pending *e = at(k, (size_t)(s - k->first_seq));
+		if (e->live) {
+			e->live = false;
+			done(k, e->event, st);
+		}
+	}
+	trim(k);
+}
+
+/* Reads confirmations, waiting up to wait_ms for the first (0: only what
+ * has arrived). False if the connection was lost. */
+static bool read_confirms(gs_amqp_sink *k, int wait_ms)
+{
+	for (;;) {
+		amqp_frame_t f;
+		struct timeval tv = { wait_ms / 1000, (wait_ms % 1000) * 1000 };
+		int r = amqp_simple_wait_frame_noblock(k->conn, &f, &tv);
+		if (r == AMQP_STATUS_TIMEOUT)
+			return true;
+		if (r != AMQP_STATUS_OK) {
+			lost(k, amqp_error_string2(r));
+			return false;
+		}
+		wait_ms = 0;
+		if (f.frame_type != AMQP_FRAME_METHOD)
+			continue;
+		if (f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+			const amqp_basic_ack_t *a = f.payload.method.decoded;
+			on_confirm(k, a->delivery_tag, a->multiple, GS_OK);
+		} else if (f.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+			const amqp_basic_nack_t *a = f.payload.method.decoded;
+			on_confirm(k, a->delivery_tag, a->multiple, GS_ECLOSED);
+		} else if (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
+			   f.payload.method.id ==
+				   AMQP_CONNECTION_CLOSE_METHOD) {
+			char why[400];
+			amqp_rpc_reply_t rr = {
+				.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION,
+				.reply = f.payload.method
+			};
+			gs__amqp_ok(rr, why, sizeof why);
+			lost(k, why);
+			return false;
+		}
+		if (!amqp_data_in_buffer(k->conn) &&
+		    !amqp_frames_enqueued(k->conn))
+			return true;
+	}
+}
+
+/* Hands every unconfirmed event back with `status`. */
+static void fail_all(gs_amqp_sink *k, int status)
+{
+	for (size_t i = 0; i < k->count; i++)
+		if (at(k, i)->live)
+			done(k, at(k, i)->event, status);
+	k->count = 0;
+	note_unconfirmed(k);
+}
+
+/* Waits until at most `limit` events are unconfirmed, reconnecting as
+ * needed; false if the sink gave up. */
+static bool settle_to(gs_amqp_sink *k, size_t limit, int wait_ms)
+{
+	while (k->count > limit) {
+		if (!ensure_conn(k))
+			return false;
+		read_confirms(k, wait_ms);
+	}
+	return true;
+}
+
+static void arm_timer(gs_amqp_sink *k, gs_stage *stage)
+{
+	if (k->count && !k->timer_armed &&
+	    gs_send_after(stage, IDLE_POLL_MS, NULL) == GS_OK)
+		k->timer_armed = true;
+}
+
+static int on_events(void *state, gs_stage *stage, gs_sub *from, void **ev,
+		     size_t n)
+{
+	(void)from;
+	gs_amqp_sink *k = state;
+	for (size_t i = 0; i < n; i++) {
+		if (!settle_to(k, k->o.max_unconfirmed - 1, 100) ||
+		    !ensure_conn(k)) {
+			for (size_t j = i; j < n; j++)
+				done(k, ev[j], GS_ECLOSED);
+			fail_all(k, GS_ECLOSED);
+			return GS_ECLOSED;
+		}
+		k->ring[(k->first + k->count) % k->cap] = (pending){
+			.event = ev[i], .live = true
+		};
+		k->count++;
+		int r = publish(k, ev[i]);
+		if (r > 0) {
+			/* encode refused it: never published, and the
+			 * channel's numbering must not count it. */
+			k->count--;
+			done(k, ev[i], r);
+		} else if (r < 0) {
+			lost(k, "publishing failed");
+		}
+	}
+	note_unconfirmed(k);
+	if (k->conn)
+		read_confirms(k, 0);
+	arm_timer(k, stage);
+	return GS_OK;
+}
+
+static int on_timer(void *state, gs_stage *stage, void *msg)
+{
+	(void)msg;
+	gs_amqp_sink *k = state;
+	k->timer_armed = false;
+	if (k->count && ensure_conn(k))
+		read_confirms(k, IDLE_POLL_MS);
+	if (k->gave_up) {
+		fail_all(k, GS_ECLOSED);
+		return GS_ECLOSED;
+	}
+	arm_timer(k, stage);
+	return GS_OK;
+}
+
+static void on_terminate(void *state, gs_stage *stage, int reason)
+{
+	(void)stage;
+	(void)reason;
+	gs_amqp_sink *k = state;
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (k->count && k->conn) {
+		read_confirms(k, 50);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((uint64_t)(t.tv_sec - t0.tv_sec) * 1000u +
+			    (uint64_t)((t.tv_nsec - t0.tv_nsec) / 1000000L) >=
+		    k->o.drain_timeout)
+			break;
+	}
+	fail_all(k, GS_ECLOSED);
+	gs__amqp_close(k->conn, k->conn != NULL);
+	k->conn = NULL;
+}
+
+static const gs_stage_ops sink_ops = {
+	.handle_events = on_events,
+	.handle_info = on_timer,
+	.terminate = on_terminate,
+};
+
+static void sink_free(gs_amqp_sink *k)
+{
+	gs__amqp_conf_fini(&k->conf);
+	free(k->exchange);
+	free(k->exchange_type);
+	free(k->declare_queue);
+	free(k->bind_key);
+	free(k->ring);
+	free(k);
+}
+
+GS_AMQP_API gs_err gs_amqp_sink_new(gs_pipeline *p,
+				    const gs_amqp_sink_opts *opts,
+				    const gs_stage_opts *stage_opts,
+				    gs_amqp_sink **out)
+{
+	if (!p || !opts || !out || !opts->encode)
+		return GS_EINVAL;
+	if (opts->version > GS_AMQP_SINK_OPTS_VERSION)
+		return GS_EVERSION;
+	gs_amqp_sink *k = calloc(1, sizeof *k);
+	if (!k)
+		return GS_ENOMEM;
+	k->o = *opts;
+	if (!k->o.max_unconfirmed)
+		k->o.max_unconfirmed = DEFAULT_MAX_UNCONFIRMED;
+	if (!k->o.max_message_size)
+		k->o.max_message_size = DEFAULT_MAX_MESSAGE_SIZE;
+	if (!k->o.drain_timeout)
+		k->o.drain_timeout = DEFAULT_DRAIN_TIMEOUT_MS;
+	k->cap = k->o.max_unconfirmed;
+	k->ring = calloc(k->cap, sizeof *k->ring);
+	k->first_seq = 1;
+	gs_err err = k->ring ? gs__amqp_conf_init(&k->conf, &opts->conn)
+			     : GS_ENOMEM;
+	if (!err && (!gs__amqp_strdup(&k->exchange, opts->exchange) ||
+		     !gs__amqp_strdup(&k->exchange_type, opts->exchange_type) ||
+		     !gs__amqp_strdup(&k->declare_queue, opts->declare_queue) ||
+		     !gs__amqp_strdup(&k->bind_key, opts->bind_key)))
+		err = GS_ENOMEM;
+	gs_stage_opts so = stage_opts ? *stage_opts : (gs_stage_opts){ 0 };
+	so.blocking = true; /* it waits on its socket */
+	if (!err)
+		err = gs_stage_new(p, GS_CONSUMER, &sink_ops, k, &so,
+				   &k->stage);
+	if (err) {
+		sink_free(k);
+		return err;
+	}
+	*out = k;
+	return GS_OK;
+}
+
+GS_AMQP_API gs_stage *gs_amqp_sink_stage(gs_amqp_sink *sink)
+{
+	return sink ? sink->stage : NULL;
+}
+
+GS_AMQP_API gs_err gs_amqp_sink_stats_get(const gs_amqp_sink *k,
+					  gs_amqp_sink_stats *out)
+{
+	if (!k || !out)
+		return GS_EINVAL;
+	*out = (gs_amqp_sink_stats){
+		.published = atomic_load(&k->c.published),
+		.confirmed = atomic_load(&k->c.confirmed),
+		.failed = atomic_load(&k->c.failed),
+		.republished = atomic_load(&k->c.republished),
+		.connects = atomic_load(&k->c.connects),
+		.unconfirmed = atomic_load(&k->c.unconfirmed),
+		.max_unconfirmed_seen = atomic_load(&k->c.max_unconfirmed),
+	};
+	return GS_OK;
+}
+
+GS_AMQP_API void gs_amqp_sink_free(gs_amqp_sink *sink)
+{
+	if (sink)
+		sink_free(sink);
+}

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: MIT
+/*
+ * What happens to each delivery: the handler with its retries (and their
+ * backoff) and dead letter, the counters, and the end of it, handled or
+ * dropped: its envelope released (one atomic operation per run of
+ * envelopes from one publish), the subscription's finished count moved,
+ * and whoever waits for that count woken once it is reached.
+ */
+#include <time.h>
+
+#include "bus_internal.h"
+
+/* The longest wait between retries. */
+#define BACKOFF_MAX_MS 60000u
+
+static void add(_Atomic uint64_t *c, uint64_t n)
+{
+	if (n)
+		atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+void gs__bus_finish(gs_bus_sub *s, gs__bus_env *const *envs, size_t n,
+		    gs__bus_block **defer)
+{
+	gs__bus_release_envs(envs, n, defer);
+	/* seq_cst, then wake_at: see gs__bus_broadcast. */
+	uint64_t done = atomic_fetch_add(&s->finished, n) + n;
+	uint64_t at = atomic_load(&s->wake_at);
+	if ((at && done >= at && atomic_exchange(&s->wake_at, 0)) ||
+	    atomic_load(&s->bus->waiters))
+		gs__bus_broadcast(s->bus, defer != NULL);
+}
+
+void gs__bus_drop(gs_bus_sub *s, gs__bus_env *const *envs, size_t n,
+		  gs__bus_block **defer)
+{
+	for (size_t i = 0; i < n; i++) {
+		atomic_fetch_add_explicit(&envs[i]->dropped, 1,
+					  memory_order_relaxed);
+		add(&envs[i]->topic->dropped, 1);
+		gs__bus_trace(s->bus, GS_BUS_TRACE_DROP, envs[i], s->name);
+	}
+	add(&s->dropped, n);
+	gs__bus_finish(s, envs, n, defer);
+}
+
+void gs__bus_drop_queue(gs_bus_sub *s)
+{
+	gs__bus_env *chunk[64];
+	size_t n;
+	while ((n = gs__bus_queue_take(s, chunk, 64)))
+		gs__bus_drop(s, chunk, n, NULL);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	while (nanosleep(&ts, &ts))
+		continue;
+}
+
+static bool is_error(int r)
+{
+	return r != GS_BUS_DONE && r != GS_BUS_SKIP;
+}
+
+gs__bus_outcome gs__bus_deliver(gs_bus_sub *s, gs__bus_ctx *ctx, gs__bus_env *e)
+{
+	gs_bus *bus = s->bus;
+	gs__bus_trace(bus, GS_BUS_TRACE_DELIVER, e, s->name);
+	ctx->env = e;
+	int r = s->handler(s->arg, &e->pub);
+	for (unsigned a = 1; is_error(r) && a <= s->max_retries; a++) {
+		add(&s->retried, 1);
+		add(&e->topic->retried, 1);
+		gs__bus_trace(bus, GS_BUS_TRACE_RETRY, e, s->name);
+		if (s->backoff_ms) {
+			unsigned shift = a - 1 < 16 ? a - 1 : 16;
+			uint64_t ms = (uint64_t)s->backoff_ms << shift;
+			sleep_ms(ms < BACKOFF_MAX_MS ? (unsigned)ms
+						     : BACKOFF_MAX_MS);
+		}
+		r = s->handler(s->arg, &e->pub);
+	}
+	gs__bus_outcome out = GS__BUS_HANDLED;
+	if (r == GS_BUS_SKIP) {
+		atomic_fetch_add_explicit(&e->skipped, 1, memory_order_relaxed);
+		out = GS__BUS_SKIPPED;
+	} else if (is_error(r)) {
+		if (s->dead_letter)
+			s->dead_letter(s->arg, &e->pub, r);
+		gs__bus_trace(bus, GS_BUS_TRACE_FAIL, e, s->name);
+		atomic_fetch_add_explicit(&e->failed, 1, memory_order_relaxed);
+		add(&e->topic->failed, 1);
+		out = GS__BUS_FAILED;
+	}
+	ctx->env = NULL;
+	return out;
+}
+
+void gs__bus_deliver_batch(gs_bus_sub *s, gs__bus_env *const *envs, size_t n)
+{
+	gs__bus_ctx ctx;
+	gs__bus_ctx_push(&ctx, s->bus, s->blocking);
+	uint64_t t0 = gs__bus_now_ns();
+	uint64_t skipped = 0, failed = 0;
+	for (size_t i = 0; i < n; i++) {
+		gs__bus_outcome o = gs__bus_deliver(s, &ctx, envs[i]);
+		skipped += o == GS__BUS_SKIPPED;
+		failed += o == GS__BUS_FAILED;
+	}
+	add(&s->handler_ns, gs__bus_now_ns() - t0);
+	add(&s->delivered, n);
+	add(&s->handled, n - failed);
+	add(&s->skipped, skipped);
+	add(&s->failed, failed);
+	gs__bus_finish(s, envs, n, NULL);
+	gs__bus_ctx_pop(&ctx);
+}

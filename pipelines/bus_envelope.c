@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Envelopes and their completion. The envelopes of one publish call live in
+ * one block with their strings, and the block is the unit of reference
+ * counting: a subscription releases a run of consecutive deliveries of one
+ * block with one atomic operation, so fan-out costs no atomic per delivery.
+ * When the last delivery is released the block completes: each envelope's
+ * summary, on_complete and free function, its topic's counters (summed per
+ * topic over the block), then one free.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus_internal.h"
+
+gs_err gs__bus_pool_init(gs__bus_pool *pool)
+{
+	*pool = (gs__bus_pool){ 0 };
+	return pthread_mutex_init(&pool->lock, NULL) ? GS_ENOMEM : GS_OK;
+}
+
+void gs__bus_pool_fini(gs__bus_pool *pool)
+{
+	for (unsigned c = 0; c < GS__BUS_CLASSES; c++)
+		while (pool->free[c]) {
+			gs__bus_block *b = pool->free[c];
+			pool->free[c] = b->next;
+			free(b);
+		}
+	pthread_mutex_destroy(&pool->lock);
+}
+
+static size_t class_size(unsigned c)
+{
+	return (size_t)GS__BUS_POOLED_MIN << c;
+}
+
+gs__bus_block *gs__bus_block_new(gs_bus *bus, size_t n, size_t strings,
+				 char **strings_out)
+{
+	size_t head = sizeof(gs__bus_block) + n * sizeof(gs__bus_env);
+	unsigned c = 0;
+	while (c < GS__BUS_CLASSES && class_size(c) < head + strings)
+		c++;
+	/* Small blocks (a publish of a few events) are what malloc's
+	 * per-thread caches serve best, without a shared lock. */
+	if (head + strings <= GS__BUS_POOLED_MIN / 2)
+		c = GS__BUS_CLASSES;
+	gs__bus_block *b = NULL;
+	if (c < GS__BUS_CLASSES) {
+		gs__bus_pool *pool = &bus->pool;
+		pthread_mutex_lock(&pool->lock);
+		b = pool->free[c];
+		if (b) {
+			pool->free[c] = b->next;
+			pool->count[c]--;
+		}
+		pthread_mutex_unlock(&pool->lock);
+	}
+	if (!b)
+		b = malloc(c < GS__BUS_CLASSES ? class_size(c)
+					       : head + strings);
+	if (!b)
+		return NULL;
+	/* The envelopes are filled by the publisher, field by field. */
+	memset(b, 0, sizeof *b);
+	b->bus = bus;
+	b->n = n;
+	b->size_class = c;
+	*strings_out = (char *)b + head;
+	return b;
+}
+
+void gs__bus_block_free(gs__bus_block *b)
+{
+	unsigned c = b->size_class;
+	gs__bus_pool *pool = &b->bus->pool;
+	if (c < GS__BUS_CLASSES) {
+		pthread_mutex_lock(&pool->lock);
+		bool keep = pool->count[c] < GS__BUS_POOL_BYTES / class_size(c);
+		if (keep) {
+			b->next = pool->free[c];
+			pool->free[c] = b;
+			pool->count[c]++;
+		}
+		pthread_mutex_unlock(&pool->lock);
+		if (keep)
+			return;
+	}
+	free(b);
+}
+
+/* Per-topic sums over a block, so that a block of many envelopes on few
+ * topics touches each topic's counters once. Direct-mapped: a collision
+ * just flushes the slot. Slots are valid where `used` says, so a block of
+ * one envelope clears nothing. */
+#define SUMS 32
+
+typedef struct topic_sum {
+	gs__bus_topic *t;
+	uint64_t completed, handled;
+} topic_sum;
+
+typedef struct topic_sums {
+	uint32_t used;
+	topic_sum s[SUMS];
+} topic_sums;
+
+static void flush(const topic_sum *s)
+{
+	atomic_fetch_add_explicit(&s->t->completed, s->completed,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->t->handled, s->handled,
+				  memory_order_relaxed);
+}
+
+static void add_sum(topic_sums *sums, gs__bus_topic *t, uint64_t handled)
+{
+	size_t i = ((uintptr_t)t / GS__BUS_LINE) % SUMS;
+	topic_sum *s = &sums->s[i];
+	if ((sums->used & (1u << i)) && s->t == t) {
+		s->completed++;
+		s->handled += handled;
+		return;
+	}
+	if (sums->used & (1u << i))
+		flush(s);
+	sums->used |= 1u << i;
+	*s = (topic_sum){ t, 1, handled };
+}
+
+static void flush_all(const topic_sums *sums)
+{
+	for (size_t i = 0; i < SUMS; i++)
+		if (sums->used & (1u << i))
+			flush(&sums->s[i]);
+}
+
+static void complete(gs__bus_block *b)
+{
+	gs_bus *bus = b->bus;
+	const gs_bus_opts *o = &bus->o;
+	topic_sums sums;
+	sums.used = 0;
+	bool hooks = o->on_complete || o->trace || b->free_fn;
+	/* Hooks may block where the thread that finished the block may. */
+	const gs__bus_ctx *now = gs__bus_ctx_now();
+	gs__bus_ctx ctx;
+	if (hooks)
+		gs__bus_ctx_push(&ctx, bus, now ? now->may_block : true);
+	for (size_t i = 0; i < b->n; i++) {
+		gs__bus_env *e = &b->env[i];
+		gs_bus_summary sum = {
+			.matched = e->matched,
+			.skipped = atomic_load_explicit(&e->skipped,
+							memory_order_relaxed),
+			.dropped = atomic_load_explicit(&e->dropped,
+							memory_order_relaxed),
+			.failed = atomic_load_explicit(&e->failed,
+						       memory_order_relaxed),
+		};
+		sum.handled = sum.matched - sum.dropped - sum.failed;
+		add_sum(&sums, e->topic, sum.handled);
+		if (!hooks)
+			continue;
+		gs__bus_trace(bus, GS_BUS_TRACE_COMPLETE, e, NULL);
+		if (o->on_complete)
+			o->on_complete(o->complete_arg, &e->pub, &sum);
+		if (b->free_fn)
+			b->free_fn(e->pub.payload);
+	}
+	if (hooks)
+		gs__bus_ctx_pop(&ctx);
+	flush_all(&sums);
+	size_t n = b->n;
+	gs__bus_block_free(b);
+	/* After the hooks: a closer waiting for this sees them done. */
+	atomic_fetch_add(&bus->completed, n);
+	if (atomic_load(&bus->waiters))
+		gs__bus_broadcast(bus, false);
+}
+
+void gs__bus_release(gs__bus_block *b, size_t k, gs__bus_block **defer)
+{
+	/* acq_rel: whoever completes the block sees every other releaser's
+	 * writes to its envelopes (the rare-outcome counts). */
+	if (atomic_fetch_sub_explicit(&b->pending, k, memory_order_acq_rel) !=
+	    k)
+		return;
+	if (defer) {
+		b->next = *defer;
+		*defer = b;
+	} else {
+		complete(b);
+	}
+}
+
+void gs__bus_release_envs(gs__bus_env *const *envs, size_t n,
+			  gs__bus_block **defer)
+{
+	size_t i = 0;
+	while (i < n) {
+		gs__bus_block *b = envs[i]->blk;
+		size_t j = i + 1;
+		while (j < n && envs[j]->blk == b)
+			j++;
+		gs__bus_release(b, j - i, defer);
+		i = j;
+	}
+}
+
+void gs__bus_complete_list(gs__bus_block *list)
+{
+	while (list) {
+		gs__bus_block *next = list->next;
+		complete(list);
+		list = next;
+	}
+}

@@ -1,0 +1,367 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Private to pipelines/bus*.c: the bus, its subscriptions, envelopes and
+ * the blocks they are allocated in, the topic table, the matchers, and the
+ * thread-local context that says what is being handled on this thread.
+ *
+ * Locking: the bus's `lock` (the publish lock) guards the topic table, the
+ * list of live subscriptions, id assignment and every queue's producer side
+ * (so each queue has one producer at a time). Queues' consumer side, the
+ * counters and the envelopes' reference counts are atomics. No user
+ * callback runs under the lock except the trace hook's PUBLISH and
+ * publisher-side DROP reports.
+ */
+#ifndef GS_BUS_INTERNAL_H
+#define GS_BUS_INTERNAL_H
+
+#include <pthread.h>
+#include <regex.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <genstage/genstage.h>
+
+#define GS_BUS_API __attribute__((visibility("default")))
+#define GS__BUS_LINE 64
+/* AMQP routing keys are at most 255 bytes; so are our topics. */
+#define GS__BUS_TOPIC_MAX 255
+#define GS__BUS_NAME_MAX 64
+
+typedef struct gs__bus_block gs__bus_block;
+typedef struct gs__bus_topic gs__bus_topic;
+
+/* --- bus_pattern.c: what a subscription matches --------------------- */
+
+/* One AMQP pattern, split into words ("*" and "#" kept as words). */
+typedef struct gs__bus_amqp {
+	char *text; /* the words, NUL-separated */
+	const char **words;
+	size_t n;
+} gs__bus_amqp;
+
+typedef struct gs__bus_matcher {
+	gs__bus_amqp *amqp;
+	size_t n_amqp;
+	regex_t *re;
+	size_t n_re;
+} gs__bus_matcher;
+
+/* GS_OK if `topic` is a valid topic (sets *len); else GS_EINVAL with why
+ * it is not in why[0..len). */
+gs_err gs__bus_topic_check(const char *topic, size_t *len, char *why,
+			   size_t why_len);
+/* Compiles the NULL-terminated lists; on error says why and leaves m
+ * empty. */
+gs_err gs__bus_matcher_init(gs__bus_matcher *m, const char *const *patterns,
+			    const char *const *regexes, char *why,
+			    size_t why_len);
+bool gs__bus_matcher_test(const gs__bus_matcher *m, const char *topic,
+			  size_t len);
+void gs__bus_matcher_fini(gs__bus_matcher *m);
+
+/* --- bus_envelope.c: envelopes, blocks, completion ------------------- */
+
+/* An envelope as the bus keeps it: the public part first, then where it
+ * lives and how it ended for the subscriptions that did not simply handle
+ * it (rare, so counted per envelope; handled = matched - the rest). */
+typedef struct gs__bus_env {
+	gs_bus_envelope pub;
+	gs__bus_block *blk;
+	gs__bus_topic *topic; /* for per-topic counters */
+	uint64_t topic_hash;
+	uint32_t topic_len;
+	uint32_t matched;
+	_Atomic uint32_t skipped, dropped, failed;
+} gs__bus_env;
+
+/* The envelopes of one publish call, allocated together with their
+ * strings. `pending` counts deliveries not finished, plus one the
+ * publisher holds until it has pushed them all; at zero the block
+ * completes: on_complete and free_fn for each envelope, then one free. */
+struct gs__bus_block {
+	_Atomic size_t pending;
+	gs_bus *bus;
+	gs_bus_free_fn free_fn;
+	gs__bus_block *next; /* a list of blocks to complete later, or the
+				pool's free list */
+	size_t n;
+	unsigned size_class; /* GS__BUS_CLASSES: allocated on its own */
+	gs__bus_env env[];
+};
+
+/* Blocks are recycled by size class (2 KiB << class), so that a steady
+ * stream of batches reuses warm memory instead of calling malloc and free
+ * on different threads for every call; blocks of at most 1 KiB come from
+ * malloc, whose per-thread caches serve them without a shared lock. */
+#define GS__BUS_CLASSES 8
+#define GS__BUS_POOLED_MIN 2048
+#define GS__BUS_POOL_BYTES (1u << 20) /* kept per class, at most */
+
+typedef struct gs__bus_pool {
+	pthread_mutex_t lock;
+	gs__bus_block *free[GS__BUS_CLASSES];
+	size_t count[GS__BUS_CLASSES];
+} gs__bus_pool;
+
+gs_err gs__bus_pool_init(gs__bus_pool *pool);
+void gs__bus_pool_fini(gs__bus_pool *pool);
+/* A block for n envelopes and `strings` bytes of strings after them;
+ * the strings start at *strings_out. NULL when out of memory. */
+gs__bus_block *gs__bus_block_new(gs_bus *bus, size_t n, size_t strings,
+				 char **strings_out);
+/* Returns a block that was never accepted, or has completed. */
+void gs__bus_block_free(gs__bus_block *b);
+/* k deliveries of `b` are finished. When that completes it: with `defer`,
+ * queued there (the caller holds the lock), else completed now. */
+void gs__bus_release(gs__bus_block *b, size_t k, gs__bus_block **defer);
+/* Releases one delivery per envelope, a call per run of one block. */
+void gs__bus_release_envs(gs__bus_env *const *envs, size_t n,
+			  gs__bus_block **defer);
+/* Completes every block of a deferred list. */
+void gs__bus_complete_list(gs__bus_block *list);
+
+/* --- bus.c: the bus, its context, its log --------------------------- */
+
+/* What this thread is doing for a bus: set while a handler, a hook or a
+ * subscription's stage runs, so that nested publishes find their cause and
+ * calls that wait can refuse. */
+typedef struct gs__bus_ctx {
+	gs_bus *bus;
+	const gs__bus_env *env; /* being handled, or NULL */
+	bool may_block;
+	struct gs__bus_ctx *outer;
+} gs__bus_ctx;
+
+void gs__bus_ctx_push(gs__bus_ctx *c, gs_bus *bus, bool may_block);
+void gs__bus_ctx_pop(gs__bus_ctx *c);
+const gs__bus_ctx *gs__bus_ctx_now(void);
+
+void gs__bus_log(gs_bus *bus, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void gs__bus_trace(gs_bus *bus, gs_bus_trace_kind kind, const gs__bus_env *env,
+		   const char *sub);
+/* Wakes everyone waiting on the bus's condition. `locked`: the caller
+ * holds the bus lock. */
+void gs__bus_broadcast(gs_bus *bus, bool locked);
+/* The monotonic time timeout_ms from now, in nanoseconds; 0 (no
+ * deadline) for a negative timeout. */
+uint64_t gs__bus_deadline(int timeout_ms);
+/* Waits on the bus's condition (lock held) until woken or the deadline (0:
+ * none); true once the deadline has passed. */
+bool gs__bus_wait(gs_bus *bus, uint64_t deadline_ns);
+uint64_t gs__bus_now_ns(void);
+
+/* --- bus_route.c: topics, their routes and counters ------------------ */
+
+struct gs__bus_topic {
+	char *name; /* owned, NUL-terminated */
+	size_t len;
+	uint64_t hash;
+	uint64_t gen; /* the route generation subs was computed at */
+	gs_bus_sub **subs;
+	size_t n_subs, cap_subs;
+	/* under the lock: this publish's events on it (bus_publish.c) */
+	uint64_t epoch;
+	size_t count;
+	gs__bus_topic *next_touched;
+	/* written under the bus lock (one writer), read by anyone */
+	_Atomic uint64_t published, deliveries, unrouted;
+	/* written by anyone (completers mostly), so on a line of their own:
+	 * apart from what the publisher writes */
+	_Alignas(GS__BUS_LINE) _Atomic uint64_t handled, dropped, failed;
+	_Atomic uint64_t retried, completed;
+};
+
+typedef struct gs__bus_routes {
+	gs__bus_topic **slots; /* open addressing, cap a power of two */
+	size_t cap, n, max;
+	uint64_t gen;        /* moves whenever subscriptions change */
+	gs__bus_topic other; /* counters of topics beyond max; its route is
+				computed on each lookup */
+} gs__bus_routes;
+
+gs_err gs__bus_routes_init(gs__bus_routes *r, size_t max);
+void gs__bus_routes_fini(gs__bus_routes *r);
+/* Eight bytes at a time, mixed by multiplication: a topic of 20 bytes
+ * costs three rounds. Inline: it runs once per event published. */
+static inline uint64_t gs__bus_topic_hash(const char *s, size_t len)
+{
+	uint64_t h = 0x9e3779b97f4a7c15u ^ len;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, s + i, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdu;
+		h ^= h >> 32;
+	}
+	uint64_t w = 0;
+	for (; i < len; i++)
+		w = w << 8 | (unsigned char)s[i];
+	h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
+	return h ^ (h >> 29);
+}
+/* Under the lock: the topic's entry with its route up to date. NULL with
+ * GS_EINVAL (and why) for an invalid topic, GS_ENOMEM when out of
+ * memory. */
+gs__bus_topic *gs__bus_route(gs_bus *bus, const char *topic, size_t len,
+			     uint64_t hash, gs_err *err, char *why,
+			     size_t why_len);
+/* Under the lock: the entry if the topic was ever published, else NULL. */
+gs__bus_topic *gs__bus_topic_find(gs_bus *bus, const char *topic, size_t len);
+/* Whether an entry is the shared "(other)" one (its route is not
+ * cached). */
+bool gs__bus_topic_shared(const gs_bus *bus, const gs__bus_topic *t);
+
+/* --- bus_queue.c: a subscription's queue ------------------------------ */
+
+/* Under the lock: puts one envelope at the producer's end (not visible
+ * until gs__bus_queue_show); the caller has checked there is room. */
+void gs__bus_queue_put(gs_bus_sub *s, gs__bus_env *e);
+/* Under the lock: makes what was put visible to the consumer. Returns true
+ * if the consumer's stage waits for the queue: then wake it, without the
+ * lock, with gs__bus_queue_wake. */
+bool gs__bus_queue_show(gs_bus_sub *s);
+void gs__bus_queue_wake(gs_bus_sub *s);
+/* Takes up to max of the oldest envelopes, from any thread; 0 if empty. */
+size_t gs__bus_queue_take(gs_bus_sub *s, gs__bus_env **out, size_t max);
+/* The consumer's take: when the queue is empty, it also marks the
+ * consumer as waiting (hungry), so that the next publish wakes it. */
+size_t gs__bus_queue_next(gs_bus_sub *s, gs__bus_env **out, size_t max);
+uint64_t gs__bus_queue_depth(const gs_bus_sub *s);
+gs_err gs__bus_queue_init(gs_bus_sub *s);
+void gs__bus_queue_fini(gs_bus_sub *s);
+
+/* --- bus_deliver.c: one delivery, and the end of deliveries ----------- */
+
+typedef enum gs__bus_outcome {
+	GS__BUS_HANDLED,
+	GS__BUS_SKIPPED,
+	GS__BUS_FAILED,
+} gs__bus_outcome;
+
+/* Hands e to s's handler, with its retries and dead letter, on a thread
+ * whose context is ctx (its env is set for the call). */
+gs__bus_outcome gs__bus_deliver(gs_bus_sub *s, gs__bus_ctx *ctx,
+				gs__bus_env *e);
+/* Handles a batch on s's own stage: counted once, then finished. */
+void gs__bus_deliver_batch(gs_bus_sub *s, gs__bus_env *const *envs, size_t n);
+/* n deliveries of s are over: released, counted as finished, and a
+ * waiter on s woken if its wait is over. `defer`: as gs__bus_release (the
+ * caller holds the lock). */
+void gs__bus_finish(gs_bus_sub *s, gs__bus_env *const *envs, size_t n,
+		    gs__bus_block **defer);
+/* Drops envelopes of `s` that will never reach its handler: counted,
+ * traced, then finished. */
+void gs__bus_drop(gs_bus_sub *s, gs__bus_env *const *envs, size_t n,
+		  gs__bus_block **defer);
+/* Drops everything in s's queue, from any thread. */
+void gs__bus_drop_queue(gs_bus_sub *s);
+
+/* --- bus_drain.c: the stages that drain a queue ------------------------- */
+
+/* Makes them: for concurrency 1, one stage that takes batches from the
+ * queue itself, woken by gs_cast; for N, a feeder producer and a worker
+ * pool. Sets s->driver (the stage to wake) and s->stage. */
+gs_err gs__bus_drain_new(gs_bus_sub *s);
+/* Asks s's stages to finish once its queue is empty. */
+void gs__bus_sub_close(gs_bus_sub *s);
+
+/* --- bus_sub.c: subscriptions ---------------------------------------- */
+
+struct gs_bus_sub {
+	/* immutable after gs_bus_subscribe */
+	gs_bus *bus;
+	char name[GS__BUS_NAME_MAX];
+	gs__bus_matcher match;
+	gs_bus_handler_fn handler;
+	void *arg;
+	gs_bus_dead_letter_fn dead_letter;
+	size_t queue_size;
+	gs_bus_overflow overflow;
+	size_t concurrency;
+	bool blocking;
+	unsigned max_retries, backoff_ms;
+	size_t batch;     /* envelopes taken from the queue at once */
+	gs_stage *driver; /* the stage that drains the queue */
+	gs_stage *stage;  /* the handler's stage (the pool's, for N) */
+	gs_pool *pool;
+	_Atomic(gs__bus_env *) *slots;
+	uint64_t mask;
+	gs_bus_sub *next_all; /* the bus's list of every subscription */
+
+	/* producer side, under the bus lock */
+	_Alignas(GS__BUS_LINE) uint64_t put; /* end being written */
+	_Atomic uint64_t accepted;
+	size_t need;    /* this publish's events for it */
+	uint64_t epoch; /* the publish that last touched it */
+	bool listed;    /* routed to */
+
+	/* the visible end: written once per publish, read by takers, so
+	 * on a line of its own */
+	_Alignas(GS__BUS_LINE) _Atomic uint64_t head;
+
+	/* consumer side */
+	_Alignas(GS__BUS_LINE) _Atomic uint64_t tail;
+	_Atomic bool hungry;  /* the driver waits for the queue */
+	_Atomic bool closing; /* finish once the queue is empty */
+	uint64_t owed;        /* feeder-own: demand not yet met */
+
+	/* counters, any thread */
+	_Alignas(GS__BUS_LINE) _Atomic uint64_t finished;
+	/* the finished count someone waits for (0: nobody): set under the
+	 * bus lock, cleared by the finisher that reaches it */
+	_Atomic uint64_t wake_at;
+	_Atomic uint64_t delivered, handled, skipped, failed, retried, dropped;
+	_Atomic uint64_t handler_ns;
+};
+
+/* Under the lock: someone will wait on the bus's condition until s has
+ * finished `target` deliveries (see gs__bus_finish). The caller checks its
+ * condition again after this, before it waits. */
+void gs__bus_wait_for(gs_bus_sub *s, uint64_t target);
+void gs__bus_sub_free(gs_bus_sub *s);
+
+/* --- bus.c ------------------------------------------------------------ */
+
+struct gs_bus {
+	/* immutable after gs_bus_new */
+	char name[GS__BUS_NAME_MAX];
+	gs_bus_opts o;
+	gs_pipeline *p;
+
+	/* the publish lock, and what it guards */
+	_Alignas(GS__BUS_LINE) pthread_mutex_t lock;
+	uint64_t next_id;
+	gs_bus_sub **subs; /* routed to */
+	size_t n_subs, cap_subs;
+	gs_bus_sub *all; /* every subscription ever, newest first */
+	size_t n_made;
+	gs__bus_routes routes;
+	gs_bus_sub **touched; /* this publish's subscriptions */
+	size_t n_touched, cap_touched;
+	uint64_t epoch;
+
+	/* read on every publish and by every finisher, written rarely */
+	_Alignas(GS__BUS_LINE) pthread_cond_t room; /* a wait_at reached, an
+						       envelope completed while
+						       a closer waits, or
+						       closed */
+	_Atomic uint64_t waiters; /* closers waiting: for quiet, then for
+				     completions */
+	/* written under the lock: closing refuses publishes but the bus's
+	 * own handlers' (a drain), closed refuses them all */
+	_Atomic bool closing, closed;
+
+	/* written by publishers, and by completers: a line each */
+	_Alignas(GS__BUS_LINE) _Atomic uint64_t published, unrouted;
+	_Alignas(GS__BUS_LINE) _Atomic uint64_t completed;
+
+	_Alignas(GS__BUS_LINE) gs__bus_pool pool;
+	pthread_mutex_t close_lock; /* one closer at a time */
+	bool close_done;
+};
+
+#endif

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A subscription's queue.
+ *
+ * The queue is a ring of envelope pointers. Its producer side is written
+ * only under the bus's publish lock, so one thread at a time: slots, then
+ * `head` with release. Its consumer end, `tail`, only ever moves by
+ * compare-and-swap, because three parties take from it: its stage, a
+ * publisher dropping the oldest event, and an immediate close or
+ * unsubscribe. A taker copies the slots it saw, then claims them by moving
+ * tail past them; if tail moved first, it retries. Slots are atomics so
+ * that a stale read of a slot being reused is defined (and discarded).
+ *
+ * The stage that drains it (bus_drain.c) waits for it without a lock: it
+ * sets `hungry`, then looks at the queue again; a publisher shows new
+ * events, then clears `hungry` and, if it was set, wakes the stage with a
+ * gs_cast.
+ */
+#include <stdlib.h>
+
+#include "bus_internal.h"
+
+gs_err gs__bus_queue_init(gs_bus_sub *s)
+{
+	size_t cap = 2;
+	while (cap < s->queue_size)
+		cap *= 2;
+	s->slots = calloc(cap, sizeof *s->slots);
+	if (!s->slots)
+		return GS_ENOMEM;
+	s->mask = cap - 1;
+	return GS_OK;
+}
+
+void gs__bus_queue_fini(gs_bus_sub *s)
+{
+	free((void *)s->slots);
+	s->slots = NULL;
+}
+
+void gs__bus_queue_put(gs_bus_sub *s, gs__bus_env *e)
+{
+	atomic_store_explicit(&s->slots[s->put & s->mask], e,
+			      memory_order_relaxed);
+	s->put++;
+}
+
+bool gs__bus_queue_show(gs_bus_sub *s)
+{
+	/* Pairs with the takers' acquire of head. */
+	atomic_store_explicit(&s->head, s->put, memory_order_release);
+	/* Pairs with the fence in gs__bus_queue_next: either the stage's
+	 * second look sees the new head, or this sees its hungry. */
+	atomic_thread_fence(memory_order_seq_cst);
+	return atomic_load_explicit(&s->hungry, memory_order_relaxed) &&
+	       atomic_exchange(&s->hungry, false);
+}
+
+void gs__bus_queue_wake(gs_bus_sub *s)
+{
+	if (gs_cast(s->driver, NULL) != GS_OK)
+		/* No message could be queued (out of memory, or the stage
+		 * has finished): the next publish tries again. */
+		atomic_store(&s->hungry, true);
+}
+
+size_t gs__bus_queue_take(gs_bus_sub *s, gs__bus_env **out, size_t max)
+{
+	uint64_t t = atomic_load_explicit(&s->tail, memory_order_acquire);
+	for (;;) {
+		uint64_t h = atomic_load_explicit(&s->head,
+						  memory_order_acquire);
+		size_t n = h - t < max ? (size_t)(h - t) : max;
+		if (!n)
+			return 0;
+		for (size_t i = 0; i < n; i++)
+			out[i] = atomic_load_explicit(
+				&s->slots[(t + i) & s->mask],
+				memory_order_relaxed);
+		/* Success releases the slots to the producer (acq_rel: the
+		 * copies above happen before it may reuse them). */
+		if (atomic_compare_exchange_weak_explicit(&s->tail, &t, t + n,
+							  memory_order_acq_rel,
+							  memory_order_acquire))
+			return n;
+	}
+}
+
+size_t gs__bus_queue_next(gs_bus_sub *s, gs__bus_env **out, size_t max)
+{
+	for (;;) {
+		size_t n = gs__bus_queue_take(s, out, max);
+		if (n)
+			return n;
+		atomic_store_explicit(&s->hungry, true, memory_order_relaxed);
+		/* Pairs with the fence in gs__bus_queue_show: a publish that
+		 * showed events before it is caught by this second look; one
+		 * after it finds hungry set. */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (!gs__bus_queue_depth(s))
+			return 0;
+		atomic_store_explicit(&s->hungry, false, memory_order_relaxed);
+	}
+}
+
+uint64_t gs__bus_queue_depth(const gs_bus_sub *s)
+{
+	uint64_t t = atomic_load_explicit(&s->tail, memory_order_relaxed);
+	uint64_t h = atomic_load_explicit(&s->head, memory_order_relaxed);
+	return h > t ? h - t : 0;
+}

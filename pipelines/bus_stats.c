@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The bus's counters, per subscription and per topic, as structs and as
+ * one JSON object. Each counter is an atomic read on its own; a snapshot
+ * is not taken atomically, so in_flight is computed from counters read in
+ * an order that never makes it negative (finished before accepted).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus_internal.h"
+
+static uint64_t get(const _Atomic uint64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+GS_BUS_API gs_err gs_bus_sub_stats_get(const gs_bus_sub *s,
+				       gs_bus_sub_stats *out)
+{
+	if (!s || !out)
+		return GS_EINVAL;
+	uint64_t finished = atomic_load(&s->finished);
+	uint64_t accepted = atomic_load(&s->accepted);
+	*out = (gs_bus_sub_stats){
+		.accepted = accepted,
+		.delivered = get(&s->delivered),
+		.handled = get(&s->handled),
+		.skipped = get(&s->skipped),
+		.failed = get(&s->failed),
+		.retried = get(&s->retried),
+		.dropped = get(&s->dropped),
+		.in_flight = accepted - finished,
+		.queue_depth = gs__bus_queue_depth(s),
+		.handler_ns = get(&s->handler_ns),
+	};
+	return GS_OK;
+}
+
+static gs_bus_topic_stats topic_stats(const gs__bus_topic *t)
+{
+	uint64_t completed = get(&t->completed);
+	uint64_t published = get(&t->published);
+	return (gs_bus_topic_stats){
+		.published = published,
+		.deliveries = get(&t->deliveries),
+		.unrouted = get(&t->unrouted),
+		.handled = get(&t->handled),
+		.dropped = get(&t->dropped),
+		.failed = get(&t->failed),
+		.retried = get(&t->retried),
+		.in_flight = published > completed ? published - completed : 0,
+	};
+}
+
+GS_BUS_API gs_err gs_bus_topic_stats_get(gs_bus *bus, const char *topic,
+					 gs_bus_topic_stats *out)
+{
+	char why[160];
+	size_t len;
+	if (!bus || !out || gs__bus_topic_check(topic, &len, why, sizeof why))
+		return GS_EINVAL;
+	pthread_mutex_lock(&bus->lock);
+	const gs__bus_topic *t = gs__bus_topic_find(bus, topic, len);
+	*out = t ? topic_stats(t) : (gs_bus_topic_stats){ 0 };
+	pthread_mutex_unlock(&bus->lock);
+	return GS_OK;
+}
+
+/* Names are the user's: escape what JSON would read as syntax. */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static void json_topic(FILE *f, const gs__bus_topic *t, bool first)
+{
+	gs_bus_topic_stats st = topic_stats(t);
+	fprintf(f, "%s\n    {\"topic\": ", first ? "" : ",");
+	json_str(f, t->name);
+	fprintf(f,
+		", \"published\": %llu, \"deliveries\": %llu, "
+		"\"unrouted\": %llu, \"handled\": %llu, \"dropped\": %llu, "
+		"\"failed\": %llu, \"retried\": %llu, \"in_flight\": %llu}",
+		(unsigned long long)st.published,
+		(unsigned long long)st.deliveries,
+		(unsigned long long)st.unrouted, (unsigned long long)st.handled,
+		(unsigned long long)st.dropped, (unsigned long long)st.failed,
+		(unsigned long long)st.retried,
+		(unsigned long long)st.in_flight);
+}
+
+static void json_sub(FILE *f, const gs_bus_sub *s, bool first)
+{
+	static const char *const policy[] = { "block", "drop_oldest",
+					      "drop_newest" };
+	gs_bus_sub_stats st;
+	gs_bus_sub_stats_get(s, &st);
+	fprintf(f, "%s\n    {\"name\": ", first ? "" : ",");
+	json_str(f, s->name);
+	fprintf(f,
+		", \"listed\": %s, \"overflow\": \"%s\", \"queue_size\": %zu, "
+		"\"concurrency\": %zu,\n     \"accepted\": %llu, "
+		"\"delivered\": %llu, \"handled\": %llu, \"skipped\": %llu, "
+		"\"failed\": %llu, \"retried\": %llu, \"dropped\": %llu, "
+		"\"in_flight\": %llu, \"queue_depth\": %llu, "
+		"\"handler_ns\": %llu}",
+		s->listed ? "true" : "false", policy[s->overflow],
+		s->queue_size, s->concurrency, (unsigned long long)st.accepted,
+		(unsigned long long)st.delivered,
+		(unsigned long long)st.handled, (unsigned long long)st.skipped,
+		(unsigned long long)st.failed, (unsigned long long)st.retried,
+		(unsigned long long)st.dropped,
+		(unsigned long long)st.in_flight,
+		(unsigned long long)st.queue_depth,
+		(unsigned long long)st.handler_ns);
+}
+
+GS_BUS_API gs_err gs_bus_write_json(gs_bus *bus, FILE *f)
+{
+	if (!bus || !f)
+		return GS_EINVAL;
+	pthread_mutex_lock(&bus->lock);
+	uint64_t completed = atomic_load(&bus->completed);
+	uint64_t published = atomic_load(&bus->published);
+	fprintf(f, "{\"bus\": ");
+	json_str(f, bus->name);
+	fprintf(f,
+		", \"published\": %llu, \"unrouted\": %llu, "
+		"\"completed\": %llu, \"in_flight\": %llu,\n  \"topics\": [",
+		(unsigned long long)published,
+		(unsigned long long)get(&bus->unrouted),
+		(unsigned long long)completed,
+		(unsigned long long)(published > completed
+					     ? published - completed
+					     : 0));
+	const gs__bus_routes *r = &bus->routes;
+	bool first = true;
+	for (size_t i = 0; i < r->cap; i++)
+		if (r->slots[i]) {
+			json_topic(f, r->slots[i], first);
+			first = false;
+		}
+	if (get(&r->other.published))
+		json_topic(f, &r->other, first);
+	fprintf(f, "],\n  \"subscriptions\": [");
+	first = true;
+	for (const gs_bus_sub *s = bus->all; s; s = s->next_all) {
+		json_sub(f, s, first);
+		first = false;
+	}
+	fprintf(f, "]}\n");
+	pthread_mutex_unlock(&bus->lock);
+	return ferror(f) ? GS_EINVAL : GS_OK;
+}

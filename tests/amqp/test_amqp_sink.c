@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The RabbitMQ sink against the suite's broker: each event handed back
+ * once, after its confirmation; unconfirmed publishes bounded; encode
+ * errors and oversize messages refused; a message larger than a frame
+ * going round through a source.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "amqp_test.h"
+
+#define N_EVENTS 5000
+
+typedef struct out_ctx {
+	_Atomic unsigned confirmed[N_EVENTS];
+	_Atomic uint64_t ok, failed, einval;
+	char *big; /* events >= BIG_ID publish this many bytes */
+	size_t big_size;
+	size_t fail_id; /* encode refuses it (0: none) */
+	const char *queue;
+} out_ctx;
+
+#define BIG_ID 1000000
+
+static int encode(void *arg, void *event, gs_amqp_out *out)
+{
+	out_ctx *c = arg;
+	static _Thread_local char body[32];
+	uintptr_t id = (uintptr_t)event;
+	if (c->fail_id && id == c->fail_id)
+		return GS_TEST_FAIL;
+	*out = (gs_amqp_out){ .routing_key = c->queue };
+	if (id >= BIG_ID) {
+		out->body = c->big;
+		out->size = c->big_size;
+	} else {
+		snprintf(body, sizeof body, "%zu", (size_t)id);
+		out->body = body;
+		out->size = strlen(body);
+	}
+	return GS_OK;
+}
+
+static void confirmed(void *arg, void *event, int status)
+{
+	out_ctx *c = arg;
+	uintptr_t id = (uintptr_t)event;
+	if (id < N_EVENTS)
+		atomic_fetch_add(&c->confirmed[id], 1);
+	atomic_fetch_add(status ? &c->failed : &c->ok, 1);
+	if (status == GS_EINVAL)
+		atomic_fetch_add(&c->einval, 1);
+}
+
+/* Publishes events[0..n) through a sink into `queue`; returns its stats. */
+static gs_amqp_sink_stats run_sink(out_ctx *c, void **events, size_t n,
+				   size_t max_unconfirmed)
+{
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	gs_stage *src;
+	GS_OK_OR_DIE(gs_from_array(p, events, n, NULL, &src));
+	gs_amqp_sink *sink;
+	GS_OK_OR_DIE(gs_amqp_sink_new(
+		p,
+		&(gs_amqp_sink_opts){ .conn = test_conn(),
+				      .declare_queue = c->queue,
+				      .max_unconfirmed = max_unconfirmed,
+				      .max_message_size = 4u << 20,
+				      .encode = encode,
+				      .confirmed = confirmed,
+				      .arg = c },
+		NULL, &sink));
+	GS_OK_OR_DIE(gs_subscribe(gs_amqp_sink_stage(sink), src,
+				  &(gs_sub_opts){ .max_demand = 64 }, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	gs_amqp_sink_stats st;
+	gs_amqp_sink_stats_get(sink, &st);
+	gs_pipeline_free(p);
+	gs_amqp_sink_free(sink);
+	return st;
+}
+
+static void **ids(size_t first, size_t n)
+{
+	void **v = malloc(n * sizeof *v);
+	for (size_t i = 0; i < n; i++)
+		v[i] = (void *)(uintptr_t)(first + i);
+	return v;
+}
+
+Test(amqp_sink, hands_back_every_event_once_after_its_confirmation,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	need_broker();
+	char q[96];
+	broker_name(q, sizeof q, "sink");
+	out_ctx *c = calloc(1, sizeof *c);
+	c->queue = q;
+	void **ev = ids(0, N_EVENTS);
+	gs_amqp_sink_stats st = run_sink(c, ev, N_EVENTS, 0);
+	for (size_t i = 0; i < N_EVENTS; i++)
+		cr_assert_eq(atomic_load(&c->confirmed[i]), 1,
+			     "event %zu: %u (ok %lu failed %lu)", i,
+			     atomic_load(&c->confirmed[i]),
+			     (unsigned long)atomic_load(&c->ok),
+			     (unsigned long)atomic_load(&c->failed));
+	cr_assert_eq(atomic_load(&c->ok), N_EVENTS);
+	cr_assert_eq(st.confirmed, N_EVENTS);
+	cr_assert_eq(st.unconfirmed, 0);
+	/* Confirmed means in the queue. */
+	cr_assert_eq(queue_ready(q), N_EVENTS);
+	_Atomic unsigned *in = calloc(N_EVENTS, sizeof *in);
+	drain_queue(q, in, N_EVENTS);
+	for (size_t i = 0; i < N_EVENTS; i++)
+		cr_assert_eq(atomic_load(&in[i]), 1);
+	free(in);
+	free(ev);
+	free(c);
+}
+
+Test(amqp_sink, unconfirmed_publishes_never_exceed_the_bound,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	need_broker();
+	char q[96];
+	broker_name(q, sizeof q, "sink");
+	out_ctx *c = calloc(1, sizeof *c);
+	c->queue = q;
+	void **ev = ids(0, 2000);
+	gs_amqp_sink_stats st = run_sink(c, ev, 2000, 8);
+	cr_assert_leq(st.max_unconfirmed_seen, 8);
+	cr_assert_gt(st.max_unconfirmed_seen, 0);
+	cr_assert_eq(atomic_load(&c->ok), 2000);
+	cr_assert_eq(queue_ready(q), 2000);
+	free(ev);
+	free(c);
+}
+
+Test(amqp_sink, encode_errors_and_oversize_messages_come_back_unpublished,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	need_broker();
+	char q[96];
+	broker_name(q, sizeof q, "sink");
+	out_ctx *c = calloc(1, sizeof *c);
+	c->queue = q;
+	c->fail_id = 7;
+	c->big_size = (4u << 20) + 1; /* over the sink's max_message_size */
+	c->big = calloc(1, c->big_size);
+	void *ev[20];
+	for (size_t i = 0; i < 19; i++)
+		ev[i] = (void *)(uintptr_t)(i + 1);
+	ev[19] = (void *)(uintptr_t)BIG_ID;
+	run_sink(c, ev, 20, 0);
+	cr_assert_eq(atomic_load(&c->ok), 18);
+	cr_assert_eq(atomic_load(&c->failed), 2);
+	cr_assert_eq(atomic_load(&c->einval), 1);
+	cr_assert_eq(atomic_load(&c->confirmed[7]), 1);
+	cr_assert_eq(queue_ready(q), 18);
+	free(c->big);
+	free(c);
+}
+
+static _Atomic size_t big_seen_size;
+
+static int check_big(void *arg, size_t processor, gs_message *m)
+{
+	(void)arg;
+	(void)processor;
+	const gs_amqp_meta *meta = m->metadata;
+	const unsigned char *b = m->data;
+	bool same = true;
+	for (size_t i = 0; i < meta->size; i++)
+		same &= b[i] == (unsigned char)(i * 7);
+	atomic_store(&big_seen_size, same ? meta->size : 1);
+	return GS_OK;
+}
+
+Test(amqp_sink, a_message_larger_than_a_frame_goes_round_whole,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	need_broker();
+	char q[96];
+	broker_name(q, sizeof q, "big");
+	out_ctx *c = calloc(1, sizeof *c);
+	c->queue = q;
+	c->big_size = 1u << 20; /* eight frames of 128 KiB */
+	c->big = malloc(c->big_size);
+	for (size_t i = 0; i < c->big_size; i++)
+		c->big[i] = (char)(unsigned char)(i * 7);
+	void *ev[1] = { (void *)(uintptr_t)BIG_ID };
+	run_sink(c, ev, 1, 0);
+	cr_assert_eq(atomic_load(&c->ok), 1);
+	static const gs_broadway_ops ops = { .handle_message = check_big };
+	gs_amqp_source_opts o = { .conn = test_conn(), .queue = q };
+	gs_broadway *bw;
+	GS_OK_OR_DIE(gs_broadway_new(
+		&ops, NULL,
+		&(gs_broadway_opts){
+			.producer = gs_amqp_broadway_producer(&o, 1),
+			.processors = { .concurrency = 1 } },
+		&bw));
+	GS_OK_OR_DIE(gs_broadway_start(bw));
+	while (!atomic_load(&big_seen_size))
+		usleep(2000);
+	gs_broadway_stop(bw);
+	gs_broadway_free(bw);
+	cr_assert_eq(atomic_load(&big_seen_size), c->big_size);
+	cr_assert_eq(queue_ready(q), 0);
+	free(c->big);
+	free(c);
+}
+
+Test(amqp_sink, bad_options_are_refused)
+{
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	gs_amqp_sink *k = (gs_amqp_sink *)&k;
+	cr_assert_eq(gs_amqp_sink_new(p, &(gs_amqp_sink_opts){ 0 }, NULL, &k),
+		     GS_EINVAL);
+	cr_assert_eq(gs_amqp_sink_new(
+			     p,
+			     &(gs_amqp_sink_opts){
+				     .version = GS_AMQP_SINK_OPTS_VERSION + 1,
+				     .encode = encode },
+			     NULL, &k),
+		     GS_EVERSION);
+	cr_assert_eq(k, (gs_amqp_sink *)&k);
+	gs_amqp_sink_free(NULL);
+	gs_pipeline_free(p);
+}

@@ -1,0 +1,467 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The bus over time: publishing from many threads, subscribing and
+ * unsubscribing under load, closing with drain and immediately, bad input
+ * refused with a code and a message, the counters as JSON and the trace
+ * hook. Every test ends with the conservation law per subscription and
+ * every heap payload freed once.
+ */
+#include <pthread.h>
+
+#include "bus_test.h"
+
+#ifndef GS_TEST_BUS_LOAD
+#define GS_TEST_BUS_LOAD 4000
+#endif
+#define PUBLISHERS 4
+
+static const char *const all[] = { "#", NULL };
+
+typedef struct publisher {
+	gs_bus *bus;
+	uint64_t from, count;
+	_Atomic bool *stop; /* publish until set, when count is 0 */
+	uint64_t published, refused;
+	gs_err err;
+} publisher;
+
+static const char *const spread[] = { "orders.created", "orders.paid",
+				      "users.created", "audit.login" };
+
+static void *publish_all(void *arg)
+{
+	publisher *p = arg;
+	for (uint64_t i = 1; p->count ? i <= p->count : !atomic_load(p->stop);
+	     i++) {
+		payload *pl = bt_payload(p->from * 1000000 + i, p->from);
+		gs_err err = gs_bus_publish(p->bus, spread[i % 4], pl, bt_free,
+					    GS_BUS_FOREVER);
+		if (err) {
+			free(pl);
+			p->refused++;
+			if (err != GS_ECLOSED)
+				p->err = err;
+			break;
+		}
+		p->published++;
+	}
+	return NULL;
+}
+
+/* Per publisher, the ids a concurrency-1 subscriber saw must increase. */
+static bool in_order_per_publisher(const bt_sub *b)
+{
+	uint64_t last[PUBLISHERS + 1] = { 0 };
+	size_t n = atomic_load(&b->n);
+	for (size_t i = 0; i < n && i < sizeof b->ids / sizeof *b->ids; i++) {
+		uint64_t from = b->ids[i] / 1000000, seq = b->ids[i] % 1000000;
+		if (from > PUBLISHERS || seq <= last[from])
+			return false;
+		last[from] = seq;
+	}
+	return true;
+}
+
+Test(bus_lifecycle, publishes_from_many_threads_arrive_exactly_once_in_order,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub ordered, pooled;
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&ordered, &pooled));
+	bt_subscribe(bus, &ordered,
+		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 64 });
+	bt_subscribe(bus, &pooled,
+		     (gs_bus_sub_opts){ .patterns = all,
+					.queue_size = 64,
+					.concurrency = 3 });
+	uint64_t each = 8192 / PUBLISHERS - 1;
+	if (each > GS_TEST_BUS_LOAD)
+		each = GS_TEST_BUS_LOAD;
+	publisher pub[PUBLISHERS];
+	pthread_t th[PUBLISHERS];
+	for (size_t i = 0; i < PUBLISHERS; i++) {
+		pub[i] = (publisher){ .bus = bus,
+				      .from = i + 1,
+				      .count = each };
+		cr_assert_eq(pthread_create(&th[i], NULL, publish_all, &pub[i]),
+			     0);
+	}
+	for (size_t i = 0; i < PUBLISHERS; i++) {
+		pthread_join(th[i], NULL);
+		cr_expect_eq(pub[i].err, GS_OK);
+	}
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	cr_expect_eq(atomic_load(&ordered.n), PUBLISHERS * each);
+	cr_expect_eq(atomic_load(&pooled.n), PUBLISHERS * each);
+	cr_expect(in_order_per_publisher(&ordered));
+	bt_end(bus, PUBLISHERS * each, BT_SUBS(&ordered, &pooled));
+}
+
+Test(bus_lifecycle, unsubscribing_under_load_loses_nothing_it_did_not_count,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub steady, churn[24];
+	memset(churn, 0, sizeof churn);
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&steady));
+	bt_subscribe(bus, &steady,
+		     (gs_bus_sub_opts){ .patterns = all,
+					.queue_size = 32,
+					.overflow = GS_BUS_DROP_OLDEST });
+	_Atomic bool stop = false;
+	publisher pub[PUBLISHERS];
+	pthread_t th[PUBLISHERS];
+	for (size_t i = 0; i < PUBLISHERS; i++) {
+		pub[i] = (publisher){ .bus = bus,
+				      .from = i + 1,
+				      .stop = &stop };
+		cr_assert_eq(pthread_create(&th[i], NULL, publish_all, &pub[i]),
+			     0);
+	}
+	for (size_t i = 0; i < 24; i++) {
+		bt_sub *c = &churn[i];
+		c->spin = 2000;
+		static const gs_bus_overflow policy[] = { GS_BUS_BLOCK,
+							  GS_BUS_DROP_OLDEST,
+							  GS_BUS_DROP_NEWEST };
+		bt_subscribe(bus, c,
+			     (gs_bus_sub_opts){
+				     .patterns = (const char *[]){ "orders.*",
+								   "#.login",
+								   NULL },
+				     .queue_size = 16,
+				     .overflow = policy[i % 3],
+				     .concurrency = i % 4 == 3 ? 2 : 1 });
+		/* Under load: it has taken events in before it goes. */
+		while (bt_stats(c).accepted < 50)
+			bt_yield();
+		gs_bus_close_mode mode = i % 2 ? GS_BUS_IMMEDIATE
+					       : GS_BUS_DRAIN;
+		GS_OK_OR_DIE(gs_bus_unsubscribe(c->sub, mode, GS_BUS_FOREVER));
+		bt_conserved(c);
+		gs_bus_sub_stats st = bt_stats(c);
+		size_t before = st.accepted;
+		/* Nothing reaches it any more. */
+		uint64_t seen = bt_stats(&steady).accepted;
+		while (bt_stats(&steady).accepted < seen + 100)
+			bt_yield();
+		cr_expect_eq(bt_stats(c).accepted, before);
+	}
+	atomic_store(&stop, true);
+	for (size_t i = 0; i < PUBLISHERS; i++) {
+		pthread_join(th[i], NULL);
+		cr_expect_eq(pub[i].err, GS_OK);
+	}
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	bt_conserved(&steady);
+	uint64_t published = 0;
+	for (size_t i = 0; i < PUBLISHERS; i++)
+		published += pub[i].published;
+	gs_bus_free(bus);
+	cr_expect_eq(atomic_load(&bt_freed), published);
+}
+
+Test(bus_lifecycle, a_drain_still_takes_what_handlers_publish,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub first, second;
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&first, &second));
+	first.publish_next = true;
+	first.bus = bus;
+	first.next_topic = "b";
+	first.spin = 2000;
+	bt_subscribe(
+		bus, &first,
+		(gs_bus_sub_opts){ .patterns = (const char *[]){ "a", NULL },
+				   .queue_size = 512 });
+	bt_subscribe(
+		bus, &second,
+		(gs_bus_sub_opts){ .patterns = (const char *[]){ "b", NULL },
+				   .queue_size = 512,
+				   .concurrency = 2 });
+	for (uint64_t i = 1; i <= 500; i++)
+		bt_publish(bus, "a", i);
+	/* Most of the "a" events are still queued: their reactions come
+	 * during the close, and none is cut off. */
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	cr_expect_eq(atomic_load(&first.n), 500);
+	cr_expect_eq(atomic_load(&first.republish_failed), 0);
+	cr_expect_eq(atomic_load(&second.n), 500);
+	/* Once closed, nobody publishes. */
+	cr_expect_eq(gs_bus_publish(bus, "a", NULL, NULL, 0), GS_ECLOSED);
+	bt_end(bus, 1000, BT_SUBS(&first, &second));
+}
+
+static void *close_now(void *arg)
+{
+	return (void *)(uintptr_t)gs_bus_close(arg, GS_BUS_IMMEDIATE);
+}
+
+Test(bus_lifecycle, close_drains_every_accepted_event_by_default,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub a, b;
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&a, &b));
+	a.spin = 3000;
+	bt_subscribe(bus, &a,
+		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 500 });
+	bt_subscribe(bus, &b,
+		     (gs_bus_sub_opts){ .patterns = all,
+					.queue_size = 500,
+					.concurrency = 3 });
+	for (uint64_t i = 1; i <= 500; i++)
+		bt_publish(bus, "t", i);
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	cr_expect_eq(atomic_load(&a.n), 500);
+	cr_expect_eq(atomic_load(&b.n), 500);
+	cr_expect_eq(bt_stats(&a).dropped, 0);
+	cr_expect_eq(atomic_load(&bt_freed), 500, "freed before close returns");
+	cr_expect_eq(gs_bus_publish(bus, "t", NULL, NULL, 0), GS_ECLOSED);
+	cr_expect_eq(gs_bus_close(bus, GS_BUS_DRAIN), GS_OK, "idempotent");
+	bt_conserved(&a);
+	bt_conserved(&b);
+	gs_bus_free(bus);
+}
+
+Test(bus_lifecycle, close_immediate_drops_the_queues_and_frees_each_once,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub a, b;
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&a, &b));
+	a.gated = true;
+	b.gated = true;
+	bt_subscribe(bus, &a,
+		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 100 });
+	bt_subscribe(bus, &b,
+		     (gs_bus_sub_opts){ .patterns = all,
+					.queue_size = 100,
+					.concurrency = 2 });
+	bt_publish(bus, "t", 1);
+	wait_at_least(&a.holding, 1);
+	for (uint64_t i = 2; i <= 60; i++)
+		bt_publish(bus, "t", i);
+	wait_at_least(&b.holding, 2);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, close_now, bus), 0);
+	/* The close drops what waits in the queues, then waits for the
+	 * handlers it cannot stop. The pool holds up to four: two running,
+	 * and two that the stop cancels (dropped) or, if the pool saw its
+	 * input end first, runs. */
+	while (bt_stats(&a).dropped < 59 || bt_stats(&b).dropped < 56)
+		bt_yield();
+	atomic_store(&a.open, true);
+	atomic_store(&b.open, true);
+	void *ret;
+	pthread_join(th, &ret);
+	cr_expect_eq((gs_err)(uintptr_t)ret, GS_OK);
+	gs_bus_sub_stats st = bt_stats(&b);
+	cr_expect(st.handled >= 2 && st.handled <= 4, "%llu handled",
+		  (unsigned long long)st.handled);
+	cr_expect_eq(st.handled + st.dropped, 60);
+	cr_expect_eq(atomic_load(&bt_freed), 60, "freed before close returns");
+	bt_conserved(&a);
+	bt_conserved(&b);
+	gs_bus_free(bus);
+}
+
+static int refuse_all(void *arg, const gs_bus_envelope *env)
+{
+	(void)arg;
+	(void)env;
+	return GS_BUS_DONE;
+}
+
+/* Expects code `want` and one more log line. */
+#define REFUSED(bus_log, want, expr)                                           \
+	do {                                                                   \
+		int before_ = atomic_load(&(bus_log)->lines);                  \
+		gs_err got_ = (expr);                                          \
+		cr_expect_eq(got_, (want), "%s: %s", #expr,                    \
+			     gs_strerror(got_));                               \
+		cr_expect_gt(atomic_load(&(bus_log)->lines), before_,          \
+			     "%s: no message", #expr);                         \
+	} while (0)
+
+Test(bus_lifecycle, bad_input_is_refused_with_a_code_and_a_message,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	bt_log log = { 0 };
+	gs_bus *bus = bt_bus(
+		&(gs_bus_opts){ .log = bt_log_line, .log_arg = &log });
+	gs_bus_sub *sub = (gs_bus_sub *)&log; /* must stay untouched */
+	gs_bus_sub *const before = sub;
+	gs_bus_sub_opts ok = { .patterns = all,
+			       .handler = refuse_all,
+			       .queue_size = 4 };
+	gs_bus_sub_opts o = ok;
+	o.patterns = NULL;
+	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
+	o = ok;
+	o.patterns = (const char *[]){ "", NULL };
+	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
+	o.patterns = (const char *[]){ "orders..created", NULL };
+	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
+	o.patterns = (const char *[]){ "orders.*", "a#", NULL };
+	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
+	o = ok;
+	o.regexes = (const char *[]){ "user_(created", NULL };
+	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
+	o = ok;
+	o.queue_size = 0;
+	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
+	o = ok;
+	o.handler = NULL;
+	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
+	o = ok;
+	o.overflow = (gs_bus_overflow)7;
+	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
+	o = ok;
+	o.version = GS_BUS_SUB_OPTS_VERSION + 1;
+	REFUSED(&log, GS_EVERSION, gs_bus_subscribe(bus, &o, &sub));
+	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, NULL, &sub));
+	cr_expect_eq(sub, before);
+
+	REFUSED(&log, GS_EINVAL, gs_bus_publish(bus, NULL, NULL, NULL, 0));
+	REFUSED(&log, GS_EINVAL, gs_bus_publish(bus, "", NULL, NULL, 0));
+	REFUSED(&log, GS_EINVAL, gs_bus_publish(bus, "a..b", NULL, NULL, 0));
+	REFUSED(&log, GS_EINVAL, gs_bus_publish(bus, "a.*", NULL, NULL, 0));
+	REFUSED(&log, GS_EVERSION,
+		gs_bus_publish_batch(
+			bus, &(gs_bus_msg){ "a", NULL }, 1,
+			&(gs_bus_publish_opts){
+				.version = GS_BUS_PUBLISH_OPTS_VERSION + 1 }));
+	cr_expect_eq(gs_bus_publish(NULL, "a", NULL, NULL, 0), GS_EINVAL);
+	size_t n;
+	REFUSED(&log, GS_EINVAL, gs_bus_route_count(bus, "a.#", &n));
+
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	REFUSED(&log, GS_ECLOSED, gs_bus_publish(bus, "a", NULL, NULL, 0));
+	REFUSED(&log, GS_ECLOSED, gs_bus_subscribe(bus, &ok, &sub));
+	cr_expect_eq(sub, before);
+	gs_bus_free(bus);
+
+	gs_bus *none = (gs_bus *)&log;
+	cr_expect_eq(
+		gs_bus_new(&(gs_bus_opts){ .version = GS_BUS_OPTS_VERSION + 1,
+					   .log = bt_log_line,
+					   .log_arg = &log },
+			   &none),
+		GS_EVERSION);
+	cr_expect_eq(none, (gs_bus *)&log);
+	cr_expect_eq(gs_bus_unsubscribe(NULL, GS_BUS_DRAIN, 0), GS_EINVAL);
+	cr_expect_eq(gs_bus_sub_stats_get(NULL, &(gs_bus_sub_stats){ 0 }),
+		     GS_EINVAL);
+	gs_bus_free(NULL);
+}
+
+/* A trace that counts each kind. */
+typedef struct trace_count {
+	_Atomic uint64_t kind[GS_BUS_TRACE_COMPLETE + 1];
+	_Atomic uint64_t named; /* with a subscriber name where one is due */
+} trace_count;
+
+static void count_trace(void *arg, gs_bus_trace_kind kind,
+			const gs_bus_envelope *env, const char *sub)
+{
+	(void)env;
+	trace_count *t = arg;
+	atomic_fetch_add(&t->kind[kind], 1);
+	bool needs = kind == GS_BUS_TRACE_DELIVER ||
+		     kind == GS_BUS_TRACE_RETRY || kind == GS_BUS_TRACE_FAIL ||
+		     kind == GS_BUS_TRACE_DROP;
+	if (needs == (sub != NULL))
+		atomic_fetch_add(&t->named, 1);
+}
+
+typedef struct unrouted_count {
+	_Atomic uint64_t n;
+} unrouted_count;
+
+static void on_unrouted(void *arg, const gs_bus_envelope *env)
+{
+	(void)env;
+	atomic_fetch_add(&((unrouted_count *)arg)->n, 1);
+}
+
+Test(bus_lifecycle, counters_trace_and_json_tell_the_same_story,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	atomic_store(&bt_freed, 0);
+	static trace_count tc;
+	memset(&tc, 0, sizeof tc);
+	unrouted_count un = { 0 };
+	gs_bus *bus = bt_bus(&(gs_bus_opts){ .name = "shop",
+					     .trace = count_trace,
+					     .trace_arg = &tc,
+					     .unrouted = on_unrouted,
+					     .unrouted_arg = &un });
+	static bt_sub audit, lossy;
+	memset(&audit, 0, sizeof audit);
+	memset(&lossy, 0, sizeof lossy);
+	audit.fail_id = 4;
+	lossy.gated = true;
+	bt_subscribe(bus, &audit,
+		     (gs_bus_sub_opts){
+			     .name = "audit",
+			     .patterns = (const char *[]){ "orders.#", NULL },
+			     .queue_size = 16,
+			     .max_retries = 1 });
+	bt_subscribe(
+		bus, &lossy,
+		(gs_bus_sub_opts){
+			.name = "lossy \"quoted\"",
+			.patterns = (const char *[]){ "orders.paid", NULL },
+			.queue_size = 1,
+			.overflow = GS_BUS_DROP_NEWEST });
+	bt_publish(bus, "orders.paid", 1);
+	wait_at_least(&lossy.holding, 1);
+	bt_publish(bus, "orders.paid", 2); /* lossy: dropped */
+	bt_publish(bus, "orders.created", 3);
+	bt_publish(bus, "orders.created", 4); /* audit: retried, fails */
+	bt_publish(bus, "users.created", 5);  /* unrouted */
+	atomic_store(&lossy.open, true);
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	cr_expect_eq(atomic_load(&tc.kind[GS_BUS_TRACE_PUBLISH]), 5);
+	cr_expect_eq(atomic_load(&tc.kind[GS_BUS_TRACE_UNROUTED]), 1);
+	cr_expect_eq(atomic_load(&tc.kind[GS_BUS_TRACE_DELIVER]), 4 + 1);
+	cr_expect_eq(atomic_load(&tc.kind[GS_BUS_TRACE_RETRY]), 1);
+	cr_expect_eq(atomic_load(&tc.kind[GS_BUS_TRACE_FAIL]), 1);
+	cr_expect_eq(atomic_load(&tc.kind[GS_BUS_TRACE_DROP]), 1);
+	cr_expect_eq(atomic_load(&tc.kind[GS_BUS_TRACE_COMPLETE]), 5);
+	uint64_t traced = 0;
+	for (size_t k = 0; k <= GS_BUS_TRACE_COMPLETE; k++)
+		traced += atomic_load(&tc.kind[k]);
+	cr_expect_eq(atomic_load(&tc.named), traced);
+	cr_expect_eq(atomic_load(&un.n), 1);
+	gs_bus_topic_stats ts;
+	GS_OK_OR_DIE(gs_bus_topic_stats_get(bus, "orders.paid", &ts));
+	cr_expect_eq(ts.published, 2);
+	cr_expect_eq(ts.deliveries, 4);
+	cr_expect_eq(ts.handled, 3);
+	cr_expect_eq(ts.dropped, 1);
+	GS_OK_OR_DIE(gs_bus_topic_stats_get(bus, "nobody.ever", &ts));
+	cr_expect_eq(ts.published, 0);
+	char *json = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&json, &len);
+	cr_assert_not_null(f);
+	GS_OK_OR_DIE(gs_bus_write_json(bus, f));
+	fclose(f);
+	cr_expect(strstr(json, "{\"bus\": \"shop\", \"published\": 5, "
+			       "\"unrouted\": 1, \"completed\": 5, "
+			       "\"in_flight\": 0"),
+		  "%s", json);
+	cr_expect(strstr(json, "{\"topic\": \"orders.created\", "
+			       "\"published\": 2, \"deliveries\": 2, "
+			       "\"unrouted\": 0, \"handled\": 1, "
+			       "\"dropped\": 0, \"failed\": 1, "
+			       "\"retried\": 1, \"in_flight\": 0}"),
+		  "%s", json);
+	cr_expect(strstr(json, "\"name\": \"lossy \\\"quoted\\\"\""), "%s",
+		  json);
+	cr_expect(strstr(json, "\"accepted\": 2, \"delivered\": 1, "
+			       "\"handled\": 1, \"skipped\": 0, "
+			       "\"failed\": 0, \"retried\": 0, "
+			       "\"dropped\": 1, \"in_flight\": 0"),
+		  "%s", json);
+	free(json);
+	bt_end(bus, 5, BT_SUBS(&audit, &lossy));
+}

@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Routing: AMQP topic-exchange patterns and anchored regexes against
+ * tables of topics, malformed patterns and topics refused, and routes that
+ * follow subscriptions as they come and go.
+ */
+#include "bus_test.h"
+
+typedef struct row {
+	const char *pattern, *topic;
+	bool match;
+} row;
+
+/* RabbitMQ's topic exchange semantics: "*" exactly one word, "#" zero or
+ * more. */
+static const row amqp_table[] = {
+	{ "orders.created", "orders.created", true },
+	{ "orders.created", "orders.paid", false },
+	{ "orders.created", "orders.created.eu", false },
+	{ "orders.*", "orders.created", true },
+	{ "orders.*", "orders", false },
+	{ "orders.*", "orders.created.eu", false },
+	{ "*.created", "orders.created", true },
+	{ "*.created", "created", false },
+	{ "*.*", "a.b", true },
+	{ "*.*", "a", false },
+	{ "*.*", "a.b.c", false },
+	{ "orders.#", "orders", true },
+	{ "orders.#", "orders.created", true },
+	{ "orders.#", "orders.created.eu", true },
+	{ "orders.#", "order", false },
+	{ "orders.#", "users.orders", false },
+	{ "#", "a", true },
+	{ "#", "a.b.c", true },
+	{ "#.created", "created", true },
+	{ "#.created", "orders.created", true },
+	{ "#.created", "a.b.created", true },
+	{ "#.created", "orders.paid", false },
+	{ "#.created", "created.orders", false },
+	{ "a.#.z", "a.z", true },
+	{ "a.#.z", "a.b.z", true },
+	{ "a.#.z", "a.b.c.z", true },
+	{ "a.#.z", "a.z.z", true },
+	{ "a.#.z", "a.b.c", false },
+	{ "a.*.#", "a", false },
+	{ "a.*.#", "a.b", true },
+	{ "a.*.#", "a.b.c.d", true },
+	{ "#.#", "a", true },
+	{ "#.a.*", "x.a.b", true },
+	{ "#.a.*", "a.b", true },
+	{ "#.a.*", "x.a", false },
+	{ "#.a.*", "a.a.a", true },
+	{ "a.#.b.#.c", "a.x.b.y.c", true },
+	{ "a.#.b.#.c", "a.b.c", true },
+	{ "a.#.b.#.c", "a.b.x.y.c", true },
+	{ "a.#.b.#.c", "a.x.c", false },
+	{ "a.#.b.#.c", "a.b.c.d", false },
+	{ "user_created", "user_created", true },
+	{ "user_created", "user_deleted", false },
+};
+
+Test(bus_routing, amqp_patterns_match_as_a_topic_exchange_does)
+{
+	for (size_t i = 0; i < sizeof amqp_table / sizeof *amqp_table; i++) {
+		const row *r = &amqp_table[i];
+		bool m = !r->match;
+		cr_expect_eq(gs_bus_pattern_matches(r->pattern, r->topic, &m),
+			     GS_OK, "'%s' vs '%s'", r->pattern, r->topic);
+		cr_expect_eq(m, r->match, "'%s' vs '%s': %s", r->pattern,
+			     r->topic, m ? "matched" : "did not match");
+	}
+}
+
+Test(bus_routing, malformed_patterns_and_topics_are_refused)
+{
+	static const char *const patterns[] = { "",   "a..b", ".a",  "a.",
+						"a*", "#b",   "a.*x" };
+	static const char *const topics[] = { "",    "a..b", ".a", "a.",
+					      "a.*", "a.#",  "*" };
+	bool m = true;
+	for (size_t i = 0; i < sizeof patterns / sizeof *patterns; i++)
+		cr_expect_eq(gs_bus_pattern_matches(patterns[i], "a.b", &m),
+			     GS_EINVAL, "pattern '%s'", patterns[i]);
+	for (size_t i = 0; i < sizeof topics / sizeof *topics; i++)
+		cr_expect_eq(gs_bus_pattern_matches("#", topics[i], &m),
+			     GS_EINVAL, "topic '%s'", topics[i]);
+	char longest[257];
+	memset(longest, 'a', 256);
+	longest[256] = '\0';
+	cr_expect_eq(gs_bus_pattern_matches("#", longest, &m), GS_EINVAL);
+	longest[255] = '\0';
+	cr_expect_eq(gs_bus_pattern_matches("#", longest, &m), GS_OK);
+	cr_expect_eq(gs_bus_pattern_matches(NULL, "a", &m), GS_EINVAL);
+	cr_expect_eq(gs_bus_pattern_matches("a", NULL, &m), GS_EINVAL);
+	cr_expect_eq(gs_bus_pattern_matches("a", "a", NULL), GS_EINVAL);
+}
+
+/* Which of the topics each subscription must receive. */
+typedef struct expect_sub {
+	const char *const *patterns;
+	const char *const *regexes;
+	const char *receives; /* one letter per topic: y or n */
+} expect_sub;
+
+static const char *const topics[] = {
+	"orders.created",    "orders.created.eu",
+	"orders.paid",       "users.created",
+	"user_created",      "user_deleted",
+	"audit.orders.paid", "orders",
+};
+
+#define N_TOPICS (sizeof topics / sizeof *topics)
+
+static const expect_sub subs[] = {
+	{ (const char *[]){ "orders.*", NULL }, NULL, "ynynnnnn" },
+	{ (const char *[]){ "orders.#", NULL }, NULL, "yyynnnny" },
+	{ (const char *[]){ "#.created", NULL }, NULL, "ynnynnnn" },
+	{ (const char *[]){ "#.paid", "users.*", NULL }, NULL, "nnyynnyn" },
+	{ NULL, (const char *[]){ "user_(created|deleted)", NULL },
+	  "nnnnyynn" },
+	/* Anchored: "orders" alone, not every topic that contains it. */
+	{ NULL, (const char *[]){ "orders", NULL }, "nnnnnnny" },
+	{ NULL, (const char *[]){ "orders\\.[a-z]+", NULL }, "ynynnnnn" },
+	{ (const char *[]){ "user_created", NULL },
+	  (const char *[]){ ".*\\.eu", NULL }, "nynnynnn" },
+	{ (const char *[]){ "#", NULL }, NULL, "yyyyyyyy" },
+};
+
+#define N_SUBS (sizeof subs / sizeof *subs)
+
+Test(bus_routing, each_topic_reaches_the_subscriptions_that_match_it,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub rec[N_SUBS];
+	memset(rec, 0, sizeof rec);
+	gs_bus *bus = bt_begin(NULL, 0, NULL);
+	for (size_t i = 0; i < N_SUBS; i++)
+		bt_subscribe(bus, &rec[i],
+			     (gs_bus_sub_opts){ .patterns = subs[i].patterns,
+						.regexes = subs[i].regexes,
+						.queue_size = 64 });
+	for (size_t t = 0; t < N_TOPICS; t++) {
+		size_t want = 0, n = SIZE_MAX;
+		for (size_t i = 0; i < N_SUBS; i++)
+			want += subs[i].receives[t] == 'y';
+		GS_OK_OR_DIE(gs_bus_route_count(bus, topics[t], &n));
+		cr_expect_eq(n, want, "%s: %zu routes, expected %zu", topics[t],
+			     n, want);
+		bt_publish(bus, topics[t], t + 1);
+	}
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	for (size_t i = 0; i < N_SUBS; i++) {
+		for (size_t t = 0; t < N_TOPICS; t++)
+			cr_expect_eq(atomic_load(&rec[i].seen[t + 1]),
+				     subs[i].receives[t] == 'y',
+				     "subscription %zu, topic %s", i,
+				     topics[t]);
+		bt_conserved(&rec[i]);
+	}
+	gs_bus_free(bus);
+	cr_expect_eq(atomic_load(&bt_freed), N_TOPICS);
+}
+
+Test(bus_routing, routes_follow_subscriptions_as_they_come_and_go,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub a, b;
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&a, &b));
+	size_t n;
+	/* Cached once with no subscription at all... */
+	bt_publish(bus, "orders.created", 1);
+	GS_OK_OR_DIE(gs_bus_route_count(bus, "orders.created", &n));
+	cr_expect_eq(n, 0);
+	/* ...then recomputed as subscriptions arrive and leave. */
+	bt_subscribe(bus, &a,
+		     (gs_bus_sub_opts){
+			     .patterns = (const char *[]){ "orders.*", NULL },
+			     .queue_size = 16 });
+	bt_publish(bus, "orders.created", 2);
+	bt_subscribe(bus, &b,
+		     (gs_bus_sub_opts){
+			     .patterns = (const char *[]){ "#.created", NULL },
+			     .queue_size = 16 });
+	GS_OK_OR_DIE(gs_bus_route_count(bus, "orders.created", &n));
+	cr_expect_eq(n, 2);
+	bt_publish(bus, "orders.created", 3);
+	GS_OK_OR_DIE(gs_bus_unsubscribe(a.sub, GS_BUS_DRAIN, GS_BUS_FOREVER));
+	GS_OK_OR_DIE(gs_bus_route_count(bus, "orders.created", &n));
+	cr_expect_eq(n, 1);
+	bt_publish(bus, "orders.created", 4);
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	cr_expect_eq(atomic_load(&a.n), 2);
+	cr_expect_eq(a.ids[0], 2);
+	cr_expect_eq(a.ids[1], 3);
+	cr_expect_eq(atomic_load(&b.n), 2);
+	cr_expect_eq(b.ids[0], 3);
+	cr_expect_eq(b.ids[1], 4);
+	gs_bus_topic_stats ts;
+	GS_OK_OR_DIE(gs_bus_topic_stats_get(bus, "orders.created", &ts));
+	cr_expect_eq(ts.published, 4);
+	cr_expect_eq(ts.unrouted, 1);
+	cr_expect_eq(ts.deliveries, 4);
+	cr_expect_eq(ts.handled, 4);
+	cr_expect_eq(ts.in_flight, 0);
+	bt_end(bus, 4, BT_SUBS(&a, &b));
+}
+
+Test(bus_routing, topics_beyond_the_table_are_routed_all_the_same,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub a;
+	gs_bus *bus = bt_begin(&(gs_bus_opts){ .max_topics = 2 }, BT_SUBS(&a));
+	bt_subscribe(
+		bus, &a,
+		(gs_bus_sub_opts){
+			.patterns = (const char *[]){ "user.*.login", NULL },
+			.queue_size = 64 });
+	char topic[64];
+	for (uint64_t i = 1; i <= 40; i++) {
+		snprintf(topic, sizeof topic, "user.%llu.%s",
+			 (unsigned long long)i, i % 2 ? "login" : "logout");
+		bt_publish(bus, topic, i);
+	}
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	cr_expect_eq(atomic_load(&a.n), 20);
+	for (size_t i = 0; i < 20; i++)
+		cr_expect_eq(a.ids[i], 2 * i + 1);
+	gs_bus_topic_stats ts;
+	GS_OK_OR_DIE(gs_bus_topic_stats_get(bus, "user.40.logout", &ts));
+	cr_expect_eq(ts.published, 0, "not in the table: counted as other");
+	bt_end(bus, 40, BT_SUBS(&a));
+}
