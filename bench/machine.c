@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Describes the machine and the build, for the results' header. */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,21 +15,30 @@
 #define GSB_BUILD "unknown"
 #endif
 
-static void read_cpu_model(char *out, size_t len)
+/* The first "model name" of /proc/cpuinfo, and whether the first "flags"
+ * line has "hypervisor" (the kernel runs as a guest). */
+static void read_cpu_model(char *out, size_t len, bool *virtual_cpu)
 {
 	snprintf(out, len, "unknown");
+	*virtual_cpu = false;
 	FILE *f = fopen("/proc/cpuinfo", "r");
 	if (!f)
 		return;
-	char line[256];
-	while (fgets(line, sizeof line, f)) {
+	char line[4096];
+	bool model = false, flags = false;
+	while ((!model || !flags) && fgets(line, sizeof line, f)) {
 		char *colon = strchr(line, ':');
-		if (strncmp(line, "model name", 10) || !colon)
+		if (!colon)
 			continue;
 		colon += strspn(colon + 1, " \t") + 1;
 		colon[strcspn(colon, "\n")] = '\0';
-		snprintf(out, len, "%s", colon);
-		break;
+		if (!model && !strncmp(line, "model name", 10)) {
+			snprintf(out, len, "%s", colon);
+			model = true;
+		} else if (!flags && !strncmp(line, "flags", 5)) {
+			*virtual_cpu = strstr(colon, "hypervisor") != NULL;
+			flags = true;
+		}
 	}
 	fclose(f);
 }
@@ -51,12 +61,34 @@ double gsb_load_now(void)
 	return getloadavg(&load, 1) == 1 ? load : -1;
 }
 
+double gsb_machine_busy_s(void)
+{
+	FILE *f = fopen("/proc/stat", "r");
+	unsigned long long user, nice, sys, idle, iowait, irq, softirq, steal;
+	int got = f ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
+			     &user, &nice, &sys, &idle, &iowait, &irq, &softirq,
+			     &steal)
+		    : 0;
+	if (f)
+		fclose(f);
+	if (got != 8)
+		return -1;
+	return (double)(user + nice + sys + irq + softirq + steal) /
+	       (double)sysconf(_SC_CLK_TCK);
+}
+
 void gsb_machine_read(gsb_machine *m)
 {
 	m->load_before = gsb_load_now();
 	m->load_after = -1;
-	read_cpu_model(m->cpu, sizeof m->cpu);
+	read_cpu_model(m->cpu, sizeof m->cpu, &m->virtual_cpu);
 	m->cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	m->usable_cpus = sched_getaffinity(0, sizeof set, &set)
+				 ? -1
+				 : (long)CPU_COUNT(&set);
+	const char *w = getenv("GS_WORKERS");
+	snprintf(m->gs_workers, sizeof m->gs_workers, "%s", w ? w : "");
 	m->mem_gib = (double)sysconf(_SC_PHYS_PAGES) *
 		     (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024 * 1024);
 	struct utsname u;

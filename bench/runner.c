@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,11 +32,39 @@ _Atomic uint64_t *gsb_progress_new(void)
 	return m == MAP_FAILED ? NULL : m;
 }
 
+/* Confines the calling process to the first `cpus` CPUs it may use, as
+ * `taskset` would, before any thread (or executor) exists; 0 if done. */
+static int pin(unsigned cpus, gsb_result *r)
+{
+	cpu_set_t may, set;
+	CPU_ZERO(&set);
+	if (sched_getaffinity(0, sizeof may, &may)) {
+		snprintf(r->note, sizeof r->note, "sched_getaffinity: %s",
+			 strerror(errno));
+		return -1;
+	}
+	unsigned n = 0;
+	for (int c = 0; c < CPU_SETSIZE && n < cpus; c++)
+		if (CPU_ISSET(c, &may)) {
+			CPU_SET(c, &set);
+			n++;
+		}
+	if (n < cpus || sched_setaffinity(0, sizeof set, &set)) {
+		snprintf(r->note, sizeof r->note,
+			 "cannot pin to %u CPUs (%u allowed)", cpus, n);
+		return -1;
+	}
+	return 0;
+}
+
 static _Noreturn void child_main(const gsb_topology *t, const gsb_params *p,
 				 int fd)
 {
 	gsb_result r = { 0 };
-	t->run(t, p, &r);
+	if (t->cpus && pin(t->cpus, &r))
+		r.err = 1;
+	else
+		t->run(t, p, &r);
 	/* Smaller than PIPE_BUF, so written at once. */
 	ssize_t w = write(fd, &r, sizeof r);
 	_exit(w == (ssize_t)sizeof r ? 0 : 1);
@@ -54,10 +83,11 @@ static void show_progress(progress_line *pl, const gsb_topology *t,
 	if (elapsed < QUIET_S || elapsed - pl->last < every)
 		return;
 	pl->last = elapsed;
-	fprintf(stderr, "%s  %-18s %5.1f%%  %.1fM of %.1fM events  %.1f s%s",
+	fprintf(stderr, "%s  %-18s %5.1f%%  %llu of %llu %s  %.1f s%s",
 		pl->tty ? "\r" : "", t->name,
-		100.0 * (double)done / (double)events, (double)done / 1e6,
-		(double)events / 1e6, elapsed, pl->tty ? "\033[K" : "\n");
+		100.0 * (double)done / (double)events, (unsigned long long)done,
+		(unsigned long long)events, t->unit ? t->unit : "events",
+		elapsed, pl->tty ? "\033[K" : "\n");
 	pl->shown = pl->tty;
 }
 
@@ -141,6 +171,7 @@ bool gsb_run_forked(const gsb_topology *t, uint64_t events, double timeout_s,
 	}
 	/* Anything buffered would otherwise be printed twice. */
 	fflush(NULL);
+	double busy0 = gsb_machine_busy_s(), t0 = gsb_now();
 	pid_t pid = fork();
 	if (pid == 0) {
 		close(fds[0]);
@@ -161,7 +192,13 @@ bool gsb_run_forked(const gsb_topology *t, uint64_t events, double timeout_s,
 		continue;
 	out->peak_rss_kib = ru.ru_maxrss;
 	out->cpu_s = cpu_seconds(&ru);
-	out->ctx_switches = ru.ru_nvcsw + ru.ru_nivcsw;
+	out->vol_switches = ru.ru_nvcsw;
+	out->invol_switches = ru.ru_nivcsw;
+	double busy1 = gsb_machine_busy_s(), span = gsb_now() - t0;
+	double others = (busy1 - busy0 - out->cpu_s) / span;
+	out->others_cpus = busy0 < 0 || busy1 < 0 ? -1
+			   : others > 0           ? others
+						  : 0;
 	judge(got, status, timeout_s, events, out);
 	return out->error[0] == '\0';
 }

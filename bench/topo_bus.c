@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <genstage/genstage.h>
 
@@ -155,31 +154,18 @@ typedef struct pub_thread {
 	gs_err err;
 } pub_thread;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void *publish_share(void *arg)
 {
 	pub_thread *pt = arg;
 	uint64_t v = pt->first;
 	for (uint64_t i = 0; i < pt->count && !pt->err; i++, v += PUBLISHERS) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = gsb_now_ns();
 		pt->err = gs_bus_publish(
 			pt->bus, gsb_fanout_topics[v % GSB_FANOUT_TOPICS],
 			(void *)(uintptr_t)v, NULL, GS_BUS_FOREVER);
-		pt->lat_ns[i] = now_ns() - t0;
+		pt->lat_ns[i] = gsb_now_ns() - t0;
 	}
 	return NULL;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
 }
 
 void gsb_run_bus_publish_4(const gsb_topology *t, const gsb_params *p,
@@ -224,13 +210,12 @@ void gsb_run_bus_publish_4(const gsb_topology *t, const gsb_params *p,
 	if (err) {
 		note_err(r, err, "bus-publish-4");
 	} else {
-		qsort(lat, p->events, sizeof *lat, cmp_u64);
+		double p50, p99;
+		gsb_percentiles(lat, p->events, &p50, &p99); /* sorts lat */
 		snprintf(r->note, sizeof r->note,
 			 "publish latency p50 %.2f us, p99 %.2f us, max "
 			 "%.1f us; %d subscriptions on '#', queues of %d",
-			 (double)lat[p->events / 2] / 1e3,
-			 (double)lat[p->events * 99 / 100] / 1e3,
-			 (double)lat[p->events - 1] / 1e3, LISTENERS,
+			 p50, p99, (double)lat[p->events - 1] / 1e3, LISTENERS,
 			 FANOUT_QUEUE);
 	}
 	gs_bus_free(bus);
@@ -243,13 +228,6 @@ void gsb_run_bus_publish_4(const gsb_topology *t, const gsb_params *p,
 #define SLOW_MS 10
 #define SLEEPS 1000
 
-static void sleep_once(void)
-{
-	struct timespec ts = { 0, SLOW_MS * 1000000L };
-	while (nanosleep(&ts, &ts))
-		continue;
-}
-
 typedef struct sleeper {
 	size_t count;
 	double spent; /* seconds, the sum of this thread's sleeps */
@@ -260,7 +238,7 @@ static void *sleep_share(void *arg)
 	sleeper *s = arg;
 	double t0 = gsb_now();
 	for (size_t i = 0; i < s->count; i++)
-		sleep_once();
+		gsb_sleep_ms(SLOW_MS);
 	s->spent = gsb_now() - t0;
 	return NULL;
 }
@@ -294,7 +272,7 @@ static int sleep_handler(void *arg, const gs_bus_envelope *env)
 	(void)env;
 	slow_done *d = arg;
 	double t0 = gsb_now();
-	sleep_once();
+	gsb_sleep_ms(SLOW_MS);
 	atomic_fetch_add(&d->slept_ns, (uint64_t)((gsb_now() - t0) * 1e9));
 	atomic_fetch_add(&d->sleeps, 1);
 	return GS_BUS_DONE;

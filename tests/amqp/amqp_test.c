@@ -24,6 +24,31 @@ gs_amqp_conn_opts test_conn(void)
 				    .backoff_max = 500 };
 }
 
+/* Fails the test with what the broker or the library said, unless `r`
+ * is a normal reply. */
+static void assert_normal(amqp_rpc_reply_t r, const char *what)
+{
+	if (r.reply_type == AMQP_RESPONSE_NORMAL)
+		return;
+	if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
+		cr_assert_fail("%s: %s", what,
+			       amqp_error_string2(r.library_error));
+	const amqp_bytes_t *text = NULL;
+	unsigned code = 0;
+	if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+		const amqp_channel_close_t *m = r.reply.decoded;
+		code = m->reply_code;
+		text = &m->reply_text;
+	} else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+		const amqp_connection_close_t *m = r.reply.decoded;
+		code = m->reply_code;
+		text = &m->reply_text;
+	}
+	cr_assert_fail("%s: the broker closed with %u %.*s", what, code,
+		       text ? (int)text->len : 0,
+		       text ? (const char *)text->bytes : "");
+}
+
 static amqp_connection_state_t plain(void)
 {
 	amqp_connection_state_t c = amqp_new_connection();
@@ -32,9 +57,9 @@ static amqp_connection_state_t plain(void)
 		     AMQP_STATUS_OK);
 	amqp_rpc_reply_t r = amqp_login(
 		c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest");
-	cr_assert_eq(r.reply_type, AMQP_RESPONSE_NORMAL);
+	assert_normal(r, "login");
 	amqp_channel_open(c, 1);
-	cr_assert_eq(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+	assert_normal(amqp_get_rpc_reply(c), "opening a channel");
 	return c;
 }
 
@@ -49,7 +74,7 @@ void publish_ids(const char *queue, size_t first, size_t n)
 {
 	amqp_connection_state_t c = plain();
 	amqp_confirm_select(c, 1);
-	cr_assert_eq(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+	assert_normal(amqp_get_rpc_reply(c), "confirm.select");
 	for (size_t i = first; i < first + n; i++) {
 		char body[32], id[40];
 		snprintf(body, sizeof body, "%zu", i);
@@ -106,7 +131,7 @@ void declare_queue(const char *queue)
 	amqp_connection_state_t c = plain();
 	amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 0, 1, 0, 0,
 			   amqp_empty_table);
-	cr_assert_eq(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+	assert_normal(amqp_get_rpc_reply(c), queue);
 	done(c);
 }
 
@@ -117,12 +142,11 @@ size_t drain_queue(const char *queue, _Atomic unsigned *counts, size_t n)
 	for (;;) {
 		amqp_rpc_reply_t r = amqp_basic_get(
 			c, 1, amqp_cstring_bytes(queue), 1);
-		cr_assert_eq(r.reply_type, AMQP_RESPONSE_NORMAL);
+		assert_normal(r, queue);
 		if (r.reply.id != AMQP_BASIC_GET_OK_METHOD)
 			break;
 		amqp_message_t m;
-		cr_assert_eq(amqp_read_message(c, 1, &m, 0).reply_type,
-			     AMQP_RESPONSE_NORMAL);
+		assert_normal(amqp_read_message(c, 1, &m, 0), queue);
 		char buf[32] = { 0 };
 		memcpy(buf, m.body.bytes,
 		       m.body.len < sizeof buf - 1 ? m.body.len

@@ -38,32 +38,21 @@ static size_t all_seen(tally_ids *t, size_t n)
 	return k;
 }
 
-/* A sink's side of the kill: ids 0..n-1 published, half before the kill
- * and half after it (the generator waits for the word). */
+/* A sink's side of the kill: ids 0..n-1 pushed into a sink, the first
+ * half before the kill and the rest after it. */
 typedef struct sink_side {
-	size_t next, n;
-	_Atomic bool killed;
-	_Atomic uint64_t emitted;
 	_Atomic unsigned confirmed[GS_TEST_AMQP_FAULT_MESSAGES];
 	_Atomic uint64_t failed;
 	const char *queue;
 } sink_side;
 
-static long half_then_wait(void *arg, void **out, size_t max)
+/* Pushes ids [from, to) into the push producer `in`. */
+static void push_ids(gs_stage *in, size_t from, size_t to)
 {
-	sink_side *s = arg;
-	size_t k = 0;
-	while (k < max && s->next < s->n) {
-		if (s->next == s->n / 2 && !atomic_load(&s->killed)) {
-			if (k)
-				break; /* hand these over first */
-			while (!atomic_load(&s->killed))
-				usleep(1000);
-		}
-		out[k++] = (void *)(uintptr_t)s->next++;
+	for (size_t i = from; i < to; i++) {
+		void *ev = (void *)(uintptr_t)i;
+		GS_OK_OR_DIE(gs_push(in, &ev, 1, -1));
 	}
-	atomic_fetch_add(&s->emitted, k);
-	return (long)k;
 }
 
 static int encode_id(void *arg, void *event, gs_amqp_out *out)
@@ -115,13 +104,11 @@ Test(amqp_faults, a_broker_killed_mid_stream_loses_nothing_after_restart,
 	broker_name(q2, sizeof q2, "kill9-sink");
 	declare_queue(q2);
 	sink_side *ss = calloc(1, sizeof *ss);
-	ss->n = n;
 	ss->queue = q2;
 	gs_pipeline *p;
 	gs_pipeline_new(NULL, &p);
 	gs_stage *gen;
-	GS_OK_OR_DIE(gs_from_fn(p, half_then_wait, ss,
-				&(gs_stage_opts){ .blocking = true }, &gen));
+	GS_OK_OR_DIE(gs_push_producer(p, NULL, &gen));
 	gs_amqp_sink *sink;
 	GS_OK_OR_DIE(gs_amqp_sink_new(
 		p,
@@ -133,10 +120,11 @@ Test(amqp_faults, a_broker_killed_mid_stream_loses_nothing_after_restart,
 	GS_OK_OR_DIE(gs_subscribe(gs_amqp_sink_stage(sink), gen,
 				  &(gs_sub_opts){ .max_demand = 100 }, NULL));
 	GS_OK_OR_DIE(gs_pipeline_start(p));
+	push_ids(gen, 0, n / 2);
 	wait_at_least(&t->handled, n / 3);
-	wait_at_least(&ss->emitted, n / 2);
 	broker_kill9();
-	atomic_store(&ss->killed, true);
+	push_ids(gen, n / 2, n);
+	GS_OK_OR_DIE(gs_push_close(gen));
 	cr_assert(broker_restart(), "%s", broker_error());
 	/* The source reconnects by itself and the broker redelivers what
 	 * was not acked. */
