@@ -71,7 +71,6 @@ typedef struct gs__bus_env {
 	gs_bus_envelope pub;
 	gs__bus_block *blk;
 	gs__bus_topic *topic; /* for per-topic counters */
-	uint64_t topic_hash;
 	uint32_t topic_len;
 	uint32_t matched;
 	_Atomic uint32_t skipped, dropped, failed;

@@ -30,11 +30,11 @@ typedef struct refusal {
 
 /* Topics looked up in one call, by the caller's string (the pointer in
  * its gs_bus_msg): a batch that repeats a topic (most do) finds its entry
- * here instead of probing the table and comparing the name. Open
- * addressing by hash over SEEN slots, those in use marked in `used`, so
- * that a call starts it with one store; it stops taking topics at
- * three-quarters full. */
-#define SEEN 64
+ * here instead of hashing the name, probing the table and comparing.
+ * Open addressing by the pointer over SEEN slots, those in use marked in
+ * `used`, so that a call starts it with one store; it stops taking
+ * topics at three-quarters full. */
+#define SEEN 64 /* seen_find takes 6 bits */
 
 typedef struct seen {
 	uint64_t used;
@@ -45,10 +45,11 @@ typedef struct seen {
 	} slot[SEEN];
 } seen;
 
-/* The slot holding key, or the free one where it would go. */
-static size_t seen_find(const seen *c, const char *key, uint64_t hash)
+/* The slot holding key, or the free one where it would go. By the
+ * pointer's bits: a topic found here is never hashed. */
+static size_t seen_find(const seen *c, const char *key)
 {
-	size_t i = hash & (SEEN - 1);
+	size_t i = (size_t)(((uintptr_t)key >> 3) * 0x9e3779b97f4a7c15u >> 58);
 	while ((c->used >> i & 1) && c->slot[i].key != key)
 		i = (i + 1) & (SEEN - 1);
 	return i;
@@ -62,7 +63,8 @@ static inline gs__bus_topic *route_of(gs_bus *bus, gs__bus_env *e, gs_err *err,
 	*err = GS_OK;
 	if (e->topic && !gs__bus_topic_shared(bus, e->topic))
 		return e->topic; /* routed earlier in this publish */
-	e->topic = gs__bus_route(bus, e->pub.topic, e->topic_len, e->topic_hash,
+	e->topic = gs__bus_route(bus, e->pub.topic, e->topic_len,
+				 gs__bus_topic_hash(e->pub.topic, e->topic_len),
 				 err, no->why, sizeof no->why);
 	return e->topic;
 }
@@ -111,7 +113,7 @@ static gs_err route_all(gs_bus *bus, gs__bus_block *b, const gs_bus_msg *msgs,
 	touch_reset(bus);
 	for (size_t i = 0; i < b->n; i++) {
 		gs__bus_env *e = &b->env[i];
-		size_t k = seen_find(&cache, msgs[i].topic, e->topic_hash);
+		size_t k = seen_find(&cache, msgs[i].topic);
 		gs__bus_topic *t = cache.used >> k & 1 ? cache.slot[k].t : NULL;
 		gs_err err;
 		e->topic = t;
@@ -364,7 +366,6 @@ static gs_err build(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
 		e->pub.payload = msgs[i].payload;
 		e->blk = b;
 		e->topic = NULL;
-		e->topic_hash = gs__bus_topic_hash(topic, len);
 		e->topic_len = (uint32_t)len;
 		atomic_init(&e->skipped, 0);
 		atomic_init(&e->dropped, 0);
