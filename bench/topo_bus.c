@@ -332,7 +332,8 @@ void gsb_run_bus_slow(const gsb_topology *t, const gsb_params *p, gsb_result *r)
 	if (atomic_load(&d.matched_all) != p->events)
 		r->expected++; /* a delivery went missing: fail the check */
 	/* Each handler thread sleeps its share of the events in turn. */
-	double ideal = one * (double)((p->events + conc - 1) / conc);
+	double turns = (double)((p->events + conc - 1) / conc);
+	double ideal = one * turns;
 	r->own_ratio = after > 0 ? r->seconds / ideal : 0;
 	uint64_t sleeps = atomic_load(&d.sleeps);
 	double handlers = sleeps ? (double)atomic_load(&d.slept_ns) /
@@ -342,12 +343,14 @@ void gsb_run_bus_slow(const gsb_topology *t, const gsb_params *p, gsb_result *r)
 		note_err(r, err, "bus-slow");
 	else
 		snprintf(r->note, sizeof r->note,
-			 "%.3f s to the last completion (+%.1f ms to close); "
-			 "ideal %.3f s from 2x%d sleeps of %.3f/%.3f ms "
-			 "(before/after) on %zu threads; handlers' %.3f ms: "
-			 "ratio %.4f",
+			 "%.3f s to last completion (+%.1f ms to close); "
+			 "ideal %.3f s: 2x%d sleeps of %.3f/%.3f ms on %zu "
+			 "threads; %.4f of handlers' %.3f ms sleeps; ratio "
+			 "%.4f",
 			 r->seconds, (closed - t0 - r->seconds) * 1e3, ideal,
 			 SLEEPS, before * 1e3, after * 1e3, SLOW_SUBS * conc,
+			 handlers > 0 ? r->seconds / (handlers / 1e3 * turns)
+				      : 0,
 			 handlers, r->own_ratio);
 	gs_bus_free(bus);
 }
