@@ -431,6 +431,10 @@ static void compare(const char *name, run_fn plain, run_fn ours, bool prefill)
 			measure(us ? ours : plain, q, n_messages,
 				us ? &ro[r] : &rp[r], us ? &co[r] : &cp[r],
 				us ? &bo[r] : &bp[r]);
+			/* A run of a million messages takes minutes. */
+			fprintf(stderr, "  [%d/%d] %-8s %10.0f msgs/s\n", r + 1,
+				repeat, us ? "genstage" : "plain",
+				us ? ro[r] : rp[r]);
 		}
 		ratio[r] = ro[r] / rp[r];
 	}
