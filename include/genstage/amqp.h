@@ -100,6 +100,15 @@ typedef enum gs_amqp_on_failure {
 	GS_AMQP_REJECT,
 } gs_amqp_on_failure;
 
+/* One message header with a string value. */
+typedef struct gs_amqp_header {
+	const char *key;
+	const char *value;
+} gs_amqp_header;
+
+/* Headers a sink publishes with one message, at most. */
+#define GS_AMQP_MAX_HEADERS 16
+
 /* The source's metadata for each message (gs_message.metadata). Strings
  * are NUL-terminated, valid as long as the message. */
 typedef struct gs_amqp_meta {
@@ -109,8 +118,14 @@ typedef struct gs_amqp_meta {
 	const char *routing_key;
 	const char *message_id; /* "" if none */
 	const char *content_type;
-	size_t size;     /* body bytes (gs_message.data) */
-	uint64_t deaths; /* x-death count for this queue (retries) */
+	size_t size;                /* body bytes (gs_message.data) */
+	uint64_t deaths;            /* x-death count for this queue (retries) */
+	const char *correlation_id; /* "" if none */
+	const char *app_id;         /* "" if none */
+	/* The headers whose values are strings, in the order sent (others,
+	 * such as x-death, are left out). */
+	const gs_amqp_header *headers;
+	size_t n_headers;
 } gs_amqp_meta;
 
 /* Whether a message with this id was processed already (dedup). Called on
@@ -207,7 +222,13 @@ typedef struct gs_amqp_out {
 	size_t size;
 	const char *message_id; /* NULL: none */
 	const char *content_type;
-	bool transient; /* not persistent (delivery_mode 1) */
+	bool transient;             /* not persistent (delivery_mode 1) */
+	const char *correlation_id; /* NULL: none */
+	const char *app_id;         /* NULL: none */
+	/* String headers; more than GS_AMQP_MAX_HEADERS is refused as an
+	 * oversize body is (GS_EINVAL to confirmed). */
+	const gs_amqp_header *headers;
+	size_t n_headers;
 } gs_amqp_out;
 
 /* Fills *out for `event`, on the sink's thread. Non-zero fails the

@@ -215,6 +215,131 @@ Test(amqp_sink, a_message_larger_than_a_frame_goes_round_whole,
 	free(c);
 }
 
+static const gs_amqp_header props_headers[] = {
+	{ "x-origin", "billing" },
+	{ "x-empty", "" },
+};
+
+static int encode_props(void *arg, void *event, gs_amqp_out *out)
+{
+	(void)event;
+	*out = (gs_amqp_out){ .routing_key = arg,
+			      .body = "7",
+			      .size = 1,
+			      .message_id = "m-7",
+			      .correlation_id = "c-7",
+			      .app_id = "app-7",
+			      .headers = props_headers,
+			      .n_headers = 2 };
+	return GS_OK;
+}
+
+static _Atomic bool props_seen;
+
+static int check_props(void *arg, size_t processor, gs_message *m)
+{
+	(void)arg;
+	(void)processor;
+	const gs_amqp_meta *meta = m->metadata;
+	cr_expect_str_eq(meta->message_id, "m-7");
+	cr_expect_str_eq(meta->correlation_id, "c-7");
+	cr_expect_str_eq(meta->app_id, "app-7");
+	cr_expect_eq(meta->n_headers, 2);
+	for (size_t i = 0; i < meta->n_headers && i < 2; i++) {
+		cr_expect_str_eq(meta->headers[i].key, props_headers[i].key);
+		cr_expect_str_eq(meta->headers[i].value,
+				 props_headers[i].value);
+	}
+	atomic_store(&props_seen, true);
+	return GS_OK;
+}
+
+Test(amqp_sink, ids_and_string_headers_reach_the_source_metadata,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	need_broker();
+	char q[96];
+	broker_name(q, sizeof q, "props");
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	gs_stage *src;
+	void *ev[1] = { NULL };
+	GS_OK_OR_DIE(gs_from_array(p, ev, 1, NULL, &src));
+	gs_amqp_sink *sink;
+	GS_OK_OR_DIE(
+		gs_amqp_sink_new(p,
+				 &(gs_amqp_sink_opts){ .conn = test_conn(),
+						       .declare_queue = q,
+						       .encode = encode_props,
+						       .arg = q },
+				 NULL, &sink));
+	GS_OK_OR_DIE(gs_subscribe(gs_amqp_sink_stage(sink), src, NULL, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	gs_pipeline_free(p);
+	gs_amqp_sink_free(sink);
+	static const gs_broadway_ops ops = { .handle_message = check_props };
+	gs_amqp_source_opts o = { .conn = test_conn(), .queue = q };
+	gs_broadway *bw;
+	GS_OK_OR_DIE(gs_broadway_new(
+		&ops, NULL,
+		&(gs_broadway_opts){
+			.producer = gs_amqp_broadway_producer(&o, 1),
+			.processors = { .concurrency = 1 } },
+		&bw));
+	GS_OK_OR_DIE(gs_broadway_start(bw));
+	while (!atomic_load(&props_seen))
+		usleep(2000);
+	gs_broadway_stop(bw);
+	gs_broadway_free(bw);
+}
+
+static int encode_too_many_headers(void *arg, void *event, gs_amqp_out *out)
+{
+	(void)event;
+	static const gs_amqp_header h[GS_AMQP_MAX_HEADERS + 1] = { 0 };
+	*out = (gs_amqp_out){ .routing_key = arg,
+			      .headers = h,
+			      .n_headers = GS_AMQP_MAX_HEADERS + 1 };
+	return GS_OK;
+}
+
+Test(amqp_sink, too_many_headers_come_back_unpublished,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	need_broker();
+	char q[96];
+	broker_name(q, sizeof q, "hdrs");
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	gs_stage *src;
+	void *ev[1] = { (void *)(uintptr_t)3 };
+	GS_OK_OR_DIE(gs_from_array(p, ev, 1, NULL, &src));
+	gs_amqp_sink *sink;
+	log_keep lk = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	gs_amqp_conn_opts conn = test_conn();
+	conn.log = log_keep_fn;
+	conn.log_arg = &lk;
+	GS_OK_OR_DIE(gs_amqp_sink_new(
+		p,
+		&(gs_amqp_sink_opts){ .conn = conn,
+				      .declare_queue = q,
+				      .encode = encode_too_many_headers,
+				      .arg = q },
+		NULL, &sink));
+	GS_OK_OR_DIE(gs_subscribe(gs_amqp_sink_stage(sink), src, NULL, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	gs_amqp_sink_stats st;
+	gs_amqp_sink_stats_get(sink, &st);
+	gs_pipeline_free(p);
+	gs_amqp_sink_free(sink);
+	cr_assert_eq(st.failed, 1);
+	cr_assert_eq(st.confirmed, 0);
+	cr_assert(log_has(&lk, "headers"));
+	cr_assert_eq(queue_ready(q), 0);
+}
+
 Test(amqp_sink, bad_options_are_refused)
 {
 	gs_pipeline *p;
