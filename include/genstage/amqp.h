@@ -453,9 +453,10 @@ typedef struct gs_amqp_bridge_stats {
 	uint64_t rejected;    /* decode failed or no bus topic */
 	uint64_t requeued;    /* given back: the bridge was being freed */
 	uint64_t skipped_own; /* sent by this bridge: acked, not published */
-	/* Successful connections: the sink's (exchange declared) and the
-	 * source's (queue declared and bound: messages sent from then on
-	 * reach it; before, the broker drops what no queue is bound for). */
+	/* Successful connections: the sink's (it connects for its first
+	 * forward) and the source's (the queue is declared and bound then:
+	 * messages sent from then on reach it, while the broker drops those
+	 * sent before, which no queue was bound for). */
 	uint64_t out_connects, in_connects;
 } gs_amqp_bridge_stats;
 
