@@ -109,12 +109,85 @@ static void wait_total(seen *s, size_t want)
  * its queue is bound (messages sent before would not reach it). */
 static gs_amqp_bridge *bridge(gs_bus *bus, gs_amqp_bridge_opts o)
 {
-	o.conn = test_conn();
+	gs_amqp_conn_opts conn = test_conn();
+	conn.log = o.conn.log;
+	conn.log_arg = o.conn.log_arg;
+	o.conn = conn;
 	gs_amqp_bridge *br;
 	GS_OK_OR_DIE(gs_amqp_bridge_new(bus, &o, &br));
 	while (o.receive && !stats(br).in_connects)
 		usleep(2000);
 	return br;
+}
+
+static const char *const all[] = { "#", NULL };
+
+/* Two buses, a and b, with a forwarding bridge on a and a receiving one
+ * on b, over an exchange and a queue named for the test. */
+typedef struct duo {
+	char x[96], q[96];
+	gs_bus *a, *b;
+	gs_amqp_bridge *out, *in;
+} duo;
+
+static void duo_init(duo *p)
+{
+	need_broker();
+	*p = (duo){ .a = new_bus(), .b = new_bus() };
+	broker_name(p->x, sizeof p->x, "x");
+	broker_name(p->q, sizeof p->q, "b");
+}
+
+/* b's bridge, receiving from p->q (by default every topic). */
+static void duo_in(duo *p, gs_amqp_bridge_opts o)
+{
+	o.exchange = p->x;
+	o.queue = p->q;
+	if (!o.receive)
+		o.receive = all;
+	p->in = bridge(p->b, o);
+}
+
+/* a's bridge, forwarding (by default every topic). */
+static void duo_out(duo *p, gs_amqp_bridge_opts o)
+{
+	o.exchange = p->x;
+	if (!o.forward)
+		o.forward = all;
+	p->out = bridge(p->a, o);
+}
+
+/* Frees the bridges (out first: it forwards what it holds) and buses. */
+static void duo_fini(duo *p)
+{
+	gs_amqp_bridge_free(p->out);
+	gs_amqp_bridge_free(p->in);
+	p->out = p->in = NULL;
+	gs_bus_free(p->a);
+	gs_bus_free(p->b);
+}
+
+/* Once every forward is settled (the receiving bus may see an event
+ * before its confirmation reaches the sender). */
+static void check_out_in(const duo *p, size_t n)
+{
+	gs_amqp_bridge_stats so = stats(p->out), si = stats(p->in);
+	while (so.confirmed + so.failed < n) {
+		usleep(2000);
+		so = stats(p->out);
+	}
+	cr_assert_eq(so.forwarded, n);
+	cr_assert_eq(so.confirmed, n);
+	cr_assert_eq(so.failed, 0);
+	cr_assert_eq(si.received, n);
+	cr_assert_eq(si.published, n);
+}
+
+static void check_once(const seen *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(atomic_load(&s->counts[i]), 1, "event %zu: %u", i,
+			     atomic_load(&s->counts[i]));
 }
 
 /* --- two buses, one exchange ------------------------------------------- */
@@ -169,96 +242,52 @@ static int decode_checked(void *arg, const gs_amqp_meta *meta, const void *body,
 Test(amqp_bridge, two_buses_get_every_event_once_in_order_with_its_ids,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
-	char x[96], q[96];
-	broker_name(x, sizeof x, "x");
-	broker_name(q, sizeof q, "b");
-	gs_bus *a = new_bus(), *b = new_bus();
+	duo p;
+	duo_init(&p);
 	seen *s = calloc(1, sizeof *s);
 	s->last = -1;
 	s->correlation_base = 5000;
-	listen(b, s, "orders.#", 64);
-	gs_amqp_bridge *in = bridge(
-		b, (gs_amqp_bridge_opts){
-			   .exchange = x,
-			   .receive = (const char *const[]){ "orders.#", NULL },
-			   .queue = q,
-			   .decode = decode_checked });
-	gs_amqp_bridge *out = bridge(
-		a, (gs_amqp_bridge_opts){ .exchange = x,
-					  .forward = (const char *const[]){
-						  "orders.#", NULL } });
-	snprintf(a_id, sizeof a_id, "%s", gs_amqp_bridge_id(out));
+	const char *const orders[] = { "orders.#", NULL };
+	listen(p.b, s, "orders.#", 64);
+	duo_in(&p, (gs_amqp_bridge_opts){ .receive = orders,
+					  .decode = decode_checked });
+	duo_out(&p, (gs_amqp_bridge_opts){ .forward = orders });
+	snprintf(a_id, sizeof a_id, "%s", gs_amqp_bridge_id(p.out));
 	snprintf(s->want_source, sizeof s->want_source, "amqp:%s:shop", a_id);
 	GS_OK_OR_DIE(gs_bus_subscribe(
-		a,
+		p.a,
 		&(gs_bus_sub_opts){
 			.patterns = (const char *const[]){ "seed", NULL },
 			.handler = seed,
-			.arg = a,
+			.arg = p.a,
 			.queue_size = 64,
 			.blocking = true },
 		NULL));
-	publish_n(a, "seed", 0, N);
+	publish_n(p.a, "seed", 0, N);
 	wait_total(s, N);
-	gs_amqp_bridge_free(out);
-	gs_amqp_bridge_free(in);
-	for (size_t i = 0; i < N; i++)
-		cr_assert_eq(atomic_load(&s->counts[i]), 1, "event %zu: %u", i,
-			     atomic_load(&s->counts[i]));
+	check_out_in(&p, N);
+	duo_fini(&p);
+	check_once(s, N);
 	cr_assert_eq(atomic_load(&s->unordered), 0);
 	cr_assert_eq(atomic_load(&s->bad), 0, "sources or correlations");
 	cr_assert_eq(atomic_load(&ids_bad), 0, "message ids or causations");
-	gs_bus_free(a);
-	gs_bus_free(b);
 	free(s);
-}
-
-/* Once every forward is settled (the receiving bus may see an event
- * before its confirmation reaches the sender). */
-static void check_out_in(gs_amqp_bridge *out, gs_amqp_bridge *in, size_t n)
-{
-	gs_amqp_bridge_stats so = stats(out), si = stats(in);
-	while (so.confirmed + so.failed < n) {
-		usleep(2000);
-		so = stats(out);
-	}
-	cr_assert_eq(so.forwarded, n);
-	cr_assert_eq(so.confirmed, n);
-	cr_assert_eq(so.failed, 0);
-	cr_assert_eq(si.received, n);
-	cr_assert_eq(si.published, n);
 }
 
 Test(amqp_bridge, with_concurrency_every_event_still_arrives_once,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
-	char x[96], q[96];
-	broker_name(x, sizeof x, "x");
-	broker_name(q, sizeof q, "b");
-	gs_bus *a = new_bus(), *b = new_bus();
+	duo p;
+	duo_init(&p);
 	seen *s = calloc(1, sizeof *s);
-	listen(b, s, "#", 64);
-	gs_amqp_bridge *in = bridge(
-		b, (gs_amqp_bridge_opts){
-			   .exchange = x,
-			   .receive = (const char *const[]){ "#", NULL },
-			   .queue = q });
-	gs_amqp_bridge *out = bridge(
-		a, (gs_amqp_bridge_opts){
-			   .exchange = x,
-			   .forward = (const char *const[]){ "#", NULL },
-			   .concurrency = 4 });
-	publish_n(a, "orders.created", 0, N);
+	listen(p.b, s, "#", 64);
+	duo_in(&p, (gs_amqp_bridge_opts){ 0 });
+	duo_out(&p, (gs_amqp_bridge_opts){ .concurrency = 4 });
+	publish_n(p.a, "orders.created", 0, N);
 	wait_total(s, N);
-	check_out_in(out, in, N);
-	gs_amqp_bridge_free(out);
-	gs_amqp_bridge_free(in);
-	for (size_t i = 0; i < N; i++)
-		cr_assert_eq(atomic_load(&s->counts[i]), 1, "event %zu", i);
-	gs_bus_free(a);
-	gs_bus_free(b);
+	check_out_in(&p, N);
+	duo_fini(&p);
+	check_once(s, N);
 	free(s);
 }
 
@@ -283,37 +312,29 @@ static int record_topic(void *arg, const gs_bus_envelope *env)
 	return GS_BUS_DONE;
 }
 
-/* Publishes `sent` on a, bridged to b through `forward` and `receive`;
- * returns what b's "#" subscriber saw (the last topic, which must match
- * both, ends it: events are forwarded and received in order). */
+/* Publishes `sent` on a, bridged to b through `forward` and `receive`,
+ * and records what b's "#" subscriber saw in *t. The last topic, which
+ * both sides must match, ends it: events are forwarded and received in
+ * order. */
 static void route(const char *const *forward, const char *const *receive,
 		  const char *const *sent, topics *t)
 {
-	char x[96], q[96];
-	broker_name(x, sizeof x, "x");
-	broker_name(q, sizeof q, "b");
-	gs_bus *a = new_bus(), *b = new_bus();
-	GS_OK_OR_DIE(gs_bus_subscribe(
-		b,
-		&(gs_bus_sub_opts){
-			.patterns = (const char *const[]){ "#", NULL },
-			.handler = record_topic,
-			.arg = t,
-			.queue_size = 64 },
-		NULL));
-	gs_amqp_bridge *in = bridge(
-		b, (gs_amqp_bridge_opts){
-			   .exchange = x, .receive = receive, .queue = q });
-	gs_amqp_bridge *out = bridge(
-		a, (gs_amqp_bridge_opts){ .exchange = x, .forward = forward });
+	duo p;
+	duo_init(&p);
+	GS_OK_OR_DIE(
+		gs_bus_subscribe(p.b,
+				 &(gs_bus_sub_opts){ .patterns = all,
+						     .handler = record_topic,
+						     .arg = t,
+						     .queue_size = 64 },
+				 NULL));
+	duo_in(&p, (gs_amqp_bridge_opts){ .receive = receive });
+	duo_out(&p, (gs_amqp_bridge_opts){ .forward = forward });
 	for (size_t i = 0; sent[i]; i++)
-		GS_OK_OR_DIE(gs_bus_publish(a, sent[i], NULL, NULL, 0));
+		GS_OK_OR_DIE(gs_bus_publish(p.a, sent[i], NULL, NULL, 0));
 	while (!atomic_load(&t->end))
 		usleep(2000);
-	gs_amqp_bridge_free(out);
-	gs_amqp_bridge_free(in);
-	gs_bus_free(a);
-	gs_bus_free(b);
+	duo_fini(&p);
 }
 
 static const char *const all_topics[] = {
@@ -324,19 +345,17 @@ static const char *const all_topics[] = {
 Test(amqp_bridge, only_topics_the_forward_patterns_match_are_forwarded,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
 	topics t = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	route((const char *const[]){ "orders.*", "audit.#", "*.*.end", NULL },
-	      (const char *const[]){ "#", NULL }, all_topics, &t);
+	      all, all_topics, &t);
 	cr_assert_str_eq(t.all, "orders.created audit audit.a.b orders.x.end ");
 }
 
 Test(amqp_bridge, only_messages_the_receive_patterns_match_are_received,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
 	topics t = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	route((const char *const[]){ "#", NULL },
+	route(all,
 	      (const char *const[]){ "*.created.*", "billing.#", "#.end",
 				     NULL },
 	      all_topics, &t);
@@ -348,45 +367,33 @@ Test(amqp_bridge, only_messages_the_receive_patterns_match_are_received,
 Test(amqp_bridge, two_bridges_on_one_exchange_both_ways_never_echo,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
-	char x[96], qa[96], qb[96];
-	broker_name(x, sizeof x, "x");
+	/* Both bridges forward and receive: p.out on a (queue qa), p.in on
+	 * b (queue p.q). */
+	duo p;
+	duo_init(&p);
+	char qa[96];
 	broker_name(qa, sizeof qa, "a");
-	broker_name(qb, sizeof qb, "b");
-	gs_bus *a = new_bus(), *b = new_bus();
 	seen *sa = calloc(1, sizeof *sa), *sb = calloc(1, sizeof *sb);
-	listen(a, sa, "#", 64);
-	listen(b, sb, "#", 64);
-	const char *const all[] = { "#", NULL };
-	gs_amqp_bridge *ba = bridge(a, (gs_amqp_bridge_opts){ .exchange = x,
-							      .forward = all,
-							      .receive = all,
-							      .queue = qa });
-	gs_amqp_bridge *bb = bridge(b, (gs_amqp_bridge_opts){ .exchange = x,
-							      .forward = all,
-							      .receive = all,
-							      .queue = qb });
-	publish_n(a, "orders.created", 0, N);
+	listen(p.a, sa, "#", 64);
+	listen(p.b, sb, "#", 64);
+	duo_in(&p, (gs_amqp_bridge_opts){ .forward = all });
+	duo_out(&p, (gs_amqp_bridge_opts){ .receive = all, .queue = qa });
+	publish_n(p.a, "orders.created", 0, N);
 	/* A hears its own N and drops them; B publishes them and does not
 	 * send them back. */
-	while (stats(ba).skipped_own < N || stats(bb).skipped_bridged < N)
+	while (stats(p.out).skipped_own < N || stats(p.in).skipped_bridged < N)
 		usleep(2000);
 	wait_total(sb, N);
-	gs_amqp_bridge_stats sta = stats(ba), stb = stats(bb);
+	gs_amqp_bridge_stats sta = stats(p.out), stb = stats(p.in);
 	cr_assert_eq(sta.forwarded, N);
 	cr_assert_eq(sta.received, N);
 	cr_assert_eq(sta.published, 0);
 	cr_assert_eq(stb.forwarded, 0);
 	cr_assert_eq(stb.published, N);
 	cr_assert_eq(atomic_load(&sa->total), N); /* its own, once */
-	gs_amqp_bridge_free(ba);
-	gs_amqp_bridge_free(bb);
-	for (size_t i = 0; i < N; i++) {
-		cr_assert_eq(atomic_load(&sa->counts[i]), 1);
-		cr_assert_eq(atomic_load(&sb->counts[i]), 1);
-	}
-	gs_bus_free(a);
-	gs_bus_free(b);
+	duo_fini(&p);
+	check_once(sa, N);
+	check_once(sb, N);
 	free(sa);
 	free(sb);
 }
@@ -400,33 +407,22 @@ Test(amqp_bridge, two_bridges_on_one_exchange_both_ways_never_echo,
 Test(amqp_bridge, a_slow_subscriber_keeps_the_rest_in_the_broker_queue,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
-	char x[96], q[96];
-	broker_name(x, sizeof x, "x");
-	broker_name(q, sizeof q, "b");
-	gs_bus *a = new_bus(), *b = new_bus();
+	duo p;
+	duo_init(&p);
 	seen *s = calloc(1, sizeof *s);
 	atomic_store(&s->hold, true);
-	gs_bus_sub *slow = listen(b, s, "#", SLOW_QUEUE);
-	gs_amqp_bridge *in = bridge(
-		b, (gs_amqp_bridge_opts){
-			   .exchange = x,
-			   .receive = (const char *const[]){ "#", NULL },
-			   .queue = q,
-			   .prefetch = PREFETCH });
-	gs_amqp_bridge *out = bridge(
-		a, (gs_amqp_bridge_opts){
-			   .exchange = x,
-			   .forward = (const char *const[]){ "#", NULL } });
-	publish_n(a, "orders.created", 0, SLOW_EVENTS);
-	while (stats(out).confirmed < SLOW_EVENTS)
+	gs_bus_sub *slow = listen(p.b, s, "#", SLOW_QUEUE);
+	duo_in(&p, (gs_amqp_bridge_opts){ .prefetch = PREFETCH });
+	duo_out(&p, (gs_amqp_bridge_opts){ 0 });
+	publish_n(p.a, "orders.created", 0, SLOW_EVENTS);
+	while (stats(p.out).confirmed < SLOW_EVENTS)
 		usleep(2000);
 	/* The subscriber's queue fills, the bridge's publish waits, and
 	 * the broker holds all but the prefetch: wait for that state. */
-	while (stats(in).published < SLOW_QUEUE)
+	while (stats(p.in).published < SLOW_QUEUE)
 		usleep(2000);
-	wait_ready(q, SLOW_EVENTS - SLOW_QUEUE - PREFETCH);
-	gs_amqp_bridge_stats st = stats(in);
+	wait_ready(p.q, SLOW_EVENTS - SLOW_QUEUE - PREFETCH);
+	gs_amqp_bridge_stats st = stats(p.in);
 	gs_bus_sub_stats ss;
 	gs_bus_sub_stats_get(slow, &ss);
 	cr_assert_eq(ss.in_flight, SLOW_QUEUE);
@@ -435,85 +431,52 @@ Test(amqp_bridge, a_slow_subscriber_keeps_the_rest_in_the_broker_queue,
 		      st.received - st.published);
 	atomic_store(&s->hold, false);
 	wait_total(s, SLOW_EVENTS);
-	check_out_in(out, in, SLOW_EVENTS);
-	gs_amqp_bridge_free(out);
-	gs_amqp_bridge_free(in);
-	for (size_t i = 0; i < SLOW_EVENTS; i++)
-		cr_assert_eq(atomic_load(&s->counts[i]), 1);
-	gs_bus_free(a);
-	gs_bus_free(b);
+	check_out_in(&p, SLOW_EVENTS);
+	duo_fini(&p);
+	check_once(s, SLOW_EVENTS);
 	free(s);
 }
 
 Test(amqp_bridge, freeing_forwards_every_event_the_bus_accepted_for_it,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
-	char x[96], q[96];
-	broker_name(x, sizeof x, "x");
-	broker_name(q, sizeof q, "b");
-	gs_bus *a = new_bus(), *b = new_bus();
-	/* B only declares and binds its queue, then goes. */
-	gs_amqp_bridge_free(
-		bridge(b, (gs_amqp_bridge_opts){
-				  .exchange = x,
-				  .receive = (const char *const[]){ "#", NULL },
-				  .queue = q }));
-	wait_ready(q, 0);
-	gs_amqp_bridge *out = bridge(
-		a, (gs_amqp_bridge_opts){
-			   .exchange = x,
-			   .forward = (const char *const[]){ "#", NULL },
-			   .queue_size = N });
-	publish_n(a, "orders.created", 0, N);
-	gs_amqp_bridge_free(out);
-	cr_assert_eq(queue_ready(q), N);
+	duo p;
+	duo_init(&p);
+	/* b's bridge only declares and binds the queue, then goes. */
+	duo_in(&p, (gs_amqp_bridge_opts){ 0 });
+	gs_amqp_bridge_free(p.in);
+	p.in = NULL;
+	duo_out(&p, (gs_amqp_bridge_opts){ .queue_size = N });
+	publish_n(p.a, "orders.created", 0, N);
+	gs_amqp_bridge_free(p.out);
+	p.out = NULL;
+	cr_assert_eq(queue_ready(p.q), N);
 	_Atomic unsigned *in = calloc(N, sizeof *in);
-	cr_assert_eq(drain_queue(q, in, N), N);
+	cr_assert_eq(drain_queue(p.q, in, N), N);
 	for (size_t i = 0; i < N; i++)
 		cr_assert_eq(atomic_load(&in[i]), 1);
 	free(in);
-	gs_bus_free(a);
-	gs_bus_free(b);
+	duo_fini(&p);
 }
 
 Test(amqp_bridge, messages_a_closed_bus_cannot_take_go_back_to_the_queue,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
-	char x[96], q[96];
-	broker_name(x, sizeof x, "x");
-	broker_name(q, sizeof q, "b");
-	gs_bus *a = new_bus(), *b = new_bus();
+	duo p;
+	duo_init(&p);
 	log_keep *l = calloc(1, sizeof *l);
-	gs_amqp_bridge_opts o = {
-		.conn = test_conn(),
-		.exchange = x,
-		.receive = (const char *const[]){ "#", NULL },
-		.queue = q,
-	};
-	o.conn.log = log_keep_fn;
-	o.conn.log_arg = l;
-	gs_amqp_bridge *in;
-	GS_OK_OR_DIE(gs_amqp_bridge_new(b, &o, &in));
-	while (!stats(in).in_connects)
-		usleep(2000);
-	GS_OK_OR_DIE(gs_bus_close(b, GS_BUS_DRAIN));
-	gs_amqp_bridge *out = bridge(
-		a, (gs_amqp_bridge_opts){
-			   .exchange = x,
-			   .forward = (const char *const[]){ "#", NULL } });
-	publish_n(a, "orders.created", 0, 50);
+	duo_in(&p, (gs_amqp_bridge_opts){
+			   .conn = { .log = log_keep_fn, .log_arg = l } });
+	GS_OK_OR_DIE(gs_bus_close(p.b, GS_BUS_DRAIN));
+	duo_out(&p, (gs_amqp_bridge_opts){ 0 });
+	publish_n(p.a, "orders.created", 0, 50);
 	while (!log_has(l, "the bus is closed"))
 		usleep(2000);
-	gs_amqp_bridge_free(out);
-	gs_amqp_bridge_stats st = stats(in);
-	gs_amqp_bridge_free(in);
+	gs_amqp_bridge_stats st = stats(p.in);
+	duo_fini(&p);
 	cr_assert_eq(st.published, 0);
 	/* Given back (nacked, or unacked when the connection closed). */
-	wait_ready(q, 50);
-	gs_bus_free(a);
-	gs_bus_free(b);
+	wait_ready(p.q, 50);
 	free(l);
 }
 
@@ -574,7 +537,6 @@ Test(amqp_bridge, bad_options_are_refused_with_a_message)
 {
 	gs_bus *bus = new_bus();
 	log_keep *l = calloc(1, sizeof *l);
-	const char *const all[] = { "#", NULL };
 	gs_amqp_bridge_opts ok = { .exchange = "x", .forward = all };
 	char long_id[GS_AMQP_BRIDGE_MAX_ID + 2];
 	memset(long_id, 'a', sizeof long_id - 1);
