@@ -9,6 +9,7 @@
  * handlers wait at once, so the sink never holds more unconfirmed.
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -228,8 +229,9 @@ gs_err gs__bridge_out_start(gs_amqp_bridge *b)
 
 void gs__bridge_out_stop(gs_amqp_bridge *b)
 {
-	gs_err err = gs_bus_unsubscribe(b->sub, GS_BUS_DRAIN,
-					(int)b->o.drain_timeout);
+	int ms = b->o.drain_timeout > INT_MAX ? INT_MAX
+					      : (int)b->o.drain_timeout;
+	gs_err err = gs_bus_unsubscribe(b->sub, GS_BUS_DRAIN, ms);
 	if (err == GS_ETIMEDOUT) {
 		gs__amqp_log(&b->conf,
 			     "bridge '%s': forwards still unconfirmed after "

@@ -383,7 +383,8 @@ typedef void (*gs_amqp_bridge_release_fn)(void *arg, const gs_bus_envelope *env,
 
 /* Makes the bus payload of a message (body[0..meta->size), metadata as
  * the source gives it) into *payload, with *free_fn to free it (NULL: not
- * freed) once the bus is done with it. Non-zero rejects the message. */
+ * freed) once the bus is done with it. Non-zero rejects the message,
+ * except GS_ECANCELED and GS_ENOMEM, which give it back to the queue. */
 typedef int (*gs_amqp_bridge_decode_fn)(void *arg, const gs_amqp_meta *meta,
 					const void *body, void **payload,
 					gs_bus_free_fn *free_fn);
