@@ -314,9 +314,13 @@ void gs_amqp_sink_free(gs_amqp_sink *sink);
  * and the payload is freed) only after the broker has it, a slow or
  * absent broker fills the subscription's queue (queue_size) and then
  * holds up the publishers of matching topics (GS_BUS_BLOCK), and nothing
- * is lost: a forward that fails (the broker nacked it, encode failed, the
- * sink gave up) fails the event for the bus (counted in its stats, and
- * handed to dead_letter) and in the bridge's `failed`. With concurrency
+ * is lost unseen: the sink reconnects and publishes again what was not
+ * confirmed (so a receiver may see an event twice), and a forward that
+ * fails for good (the broker nacked it, encode failed, the sink gave up
+ * reconnecting) is not retried but fails the event for the bus (counted
+ * in its stats, handed to dead_letter) and counts in `failed`. As for any
+ * publish, the broker confirms and drops a message that no queue is bound
+ * for: bind the receiving queues before forwarding. With concurrency
  * 1 the exchange receives events in the order the bus accepted them, one
  * at a time awaiting its confirmation; concurrency N keeps up to N
  * unconfirmed (each on a thread of the bus's pool) and drops the order.
@@ -442,9 +446,11 @@ typedef struct gs_amqp_bridge gs_amqp_bridge;
 
 typedef struct gs_amqp_bridge_stats {
 	/* Outbound: forwarded = confirmed + failed + those in flight. */
-	uint64_t forwarded; /* events handed to the sink */
+	uint64_t forwarded; /* events to forward (matched, not skipped) */
 	uint64_t confirmed; /* confirmed by the broker */
-	uint64_t failed;    /* not (nacked, encode failed, gave up...) */
+	/* Not confirmed: nacked, encode failed, the sink gave up, or still
+	 * unconfirmed when the drain timed out. */
+	uint64_t failed;
 	/* Events not forwarded because they came in through a bridge. */
 	uint64_t skipped_bridged;
 	/* Inbound: received = published + rejected + requeued + skipped_own
@@ -452,7 +458,7 @@ typedef struct gs_amqp_bridge_stats {
 	uint64_t received;    /* messages taken from the queue */
 	uint64_t published;   /* accepted by the bus, then acked */
 	uint64_t rejected;    /* decode failed or no bus topic */
-	uint64_t requeued;    /* given back: the bridge was being freed */
+	uint64_t requeued;    /* given back: being freed (or no memory) */
 	uint64_t skipped_own; /* sent by this bridge: acked, not published */
 	/* Successful connections: the sink's (it connects for its first
 	 * forward) and the source's (the queue is declared and bound then:
@@ -476,7 +482,8 @@ typedef struct gs_amqp_bridge_stats {
 gs_err gs_amqp_bridge_new(gs_bus *bus, const gs_amqp_bridge_opts *opts,
 			  gs_amqp_bridge **out);
 
-/* The bridge's id (generated or given); valid until gs_amqp_bridge_free. */
+/* The bridge's id (generated or given), from any thread; valid until
+ * gs_amqp_bridge_free. NULL for NULL. */
 const char *gs_amqp_bridge_id(const gs_amqp_bridge *br);
 
 /* A snapshot of the counters, from any thread; each exact, the set not
@@ -490,7 +497,9 @@ gs_err gs_amqp_bridge_stats_get(const gs_amqp_bridge *br,
  * what it had accepted and waiting for the confirmations up to
  * drain_timeout; forwards still unconfirmed then fail (counted, and
  * dead_letter). The bus keeps running. Call it before gs_bus_free (after
- * gs_bus_close is fine), once, not from a bus handler or hook. As for the
+ * gs_bus_close is fine), once no other call on the bridge runs or will
+ * be made, and not from a bus handler or hook or a stage's callbacks
+ * (the waits would be refused there). As for the
  * sink, while the broker is unreachable this waits until it is back or
  * conn.max_reconnects runs out. NULL is a no-op.
  */
