@@ -797,6 +797,11 @@ static void *connector_main(void *arg)
 {
 	gs_amqp_source *s = arg;
 	uint64_t retry_at = 0, drain_until = 0;
+	/* A new thread takes its creator's name (a worker's): say whose
+	 * connection this is instead, in the 15 characters allowed. */
+	char name[16];
+	snprintf(name, sizeof name, "%.12s-io", gs_stage_name(s->stage));
+	pthread_setname_np(pthread_self(), name);
 	for (;;) {
 		settle(s);
 		bool stopping = atomic_load(&s->stopping);
