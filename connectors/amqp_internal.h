@@ -58,4 +58,27 @@ bool gs__amqp_give_up(const gs__amqp_conf *c, unsigned failures);
 /* An amqp_bytes_t for a C string (NULL: empty). */
 amqp_bytes_t gs__amqp_bytes(const char *s);
 
+/* Fills *p with the properties `out` asks for, its headers in
+ * entries[GS_AMQP_MAX_HEADERS] (pointing into out's strings); false if
+ * out has too many headers or one without a key. */
+bool gs__amqp_props(const gs_amqp_out *out, amqp_basic_properties_t *p,
+		    amqp_table_entry_t *entries);
+
+/* The length of a property, 0 if p does not have it. */
+size_t gs__amqp_prop_len(const amqp_basic_properties_t *p, amqp_flags_t flag,
+			 const amqp_bytes_t *b);
+
+/* Copies len bytes and a NUL to *at, moves *at past them, and returns
+ * where they went. */
+char *gs__amqp_put(char **at, const void *bytes, size_t len);
+
+/* The room gs__amqp_meta_fill takes for p: the bytes returned, and
+ * *n_headers header entries. */
+size_t gs__amqp_meta_size(const amqp_basic_properties_t *p, size_t *n_headers);
+
+/* Sets m's correlation_id, app_id and string headers from p, taking header
+ * entries from *hdrs and bytes from *at (both moved on). */
+void gs__amqp_meta_fill(gs_amqp_meta *m, const amqp_basic_properties_t *p,
+			gs_amqp_header **hdrs, char **at);
+
 #endif

@@ -113,18 +113,14 @@ static int publish(gs_amqp_sink *k, void *event)
 			     out.size, k->o.max_message_size);
 		return GS_EINVAL;
 	}
-	amqp_basic_properties_t p = {
-		._flags = AMQP_BASIC_DELIVERY_MODE_FLAG,
-		.delivery_mode = out.transient ? AMQP_DELIVERY_NONPERSISTENT
-					       : AMQP_DELIVERY_PERSISTENT,
-	};
-	if (out.message_id) {
-		p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
-		p.message_id = amqp_cstring_bytes(out.message_id);
-	}
-	if (out.content_type) {
-		p._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
-		p.content_type = amqp_cstring_bytes(out.content_type);
+	amqp_basic_properties_t p;
+	amqp_table_entry_t headers[GS_AMQP_MAX_HEADERS];
+	if (!gs__amqp_props(&out, &p, headers)) {
+		gs__amqp_log(&k->conf,
+			     "sink: %zu headers (at most %d, each "
+			     "with a key): refused",
+			     out.n_headers, GS_AMQP_MAX_HEADERS);
+		return GS_EINVAL;
 	}
 	amqp_bytes_t body = { .len = out.size, .bytes = (void *)out.body };
 	int r = amqp_basic_publish(

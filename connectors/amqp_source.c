@@ -590,65 +590,56 @@ static uint64_t deaths(const gs_amqp_source *s,
 	return 0;
 }
 
-static size_t prop_len(const amqp_basic_properties_t *p, amqp_flags_t flag,
-		       const amqp_bytes_t *b)
-{
-	return (p->_flags & flag) ? b->len : 0;
-}
-
-static char *put(char **at, const void *bytes, size_t len)
-{
-	char *s = *at;
-	if (len)
-		memcpy(s, bytes, len);
-	s[len] = '\0';
-	*at += len + 1;
-	return s;
-}
-
 /* Copies n envelopes into one slab of deliveries; NULL if no memory. */
 static slab *to_slab(gs_amqp_source *s, amqp_envelope_t *env, size_t n)
 {
-	size_t bytes = 0;
+	size_t bytes = 0, n_hdrs = 0;
 	for (size_t i = 0; i < n; i++) {
 		const amqp_basic_properties_t *p = &env[i].message.properties;
+		size_t h;
+		bytes += gs__amqp_meta_size(p, &h);
+		n_hdrs += h;
 		bytes += env[i].message.body.len + env[i].exchange.len +
 			 env[i].routing_key.len +
-			 prop_len(p, AMQP_BASIC_MESSAGE_ID_FLAG,
-				  &p->message_id) +
-			 prop_len(p, AMQP_BASIC_CONTENT_TYPE_FLAG,
-				  &p->content_type) +
+			 gs__amqp_prop_len(p, AMQP_BASIC_MESSAGE_ID_FLAG,
+					   &p->message_id) +
+			 gs__amqp_prop_len(p, AMQP_BASIC_CONTENT_TYPE_FLAG,
+					   &p->content_type) +
 			 5;
 	}
-	slab *sl = malloc(sizeof *sl + n * sizeof sl->d[0] + bytes);
+	slab *sl = malloc(sizeof *sl + n * sizeof sl->d[0] +
+			  n_hdrs * sizeof(gs_amqp_header) + bytes);
 	if (!sl)
 		return NULL;
 	sl->refs = n;
-	char *at = (char *)&sl->d[n];
+	gs_amqp_header *hdrs = (gs_amqp_header *)&sl->d[n];
+	char *at = (char *)&hdrs[n_hdrs];
 	for (size_t i = 0; i < n; i++) {
 		const amqp_envelope_t *e = &env[i];
 		const amqp_basic_properties_t *p = &e->message.properties;
 		delivery *d = &sl->d[i];
-		void *body = put(&at, e->message.body.bytes,
-				 e->message.body.len);
+		void *body = gs__amqp_put(&at, e->message.body.bytes,
+					  e->message.body.len);
 		d->meta = (gs_amqp_meta){
 			.delivery_tag = e->delivery_tag,
 			.redelivered = e->redelivered,
-			.exchange = put(&at, e->exchange.bytes,
-					e->exchange.len),
-			.routing_key = put(&at, e->routing_key.bytes,
-					   e->routing_key.len),
-			.message_id = put(&at, p->message_id.bytes,
-					  prop_len(p,
-						   AMQP_BASIC_MESSAGE_ID_FLAG,
-						   &p->message_id)),
-			.content_type = put(
+			.exchange = gs__amqp_put(&at, e->exchange.bytes,
+						 e->exchange.len),
+			.routing_key = gs__amqp_put(&at, e->routing_key.bytes,
+						    e->routing_key.len),
+			.message_id = gs__amqp_put(
+				&at, p->message_id.bytes,
+				gs__amqp_prop_len(p, AMQP_BASIC_MESSAGE_ID_FLAG,
+						  &p->message_id)),
+			.content_type = gs__amqp_put(
 				&at, p->content_type.bytes,
-				prop_len(p, AMQP_BASIC_CONTENT_TYPE_FLAG,
-					 &p->content_type)),
+				gs__amqp_prop_len(p,
+						  AMQP_BASIC_CONTENT_TYPE_FLAG,
+						  &p->content_type)),
 			.size = e->message.body.len,
 			.deaths = deaths(s, p),
 		};
+		gs__amqp_meta_fill(&d->meta, p, &hdrs, &at);
 		d->m = (gs_message){ .data = body,
 				     .metadata = &d->meta,
 				     .acknowledger = &amqp_acknowledger,
@@ -806,6 +797,11 @@ static void *connector_main(void *arg)
 {
 	gs_amqp_source *s = arg;
 	uint64_t retry_at = 0, drain_until = 0;
+	/* A new thread takes its creator's name (a worker's): say whose
+	 * connection this is instead, in the 15 characters allowed. */
+	char name[16];
+	snprintf(name, sizeof name, "%.12s-io", gs_stage_name(s->stage));
+	pthread_setname_np(pthread_self(), name);
 	for (;;) {
 		settle(s);
 		bool stopping = atomic_load(&s->stopping);

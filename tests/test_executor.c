@@ -305,3 +305,40 @@ Test(executor, a_callback_that_holds_its_worker_is_logged_once,
 	cr_assert_eq(run_dawdler(false), 1);
 	cr_assert_eq(run_dawdler(true), 0, "a blocking stage may take long");
 }
+
+/* --- thread names --------------------------------------------------------- */
+
+static int note_thread_name(void *state, gs_stage *stage)
+{
+	(void)stage;
+	pthread_getname_np(pthread_self(), state, 16);
+	return GS_OK;
+}
+
+Test(executor, threads_carry_the_worker_or_the_blocking_stage_name,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static const gs_stage_ops ops = { .init = note_thread_name,
+					  .handle_events = nop_events };
+	char scheduled[16] = "", blocking[16] = "";
+	gs_executor *ex = NULL;
+	GS_OK_OR_DIE(gs_executor_new(
+		&(gs_executor_opts){ .workers = 1, .name = "names" }, &ex));
+	gs_pipeline *p;
+	GS_OK_OR_DIE(
+		gs_pipeline_new(&(gs_pipeline_opts){ .executor = ex }, &p));
+	gs_stage *s;
+	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &ops, scheduled, NULL, &s));
+	/* Longer than a thread name: its first 15 characters are kept. */
+	GS_OK_OR_DIE(
+		gs_stage_new(p, GS_CONSUMER, &ops, blocking,
+			     &(gs_stage_opts){ .name = "audit-log-writer-1",
+					       .blocking = true },
+			     &s));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_str_eq(scheduled, "names-w0");
+	cr_assert_str_eq(blocking, "audit-log-write");
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	gs_pipeline_free(p);
+	gs_executor_free(ex);
+}

@@ -55,6 +55,7 @@
 #include <stdint.h>
 
 #include "broadway.h"
+#include "bus.h"
 #include "error.h"
 #include "pipeline.h"
 #include "stage.h"
@@ -100,6 +101,15 @@ typedef enum gs_amqp_on_failure {
 	GS_AMQP_REJECT,
 } gs_amqp_on_failure;
 
+/* One message header with a string value. */
+typedef struct gs_amqp_header {
+	const char *key;
+	const char *value;
+} gs_amqp_header;
+
+/* Headers a sink publishes with one message, at most. */
+#define GS_AMQP_MAX_HEADERS 16
+
 /* The source's metadata for each message (gs_message.metadata). Strings
  * are NUL-terminated, valid as long as the message. */
 typedef struct gs_amqp_meta {
@@ -109,8 +119,14 @@ typedef struct gs_amqp_meta {
 	const char *routing_key;
 	const char *message_id; /* "" if none */
 	const char *content_type;
-	size_t size;     /* body bytes (gs_message.data) */
-	uint64_t deaths; /* x-death count for this queue (retries) */
+	size_t size;                /* body bytes (gs_message.data) */
+	uint64_t deaths;            /* x-death count for this queue (retries) */
+	const char *correlation_id; /* "" if none */
+	const char *app_id;         /* "" if none */
+	/* The headers whose values are strings, in the order sent (others,
+	 * such as x-death, are left out). */
+	const gs_amqp_header *headers;
+	size_t n_headers;
 } gs_amqp_meta;
 
 /* Whether a message with this id was processed already (dedup). Called on
@@ -207,7 +223,13 @@ typedef struct gs_amqp_out {
 	size_t size;
 	const char *message_id; /* NULL: none */
 	const char *content_type;
-	bool transient; /* not persistent (delivery_mode 1) */
+	bool transient;             /* not persistent (delivery_mode 1) */
+	const char *correlation_id; /* NULL: none */
+	const char *app_id;         /* NULL: none */
+	/* String headers; more than GS_AMQP_MAX_HEADERS is refused as an
+	 * oversize body is (GS_EINVAL to confirmed). */
+	const gs_amqp_header *headers;
+	size_t n_headers;
 } gs_amqp_out;
 
 /* Fills *out for `event`, on the sink's thread. Non-zero fails the
@@ -270,6 +292,218 @@ gs_err gs_amqp_sink_stats_get(const gs_amqp_sink *sink,
 /* Frees the sink after its pipeline finished (or was freed). NULL is a
  * no-op. */
 void gs_amqp_sink_free(gs_amqp_sink *sink);
+
+/*
+ * The bus across processes: a bridge between a local event bus (bus.h) and
+ * a topic exchange, both ways, with the bus's pattern syntax (AMQP's:
+ * "orders.*", "audit.#") on both sides.
+ *
+ *	const char *const out[] = { "orders.#", NULL };
+ *	const char *const in[] = { "orders.#", "audit.*", NULL };
+ *	gs_amqp_bridge *br;
+ *	gs_amqp_bridge_new(bus, &(gs_amqp_bridge_opts){
+ *		.exchange = "events", .forward = out,
+ *		.receive = in, .queue = "billing.events" }, &br);
+ *	...
+ *	gs_amqp_bridge_free(br);   (before gs_bus_free)
+ *
+ * Outbound. A subscription on the bus (its `forward` patterns) publishes
+ * each event to the exchange with the topic as routing key, through a
+ * sink with publisher confirms, and its handler returns only once the
+ * broker confirmed the message: so the envelope completes (on_complete,
+ * and the payload is freed) only after the broker has it, a slow or
+ * absent broker fills the subscription's queue (queue_size) and then
+ * holds up the publishers of matching topics (GS_BUS_BLOCK), and nothing
+ * is lost unseen: the sink reconnects and publishes again what was not
+ * confirmed (so a receiver may see an event twice), and a forward that
+ * fails for good (the broker nacked it, encode failed, the sink gave up
+ * reconnecting) is not retried but fails the event for the bus (counted
+ * in its stats, handed to dead_letter) and counts in `failed`. As for any
+ * publish, the broker confirms and drops a message that no queue is bound
+ * for: bind the receiving queues before forwarding. With concurrency
+ * 1 the exchange receives events in the order the bus accepted them, one
+ * at a time awaiting its confirmation; concurrency N keeps up to N
+ * unconfirmed (each on a thread of the bus's pool) and drops the order.
+ * Each message carries, besides the body encode gives:
+ *	message_id      "<id>:<envelope id>" (unique across bridges)
+ *	correlation_id  the envelope's correlation id, in decimal
+ *	app_id          the bridge's id
+ *	headers         x-gs-source (the envelope's source) and
+ *	                x-gs-causation-id (decimal; "0" for none)
+ *
+ * Inbound. A source (above) consumes `queue`, declared durable and bound
+ * to the exchange with each `receive` pattern as binding key, and
+ * publishes each message into the bus on the thread of one blocking
+ * stage, in queue order: topic = routing key, payload = what decode made,
+ * correlation id = the message's correlation_id (when it is a decimal
+ * number; else the bus gives the envelope its own id), source =
+ * GS_AMQP_BRIDGE_SOURCE_PREFIX "<app_id>:<x-gs-source>" (the remote
+ * bridge's id and the remote envelope's source). The bus's publish takes
+ * no causation id: x-gs-causation-id reaches decode through the metadata's
+ * headers. A message is acked once the bus accepted it: from then on the
+ * local bus owns it, as any event published locally (a crash of this
+ * process loses what the bus had not handled yet, as it would for local
+ * events; messages not yet accepted are redelivered). While the bus has
+ * no room (a slow GS_BUS_BLOCK subscriber), the publish waits, the stage
+ * asks for nothing more, and at most `prefetch` messages are unacked: the
+ * rest wait in the queue. Messages decode refused or whose routing key is
+ * no bus topic are rejected (dead-lettered if the queue has a dead-letter
+ * exchange, by a policy) and counted; those in hand when the bridge is
+ * freed go back to the queue. Bridges that should each see every message
+ * use one queue each; bridges sharing a queue share the messages.
+ *
+ * Loops. A bridge that forwards to and receives from one exchange would
+ * hear itself, and two such bridges would bounce each event between them
+ * for ever. So: a message whose app_id is this bridge's id is acked and
+ * not published (skipped_own); and events whose source starts with
+ * GS_AMQP_BRIDGE_SOURCE_PREFIX, which came in through a bridge, are not
+ * forwarded (skipped_bridged) unless forward_bridged is set (for a chain
+ * over different exchanges, where no cycle exists). Ids must therefore be
+ * unique among the bridges on an exchange, and no local publisher should
+ * name itself with the prefix.
+ *
+ * Threads: the outbound subscription's stage or pool, the sink's thread,
+ * the source's connector thread and the inbound stage's thread, besides
+ * the shared executor's workers. encode and release run on the outbound
+ * subscription's threads (up to `concurrency` at once), decode on the
+ * inbound stage's thread.
+ */
+
+/* The start of the source of every event a bridge published into a bus. */
+#define GS_AMQP_BRIDGE_SOURCE_PREFIX "amqp:"
+
+/* Fills out->body and out->size (and, if you like, content_type and
+ * transient) for `env`. The body must stay valid until release is called
+ * (or, without release, as long as env: pointing into the payload is
+ * fine). The bridge sets the exchange, routing key, ids and headers. Non-
+ * zero fails the forward with that code. */
+typedef int (*gs_amqp_bridge_encode_fn)(void *arg, const gs_bus_envelope *env,
+					gs_amqp_out *out);
+
+/* Called once per successful encode, once the broker settled the message
+ * (or the forward failed), on the same thread. */
+typedef void (*gs_amqp_bridge_release_fn)(void *arg, const gs_bus_envelope *env,
+					  const gs_amqp_out *out);
+
+/* Makes the bus payload of a message (body[0..meta->size), metadata as
+ * the source gives it) into *payload, with *free_fn to free it (NULL: not
+ * freed) once the bus is done with it. Non-zero rejects the message,
+ * except GS_ECANCELED and GS_ENOMEM, which give it back to the queue. */
+typedef int (*gs_amqp_bridge_decode_fn)(void *arg, const gs_amqp_meta *meta,
+					const void *body, void **payload,
+					gs_bus_free_fn *free_fn);
+
+#define GS_AMQP_BRIDGE_OPTS_VERSION 0
+/* Longest bridge id. */
+#define GS_AMQP_BRIDGE_MAX_ID 128
+
+typedef struct gs_amqp_bridge_opts {
+	uint32_t version;       /* GS_AMQP_BRIDGE_OPTS_VERSION */
+	gs_amqp_conn_opts conn; /* its log also gets the bridge's messages */
+	/* The topic exchange, declared durable; required. */
+	const char *exchange;
+	/* This bridge on the exchange (app_id): letters, digits, '.', '_'
+	 * and '-', at most GS_AMQP_BRIDGE_MAX_ID. NULL:
+	 * "<host>.<pid>.<clock>", unique. A stable id is right for one
+	 * process that restarts, wrong for two processes at once. */
+	const char *id;
+
+	/* Outbound: NULL-terminated patterns of the local topics to forward.
+	 * NULL: none. */
+	const char *const *forward;
+	/* NULL: the payload is a NUL-terminated string (a NULL payload, an
+	 * empty body). */
+	gs_amqp_bridge_encode_fn encode;
+	gs_amqp_bridge_release_fn release; /* NULL: none */
+	/* Forwards awaiting confirmation at once; 0: 1 (in order). At most
+	 * GS_POOL_MAX_WORKERS. */
+	size_t concurrency;
+	/* The outbound subscription's queue; 0: 1024. */
+	size_t queue_size;
+	/* Also forward events that came in through a bridge (see Loops). */
+	bool forward_bridged;
+	/* Called for each forward that failed, as the bus's dead_letter, on
+	 * the subscription's thread. NULL: counted and logged only. */
+	gs_bus_dead_letter_fn dead_letter;
+
+	/* Inbound: NULL-terminated binding keys. NULL: none. */
+	const char *const *receive;
+	/* The queue to consume, declared durable and bound to the exchange
+	 * with each binding key; required with `receive`. */
+	const char *queue;
+	/* NULL: the body, copied and NUL-terminated (freed with free). */
+	gs_amqp_bridge_decode_fn decode;
+	/* Unacknowledged messages at most; 0: 64. */
+	size_t prefetch;
+
+	void *arg; /* passed to encode, release, decode and dead_letter */
+	/* How long gs_amqp_bridge_free waits for queued forwards and their
+	 * confirmations, ms; 0: 30000. */
+	unsigned drain_timeout;
+} gs_amqp_bridge_opts;
+
+typedef struct gs_amqp_bridge gs_amqp_bridge;
+
+typedef struct gs_amqp_bridge_stats {
+	/* Outbound: forwarded = confirmed + failed + those in flight. */
+	uint64_t forwarded; /* events to forward (matched, not skipped) */
+	uint64_t confirmed; /* confirmed by the broker */
+	/* Not confirmed: nacked, encode failed, the sink gave up, or still
+	 * unconfirmed when the drain timed out. */
+	uint64_t failed;
+	/* Events not forwarded because they came in through a bridge. */
+	uint64_t skipped_bridged;
+	/* Inbound: received = published + rejected + requeued + skipped_own
+	 * + those in hand. */
+	uint64_t received;    /* messages taken from the queue */
+	uint64_t published;   /* accepted by the bus, then acked */
+	uint64_t rejected;    /* decode failed or no bus topic */
+	uint64_t requeued;    /* given back: being freed (or no memory) */
+	uint64_t skipped_own; /* sent by this bridge: acked, not published */
+	/* Successful connections: the sink's (it connects for its first
+	 * forward) and the source's (the queue is declared and bound then:
+	 * messages sent from then on reach it, while the broker drops those
+	 * sent before, which no queue was bound for). */
+	uint64_t out_connects, in_connects;
+} gs_amqp_bridge_stats;
+
+/*
+ * Creates a bridge on `bus` and starts it: the outbound subscription is on
+ * the bus when this returns; the connections open in the background
+ * (errors go to conn.log). `opts` and its strings are copied. Refused,
+ * with a message to conn.log: NULL bus, opts or out, no exchange, neither
+ * forward nor receive patterns, a malformed pattern, receive without a
+ * queue, a bad id, concurrency above GS_POOL_MAX_WORKERS (GS_EINVAL); a
+ * version above GS_AMQP_BRIDGE_OPTS_VERSION (GS_EVERSION); what
+ * gs_bus_subscribe refuses (a closed bus: GS_ECLOSED). On error *out is
+ * untouched and nothing is left running. Not from a bus handler or hook,
+ * nor a scheduled stage's callbacks.
+ */
+gs_err gs_amqp_bridge_new(gs_bus *bus, const gs_amqp_bridge_opts *opts,
+			  gs_amqp_bridge **out);
+
+/* The bridge's id (generated or given), from any thread; valid until
+ * gs_amqp_bridge_free. NULL for NULL. */
+const char *gs_amqp_bridge_id(const gs_amqp_bridge *br);
+
+/* A snapshot of the counters, from any thread; each exact, the set not
+ * taken atomically. GS_EINVAL on NULL. */
+gs_err gs_amqp_bridge_stats_get(const gs_amqp_bridge *br,
+				gs_amqp_bridge_stats *out);
+
+/*
+ * Stops and frees the bridge: the inbound side first (messages in hand
+ * go back to the queue), then the outbound subscription ends, forwarding
+ * what it had accepted and waiting for the confirmations up to
+ * drain_timeout; forwards still unconfirmed then fail (counted, and
+ * dead_letter). The bus keeps running. Call it before gs_bus_free (after
+ * gs_bus_close is fine), once no other call on the bridge runs or will
+ * be made, and not from a bus handler or hook or a stage's callbacks
+ * (the waits would be refused there). As for the
+ * sink, while the broker is unreachable this waits until it is back or
+ * conn.max_reconnects runs out. NULL is a no-op.
+ */
+void gs_amqp_bridge_free(gs_amqp_bridge *br);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,10 @@ typedef struct out_ctx {
 	size_t big_size;
 	size_t fail_id; /* encode refuses it (0: none) */
 	const char *queue;
+	char queue_name[96];
+	/* Ids and headers every message gets (NULL: none). */
+	const gs_amqp_out *props;
+	log_keep *log; /* the sink's log (NULL: stderr) */
 } out_ctx;
 
 #define BIG_ID 1000000
@@ -40,6 +44,13 @@ static int encode(void *arg, void *event, gs_amqp_out *out)
 		out->body = body;
 		out->size = strlen(body);
 	}
+	if (c->props) {
+		out->message_id = c->props->message_id;
+		out->correlation_id = c->props->correlation_id;
+		out->app_id = c->props->app_id;
+		out->headers = c->props->headers;
+		out->n_headers = c->props->n_headers;
+	}
 	return GS_OK;
 }
 
@@ -54,6 +65,16 @@ static void confirmed(void *arg, void *event, int status)
 		atomic_fetch_add(&c->einval, 1);
 }
 
+/* A context for a new queue named for the test. */
+static out_ctx *new_ctx(const char *what)
+{
+	need_broker();
+	out_ctx *c = calloc(1, sizeof *c);
+	broker_name(c->queue_name, sizeof c->queue_name, what);
+	c->queue = c->queue_name;
+	return c;
+}
+
 /* Publishes events[0..n) through a sink into `queue`; returns its stats. */
 static gs_amqp_sink_stats run_sink(out_ctx *c, void **events, size_t n,
 				   size_t max_unconfirmed)
@@ -63,9 +84,14 @@ static gs_amqp_sink_stats run_sink(out_ctx *c, void **events, size_t n,
 	gs_stage *src;
 	GS_OK_OR_DIE(gs_from_array(p, events, n, NULL, &src));
 	gs_amqp_sink *sink;
+	gs_amqp_conn_opts conn = test_conn();
+	if (c->log) {
+		conn.log = log_keep_fn;
+		conn.log_arg = c->log;
+	}
 	GS_OK_OR_DIE(gs_amqp_sink_new(
 		p,
-		&(gs_amqp_sink_opts){ .conn = test_conn(),
+		&(gs_amqp_sink_opts){ .conn = conn,
 				      .declare_queue = c->queue,
 				      .max_unconfirmed = max_unconfirmed,
 				      .max_message_size = 4u << 20,
@@ -95,11 +121,7 @@ static void **ids(size_t first, size_t n)
 Test(amqp_sink, hands_back_every_event_once_after_its_confirmation,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
-	char q[96];
-	broker_name(q, sizeof q, "sink");
-	out_ctx *c = calloc(1, sizeof *c);
-	c->queue = q;
+	out_ctx *c = new_ctx("sink");
 	void **ev = ids(0, N_EVENTS);
 	gs_amqp_sink_stats st = run_sink(c, ev, N_EVENTS, 0);
 	for (size_t i = 0; i < N_EVENTS; i++)
@@ -112,9 +134,9 @@ Test(amqp_sink, hands_back_every_event_once_after_its_confirmation,
 	cr_assert_eq(st.confirmed, N_EVENTS);
 	cr_assert_eq(st.unconfirmed, 0);
 	/* Confirmed means in the queue. */
-	cr_assert_eq(queue_ready(q), N_EVENTS);
+	cr_assert_eq(queue_ready(c->queue), N_EVENTS);
 	_Atomic unsigned *in = calloc(N_EVENTS, sizeof *in);
-	drain_queue(q, in, N_EVENTS);
+	drain_queue(c->queue, in, N_EVENTS);
 	for (size_t i = 0; i < N_EVENTS; i++)
 		cr_assert_eq(atomic_load(&in[i]), 1);
 	free(in);
@@ -125,17 +147,13 @@ Test(amqp_sink, hands_back_every_event_once_after_its_confirmation,
 Test(amqp_sink, unconfirmed_publishes_never_exceed_the_bound,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
-	char q[96];
-	broker_name(q, sizeof q, "sink");
-	out_ctx *c = calloc(1, sizeof *c);
-	c->queue = q;
+	out_ctx *c = new_ctx("sink");
 	void **ev = ids(0, 2000);
 	gs_amqp_sink_stats st = run_sink(c, ev, 2000, 8);
 	cr_assert_leq(st.max_unconfirmed_seen, 8);
 	cr_assert_gt(st.max_unconfirmed_seen, 0);
 	cr_assert_eq(atomic_load(&c->ok), 2000);
-	cr_assert_eq(queue_ready(q), 2000);
+	cr_assert_eq(queue_ready(c->queue), 2000);
 	free(ev);
 	free(c);
 }
@@ -143,11 +161,7 @@ Test(amqp_sink, unconfirmed_publishes_never_exceed_the_bound,
 Test(amqp_sink, encode_errors_and_oversize_messages_come_back_unpublished,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
-	char q[96];
-	broker_name(q, sizeof q, "sink");
-	out_ctx *c = calloc(1, sizeof *c);
-	c->queue = q;
+	out_ctx *c = new_ctx("sink");
 	c->fail_id = 7;
 	c->big_size = (4u << 20) + 1; /* over the sink's max_message_size */
 	c->big = calloc(1, c->big_size);
@@ -160,12 +174,34 @@ Test(amqp_sink, encode_errors_and_oversize_messages_come_back_unpublished,
 	cr_assert_eq(atomic_load(&c->failed), 2);
 	cr_assert_eq(atomic_load(&c->einval), 1);
 	cr_assert_eq(atomic_load(&c->confirmed[7]), 1);
-	cr_assert_eq(queue_ready(q), 18);
+	cr_assert_eq(queue_ready(c->queue), 18);
 	free(c->big);
 	free(c);
 }
 
+/* Consumes `q` through Broadway with `handle` until *done is set. */
+static void consume_until(const char *q,
+			  int (*handle)(void *, size_t, gs_message *),
+			  _Atomic bool *done)
+{
+	const gs_broadway_ops ops = { .handle_message = handle };
+	gs_amqp_source_opts o = { .conn = test_conn(), .queue = q };
+	gs_broadway *bw;
+	GS_OK_OR_DIE(gs_broadway_new(
+		&ops, NULL,
+		&(gs_broadway_opts){
+			.producer = gs_amqp_broadway_producer(&o, 1),
+			.processors = { .concurrency = 1 } },
+		&bw));
+	GS_OK_OR_DIE(gs_broadway_start(bw));
+	while (!atomic_load(done))
+		usleep(2000);
+	gs_broadway_stop(bw);
+	gs_broadway_free(bw);
+}
+
 static _Atomic size_t big_seen_size;
+static _Atomic bool big_seen;
 
 static int check_big(void *arg, size_t processor, gs_message *m)
 {
@@ -177,17 +213,14 @@ static int check_big(void *arg, size_t processor, gs_message *m)
 	for (size_t i = 0; i < meta->size; i++)
 		same &= b[i] == (unsigned char)(i * 7);
 	atomic_store(&big_seen_size, same ? meta->size : 1);
+	atomic_store(&big_seen, true);
 	return GS_OK;
 }
 
 Test(amqp_sink, a_message_larger_than_a_frame_goes_round_whole,
      .timeout = GS_TEST_TIMEOUT)
 {
-	need_broker();
-	char q[96];
-	broker_name(q, sizeof q, "big");
-	out_ctx *c = calloc(1, sizeof *c);
-	c->queue = q;
+	out_ctx *c = new_ctx("big");
 	c->big_size = 1u << 20; /* eight frames of 128 KiB */
 	c->big = malloc(c->big_size);
 	for (size_t i = 0; i < c->big_size; i++)
@@ -195,23 +228,75 @@ Test(amqp_sink, a_message_larger_than_a_frame_goes_round_whole,
 	void *ev[1] = { (void *)(uintptr_t)BIG_ID };
 	run_sink(c, ev, 1, 0);
 	cr_assert_eq(atomic_load(&c->ok), 1);
-	static const gs_broadway_ops ops = { .handle_message = check_big };
-	gs_amqp_source_opts o = { .conn = test_conn(), .queue = q };
-	gs_broadway *bw;
-	GS_OK_OR_DIE(gs_broadway_new(
-		&ops, NULL,
-		&(gs_broadway_opts){
-			.producer = gs_amqp_broadway_producer(&o, 1),
-			.processors = { .concurrency = 1 } },
-		&bw));
-	GS_OK_OR_DIE(gs_broadway_start(bw));
-	while (!atomic_load(&big_seen_size))
-		usleep(2000);
-	gs_broadway_stop(bw);
-	gs_broadway_free(bw);
+	consume_until(c->queue, check_big, &big_seen);
 	cr_assert_eq(atomic_load(&big_seen_size), c->big_size);
-	cr_assert_eq(queue_ready(q), 0);
+	cr_assert_eq(queue_ready(c->queue), 0);
 	free(c->big);
+	free(c);
+}
+
+static const gs_amqp_header props_headers[] = {
+	{ "x-origin", "billing" },
+	{ "x-empty", "" },
+};
+
+/* Whether the message's metadata held every property sent (checked on
+ * the processor's thread, asserted on the test's). */
+static _Atomic bool props_seen, props_ok;
+
+static bool same(const char *a, const char *b)
+{
+	return a && b && !strcmp(a, b);
+}
+
+static int check_props(void *arg, size_t processor, gs_message *m)
+{
+	(void)arg;
+	(void)processor;
+	const gs_amqp_meta *meta = m->metadata;
+	bool ok = same(meta->message_id, "m-7") &&
+		  same(meta->correlation_id, "c-7") &&
+		  same(meta->app_id, "app-7") && meta->n_headers == 2;
+	for (size_t i = 0; ok && i < 2; i++)
+		ok = same(meta->headers[i].key, props_headers[i].key) &&
+		     same(meta->headers[i].value, props_headers[i].value);
+	atomic_store(&props_ok, ok);
+	atomic_store(&props_seen, true);
+	return GS_OK;
+}
+
+Test(amqp_sink, ids_and_string_headers_reach_the_source_metadata,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	out_ctx *c = new_ctx("props");
+	c->props = &(gs_amqp_out){ .message_id = "m-7",
+				   .correlation_id = "c-7",
+				   .app_id = "app-7",
+				   .headers = props_headers,
+				   .n_headers = 2 };
+	void *ev[1] = { (void *)(uintptr_t)7 };
+	run_sink(c, ev, 1, 0);
+	cr_assert_eq(atomic_load(&c->ok), 1);
+	consume_until(c->queue, check_props, &props_seen);
+	cr_assert(atomic_load(&props_ok));
+	free(c);
+}
+
+Test(amqp_sink, too_many_headers_come_back_unpublished,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	out_ctx *c = new_ctx("hdrs");
+	c->log = calloc(1, sizeof *c->log);
+	static const gs_amqp_header h[GS_AMQP_MAX_HEADERS + 1] = { 0 };
+	c->props = &(gs_amqp_out){ .headers = h,
+				   .n_headers = GS_AMQP_MAX_HEADERS + 1 };
+	void *ev[1] = { (void *)(uintptr_t)3 };
+	gs_amqp_sink_stats st = run_sink(c, ev, 1, 0);
+	cr_assert_eq(st.failed, 1);
+	cr_assert_eq(atomic_load(&c->einval), 1);
+	cr_assert(log_has(c->log, "headers"));
+	cr_assert_eq(queue_ready(c->queue), 0);
+	free(c->log);
 	free(c);
 }
 
