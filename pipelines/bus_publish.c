@@ -2,11 +2,12 @@
 /*
  * Publishing. A publish call builds its envelopes in one block before it
  * takes the publish lock; under the lock it routes each envelope (a hash
- * lookup, once per topic per call), checks that every matched GS_BUS_BLOCK queue has room for all of
- * its events (else it refuses, or waits and routes again), assigns ids,
- * and puts each delivery into its subscription's queue. The queues' new
- * ends are shown once per call. Feeders to wake, unrouted hooks and the
- * release of the block wait until the lock is returned.
+ * lookup, once per topic per call), checks that every matched GS_BUS_BLOCK
+ * queue has room for all of its events (else it refuses, or waits and
+ * routes again), assigns ids, and puts each delivery into its
+ * subscription's queue. The queues' new ends are shown once per call.
+ * Feeders to wake, unrouted hooks and the release of the block wait until
+ * the lock is returned.
  */
 #include <stdlib.h>
 #include <string.h>
