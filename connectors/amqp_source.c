@@ -30,6 +30,8 @@
 /* How long the thread sleeps when nothing wakes it (it re-checks its
  * flags then). */
 #define IDLE_MS 100
+/* The longest an ack waits for others to share its frame. */
+#define ACK_DELAY_MS 5
 /* A message's frames arrive together; this bounds the wait for the rest
  * of one whose first frame was read. */
 #define FRAME_WAIT_MS 100
@@ -99,6 +101,7 @@ struct gs_amqp_source {
 	bool consuming, gave_up;
 	uint64_t outstanding;
 	uint64_t low, high; /* tags: lowest not acked at the broker, last */
+	uint64_t acks_due;  /* when held acks must go out (ms); 0: none */
 	unsigned char *tags;
 	size_t tags_cap; /* a power of two */
 	action *work;    /* the actions being settled */
@@ -120,7 +123,7 @@ static void bump(_Atomic uint64_t *c, uint64_t n)
 	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
-/* Queues settlements; one lock and one wake-up per call. On no memory the
+/* Queues settlements, one lock per call. On no memory the
  * messages are settled as cancelled, one action at a time... which needs
  * memory too: so the queue is grown ahead, see reserve_actions. */
 static void post(gs_amqp_source *s, gs_message **msgs, size_t n, act_kind k)
@@ -146,6 +149,10 @@ static void post(gs_amqp_source *s, gs_message **msgs, size_t n, act_kind k)
 		s->actions = v;
 		s->cap_actions = cap;
 	}
+	/* The connector takes the whole queue at once: only the post that
+	 * finds it empty needs to wake it (one system call per round of
+	 * settlements, not per acknowledger call). */
+	bool was_empty = !s->n_actions;
 	for (size_t i = 0; i < n; i++) {
 		delivery *d = (delivery *)msgs[i];
 		act_kind kind = k;
@@ -154,7 +161,8 @@ static void post(gs_amqp_source *s, gs_message **msgs, size_t n, act_kind k)
 		s->actions[s->n_actions++] = (action){ d, kind };
 	}
 	pthread_mutex_unlock(&s->lock);
-	wake(s);
+	if (was_empty)
+		wake(s);
 }
 
 static void amqp_ack(void *ack_ref, gs_message **ok, size_t n_ok,
@@ -287,24 +295,42 @@ static void connection_lost(gs_amqp_source *s, const char *why)
 	gs__amqp_close(s->conn, false);
 	s->conn = NULL;
 	s->consuming = false;
+	s->acks_due = 0; /* the broker redelivers what was held */
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* Sends what the run of settled tags from `low` allows as one multiple
  * ack; acks the rest one by one only when so many wait behind an open
- * tag that the prefetch would stall. */
-static void flush_acks(gs_amqp_source *s)
+ * tag that the prefetch would stall. Every ack frame costs the broker
+ * work, so unless `force`, a run shorter than a quarter of the prefetch
+ * is held up to ACK_DELAY_MS for more to join it. */
+static void flush_acks(gs_amqp_source *s, bool force)
 {
 	uint64_t t = s->low, last = 0;
 	while (t <= s->high && *tag_at(s, t) != TAG_OPEN) {
 		if (*tag_at(s, t) == TAG_ACK)
 			last = t;
-		*tag_at(s, t) = TAG_OPEN;
 		t++;
 	}
-	s->low = t;
-	if (last && amqp_basic_ack(s->conn, GS__AMQP_CHANNEL, last, 1)) {
-		connection_lost(s, "ack failed");
-		return;
+	bool hold = !force && t > s->low && (t - s->low) * 4 < s->qos;
+	if (hold && !s->acks_due)
+		s->acks_due = now_ms() + ACK_DELAY_MS;
+	if (!hold || now_ms() >= s->acks_due) {
+		for (uint64_t u = s->low; u < t; u++)
+			*tag_at(s, u) = TAG_OPEN;
+		s->low = t;
+		s->acks_due = 0;
+		if (last &&
+		    amqp_basic_ack(s->conn, GS__AMQP_CHANNEL, last, 1)) {
+			connection_lost(s, "ack failed");
+			return;
+		}
 	}
 	size_t waiting = 0;
 	for (uint64_t u = t; u <= s->high; u++)
@@ -399,8 +425,8 @@ static void settle(gs_amqp_source *s)
 	}
 	if (failed)
 		connection_lost(s, "could not settle a message");
-	else if (s->conn && n)
-		flush_acks(s);
+	else if (s->conn && (n || (s->acks_due && now_ms() >= s->acks_due)))
+		flush_acks(s, false);
 }
 
 /* --- connecting ------------------------------------------------------- */
@@ -513,6 +539,7 @@ static bool connect_and_consume(gs_amqp_source *s)
 	/* Tags restart at 1 on a new channel; the old ones are stale. */
 	s->low = 1;
 	s->high = 0;
+	s->acks_due = 0;
 	if (s->tags)
 		memset(s->tags, TAG_OPEN, s->tags_cap);
 	bool ok = s->o.declare ? declare(s) : true;
@@ -752,7 +779,7 @@ static void read_batch(gs_amqp_source *s)
 			else if (gs_cast(s->stage, b))
 				drop_batch(b, s);
 			if (dup)
-				flush_acks(s);
+				flush_acks(s, false);
 		}
 	}
 	if (lost)
@@ -784,13 +811,6 @@ static bool wait_for(gs_amqp_source *s, int ms)
 		(void)got;
 	}
 	return r > 0 && nfds == 2 && fds[1].revents;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static void *connector_main(void *arg)
@@ -840,6 +860,11 @@ static void *connector_main(void *arg)
 		if (s->conn && s->consuming && !set_qos(s))
 			connection_lost(s, NULL);
 		int idle = IDLE_MS;
+		if (s->acks_due) {
+			uint64_t now = now_ms();
+			idle = s->acks_due <= now ? 0
+						  : (int)(s->acks_due - now);
+		}
 		if (!s->conn && wanted && retry_at > now_ms() &&
 		    retry_at - now_ms() < IDLE_MS)
 			idle = (int)(retry_at - now_ms());
@@ -847,7 +872,7 @@ static void *connector_main(void *arg)
 			read_batch(s);
 	}
 	if (s->conn)
-		flush_acks(s);
+		flush_acks(s, true);
 	gs__amqp_close(s->conn, s->conn != NULL);
 	s->conn = NULL;
 	return NULL;
