@@ -308,7 +308,7 @@ static uint64_t now_ms(void)
 /* Sends what the run of settled tags from `low` allows as one multiple
  * ack; acks the rest one by one only when so many wait behind an open
  * tag that the prefetch would stall. Every ack frame costs the broker
- * work, so unless `force`, a run shorter than a quarter of the prefetch
+ * work, so unless `force`, a run shorter than half the prefetch
  * is held up to ACK_DELAY_MS for more to join it. */
 static void flush_acks(gs_amqp_source *s, bool force)
 {
@@ -318,7 +318,7 @@ static void flush_acks(gs_amqp_source *s, bool force)
 			last = t;
 		t++;
 	}
-	bool hold = !force && t > s->low && (t - s->low) * 4 < s->qos;
+	bool hold = !force && t > s->low && (t - s->low) * 2 < s->qos;
 	if (hold && !s->acks_due)
 		s->acks_due = now_ms() + ACK_DELAY_MS;
 	if (!hold || now_ms() >= s->acks_due) {
