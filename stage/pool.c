@@ -106,6 +106,11 @@ static bool complete(gs_pool *pool, input *in)
 static void *worker_main(void *arg)
 {
 	gs_pool *pool = arg;
+	/* A new thread takes its creator's name (a worker's or the pool
+	 * stage's own): mark it as one of the pool's. */
+	char name[16];
+	snprintf(name, sizeof name, "%.12s-p", gs_stage_name(pool->stage));
+	pthread_setname_np(pthread_self(), name);
 	pthread_mutex_lock(&pool->lock);
 	for (;;) {
 		while (!pool->qcount && !pool->quit) {

@@ -386,6 +386,49 @@ static int noop(void *arg, void *event)
 	return GS_OK;
 }
 
+/* The name of the thread that ran the first handler. */
+typedef struct named {
+	char name[16];
+	_Atomic bool set, taken;
+} named;
+
+static int note_name(void *arg, void *event)
+{
+	(void)event;
+	named *nm = arg;
+	if (!atomic_exchange(&nm->taken, true)) {
+		pthread_getname_np(pthread_self(), nm->name, sizeof nm->name);
+		atomic_store(&nm->set, true);
+	}
+	return GS_OK;
+}
+
+Test(pool, its_threads_carry_the_pool_stage_name, .timeout = GS_TEST_TIMEOUT)
+{
+	named nm = { 0 };
+	gs_pipeline *p;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_pool *pool = NULL;
+	GS_OK_OR_DIE(gs_pool_new(p,
+				 &(gs_pool_opts){ .workers = 2,
+						  .handler = note_name,
+						  .arg = &nm },
+				 &pool));
+	counter c = { .next = 1, .end = 11 };
+	gs_stage *src;
+	GS_OK_OR_DIE(gs_from_fn(p, counter_gen, &c, NULL, &src));
+	GS_OK_OR_DIE(gs_subscribe(gs_pool_stage(pool), src, NULL, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	GS_OK_OR_DIE(gs_pipeline_wait(p));
+	cr_assert(atomic_load(&nm.set));
+	char want[16];
+	snprintf(want, sizeof want, "%.12s-p",
+		 gs_stage_name(gs_pool_stage(pool)));
+	cr_assert_str_eq(nm.name, want);
+	gs_pipeline_free(p);
+	gs_pool_free(pool);
+}
+
 Test(pool, refuses_bad_options_and_leaves_out_untouched)
 {
 	gs_pipeline *p;
