@@ -82,7 +82,8 @@ struct gs_amqp_source {
 	gs_stage *stage;
 	pthread_t thread;
 	bool thread_started;
-	int efd; /* wakes the connector */
+	char thread_name[16]; /* written by on_init before the thread starts */
+	int efd;              /* wakes the connector */
 
 	pthread_mutex_t lock; /* guards the actions */
 	action *actions;
@@ -180,8 +181,11 @@ static void *connector_main(void *arg);
 
 static int on_init(void *state, gs_stage *stage)
 {
-	(void)stage;
 	gs_amqp_source *s = state;
+	/* A new thread takes its creator's name (a worker's): say whose
+	 * connection it is instead, in the 15 characters allowed. */
+	snprintf(s->thread_name, sizeof s->thread_name, "%.12s-io",
+		 gs_stage_name(stage));
 	if (pthread_create(&s->thread, NULL, connector_main, s))
 		return GS_ESPAWN;
 	s->thread_started = true;
@@ -817,11 +821,7 @@ static void *connector_main(void *arg)
 {
 	gs_amqp_source *s = arg;
 	uint64_t retry_at = 0, drain_until = 0;
-	/* A new thread takes its creator's name (a worker's): say whose
-	 * connection this is instead, in the 15 characters allowed. */
-	char name[16];
-	snprintf(name, sizeof name, "%.12s-io", gs_stage_name(s->stage));
-	pthread_setname_np(pthread_self(), name);
+	pthread_setname_np(pthread_self(), s->thread_name);
 	for (;;) {
 		settle(s);
 		bool stopping = atomic_load(&s->stopping);

@@ -48,6 +48,8 @@ struct gs_pool {
 	size_t ask_every; /* completions per ask: min_demand, at least 1 */
 	bool ask_posted;  /* lock: a gs_cast to ask again is on its way */
 	gs_stage *stage;
+	/* Written by init before it starts the threads, which read it. */
+	char thread_name[16];
 
 	pthread_mutex_t lock;
 	pthread_cond_t work; /* queue non-empty, or quit */
@@ -106,11 +108,7 @@ static bool complete(gs_pool *pool, input *in)
 static void *worker_main(void *arg)
 {
 	gs_pool *pool = arg;
-	/* A new thread takes its creator's name (a worker's or the pool
-	 * stage's own): mark it as one of the pool's. */
-	char name[16];
-	snprintf(name, sizeof name, "%.12s-p", gs_stage_name(pool->stage));
-	pthread_setname_np(pthread_self(), name);
+	pthread_setname_np(pthread_self(), pool->thread_name);
 	pthread_mutex_lock(&pool->lock);
 	for (;;) {
 		while (!pool->qcount && !pool->quit) {
@@ -163,8 +161,13 @@ static void stop_workers(gs_pool *pool)
 
 static int pool_init(void *state, gs_stage *stage)
 {
-	(void)stage;
 	gs_pool *pool = state;
+	/* A new thread takes its creator's name (a worker's or the pool
+	 * stage's own): mark the pool's as its own. `stage` here, since
+	 * pool->stage may not be stored yet when a running pipeline starts
+	 * this stage at once. */
+	snprintf(pool->thread_name, sizeof pool->thread_name, "%.12s-p",
+		 gs_stage_name(stage));
 	for (; pool->started < pool->workers; pool->started++)
 		if (pthread_create(&pool->threads[pool->started], NULL,
 				   worker_main, pool)) {
