@@ -26,7 +26,10 @@
  * broker lets it hold, follows the demand its consumers asked for (their
  * max_demand, summed) unless opts.prefetch sets it. With batchers, set
  * prefetch to at least batch_size times the batchers' concurrency, or
- * batches fill only by timeout.
+ * batches fill only by timeout. Acks travel as one `multiple` ack per run
+ * of settled messages: a run shorter than half the prefetch waits up to
+ * 5 ms for more (each ack frame costs the broker work), so the broker may
+ * see an ack that late; a connection lost meanwhile means redelivery.
  *
  * A sink is a consumer stage publishing each event to an exchange with
  * publisher confirms. An event is delivered only once the broker confirmed
