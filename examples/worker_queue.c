@@ -2,8 +2,10 @@
 /*
  * worker_queue: webhooks delivered from a RabbitMQ queue. Each message is
  * a webhook (a URL and a payload); 8 senders deliver them at once; a
- * failed delivery is retried after a delay (the source's retry queue),
- * up to 5 times, then dead-lettered to "<queue>.dead"; Ctrl-C drains:
+ * failed delivery is tried again at once with a growing backoff (20, 40,
+ * 80 ms), then handed back to the broker, which retries it after a delay
+ * (the source's retry queue), up to 5 times, then dead-letters it to
+ * "<queue>.dead"; Ctrl-C drains:
  * no new webhooks are taken, those being sent finish and are acked, and
  * the rest stay in the queue for the next run (or another copy).
  *
@@ -36,6 +38,9 @@
 
 #define SENDERS 8
 #define MAX_RETRIES 5
+/* Tries per delivery before the message goes back to the broker. */
+#define TRIES 4
+#define FIRST_BACKOFF_MS 20
 
 typedef struct counts {
 	_Atomic uint64_t sent, failed_tries, dead;
@@ -69,14 +74,23 @@ static int handle_message(void *arg, size_t sender, gs_message *m)
 	(void)sender;
 	counts *c = arg;
 	const gs_amqp_meta *meta = m->metadata;
-	if (send_webhook(m->data, meta->deaths)) {
+	/* The senders are blocking stages: they may sleep between tries. */
+	long backoff_ms = FIRST_BACKOFF_MS;
+	for (uint64_t t = 0; t < TRIES; t++) {
+		if (!send_webhook(m->data, meta->deaths * TRIES + t)) {
+			atomic_fetch_add(&c->sent, 1);
+			return GS_OK;
+		}
 		atomic_fetch_add(&c->failed_tries, 1);
-		if (meta->deaths >= MAX_RETRIES)
-			atomic_fetch_add(&c->dead, 1);
-		return GS_EUSER; /* retried, or dead-lettered at the limit */
+		if (t + 1 < TRIES) {
+			struct timespec ts = { 0, backoff_ms * 1000000L };
+			nanosleep(&ts, NULL);
+			backoff_ms *= 2;
+		}
 	}
-	atomic_fetch_add(&c->sent, 1);
-	return GS_OK;
+	if (meta->deaths >= MAX_RETRIES)
+		atomic_fetch_add(&c->dead, 1);
+	return GS_EUSER; /* retried later, or dead-lettered at the limit */
 }
 
 /* A plain rabbitmq-c connection with channel 1 open, or NULL. */
