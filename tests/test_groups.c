@@ -15,6 +15,18 @@ static size_t by_parity(void *arg, const void *event)
 	return GS_VAL(event) % 2;
 }
 
+/* A producer of sp's sequence into two partitions: even and odd. */
+static gs_stage *parity_producer(gs_pipeline *p, seq_producer *sp)
+{
+	gs_stage *prod;
+	GS_OK_OR_DIE(gs_stage_new(
+		p, GS_PRODUCER, &seq_producer_ops, sp,
+		&(gs_stage_opts){ .dispatcher = gs_dispatcher_partition(
+					  2, by_parity, NULL) },
+		&prod));
+	return prod;
+}
+
 Test(partition, a_shared_partition_spreads_its_events_over_the_group,
      .timeout = GS_TEST_TIMEOUT)
 {
@@ -25,11 +37,7 @@ Test(partition, a_shared_partition_spreads_its_events_over_the_group,
 	seq_producer sp = { .total = EVENTS };
 	recorder r[SHARERS + 1];
 	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
-	GS_OK_OR_DIE(gs_stage_new(
-		p, GS_PRODUCER, &seq_producer_ops, &sp,
-		&(gs_stage_opts){ .dispatcher = gs_dispatcher_partition(
-					  2, by_parity, NULL) },
-		&prod));
+	prod = parity_producer(p, &sp);
 	for (size_t i = 0; i <= SHARERS; i++) {
 		r[i] = (recorder){ .tally = &t, .check_order = true };
 		GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r[i],
@@ -67,11 +75,7 @@ Test(partition, a_partition_is_shared_or_held_alone_never_both)
 	seq_producer sp = { .total = 0 };
 	recorder r = { 0 };
 	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
-	GS_OK_OR_DIE(gs_stage_new(
-		p, GS_PRODUCER, &seq_producer_ops, &sp,
-		&(gs_stage_opts){ .dispatcher = gs_dispatcher_partition(
-					  2, by_parity, NULL) },
-		&prod));
+	prod = parity_producer(p, &sp);
 	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &a));
 	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &b));
 	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r, NULL, &c));
