@@ -112,7 +112,10 @@ Test(amqp_faults, a_broker_killed_mid_stream_loses_nothing_after_restart,
 	gs_amqp_sink *sink;
 	GS_OK_OR_DIE(gs_amqp_sink_new(
 		p,
+		/* It declares its queue on every connect, as a sink into
+		 * a queue should: what it publishes always has a home. */
 		&(gs_amqp_sink_opts){ .conn = o.conn,
+				      .declare_queue = q2,
 				      .encode = encode_id,
 				      .confirmed = confirmed_id,
 				      .arg = ss },
@@ -148,6 +151,11 @@ Test(amqp_faults, a_broker_killed_mid_stream_loses_nothing_after_restart,
 	gs_amqp_sink_stats_get(sink, &sst);
 	gs_amqp_sink_free(sink);
 	cr_assert_eq(atomic_load(&ss->failed), 0);
+	/* A restarted broker may take a moment to recover its durable
+	 * queues after it accepts connections (a get meanwhile is 404). */
+	for (int i = 0; i < 1500 && queue_ready(q2) < 0; i++)
+		usleep(20000);
+	cr_assert_geq(queue_ready(q2), 0, "%s not back after 30 s", q2);
 	_Atomic unsigned *in = calloc(n, sizeof *in);
 	size_t got = drain_queue(q2, in, n);
 	size_t sink_dups = 0;
