@@ -33,6 +33,7 @@
 #endif
 
 #define RABBITMQ_SERVER "/usr/lib/rabbitmq/bin/rabbitmq-server"
+#define RABBITMQCTL "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 static char error_msg[1024];
 
@@ -337,6 +338,22 @@ void broker_kill9(void)
 		struct timespec ts = { 0, 50000000L };
 		nanosleep(&ts, NULL);
 	}
+}
+
+bool broker_sync_metadata(void)
+{
+	char log[300];
+	snprintf(log, sizeof log, "%s/rabbitmqctl.out",
+		 env("GS_TEST_AMQP_DIR"));
+	char *argv[] = { RABBITMQCTL, "eval", "mnesia:sync_log().", NULL };
+	pid_t pid = spawn(argv, log);
+	int status = 0;
+	bool ok = pid > 0 && waitpid(pid, &status, 0) == pid &&
+		  WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	if (!ok)
+		snprintf(error_msg, sizeof error_msg,
+			 "broker: rabbitmqctl eval failed; see %s", log);
+	return ok;
 }
 
 bool broker_restart(void)

@@ -24,6 +24,14 @@ int broker_port(void);
 /* Why it did not start ("" if it did). */
 const char *broker_error(void);
 
+/* Makes the broker write out its metadata (queue and exchange
+ * declarations). RabbitMQ 3.10 keeps them in Mnesia, whose transaction log
+ * is buffered in the broker's memory for a moment: a durable queue declared
+ * just before a kill -9 can be missing after the restart, taking the
+ * messages confirmed into it with it. A test that kills the broker calls
+ * this first (it takes a second or two). False, with broker_error, if it
+ * failed. */
+bool broker_sync_metadata(void);
 /* kill -9 the broker (its whole process group), wait for it to go. */
 void broker_kill9(void);
 /* Starts it again on the same ports and data folder and waits until it
