@@ -70,6 +70,7 @@ static gs_bus_sub *sub_new(gs_bus *bus, const gs_bus_sub_opts *o)
 	s->blocking = o->blocking || o->retry_backoff_ms;
 	/* Its stage starts out waiting: the first publish wakes it. */
 	atomic_init(&s->hungry, true);
+	atomic_init(&s->refs, 1); /* the routes' */
 	size_t quarter = o->queue_size / 4 ? o->queue_size / 4 : 1;
 	s->batch = quarter < GS_BUS_MAX_BATCH ? quarter : GS_BUS_MAX_BATCH;
 	return s;
@@ -139,7 +140,6 @@ GS_BUS_API gs_err gs_bus_subscribe(gs_bus *bus, const gs_bus_sub_opts *opts,
 		return err;
 	}
 	err = gs__bus_drain_new(s);
-	atomic_init(&s->refs, 1); /* the routes' */
 	pthread_mutex_lock(&bus->lock);
 	/* From here s belongs to the bus, whatever happens: its stages,
 	 * those that were made, hold it until they are freed. */
