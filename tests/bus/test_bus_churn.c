@@ -8,7 +8,6 @@
  * from its own handler, after gs_bus_close, and on NULL.
  */
 #include <pthread.h>
-#include <stdio.h>
 
 #include "bus_test.h"
 
@@ -222,12 +221,7 @@ Test(bus_churn, releasing_a_subscribed_one_drains_it_in_the_background,
 	cr_expect_eq(bs.retired, 1);
 	cr_expect_eq(bs.retired_totals.accepted, 5);
 	cr_expect_eq(bs.retired_totals.handled, 5);
-	char *json = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&json, &len);
-	cr_assert_not_null(f);
-	GS_OK_OR_DIE(gs_bus_write_json(bus, f));
-	fclose(f);
+	char *json = bt_json(bus);
 	cr_expect(strstr(json, "\"held\": 0, \"routed\": 0,\n  \"retired\": "
 			       "{\"subscriptions\": 1, \"accepted\": 5, "
 			       "\"delivered\": 5, \"handled\": 5"),
