@@ -324,11 +324,12 @@ gs_err gs_bus_unsubscribe(gs_bus_sub *sub, gs_bus_close_mode mode,
  * and finished every event it accepted, on whichever thread finishes last,
  * and adds its counters to the bus's retired totals (gs_bus_stats_get,
  * gs_bus_write_json); topic counters are not affected. Never waits: from
- * any thread, a bus handler or hook included, the subscription's own
- * handler too (it is freed after that handler returns). After it, `sub`
- * must not be used: call it once no other call on the handle runs or will
- * be made. Before or after gs_bus_close; not after gs_bus_free (which
- * frees the handles not released). NULL is a no-op.
+ * any thread, a handler, dead letter, on_complete or unrouted hook
+ * included, the subscription's own handler too (it is freed after that
+ * handler returns); not from the trace hook. After it, `sub` must not be
+ * used: call it once no other call on the handle runs or will be made.
+ * Before or after gs_bus_close; not after gs_bus_free (which frees the
+ * handles not released). NULL is a no-op.
  */
 void gs_bus_sub_release(gs_bus_sub *sub);
 
