@@ -244,5 +244,9 @@ void gs__bridge_out_stop(gs_amqp_bridge *b)
 		gs_push_close(b->push);
 		gs_pipeline_wait(b->out);
 	}
+	/* The bus frees it as soon as its stages end: a bridge made and
+	 * freed while the bus runs on leaves nothing behind. */
+	gs_bus_sub_release(b->sub);
+	b->sub = NULL;
 	out_free(b);
 }

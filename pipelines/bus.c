@@ -119,6 +119,8 @@ static void engine_log(void *arg, gs_log_level level, const gs_stage *stage,
 
 static void bus_destroy(gs_bus *bus)
 {
+	/* Released subscriptions go with their stages; then those whose
+	 * handles are still held. */
 	gs_pipeline_free(bus->p);
 	for (gs_bus_sub *s = bus->all, *next; s; s = next) {
 		next = s->next_all;
@@ -225,6 +227,15 @@ static gs_bus_sub **take_subs(gs_bus *bus, size_t *n)
 	return subs;
 }
 
+/* Under the lock: the first subscription from s on that is not being
+ * freed, with a reference taken. */
+static gs_bus_sub *held_from(gs_bus_sub *s)
+{
+	while (s && !gs__bus_sub_try_ref(s))
+		s = s->next_all;
+	return s;
+}
+
 /* Under the lock: whether every subscription (those unsubscribed too) has
  * finished what it accepted. Then no handler runs, and with outside
  * publishes refused none can start. */
@@ -273,12 +284,15 @@ GS_BUS_API gs_err gs_bus_close(gs_bus *bus, gs_bus_close_mode mode)
 	gs_bus_sub **subs = take_subs(bus, &n);
 	pthread_mutex_unlock(&bus->lock);
 	/* Immediate: the queues are emptied here, and the stop below ends
-	 * the stages; a drain lets each stage finish once its queue is. */
-	for (size_t i = 0; i < n; i++)
+	 * the stages; a drain lets each stage finish once its queue is.
+	 * Either way the routes let go of each. */
+	for (size_t i = 0; i < n; i++) {
 		if (mode == GS_BUS_IMMEDIATE)
 			gs__bus_drop_queue(subs[i]);
 		else
 			gs__bus_sub_close(subs[i]);
+		gs__bus_sub_unref(subs[i]);
+	}
 	free(subs);
 	/* Immediate: what is on its way to a handler is dropped too (the
 	 * feeders' event_free, the pools' cancellations). */
@@ -287,12 +301,20 @@ GS_BUS_API gs_err gs_bus_close(gs_bus *bus, gs_bus_close_mode mode)
 			     : gs_pipeline_wait(bus->p);
 	/* Every stage has finished; a queue whose feeder ended before its
 	 * subscription was closed (out of memory) could still hold events
-	 * that will never be handled: they are dropped, not lost. */
+	 * that will never be handled: they are dropped, not lost. Each is
+	 * held meanwhile, since one released is freed as its stages are;
+	 * one already let go drops its queue as it is freed. */
 	pthread_mutex_lock(&bus->lock);
-	gs_bus_sub *every = bus->all; /* only ever grows at the head */
+	gs_bus_sub *s = held_from(bus->all);
 	pthread_mutex_unlock(&bus->lock);
-	for (gs_bus_sub *s = every; s; s = s->next_all)
+	while (s) {
 		gs__bus_drop_queue(s);
+		pthread_mutex_lock(&bus->lock);
+		gs_bus_sub *next = held_from(s->next_all);
+		pthread_mutex_unlock(&bus->lock);
+		gs__bus_sub_unref(s);
+		s = next;
+	}
 	/* A publish accepted just before the close may still hold its block:
 	 * wait for the last one to let go. */
 	pthread_mutex_lock(&bus->lock);

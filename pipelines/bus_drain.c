@@ -213,8 +213,8 @@ gs_err gs__bus_drain_new(gs_bus_sub *s)
 {
 	gs_err err = s->concurrency > 1 ? pooled_new(s) : direct_new(s);
 	if (err) {
-		/* Whatever was made stops; its state, s, lives until the bus
-		 * is freed. */
+		/* Whatever was made stops; its state, s, lives until those
+		 * stages are freed. */
 		if (s->driver)
 			(void)gs_stage_stop(s->driver, GS_OK);
 		if (s->stage && s->stage != s->driver)

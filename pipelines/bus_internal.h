@@ -287,6 +287,12 @@ void gs__bus_drop(gs_bus_sub *s, gs__bus_env *const *envs, size_t n,
 /* Drops everything in s's queue, from any thread. */
 void gs__bus_drop_queue(gs_bus_sub *s);
 
+/* --- bus_stats.c -------------------------------------------------------- */
+
+/* Under the lock: adds a subscription's final counters to the bus's
+ * retired totals, as it is freed. */
+void gs__bus_stats_retire(gs_bus *bus, const gs_bus_sub_stats *st);
+
 /* --- bus_drain.c: the stages that drain a queue ------------------------- */
 
 /* Makes them: for concurrency 1, one stage that takes batches from the
@@ -317,7 +323,10 @@ struct gs_bus_sub {
 	gs_pool *pool;
 	_Atomic(gs__bus_env *) *slots;
 	uint64_t mask;
-	gs_bus_sub *next_all; /* the bus's list of every subscription */
+	/* the bus's list of the subscriptions it holds, under the lock */
+	gs_bus_sub *next_all, *prev_all;
+	/* stages released to the engine and not yet freed (bus_sub.c) */
+	_Atomic unsigned stages_left;
 
 	/* producer side, under the bus lock */
 	_Alignas(GS__BUS_LINE) uint64_t put; /* end being written */
@@ -325,6 +334,9 @@ struct gs_bus_sub {
 	size_t need;    /* this publish's events for it */
 	uint64_t epoch; /* the publish that last touched it */
 	bool listed;    /* routed to */
+	/* Who may still reach it from outside its stages (bus_sub.c): taken
+	 * mostly by publishers about to wake its stage, so on their line. */
+	_Atomic size_t refs;
 
 	/* the visible end: written once per publish, read by takers, so
 	 * on a line of its own */
@@ -349,6 +361,14 @@ struct gs_bus_sub {
  * finished `target` deliveries (see gs__bus_finish). The caller checks its
  * condition again after this, before it waits. */
 void gs__bus_wait_for(gs_bus_sub *s, uint64_t target);
+/* References to s (see bus_sub.c): gs__bus_sub_ref from one already
+ * held (or under the lock while s is routed to); gs__bus_sub_try_ref, under
+ * the lock, fails once the last is gone; gs__bus_sub_unref, never under the
+ * lock, may free s. */
+void gs__bus_sub_ref(gs_bus_sub *s);
+bool gs__bus_sub_try_ref(gs_bus_sub *s);
+void gs__bus_sub_unref(gs_bus_sub *s);
+/* Frees what s owns and s, as gs_bus_free does for those still held. */
 void gs__bus_sub_free(gs_bus_sub *s);
 
 /* --- bus.c ------------------------------------------------------------ */
@@ -364,8 +384,11 @@ struct gs_bus {
 	uint64_t next_id;
 	gs_bus_sub **subs; /* routed to */
 	size_t n_subs, cap_subs;
-	gs_bus_sub *all; /* every subscription ever, newest first */
-	size_t n_made;
+	gs_bus_sub *all; /* every subscription not yet freed, newest first */
+	size_t n_all, n_made;
+	/* subscriptions freed (bus_sub.c), and their counters summed */
+	uint64_t n_retired;
+	gs_bus_sub_stats retired;
 	gs__bus_routes routes;
 	gs_bus_sub **touched; /* this publish's subscriptions */
 	size_t n_touched, cap_touched;

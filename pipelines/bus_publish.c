@@ -318,10 +318,14 @@ static void accept(gs_bus *bus, gs__bus_block *b, gs__bus_topic *topics,
 		gs_bus_sub *s = bus->touched[i];
 		if (!gs__bus_queue_show(s))
 			continue;
-		if (a->n_wake < WAKE_LATER)
+		if (a->n_wake < WAKE_LATER) {
+			/* Reached after the lock is returned, when it may
+			 * have been unsubscribed and released: held. */
+			gs__bus_sub_ref(s);
 			a->wake[a->n_wake++] = s;
-		else
+		} else {
 			gs__bus_queue_wake(s);
+		}
 	}
 }
 
@@ -438,8 +442,10 @@ static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_msg *msgs,
 
 static void finish_publish(gs_bus *bus, gs__bus_block *b, after *a)
 {
-	for (size_t i = 0; i < a->n_wake; i++)
+	for (size_t i = 0; i < a->n_wake; i++) {
 		gs__bus_queue_wake(a->wake[i]);
+		gs__bus_sub_unref(a->wake[i]);
+	}
 	if (a->unrouted && (bus->o.unrouted || bus->o.trace)) {
 		const gs__bus_ctx *now = gs__bus_ctx_now();
 		gs__bus_ctx ctx;

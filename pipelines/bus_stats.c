@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * The bus's counters, per subscription and per topic, as structs and as
- * one JSON object. Each counter is an atomic read on its own; a snapshot
- * is not taken atomically, so in_flight is computed from counters read in
- * an order that never makes it negative (finished before accepted).
+ * The bus's counters, for the bus, per subscription (those freed summed as
+ * "retired") and per topic, as structs and as one JSON object. Each counter
+ * is an atomic read on its own; a snapshot is not taken atomically, so
+ * in_flight is computed from counters read in an order that never makes it
+ * negative (finished before accepted).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,27 @@ static void json_topic(FILE *f, const gs__bus_topic *t, bool first)
 		(unsigned long long)st.in_flight);
 }
 
+/* A subscription's counters, or the retired ones' sums, as JSON members
+ * (the object's closing brace included). */
+static void json_counts(FILE *f, const gs_bus_sub_stats *st)
+{
+	fprintf(f,
+		"\"accepted\": %llu, "
+		"\"delivered\": %llu, \"handled\": %llu, \"skipped\": %llu, "
+		"\"failed\": %llu, \"retried\": %llu, \"dropped\": %llu, "
+		"\"in_flight\": %llu, \"queue_depth\": %llu, "
+		"\"handler_ns\": %llu}",
+		(unsigned long long)st->accepted,
+		(unsigned long long)st->delivered,
+		(unsigned long long)st->handled,
+		(unsigned long long)st->skipped, (unsigned long long)st->failed,
+		(unsigned long long)st->retried,
+		(unsigned long long)st->dropped,
+		(unsigned long long)st->in_flight,
+		(unsigned long long)st->queue_depth,
+		(unsigned long long)st->handler_ns);
+}
+
 static void json_sub(FILE *f, const gs_bus_sub *s, bool first)
 {
 	static const char *const policy[] = { "block", "drop_oldest",
@@ -110,20 +132,53 @@ static void json_sub(FILE *f, const gs_bus_sub *s, bool first)
 	json_str(f, s->name);
 	fprintf(f,
 		", \"listed\": %s, \"overflow\": \"%s\", \"queue_size\": %zu, "
-		"\"concurrency\": %zu,\n     \"accepted\": %llu, "
-		"\"delivered\": %llu, \"handled\": %llu, \"skipped\": %llu, "
-		"\"failed\": %llu, \"retried\": %llu, \"dropped\": %llu, "
-		"\"in_flight\": %llu, \"queue_depth\": %llu, "
-		"\"handler_ns\": %llu}",
+		"\"concurrency\": %zu,\n     ",
 		s->listed ? "true" : "false", policy[s->overflow],
-		s->queue_size, s->concurrency, (unsigned long long)st.accepted,
-		(unsigned long long)st.delivered,
-		(unsigned long long)st.handled, (unsigned long long)st.skipped,
-		(unsigned long long)st.failed, (unsigned long long)st.retried,
-		(unsigned long long)st.dropped,
-		(unsigned long long)st.in_flight,
-		(unsigned long long)st.queue_depth,
-		(unsigned long long)st.handler_ns);
+		s->queue_size, s->concurrency);
+	json_counts(f, &st);
+}
+
+void gs__bus_stats_retire(gs_bus *bus, const gs_bus_sub_stats *st)
+{
+	gs_bus_sub_stats *r = &bus->retired;
+	bus->n_retired++;
+	r->accepted += st->accepted;
+	r->delivered += st->delivered;
+	r->handled += st->handled;
+	r->skipped += st->skipped;
+	r->failed += st->failed;
+	r->retried += st->retried;
+	r->dropped += st->dropped;
+	r->in_flight += st->in_flight;
+	r->queue_depth += st->queue_depth;
+	r->handler_ns += st->handler_ns;
+}
+
+/* Under the lock. */
+static gs_bus_stats bus_stats(const gs_bus *bus)
+{
+	uint64_t completed = atomic_load(&bus->completed);
+	uint64_t published = atomic_load(&bus->published);
+	return (gs_bus_stats){
+		.published = published,
+		.unrouted = get(&bus->unrouted),
+		.completed = completed,
+		.in_flight = published > completed ? published - completed : 0,
+		.held = bus->n_all,
+		.routed = bus->n_subs,
+		.retired = bus->n_retired,
+		.retired_totals = bus->retired,
+	};
+}
+
+GS_BUS_API gs_err gs_bus_stats_get(gs_bus *bus, gs_bus_stats *out)
+{
+	if (!bus || !out)
+		return GS_EINVAL;
+	pthread_mutex_lock(&bus->lock);
+	*out = bus_stats(bus);
+	pthread_mutex_unlock(&bus->lock);
+	return GS_OK;
 }
 
 GS_BUS_API gs_err gs_bus_write_json(gs_bus *bus, FILE *f)
@@ -131,19 +186,20 @@ GS_BUS_API gs_err gs_bus_write_json(gs_bus *bus, FILE *f)
 	if (!bus || !f)
 		return GS_EINVAL;
 	pthread_mutex_lock(&bus->lock);
-	uint64_t completed = atomic_load(&bus->completed);
-	uint64_t published = atomic_load(&bus->published);
+	gs_bus_stats bs = bus_stats(bus);
 	fprintf(f, "{\"bus\": ");
 	json_str(f, bus->name);
 	fprintf(f,
 		", \"published\": %llu, \"unrouted\": %llu, "
-		"\"completed\": %llu, \"in_flight\": %llu,\n  \"topics\": [",
-		(unsigned long long)published,
-		(unsigned long long)get(&bus->unrouted),
-		(unsigned long long)completed,
-		(unsigned long long)(published > completed
-					     ? published - completed
-					     : 0));
+		"\"completed\": %llu, \"in_flight\": %llu, \"held\": %llu, "
+		"\"routed\": %llu,\n  \"retired\": {\"subscriptions\": %llu, ",
+		(unsigned long long)bs.published,
+		(unsigned long long)bs.unrouted,
+		(unsigned long long)bs.completed,
+		(unsigned long long)bs.in_flight, (unsigned long long)bs.held,
+		(unsigned long long)bs.routed, (unsigned long long)bs.retired);
+	json_counts(f, &bs.retired_totals);
+	fprintf(f, ",\n  \"topics\": [");
 	const gs__bus_routes *r = &bus->routes;
 	bool first = true;
 	for (size_t i = 0; i < r->cap; i++)

@@ -2,12 +2,24 @@
 /*
  * Subscriptions: checking their options, creating one (its matcher, its
  * queue, the stages that drain it) and putting it on the routes, taking it
- * off again and waiting until everything it accepted is finished.
+ * off again and waiting until everything it accepted is finished, and
+ * freeing it once it has ended and its handle is given back.
+ *
+ * Lifetime. Outside its own stages, a subscription is reached through a
+ * reference each: its handle (until gs_bus_sub_release), the routes (from
+ * gs_bus_subscribe until whoever took it off them, gs_bus_unsubscribe or
+ * gs_bus_close, has told its stages to finish) and each publisher that
+ * showed it events and wakes its stage after returning the lock. When the
+ * last goes, only its stages reach it: they are handed to the engine,
+ * which frees each once it has finished (reap.h), and the last one freed
+ * takes the subscription with it, its counters added to the bus's retired
+ * totals.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "bus_internal.h"
+#include "reap.h"
 
 static gs_err check_opts(gs_bus *bus, const gs_bus_sub_opts *o)
 {
@@ -58,6 +70,7 @@ static gs_bus_sub *sub_new(gs_bus *bus, const gs_bus_sub_opts *o)
 	s->blocking = o->blocking || o->retry_backoff_ms;
 	/* Its stage starts out waiting: the first publish wakes it. */
 	atomic_init(&s->hungry, true);
+	atomic_init(&s->refs, 1); /* the routes' */
 	size_t quarter = o->queue_size / 4 ? o->queue_size / 4 : 1;
 	s->batch = quarter < GS_BUS_MAX_BATCH ? quarter : GS_BUS_MAX_BATCH;
 	return s;
@@ -128,19 +141,27 @@ GS_BUS_API gs_err gs_bus_subscribe(gs_bus *bus, const gs_bus_sub_opts *opts,
 	}
 	err = gs__bus_drain_new(s);
 	pthread_mutex_lock(&bus->lock);
-	/* From here s belongs to the bus, whatever happens. */
+	/* From here s belongs to the bus, whatever happens: its stages,
+	 * those that were made, hold it until they are freed. */
 	s->next_all = bus->all;
+	if (bus->all)
+		bus->all->prev_all = s;
 	bus->all = s;
+	bus->n_all++;
 	if (!err && atomic_load(&bus->closing))
 		err = GS_ECLOSED;
 	if (!err)
 		err = list_sub(bus, s);
+	/* The handle's, before a close may take the routes' away. */
+	if (!err && out)
+		gs__bus_sub_ref(s);
 	pthread_mutex_unlock(&bus->lock);
 	if (err) {
 		gs__bus_log(bus, "gs_bus_subscribe '%s': %s", s->name,
 			    gs_strerror(err));
 		if (s->driver)
 			gs__bus_sub_close(s);
+		gs__bus_sub_unref(s);
 		return err;
 	}
 	if (out)
@@ -176,8 +197,10 @@ GS_BUS_API gs_err gs_bus_unsubscribe(gs_bus_sub *s, gs_bus_close_mode mode,
 	pthread_mutex_unlock(&bus->lock);
 	if (mode == GS_BUS_IMMEDIATE)
 		gs__bus_drop_queue(s);
-	if (was_listed)
+	if (was_listed) {
 		gs__bus_sub_close(s);
+		gs__bus_sub_unref(s); /* the routes' (the caller holds one) */
+	}
 	/* accepted is final now: nothing routes to s any more. */
 	uint64_t dl = gs__bus_deadline(timeout_ms);
 	pthread_mutex_lock(&bus->lock);
@@ -201,6 +224,83 @@ void gs__bus_wait_for(gs_bus_sub *s, uint64_t target)
 	uint64_t at = atomic_load(&s->wake_at);
 	if (!at || target < at)
 		atomic_store(&s->wake_at, target);
+}
+
+GS_BUS_API void gs_bus_sub_release(gs_bus_sub *s)
+{
+	if (!s)
+		return;
+	/* Still subscribed: it ends as a drain would, in the background. */
+	(void)gs_bus_unsubscribe(s, GS_BUS_DRAIN, 0);
+	gs__bus_sub_unref(s);
+}
+
+void gs__bus_sub_ref(gs_bus_sub *s)
+{
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+bool gs__bus_sub_try_ref(gs_bus_sub *s)
+{
+	size_t n = atomic_load_explicit(&s->refs, memory_order_relaxed);
+	while (n && !atomic_compare_exchange_weak_explicit(
+			    &s->refs, &n, n + 1, memory_order_relaxed,
+			    memory_order_relaxed))
+		continue;
+	return n != 0;
+}
+
+/* Its stages are all freed: nothing reaches s any more. */
+static void sub_gone(gs_bus_sub *s)
+{
+	gs_bus *bus = s->bus;
+	/* Events left by a stage that ended before s was closed (out of
+	 * memory) are dropped, not lost. */
+	gs__bus_drop_queue(s);
+	gs_bus_sub_stats st;
+	gs_bus_sub_stats_get(s, &st);
+	pthread_mutex_lock(&bus->lock);
+	if (s->prev_all)
+		s->prev_all->next_all = s->next_all;
+	else
+		bus->all = s->next_all;
+	if (s->next_all)
+		s->next_all->prev_all = s->prev_all;
+	bus->n_all--;
+	gs__bus_stats_retire(bus, &st);
+	pthread_mutex_unlock(&bus->lock);
+	gs__bus_sub_free(s);
+}
+
+/* The engine freed one of s's stages; on whatever thread freed it. */
+static void stage_freed(void *arg)
+{
+	gs_bus_sub *s = arg;
+	if (atomic_fetch_sub(&s->stages_left, 1) == 1)
+		sub_gone(s);
+}
+
+void gs__bus_sub_unref(gs_bus_sub *s)
+{
+	/* acq_rel: whoever frees s sees what every holder wrote. */
+	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	/* Nobody casts its stages any more but themselves: they go once
+	 * they have finished (a closed subscription's do once its queue is
+	 * empty), and s with the last. */
+	gs_stage *stages[2];
+	unsigned n = 0;
+	if (s->driver)
+		stages[n++] = s->driver;
+	if (s->stage && s->stage != s->driver)
+		stages[n++] = s->stage;
+	if (!n) {
+		sub_gone(s);
+		return;
+	}
+	atomic_store(&s->stages_left, n);
+	for (unsigned i = 0; i < n; i++)
+		gs__stage_release(stages[i], stage_freed, s);
 }
 
 void gs__bus_sub_free(gs_bus_sub *s)

@@ -15,6 +15,7 @@
 
 #include "annotate.h"
 #include "internal.h"
+#include "reap.h"
 #include "struct_version.h"
 
 /* max_demand above which gs_subscribe logs what the ring costs. */
@@ -195,6 +196,9 @@ static gs_err link_sub(gs_pipeline *p, gs_sub *sub, const gs_sub_opts *o,
 		gs__partition_release(sub);
 		return err;
 	}
+	/* Neither stage is freed while the subscription exists (reap.h). */
+	c->refs++;
+	pr->refs++;
 	sub->live = true;
 	edge_add(sub);
 	list_add(p, sub);
@@ -328,30 +332,61 @@ GS__API gs_err gs_subscribe_sync(gs_stage *c, gs_stage *pr,
 	return (gs_err)err;
 }
 
+/* Under the pipeline lock: `sub` is about to be freed, so its stages are
+ * reached by one subscription less; those that may go now are claimed into
+ * reap[] (at most two), for the caller to free after unlocking. */
+static size_t forget_ends(gs_sub *sub, gs_stage **reap)
+{
+	size_t n = 0;
+	gs_stage *ends[2] = { sub->producer, sub->consumer };
+	for (size_t i = 0; i < 2; i++) {
+		ends[i]->refs--;
+		if (gs__reap_claim(ends[i]))
+			reap[n++] = ends[i];
+	}
+	return n;
+}
+
 /* Both ends have let go (gs__detach): the edge leaves the graph, and the
  * memory goes unless the user holds the handle. */
 void gs__sub_ended(gs_sub *sub)
 {
 	gs_stage *pr = sub->producer;
 	gs_pipeline *p = pr->p;
+	gs_stage *reap[3];
+	size_t n = 0;
 	pthread_mutex_lock(&p->lock);
 	sub->live = false;
 	edge_remove(sub);
 	gs__partition_release(sub);
 	bool release = pr->disp->unlink && pr->disp->unlink(pr, sub);
+	/* The release below still reaches the producer, whoever frees the
+	 * subscription meanwhile. */
+	if (release)
+		pr->refs++;
 	bool unused = !sub->user_ref;
-	if (unused)
+	if (unused) {
 		list_remove(p, sub);
+		n = forget_ends(sub, reap);
+	}
 	/* Once unlocked, a gs_sub_release may free the subscription: touch
 	 * nothing of it after this but what it no longer points to. */
 	uint64_t *seq_of = sub->seq_of;
 	sub->seq_of = NULL;
 	pthread_mutex_unlock(&p->lock);
 	free(seq_of);
-	if (release)
-		pr->disp->release(pr);
 	if (unused)
 		free(sub);
+	if (release) {
+		pr->disp->release(pr);
+		pthread_mutex_lock(&p->lock);
+		pr->refs--;
+		if (gs__reap_claim(pr))
+			reap[n++] = pr;
+		pthread_mutex_unlock(&p->lock);
+	}
+	for (size_t i = 0; i < n; i++)
+		gs__reap(reap[i], false);
 }
 
 /* At gs_pipeline_free, whatever state the subscription is in. */
@@ -371,14 +406,20 @@ GS__API void gs_sub_release(gs_sub *sub)
 	if (!sub)
 		return;
 	gs_pipeline *p = sub->producer->p;
+	gs_stage *reap[2];
+	size_t n = 0;
 	pthread_mutex_lock(&p->lock);
 	sub->user_ref = false;
 	bool ended = !sub->live;
-	if (ended)
+	if (ended) {
 		list_remove(p, sub);
+		n = forget_ends(sub, reap);
+	}
 	pthread_mutex_unlock(&p->lock);
 	if (ended)
 		free(sub);
+	for (size_t i = 0; i < n; i++)
+		gs__reap(reap[i], false);
 }
 
 GS__API gs_err gs_cancel_reason(gs_sub *sub, int reason)

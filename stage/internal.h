@@ -227,10 +227,17 @@ struct gs_stage {
 	/* pipeline lock */
 	pthread_t thread; /* blocking stages */
 	bool started;
-	bool joined;
+	bool joined; /* its thread is joined, or being joined, or detached */
 	bool finished;
 	int reason;
 	struct gs_stage *next;
+	/* pipeline lock: gs__stage_release (reap.h) */
+	bool released; /* free it once finished and unreached */
+	bool reaped;   /* claimed for freeing, off the list */
+	bool detach;   /* reaped: nobody joins its thread */
+	size_t refs;   /* subscriptions (gs_sub) naming it, not yet freed */
+	void (*freed)(void *arg);
+	void *freed_arg;
 
 	/* own */
 	bool inited;
@@ -281,6 +288,7 @@ struct gs_pipeline {
 	uint64_t epoch; /* the cycle check's marks */
 	size_t n_stages;
 	size_t running;       /* started and not finished */
+	size_t reaping;       /* released stages being freed (reap.h) */
 	size_t inits_pending; /* started and init not yet run */
 	bool started;
 	int first_err;
@@ -292,7 +300,9 @@ void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void gs__stage_failing(gs_stage *s, int reason);
 void gs__stage_inited(gs_stage *s, int reason);
-void gs__stage_finished(gs_stage *s, int reason);
+/* Marks s finished; true if it was released and is now the caller's to
+ * free (gs__reap), once the caller is done with it. */
+bool gs__stage_finished(gs_stage *s, int reason);
 
 /* observe.c */
 /* Logs, for each stage that has not finished, what it waits for. */

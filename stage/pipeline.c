@@ -10,6 +10,7 @@
 
 #include "annotate.h"
 #include "internal.h"
+#include "reap.h"
 #include "struct_version.h"
 
 GS__API gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out)
@@ -117,15 +118,17 @@ void gs__stage_failing(gs_stage *s, int reason)
 	pthread_mutex_unlock(&p->lock);
 }
 
-void gs__stage_finished(gs_stage *s, int reason)
+bool gs__stage_finished(gs_stage *s, int reason)
 {
 	gs_pipeline *p = s->p;
 	pthread_mutex_lock(&p->lock);
 	s->finished = true;
 	s->reason = reason;
+	bool reap = gs__reap_claim(s);
 	if (--p->running == 0)
 		pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
+	return reap;
 }
 
 /* Joins every finished blocking stage's thread not joined yet; one caller
@@ -139,24 +142,29 @@ static void join_all(gs_pipeline *p)
 		while (s && !(s->blocking && s->started && s->finished &&
 			      !s->joined))
 			s = s->next;
-		if (s)
-			s->joined = true;
-		pthread_mutex_unlock(&p->lock);
-		if (!s)
+		if (!s) {
+			pthread_mutex_unlock(&p->lock);
 			break;
-		pthread_join(s->thread, NULL);
+		}
+		s->joined = true;
+		/* Copied under the lock: once released, the stage may be
+		 * freed (reap.c) while its thread is joined here. */
+		pthread_t thread = s->thread;
+		pthread_mutex_unlock(&p->lock);
+		pthread_join(thread, NULL);
 	}
 	pthread_mutex_unlock(&p->join_lock);
 }
 
-/* Waits for every stage to finish, or for the deadline; true if they did.
- * Under the pipeline lock. */
+/* Waits for every stage to finish, and every released one being freed to
+ * be (its freed callback returned), or for the deadline; true if they
+ * did. Under the pipeline lock. */
 static bool await_finished(gs_pipeline *p, int timeout_ms)
 {
 	struct timespec until = gs__deadline(timeout_ms);
-	while (p->running)
+	while (p->running || p->reaping)
 		if (gs__cond_wait(&p->changed, &p->lock, timeout_ms, &until))
-			return !p->running;
+			return !p->running && !p->reaping;
 	return true;
 }
 

@@ -13,6 +13,7 @@
 #include "annotate.h"
 #include "internal.h"
 #include "park.h"
+#include "reap.h"
 
 /* A scheduled stage's quantum: it yields after this many productive turns
  * or this much time, whichever comes first, so that no stage starves the
@@ -187,8 +188,10 @@ static void check_done(gs_stage *s)
 }
 
 /* Ends everything the stage holds, then reports. After
- * gs__stage_finished the pipeline may free the stage at any moment. */
-static void finish(gs_stage *s)
+ * gs__stage_finished the pipeline may free the stage at any moment; true
+ * if the stage was released and it is the caller's to free (gs__reap) once
+ * it is done with it. */
+static bool finish(gs_stage *s)
 {
 	int reason = s->stop_reason;
 	gs__stage_failing(s, reason);
@@ -225,7 +228,7 @@ static void finish(gs_stage *s)
 		atomic_store_explicit(&s->sched, GS__SCHED_PAUSED,
 				      memory_order_release);
 	}
-	gs__stage_finished(s, reason);
+	return gs__stage_finished(s, reason);
 }
 
 static void run_init(gs_stage *s)
@@ -288,11 +291,11 @@ bool gs__stage_run(gs_stage *s)
 	if (!s->inited)
 		run_init(s);
 	uint64_t start = gs__now_ns();
-	bool again = false;
+	bool again = false, reap = false;
 	for (unsigned n = 1;; n++) {
 		bool progress = turn(s);
 		if (s->stopping) {
-			finish(s);
+			reap = finish(s);
 			break;
 		}
 		if (!progress && go_idle(s))
@@ -316,6 +319,8 @@ bool gs__stage_run(gs_stage *s)
 		}
 	}
 	gs__current = NULL;
+	if (reap)
+		gs__reap(s, false); /* a worker of the executor */
 	return again;
 }
 
@@ -341,9 +346,11 @@ static void *thread_main(void *arg)
 		if (!turn(s) && !s->stopping)
 			gs__park(&s->ec, seen, gs__timers_next(&s->timers));
 	}
-	finish(s);
+	bool reap = finish(s);
 	gs__current = NULL;
 	gs__scratch_release();
+	if (reap)
+		gs__reap(s, true); /* this thread goes on detached */
 	return NULL;
 }
 

@@ -250,7 +250,11 @@ void gs__stage_free(gs_stage *s)
 	free(s->outs);
 	free(s->ins);
 	pthread_mutex_destroy(&s->inbox_lock);
+	void (*freed)(void *arg) = s->freed;
+	void *freed_arg = s->freed_arg;
 	free(s);
+	if (freed)
+		freed(freed_arg);
 }
 
 gs__msg *gs__msg_new(gs__msg_kind kind, gs_sub *sub, int reason)

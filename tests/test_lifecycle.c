@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
  * A pipeline's life outside the event flow: subscription churn in bounded
- * memory, calls that time out, calls made from the wrong place, a pipeline
- * that cannot finish and says why, the dot graph's errors, and demand far
- * beyond a ring's size.
+ * memory, stages freed while the pipeline runs (the library's internal
+ * gs__stage_release, so this suite links the static library), calls that
+ * time out, calls made from the wrong place, a pipeline that cannot finish
+ * and says why, the dot graph's errors, and demand far beyond a ring's
+ * size.
  */
 #include <sched.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include <time.h>
 
 #include "gs_test.h"
+#include "reap.h"
 
 #ifndef GS_TEST_CHURN
 #define GS_TEST_CHURN 5000
@@ -111,6 +114,117 @@ Test(lifecycle, a_held_handle_outlives_its_subscription_until_released,
 	cr_assert_eq(edges, 0);
 	gs_sub_release(NULL);
 	gs_pipeline_free(p);
+}
+
+/* --- stages freed while the pipeline runs ------------------------------ */
+
+static void count_freed(void *arg)
+{
+	atomic_fetch_add((_Atomic uint64_t *)arg, 1);
+}
+
+/* How many stages the graph draws, and whether the one named `name` is
+ * drawn finished. */
+static size_t dot_stages(gs_pipeline *p, const char *name, bool *finished)
+{
+	size_t edges, n = 0;
+	char *dot = dot_of(p, &edges);
+	for (const char *at = dot; (at = strstr(at, "[shape=")); at++)
+		n++;
+	if (finished) {
+		const char *at = strstr(dot, name);
+		const char *eol = at ? strchr(at, '\n') : NULL;
+		*finished = eol && eol - at > 14 &&
+			    !strncmp(eol - 14, "style=dashed];", 14);
+	}
+	free(dot);
+	return n;
+}
+
+static void wait_finished(gs_pipeline *p, const char *name)
+{
+	bool finished = false;
+	while (dot_stages(p, name, &finished), !finished)
+		sched_yield();
+}
+
+Test(lifecycle, a_released_stage_is_freed_once_finished_while_the_pipeline_runs,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p = pipeline_new(NULL);
+	/* Endless: the pipeline runs throughout. */
+	counter c = { .end = 0 };
+	recorder steady = { 0 };
+	gs_stage *src = counter_new(p, &c, NULL);
+	gs_stage *sink = recorder_new(p, &steady, NULL);
+	GS_OK_OR_DIE(gs_subscribe(sink, src, NULL, NULL));
+	/* Three short-lived pairs: a scheduled one and one whose consumer
+	 * blocks (its own thread lets go of it), released before they
+	 * start; and one released only once finished, whose subscription's
+	 * handle is held. */
+	static const char *const names[3][2] = { { "p0", "c0" },
+						 { "p1", "c1" },
+						 { "late-p", "late-c" } };
+	seq_producer sp[3];
+	recorder r[3];
+	gs_stage *prod[3], *cons[3];
+	gs_sub *held = NULL;
+	for (size_t i = 0; i < 3; i++) {
+		sp[i] = (seq_producer){ .total = 100 };
+		r[i] = (recorder){ 0 };
+		prod[i] = seq_producer_new(
+			p, &sp[i], &(gs_stage_opts){ .name = names[i][0] });
+		cons[i] = recorder_new(p, &r[i],
+				       &(gs_stage_opts){ .name = names[i][1],
+							 .blocking = i == 1 });
+		GS_OK_OR_DIE(gs_subscribe(cons[i], prod[i], NULL,
+					  i == 2 ? &held : NULL));
+	}
+	_Atomic uint64_t freed = 0;
+	for (size_t i = 0; i < 2; i++) {
+		gs__stage_release(prod[i], count_freed, (void *)&freed);
+		gs__stage_release(cons[i], count_freed, (void *)&freed);
+	}
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	wait_at_least(&freed, 4);
+	cr_expect_eq(atomic_load(&r[0].received), 100);
+	cr_expect_eq(atomic_load(&r[1].received), 100);
+	/* Finished, then released: a stage its held subscription names stays
+	 * until that handle is given back, then goes at once. */
+	wait_finished(p, "late-p");
+	wait_finished(p, "late-c");
+	cr_expect_eq(dot_stages(p, NULL, NULL), 4);
+	gs__stage_release(prod[2], count_freed, (void *)&freed);
+	gs__stage_release(cons[2], count_freed, (void *)&freed);
+	cr_expect_eq(atomic_load(&freed), 4);
+	gs_sub_release(held);
+	cr_expect_eq(atomic_load(&freed), 6);
+	cr_expect_eq(atomic_load(&r[2].received), 100);
+	/* Off the graph, and the rest runs on. */
+	cr_expect_eq(dot_stages(p, NULL, NULL), 2);
+	uint64_t now = atomic_load(&steady.received);
+	wait_at_least(&steady.received, now + 1000);
+	/* One released while it runs goes as the stop ends it, before
+	 * gs_pipeline_stop returns. */
+	gs__stage_release(sink, count_freed, (void *)&freed);
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	cr_expect_eq(atomic_load(&freed), 7);
+	cr_expect_eq(dot_stages(p, NULL, NULL), 1);
+	gs_pipeline_free(p);
+	cr_expect_eq(atomic_load(&freed), 7);
+}
+
+Test(lifecycle, a_released_stage_never_started_goes_with_its_pipeline,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p = pipeline_new(NULL);
+	recorder r = { 0 };
+	_Atomic uint64_t freed = 0;
+	gs__stage_release(recorder_new(p, &r, NULL), count_freed,
+			  (void *)&freed);
+	cr_expect_eq(atomic_load(&freed), 0);
+	gs_pipeline_free(p);
+	cr_expect_eq(atomic_load(&freed), 1);
 }
 
 /* --- calls that time out ------------------------------------------------ */

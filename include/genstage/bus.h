@@ -37,11 +37,15 @@
  * timeout, and a publish with a timeout where the thread may not block (a
  * concurrency-1 handler without `blocking`, or a hook running there).
  *
- * Memory. A subscription's handle, its queue and its stages stay until
- * gs_bus_free, after gs_bus_unsubscribe too (for its counters), a few
- * hundred bytes plus the queue (8 bytes per slot) each. The topic table
- * keeps max_topics topics. Envelope blocks are recycled, at most 1 MiB per
- * size class kept.
+ * Memory. A subscription costs a few KiB (its handle, its matcher, its
+ * stages; for concurrency N, a pool of N threads) plus its queue (8 bytes
+ * per slot). It stays after gs_bus_unsubscribe, for its counters, until its
+ * handle is given back with gs_bus_sub_release: then the bus frees it once
+ * it has ended and finished every event it accepted, and adds its counters
+ * to the bus's retired totals (gs_bus_stats). So listeners that come and go
+ * for ever run in bounded memory. Handles never released go at gs_bus_free.
+ * The topic table keeps max_topics topics. Envelope blocks are recycled, at
+ * most 1 MiB per size class kept.
  */
 #ifndef GENSTAGE_BUS_H
 #define GENSTAGE_BUS_H
@@ -261,6 +265,23 @@ typedef struct gs_bus_topic_stats {
 	uint64_t in_flight; /* envelopes not yet completed */
 } gs_bus_topic_stats;
 
+/* The bus as a whole. */
+typedef struct gs_bus_stats {
+	uint64_t published; /* envelopes accepted */
+	uint64_t unrouted;
+	uint64_t completed;
+	uint64_t in_flight; /* published - completed */
+	/* Subscriptions the bus holds now: routed to, or ended and not yet
+	 * freed (the handle not released, or events or stages not finished). */
+	uint64_t held;
+	uint64_t routed; /* subscribed now */
+	/* Subscriptions freed (released, or never made whole), and their
+	 * counters summed (in_flight and queue_depth 0): with those held,
+	 * every delivery the bus ever made is counted. */
+	uint64_t retired;
+	gs_bus_sub_stats retired_totals;
+} gs_bus_stats;
+
 /* Creates a bus and its pipeline, on the process's shared executor.
  * `opts` may be NULL; read once. GS_EVERSION for a version above
  * GS_BUS_OPTS_VERSION (logged). On error *out is untouched. */
@@ -270,8 +291,10 @@ gs_err gs_bus_new(const gs_bus_opts *opts, gs_bus **out);
  * Adds a subscription; events published after this returns are routed to
  * it. With concurrency N its pool's threads exist by then, unless it was
  * called inside a scheduled stage's callback (which may not wait for
- * them). `opts` is read once. *out stays valid until gs_bus_free, even after
- * gs_bus_unsubscribe (for its counters); it may be NULL. Refused with a log
+ * them). `opts` is read once. *out is the caller's handle: valid, even after
+ * gs_bus_unsubscribe (for its counters), until gs_bus_sub_release or
+ * gs_bus_free. `out` may be NULL: the subscription then lasts until the bus
+ * is closed, and is freed once it has ended. Refused with a log
  * message: NULL bus or opts, no handler, no pattern, an empty or malformed
  * pattern ("a..b", "a*", "#x"), an invalid regex, queue_size 0, an unknown
  * overflow, concurrency above GS_POOL_MAX_WORKERS (GS_EINVAL); a version
@@ -287,10 +310,28 @@ gs_err gs_bus_subscribe(gs_bus *bus, const gs_bus_sub_opts *opts,
  * timeout_ms (GS_BUS_FOREVER: for ever; 0: not at all) until every event
  * it accepted is finished: GS_OK, or GS_ETIMEDOUT while it finishes in the
  * background. A second call only waits. A timeout other than 0 from a bus
- * handler or hook is GS_ETHREAD.
+ * handler or hook is GS_ETHREAD. The handle stays valid (its counters can
+ * be read) until gs_bus_sub_release.
  */
 gs_err gs_bus_unsubscribe(gs_bus_sub *sub, gs_bus_close_mode mode,
 			  int timeout_ms);
+
+/*
+ * Gives the handle back; the subscription's memory goes once nothing needs
+ * it. One still subscribed is unsubscribed first, with GS_BUS_DRAIN and
+ * without waiting: its accepted events still reach its handler. The bus
+ * frees it (queue, matcher, stages, pool threads joined) once it has ended
+ * and finished every event it accepted, on whichever thread finishes last,
+ * and adds its counters to the bus's retired totals (gs_bus_stats_get,
+ * gs_bus_write_json); topic counters are not affected. Never waits: from
+ * any thread, a handler, dead letter, on_complete or unrouted hook
+ * included, the subscription's own handler too (it is freed after that
+ * handler returns); not from the trace hook. After it, `sub` must not be
+ * used: call it once no other call on the handle runs or will be made.
+ * Before or after gs_bus_close; not after gs_bus_free (which frees the
+ * handles not released). NULL is a no-op.
+ */
+void gs_bus_sub_release(gs_bus_sub *sub);
 
 /*
  * Publishes one event on `topic` (copied). On GS_OK the bus owns `payload`
@@ -331,7 +372,8 @@ gs_err gs_bus_publish_batch(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
 gs_err gs_bus_close(gs_bus *bus, gs_bus_close_mode mode);
 
 /* Closes (GS_BUS_DRAIN) if not closed, then frees the bus, its pipeline and
- * every subscription handle. Only once no other call on the bus is running
+ * every subscription handle not released. Only once no other call on the
+ * bus is running
  * or will be made; not from a bus handler or hook (logged, and nothing is
  * freed). NULL is a no-op. */
 void gs_bus_free(gs_bus *bus);
@@ -358,6 +400,7 @@ const char *gs_bus_sub_name(const gs_bus_sub *sub);
 gs_err gs_bus_sub_stats_get(const gs_bus_sub *sub, gs_bus_sub_stats *out);
 gs_err gs_bus_topic_stats_get(gs_bus *bus, const char *topic,
 			      gs_bus_topic_stats *out);
+gs_err gs_bus_stats_get(gs_bus *bus, gs_bus_stats *out);
 
 /* Every topic's and subscription's counters as one JSON object. GS_EINVAL on
  * NULL arguments or a write error. */

@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,6 +212,18 @@ static inline void bt_end(gs_bus *bus, uint64_t payloads, size_t n,
 	gs_bus_free(bus);
 	cr_expect_eq(atomic_load(&bt_freed), payloads, "%llu payloads freed",
 		     (unsigned long long)atomic_load(&bt_freed));
+}
+
+/* The bus's counters as JSON, in a string the caller frees. */
+static inline char *bt_json(gs_bus *bus)
+{
+	char *json = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&json, &len);
+	cr_assert_not_null(f);
+	GS_OK_OR_DIE(gs_bus_write_json(bus, f));
+	fclose(f);
+	return json;
 }
 
 static inline void bt_publish(gs_bus *bus, const char *topic, uint64_t id)
