@@ -309,7 +309,9 @@ gs_err gs_bus_subscribe(gs_bus *bus, const gs_bus_sub_opts *opts,
  * GS_BUS_IMMEDIATE drops those still queued (counted). Then waits up to
  * timeout_ms (GS_BUS_FOREVER: for ever; 0: not at all) until every event
  * it accepted is finished: GS_OK, or GS_ETIMEDOUT while it finishes in the
- * background. A second call only waits. A timeout other than 0 from a bus
+ * background. A second call waits again; with GS_BUS_IMMEDIATE it first
+ * drops what is still queued, so a drain that takes too long can be cut
+ * short. A timeout other than 0 from a bus
  * handler or hook is GS_ETHREAD. The handle stays valid (its counters can
  * be read) until gs_bus_sub_release.
  */

@@ -262,6 +262,38 @@ Test(bus_lifecycle, close_immediate_drops_the_queues_and_frees_each_once,
 	gs_bus_free(bus);
 }
 
+Test(bus_lifecycle, an_immediate_unsubscribe_cuts_a_slow_drain_short,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub a;
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&a));
+	a.gated = true;
+	bt_subscribe(bus, &a,
+		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 100 });
+	for (uint64_t i = 1; i <= 30; i++)
+		bt_publish(bus, "t", i);
+	wait_at_least(&a.holding, 1);
+	/* The drain cannot finish while the handler is held... */
+	cr_expect_eq(gs_bus_unsubscribe(a.sub, GS_BUS_DRAIN, 0), GS_ETIMEDOUT);
+	cr_expect_eq(bt_stats(&a).dropped, 0);
+	/* ...and a second call, immediate, drops what is still queued at
+	 * once (the stage took a first batch, which it hands to the
+	 * handler one by one when let go). */
+	uint64_t queued = bt_stats(&a).queue_depth;
+	cr_expect_gt(queued, 0);
+	cr_expect_eq(gs_bus_unsubscribe(a.sub, GS_BUS_IMMEDIATE, 0),
+		     GS_ETIMEDOUT);
+	cr_expect_eq(bt_stats(&a).dropped, queued);
+	atomic_store(&a.open, true);
+	cr_expect_eq(gs_bus_unsubscribe(a.sub, GS_BUS_DRAIN, GS_BUS_FOREVER),
+		     GS_OK);
+	cr_expect_eq(bt_stats(&a).handled, 30 - queued);
+	bt_conserved(&a);
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	cr_expect_eq(atomic_load(&bt_freed), 30);
+	gs_bus_free(bus);
+}
+
 static int refuse_all(void *arg, const gs_bus_envelope *env)
 {
 	(void)arg;
