@@ -375,9 +375,8 @@ gs_err gs_bus_close(gs_bus *bus, gs_bus_close_mode mode);
 
 /* Closes (GS_BUS_DRAIN) if not closed, then frees the bus, its pipeline and
  * every subscription handle not released. Only once no other call on the
- * bus is running
- * or will be made; not from a bus handler or hook (logged, and nothing is
- * freed). NULL is a no-op. */
+ * bus is running or will be made; not from a bus handler or hook (logged,
+ * and nothing is freed). NULL is a no-op. */
 void gs_bus_free(gs_bus *bus);
 
 /* How many subscriptions `topic` reaches now; sets *n. The same refusals
