@@ -23,8 +23,11 @@ gs_err gs__bus_routes_init(gs__bus_routes *r, size_t max)
 	r->slots = calloc(cap, sizeof *r->slots);
 	r->other.name = malloc(sizeof "(other)");
 	if (!r->slots || !r->other.name) {
+		/* Left empty: the bus's teardown finishes it again. */
 		free(r->slots);
 		free(r->other.name);
+		r->slots = NULL;
+		r->other.name = NULL;
 		return GS_ENOMEM;
 	}
 	memcpy(r->other.name, "(other)", sizeof "(other)");
