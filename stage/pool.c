@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "genstage/genstage.h"
 #include "genstage/pool.h"
@@ -105,6 +106,28 @@ static bool complete(gs_pool *pool, input *in)
 	return ask;
 }
 
+/* Wakes the stage to ask for what completed. A cast that fails means the
+ * stage is stopping (nothing to ask), unless there was no memory for the
+ * message: then the ask must not be lost, or the producers would never
+ * send again and the pool would stall with events queued upstream. A
+ * worker may block, so it tries again, a little later each time, until the
+ * cast gets through or the pool quits. */
+static void ask_again(gs_pool *pool)
+{
+	long ms = 1;
+	while (gs_cast(pool->stage, NULL) == GS_ENOMEM) {
+		pthread_mutex_lock(&pool->lock);
+		bool quit = pool->quit;
+		pthread_mutex_unlock(&pool->lock);
+		if (quit)
+			return;
+		struct timespec ts = { ms / 1000, ms % 1000 * 1000000L };
+		nanosleep(&ts, NULL);
+		if (ms < 100)
+			ms *= 2;
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	gs_pool *pool = arg;
@@ -136,10 +159,9 @@ static void *worker_main(void *arg)
 		else
 			pool->handled++;
 		if (complete(pool, it.from)) {
-			/* Outside the lock: the stage may run at once. If the
-			 * cast fails the stage is stopping: nothing to ask. */
+			/* Outside the lock: the stage may run at once. */
 			pthread_mutex_unlock(&pool->lock);
-			(void)gs_cast(pool->stage, NULL);
+			ask_again(pool);
 			pthread_mutex_lock(&pool->lock);
 		}
 	}
