@@ -5,7 +5,6 @@
  * bus file shares: the log, the trace, the thread-local context, and the
  * one condition publishers and closers wait on.
  */
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,16 +94,45 @@ uint64_t gs__bus_deadline(int timeout_ms)
 		       : gs__bus_now_ns() + (uint64_t)timeout_ms * 1000000u;
 }
 
+/* How soon a wait looks again while a wake-up cannot be sent. */
+#define REWAKE_NS 10000000u
+
+/* Under the lock: sends again the wake-ups that failed, to the routed
+ * subscriptions (one taken off the routes was told to close, which wakes
+ * or stops its stage: gs__bus_sub_close). False if one failed again. */
+static bool rewake(gs_bus *bus)
+{
+	bool sent = true;
+	for (size_t i = 0; i < bus->n_subs; i++) {
+		gs_bus_sub *s = bus->subs[i];
+		if (gs__bus_queue_depth(s) && atomic_load(&s->hungry) &&
+		    atomic_exchange(&s->hungry, false) &&
+		    gs_cast(s->driver, NULL) != GS_OK) {
+			atomic_store(&s->hungry, true);
+			sent = false;
+		}
+	}
+	return sent;
+}
+
 bool gs__bus_wait(gs_bus *bus, uint64_t deadline_ns)
 {
-	if (!deadline_ns) {
+	uint64_t until = deadline_ns;
+	if (bus->wake_failed) {
+		bus->wake_failed = !rewake(bus);
+		uint64_t soon = gs__bus_now_ns() + REWAKE_NS;
+		if (bus->wake_failed && (!until || soon < until))
+			until = soon;
+	}
+	if (!until) {
 		pthread_cond_wait(&bus->room, &bus->lock);
 		return false;
 	}
 	/* The condition runs on CLOCK_MONOTONIC, as gs__bus_now_ns. */
-	struct timespec ts = { (time_t)(deadline_ns / 1000000000u),
-			       (long)(deadline_ns % 1000000000u) };
-	return pthread_cond_timedwait(&bus->room, &bus->lock, &ts) == ETIMEDOUT;
+	struct timespec ts = { (time_t)(until / 1000000000u),
+			       (long)(until % 1000000000u) };
+	pthread_cond_timedwait(&bus->room, &bus->lock, &ts);
+	return deadline_ns && gs__bus_now_ns() >= deadline_ns;
 }
 
 /* Engine messages (a stage that failed, events it dropped) reach the

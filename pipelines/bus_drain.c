@@ -30,8 +30,18 @@ void gs__bus_sub_close(gs_bus_sub *s)
 {
 	atomic_store(&s->closing, true);
 	/* If this fails the stage has finished already, and dropped what
-	 * its queue held on the way out. */
-	(void)gs_cast(s->driver, NULL);
+	 * its queue held on the way out; unless there was no memory for the
+	 * message. A stage waiting for its queue would then never learn of
+	 * the close, and whoever waits for it would wait for ever: it is
+	 * stopped instead (a stop needs no memory), which drops what the
+	 * queue holds, counted. */
+	if (gs_cast(s->driver, NULL) == GS_ENOMEM) {
+		gs__bus_log(s->bus,
+			    "subscription '%s': out of memory to tell it to "
+			    "close: stopped, its queued events dropped",
+			    s->name);
+		(void)gs_stage_stop(s->driver, GS_OK);
+	}
 }
 
 static bool closed_and_empty(const gs_bus_sub *s)
@@ -75,14 +85,37 @@ static int direct_events(void *state, gs_stage *stage, gs_sub *from,
 	return GS_EINVAL;
 }
 
-/* Stopped (an immediate close, or the bus freed): nothing can reach the
- * queue any more, since the bus took the subscription off its routes
- * first; what is left is dropped. */
+/* The stage that drains the queue stops. On a close or an unsubscribe the
+ * bus took the subscription off its routes first; a stage that stops
+ * before that (it failed: out of memory, no thread) takes it off now, or
+ * events would go on being accepted into a queue nobody drains, and a
+ * drain or a publisher waiting for room would wait for ever. Either way
+ * nothing reaches the queue any more, and what is left is dropped. */
 static void drain_terminate(void *state, gs_stage *stage, int reason)
 {
 	(void)stage;
-	(void)reason;
-	gs__bus_drop_queue(state);
+	gs_bus_sub *s = state;
+	bool was_routed = gs__bus_sub_unroute(s);
+	gs__bus_drop_queue(s);
+	if (was_routed) {
+		gs__bus_log(s->bus,
+			    "subscription '%s' ended: its stage stopped: %s",
+			    s->name, gs_strerror(reason));
+		gs__bus_sub_unref(s); /* the routes' */
+	}
+}
+
+/* The pool behind a feeder stopped on an error: nothing will take what
+ * the feeder emits, so the feeder stops too (and its terminate ends the
+ * subscription). */
+static int feeder_cancel(void *state, gs_stage *stage, gs_sub *sub,
+			 gs_role role, int reason)
+{
+	(void)state;
+	(void)stage;
+	(void)sub;
+	(void)role;
+	return reason == GS_ECANCELED ? GS_OK : reason;
 }
 
 static gs_err direct_new(gs_bus_sub *s)
@@ -175,6 +208,7 @@ static gs_err pooled_new(gs_bus_sub *s)
 	static const gs_stage_ops ops = {
 		.handle_demand = feeder_demand,
 		.handle_cast = feeder_cast,
+		.handle_cancel = feeder_cancel,
 		.terminate = drain_terminate,
 	};
 	char name[GS__BUS_NAME_MAX];

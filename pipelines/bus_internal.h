@@ -170,7 +170,9 @@ void gs__bus_broadcast(gs_bus *bus, bool locked);
  * deadline) for a negative timeout. */
 uint64_t gs__bus_deadline(int timeout_ms);
 /* Waits on the bus's condition (lock held) until woken or the deadline (0:
- * none); true once the deadline has passed. */
+ * none); true once the deadline has passed. First sends again the wake-ups
+ * that failed for want of memory, and while one still fails, wakes up
+ * every few milliseconds to try again. */
 bool gs__bus_wait(gs_bus *bus, uint64_t deadline_ns);
 uint64_t gs__bus_now_ns(void);
 
@@ -251,7 +253,8 @@ gs__bus_topic *gs__bus_topic_find(gs_bus *bus, const char *topic, size_t len);
  * if the consumer's stage waits for the queue: then wake it, without the
  * lock, with gs__bus_queue_wake. */
 bool gs__bus_queue_show(gs_bus_sub *s);
-void gs__bus_queue_wake(gs_bus_sub *s);
+/* `locked`: the caller holds the bus lock. */
+void gs__bus_queue_wake(gs_bus_sub *s, bool locked);
 /* Takes up to max of the oldest envelopes, from any thread; 0 if empty. */
 size_t gs__bus_queue_take(gs_bus_sub *s, gs__bus_env **out, size_t max);
 /* The consumer's take: when the queue is empty, it also marks the
@@ -361,6 +364,9 @@ struct gs_bus_sub {
  * finished `target` deliveries (see gs__bus_finish). The caller checks its
  * condition again after this, before it waits. */
 void gs__bus_wait_for(gs_bus_sub *s, uint64_t target);
+/* Takes s off the routes: nothing published after this reaches it. True
+ * if it was on them (the caller then lets go of the routes' reference). */
+bool gs__bus_sub_unroute(gs_bus_sub *s);
 /* References to s (see bus_sub.c): gs__bus_sub_ref from one already
  * held (or under the lock while s is routed to); gs__bus_sub_try_ref, under
  * the lock, fails once the last is gone; gs__bus_sub_unref, never under the
@@ -404,6 +410,10 @@ struct gs_bus {
 	/* written under the lock: closing refuses publishes but the bus's
 	 * own handlers' (a drain), closed refuses them all */
 	_Atomic bool closing, closed;
+	/* A stage's wake-up could not be sent (out of memory): waits on
+	 * `room` wake it again, and look again soon (gs__bus_wait). Under
+	 * the lock. */
+	bool wake_failed;
 
 	/* written by publishers, and by completers: a line each */
 	_Alignas(GS__BUS_LINE) _Atomic uint64_t published, unrouted;

@@ -324,7 +324,7 @@ static void accept(gs_bus *bus, gs__bus_block *b, gs__bus_topic *topics,
 			gs__bus_sub_ref(s);
 			a->wake[a->n_wake++] = s;
 		} else {
-			gs__bus_queue_wake(s);
+			gs__bus_queue_wake(s, true);
 		}
 	}
 }
@@ -443,7 +443,7 @@ static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_msg *msgs,
 static void finish_publish(gs_bus *bus, gs__bus_block *b, after *a)
 {
 	for (size_t i = 0; i < a->n_wake; i++) {
-		gs__bus_queue_wake(a->wake[i]);
+		gs__bus_queue_wake(a->wake[i], false);
 		gs__bus_sub_unref(a->wake[i]);
 	}
 	if (a->unrouted && (bus->o.unrouted || bus->o.trace)) {

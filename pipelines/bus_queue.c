@@ -49,12 +49,22 @@ bool gs__bus_queue_show(gs_bus_sub *s)
 	       atomic_exchange(&s->hungry, false);
 }
 
-void gs__bus_queue_wake(gs_bus_sub *s)
+void gs__bus_queue_wake(gs_bus_sub *s, bool locked)
 {
-	if (gs_cast(s->driver, NULL) != GS_OK)
-		/* No message could be queued (out of memory, or the stage
-		 * has finished): the next publish tries again. */
-		atomic_store(&s->hungry, true);
+	if (gs_cast(s->driver, NULL) == GS_OK)
+		return;
+	/* No message could be queued (out of memory, or the stage has
+	 * finished): the next publish tries again, and so does anyone who
+	 * waits on the bus meanwhile (for room, or for a close or an
+	 * unsubscribe), who must not wait for a stage nobody woke. */
+	atomic_store(&s->hungry, true);
+	gs_bus *bus = s->bus;
+	if (!locked)
+		pthread_mutex_lock(&bus->lock);
+	bus->wake_failed = true;
+	pthread_cond_broadcast(&bus->room);
+	if (!locked)
+		pthread_mutex_unlock(&bus->lock);
 }
 
 size_t gs__bus_queue_take(gs_bus_sub *s, gs__bus_env **out, size_t max)

@@ -169,19 +169,9 @@ GS_BUS_API gs_err gs_bus_subscribe(gs_bus *bus, const gs_bus_sub_opts *opts,
 	return GS_OK;
 }
 
-GS_BUS_API gs_err gs_bus_unsubscribe(gs_bus_sub *s, gs_bus_close_mode mode,
-				     int timeout_ms)
+bool gs__bus_sub_unroute(gs_bus_sub *s)
 {
-	if (!s || (mode != GS_BUS_DRAIN && mode != GS_BUS_IMMEDIATE))
-		return GS_EINVAL;
 	gs_bus *bus = s->bus;
-	if (timeout_ms != 0 && gs__bus_ctx_now()) {
-		gs__bus_log(bus,
-			    "gs_bus_unsubscribe '%s': only with timeout "
-			    "0 from a bus handler or hook",
-			    s->name);
-		return GS_ETHREAD;
-	}
 	pthread_mutex_lock(&bus->lock);
 	bool was_listed = s->listed;
 	if (was_listed) {
@@ -195,6 +185,23 @@ GS_BUS_API gs_err gs_bus_unsubscribe(gs_bus_sub *s, gs_bus_close_mode mode,
 		pthread_cond_broadcast(&bus->room);
 	}
 	pthread_mutex_unlock(&bus->lock);
+	return was_listed;
+}
+
+GS_BUS_API gs_err gs_bus_unsubscribe(gs_bus_sub *s, gs_bus_close_mode mode,
+				     int timeout_ms)
+{
+	if (!s || (mode != GS_BUS_DRAIN && mode != GS_BUS_IMMEDIATE))
+		return GS_EINVAL;
+	gs_bus *bus = s->bus;
+	if (timeout_ms != 0 && gs__bus_ctx_now()) {
+		gs__bus_log(bus,
+			    "gs_bus_unsubscribe '%s': only with timeout "
+			    "0 from a bus handler or hook",
+			    s->name);
+		return GS_ETHREAD;
+	}
+	bool was_listed = gs__bus_sub_unroute(s);
 	if (mode == GS_BUS_IMMEDIATE)
 		gs__bus_drop_queue(s);
 	if (was_listed) {
