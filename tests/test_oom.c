@@ -183,3 +183,94 @@ Test(oom, a_push_that_cannot_grow_the_queue_keeps_its_events, .timeout = 60)
 	cr_assert_eq(atomic_load(&t.freed_count), 100);
 	tally_fini(&t);
 }
+
+/* --- the bus ------------------------------------------------------------ */
+
+#define BUS_EVENTS 20
+
+static _Atomic uint64_t bus_freed;
+
+static void bus_payload_free(void *payload)
+{
+	(void)payload;
+	atomic_fetch_add(&bus_freed, 1);
+}
+
+static int bus_handle(void *arg, const gs_bus_envelope *env)
+{
+	(void)arg;
+	(void)env;
+	return GS_BUS_DONE;
+}
+
+/* A bus with a subscription of each kind (one stage; a feeder and a pool
+ * of three), a few publishes that fit their queues, then a drain. Any step
+ * may fail for want of memory; whatever was accepted must be handled or
+ * dropped, counted, and freed once, and the close must return. */
+static void bus_once(void)
+{
+	gs_bus *bus = NULL;
+	gs_err err = gs_bus_new(NULL, &bus);
+	cr_assert(tolerated(err), "gs_bus_new: %s", gs_strerror(err));
+	if (err)
+		return;
+	gs_bus_sub *subs[2] = { NULL, NULL };
+	for (size_t i = 0; i < 2; i++) {
+		err = gs_bus_subscribe(
+			bus,
+			&(gs_bus_sub_opts){
+				.patterns = (const char *const[]){ "#", NULL },
+				.handler = bus_handle,
+				.queue_size = 4 * BUS_EVENTS,
+				.concurrency = i ? 3 : 1 },
+			&subs[i]);
+		cr_assert(tolerated(err) || err == GS_ECLOSED,
+			  "gs_bus_subscribe: %s", gs_strerror(err));
+	}
+	uint64_t accepted = 0;
+	for (int e = 0; e < BUS_EVENTS; e++) {
+		static char token;
+		err = gs_bus_publish(bus, "orders.created", &token,
+				     bus_payload_free, 0);
+		cr_assert(tolerated(err), "gs_bus_publish: %s",
+			  gs_strerror(err));
+		accepted += err == GS_OK;
+	}
+	err = gs_bus_close(bus, GS_BUS_DRAIN);
+	cr_assert(tolerated(err), "gs_bus_close: %s", gs_strerror(err));
+	for (size_t i = 0; i < 2; i++) {
+		gs_bus_sub_stats st;
+		if (!subs[i] || gs_bus_sub_stats_get(subs[i], &st))
+			continue;
+		cr_assert_eq(st.accepted, st.handled + st.dropped + st.failed,
+			     "subscription %zu: %llu accepted, %llu handled, "
+			     "%llu dropped, %llu failed",
+			     i, (unsigned long long)st.accepted,
+			     (unsigned long long)st.handled,
+			     (unsigned long long)st.dropped,
+			     (unsigned long long)st.failed);
+		cr_assert_eq(st.in_flight, 0);
+	}
+	gs_bus_free(bus);
+	cr_assert_eq(atomic_load(&bus_freed), accepted,
+		     "%llu payloads accepted, %llu freed",
+		     (unsigned long long)accepted,
+		     (unsigned long long)atomic_load(&bus_freed));
+}
+
+Test(oom, a_bus_closes_whichever_allocation_fails, .timeout = 120)
+{
+	long k;
+	for (k = 0; k < 5000; k++) {
+		atomic_store(&bus_freed, 0);
+		arm(k);
+		bus_once();
+		bool hit = atomic_load(&failed) > 0;
+		disarm();
+		if (!hit)
+			break;
+	}
+	cr_assert_lt(k, 5000, "the sweep never ran out of allocations");
+	cr_log_info("failed each of %ld allocations in turn", k);
+	cr_assert_gt(k, 10, "only %ld allocations: is the wrapper in use?", k);
+}
