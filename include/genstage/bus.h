@@ -29,6 +29,13 @@
  * dropped + failed + in_flight, with in_flight 0 once the subscription or
  * the bus is closed. (handled counts done and skipped.)
  *
+ * Out of memory. A publish that cannot allocate is refused (GS_ENOMEM) and
+ * delivers nothing. A subscription whose stage stops on an error (out of
+ * memory, no thread) ends as on an immediate unsubscribe: it leaves the
+ * routes and its queued events are dropped, counted and logged. A close
+ * or unsubscribe never waits for ever on a stage that could not be woken:
+ * a wake-up that could not be sent is sent again while anyone waits.
+ *
  * Threads. Every call may be made from any thread unless its comment says
  * otherwise. Hooks run on the threads named at each; none runs with a bus
  * lock held except the trace hook's PUBLISH and publisher-side DROP reports.
