@@ -360,8 +360,13 @@ static gs_err build(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
 			return GS_EINVAL;
 		}
 		/* A recycled block was last read on another core: ask for
-		 * the lines a few envelopes ahead before writing them. */
-		PREFETCH_WRITE(e + 4);
+		 * both lines of the envelope ten ahead before writing it.
+		 * Ten covers the time a line takes to come from the other
+		 * core while this loop fills the ones between (four ahead,
+		 * one line, was 15% slower in bus-fanout when the workers
+		 * ran on another physical core). */
+		PREFETCH_WRITE(e + 10);
+		PREFETCH_WRITE((char *)(e + 10) + 64);
 		/* Field by field: set_ids fills the ids, routing the rest;
 		 * a struct literal would clear it all first. The topic is
 		 * the caller's until accept points it at the table's. */
