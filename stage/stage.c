@@ -66,10 +66,12 @@ int gs__cond_init(pthread_cond_t *cv)
 
 struct timespec gs__deadline(int timeout_ms)
 {
+	/* gs__cond_wait needs no deadline for these: no clock read, which
+	 * is a cold page or two on a pusher's first call after a pause. */
+	if (timeout_ms <= 0)
+		return (struct timespec){ 0 };
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (timeout_ms <= 0)
-		return ts;
 	ts.tv_sec += timeout_ms / 1000;
 	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
 	if (ts.tv_nsec >= 1000000000) {
