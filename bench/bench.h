@@ -62,6 +62,10 @@ typedef struct gsb_result {
 	int err;            /* 0, or why the run could not complete */
 	double own_ratio;   /* a ratio the run measured itself (bus-slow:
 			       its time over the ideal); 0 if none */
+	double cpu_s;       /* the process's CPU time over `seconds`, for a
+			       run with heavy work outside them (the word
+			       counts make and check a corpus); 0: the
+			       whole child's is reported */
 	char note[192];     /* a line on how the run went (batches, costs) */
 	gsb_latency lat;    /* latency rows only */
 	gsb_scale scale;    /* scale rows only */

@@ -199,6 +199,8 @@ bool gsb_run_forked(const gsb_topology *t, uint64_t events, double timeout_s,
 	out->others_cpus = busy0 < 0 || busy1 < 0 ? -1
 			   : others > 0           ? others
 						  : 0;
+	if (out->result.cpu_s > 0)
+		out->cpu_s = out->result.cpu_s;
 	judge(got, status, timeout_s, events, out);
 	return out->error[0] == '\0';
 }
