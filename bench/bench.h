@@ -103,6 +103,8 @@ struct gsb_topology {
 				chains: map stages */
 	size_t copies;         /* oversubscribed: pipelines at once */
 	size_t concurrency;    /* bus-slow: handler threads per subscription */
+	size_t batch;          /* bus-fanout: events per publish call, 1
+				  with gs_bus_publish; 0 means 64 */
 	/* Deliveries counted per value produced, where the row counts
 	 * deliveries (broadcast: one per consumer; chain-1000: one per
 	 * hop); 0 means 1. The harness makes the count a multiple. */

@@ -278,6 +278,16 @@ const gsb_topology gsb_topologies[] = {
 	  .floor = FLOOR,
 	  .base = "pubsub-mutex",
 	  .default_events = 100 * MILLION },
+	{ .name = "bus-fanout/1",
+	  .what = "as bus-fanout, publishing as the baseline does and as "
+		  "the README's first example: gs_bus_publish, one event "
+		  "per call",
+	  .run = gsb_run_bus_fanout,
+	  .ceiling = CEIL,
+	  .floor = FLOOR,
+	  .base = "pubsub-mutex",
+	  .batch = 1,
+	  .default_events = 20 * MILLION },
 	{ .name = "bus-publish-4",
 	  .what = "gs_bus: 4 threads gs_bus_publish one event per call "
 		  "(blocking), 4 subscriptions on '#'; publish latency in "

@@ -362,7 +362,11 @@ gs_err gs_bus_publish(gs_bus *bus, const char *topic, void *payload,
  * clock read for the lot, and every one accepted or none (the refusals are
  * gs_bus_publish's; n above a matched GS_BUS_BLOCK queue_size is GS_EINVAL).
  * `opts` may be NULL (no free function, no source, timeout 0). Ids follow
- * the order of msgs.
+ * the order of msgs. A publisher with many events to send should batch
+ * them: a single publish also wakes each subscription whose queue had
+ * run dry, which a fast subscriber's usually has. On a 2-CPU machine,
+ * batches of 64 deliver about ten times as many events per second as
+ * single calls (gs-bench's bus-fanout against bus-fanout/1).
  */
 gs_err gs_bus_publish_batch(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
 			    const gs_bus_publish_opts *opts);
