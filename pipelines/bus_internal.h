@@ -112,12 +112,13 @@ typedef struct gs__bus_sum {
 	uint64_t events, deliveries;
 } gs__bus_sum;
 
-/* Blocks are recycled by size class (2 KiB << class), so that a steady
- * stream of batches reuses warm memory instead of calling malloc and free
- * on different threads for every call; blocks of at most 1 KiB come from
- * malloc, whose per-thread caches serve them without a shared lock. */
-#define GS__BUS_CLASSES 8
-#define GS__BUS_POOLED_MIN 2048
+/* Blocks are recycled by size class (256 bytes << class), so that a
+ * steady stream of publishes reuses warm memory instead of calling malloc
+ * on the publisher's thread and free on a subscriber's for every call:
+ * malloc's per-thread caches do not serve that pattern, and its arena
+ * lock is then taken by both sides of every publish. */
+#define GS__BUS_CLASSES 11
+#define GS__BUS_POOLED_MIN 256
 #define GS__BUS_POOL_BYTES (1u << 20) /* kept per class, at most */
 
 typedef struct gs__bus_pool {
