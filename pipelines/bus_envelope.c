@@ -13,33 +13,49 @@
 
 #include "bus_internal.h"
 
-gs_err gs__bus_pool_init(gs__bus_pool *pool)
+static gs_err side_init(gs__bus_pool_side *side)
 {
-	*pool = (gs__bus_pool){ 0 };
 	pthread_mutexattr_t a;
 	if (pthread_mutexattr_init(&a))
 		return GS_ENOMEM;
-	/* Held for a few pointer moves, by publishers and by the threads
-	 * that complete blocks at once: a thread that finds it taken spins
+	/* Held for a few pointer moves: a thread that finds it taken spins
 	 * a little before it sleeps, rather than paying two system calls
 	 * and a wake-up for a lock that is free again in nanoseconds. */
 #ifdef __GLIBC__
 	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
 #endif
-	int err = pthread_mutex_init(&pool->lock, &a);
+	int err = pthread_mutex_init(&side->lock, &a);
 	pthread_mutexattr_destroy(&a);
 	return err ? GS_ENOMEM : GS_OK;
 }
 
-void gs__bus_pool_fini(gs__bus_pool *pool)
+static void side_fini(gs__bus_pool_side *side)
 {
 	for (unsigned c = 0; c < GS__BUS_CLASSES; c++)
-		while (pool->free[c]) {
-			gs__bus_block *b = pool->free[c];
-			pool->free[c] = b->next;
+		while (side->list[c]) {
+			gs__bus_block *b = side->list[c];
+			side->list[c] = b->next;
 			free(b);
 		}
-	pthread_mutex_destroy(&pool->lock);
+	pthread_mutex_destroy(&side->lock);
+}
+
+gs_err gs__bus_pool_init(gs__bus_pool *pool)
+{
+	*pool = (gs__bus_pool){ 0 };
+	if (side_init(&pool->free))
+		return GS_ENOMEM;
+	if (side_init(&pool->given)) {
+		pthread_mutex_destroy(&pool->free.lock);
+		return GS_ENOMEM;
+	}
+	return GS_OK;
+}
+
+void gs__bus_pool_fini(gs__bus_pool *pool)
+{
+	side_fini(&pool->free);
+	side_fini(&pool->given);
 }
 
 static size_t class_size(unsigned c)
@@ -58,14 +74,22 @@ gs__bus_block *gs__bus_block_new(gs_bus *bus, size_t n, size_t strings,
 		c++;
 	gs__bus_block *b = NULL;
 	if (c < GS__BUS_CLASSES) {
-		gs__bus_pool *pool = &bus->pool;
-		pthread_mutex_lock(&pool->lock);
-		b = pool->free[c];
-		if (b) {
-			pool->free[c] = b->next;
-			pool->count[c]--;
+		gs__bus_pool_side *f = &bus->pool.free, *g = &bus->pool.given;
+		pthread_mutex_lock(&f->lock);
+		if (!f->list[c]) {
+			pthread_mutex_lock(&g->lock);
+			f->list[c] = g->list[c];
+			f->count[c] = g->count[c];
+			g->list[c] = NULL;
+			g->count[c] = 0;
+			pthread_mutex_unlock(&g->lock);
 		}
-		pthread_mutex_unlock(&pool->lock);
+		b = f->list[c];
+		if (b) {
+			f->list[c] = b->next;
+			f->count[c]--;
+		}
+		pthread_mutex_unlock(&f->lock);
 	}
 	if (!b)
 		b = malloc(c < GS__BUS_CLASSES ? class_size(c)
@@ -87,16 +111,16 @@ void gs__bus_block_free(gs__bus_block *b)
 {
 	unsigned c = b->size_class;
 	free(b->copies); /* gs__bus_block_new clears the header */
-	gs__bus_pool *pool = &b->bus->pool;
+	gs__bus_pool_side *g = &b->bus->pool.given;
 	if (c < GS__BUS_CLASSES) {
-		pthread_mutex_lock(&pool->lock);
-		bool keep = pool->count[c] < GS__BUS_POOL_BYTES / class_size(c);
+		pthread_mutex_lock(&g->lock);
+		bool keep = g->count[c] < GS__BUS_POOL_BYTES / 2 / class_size(c);
 		if (keep) {
-			b->next = pool->free[c];
-			pool->free[c] = b;
-			pool->count[c]++;
+			b->next = g->list[c];
+			g->list[c] = b;
+			g->count[c]++;
 		}
-		pthread_mutex_unlock(&pool->lock);
+		pthread_mutex_unlock(&g->lock);
 		if (keep)
 			return;
 	}

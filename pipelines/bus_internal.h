@@ -121,10 +121,19 @@ typedef struct gs__bus_sum {
 #define GS__BUS_POOLED_MIN 256
 #define GS__BUS_POOL_BYTES (1u << 20) /* kept per class, at most */
 
-typedef struct gs__bus_pool {
-	pthread_mutex_t lock;
-	gs__bus_block *free[GS__BUS_CLASSES];
+/* Two lists per class, each under its own lock, so that publishers and
+ * the threads that complete blocks do not queue on each other for every
+ * publish: blocks are taken from `free` and given back onto `given`; a
+ * taker that finds `free` empty moves all of `given` over at once. Each
+ * list keeps at most half the bound. */
+typedef struct gs__bus_pool_side {
+	_Alignas(GS__BUS_LINE) pthread_mutex_t lock;
+	gs__bus_block *list[GS__BUS_CLASSES];
 	size_t count[GS__BUS_CLASSES];
+} gs__bus_pool_side;
+
+typedef struct gs__bus_pool {
+	gs__bus_pool_side free, given;
 } gs__bus_pool;
 
 gs_err gs__bus_pool_init(gs__bus_pool *pool);

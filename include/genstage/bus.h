@@ -53,7 +53,8 @@
  * for ever run in bounded memory. Handles never released go at gs_bus_free.
  * The topic table keeps max_topics topics. Envelope blocks are recycled, at
  * most 1 MiB kept per size class (eleven classes, from 256 bytes for a
- * single publish to 256 KiB).
+ * single publish to 256 KiB), half of it on the side publishers take
+ * from and half on the side subscribers give back to.
  */
 #ifndef GENSTAGE_BUS_H
 #define GENSTAGE_BUS_H
