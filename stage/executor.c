@@ -306,15 +306,8 @@ void gs__executor_forget(gs_stage *s)
  * cannot finish (gs__executor_forget) and be freed in between. */
 static void fire_timers(gs_executor *ex)
 {
-	/* No clock read while no timer is set: find runs between every two
-	 * stages and in the spin loop, and the first read after a sleep is
-	 * slow. */
-	uint64_t earliest =
-		atomic_load_explicit(&ex->earliest, memory_order_relaxed);
-	if (earliest == UINT64_MAX)
-		return;
 	uint64_t now = gs__now_ns();
-	if (earliest > now)
+	if (atomic_load_explicit(&ex->earliest, memory_order_relaxed) > now)
 		return;
 	pthread_mutex_lock(&ex->tlock);
 	while (ex->hn && ex->heap[0].deadline <= now) {
