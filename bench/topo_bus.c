@@ -91,7 +91,7 @@ void gsb_run_bus_fanout(const gsb_topology *t, const gsb_params *p,
 	static tally subs[GSB_FANOUT_SUBS];
 	_Atomic uint64_t total = 0;
 	size_t per_call = t->batch && t->batch < FANOUT_BATCH ? t->batch
-							     : FANOUT_BATCH;
+							      : FANOUT_BATCH;
 	gs_bus *bus;
 	gs_err err = gs_bus_new(&(gs_bus_opts){ .name = "fanout" }, &bus);
 	for (size_t i = 0; !err && i < GSB_FANOUT_SUBS; i++) {

@@ -15,12 +15,12 @@
 
 static gs_err side_init(gs__bus_pool_side *side)
 {
-	pthread_mutexattr_t a;
-	if (pthread_mutexattr_init(&a))
-		return GS_ENOMEM;
 	/* Held for a few pointer moves: a thread that finds it taken spins
 	 * a little before it sleeps, rather than paying two system calls
 	 * and a wake-up for a lock that is free again in nanoseconds. */
+	pthread_mutexattr_t a;
+	if (pthread_mutexattr_init(&a))
+		return GS_ENOMEM;
 #ifdef __GLIBC__
 	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
 #endif
@@ -114,7 +114,8 @@ void gs__bus_block_free(gs__bus_block *b)
 	gs__bus_pool_side *g = &b->bus->pool.given;
 	if (c < GS__BUS_CLASSES) {
 		pthread_mutex_lock(&g->lock);
-		bool keep = g->count[c] < GS__BUS_POOL_BYTES / 2 / class_size(c);
+		bool keep = g->count[c] <
+			    GS__BUS_POOL_BYTES / 2 / class_size(c);
 		if (keep) {
 			b->next = g->list[c];
 			g->list[c] = b;
