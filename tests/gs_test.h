@@ -317,4 +317,21 @@ uint64_t gs_rng_next(gs_rng *r);
 /* Uniform in [lo, hi]. */
 size_t gs_rng_range(gs_rng *r, size_t lo, size_t hi);
 
+/* A finished bus subscription's counters obey the conservation law
+ * (accepted = handled + dropped + failed) and nothing is in flight; `who`
+ * names it in a failure. */
+static inline void gs_test_bus_conserved(const gs_bus_sub_stats *st,
+					 const char *who)
+{
+	cr_assert_eq(st->accepted, st->handled + st->dropped + st->failed,
+		     "%s: accepted %llu != handled %llu + dropped %llu + "
+		     "failed %llu",
+		     who, (unsigned long long)st->accepted,
+		     (unsigned long long)st->handled,
+		     (unsigned long long)st->dropped,
+		     (unsigned long long)st->failed);
+	cr_assert_eq(st->in_flight, 0, "%s: %llu in flight", who,
+		     (unsigned long long)st->in_flight);
+}
+
 #endif

@@ -7,6 +7,7 @@
  * whose own allocators it would displace.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "gs_test.h"
@@ -242,14 +243,9 @@ static void bus_once(void)
 		gs_bus_sub_stats st;
 		if (!subs[i] || gs_bus_sub_stats_get(subs[i], &st))
 			continue;
-		cr_assert_eq(st.accepted, st.handled + st.dropped + st.failed,
-			     "subscription %zu: %llu accepted, %llu handled, "
-			     "%llu dropped, %llu failed",
-			     i, (unsigned long long)st.accepted,
-			     (unsigned long long)st.handled,
-			     (unsigned long long)st.dropped,
-			     (unsigned long long)st.failed);
-		cr_assert_eq(st.in_flight, 0);
+		char who[32];
+		snprintf(who, sizeof who, "subscription %zu", i);
+		gs_test_bus_conserved(&st, who);
 	}
 	gs_bus_free(bus);
 	cr_assert_eq(atomic_load(&bus_freed), accepted,

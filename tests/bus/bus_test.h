@@ -152,15 +152,7 @@ static inline gs_bus_sub_stats bt_stats(const bt_sub *b)
 static inline void bt_conserved(const bt_sub *b)
 {
 	gs_bus_sub_stats st = bt_stats(b);
-	cr_expect_eq(st.accepted, st.handled + st.dropped + st.failed,
-		     "%s: accepted %llu != handled %llu + dropped %llu + "
-		     "failed %llu",
-		     gs_bus_sub_name(b->sub), (unsigned long long)st.accepted,
-		     (unsigned long long)st.handled,
-		     (unsigned long long)st.dropped,
-		     (unsigned long long)st.failed);
-	cr_expect_eq(st.in_flight, 0, "%s: %llu in flight",
-		     gs_bus_sub_name(b->sub), (unsigned long long)st.in_flight);
+	gs_test_bus_conserved(&st, gs_bus_sub_name(b->sub));
 	cr_expect_eq(st.queue_depth, 0);
 }
 
