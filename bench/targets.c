@@ -100,6 +100,12 @@ static const target targets[] = {
 	{ BUS, "bus-fanout", VS, "pubsub-mutex", .bound = 10, .style = TIMES },
 	{ BUS, "bus-fanout", FIGURE, .fig = gsb_rate, .what = "events/s",
 	  .bound = 50e6, .style = MEPS },
+	/* The same bounds on the shape the README teaches first, one event
+	 * per gs_bus_publish: a bound met only in batches is not met. */
+	{ BUS, "bus-fanout/1", VS, "pubsub-mutex", .bound = 10,
+	  .style = TIMES },
+	{ BUS, "bus-fanout/1", FIGURE, .fig = gsb_rate, .what = "events/s",
+	  .bound = 50e6, .style = MEPS },
 	{ BUS, "bus-slow/c1", FIGURE, .fig = gsb_own_ratio,
 	  .what = "time / ideal from measured sleeps", .at_most = true,
 	  .bound = 1.01, .style = FINE },
