@@ -57,7 +57,11 @@ static void fmt_spread(char *buf, size_t len, gsb_spread s, style st)
 	}
 	fmt_one(lo, sizeof lo, s.min, st);
 	fmt_one(hi, sizeof hi, s.max, st);
-	snprintf(buf, len, "%s (%s..%s)", med, lo, hi);
+	/* Fits a GSB_CELL (three 15-byte figures); a narrower buf is cut
+	 * short, its last character saying so. */
+	if (snprintf(buf, len, "%s (%s..%s)", med, lo, hi) >= (int)len &&
+	    len > 1)
+		buf[len - 2] = '~';
 }
 
 static void set_spread(gsb_table *t, int r, size_t c, gsb_spread s, style st)

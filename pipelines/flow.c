@@ -448,7 +448,7 @@ gs_err gs__flow_add_layer(gs_flow *f, const char *what, gs__in_mode mode,
 	if (e)
 		return e;
 	const gs_flow_partition_opts *o = opts ? opts : &none;
-	size_t stages;
+	size_t stages = 0; /* set by check_popts; gcc -O3 cannot tell */
 	if ((e = check_popts(f, what, o, &stages)))
 		return e;
 	gs__flow_layer *in = f->last;
