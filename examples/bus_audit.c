@@ -240,8 +240,11 @@ int main(int argc, char **argv)
 	       " sign-ups and %" PRIu64 " payments\n",
 	       published, a.seen, a.dead_letters, atomic_load(&w.posted),
 	       m.signups, m.payments);
-	bool ok = conserved(audit_sub) & conserved(webhook_sub) &
-		  conserved(metrics_sub);
+	/* Each prints its line, so all three are called. */
+	bool audit_ok = conserved(audit_sub);
+	bool webhook_ok = conserved(webhook_sub);
+	bool metrics_ok = conserved(metrics_sub);
+	bool ok = audit_ok && webhook_ok && metrics_ok;
 	gs_bus_sub_stats hooks;
 	gs_bus_sub_stats_get(webhook_sub, &hooks);
 	/* Every failed post became a dead letter, and the drain let each

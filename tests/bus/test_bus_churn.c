@@ -249,7 +249,7 @@ static void release_inside(size_t concurrency)
 {
 	atomic_store(&bt_freed, 0);
 	gs_bus *bus = bt_bus(NULL);
-	self_release r = { 0 };
+	self_release r = { .sub = NULL };
 	gs_bus_sub *sub;
 	GS_OK_OR_DIE(gs_bus_subscribe(
 		bus,
