@@ -259,10 +259,12 @@ gs__bus_topic *gs__bus_topic_find(gs_bus *bus, const char *topic, size_t len);
 /* --- bus_queue.c: a subscription's queue ------------------------------ */
 
 /* gs__bus_queue_put, once per delivery, is inline: see the end. */
-/* Under the lock: makes what was put visible to the consumer. Returns true
- * if the consumer's stage waits for the queue: then wake it, without the
- * lock, with gs__bus_queue_wake. */
-bool gs__bus_queue_show(gs_bus_sub *s);
+/* Under the lock: makes what was put into the n queues visible to their
+ * consumers. Writes to `hungry` those whose stage waits for its queue, and
+ * returns how many (`hungry` may be `subs`): wake them, without the lock
+ * if it can, with gs__bus_queue_wake. */
+size_t gs__bus_queue_show(gs_bus_sub *const *subs, size_t n,
+			  gs_bus_sub **hungry);
 /* `locked`: the caller holds the bus lock. */
 void gs__bus_queue_wake(gs_bus_sub *s, bool locked);
 /* Takes up to max of the oldest envelopes, from any thread; 0 if empty. */
@@ -344,9 +346,10 @@ struct gs_bus_sub {
 	/* producer side, under the bus lock */
 	_Alignas(GS__BUS_LINE) uint64_t put; /* end being written */
 	_Atomic uint64_t accepted;
-	size_t need;    /* this publish's events for it */
-	uint64_t epoch; /* the publish that last touched it */
-	bool listed;    /* routed to */
+	uint64_t finished_seen; /* `finished` when last read (a bound) */
+	size_t need;            /* this publish's events for it */
+	uint64_t epoch;         /* the publish that last touched it */
+	bool listed;            /* routed to */
 	/* Who may still reach it from outside its stages (bus_sub.c): taken
 	 * mostly by publishers about to wake its stage, so on their line. */
 	_Atomic size_t refs;

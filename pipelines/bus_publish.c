@@ -145,10 +145,19 @@ static gs_err route_all(gs_bus *bus, gs__bus_block *b, const gs_bus_msg *msgs,
 	return GS_OK;
 }
 
-static uint64_t used(const gs_bus_sub *s)
+/* Under the lock: whether s has room for `need` more deliveries. Its
+ * consumers move `finished` on their own line, often; reading it on every
+ * publish would fetch that line each time. It only grows, so the value
+ * last read (finished_seen, on the publisher's line) bounds what s holds
+ * from above, and it is read again only when that bound leaves no room. */
+static bool has_room(gs_bus_sub *s, size_t need)
 {
-	return atomic_load_explicit(&s->accepted, memory_order_relaxed) -
-	       atomic_load(&s->finished);
+	uint64_t accepted = atomic_load_explicit(&s->accepted,
+						 memory_order_relaxed);
+	if (accepted - s->finished_seen + need <= s->queue_size)
+		return true;
+	s->finished_seen = atomic_load(&s->finished);
+	return accepted - s->finished_seen + need <= s->queue_size;
 }
 
 /* Under the lock: whether s lacks room for `need` more. With `arm`, a
@@ -157,7 +166,7 @@ static uint64_t used(const gs_bus_sub *s)
  * subscriber finishes. */
 static bool lacks_room(gs_bus_sub *s, size_t need, bool arm)
 {
-	if (used(s) + need <= s->queue_size)
+	if (has_room(s, need))
 		return false;
 	if (!arm)
 		return true;
@@ -166,7 +175,7 @@ static bool lacks_room(gs_bus_sub *s, size_t need, bool arm)
 						 memory_order_relaxed);
 	gs__bus_wait_for(s, accepted - s->queue_size + want);
 	/* Again, after saying so: see gs__bus_broadcast. */
-	return used(s) + need > s->queue_size;
+	return !has_room(s, need);
 }
 
 /* Under the lock, after route_all: whether every touched GS_BUS_BLOCK
@@ -204,7 +213,7 @@ static void count(_Atomic uint64_t *c, uint64_t n)
  * is (head moves at once). */
 static void put_droppable(gs_bus_sub *s, gs__bus_env *e, gs__bus_block **defer)
 {
-	bool room = used(s) < s->queue_size;
+	bool room = has_room(s, 1);
 	count(&s->accepted, 1);
 	if (!room && s->overflow == GS_BUS_DROP_OLDEST) {
 		gs__bus_env *old;
@@ -311,13 +320,15 @@ static void accept(gs_bus *bus, gs__bus_block *b, gs__bus_topic *topics,
 	}
 	/* Beyond the table, or too many topics: counted per envelope. */
 	b->n_sums = copy == b->copies && k <= b->sums_cap ? k : 0;
-	atomic_fetch_add_explicit(&bus->published, b->n, memory_order_relaxed);
-	atomic_fetch_add_explicit(&bus->unrouted, a->unrouted,
-				  memory_order_relaxed);
-	for (size_t i = 0; i < bus->n_touched; i++) {
+	count(&bus->published, b->n);
+	if (a->unrouted)
+		count(&bus->unrouted, a->unrouted);
+	/* The hungry ones are written over the touched set, which is done
+	 * with. */
+	size_t hungry = gs__bus_queue_show(bus->touched, bus->n_touched,
+					   bus->touched);
+	for (size_t i = 0; i < hungry; i++) {
 		gs_bus_sub *s = bus->touched[i];
-		if (!gs__bus_queue_show(s))
-			continue;
 		if (a->n_wake < WAKE_LATER) {
 			/* Reached after the lock is returned, when it may
 			 * have been unsubscribed and released: held. */

@@ -38,15 +38,25 @@ void gs__bus_queue_fini(gs_bus_sub *s)
 	s->slots = NULL;
 }
 
-bool gs__bus_queue_show(gs_bus_sub *s)
+size_t gs__bus_queue_show(gs_bus_sub *const *subs, size_t n,
+			  gs_bus_sub **hungry)
 {
 	/* Pairs with the takers' acquire of head. */
-	atomic_store_explicit(&s->head, s->put, memory_order_release);
+	for (size_t i = 0; i < n; i++)
+		atomic_store_explicit(&subs[i]->head, subs[i]->put,
+				      memory_order_release);
 	/* Pairs with the fence in gs__bus_queue_next: either the stage's
-	 * second look sees the new head, or this sees its hungry. */
+	 * second look sees the new head, or this sees its hungry. One fence
+	 * for every queue of the call: it waits for the stores above, and a
+	 * second one would wait for nothing but cost as much. */
 	atomic_thread_fence(memory_order_seq_cst);
-	return atomic_load_explicit(&s->hungry, memory_order_relaxed) &&
-	       atomic_exchange(&s->hungry, false);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (atomic_load_explicit(&subs[i]->hungry,
+					 memory_order_relaxed) &&
+		    atomic_exchange(&subs[i]->hungry, false))
+			hungry[k++] = subs[i];
+	return k;
 }
 
 void gs__bus_queue_wake(gs_bus_sub *s, bool locked)
