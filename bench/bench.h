@@ -110,6 +110,7 @@ struct gsb_topology {
 	 * hop); 0 means 1. The harness makes the count a multiple. */
 	unsigned deliveries;
 	bool by_word; /* flow-wordcount: WC_WORDS, not WC_CHUNKS */
+	bool serial;  /* by_word: its work on one thread, no library */
 	/* What the count counts when each one is costly ("samples",
 	 * "stages", "pipelines", or bus-slow's "events", which sleep 10 ms
 	 * each): a global --events N gives these rows N /

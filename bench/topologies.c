@@ -256,6 +256,17 @@ const gsb_topology gsb_topologies[] = {
 	  .stages = 2,
 	  .by_word = true,
 	  .default_events = 50u << 20 },
+	{ .name = "words-serial/2",
+	  .what = "flow-words/2's own work on one thread, no library: the "
+		  "words cut 1000 at a time, each keyed to one of 2 tables "
+		  "and counted there; 2 CPUs can at best double its rate, "
+		  "the ceiling of flow-words/2",
+	  .run = gsb_run_wordcount,
+	  .base = "wordcount-loop",
+	  .stages = 2,
+	  .by_word = true,
+	  .serial = true,
+	  .default_events = 50u << 20 },
 
 	/* The event bus: fan-out against a hand-written publish/subscribe,
 	 * and the slow-listener runs against their own ideal (own_ratio:

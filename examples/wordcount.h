@@ -41,6 +41,15 @@ typedef enum wc_shape {
 gs_err wc_count_flow(char *text, size_t len, wc_shape shape, size_t stages,
 		     wc_table **out, char *why, size_t whylen);
 gs_err wc_count_loop(char *text, size_t len, wc_table **out);
+/* WC_WORDS's own work on one thread, without the library: the words cut
+ * a batch at a time (what the splitting stages hand on), then each one's key
+ * picks one of `parts` tables and it is counted there (what the partition
+ * and the counting stages do), then the tables merged. Its time is the
+ * least that work costs, so `parts` stages on as many CPUs can at best
+ * divide it by `parts`: gs-bench's words-serial rows, the ceiling of the
+ * flow-words rows. */
+gs_err wc_count_words_serial(char *text, size_t len, size_t parts,
+			     wc_table **out);
 
 size_t wc_words(const wc_table *t);    /* all words, repeats included */
 size_t wc_distinct(const wc_table *t); /* distinct words */
