@@ -110,6 +110,29 @@ Test(bus_delivery, block_refuses_at_once_or_after_waiting_and_keeps_payload,
 	bt_end(bus, 3, BT_SUBS(&b));
 }
 
+/* A publisher keeps the finished count it last read (a bound on what the
+ * queue holds) and reads it again only when that bound says full: a queue
+ * found full must take a publish at timeout 0 once its handler is done. */
+Test(bus_delivery, a_queue_found_full_takes_again_at_timeout_0_once_drained,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub b;
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&b));
+	b.gated = true;
+	bt_subscribe(bus, &b,
+		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 2 });
+	fill_behind_gate(bus, &b, 2);
+	payload *p = bt_payload(3, 0);
+	cr_expect_eq(gs_bus_publish(bus, "t", p, bt_free, 0), GS_EFULL);
+	atomic_store(&b.open, true);
+	while (bt_stats(&b).in_flight)
+		bt_yield();
+	cr_expect_eq(gs_bus_publish(bus, "t", p, bt_free, 0), GS_OK);
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	cr_expect_eq(atomic_load(&b.n), 3);
+	bt_end(bus, 3, BT_SUBS(&b));
+}
+
 Test(bus_delivery, a_publish_one_block_queue_cannot_take_reaches_nobody,
      .timeout = GS_TEST_TIMEOUT)
 {
