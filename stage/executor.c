@@ -306,8 +306,15 @@ void gs__executor_forget(gs_stage *s)
  * cannot finish (gs__executor_forget) and be freed in between. */
 static void fire_timers(gs_executor *ex)
 {
+	/* Without a timer there is no clock to read: this runs before every
+	 * stage a worker picks, and a clock read costs more than a batch's
+	 * hand-off. */
+	uint64_t earliest = atomic_load_explicit(&ex->earliest,
+						 memory_order_relaxed);
+	if (earliest == UINT64_MAX)
+		return;
 	uint64_t now = gs__now_ns();
-	if (atomic_load_explicit(&ex->earliest, memory_order_relaxed) > now)
+	if (earliest > now)
 		return;
 	pthread_mutex_lock(&ex->tlock);
 	while (ex->hn && ex->heap[0].deadline <= now) {

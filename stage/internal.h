@@ -326,6 +326,11 @@ bool gs__in_any_stage(void);
 bool gs__in_scheduled_stage(void);
 void gs__busy_add(gs_stage *s, uint64_t since_ns);
 uint64_t gs__now_ns(void);
+/* What gs__now_ns last returned on this thread (0 before it ran here): a
+ * time a little in the past, for checks that may err early, read for
+ * free. Callbacks are timed, and idle workers read the clock as they
+ * spin, so it is seldom more than a turn old. */
+extern _Thread_local uint64_t gs__clock_seen;
 void gs__count(_Atomic uint64_t *counter, uint64_t n);
 /* Condition variables on the monotonic clock, waited on with a timeout in
  * milliseconds (negative: for ever) turned into a deadline once; the wait
