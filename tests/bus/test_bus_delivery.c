@@ -87,27 +87,42 @@ Test(bus_delivery, drop_oldest_keeps_the_newest_and_frees_the_rest,
 	overflow_run(GS_BUS_DROP_OLDEST, (const uint64_t[]){ 1, 18, 19, 20 });
 }
 
+/* One subscription, its queue of two full behind its handler's gate: a
+ * third publish is refused at timeout 0 (*p stays ours). */
+static gs_bus *refused_when_full(bt_sub *b, payload **p)
+{
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(b));
+	b->gated = true;
+	bt_subscribe(bus, b,
+		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 2 });
+	fill_behind_gate(bus, b, 2);
+	*p = bt_payload(3, 0);
+	cr_expect_eq(gs_bus_publish(bus, "t", *p, bt_free, 0), GS_EFULL);
+	return bus;
+}
+
+/* The third publish now gets in, and all three are handled. */
+static void third_gets_in(gs_bus *bus, bt_sub *b, payload *p, int timeout_ms)
+{
+	GS_OK_OR_DIE(gs_bus_publish(bus, "t", p, bt_free, timeout_ms));
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	cr_expect_eq(atomic_load(&b->n), 3);
+	bt_end(bus, 3, BT_SUBS(b));
+}
+
 Test(bus_delivery, block_refuses_at_once_or_after_waiting_and_keeps_payload,
      .timeout = GS_TEST_TIMEOUT)
 {
 	static bt_sub b;
-	gs_bus *bus = bt_begin(NULL, BT_SUBS(&b));
-	b.gated = true;
-	bt_subscribe(bus, &b,
-		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 2 });
-	fill_behind_gate(bus, &b, 2);
-	payload *p = bt_payload(3, 0);
-	cr_expect_eq(gs_bus_publish(bus, "t", p, bt_free, 0), GS_EFULL);
+	payload *p;
+	gs_bus *bus = refused_when_full(&b, &p);
 	cr_expect_eq(gs_bus_publish(bus, "t", p, bt_free, 20), GS_ETIMEDOUT);
 	cr_expect_eq(bt_stats(&b).accepted, 2);
 	cr_expect_eq(atomic_load(&bt_freed), 0, "a refused payload is ours");
 	atomic_store(&b.open, true);
 	/* Room comes back as the handler finishes: a waiting publish gets
 	 * in. */
-	GS_OK_OR_DIE(gs_bus_publish(bus, "t", p, bt_free, GS_BUS_FOREVER));
-	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
-	cr_expect_eq(atomic_load(&b.n), 3);
-	bt_end(bus, 3, BT_SUBS(&b));
+	third_gets_in(bus, &b, p, GS_BUS_FOREVER);
 }
 
 /* A publisher keeps the finished count it last read (a bound on what the
@@ -117,20 +132,12 @@ Test(bus_delivery, a_queue_found_full_takes_again_at_timeout_0_once_drained,
      .timeout = GS_TEST_TIMEOUT)
 {
 	static bt_sub b;
-	gs_bus *bus = bt_begin(NULL, BT_SUBS(&b));
-	b.gated = true;
-	bt_subscribe(bus, &b,
-		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 2 });
-	fill_behind_gate(bus, &b, 2);
-	payload *p = bt_payload(3, 0);
-	cr_expect_eq(gs_bus_publish(bus, "t", p, bt_free, 0), GS_EFULL);
+	payload *p;
+	gs_bus *bus = refused_when_full(&b, &p);
 	atomic_store(&b.open, true);
 	while (bt_stats(&b).in_flight)
 		bt_yield();
-	cr_expect_eq(gs_bus_publish(bus, "t", p, bt_free, 0), GS_OK);
-	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
-	cr_expect_eq(atomic_load(&b.n), 3);
-	bt_end(bus, 3, BT_SUBS(&b));
+	third_gets_in(bus, &b, p, 0);
 }
 
 Test(bus_delivery, a_publish_one_block_queue_cannot_take_reaches_nobody,
