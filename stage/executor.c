@@ -12,6 +12,19 @@
  * each other cannot starve a third. Threads that are not workers (pushers,
  * callers, timers' owners on other executors) use the shared queue.
  *
+ * Stealing moves a stage away from the caches that hold its state and its
+ * input, which costs more than running it in a cheap pipeline: on two
+ * cores, a producer, a map and a consumer that steal from each other run
+ * at less than half the speed of the same three on one worker. So a thief
+ * takes a queued stage only when it would otherwise wait: when the victim
+ * has a backlog (two or more queued), or when the stage has waited
+ * STEAL_AGE_NS (its worker is busy with something long). Looking costs
+ * too: every look reads lines the victim writes at each hand-off, so a
+ * thief that found nothing waits STEAL_POLL_NS before it looks again.
+ * Times are the clock each thread last read (gs__clock_seen), which the
+ * callbacks' timing and the idle loop keep fresh; a stale one only makes
+ * a stage look older, as stealing did before these rules.
+ *
  * An idle worker spins for a short while with exponential backoff, then
  * sleeps on the executor's event count. A worker that queues work wakes a
  * sleeper only when no worker is spinning (a spinner will find it), and a
@@ -40,6 +53,9 @@
 #define MAX_WORKERS 1024
 #define LIFO_STREAK 3
 #define GLOBAL_EVERY 61
+/* See the top: measured on 1-map-1, 1-4-demand and chain-1000. */
+#define STEAL_AGE_NS 10000
+#define STEAL_POLL_NS 10000
 
 /* How long an idle worker looks for work before it sleeps: long enough to
  * bridge the gap between two batches of a busy pipeline, short enough that
@@ -52,6 +68,7 @@ typedef struct gs__worker {
 	/* Taken by the owner, and by thieves while the owner is busy. */
 	_Alignas(GS__CACHELINE) _Atomic(gs_stage *) next;
 	_Atomic bool busy;
+	_Atomic uint64_t next_since; /* when `next` was last filled */
 	/* The FIFO, under `lock`; `n` lets thieves and sleepers look
 	 * without the lock. */
 	_Alignas(GS__CACHELINE) pthread_mutex_t lock;
@@ -63,6 +80,7 @@ typedef struct gs__worker {
 	size_t index;
 	unsigned lifo_streak;
 	uint64_t picks;
+	uint64_t look_after; /* no stealing before this time */
 } gs__worker;
 
 typedef struct timer_entry {
@@ -101,6 +119,7 @@ static void queue_push(pthread_mutex_t *lock, gs_stage **head, gs_stage **tail,
 		       _Atomic size_t *n, gs_stage *s)
 {
 	s->rq_next = NULL;
+	s->rq_since = gs__clock_seen;
 	pthread_mutex_lock(lock);
 	if (*tail)
 		(*tail)->rq_next = s;
@@ -179,6 +198,8 @@ static void enqueue(gs_stage *s)
 	gs_executor *ex = s->ex;
 	gs__worker *w = self;
 	if (w && w->ex == ex) {
+		atomic_store_explicit(&w->next_since, gs__clock_seen,
+				      memory_order_relaxed);
 		GS__HB(&w->next);
 		gs_stage *old = atomic_exchange_explicit(&w->next, s,
 							 memory_order_acq_rel);
@@ -356,20 +377,49 @@ static gs_stage *local_pop(gs__worker *w)
 	return s;
 }
 
+static bool waited(uint64_t since)
+{
+	return (int64_t)(gs__clock_seen - since) >= STEAL_AGE_NS;
+}
+
+/* The oldest queued stage of v, if it is worth taking (see the top). */
+static gs_stage *fifo_steal(gs__worker *v)
+{
+	if (!atomic_load_explicit(&v->n, memory_order_relaxed))
+		return NULL;
+	pthread_mutex_lock(&v->lock);
+	gs_stage *s = v->head;
+	if (s && (atomic_load_explicit(&v->n, memory_order_relaxed) >= 2 ||
+		  waited(s->rq_since))) {
+		v->head = s->rq_next;
+		if (!v->head)
+			v->tail = NULL;
+		atomic_fetch_sub(&v->n, 1);
+	} else {
+		s = NULL;
+	}
+	pthread_mutex_unlock(&v->lock);
+	return s;
+}
+
 /* Takes the oldest queued stage of another worker, or the next slot of one
- * that is busy running something else. */
+ * that is busy running something else, as the rules at the top allow. */
 static gs_stage *steal(gs__worker *w)
 {
 	gs_executor *ex = w->ex;
+	if ((int64_t)(gs__clock_seen - w->look_after) < 0)
+		return NULL;
 	for (size_t k = 1; k < ex->n; k++) {
-		gs_stage *s = fifo_pop(&ex->w[(w->index + k) % ex->n]);
+		gs_stage *s = fifo_steal(&ex->w[(w->index + k) % ex->n]);
 		if (s)
 			return s;
 	}
 	for (size_t k = 1; k < ex->n; k++) {
 		gs__worker *v = &ex->w[(w->index + k) % ex->n];
 		if (!atomic_load_explicit(&v->busy, memory_order_relaxed) ||
-		    !atomic_load_explicit(&v->next, memory_order_relaxed))
+		    !atomic_load_explicit(&v->next, memory_order_relaxed) ||
+		    !waited(atomic_load_explicit(&v->next_since,
+						 memory_order_relaxed)))
 			continue;
 		GS__HB(&v->next);
 		gs_stage *s = atomic_exchange_explicit(&v->next, NULL,
@@ -378,6 +428,7 @@ static gs_stage *steal(gs__worker *w)
 		if (s)
 			return s;
 	}
+	w->look_after = gs__clock_seen + STEAL_POLL_NS;
 	return NULL;
 }
 
@@ -537,6 +588,7 @@ static gs_err create(const gs_executor_opts *opts, bool is_default,
 		w[i].index = i;
 		GS__ATOMIC(w[i].next);
 		GS__ATOMIC(w[i].busy);
+		GS__ATOMIC(w[i].next_since);
 		GS__ATOMIC(w[i].n);
 	}
 	for (size_t i = 0; i < n; i++) {

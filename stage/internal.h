@@ -214,8 +214,9 @@ struct gs_stage {
 	_Atomic int demand_req;    /* written before GS__CTL_DEMAND is set */
 	_Atomic int demand_mode;   /* the mode last asked for, for readers */
 	struct gs_stage *rq_next;  /* run queue link, under the queue's lock */
-	uint64_t ex_deadline;      /* the executor's timer lock */
-	_Atomic bool warned_slow;  /* the long-callback warning was given */
+	uint64_t rq_since;    /* when it was queued (executor.c), same lock */
+	uint64_t ex_deadline; /* the executor's timer lock */
+	_Atomic bool warned_slow; /* the long-callback warning was given */
 
 	/* control inbox, under inbox_lock; inbox_pending lets the worker skip
 	 * the lock when the inbox is empty */
