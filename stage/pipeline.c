@@ -29,7 +29,8 @@ GS__API gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out)
 	 * helgrind has seen it released, and gs_pipeline_free's destroy
 	 * reads them, a false report valgrind's glibc suppressions miss. */
 	GS__ATOMIC(p->lock);
-	if (pthread_cond_init(&p->changed, NULL)) {
+	/* On the monotonic clock, as gs__deadline measures timeouts. */
+	if (gs__cond_init(&p->changed)) {
 		pthread_mutex_destroy(&p->lock);
 		free(p);
 		return GS_ENOMEM;

@@ -454,6 +454,48 @@ Test(lifecycle, wait_for_names_each_unfinished_stage_and_its_wait,
 	gs_pipeline_free(p);
 }
 
+/* A consumer on its own thread that takes one event per callback and
+ * sleeps 20 ms over it: a pipeline that needs time to finish. */
+static int sleepy_events(void *state, gs_stage *stage, gs_sub *from,
+			 void **events, size_t n)
+{
+	(void)stage, (void)from, (void)events;
+	nanosleep(&(struct timespec){ 0, 20 * 1000000L }, NULL);
+	atomic_fetch_add((_Atomic size_t *)state, n);
+	return GS_OK;
+}
+
+Test(lifecycle, wait_for_waits_for_a_pipeline_that_finishes_in_time,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static const gs_stage_ops sleepy_ops = {
+		.handle_events = sleepy_events
+	};
+	gs_pipeline *p;
+	gs_stage *prod, *cons;
+	seq_producer sp = { .total = 4 };
+	_Atomic size_t got = 0;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp, NULL,
+				  &prod));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &sleepy_ops, &got,
+				  &(gs_stage_opts){ .blocking = true }, &cons));
+	GS_OK_OR_DIE(gs_subscribe(cons, prod, &(gs_sub_opts){ .max_demand = 1 },
+				  NULL));
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	/* Its four callbacks take 80 ms: the wait must last that long and
+	 * end with the pipeline, not time out before. */
+	cr_assert_eq(gs_pipeline_wait_for(p, 60000), GS_OK);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+		    (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	cr_assert_eq(atomic_load(&got), 4);
+	cr_assert_geq(ms, 75.0, "returned after %.1f ms", ms);
+	GS_OK_OR_DIE(gs_pipeline_free(p));
+}
+
 Test(lifecycle, write_dot_reports_a_failed_write_as_io_error,
      .timeout = GS_TEST_TIMEOUT)
 {
