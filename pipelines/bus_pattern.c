@@ -36,7 +36,7 @@ static gs_err check_words(const char *s, bool wild, const char *what,
 			continue;
 		}
 		if (!wl)
-			err = !i ? "is empty" : "has an empty word";
+			err = !i && !c ? "is empty" : "has an empty word";
 		else if (has_wild && !(wild && wl == 1))
 			err = wild ? "has '*' or '#' inside a word"
 				   : "contains '*' or '#'";
@@ -46,8 +46,13 @@ static gs_err check_words(const char *s, bool wild, const char *what,
 		has_wild = false;
 	}
 	if (err) {
-		snprintf(why, why_len, "%s '%.*s' %s", what,
-			 (int)(i < 64 ? i : 64), s, err);
+		/* The whole input (its first 64 bytes), and where it failed. */
+		size_t shown = strnlen(s, 64);
+		snprintf(why, why_len, "%s '%.*s%s' %s", what, (int)shown, s,
+			 s[shown] ? "..." : "", err);
+		if (i)
+			snprintf(why + strlen(why), why_len - strlen(why),
+				 " (at byte %zu)", i);
 		return GS_EINVAL;
 	}
 	*len = i;

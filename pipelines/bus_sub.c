@@ -21,6 +21,16 @@
 #include "bus_internal.h"
 #include "reap.h"
 
+/* Says why a subscription was refused, naming it if it was given a name
+ * (the default one is made only once it is accepted). */
+static void refused(gs_bus *bus, const gs_bus_sub_opts *o, const char *why)
+{
+	if (o->name)
+		gs__bus_log(bus, "gs_bus_subscribe '%s': %s", o->name, why);
+	else
+		gs__bus_log(bus, "gs_bus_subscribe: %s", why);
+}
+
 static gs_err check_opts(gs_bus *bus, const gs_bus_sub_opts *o)
 {
 	if (!o) {
@@ -35,6 +45,8 @@ static gs_err check_opts(gs_bus *bus, const gs_bus_sub_opts *o)
 	}
 	const char *why = !o->handler      ? "no handler"
 			  : !o->queue_size ? "queue_size must be at least 1"
+			  : o->queue_size > GS_BUS_MAX_QUEUE
+				  ? "queue_size above GS_BUS_MAX_QUEUE"
 			  : o->overflow != GS_BUS_BLOCK &&
 					  o->overflow != GS_BUS_DROP_OLDEST &&
 					  o->overflow != GS_BUS_DROP_NEWEST
@@ -43,8 +55,7 @@ static gs_err check_opts(gs_bus *bus, const gs_bus_sub_opts *o)
 				  ? "concurrency above GS_POOL_MAX_WORKERS"
 				  : NULL;
 	if (why) {
-		gs__bus_log(bus, "gs_bus_subscribe '%s': %s",
-			    o->name ? o->name : "", why);
+		refused(bus, o, why);
 		return GS_EINVAL;
 	}
 	return GS_OK;
@@ -121,8 +132,7 @@ GS_BUS_API gs_err gs_bus_subscribe(gs_bus *bus, const gs_bus_sub_opts *opts,
 	err = gs__bus_matcher_init(&s->match, opts->patterns, opts->regexes,
 				   why, sizeof why);
 	if (err) {
-		gs__bus_log(bus, "gs_bus_subscribe '%s': %s",
-			    opts->name ? opts->name : "", why);
+		refused(bus, opts, why);
 		free(s);
 		return err;
 	}

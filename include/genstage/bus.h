@@ -199,6 +199,8 @@ typedef struct gs_bus_opts {
  * and a quarter of queue_size, leave the rest in the queue where
  * GS_BUS_DROP_OLDEST can still drop them. */
 #define GS_BUS_MAX_BATCH 256
+/* The largest queue_size: a queue holds a pointer per event (8 GiB). */
+#define GS_BUS_MAX_QUEUE ((size_t)1 << 30)
 
 typedef struct gs_bus_sub_opts {
 	uint32_t version; /* GS_BUS_SUB_OPTS_VERSION */
@@ -213,7 +215,8 @@ typedef struct gs_bus_sub_opts {
 	const char *const *regexes;
 	gs_bus_handler_fn handler; /* required */
 	void *arg;                 /* passed to handler and dead_letter */
-	/* Events accepted and not yet finished, at most; required (>= 1). */
+	/* Events accepted and not yet finished, at most; required, 1 to
+	 * GS_BUS_MAX_QUEUE. */
 	size_t queue_size;
 	gs_bus_overflow overflow;
 	/* 0 or 1: one at a time, in order, on a stage; N: a worker pool of N
@@ -305,7 +308,8 @@ gs_err gs_bus_new(const gs_bus_opts *opts, gs_bus **out);
  * gs_bus_free. `out` may be NULL: the subscription then lasts until the bus
  * is closed, and is freed once it has ended. Refused with a log
  * message: NULL bus or opts, no handler, no pattern, an empty or malformed
- * pattern ("a..b", "a*", "#x"), an invalid regex, queue_size 0, an unknown
+ * pattern ("a..b", "a*", "#x"), an invalid regex, queue_size 0 or above
+ * GS_BUS_MAX_QUEUE, an unknown
  * overflow, concurrency above GS_POOL_MAX_WORKERS (GS_EINVAL); a version
  * above GS_BUS_SUB_OPTS_VERSION (GS_EVERSION); a closed bus (GS_ECLOSED).
  */

@@ -312,6 +312,60 @@ static int refuse_all(void *arg, const gs_bus_envelope *env)
 			     "%s: no message", #expr);                         \
 	} while (0)
 
+/* Keeps the last message. */
+static void keep_line(void *arg, const char *msg)
+{
+	snprintf(arg, 256, "%s", msg);
+}
+
+Test(bus_lifecycle, a_refused_pattern_or_topic_is_quoted_whole,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	char last[256] = "";
+	gs_bus *bus;
+	GS_OK_OR_DIE(gs_bus_new(
+		&(gs_bus_opts){ .log = keep_line, .log_arg = last }, &bus));
+	static const struct {
+		const char *pattern, *said;
+	} cases[] = {
+		{ "a..b", "gs_bus_subscribe: pattern 'a..b' has an empty "
+			  "word (at byte 2)" },
+		{ ".a", "gs_bus_subscribe: pattern '.a' has an empty word" },
+		{ "a.", "pattern 'a.' has an empty word (at byte 2)" },
+		{ "", "pattern '' is empty" },
+		{ "a.b#", "pattern 'a.b#' has '*' or '#' inside a word" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		gs_bus_sub_opts o = {
+			.patterns = (const char *[]){ cases[i].pattern, NULL },
+			.handler = refuse_all,
+			.queue_size = 4,
+		};
+		cr_expect_eq(gs_bus_subscribe(bus, &o, NULL), GS_EINVAL);
+		cr_expect_not_null(strstr(last, cases[i].said), "'%s': %s",
+				   cases[i].pattern, last);
+	}
+	cr_expect_eq(
+		gs_bus_subscribe(
+			bus,
+			&(gs_bus_sub_opts){
+				.name = "audit",
+				.patterns = (const char *[]){ "x..", NULL },
+				.handler = refuse_all,
+				.queue_size = 4 },
+			NULL),
+		GS_EINVAL);
+	cr_expect_not_null(strstr(last, "gs_bus_subscribe 'audit': pattern "
+					"'x..' has an empty word"),
+			   "%s", last);
+	cr_expect_eq(gs_bus_publish(bus, "orders..created", NULL, NULL, 0),
+		     GS_EINVAL);
+	cr_expect_not_null(strstr(last, "topic 'orders..created' has an empty "
+					"word (at byte 7)"),
+			   "%s", last);
+	gs_bus_free(bus);
+}
+
 Test(bus_lifecycle, bad_input_is_refused_with_a_code_and_a_message,
      .timeout = GS_TEST_TIMEOUT)
 {
@@ -338,6 +392,10 @@ Test(bus_lifecycle, bad_input_is_refused_with_a_code_and_a_message,
 	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
 	o = ok;
 	o.queue_size = 0;
+	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
+	o.queue_size = GS_BUS_MAX_QUEUE + 1;
+	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
+	o.queue_size = SIZE_MAX;
 	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
 	o = ok;
 	o.handler = NULL;
