@@ -217,5 +217,7 @@ GS_BUS_API gs_err gs_bus_write_json(gs_bus *bus, FILE *f)
 	}
 	fprintf(f, "]}\n");
 	pthread_mutex_unlock(&bus->lock);
-	return ferror(f) ? GS_EINVAL : GS_OK;
+	/* A buffered stream says nothing of a failed write until it is
+	 * flushed (a full disk, say). */
+	return fflush(f) || ferror(f) ? GS_EIO : GS_OK;
 }

@@ -422,8 +422,9 @@ gs_err gs_bus_topic_stats_get(gs_bus *bus, const char *topic,
 			      gs_bus_topic_stats *out);
 gs_err gs_bus_stats_get(gs_bus *bus, gs_bus_stats *out);
 
-/* Every topic's and subscription's counters as one JSON object. GS_EINVAL on
- * NULL arguments or a write error. */
+/* Every topic's and subscription's counters as one JSON object, written
+ * and flushed to f. GS_EINVAL on NULL arguments, GS_EIO if a write or the
+ * flush failed. */
 gs_err gs_bus_write_json(gs_bus *bus, FILE *f);
 
 #ifdef __cplusplus

@@ -471,6 +471,21 @@ static void on_unrouted(void *arg, const gs_bus_envelope *env)
 	atomic_fetch_add(&((unrouted_count *)arg)->n, 1);
 }
 
+Test(bus_lifecycle, write_json_reports_a_failed_write_as_io_error,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	FILE *full = fopen("/dev/full", "w");
+	if (!full)
+		cr_skip_test("no /dev/full here");
+	gs_bus *bus;
+	GS_OK_OR_DIE(gs_bus_new(NULL, &bus));
+	cr_expect_eq(gs_bus_write_json(bus, full), GS_EIO);
+	cr_expect_eq(gs_bus_write_json(bus, NULL), GS_EINVAL);
+	cr_expect_eq(gs_bus_write_json(NULL, full), GS_EINVAL);
+	fclose(full);
+	gs_bus_free(bus);
+}
+
 Test(bus_lifecycle, counters_trace_and_json_tell_the_same_story,
      .timeout = GS_TEST_TIMEOUT)
 {
