@@ -25,7 +25,7 @@ static const struct {
 	{ GS_ECANCELED, "the subscription was cancelled" },
 	{ GS_ETIMEDOUT, "timed out" },
 	{ GS_EFULL, "buffer full" },
-	{ GS_ECLOSED, "the stage has stopped" },
+	{ GS_ECLOSED, "the stage, bus or stream is closed or has stopped" },
 	{ GS_EBUSY, "the partition is already taken" },
 	{ GS_EVERSION, "a struct version newer than this library knows" },
 	{ GS_EEXIST, "the consumer is already subscribed to this producer" },

@@ -28,7 +28,7 @@ extern "C" {
 	X(GS_ECANCELED, "the subscription was cancelled")                      \
 	X(GS_ETIMEDOUT, "timed out")                                           \
 	X(GS_EFULL, "buffer full")                                             \
-	X(GS_ECLOSED, "the stage has stopped")                                 \
+	X(GS_ECLOSED, "the stage, bus or stream is closed or has stopped")     \
 	X(GS_EBUSY, "the partition is already taken")                          \
 	X(GS_EVERSION, "a struct version newer than this library knows")       \
 	X(GS_EEXIST, "the consumer is already subscribed to this producer")    \
