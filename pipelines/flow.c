@@ -85,9 +85,34 @@ static gs__flow_layer *layer_new(gs_flow *f, gs__layer_kind kind)
 }
 
 /* A pair gs_subscribe would refuse (zero fields are its defaults). */
-static bool bad_demand(size_t max, size_t min)
+/* The checks gs_subscribe makes of the same demand, made when the flow is
+ * built rather than when it runs: a max_demand above GS_MAX_DEMAND
+ * (GS_EINVAL), a min_demand not below the max_demand it will have
+ * (GS_EDEMAND). */
+static gs_err demand_error(size_t max, size_t min)
 {
-	return max && min && min != GS_MIN_DEMAND_ZERO && min >= max;
+	if (max > GS_MAX_DEMAND)
+		return GS_EINVAL;
+	size_t eff = max ? max : GS_DEFAULT_MAX_DEMAND;
+	return min && min != GS_MIN_DEMAND_ZERO && min >= eff ? GS_EDEMAND
+							      : GS_OK;
+}
+
+/* Fails f with demand_error's code, saying which fields of `what`. */
+static gs_err check_demand(gs_flow *f, const char *what, const char *fields,
+			   size_t max, size_t min)
+{
+	gs_err e = demand_error(max, min);
+	if (e == GS_EINVAL)
+		return gs__flow_fail(f, e, "%s: %s above GS_MAX_DEMAND", what,
+				     fields);
+	if (e)
+		return gs__flow_fail(f, e,
+				     "%s: %s: the min must be less than "
+				     "the max (%zu when 0)",
+				     what, fields,
+				     (size_t)GS_DEFAULT_MAX_DEMAND);
+	return GS_OK;
 }
 
 static gs_err flow_new(const gs_flow_opts *opts, gs_flow **out)
@@ -96,8 +121,10 @@ static gs_err flow_new(const gs_flow_opts *opts, gs_flow **out)
 		return GS_EINVAL;
 	if (opts && opts->version > GS_FLOW_OPTS_VERSION)
 		return GS_EVERSION; /* no flow yet to hold a message */
-	if (opts && bad_demand(opts->max_demand, opts->min_demand))
-		return GS_EDEMAND;
+	gs_err de = opts ? demand_error(opts->max_demand, opts->min_demand)
+			 : GS_OK;
+	if (de)
+		return de; /* no flow yet to hold a message */
 	gs_flow *f = calloc(1, sizeof(*f));
 	if (!f)
 		return GS_ENOMEM;
@@ -424,12 +451,8 @@ static gs_err check_popts(gs_flow *f, const char *what,
 				     "%s: lateness applies to fixed windows "
 				     "only and must be positive",
 				     what);
-	if (bad_demand(o->max_demand, o->min_demand))
-		return gs__flow_fail(f, GS_EDEMAND,
-				     "%s: min_demand must be less than "
-				     "max_demand",
-				     what);
-	return GS_OK;
+	return check_demand(f, what, "max_demand, min_demand", o->max_demand,
+			    o->min_demand);
 }
 
 static void set_route(gs__flow_layer *in, const gs_flow_partition_opts *o)
@@ -788,11 +811,9 @@ GS_FLOW_API gs_err gs_flow_through_stages(gs_flow *f, gs_pipeline *p,
 			"%s: the stages belong to another pipeline "
 			"than the flow's sources",
 			what);
-	if (bad_demand(o->in_max_demand, o->in_min_demand))
-		return gs__flow_fail(f, GS_EDEMAND,
-				     "%s: in_min_demand must be less than "
-				     "in_max_demand",
-				     what);
+	if ((e = check_demand(f, what, "in_max_demand, in_min_demand",
+			      o->in_max_demand, o->in_min_demand)))
+		return e;
 	gs_flow_partition_opts after = {
 		.stages = o->stages ? o->stages : n,
 		.window = o->window,

@@ -378,7 +378,8 @@ static gs_err run_with(gs_flow *f, const gs_stage_ops *ops)
 		 * first (and made the sink's subscription fail): its reason
 		 * is the one to give. */
 		gs_err first = gs_pipeline_stop(p, GS_STOP_NOW);
-		if (first)
+		/* GS_ESTATE: it never started, and e is the reason. */
+		if (first && first != GS_ESTATE)
 			e = first;
 	}
 	if (!f->bound)

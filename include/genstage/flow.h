@@ -177,9 +177,10 @@ typedef struct gs_flow_opts {
 /*
  * Sources. Each makes a new flow in *out (free it with gs_flow_free) and
  * reads `opts` (may be NULL) once; on error *out is untouched; a
- * min_demand not below max_demand is GS_EDEMAND. from_array copies the
- * array of pointers; the events pass to the flow (gs_flow_free of a flow
- * never run hands them to event_free). from_fn calls `gen` (see
+ * min_demand not below max_demand (GS_DEFAULT_MAX_DEMAND when 0) is
+ * GS_EDEMAND, a max_demand above GS_MAX_DEMAND GS_EINVAL. from_array
+ * copies the array of pointers; the events pass to the flow (gs_flow_free
+ * of a flow never run hands them to event_free). from_fn calls `gen` (see
  * gs_gen_fn) on the source's thread as demand comes; `arg` stays the
  * caller's. What follows runs in opts.stages stages (see "How it runs").
  * from_stages uses existing producers of pipeline `p`, which the sink
@@ -327,7 +328,8 @@ typedef struct gs_flow_partition_opts {
 } gs_flow_partition_opts;
 
 /* Routes events by key into a new layer of stages (see the opts). `opts`
- * may be NULL. Zero stages mean the default, never zero. */
+ * may be NULL. Zero stages mean the default, never zero. Demand values
+ * gs_subscribe would refuse are refused here (GS_EINVAL, GS_EDEMAND). */
 gs_err gs_flow_partition(gs_flow *f, const gs_flow_partition_opts *opts);
 /* A new layer fed by demand (any event to any stage); only stages and
  * demand of `opts` are used, and the window. */
@@ -400,7 +402,7 @@ gs_err gs_flow_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
 		      gs_flow_reduce_fn reducer, void *arg);
 /* Flow's emit_and_reduce: gs_flow_reduce whose reducer also emits events
  * as it goes (a sliding window, say); triggers then work as for
- * gs_flow_reduce. A departition merge after it is GS_EINVAL (what it
+ * gs_flow_reduce. gs_flow_departition_merge after it is GS_EINVAL (what it
  * emits belongs to no trigger). */
 gs_err gs_flow_emit_and_reduce(gs_flow *f, gs_flow_acc_new_fn acc_new,
 			       gs_flow_emit_reduce_fn reducer, void *arg);
@@ -559,8 +561,11 @@ gs_err gs_flow_window_join(gs_flow *left, gs_flow *right,
  * what they drop) and finish when the flow before them has ended (their
  * subscriptions are transient, so a stage of theirs that fails stops the
  * flow). n == 0, a NULL stage or another pipeline than the flow's sources'
- * is refused (GS_EINVAL, GS_EPIPELINE); a version above
- * GS_FLOW_THROUGH_OPTS_VERSION is GS_EVERSION. `opts` may be NULL. The
+ * is refused (GS_EINVAL, GS_EPIPELINE); so are demand values gs_subscribe
+ * would refuse (GS_EINVAL, GS_EDEMAND); a version above
+ * GS_FLOW_THROUGH_OPTS_VERSION is GS_EVERSION. Stages that are not of p
+ * are found when the flow runs: its sink returns GS_EPIPELINE, with a
+ * message in gs_flow_errmsg. `opts` may be NULL. The
  * stages stay their pipeline's; free the flow after p, as with
  * gs_flow_from_stages.
  */

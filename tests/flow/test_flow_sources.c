@@ -238,6 +238,18 @@ Test(flow_sources, bad_sources_are_refused, .timeout = 30)
 							   .min_demand = 10 },
 					  &f),
 		     GS_EDEMAND);
+	/* Against the default max_demand, as gs_subscribe would judge it. */
+	cr_assert_eq(
+		gs_flow_from_sources(
+			&ok, 1,
+			&(gs_flow_opts){ .min_demand = GS_DEFAULT_MAX_DEMAND },
+			&f),
+		GS_EDEMAND);
+	cr_assert_eq(gs_flow_from_sources(
+			     &ok, 1,
+			     &(gs_flow_opts){ .max_demand = GS_MAX_DEMAND + 1 },
+			     &f),
+		     GS_EINVAL);
 	cr_assert_eq(f, keep, "out untouched on failure");
 	gs_flow_source empty = { 0 };
 	cr_assert_eq(gs_flow_from_sources(&empty, 1, NULL, &f), GS_OK,
