@@ -196,6 +196,27 @@ Test(broadway, test_message_comes_back_acked_with_its_data,
 	gs_broadway_free(bw);
 }
 
+Test(broadway, a_test_message_sent_before_the_start_waits_for_it,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	ctx c = { 0 };
+	gs_broadway *bw;
+	GS_OK_OR_DIE(gs_broadway_new(
+		&ops, &c,
+		&(gs_broadway_opts){ .producer = gs_broadway_test_producer() },
+		&bw));
+	gs_broadway_test_ref *ref;
+	gs_broadway_test_ack a;
+	GS_OK_OR_DIE(gs_broadway_test_message(bw, GS_EV(7), &ref));
+	cr_assert_eq(gs_broadway_test_wait(ref, 20, &a), GS_ETIMEDOUT);
+	GS_OK_OR_DIE(gs_broadway_start(bw));
+	GS_OK_OR_DIE(gs_broadway_test_wait(ref, WAIT_MS, &a));
+	cr_assert_eq(a.n_ok, 1);
+	cr_assert_eq(GS_VAL(a.ok[0]), 7);
+	gs_broadway_test_ack_fini(&a);
+	gs_broadway_free(bw);
+}
+
 static void failures_come_back_failed_after_handle_failed(bool mark)
 {
 	ctx c = { .fail_every = 5,

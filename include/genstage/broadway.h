@@ -331,9 +331,11 @@ typedef struct gs_broadway_test_ack {
 typedef struct gs_broadway_test_ref gs_broadway_test_ref;
 
 /* Sends one message with `data` (and `batch_key`... set by the handlers)
- * through a started pipeline built on gs_broadway_test_producer. *ref
- * identifies it for gs_broadway_test_wait. Thread-safe. GS_ESTATE if the
- * pipeline's producer is not the test producer or no longer runs. */
+ * through a pipeline built on gs_broadway_test_producer; one not started
+ * yet holds it in the producer's queue until it starts (as gs_push does),
+ * so gs_broadway_test_wait before the start times out. *ref identifies it
+ * for gs_broadway_test_wait. Thread-safe. GS_ESTATE if the pipeline's
+ * producer is not the test producer or no longer runs. */
 gs_err gs_broadway_test_message(gs_broadway *bw, void *data,
 				gs_broadway_test_ref **ref);
 
