@@ -23,7 +23,10 @@
  * events match it; under GS_BUS_DROP_OLDEST or GS_BUS_DROP_NEWEST the
  * publisher never waits and the drop is counted. A publish is all or
  * nothing: if any matched GS_BUS_BLOCK queue lacks room for its events, no
- * subscription gets any of them.
+ * subscription gets any of them. A waiting publisher is woken once the full
+ * queue has drained to half (or far enough for its events, if that is
+ * more), not as each event leaves, which spares a wake-up per event; at its
+ * timeout it looks once more, and publishes if there is room by then.
  *
  * Conservation, per subscription, at every moment: accepted = handled +
  * dropped + failed + in_flight, with in_flight 0 once the subscription or
