@@ -296,6 +296,12 @@ struct gs_pipeline {
 	int init_err; /* the first init that failed */
 };
 
+/* error.c: a call refused before there is a stage to name: logs why at
+ * GS_LOG_ERROR through log's hook (NULL stage), else on stderr, and
+ * returns code. */
+gs_err gs__refuse(const gs_pipeline_opts *log, gs_err code, const char *fmt,
+		  ...) __attribute__((format(printf, 3, 4)));
+
 /* pipeline.c */
 void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

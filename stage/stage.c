@@ -151,16 +151,29 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 		return GS_EINVAL;
 	GS__REFUSE_NEWER(&p->opts, ops, GS_STAGE_OPS_VERSION);
 	GS__REFUSE_NEWER(&p->opts, opts, GS_STAGE_OPTS_VERSION);
+	const char *name = opts && opts->name ? opts->name : "(unnamed)";
 	if (kind != GS_PRODUCER && kind != GS_PRODUCER_CONSUMER &&
 	    kind != GS_CONSUMER)
-		return GS_EINVAL;
+		return gs__refuse(&p->opts, GS_EINVAL,
+				  "gs_stage_new %s: unknown kind %d", name,
+				  (int)kind);
 	if (kind == GS_PRODUCER ? !ops->handle_demand : !ops->handle_events)
-		return GS_EINVAL;
+		return gs__refuse(&p->opts, GS_EINVAL,
+				  "gs_stage_new %s: a %s needs %s", name,
+				  kind == GS_PRODUCER ? "producer"
+						      : "consumer or "
+							"producer-consumer",
+				  kind == GS_PRODUCER ? "handle_demand"
+						      : "handle_events");
 	gs_stage_opts o = opts ? *opts : (gs_stage_opts){ 0 };
 	if (o.buffer_keep != GS_KEEP_LAST && o.buffer_keep != GS_KEEP_FIRST)
-		return GS_EINVAL;
+		return gs__refuse(&p->opts, GS_EINVAL,
+				  "gs_stage_new %s: unknown buffer_keep %d",
+				  name, (int)o.buffer_keep);
 	if (o.demand != GS_DEMAND_FORWARD && o.demand != GS_DEMAND_ACCUMULATE)
-		return GS_EINVAL;
+		return gs__refuse(&p->opts, GS_EINVAL,
+				  "gs_stage_new %s: unknown demand mode %d",
+				  name, (int)o.demand);
 
 	size_t size = (sizeof(gs_stage) + GS__CACHELINE - 1) &
 		      ~(size_t)(GS__CACHELINE - 1);
@@ -217,6 +230,15 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 	gs_err err = kind == GS_CONSUMER
 			     ? (o.dispatcher.kind ? GS_EKIND : GS_OK)
 			     : gs__dispatcher_init(s, &o.dispatcher);
+	if (err == GS_EKIND || err == GS_EINVAL)
+		gs__refuse(&p->opts, err,
+			   err == GS_EKIND
+				   ? "gs_stage_new %s: a consumer has no "
+				     "dispatcher"
+				   : "gs_stage_new %s: invalid dispatcher "
+				     "(unknown kind, or a partition dispatcher "
+				     "with no partitions or no hash)",
+			   name);
 	if (err) {
 		s->hooks.cleanup =
 			NULL; /* on error the state stays the caller's */

@@ -4,8 +4,6 @@
  * headers' it was built with, and the refusal of public structs whose
  * version is newer than this library knows.
  */
-#include <stdio.h>
-
 #include "internal.h"
 #include "struct_version.h"
 
@@ -22,14 +20,10 @@ GS__API const char *gs_version_string(void)
 gs_err gs__refuse_newer(const gs_pipeline_opts *log, const char *macro,
 			uint32_t version, uint32_t known)
 {
-	char msg[192];
-	snprintf(msg, sizeof msg,
-		 "refused a struct of version %u: this library (%s) knows %s "
-		 "up to %u; the program was built against newer headers",
-		 (unsigned)version, GS_VERSION_STRING, macro, (unsigned)known);
-	if (log && log->log)
-		log->log(log->log_arg, GS_LOG_ERROR, NULL, msg);
-	else
-		fprintf(stderr, "genstage: error: %s\n", msg);
-	return GS_EVERSION;
+	return gs__refuse(log, GS_EVERSION,
+			  "refused a struct of version %u: this library (%s) "
+			  "knows %s up to %u; the program was built against "
+			  "newer headers",
+			  (unsigned)version, GS_VERSION_STRING, macro,
+			  (unsigned)known);
 }

@@ -259,6 +259,88 @@ Test(error, a_partition_dispatcher_needs_partitions_and_a_hash)
 	gs_pipeline_free(p);
 }
 
+/* Keeps the last message logged with no stage, and its level. */
+typedef struct refusal_log {
+	char last[256];
+	int lines;
+	gs_log_level level;
+} refusal_log;
+
+static void keep_refusal(void *arg, gs_log_level level, const gs_stage *stage,
+			 const char *msg)
+{
+	refusal_log *l = arg;
+	if (stage)
+		return;
+	snprintf(l->last, sizeof l->last, "%s", msg);
+	l->level = level;
+	l->lines++;
+}
+
+Test(error, a_refused_stage_is_named_in_a_message_that_says_why)
+{
+	refusal_log l = { .lines = 0 };
+	gs_pipeline *p = pipeline_new(
+		&(gs_pipeline_opts){ .log = keep_refusal, .log_arg = &l });
+	static const gs_stage_ops demand_only = { .handle_demand = no_demand };
+	gs_stage *s = NULL;
+	static const struct {
+		gs_kind kind;
+		const gs_stage_ops *ops;
+		gs_stage_opts opts;
+		gs_err code;
+		const char *said;
+	} cases[] = {
+		{ (gs_kind)9,
+		  &seq_producer_ops,
+		  { .name = "k" },
+		  GS_EINVAL,
+		  "gs_stage_new k: unknown kind 9" },
+		{ GS_CONSUMER,
+		  &demand_only,
+		  { .name = "c" },
+		  GS_EINVAL,
+		  "gs_stage_new c: a consumer or producer-consumer needs "
+		  "handle_events" },
+		{ GS_PRODUCER,
+		  &seq_producer_ops,
+		  { .name = "b", .buffer_keep = (gs_keep)7 },
+		  GS_EINVAL,
+		  "gs_stage_new b: unknown buffer_keep 7" },
+		{ GS_PRODUCER,
+		  &seq_producer_ops,
+		  { .name = "d", .demand = (gs_demand_mode)5 },
+		  GS_EINVAL,
+		  "gs_stage_new d: unknown demand mode 5" },
+		{ GS_PRODUCER,
+		  &seq_producer_ops,
+		  { .name = "part" },
+		  GS_EINVAL,
+		  "gs_stage_new part: invalid dispatcher" },
+		{ GS_CONSUMER,
+		  &recorder_ops,
+		  { .name = "cd" },
+		  GS_EKIND,
+		  "gs_stage_new cd: a consumer has no dispatcher" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		gs_stage_opts o = cases[i].opts;
+		if (i >= 4)
+			o.dispatcher = gs_dispatcher_partition(i == 4 ? 0 : 2,
+							       NULL, NULL);
+		int before = l.lines;
+		cr_expect_eq(gs_stage_new(p, cases[i].kind, cases[i].ops, NULL,
+					  &o, &s),
+			     cases[i].code, "case %zu", i);
+		cr_expect_eq(l.lines, before + 1, "case %zu: one message", i);
+		cr_expect_eq(l.level, GS_LOG_ERROR);
+		cr_expect_not_null(strstr(l.last, cases[i].said),
+				   "case %zu: %s", i, l.last);
+	}
+	cr_expect_null(s);
+	gs_pipeline_free(p);
+}
+
 /* --- subscriptions ------------------------------------------------------ */
 
 typedef struct graph {

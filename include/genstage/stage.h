@@ -168,7 +168,12 @@ typedef struct gs_stats {
  * Creates a stage owned by `p`. `ops` is copied; `opts` may be NULL and is
  * read once; `state` is passed to every callback and stays the caller's.
  * On a running pipeline the stage starts at once. On error *out is
- * untouched and no callback is called.
+ * untouched and no callback is called. Refused, with a message through
+ * the pipeline's log hook (NULL stage, GS_LOG_ERROR) naming opts.name: an
+ * unknown kind, a producer without handle_demand or another kind without
+ * handle_events, an unknown buffer_keep or demand mode, an invalid
+ * dispatcher (GS_EINVAL), a dispatcher on a consumer (GS_EKIND); NULL
+ * p, ops or out is GS_EINVAL with no message.
  */
 gs_err gs_stage_new(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 		    void *state, const gs_stage_opts *opts, gs_stage **out);
