@@ -40,14 +40,23 @@ static void list_remove(gs_pipeline *p, gs_sub *sub)
 		sub->next->prev = sub->prev;
 }
 
+/* Each live subscription is an edge in two lists: its producer's (what the
+ * cycle check walks) and its consumer's. */
 static void edge_add(gs_sub *sub)
 {
-	gs_stage *pr = sub->producer;
+	gs_stage *pr = sub->producer, *c = sub->consumer;
 	sub->down_prev = NULL;
 	sub->down_next = pr->down;
 	if (pr->down)
 		pr->down->down_prev = sub;
 	pr->down = sub;
+	pr->n_down++;
+	sub->up_prev = NULL;
+	sub->up_next = c->up;
+	if (c->up)
+		c->up->up_prev = sub;
+	c->up = sub;
+	c->n_up++;
 }
 
 static void edge_remove(gs_sub *sub)
@@ -58,6 +67,14 @@ static void edge_remove(gs_sub *sub)
 		sub->producer->down = sub->down_next;
 	if (sub->down_next)
 		sub->down_next->down_prev = sub->down_prev;
+	sub->producer->n_down--;
+	if (sub->up_prev)
+		sub->up_prev->up_next = sub->up_next;
+	else
+		sub->consumer->up = sub->up_next;
+	if (sub->up_next)
+		sub->up_next->up_prev = sub->up_prev;
+	sub->consumer->n_up--;
 }
 
 /* Is `to` downstream of `from` along live subscriptions? A depth-first walk
@@ -86,8 +103,17 @@ static bool reaches(gs_pipeline *p, gs_stage *from, gs_stage *to)
 	return false;
 }
 
+/* Along the shorter of the two lists: a producer with thousands of
+ * consumers (a pool, Broadway's processors) costs each new one a look at
+ * its own few producers, not at all the others. */
 static bool subscribed(gs_stage *c, gs_stage *pr)
 {
+	if (c->n_up <= pr->n_down) {
+		for (gs_sub *e = c->up; e; e = e->up_next)
+			if (e->producer == pr)
+				return true;
+		return false;
+	}
 	for (gs_sub *e = pr->down; e; e = e->down_next)
 		if (e->consumer == c)
 			return true;

@@ -154,6 +154,7 @@ struct gs_sub {
 	struct gs__sync *sync; /* gs_subscribe_sync's waiter, while it waits */
 	struct gs_sub *prev, *next;           /* the pipeline's list */
 	struct gs_sub *down_prev, *down_next; /* the producer's live edges */
+	struct gs_sub *up_prev, *up_next;     /* the consumer's live edges */
 };
 
 typedef enum gs__msg_kind {
@@ -261,10 +262,12 @@ struct gs_stage {
 	void *dstate;    /* the dispatcher's own state */
 
 	/* pipeline lock: the graph (graph.c) */
-	gs_sub *down;       /* live subscriptions where we produce */
-	uint64_t visit;     /* cycle check: the epoch this stage was seen */
-	gs_stage *dfs_next; /* cycle check: the walk's stack */
-	uint64_t want;      /* demand to pass on, or kept while accumulating */
+	gs_sub *down;        /* live subscriptions where we produce */
+	gs_sub *up;          /* live subscriptions where we consume */
+	size_t n_down, n_up; /* their lengths */
+	uint64_t visit;      /* cycle check: the epoch this stage was seen */
+	gs_stage *dfs_next;  /* cycle check: the walk's stack */
+	uint64_t want;       /* demand to pass on, or kept while accumulating */
 	gs__timers timers;
 	/* gs_async_info: messages keyed by the buffer position they wait
 	 * for (the heap of timers.h, positions for deadlines) */

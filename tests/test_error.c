@@ -421,6 +421,30 @@ Test(error, a_consumer_cannot_produce_nor_a_producer_consume)
 	gs_pipeline_free(g.p);
 }
 
+Test(error, a_second_subscription_is_refused_from_either_side)
+{
+	gs_pipeline *p = pipeline_new(NULL);
+	seq_producer sp[3] = { { .total = 0 }, { .total = 0 }, { .total = 0 } };
+	recorder r[3] = { { 0 }, { 0 }, { 0 } };
+	gs_stage *prod[3], *cons[3];
+	for (int i = 0; i < 3; i++) {
+		prod[i] = seq_producer_new(p, &sp[i], NULL);
+		cons[i] = recorder_new(p, &r[i], NULL);
+	}
+	/* prod[0] feeds every consumer; cons[0] reads every producer. */
+	for (int i = 0; i < 3; i++)
+		GS_OK_OR_DIE(gs_subscribe(cons[i], prod[0], NULL, NULL));
+	for (int i = 1; i < 3; i++)
+		GS_OK_OR_DIE(gs_subscribe(cons[0], prod[i], NULL, NULL));
+	/* A consumer with one producer, a producer with three consumers. */
+	cr_assert_eq(gs_subscribe(cons[2], prod[0], NULL, NULL), GS_EEXIST);
+	/* A consumer with three producers, a producer with one consumer. */
+	cr_assert_eq(gs_subscribe(cons[0], prod[2], NULL, NULL), GS_EEXIST);
+	/* Neither: allowed. */
+	GS_OK_OR_DIE(gs_subscribe(cons[1], prod[1], NULL, NULL));
+	gs_pipeline_free(p);
+}
+
 Test(error, a_stage_cannot_subscribe_to_itself)
 {
 	graph g;
