@@ -170,7 +170,7 @@ typedef void (*gs_bus_trace_fn)(void *arg, gs_bus_trace_kind kind,
 
 typedef struct gs_bus_opts {
 	uint32_t version;  /* GS_BUS_OPTS_VERSION */
-	const char *name;  /* copied; NULL: "bus" */
+	const char *name;  /* copied (its first 63 bytes); NULL: "bus" */
 	size_t max_topics; /* 0: GS_BUS_DEFAULT_MAX_TOPICS */
 	/* Once per accepted envelope, when every matched subscription is done
 	 * with it (for one that matched none: right after `unrouted`), on the
@@ -207,7 +207,7 @@ typedef struct gs_bus_opts {
 
 typedef struct gs_bus_sub_opts {
 	uint32_t version; /* GS_BUS_SUB_OPTS_VERSION */
-	const char *name; /* copied; NULL: "sub-N" */
+	const char *name; /* copied (its first 63 bytes); NULL: "sub-N" */
 	/* NULL-terminated AMQP topic-exchange patterns: dot-separated words,
 	 * where a word "*" matches exactly one word and "#" zero or more
 	 * ("orders.*", "#.created", "audit.#"). */

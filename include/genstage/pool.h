@@ -61,7 +61,8 @@ typedef void (*gs_pool_done_fn)(void *arg, void *event, int result);
 
 typedef struct gs_pool_opts {
 	uint32_t version; /* GS_POOL_OPTS_VERSION */
-	const char *name; /* the stage's name, copied; NULL: "pool" */
+	/* The stage's name, copied (its first 63 bytes); NULL: "pool". */
+	const char *name;
 	/* Handler threads; 0: max_demand, at most
 	 * GS_POOL_DEFAULT_WORKERS_CAP. */
 	size_t workers;

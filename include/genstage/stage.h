@@ -110,7 +110,7 @@ typedef enum gs_demand_mode {
 
 typedef struct gs_stage_opts {
 	uint32_t version;   /* GS_STAGE_OPTS_VERSION, or 0 */
-	const char *name;   /* copied; NULL: "stage-N" */
+	const char *name;   /* copied (its first 63 bytes); NULL: "stage-N" */
 	size_t buffer_size; /* 0: 10000 for producers, GS_UNBOUNDED for
 			       producer-consumers */
 	gs_keep buffer_keep;
