@@ -21,59 +21,58 @@
 /* max_demand above which gs_subscribe logs what the ring costs. */
 #define BIG_RING ((size_t)1 << 23)
 
+/* The subscription's place in one list: `off` says which gs__link of it
+ * (offsetof). Pushed at the head; unlinked in constant time. */
+static gs__link *link_of(gs_sub *sub, size_t off)
+{
+	return (gs__link *)((char *)sub + off);
+}
+
+static void list_push(gs_sub **head, gs_sub *sub, size_t off)
+{
+	link_of(sub, off)->prev = NULL;
+	link_of(sub, off)->next = *head;
+	if (*head)
+		link_of(*head, off)->prev = sub;
+	*head = sub;
+}
+
+static void list_unlink(gs_sub **head, gs_sub *sub, size_t off)
+{
+	gs__link *l = link_of(sub, off);
+	if (l->prev)
+		link_of(l->prev, off)->next = l->next;
+	else
+		*head = l->next;
+	if (l->next)
+		link_of(l->next, off)->prev = l->prev;
+}
+
 static void list_add(gs_pipeline *p, gs_sub *sub)
 {
-	sub->prev = NULL;
-	sub->next = p->subs;
-	if (p->subs)
-		p->subs->prev = sub;
-	p->subs = sub;
+	list_push(&p->subs, sub, offsetof(gs_sub, all));
 }
 
 static void list_remove(gs_pipeline *p, gs_sub *sub)
 {
-	if (sub->prev)
-		sub->prev->next = sub->next;
-	else
-		p->subs = sub->next;
-	if (sub->next)
-		sub->next->prev = sub->prev;
+	list_unlink(&p->subs, sub, offsetof(gs_sub, all));
 }
 
 /* Each live subscription is an edge in two lists: its producer's (what the
  * cycle check walks) and its consumer's. */
 static void edge_add(gs_sub *sub)
 {
-	gs_stage *pr = sub->producer, *c = sub->consumer;
-	sub->down_prev = NULL;
-	sub->down_next = pr->down;
-	if (pr->down)
-		pr->down->down_prev = sub;
-	pr->down = sub;
-	pr->n_down++;
-	sub->up_prev = NULL;
-	sub->up_next = c->up;
-	if (c->up)
-		c->up->up_prev = sub;
-	c->up = sub;
-	c->n_up++;
+	list_push(&sub->producer->down, sub, offsetof(gs_sub, down));
+	sub->producer->n_down++;
+	list_push(&sub->consumer->up, sub, offsetof(gs_sub, up));
+	sub->consumer->n_up++;
 }
 
 static void edge_remove(gs_sub *sub)
 {
-	if (sub->down_prev)
-		sub->down_prev->down_next = sub->down_next;
-	else
-		sub->producer->down = sub->down_next;
-	if (sub->down_next)
-		sub->down_next->down_prev = sub->down_prev;
+	list_unlink(&sub->producer->down, sub, offsetof(gs_sub, down));
 	sub->producer->n_down--;
-	if (sub->up_prev)
-		sub->up_prev->up_next = sub->up_next;
-	else
-		sub->consumer->up = sub->up_next;
-	if (sub->up_next)
-		sub->up_next->up_prev = sub->up_prev;
+	list_unlink(&sub->consumer->up, sub, offsetof(gs_sub, up));
 	sub->consumer->n_up--;
 }
 
@@ -89,7 +88,7 @@ static bool reaches(gs_pipeline *p, gs_stage *from, gs_stage *to)
 	while (stack) {
 		gs_stage *at = stack;
 		stack = at->dfs_next;
-		for (gs_sub *e = at->down; e; e = e->down_next) {
+		for (gs_sub *e = at->down; e; e = e->down.next) {
 			gs_stage *c = e->consumer;
 			if (c == to)
 				return true;
@@ -109,12 +108,12 @@ static bool reaches(gs_pipeline *p, gs_stage *from, gs_stage *to)
 static bool subscribed(gs_stage *c, gs_stage *pr)
 {
 	if (c->n_up <= pr->n_down) {
-		for (gs_sub *e = c->up; e; e = e->up_next)
+		for (gs_sub *e = c->up; e; e = e->up.next)
 			if (e->producer == pr)
 				return true;
 		return false;
 	}
-	for (gs_sub *e = pr->down; e; e = e->down_next)
+	for (gs_sub *e = pr->down; e; e = e->down.next)
 		if (e->consumer == c)
 			return true;
 	return false;

@@ -100,6 +100,11 @@ enum {
 	GS__CONS_GONE,   /* the consumer stopped: it reads no more */
 };
 
+/* A place in one of the graph's lists of subscriptions (graph.c). */
+typedef struct gs__link {
+	struct gs_sub *prev, *next;
+} gs__link;
+
 struct gs_sub {
 	gs__ring ring; /* events, producer -> consumer */
 	/* atomic: total demand the consumer has asked for (consumer writes) */
@@ -152,9 +157,9 @@ struct gs_sub {
 	bool live;     /* both ends not yet let go: an edge of the graph */
 	bool user_ref; /* the user has the handle (gs_sub_release) */
 	struct gs__sync *sync; /* gs_subscribe_sync's waiter, while it waits */
-	struct gs_sub *prev, *next;           /* the pipeline's list */
-	struct gs_sub *down_prev, *down_next; /* the producer's live edges */
-	struct gs_sub *up_prev, *up_next;     /* the consumer's live edges */
+	gs__link all;          /* the pipeline's list */
+	gs__link down;         /* the producer's live edges */
+	gs__link up;           /* the consumer's live edges */
 };
 
 typedef enum gs__msg_kind {

@@ -34,14 +34,13 @@ __attribute__((format(printf, 2, 3))) static void put(text *t, const char *fmt,
 
 /* The names of the producers `s` still has live subscriptions to. Under
  * the pipeline lock. */
-static void put_producers(text *t, gs_pipeline *p, const gs_stage *s)
+static void put_producers(text *t, const gs_stage *s)
 {
 	const char *sep = "";
-	for (gs_sub *sub = p->subs; sub; sub = sub->next)
-		if (sub->live && sub->consumer == s) {
-			put(t, "%s'%s'", sep, sub->producer->name);
-			sep = ", ";
-		}
+	for (gs_sub *sub = s->up; sub; sub = sub->up.next) {
+		put(t, "%s'%s'", sep, sub->producer->name);
+		sep = ", ";
+	}
 }
 
 static bool has_consumers(const gs_stage *s)
@@ -53,7 +52,7 @@ static bool has_consumers(const gs_stage *s)
  * One line on why `s` has not finished, from what other threads may read:
  * its counters and the graph. Under the pipeline lock.
  */
-static void describe(gs_pipeline *p, gs_stage *s, text *t)
+static void describe(gs_stage *s, text *t)
 {
 	if (!s->started) {
 		put(t, "not started");
@@ -66,7 +65,7 @@ static void describe(gs_pipeline *p, gs_stage *s, text *t)
 	if (s->kind != GS_PRODUCER && !done) {
 		if (ins) {
 			put(t, "waits for its producers to finish: ");
-			put_producers(t, p, s);
+			put_producers(t, s);
 		} else {
 			put(t, "consumes but has no subscription: nothing "
 			       "will finish it (subscribe it, or stop the "
@@ -105,7 +104,7 @@ void gs__log_unfinished(gs_pipeline *p)
 		char buf[200];
 		text t = { buf, sizeof buf, 0 };
 		buf[0] = '\0';
-		describe(p, s, &t);
+		describe(s, &t);
 		gs__log(s, GS_LOG_WARN, "unfinished: %s", buf);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -146,14 +145,14 @@ static void write_graph(gs_pipeline *p, FILE *f)
 			char buf[200];
 			text t = { buf, sizeof buf, 0 };
 			buf[0] = '\0';
-			describe(p, s, &t);
+			describe(s, &t);
 			fputs("\\n", f);
 			write_quoted(f, buf);
 		}
 		fprintf(f, "\"%s];\n", s->finished ? ", style=dashed" : "");
 	}
 	/* Ended subscriptions whose handle is still held stay, dashed. */
-	for (gs_sub *sub = p->subs; sub; sub = sub->next)
+	for (gs_sub *sub = p->subs; sub; sub = sub->all.next)
 		fprintf(f,
 			"\t\"%p\" -> \"%p\" [label=\"max %zu min %zu\"%s];\n",
 			(void *)sub->producer, (void *)sub->consumer,

@@ -221,7 +221,7 @@ GS__API gs_err gs_pipeline_free(gs_pipeline *p)
 	if (started)
 		(void)gs_pipeline_stop(p, GS_STOP_NOW);
 	for (gs_sub *sub = p->subs, *next; sub; sub = next) {
-		next = sub->next;
+		next = sub->all.next;
 		gs__sub_free(sub);
 	}
 	for (gs_stage *s = p->stages, *next; s; s = next) {
