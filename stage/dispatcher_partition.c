@@ -267,6 +267,23 @@ static void drop(gs_stage *s)
 			dropped);
 }
 
+/* Draining and done: a partition with no subscription attached will get
+ * none, so its queue would keep the producer, and the drain, waiting. */
+static void drop_unheld(gs_stage *s)
+{
+	for (size_t i = 0; i < s->dconf.partitions; i++) {
+		part *pt = part_of(s, i);
+		size_t n = pt->q.count;
+		if (pt->n || !n)
+			continue;
+		gs__buffer_clear(&pt->q, drop_cb, s);
+		gs__log(s, GS_LOG_WARN,
+			"drained: dropped %zu events of partition %zu, which "
+			"has no subscriber",
+			n, i);
+	}
+}
+
 /* At the stage's free: subscriptions may release their claims until then. */
 static void free_state(gs_stage *s)
 {
@@ -291,6 +308,7 @@ const gs__dispatcher_ops gs__dispatch_partition_ops = {
 	.detach = detach,
 	.queued = queued,
 	.gated = gated,
+	.drop_unheld = drop_unheld,
 	.drop = drop,
 	.free = free_state,
 };

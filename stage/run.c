@@ -176,11 +176,15 @@ static bool produce(gs_stage *s)
 /* A done stage finishes once what it holds is delivered. With no
  * subscriber it waits for one, as GenStage does, unless the pipeline is
  * draining: then nobody will come, and what is left is dropped (counted,
- * logged and passed to event_free) as the stage stops. */
+ * logged and passed to event_free) as the stage stops; so are events
+ * queued for a partition no subscription holds, while the others are
+ * delivered. */
 static void check_done(gs_stage *s)
 {
 	if (!s->done || s->stopping)
 		return;
+	if (s->draining && s->disp->drop_unheld)
+		s->disp->drop_unheld(s);
 	size_t queued = s->disp->queued ? s->disp->queued(s) : 0;
 	if ((s->buf.count || queued) && (s->n_outs || !s->draining))
 		return;

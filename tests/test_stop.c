@@ -124,6 +124,49 @@ Test(stop, drain_straight_into_a_consumer_delivers_everything,
 	chain_free(&c);
 }
 
+static size_t odd_even(void *arg, const void *event)
+{
+	(void)arg;
+	return (uintptr_t)event % 2;
+}
+
+/* Only partition 0 has a subscriber: the events of partition 1 wait in its
+ * queue for one that will never come, and a drain must not wait with
+ * them. */
+Test(stop, drain_drops_the_queue_of_a_partition_nobody_holds,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	void *ev[10];
+	for (uintptr_t i = 0; i < 10; i++)
+		ev[i] = (void *)(i + 1);
+	_Atomic uint64_t freed = 0;
+	gs_pipeline *p = pipeline_new(NULL);
+	gs_stage *src, *cons;
+	recorder r = { 0 };
+	GS_OK_OR_DIE(gs_from_array(
+		p, ev, 10,
+		&(gs_stage_opts){ .dispatcher = gs_dispatcher_partition(
+					  2, odd_even, NULL),
+				  .event_free = count_free,
+				  .event_free_arg = &freed },
+		&src));
+	cons = recorder_new(p, &r, NULL);
+	GS_OK_OR_DIE(gs_subscribe(
+		cons, src, &(gs_sub_opts){ .partition = GS_PARTITION(1) },
+		NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	/* Partition 0 (the events 2, 4 ... 10) queues, as GenStage holds
+	 * events for a partition until someone subscribes to it. */
+	cr_assert_eq(gs_pipeline_wait_for(p, 50), GS_ETIMEDOUT);
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_DRAIN));
+	cr_assert_eq(atomic_load(&r.received), 5);
+	cr_assert_eq(atomic_load(&freed), 5);
+	gs_stats st;
+	GS_OK_OR_DIE(gs_stage_stats(src, &st));
+	cr_assert_eq(st.dropped, 5);
+	gs_pipeline_free(p);
+}
+
 Test(stop, now_frees_what_was_not_delivered, .timeout = GS_TEST_TIMEOUT)
 {
 	chain c;

@@ -63,7 +63,13 @@ typedef struct gs_pipeline_opts {
 
 typedef enum gs_stop_mode {
 	/* Sources stop producing; every buffered and in-flight event is
-	 * delivered downstream; stages finish from the top. */
+	 * delivered downstream; stages finish from the top. What no
+	 * subscription can ever take is dropped (counted, to event_free): a
+	 * done producer's buffer when it has no subscriber, a partition's
+	 * queue when no subscription holds the partition. What waits for a
+	 * subscriber's demand is still delivered, so a manual subscription
+	 * that never asks again holds the drain: stop it with
+	 * GS_STOP_NOW, or wait with gs_pipeline_wait_for. */
 	GS_STOP_DRAIN = 0,
 	/* Every stage stops at once; undelivered events go to their
 	 * producer's event_free and are counted as dropped. */
