@@ -26,7 +26,11 @@
 extern "C" {
 #endif
 
-/* What the consumer does when the producer's end goes away. */
+/* What the consumer does when the producer's end goes away. Unlike
+ * GenStage, a consumer whose last subscription has ended finishes (with
+ * GS_OK) whatever the mode if any of its producers finished normally, so
+ * that a finite pipeline completes by itself; "keep running" holds while
+ * it has other subscriptions, or when every producer it had failed. */
 typedef enum gs_cancel_mode {
 	GS_CANCEL_PERMANENT = 0, /* stop with the producer's reason */
 	GS_CANCEL_TRANSIENT,     /* stop only if the producer failed */
