@@ -138,15 +138,13 @@ static gs_err join(gs_flow *left, gs_flow *right, const gs_flow_join *j,
 					  gs_strerror(GS_EVERSION));
 	if (!j || !j->left_key || !j->right_key || !j->join ||
 	    j->mode > GS_FLOW_JOIN_FULL_OUTER)
-		return gs__flow_fail(left, GS_EINVAL,
-				     "%s: the join needs a mode, two key "
-				     "functions and a join function",
-				     what);
+		return gs__flow_fail_each(flows, 2, GS_EINVAL, what,
+					  "the join needs a mode, two key "
+					  "functions and a join function");
 	if (bounded && o->window.kind != GS_FLOW_WINDOW_GLOBAL)
-		return gs__flow_fail(left, GS_EINVAL,
-				     "%s: a bounded join has the global "
-				     "window; use gs_flow_window_join",
-				     what);
+		return gs__flow_fail_each(flows, 2, GS_EINVAL, what,
+					  "a bounded join has the global "
+					  "window; use gs_flow_window_join");
 	gs_flow_partition_opts po = *o;
 	po.hash = NULL;
 	po.key = NULL;

@@ -410,6 +410,18 @@ Test(flow_run, a_flow_built_in_a_running_pipeline_gives_its_stages_error,
 	}
 }
 
+static uint64_t key_of_any(void *arg, const void *event)
+{
+	(void)arg;
+	return (uintptr_t)event;
+}
+
+static void *join_any(void *arg, void *left, void *right)
+{
+	(void)arg, (void)right;
+	return left;
+}
+
 Test(flow_run, combining_refusals_say_why_in_the_given_flows, .timeout = 30)
 {
 	gs_flow *f = range(1, 10), *g = range(1, 10), *out = NULL;
@@ -422,6 +434,33 @@ Test(flow_run, combining_refusals_say_why_in_the_given_flows, .timeout = 30)
 	cr_assert(strstr(gs_flow_errmsg(g), "NULL"), "%s", gs_flow_errmsg(g));
 	gs_flow_free(f);
 	gs_flow_free(g);
+	/* A refused join spec or window is recorded in both flows. */
+	gs_flow *l = range(1, 10), *r = range(1, 10);
+	cr_assert_eq(gs_flow_bounded_join(l, r, &j, NULL, &out), GS_EINVAL);
+	cr_assert_null(out);
+	for (int k = 0; k < 2; k++)
+		cr_assert(strstr(gs_flow_errmsg(k ? r : l),
+				 "two key functions"),
+			  "%s", gs_flow_errmsg(k ? r : l));
+	gs_flow_free(l);
+	gs_flow_free(r);
+	l = range(1, 10);
+	r = range(1, 10);
+	cr_assert_eq(gs_flow_bounded_join(
+			     l, r,
+			     &(gs_flow_join){ .left_key = key_of_any,
+					      .right_key = key_of_any,
+					      .join = join_any },
+			     &(gs_flow_partition_opts){
+				     .window = { .kind = GS_FLOW_WINDOW_COUNT,
+						 .count = 2 } },
+			     &out),
+		     GS_EINVAL);
+	for (int k = 0; k < 2; k++)
+		cr_assert(strstr(gs_flow_errmsg(k ? r : l), "global window"),
+			  "%s", gs_flow_errmsg(k ? r : l));
+	gs_flow_free(l);
+	gs_flow_free(r);
 
 	gs_pipeline *p;
 	gs_pipeline_new(NULL, &p);
