@@ -190,7 +190,7 @@ static gs_err build_batcher(gs_broadway *bw, size_t b, gs_stage **processors)
 			 bw->name, bw->batchers[b].name, j);
 		so = (gs_stage_opts){ .name = bp_name,
 				      .blocking = o->blocking };
-		err = gs__bw_batch_processor_new(bw, b, &so, &bp);
+		err = gs__bw_batch_processor_new(bw, b, j, &so, &bp);
 		if (!err)
 			err = gs_subscribe(
 				bp, batcher,

@@ -221,6 +221,7 @@ gs_err gs__bw_batcher_new(gs_broadway *bw, size_t b, const gs_stage_opts *so,
 
 typedef struct batch_processor {
 	gs_broadway *bw;
+	size_t index; /* 0..concurrency-1 among its batcher's */
 	gs__bw_acker acker;
 } batch_processor;
 
@@ -232,6 +233,10 @@ static int on_batches(void *state, gs_stage *stage, gs_sub *from, void **ev,
 	gs_broadway *bw = bp->bw;
 	for (size_t i = 0; i < n; i++) {
 		batch *b = ev[i];
+		/* Which batch processor runs it: with partition_by the
+		 * batcher's partition, which is this one; without, the one
+		 * demand picked. */
+		b->info.partition = bp->index;
 		atomic_fetch_add_explicit(&bw->counts.batches, 1,
 					  memory_order_relaxed);
 		gs__bw_trace(bw, GS_BROADWAY_TRACE_BATCH, stage, b->msgs,
@@ -258,7 +263,7 @@ static void batch_processor_free(void *state)
 	free(bp);
 }
 
-gs_err gs__bw_batch_processor_new(gs_broadway *bw, size_t b,
+gs_err gs__bw_batch_processor_new(gs_broadway *bw, size_t b, size_t index,
 				  const gs_stage_opts *so, gs_stage **out)
 {
 	batch_processor *bp = calloc(1, sizeof *bp);
@@ -268,6 +273,7 @@ gs_err gs__bw_batch_processor_new(gs_broadway *bw, size_t b,
 		return GS_ENOMEM;
 	}
 	bp->bw = bw;
+	bp->index = index;
 	gs_err err = gs__bw_keep(bw, bp, batch_processor_free);
 	if (err)
 		return err;

@@ -91,7 +91,8 @@ gs_err gs__bw_processor_new(gs_broadway *bw, size_t index,
 			    const gs_stage_opts *so, gs_stage **out);
 gs_err gs__bw_batcher_new(gs_broadway *bw, size_t b, const gs_stage_opts *so,
 			  gs_stage **out);
-gs_err gs__bw_batch_processor_new(gs_broadway *bw, size_t b,
+/* The batch processor `index` of batcher b. */
+gs_err gs__bw_batch_processor_new(gs_broadway *bw, size_t b, size_t index,
 				  const gs_stage_opts *so, gs_stage **out);
 
 /* Gives bw a test registry if its producer is the test producer. */

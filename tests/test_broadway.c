@@ -36,6 +36,12 @@ typedef struct ctx {
 	_Atomic uint64_t triggers[3];
 	_Atomic uint64_t max_batch;
 	_Atomic uintptr_t last[KEYS]; /* partition_by: last data per key */
+	/* handle_batch sleeps this long (blocking batch processors), and
+	 * marks its info->partition busy meanwhile: two batches at once on
+	 * one batch processor, or a partition out of range, count here. */
+	unsigned batch_sleep_us;
+	_Atomic int busy[KEYS];
+	_Atomic uint64_t partition_errors;
 } ctx;
 
 static uint64_t data_key(void *arg, const gs_message *m)
@@ -77,6 +83,12 @@ static int on_batch(void *arg, gs_message **msgs, size_t n,
 		    const gs_batch_info *info)
 {
 	ctx *c = arg;
+	if (info->partition >= KEYS ||
+	    atomic_exchange(&c->busy[info->partition % KEYS], 1))
+		atomic_fetch_add(&c->partition_errors, 1);
+	if (c->batch_sleep_us)
+		usleep(c->batch_sleep_us);
+	atomic_store(&c->busy[info->partition % KEYS], 0);
 	atomic_fetch_add(&c->batches, 1);
 	atomic_fetch_add(&c->batch_msgs, n);
 	atomic_fetch_add(&c->triggers[info->trigger], 1);
@@ -268,6 +280,29 @@ Test(broadway, batches_hold_one_batcher_and_key_and_respect_batch_size,
 	cr_assert_eq(atomic_load(&c.mixed_batches), 0);
 	cr_assert_leq(atomic_load(&c.max_batch), 7);
 	cr_assert_eq(atomic_load(&c.batch_msgs), n);
+	gs_broadway_test_ack_fini(&a);
+	gs_broadway_free(bw);
+}
+
+/* Without partition_by, batches go to whichever batch processor is free,
+ * and each is told which one runs it: two batches at once never share a
+ * partition. */
+Test(broadway, each_batch_names_the_batch_processor_that_runs_it,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	ctx c = { .batch_sleep_us = 300 };
+	gs_broadway *bw = start(
+		&c, (gs_broadway_opts){
+			    .processors = { .concurrency = 2 },
+			    .batchers = &(gs_broadway_batcher_opts){
+				    .batch_size = 4,
+				    .concurrency = 3,
+				    .blocking = true },
+			    .n_batchers = 1 });
+	size_t n = 2000;
+	gs_broadway_test_ack a = send_and_wait(bw, n);
+	cr_assert_eq(a.n_ok, n);
+	cr_assert_eq(atomic_load(&c.partition_errors), 0);
 	gs_broadway_test_ack_fini(&a);
 	gs_broadway_free(bw);
 }
