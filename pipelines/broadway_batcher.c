@@ -112,10 +112,13 @@ static int on_events(void *state, gs_stage *stage, gs_sub *from, void **ev,
 			continue;
 		}
 		b->msgs[b->info.size++] = m;
-		if (b->info.size == o->batch_size)
+		bool full = b->info.size == o->batch_size;
+		if (full || gs__bw_test_flushes(m))
 			for (size_t j = bt->n_open; j-- > 0;)
 				if (bt->open[j] == b) {
-					close_at(bt, stage, j, GS_BATCH_SIZE);
+					close_at(bt, stage, j,
+						 full ? GS_BATCH_SIZE
+						      : GS_BATCH_FLUSH);
 					break;
 				}
 	}

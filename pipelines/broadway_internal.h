@@ -95,6 +95,9 @@ gs_err gs__bw_batcher_new(gs_broadway *bw, size_t b, const gs_stage_opts *so,
 gs_err gs__bw_batch_processor_new(gs_broadway *bw, size_t b, size_t index,
 				  const gs_stage_opts *so, gs_stage **out);
 
+/* Whether m came from gs_broadway_test_message, whose batch is flushed
+ * as soon as m joins it, as Broadway's test_message asks. */
+bool gs__bw_test_flushes(const gs_message *m);
 /* Gives bw a test registry if its producer is the test producer. */
 gs_err gs__bw_test_attach(gs_broadway *bw);
 /* Frees the test registry (refs nobody waited for). NULL: nothing. */

@@ -27,6 +27,7 @@ struct gs_broadway_test_ref {
 	size_t expected, acked;
 	gs_broadway_test_ack ack; /* arrays sized `expected` */
 	gs_message *msgs;
+	bool flush; /* test_message's: its batch goes out at once */
 };
 
 static gs_err test_new(void *arg, gs_pipeline *p, size_t index,
@@ -99,13 +100,20 @@ static void test_ack(void *ack_ref, gs_message **ok, size_t n_ok,
 
 static const gs_acknowledger test_acknowledger = { .ack = test_ack };
 
+bool gs__bw_test_flushes(const gs_message *m)
+{
+	return m->acknowledger == &test_acknowledger &&
+	       ((const gs_broadway_test_ref *)m->ack_ref)->flush;
+}
+
 static gs_broadway_test_ref *ref_new(gs__bw_test *t, void *const *data,
-				     size_t n)
+				     size_t n, bool flush)
 {
 	gs_broadway_test_ref *r = calloc(1, sizeof *r);
 	if (!r)
 		return NULL;
 	r->t = t;
+	r->flush = flush;
 	r->expected = n;
 	r->msgs = calloc(n, sizeof *r->msgs);
 	r->ack.ok = calloc(n, sizeof *r->ack.ok);
@@ -143,16 +151,17 @@ static void unlink_ref(gs__bw_test *t, gs_broadway_test_ref *r)
 		r->next->prev = r->prev;
 }
 
-GS_BROADWAY_API gs_err gs_broadway_test_batch(gs_broadway *bw,
-					      void *const *data, size_t n,
-					      gs_broadway_test_ref **ref)
+/* test_batch's and test_message's work; `flush` marks the messages'
+ * batches to go out at once. */
+static gs_err send_test(gs_broadway *bw, void *const *data, size_t n,
+			bool flush, gs_broadway_test_ref **ref)
 {
 	if (!bw || !ref || !n || !data)
 		return GS_EINVAL;
 	gs__bw_test *t = bw->test;
 	if (!t)
 		return GS_ESTATE;
-	gs_broadway_test_ref *r = ref_new(t, data, n);
+	gs_broadway_test_ref *r = ref_new(t, data, n, flush);
 	if (!r)
 		return GS_ENOMEM;
 	link_ref(t, r);
@@ -187,10 +196,17 @@ GS_BROADWAY_API gs_err gs_broadway_test_batch(gs_broadway *bw,
 	return GS_OK;
 }
 
+GS_BROADWAY_API gs_err gs_broadway_test_batch(gs_broadway *bw,
+					      void *const *data, size_t n,
+					      gs_broadway_test_ref **ref)
+{
+	return send_test(bw, data, n, false, ref);
+}
+
 GS_BROADWAY_API gs_err gs_broadway_test_message(gs_broadway *bw, void *data,
 						gs_broadway_test_ref **ref)
 {
-	return gs_broadway_test_batch(bw, &data, 1, ref);
+	return send_test(bw, &data, 1, true, ref);
 }
 
 GS_BROADWAY_API gs_err gs_broadway_test_wait(gs_broadway_test_ref *r,

@@ -229,6 +229,29 @@ Test(broadway, a_test_message_sent_before_the_start_waits_for_it,
 	gs_broadway_free(bw);
 }
 
+/* Broadway's test_message: its batch goes out at once, long before the
+ * batch_timeout, and says why. */
+Test(broadway, a_test_message_flushes_its_batch_at_once,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	ctx c = { 0 };
+	gs_broadway *bw = start(
+		&c,
+		(gs_broadway_opts){ .batchers =
+					    &(gs_broadway_batcher_opts){
+						    .batch_size = 100,
+						    .batch_timeout = 600000 },
+				    .n_batchers = 1 });
+	gs_broadway_test_ref *ref;
+	gs_broadway_test_ack a;
+	GS_OK_OR_DIE(gs_broadway_test_message(bw, GS_EV(9), &ref));
+	GS_OK_OR_DIE(gs_broadway_test_wait(ref, WAIT_MS, &a));
+	cr_assert_eq(a.n_ok, 1);
+	cr_assert_eq(atomic_load(&c.triggers[GS_BATCH_FLUSH]), 1);
+	gs_broadway_test_ack_fini(&a);
+	gs_broadway_free(bw);
+}
+
 static void failures_come_back_failed_after_handle_failed(bool mark)
 {
 	ctx c = { .fail_every = 5,
@@ -292,13 +315,14 @@ Test(broadway, each_batch_names_the_batch_processor_that_runs_it,
 {
 	ctx c = { .batch_sleep_us = 300 };
 	gs_broadway *bw = start(
-		&c, (gs_broadway_opts){
-			    .processors = { .concurrency = 2 },
-			    .batchers = &(gs_broadway_batcher_opts){
-				    .batch_size = 4,
-				    .concurrency = 3,
-				    .blocking = true },
-			    .n_batchers = 1 });
+		&c,
+		(gs_broadway_opts){
+			.processors = { .concurrency = 2 },
+			.batchers = &(
+				gs_broadway_batcher_opts){ .batch_size = 4,
+							   .concurrency = 3,
+							   .blocking = true },
+			.n_batchers = 1 });
 	size_t n = 2000;
 	gs_broadway_test_ack a = send_and_wait(bw, n);
 	cr_assert_eq(a.n_ok, n);

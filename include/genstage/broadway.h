@@ -135,7 +135,8 @@ void gs_message_put_batch_key(gs_message *m, uint64_t key);
 typedef enum gs_batch_trigger {
 	GS_BATCH_SIZE = 0, /* it reached batch_size */
 	GS_BATCH_TIMEOUT,  /* batch_timeout passed since its first message */
-	GS_BATCH_FLUSH,    /* the pipeline is draining */
+	GS_BATCH_FLUSH,    /* the pipeline is draining, or a test message
+			    * (gs_broadway_test_message) joined it */
 } gs_batch_trigger;
 
 typedef struct gs_batch_info {
@@ -333,13 +334,17 @@ typedef struct gs_broadway_test_ref gs_broadway_test_ref;
 /* Sends one message with `data` (and `batch_key`... set by the handlers)
  * through a pipeline built on gs_broadway_test_producer; one not started
  * yet holds it in the producer's queue until it starts (as gs_push does),
- * so gs_broadway_test_wait before the start times out. *ref identifies it
- * for gs_broadway_test_wait. Thread-safe. GS_ESTATE if the pipeline's
- * producer is not the test producer or no longer runs. */
+ * so gs_broadway_test_wait before the start times out. As in Broadway, the
+ * batch it joins is handed over at once (GS_BATCH_FLUSH), without waiting
+ * for batch_size or batch_timeout. *ref identifies it for
+ * gs_broadway_test_wait. Thread-safe. GS_ESTATE if the pipeline's producer
+ * is not the test producer or no longer runs. */
 gs_err gs_broadway_test_message(gs_broadway *bw, void *data,
 				gs_broadway_test_ref **ref);
 
-/* As test_message for n messages under one ref, pushed together. */
+/* As test_message for n messages under one ref, pushed together; their
+ * batches go out as batch_size and batch_timeout say (Broadway's :bulk
+ * mode). */
 gs_err gs_broadway_test_batch(gs_broadway *bw, void *const *data, size_t n,
 			      gs_broadway_test_ref **ref);
 
