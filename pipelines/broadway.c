@@ -40,18 +40,39 @@ static size_t by_processor_key(void *arg, const void *event)
 				bw->o.processors.concurrency);
 }
 
+/* Says why gs_broadway_new refused, through the pipeline's log hook (NULL
+ * stage) or on stderr, and returns code. */
+static gs_err refuse(const gs_broadway_opts *in, gs_err code, const char *why)
+{
+	char msg[160];
+	snprintf(msg, sizeof msg, "gs_broadway_new: %s", why);
+	if (in && in->pipeline.log)
+		in->pipeline.log(in->pipeline.log_arg, GS_LOG_ERROR, NULL, msg);
+	else
+		fprintf(stderr, "genstage: error: %s\n", msg);
+	return code;
+}
+
 /* Fills in the defaults; GS_OK if what is left makes sense. */
 static gs_err check(const gs_broadway_ops *ops, const gs_broadway_opts *in,
 		    gs_broadway_opts *o)
 {
-	if (!ops || !in || !ops->handle_message || !in->producer.make)
-		return GS_EINVAL;
+	if (!ops || !in)
+		return refuse(in, GS_EINVAL, "NULL ops or opts");
+	if (!ops->handle_message)
+		return refuse(in, GS_EINVAL, "no handle_message");
+	if (!in->producer.make)
+		return refuse(in, GS_EINVAL, "no producer.make");
 	if (ops->version > GS_BROADWAY_OPS_VERSION ||
 	    in->version > GS_BROADWAY_OPTS_VERSION ||
 	    in->producer.version > GS_BROADWAY_PRODUCER_VERSION)
-		return GS_EVERSION;
-	if (in->n_batchers && (!in->batchers || !ops->handle_batch))
-		return GS_EINVAL;
+		return refuse(in, GS_EVERSION,
+			      "a struct version newer than this library "
+			      "knows (ops, opts or producer)");
+	if (in->n_batchers && !in->batchers)
+		return refuse(in, GS_EINVAL, "n_batchers but no batchers");
+	if (in->n_batchers && !ops->handle_batch)
+		return refuse(in, GS_EINVAL, "batchers but no handle_batch");
 	*o = *in;
 	if (!o->producer.concurrency)
 		o->producer.concurrency = 1;
@@ -63,7 +84,9 @@ static gs_err check(const gs_broadway_ops *ops, const gs_broadway_opts *in,
 		o->processors.max_demand = DEFAULT_PROCESSOR_MAX_DEMAND;
 	if (o->processors.min_demand >= o->processors.max_demand &&
 	    o->processors.min_demand != GS_MIN_DEMAND_ZERO)
-		return GS_EDEMAND;
+		return refuse(in, GS_EDEMAND,
+			      "processors.min_demand must be less than "
+			      "processors.max_demand");
 	if (o->rate_limiting.allowed_messages && !o->rate_limiting.interval)
 		o->rate_limiting.interval = DEFAULT_INTERVAL_MS;
 	return GS_OK;

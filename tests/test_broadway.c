@@ -821,32 +821,66 @@ Test(broadway, blocking_processors_may_sleep_in_handle_message,
 	gs_broadway_free(bw);
 }
 
+/* Counts the refusals logged with no stage; keeps the last. */
+typedef struct said {
+	int lines;
+	char last[256];
+} said;
+
+static void keep_said(void *arg, gs_log_level level, const gs_stage *stage,
+		      const char *msg)
+{
+	said *w = arg;
+	if (level != GS_LOG_ERROR || stage)
+		return;
+	w->lines++;
+	snprintf(w->last, sizeof w->last, "%s", msg);
+}
+
+/* Expects code `want` and one more logged line that contains `why`. */
+#define REFUSED(w, want, why, expr)                                            \
+	do {                                                                   \
+		int before_ = (w)->lines;                                      \
+		cr_assert_eq((expr), (want), "%s", #expr);                     \
+		cr_assert_eq((w)->lines, before_ + 1, "%s: no message",        \
+			     #expr);                                           \
+		cr_assert(strstr((w)->last, (why)), "%s", (w)->last);          \
+	} while (0)
+
 Test(broadway, bad_options_are_refused_and_leave_nothing)
 {
 	gs_broadway *bw = (gs_broadway *)&bw;
-	gs_broadway_opts o = { .producer = gs_broadway_test_producer() };
-	cr_assert_eq(gs_broadway_new(NULL, NULL, &o, &bw), GS_EINVAL);
+	said w = { 0 };
+	gs_broadway_opts o = { .producer = gs_broadway_test_producer(),
+			       .pipeline = { .log = keep_said,
+					     .log_arg = &w } };
+	REFUSED(&w, GS_EINVAL, "NULL ops",
+		gs_broadway_new(NULL, NULL, &o, &bw));
 	cr_assert_eq(gs_broadway_new(&ops, NULL, NULL, &bw), GS_EINVAL);
-	cr_assert_eq(gs_broadway_new(&(gs_broadway_ops){ 0 }, NULL, &o, &bw),
-		     GS_EINVAL);
-	cr_assert_eq(gs_broadway_new(&ops, NULL, &(gs_broadway_opts){ 0 }, &bw),
-		     GS_EINVAL);
+	REFUSED(&w, GS_EINVAL, "no handle_message",
+		gs_broadway_new(&(gs_broadway_ops){ 0 }, NULL, &o, &bw));
+	gs_broadway_opts nomake = { .pipeline = o.pipeline };
+	REFUSED(&w, GS_EINVAL, "no producer.make",
+		gs_broadway_new(&ops, NULL, &nomake, &bw));
 	gs_broadway_opts v = o;
 	v.version = GS_BROADWAY_OPTS_VERSION + 1;
-	cr_assert_eq(gs_broadway_new(&ops, NULL, &v, &bw), GS_EVERSION);
+	REFUSED(&w, GS_EVERSION, "newer", gs_broadway_new(&ops, NULL, &v, &bw));
 	gs_broadway_ops vo = ops;
 	vo.version = GS_BROADWAY_OPS_VERSION + 1;
-	cr_assert_eq(gs_broadway_new(&vo, NULL, &o, &bw), GS_EVERSION);
+	REFUSED(&w, GS_EVERSION, "newer", gs_broadway_new(&vo, NULL, &o, &bw));
 	gs_broadway_opts d = o;
 	d.processors.max_demand = 5;
 	d.processors.min_demand = 5;
-	cr_assert_eq(gs_broadway_new(&ops, NULL, &d, &bw), GS_EDEMAND);
+	REFUSED(&w, GS_EDEMAND, "min_demand",
+		gs_broadway_new(&ops, NULL, &d, &bw));
 	gs_broadway_opts nb = o;
 	nb.n_batchers = 1; /* and no batchers array */
-	cr_assert_eq(gs_broadway_new(&ops, NULL, &nb, &bw), GS_EINVAL);
+	REFUSED(&w, GS_EINVAL, "no batchers",
+		gs_broadway_new(&ops, NULL, &nb, &bw));
 	gs_broadway_ops no_batch = { .handle_message = on_message };
 	nb.batchers = &(gs_broadway_batcher_opts){ 0 };
-	cr_assert_eq(gs_broadway_new(&no_batch, NULL, &nb, &bw), GS_EINVAL);
+	REFUSED(&w, GS_EINVAL, "no handle_batch",
+		gs_broadway_new(&no_batch, NULL, &nb, &bw));
 	cr_assert_eq(bw, (gs_broadway *)&bw, "out-param touched on failure");
 	gs_broadway_free(NULL);
 	/* test helpers on a pipeline that is not built on the test

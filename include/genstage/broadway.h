@@ -268,8 +268,10 @@ typedef struct gs_broadway_opts {
  * too); `arg` stays the caller's. Refused: a NULL or missing
  * handle_message, producer.make or handle_batch with batchers (GS_EINVAL),
  * a version above this header's (GS_EVERSION), min_demand >= max_demand
- * (GS_EDEMAND), or whatever producer.make returned. On error *out is
- * untouched and nothing is left behind (producers made so far are freed).
+ * (GS_EDEMAND), each with a message through opts.pipeline's log hook (NULL
+ * stage) or on stderr; or whatever producer.make returned. On error *out
+ * is untouched and nothing is left behind (producers made so far are
+ * freed).
  */
 gs_err gs_broadway_new(const gs_broadway_ops *ops, void *arg,
 		       const gs_broadway_opts *opts, gs_broadway **out);
