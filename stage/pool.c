@@ -377,6 +377,10 @@ static gs_err check_opts(const gs_pool_opts *o)
 		refuse("more workers than GS_POOL_MAX_WORKERS");
 		return GS_EINVAL;
 	}
+	if (o->max_demand > GS_MAX_DEMAND) {
+		refuse("max_demand above GS_MAX_DEMAND");
+		return GS_EINVAL;
+	}
 	size_t max = o->max_demand ? o->max_demand : GS_POOL_DEFAULT_MAX_DEMAND;
 	if (o->min_demand != GS_MIN_DEMAND_ZERO && o->min_demand >= max) {
 		refuse("min_demand must be less than max_demand");

@@ -460,6 +460,12 @@ Test(pool, refuses_bad_options_and_leaves_out_untouched)
 					     .handler = noop },
 			    &pool),
 		GS_EINVAL);
+	cr_expect_eq(
+		gs_pool_new(p,
+			    &(gs_pool_opts){ .max_demand = GS_MAX_DEMAND + 1,
+					     .handler = noop },
+			    &pool),
+		GS_EINVAL);
 	cr_expect_eq(pool, before);
 	cr_expect_eq(gs_pool_stats_get(NULL, &(gs_pool_stats){ 0 }), GS_EINVAL);
 	cr_expect_null(gs_pool_stage(NULL));

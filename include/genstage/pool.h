@@ -93,7 +93,8 @@ typedef struct gs_pool_stats {
  * threads start with the stage). `opts` is read once. Refused: NULL p, opts,
  * handler or out (GS_EINVAL), opts->version above GS_POOL_OPTS_VERSION
  * (GS_EVERSION), min_demand >= max_demand (GS_EDEMAND), workers above
- * GS_POOL_MAX_WORKERS (GS_EINVAL); each with a line on stderr. On error *out
+ * GS_POOL_MAX_WORKERS or max_demand above GS_MAX_DEMAND (GS_EINVAL); each
+ * with a line on stderr. On error *out
  * is untouched and no callback is ever called. Any thread but a stage's.
  */
 gs_err gs_pool_new(gs_pipeline *p, const gs_pool_opts *opts, gs_pool **out);
