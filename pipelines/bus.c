@@ -316,7 +316,7 @@ GS_BUS_API gs_err gs_bus_close(gs_bus *bus, gs_bus_close_mode mode)
 	 * Either way the routes let go of each. */
 	for (size_t i = 0; i < n; i++) {
 		if (mode == GS_BUS_IMMEDIATE)
-			gs__bus_drop_queue(subs[i]);
+			gs__bus_cut(subs[i]);
 		else
 			gs__bus_sub_close(subs[i]);
 		gs__bus_sub_unref(subs[i]);

@@ -318,6 +318,9 @@ void gs__bus_drop(gs_bus_sub *s, gs__bus_env *const *envs, size_t n,
 		  gs__bus_block **defer);
 /* Drops everything in s's queue, from any thread. */
 void gs__bus_drop_queue(gs_bus_sub *s);
+/* An immediate close or unsubscribe of s: its queue is dropped, and so is
+ * what its handler stage has taken and not begun; retries stop. */
+void gs__bus_cut(gs_bus_sub *s);
 
 /* --- bus_stats.c -------------------------------------------------------- */
 
@@ -379,7 +382,10 @@ struct gs_bus_sub {
 	_Alignas(GS__BUS_LINE) _Atomic uint64_t tail;
 	_Atomic bool hungry;  /* the driver waits for the queue */
 	_Atomic bool closing; /* finish once the queue is empty */
-	uint64_t owed;        /* feeder-own: demand not yet met */
+	/* An immediate close or unsubscribe: what a handler stage took and
+	 * has not begun is dropped, and retries stop. */
+	_Atomic bool cut;
+	uint64_t owed; /* feeder-own: demand not yet met */
 
 	/* counters, any thread */
 	_Alignas(GS__BUS_LINE) _Atomic uint64_t finished;

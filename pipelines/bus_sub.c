@@ -213,7 +213,7 @@ GS_BUS_API gs_err gs_bus_unsubscribe(gs_bus_sub *s, gs_bus_close_mode mode,
 	}
 	bool was_listed = gs__bus_sub_unroute(s);
 	if (mode == GS_BUS_IMMEDIATE)
-		gs__bus_drop_queue(s);
+		gs__bus_cut(s);
 	if (was_listed) {
 		gs__bus_sub_close(s);
 		gs__bus_sub_unref(s); /* the routes' (the caller holds one) */

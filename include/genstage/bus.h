@@ -30,7 +30,12 @@
  *
  * Conservation, per subscription, at every moment: accepted = handled +
  * dropped + failed + in_flight, with in_flight 0 once the subscription or
- * the bus is closed. (handled counts done and skipped.)
+ * the bus is closed. (handled counts done and skipped.) A concurrency-1
+ * subscription's handler stage takes its events in batches (at most
+ * GS_BUS_MAX_BATCH) and counts and completes them in runs that double: 1,
+ * 2, 4 ... events, so its counters move by runs and an event's
+ * on_complete waits at most for as many later handler calls as came
+ * before it in the batch.
  *
  * Out of memory. A publish that cannot allocate is refused (GS_ENOMEM) and
  * delivers nothing. A subscription whose stage stops on an error (out of
@@ -129,9 +134,11 @@ typedef enum gs_bus_overflow {
 typedef enum gs_bus_close_mode {
 	/* Every accepted event reaches its handler first. */
 	GS_BUS_DRAIN = 0,
-	/* Queued events are dropped (counted, completed, freed); those
-	 * already handed to a handler are still handled (for a pool, those
-	 * it holds may be: up to 2 x concurrency). */
+	/* Queued events are dropped (counted, completed, freed), and so are
+	 * those the handler's stage took and has not begun; the one in the
+	 * handler is still handled, but its retries stop (it then fails, to
+	 * the dead letter). For a pool, events it holds may still be handled:
+	 * up to 2 x concurrency. */
 	GS_BUS_IMMEDIATE,
 } gs_bus_close_mode;
 
