@@ -42,9 +42,11 @@ gs_err gs_push_close(gs_stage *stage);
 
 /*
  * A consumer that an ordinary thread pulls from with gs_stream_next. It
- * takes events from its producers only as the puller makes room: at most
- * opts->buffer_size (default 1000) wait for the puller. Subscribe it to
- * producers as any consumer. Events it still holds when the pipeline is
+ * takes events from its producers only as the puller makes room: about
+ * opts->buffer_size (default 1000) wait for the puller, and at most that
+ * plus one chunk of each subscription (its max_demand - min_demand: a
+ * chunk already asked for is taken whole). Subscribe it to producers as
+ * any consumer; a small max_demand keeps the bound tight. Events it still holds when the pipeline is
  * freed go to opts->event_free and are counted as dropped.
  */
 gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts, gs_stage **out);
