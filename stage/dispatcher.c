@@ -102,8 +102,9 @@ bool gs__end_if_cancelled(gs_stage *s, size_t idx, bool *changed)
 		    true);
 	*changed = true;
 	/* A producer whose every consumer has stopped has nobody to produce
-	 * for: it finishes, and so does a finite pipeline. */
-	if (cc == GS__CONS_GONE && !s->n_outs)
+	 * for: it finishes, and so does a finite pipeline; unless a
+	 * subscription is still to be attached from its backlog. */
+	if (cc == GS__CONS_GONE && !s->n_outs && !s->backlog_attaches)
 		gs__stop(s, GS_OK);
 	return true;
 }

@@ -268,6 +268,11 @@ struct gs_stage {
 	uint64_t credit; /* pull streams: events the puller has room for */
 	bool accumulate; /* GS_DEMAND_ACCUMULATE: demand not passed on */
 	void *dstate;    /* the dispatcher's own state */
+	/* Messages taken from the inbox that a turn left for the next (see
+	 * gs__turn_full), in order; how many of them attach a subscription
+	 * (the "nobody left" rules wait for those). */
+	gs__msg *backlog, *backlog_tail;
+	size_t backlog_attaches;
 
 	/* pipeline lock: the graph (graph.c) */
 	gs_sub *down;        /* live subscriptions where we produce */
@@ -349,6 +354,28 @@ uint64_t gs__now_ns(void);
  * free. Callbacks are timed, and idle workers read the clock as they
  * spin, so it is seldom more than a turn old. */
 extern _Thread_local uint64_t gs__clock_seen;
+
+/* A scheduled stage's quantum: it yields after this many productive turns
+ * or this much time, whichever comes first, so that no stage starves the
+ * others on its worker. A turn moves at most a chunk per input, and
+ * handles at most GS__TURN_MESSAGES messages and as many due timers, or
+ * what fits in the quantum's time: a flood of casts or timers waits for
+ * the next turns, after the run has checked its quantum. */
+#ifndef GS_QUANTUM_TURNS
+#define GS_QUANTUM_TURNS 32
+#endif
+#ifndef GS_QUANTUM_NS
+#define GS_QUANTUM_NS 200000
+#endif
+#define GS__TURN_MESSAGES 64
+
+/* Whether a turn that has handled `n` messages since the clock read
+ * `since` has had its share. */
+static inline bool gs__turn_full(unsigned n, uint64_t since)
+{
+	return n >= GS__TURN_MESSAGES ||
+	       gs__clock_seen - since >= GS_QUANTUM_NS;
+}
 void gs__count(_Atomic uint64_t *counter, uint64_t n);
 /* Condition variables on the monotonic clock, waited on with a timeout in
  * milliseconds (negative: for ever) turned into a deadline once; the wait

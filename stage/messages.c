@@ -293,7 +293,10 @@ bool gs__fire_timers(gs_stage *s)
 	if (!s->timers.n || gs__timers_next(&s->timers) > gs__now_ns())
 		return false;
 	uint64_t now = gs__now_ns();
-	while (!s->stopping && gs__timers_next(&s->timers) <= now)
+	for (unsigned n = 0;
+	     !s->stopping && s->timers.n &&
+	     gs__timers_next(&s->timers) <= now && !gs__turn_full(n, now);
+	     n++)
 		run(s, s->ops.handle_info, gs__timers_pop(&s->timers));
 	return true;
 }

@@ -15,16 +15,6 @@
 #include "park.h"
 #include "reap.h"
 
-/* A scheduled stage's quantum: it yields after this many productive turns
- * or this much time, whichever comes first, so that no stage starves the
- * others on its worker. A turn moves at most a chunk per input. */
-#ifndef GS_QUANTUM_TURNS
-#define GS_QUANTUM_TURNS 32
-#endif
-#ifndef GS_QUANTUM_NS
-#define GS_QUANTUM_NS 200000
-#endif
-
 void gs__wake(gs_stage *s)
 {
 	if (s->blocking)
@@ -89,7 +79,12 @@ static bool read_control(gs_stage *s)
 		s->accumulate = atomic_load_explicit(&s->demand_req,
 						     memory_order_relaxed) ==
 				GS_DEMAND_ACCUMULATE;
-	if (ctl & GS__CTL_DRAIN)
+	/* A drain waits for the messages that came before it: subscriptions
+	 * attached in them must be there when it is applied. */
+	if ((ctl & GS__CTL_DRAIN) && s->backlog)
+		atomic_fetch_or_explicit(&s->ctl, GS__CTL_DRAIN,
+					 memory_order_relaxed);
+	else if (ctl & GS__CTL_DRAIN)
 		drain(s);
 	if (ctl & GS__CTL_STOP)
 		gs__stop(s, s->stop_req_reason);
@@ -114,12 +109,41 @@ static void apply(gs_stage *s, gs__msg *m)
 	}
 }
 
+/* The inbox joins the backlog's end; the backlog is handled from its
+ * start, as much as a turn may (gs__turn_full). */
+static bool is_attach(const gs__msg *m)
+{
+	return m->kind == GS__MSG_ATTACH_OUT || m->kind == GS__MSG_ATTACH_IN;
+}
+
+/* The inbox joins the backlog's end; the backlog is handled from its
+ * start, as much as a turn may (gs__turn_full): only messages for the
+ * stage's callbacks count, and a turn never stops in front of an attach,
+ * which costs little and which the graph's rules wait for. */
 static bool read_inbox(gs_stage *s)
 {
-	if (!atomic_load_explicit(&s->inbox_pending, memory_order_acquire))
+	if (atomic_load_explicit(&s->inbox_pending, memory_order_acquire)) {
+		gs__msg *m = take_inbox(s, false);
+		if (s->backlog)
+			s->backlog_tail->next = m;
+		else
+			s->backlog = m;
+		for (; m; m = m->next) {
+			s->backlog_attaches += is_attach(m);
+			s->backlog_tail = m;
+		}
+	}
+	if (!s->backlog)
 		return false;
-	for (gs__msg *m = take_inbox(s, false), *next; m; m = next) {
-		next = m->next;
+	uint64_t since = gs__now_ns();
+	for (unsigned n = 0; s->backlog && !s->stopping;) {
+		gs__msg *m = s->backlog;
+		bool attach = is_attach(m);
+		if (!attach && gs__turn_full(n, since))
+			break;
+		s->backlog = m->next;
+		s->backlog_attaches -= attach;
+		n += !attach;
 		apply(s, m);
 		free(m);
 	}
@@ -199,7 +223,14 @@ static bool finish(gs_stage *s)
 {
 	int reason = s->stop_reason;
 	gs__stage_failing(s, reason);
-	for (gs__msg *m = take_inbox(s, true), *next; m; m = next) {
+	gs__msg *left = s->backlog;
+	if (left)
+		s->backlog_tail->next = take_inbox(s, true);
+	else
+		left = take_inbox(s, true);
+	s->backlog = NULL;
+	s->backlog_attaches = 0;
+	for (gs__msg *m = left, *next; m; m = next) {
 		next = m->next;
 		if (m->kind == GS__MSG_ATTACH_OUT ||
 		    m->kind == GS__MSG_ATTACH_IN)

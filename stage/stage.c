@@ -267,11 +267,14 @@ void gs__stage_free(gs_stage *s)
 	if (s->hooks.cleanup)
 		s->hooks.cleanup(s, s->state);
 	gs__dispatcher_fini(s);
-	for (gs__msg *m = s->inbox_head, *next; m; m = next) {
-		next = m->next;
-		gs__discard_message(s, m);
-		free(m);
-	}
+	/* Only a stage that never finished a run has either left. */
+	for (int k = 0; k < 2; k++)
+		for (gs__msg *m = k ? s->inbox_head : s->backlog, *next; m;
+		     m = next) {
+			next = m->next;
+			gs__discard_message(s, m);
+			free(m);
+		}
 	gs__discard_timers(s);
 	gs__buffer_fini(&s->buf);
 	free(s->outs);

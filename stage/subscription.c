@@ -240,15 +240,17 @@ static void end_in(gs_stage *s, size_t idx)
 	 * finished ends a permanent consumer. A consumer whose last input
 	 * has gone finishes if some input of it finished normally, whatever
 	 * the order; one whose every input failed (temporary) runs on. */
+	/* "Last" counts the inputs still to be attached from the backlog. */
+	bool last = !s->n_ins && !s->backlog_attaches;
 	if (reason != GS_OK) {
 		if (mode != GS_CANCEL_TEMPORARY)
 			gs__stop(s, reason);
-		else if (!s->n_ins && s->inputs_finished)
+		else if (last && s->inputs_finished)
 			finish(s);
 		return;
 	}
 	s->inputs_finished++;
-	if (mode == GS_CANCEL_PERMANENT || !s->n_ins)
+	if (mode == GS_CANCEL_PERMANENT || last)
 		finish(s);
 }
 

@@ -79,6 +79,109 @@ Test(executor, a_busy_pipeline_does_not_starve_another_on_one_worker,
 	gs_executor_free(ex);
 }
 
+/* --- messages take turns too ------------------------------------------- */
+
+typedef struct flood {
+	_Atomic uint64_t handled; /* casts the flooded stage handled */
+	_Atomic uint64_t seen;    /* `handled` when the other one ran */
+	_Atomic int other_ran;
+	_Atomic uint64_t *of; /* the other's: the flood's counter */
+} flood;
+
+/* About 50 microseconds of work without blocking, as a callback that
+ * computes something. */
+static void work_a_little(void)
+{
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	while ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec <
+	       50000);
+}
+
+static int flooded_cast(void *state, gs_stage *stage, void *msg)
+{
+	(void)stage, (void)msg;
+	work_a_little();
+	atomic_fetch_add(&((flood *)state)->handled, 1);
+	return GS_OK;
+}
+
+static int other_cast(void *state, gs_stage *stage, void *msg)
+{
+	(void)stage, (void)msg;
+	flood *f = state;
+	atomic_store(&f->seen, atomic_load(f->of));
+	atomic_store(&f->other_ran, 1);
+	return GS_OK;
+}
+
+/* A stage with a thousand casts queued at once handles them a turn's
+ * share at a time: another stage on the same worker, cast after the
+ * flood began, runs before the flood is through. Timers are handled the
+ * same way (gs__turn_full). */
+Test(executor, a_flood_of_casts_does_not_starve_another_stage_on_one_worker,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	enum { CASTS = 1000 };
+	static const gs_stage_ops flooded_ops = { .handle_demand = nop_demand,
+						  .handle_cast = flooded_cast };
+	static const gs_stage_ops other_ops = { .handle_demand = nop_demand,
+						.handle_cast = other_cast };
+	gs_executor *ex = one_worker();
+	gs_pipeline *p;
+	gs_stage *a, *b;
+	flood fa = { 0 }, fb = { 0 };
+	fb.of = &fa.handled;
+	GS_OK_OR_DIE(
+		gs_pipeline_new(&(gs_pipeline_opts){ .executor = ex }, &p));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &flooded_ops, &fa, NULL, &a));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &other_ops, &fb, NULL, &b));
+	for (int i = 0; i < CASTS; i++)
+		GS_OK_OR_DIE(gs_cast(a, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	wait_at_least(&fa.handled, 1);
+	GS_OK_OR_DIE(gs_cast(b, NULL));
+	wait_int_at_least(&fb.other_ran, 1);
+	cr_assert_lt(atomic_load(&fb.seen), CASTS,
+		     "the other stage waited for the whole flood");
+	wait_at_least(&fa.handled, CASTS);
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	gs_pipeline_free(p);
+	gs_executor_free(ex);
+}
+
+/* A stop is seen after a turn's share of the casts: the rest go to
+ * msg_free, not through handle_cast. */
+Test(executor, a_stop_does_not_wait_for_a_flood_of_casts,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	enum { CASTS = 1000 };
+	static const gs_stage_ops flooded_ops = { .handle_demand = nop_demand,
+						  .handle_cast = flooded_cast };
+	_Atomic uint64_t freed = 0;
+	gs_executor *ex = one_worker();
+	gs_pipeline *p;
+	gs_stage *a;
+	flood fa = { 0 };
+	GS_OK_OR_DIE(
+		gs_pipeline_new(&(gs_pipeline_opts){ .executor = ex }, &p));
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &flooded_ops, &fa,
+				  &(gs_stage_opts){ .msg_free = count_free,
+						    .msg_free_arg = &freed },
+				  &a));
+	for (int i = 0; i < CASTS; i++)
+		GS_OK_OR_DIE(gs_cast(a, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	wait_at_least(&fa.handled, 1);
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	cr_assert_eq(atomic_load(&fa.handled) + atomic_load(&freed), CASTS);
+	cr_assert_gt(atomic_load(&freed), 0, "every cast was handled first");
+	gs_pipeline_free(p);
+	gs_executor_free(ex);
+}
+
 /* --- a blocking stage beside scheduled ones ----------------------------- */
 
 typedef struct held {
