@@ -419,7 +419,9 @@ GS_AMQP_API gs_err gs_amqp_sink_new(gs_pipeline *p,
 		     !gs__amqp_strdup(&k->bind_key, opts->bind_key)))
 		err = GS_ENOMEM;
 	gs_stage_opts so = stage_opts ? *stage_opts : (gs_stage_opts){ 0 };
-	so.blocking = true; /* it waits on its socket */
+	so.version = GS_STAGE_OPTS_VERSION;
+	so.blocking = true;     /* it waits on its socket */
+	so.keeps_events = true; /* until the broker confirms them */
 	if (!err)
 		err = gs_stage_new(p, GS_CONSUMER, &sink_ops, k, &so,
 				   &k->stage);

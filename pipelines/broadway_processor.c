@@ -86,6 +86,8 @@ gs_err gs__bw_processor_new(gs_broadway *bw, size_t index,
 	if (err)
 		return err;
 	gs_stage_opts o = *so;
+	o.version = GS_STAGE_OPTS_VERSION;
+	o.keeps_events = true; /* acked later, or passed to a batcher */
 	gs_kind kind = GS_CONSUMER;
 	if (bw->o.n_batchers) {
 		kind = GS_PRODUCER_CONSUMER;

@@ -179,6 +179,9 @@ gs_err gs__bw_rate_limiter_new(gs_broadway *bw, const gs_stage_opts *so,
 	gs_err err = gs__bw_keep(bw, l, limiter_free);
 	if (err)
 		return err;
-	return gs_stage_new(bw->p, GS_PRODUCER_CONSUMER, &limiter_ops, l, so,
+	gs_stage_opts o = *so;
+	o.version = GS_STAGE_OPTS_VERSION;
+	o.keeps_events = true; /* it holds messages until the rate allows */
+	return gs_stage_new(bw->p, GS_PRODUCER_CONSUMER, &limiter_ops, l, &o,
 			    out);
 }

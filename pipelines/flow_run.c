@@ -79,6 +79,7 @@ static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
 			st->src = &l->srcs[i];
 		l->states[i] = st;
 		gs_stage_opts so = {
+			.version = GS_STAGE_OPTS_VERSION,
 			.name = name,
 			.buffer_size = buffer,
 			.dispatcher = d,
@@ -87,6 +88,8 @@ static gs_err build_layer(gs_flow *f, gs_pipeline *p, gs__flow_layer *l,
 			.event_free_arg = l,
 			.msg_free = free_msg,
 			.blocking = f->blocking || (source && l->srcs[i].gen),
+			/* Ops may pass an input on, or keep it (a window). */
+			.keeps_events = true,
 		};
 		gs_err e = gs_stage_new(
 			p, source ? GS_PRODUCER : GS_PRODUCER_CONSUMER,

@@ -139,6 +139,14 @@ static gs_err check(gs_stage *c, gs_stage *pr, const gs_sub_opts *o)
 		return GS_EINVAL;
 	if (o->selector && pr->dconf.kind != GS_DISPATCH_BROADCAST)
 		return GS_EINVAL;
+	if (c->keeps_events && pr->dconf.kind == GS_DISPATCH_BROADCAST &&
+	    pr->event_free)
+		return gs__refuse(&c->p->opts, GS_EINVAL,
+				  "gs_subscribe %s to %s: %s keeps events past "
+				  "handle_events, and %s broadcasts with an "
+				  "event_free, which frees each event once "
+				  "every handle_events returned",
+				  c->name, pr->name, c->name, pr->name);
 	return GS_OK;
 }
 

@@ -199,7 +199,8 @@ struct gs_stage {
 	gs_pipeline *p;
 	gs_executor *ex; /* the pipeline's */
 	gs_kind kind;
-	bool blocking; /* on a thread of its own, not on the executor */
+	bool blocking;     /* on a thread of its own, not on the executor */
+	bool keeps_events; /* gs_stage_opts.keeps_events */
 	gs_stage_ops ops;
 	void *state;
 	char name[64];

@@ -441,9 +441,12 @@ GS_POOL_API gs_err gs_pool_new(gs_pipeline *p, const gs_pool_opts *opts,
 		return GS_ENOMEM;
 	}
 	err = gs_stage_new(p, GS_CONSUMER, &pool_ops, pool,
-			   &(gs_stage_opts){ .name = opts->name ? opts->name
+			   &(gs_stage_opts){ .version = GS_STAGE_OPTS_VERSION,
+					     .name = opts->name ? opts->name
 								: "pool",
-					     .blocking = true },
+					     .blocking = true,
+					     /* until its handler is done */
+					     .keeps_events = true },
 			   &pool->stage);
 	if (err) {
 		pool_destroy(pool);

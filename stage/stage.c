@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,7 +166,14 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 							"producer-consumer",
 				  kind == GS_PRODUCER ? "handle_demand"
 						      : "handle_events");
-	gs_stage_opts o = opts ? *opts : (gs_stage_opts){ 0 };
+	/* Only the fields of the version the caller's header had: its
+	 * struct may end before the newer ones. */
+	gs_stage_opts o = { 0 };
+	if (opts)
+		memcpy(&o, opts,
+		       opts->version >= 1
+			       ? sizeof o
+			       : offsetof(gs_stage_opts, keeps_events));
 	if (o.buffer_keep != GS_KEEP_LAST && o.buffer_keep != GS_KEEP_FIRST)
 		return gs__refuse(&p->opts, GS_EINVAL,
 				  "gs_stage_new %s: unknown buffer_keep %d",
@@ -188,6 +196,7 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 	s->p = p;
 	s->ex = p->ex;
 	s->blocking = o.blocking;
+	s->keeps_events = o.keeps_events;
 	atomic_init(&s->sched, GS__SCHED_PAUSED);
 	s->ex_deadline = UINT64_MAX;
 	if (hooks)

@@ -113,6 +113,8 @@ GS__API gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts,
 				      &hooks, out);
 	if (err)
 		cleanup(NULL, st);
+	else
+		(*out)->keeps_events = true; /* until the puller takes them */
 	return err;
 }
 

@@ -473,6 +473,60 @@ Test(broadcast, a_cancelled_subscriber_reads_what_it_was_sent_safely,
 	bcast_free(&b);
 }
 
+static int pool_ignore(void *arg, void *event)
+{
+	(void)arg;
+	(void)event;
+	return GS_OK;
+}
+
+/* A stream, a pool, or a consumer that says it keeps events would read
+ * what a broadcast producer with an event_free frees once every
+ * handle_events returned: subscribing one is refused, and logged; without
+ * the event_free (events that outlive the pipeline) it is taken. */
+Test(broadcast, a_consumer_that_keeps_events_is_refused_a_freeing_producer,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	log_count log = { 0 };
+	gs_pipeline *p = counted_pipeline_new(&log);
+	heap_events h = { .total = 10 };
+	gs_stage *freeing, *lending, *stream, *keeper, *borrower;
+	GS_OK_OR_DIE(gs_stage_new(
+		p, GS_PRODUCER, &heap_ops, &h,
+		&(gs_stage_opts){ .dispatcher = gs_dispatcher_broadcast(),
+				  .event_free = heap_release,
+				  .event_free_arg = &h },
+		&freeing));
+	GS_OK_OR_DIE(gs_stage_new(
+		p, GS_PRODUCER, &heap_ops, &h,
+		&(gs_stage_opts){ .dispatcher = gs_dispatcher_broadcast() },
+		&lending));
+	GS_OK_OR_DIE(gs_stream(p, NULL, &stream));
+	gs_pool *pool;
+	GS_OK_OR_DIE(gs_pool_new(p, &(gs_pool_opts){ .handler = pool_ignore },
+				 &pool));
+	reader r = { 0 };
+	GS_OK_OR_DIE(
+		gs_stage_new(p, GS_CONSUMER, &reader_ops, &r,
+			     &(gs_stage_opts){ .version = GS_STAGE_OPTS_VERSION,
+					       .keeps_events = true },
+			     &keeper));
+	GS_OK_OR_DIE(
+		gs_stage_new(p, GS_CONSUMER, &reader_ops, &r, NULL, &borrower));
+	gs_stage *keepers[] = { stream, gs_pool_stage(pool), keeper };
+	for (size_t i = 0; i < 3; i++) {
+		cr_assert_eq(gs_subscribe(keepers[i], freeing, NULL, NULL),
+			     GS_EINVAL, "keeper %zu", i);
+		cr_assert_eq(atomic_load(&log.error), (int)i + 1);
+		cr_assert_eq(gs_subscribe(keepers[i], lending, NULL, NULL),
+			     GS_OK, "keeper %zu", i);
+	}
+	GS_OK_OR_DIE(gs_subscribe(borrower, freeing, NULL, NULL));
+	cr_assert_eq(atomic_load(&log.error), 3);
+	gs_pipeline_free(p);
+	gs_pool_free(pool);
+}
+
 Test(ownership,
      a_consumer_completes_when_a_temporary_input_fails_after_the_others_finished,
      .timeout = GS_TEST_TIMEOUT)

@@ -46,8 +46,12 @@ gs_err gs_push_close(gs_stage *stage);
  * opts->buffer_size (default 1000) wait for the puller, and at most that
  * plus one chunk of each subscription (its max_demand - min_demand: a
  * chunk already asked for is taken whole). Subscribe it to producers as
- * any consumer; a small max_demand keeps the bound tight. Events it still holds when the pipeline is
- * freed go to opts->event_free and are counted as dropped.
+ * any consumer; a small max_demand keeps the bound tight. Events it still
+ * holds when the pipeline is freed go to opts->event_free and are counted
+ * as dropped. It keeps events past handle_events (keeps_events in
+ * stage.h), so a broadcast producer with an event_free is refused to it;
+ * fed by a broadcast producer without one, the events are shared: give the
+ * stream no event_free, and free none that gs_stream_next returns.
  */
 gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts, gs_stage **out);
 

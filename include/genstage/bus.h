@@ -156,7 +156,8 @@ typedef enum gs_bus_trace_kind {
 	GS_BUS_TRACE_PUBLISH = 0, /* accepted (subscriber NULL) */
 	GS_BUS_TRACE_UNROUTED,    /* matched nobody (subscriber NULL) */
 	GS_BUS_TRACE_DELIVER,     /* about to be handled */
-	GS_BUS_TRACE_RETRY,       /* the handler failed; trying again */
+	GS_BUS_TRACE_RETRY,       /* the handler failed; called again now,
+				     after the backoff */
 	GS_BUS_TRACE_FAIL,        /* retries spent: failed */
 	GS_BUS_TRACE_DROP,        /* dropped from the subscriber's queue */
 	GS_BUS_TRACE_COMPLETE,    /* every subscription is done with it */
@@ -269,6 +270,8 @@ typedef struct gs_bus_sub_stats {
 	uint64_t handled;   /* done or skipped */
 	uint64_t skipped;
 	uint64_t failed; /* retries spent */
+	/* handler calls after a failure; one a cut (GS_BUS_IMMEDIATE) ends
+	 * during its backoff never runs and is not counted */
 	uint64_t retried;
 	uint64_t dropped;
 	uint64_t in_flight;   /* accepted - handled - dropped - failed */

@@ -77,7 +77,10 @@ gs_dispatcher gs_dispatcher_demand(void);
  * out (a full buffer, a stop) once as drops. So heap events are safe with
  * event_free = free. Without one, broadcast values, or data that outlives
  * the pipeline. Per subscription, sent = received + dropped holds
- * (gs_sub_stats).
+ * (gs_sub_stats). A consumer that keeps events past handle_events (a
+ * stream, a pool, a flow, Broadway's processors, an AMQP sink, or a stage
+ * of yours with keeps_events) cannot borrow them: gs_subscribe refuses it
+ * such a producer with an event_free (GS_EINVAL, logged).
  */
 gs_dispatcher gs_dispatcher_broadcast(void);
 

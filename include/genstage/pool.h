@@ -15,7 +15,10 @@
  *
  * The pool's stage is marked blocking: it never blocks on an event, but when
  * it stops it waits for the handlers still running, so that no handler
- * outlives gs_pipeline_wait or gs_pipeline_stop.
+ * outlives gs_pipeline_wait or gs_pipeline_stop. It is also marked as
+ * keeping events past handle_events (keeps_events in stage.h): a broadcast
+ * producer with an event_free is refused to it, and events from a
+ * broadcast producer without one are shared, not the pool's to free.
  */
 #ifndef GENSTAGE_POOL_H
 #define GENSTAGE_POOL_H

@@ -38,7 +38,7 @@ typedef enum gs_role {
 
 /* Versions of the structs below (see genstage/version.h). */
 #define GS_STAGE_OPS_VERSION 0
-#define GS_STAGE_OPTS_VERSION 0
+#define GS_STAGE_OPTS_VERSION 1
 
 /*
  * The callbacks. Every one is optional but handle_demand (producers) and
@@ -144,6 +144,16 @@ typedef struct gs_stage_opts {
 	 * blocking calls (gs_call, gs_push and gs_stream_next with a timeout)
 	 * are allowed. */
 	bool blocking;
+	/* (Version 1.) Consumers and producer-consumers: the stage keeps
+	 * events after handle_events returns (queues them for another
+	 * thread or a later callback, or emits the same pointers), as
+	 * gs_stream, gs_pool, Broadway's processors and a flow's first
+	 * stages do. gs_subscribe then refuses it a broadcast producer with
+	 * an event_free (GS_EINVAL, logged), which frees each event once
+	 * every subscriber's handle_events has returned: the stage would
+	 * read freed memory. Without an event_free the events outlive the
+	 * pipeline, and keeping them is safe. */
+	bool keeps_events;
 } gs_stage_opts;
 
 typedef struct gs_stats {
