@@ -89,9 +89,6 @@ static gs__bus_outcome settle(gs_bus_sub *s, gs__bus_env *e, int r)
 	gs_bus *bus = s->bus;
 	for (unsigned a = 1; is_error(r) && a <= s->max_retries && !is_cut(s);
 	     a++) {
-		add(&s->retried, 1);
-		add(&e->topic->retried, 1);
-		gs__bus_trace(bus, GS_BUS_TRACE_RETRY, e, s->name);
 		if (s->backoff_ms) {
 			unsigned shift = a - 1 < 16 ? a - 1 : 16;
 			uint64_t ms = (uint64_t)s->backoff_ms << shift;
@@ -100,6 +97,11 @@ static gs__bus_outcome settle(gs_bus_sub *s, gs__bus_env *e, int r)
 			if (is_cut(s))
 				break;
 		}
+		/* Counted and traced as it runs: a cut during the backoff
+		 * leaves nothing that did not happen. */
+		add(&s->retried, 1);
+		add(&e->topic->retried, 1);
+		gs__bus_trace(bus, GS_BUS_TRACE_RETRY, e, s->name);
 		r = s->handler(s->arg, &e->pub);
 	}
 	if (r == GS_BUS_DONE)
