@@ -359,7 +359,9 @@ static void on_terminate(void *state, gs_stage *stage, int reason)
 	gs_amqp_sink *k = state;
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (k->count && k->conn) {
+	/* As in on_events: a lost connection is opened again, and what it
+	 * had not confirmed published again, unless the sink gives up. */
+	while (k->count && ensure_conn(k)) {
 		read_confirms(k, 50);
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		if ((uint64_t)(t.tv_sec - t0.tv_sec) * 1000u +

@@ -952,7 +952,8 @@ GS_AMQP_API gs_err gs_amqp_source_new(gs_pipeline *p,
 				      gs_amqp_source **out)
 {
 	if (!p || !opts || !out || !opts->queue ||
-	    (opts->n_bindings && !opts->bindings))
+	    (opts->n_bindings && !opts->bindings) ||
+	    (unsigned)opts->on_failure > GS_AMQP_REJECT)
 		return GS_EINVAL;
 	if (opts->version > GS_AMQP_SOURCE_OPTS_VERSION)
 		return GS_EVERSION;

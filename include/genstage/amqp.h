@@ -172,7 +172,8 @@ typedef struct gs_amqp_source gs_amqp_source;
  * dispatcher; NULL for defaults; its buffer is made unbounded, since the
  * prefetch bounds it) and its connector thread, which connects once the
  * stage runs. `opts` and its strings are copied. Refused: a NULL queue,
- * NULL arguments (GS_EINVAL), a version above this header's
+ * NULL arguments, an on_failure that is none of gs_amqp_on_failure's
+ * (GS_EINVAL), a version above this header's
  * (GS_EVERSION). Nothing is connected yet, so a wrong port or password is
  * reported through the log hook and stops the stage with GS_ECLOSED once
  * max_reconnects is exhausted.

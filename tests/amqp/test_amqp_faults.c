@@ -173,6 +173,69 @@ Test(amqp_faults, a_broker_killed_mid_stream_loses_nothing_after_restart,
 	free(t);
 }
 
+/* The sink's last event kills the broker as it is encoded: its producer is
+ * done, so the sink meets the lost connection at its end, where it must
+ * reconnect and publish again what was not confirmed, as it does while
+ * events still come. */
+enum { LAST_WORDS = 100 };
+static _Atomic bool killed;
+
+static int encode_then_kill(void *arg, void *event, gs_amqp_out *out)
+{
+	gs_err err = encode_id(arg, event, out);
+	if ((uintptr_t)event == LAST_WORDS - 1 && !atomic_exchange(&killed, 1))
+		broker_kill9();
+	return err;
+}
+
+Test(amqp_faults, a_sink_reconnects_at_its_end_to_get_its_confirmations,
+     .timeout = 600)
+{
+	char q[96];
+	broker_name(q, sizeof q, "last-words");
+	declare_queue(q);
+	cr_assert(broker_sync_metadata(), "%s", broker_error());
+	sink_side *ss = calloc(1, sizeof *ss);
+	ss->queue = q;
+	void *ev[LAST_WORDS];
+	for (size_t i = 0; i < LAST_WORDS; i++)
+		ev[i] = (void *)(uintptr_t)i;
+	gs_pipeline *p;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_stage *src;
+	GS_OK_OR_DIE(gs_from_array(p, ev, LAST_WORDS, NULL, &src));
+	gs_amqp_sink *sink;
+	GS_OK_OR_DIE(gs_amqp_sink_new(
+		p,
+		&(gs_amqp_sink_opts){ .conn = test_conn(),
+				      .declare_queue = q,
+				      .encode = encode_then_kill,
+				      .confirmed = confirmed_id,
+				      .arg = ss },
+		NULL, &sink));
+	GS_OK_OR_DIE(gs_subscribe(gs_amqp_sink_stage(sink), src, NULL, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	while (!atomic_load(&killed))
+		usleep(1000);
+	cr_assert(broker_restart(), "%s", broker_error());
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	gs_pipeline_free(p);
+	gs_amqp_sink_stats st;
+	gs_amqp_sink_stats_get(sink, &st);
+	gs_amqp_sink_free(sink);
+	cr_assert_eq(atomic_load(&ss->failed), 0, "%llu failed",
+		     (unsigned long long)atomic_load(&ss->failed));
+	cr_assert_geq(st.connects, 2);
+	_Atomic unsigned *in = calloc(LAST_WORDS, sizeof *in);
+	drain_queue(q, in, LAST_WORDS);
+	for (size_t i = 0; i < LAST_WORDS; i++) {
+		cr_assert_eq(atomic_load(&ss->confirmed[i]), 1, "event %zu", i);
+		cr_assert_geq(atomic_load(&in[i]), 1, "id %zu not in queue", i);
+	}
+	free(in);
+	free(ss);
+}
+
 Test(amqp_faults, a_consumer_killed_mid_batch_hands_its_messages_to_another,
      .timeout = 600)
 {

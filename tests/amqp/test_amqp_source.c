@@ -308,6 +308,13 @@ Test(amqp_source, bad_options_are_refused)
 						.queue = "q", .n_bindings = 1 },
 					NULL, &src),
 		     GS_EINVAL);
+	cr_assert_eq(gs_amqp_source_new(
+			     p,
+			     &(gs_amqp_source_opts){
+				     .queue = "q",
+				     .on_failure = (gs_amqp_on_failure)77 },
+			     NULL, &src),
+		     GS_EINVAL);
 	cr_assert_eq(src, (gs_amqp_source *)&src);
 	gs_amqp_source_free(NULL);
 	gs_pipeline_free(p);
