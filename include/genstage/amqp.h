@@ -210,6 +210,14 @@ gs_err gs_amqp_source_stats_get(const gs_amqp_source *src,
  * (gs_pipeline_wait or gs_pipeline_stop), and before gs_pipeline_free:
  * the connector talks to the stage until it is joined here. NULL is a
  * no-op.
+ *
+ * Outside Broadway, whoever takes a message settles it through its
+ * acknowledger (acked, or failed with gs_message_failed: GS_ECANCELED
+ * requeues it). That includes what a gs_stream still holds after a stop:
+ * pull it (gs_stream_next returns it after the end) and settle it before
+ * this call. A message never settled holds this call for drain_timeout;
+ * the broker then requeues it as the connection closes, and its memory is
+ * left allocated, since whoever holds the message may still read it.
  */
 void gs_amqp_source_free(gs_amqp_source *src);
 

@@ -134,6 +134,55 @@ Test(amqp_source, prefetch_follows_the_demand, .timeout = GS_TEST_TIMEOUT)
 	free(s);
 }
 
+/* After a stop the messages a stream still holds are the puller's to
+ * settle, as amqp.h says: pulled and cancelled, they go back to the queue,
+ * and the source's free has nothing left to wait for. */
+Test(amqp_source, a_stream_settles_what_it_holds_after_a_stop,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	char q[96];
+	filled_queue(q, sizeof q, "held", 50);
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	gs_amqp_source *src;
+	GS_OK_OR_DIE(gs_amqp_source_new(
+		p,
+		&(gs_amqp_source_opts){ .conn = test_conn(),
+					.queue = q,
+					.on_failure = GS_AMQP_REQUEUE,
+					.drain_timeout = 60000 },
+		NULL, &src));
+	gs_stage *out;
+	GS_OK_OR_DIE(gs_stream(p, NULL, &out));
+	GS_OK_OR_DIE(gs_subscribe(out, gs_amqp_source_stage(src),
+				  &(gs_sub_opts){ .max_demand = 10 }, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	gs_amqp_source_stats st;
+	do {
+		usleep(1000);
+		gs_amqp_source_stats_get(src, &st);
+	} while (st.delivered < 10);
+	gs_pipeline_stop(p, GS_STOP_NOW);
+	size_t held = 0, k;
+	void *ev[16];
+	while (gs_stream_next(out, ev, 16, &k, 0) == GS_OK) {
+		for (size_t i = 0; i < k; i++) {
+			gs_message *m = ev[i];
+			gs_message_failed(m, GS_ECANCELED);
+			m->acknowledger->ack(m->ack_ref, NULL, 0, &m, 1);
+		}
+		held += k;
+	}
+	cr_assert_geq(held, 1);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	gs_amqp_source_free(src);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cr_assert_lt(t1.tv_sec - t0.tv_sec, 30, "the free waited");
+	gs_pipeline_free(p);
+	wait_ready(q, 50);
+}
+
 Test(amqp_source, failures_are_retried_then_dead_lettered_exactly,
      .timeout = GS_TEST_TIMEOUT)
 {
