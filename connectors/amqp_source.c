@@ -524,7 +524,10 @@ static bool set_qos(gs_amqp_source *s)
 	size_t want = prefetch_target(s);
 	if (want == s->qos)
 		return true;
-	amqp_basic_qos(s->conn, GS__AMQP_CHANNEL, 0, (uint16_t)want, 0);
+	/* Channel-wide (global): RabbitMQ applies a per-consumer prefetch
+	 * only to consumers started after it, so it could not follow the
+	 * demand once consuming; the channel has this one consumer. */
+	amqp_basic_qos(s->conn, GS__AMQP_CHANNEL, 0, (uint16_t)want, 1);
 	if (!rpc_ok(s, "setting the prefetch"))
 		return false;
 	s->qos = want;

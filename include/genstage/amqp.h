@@ -22,9 +22,12 @@
  * without delivering it.
  *
  * Demand drives the broker: the source consumes only once it has demand,
- * and its prefetch (basic.qos), the number of unacknowledged messages the
- * broker lets it hold, follows the demand its consumers asked for (their
- * max_demand, summed) unless opts.prefetch sets it. With batchers, set
+ * and its prefetch (basic.qos, channel-wide), the number of
+ * unacknowledged messages the broker lets it hold, follows the demand its
+ * consumers asked for: it rises to the most demand they ever had pending
+ * at once (at most their max_demand, summed), also while consuming,
+ * unless opts.prefetch sets it. Messages a consumer holds unsettled count
+ * against it until they are acked. With batchers, set
  * prefetch to at least batch_size times the batchers' concurrency, or
  * batches fill only by timeout. Acks travel as one `multiple` ack per run
  * of settled messages: a run shorter than half the prefetch waits up to

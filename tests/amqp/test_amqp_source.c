@@ -115,12 +115,26 @@ Test(amqp_source, prefetch_follows_the_demand, .timeout = GS_TEST_TIMEOUT)
 	} while (st.delivered < 20);
 	cr_assert_eq(st.delivered, 20);
 	cr_assert_eq(queue_ready(q), 80);
+	/* A second stream, while the source consumes: the prefetch rises
+	 * with the demand pending now (the second's 30, and what the first
+	 * asked again), and the broker, which counts the 20 the first holds
+	 * against it, hands over more. */
+	gs_stage *more;
+	GS_OK_OR_DIE(gs_stream(p, &(gs_stage_opts){ .buffer_size = 1 }, &more));
+	GS_OK_OR_DIE(gs_subscribe(more, gs_amqp_source_stage(src),
+				  &(gs_sub_opts){ .max_demand = 30 }, NULL));
+	while (queue_ready(q) >= 80)
+		usleep(10000);
 	/* Taking them (and acking) lets the rest come. */
 	size_t got = 0;
-	while (got < 100) {
+	for (size_t turn = 0; got < 100; turn++) {
 		void *ev[16];
 		size_t k;
-		GS_OK_OR_DIE(gs_stream_next(out, ev, 16, &k, -1));
+		gs_err err = gs_stream_next(turn % 2 ? more : out, ev, 16, &k,
+					    10);
+		if (err == GS_ETIMEDOUT)
+			continue;
+		GS_OK_OR_DIE(err);
 		for (size_t i = 0; i < k; i++) {
 			gs_message *m = ev[i];
 			m->acknowledger->ack(m->ack_ref, &m, 1, NULL, 0);
