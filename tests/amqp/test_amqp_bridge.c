@@ -167,14 +167,16 @@ static void duo_fini(duo *p)
 	gs_bus_free(p->b);
 }
 
-/* Once every forward is settled (the receiving bus may see an event
- * before its confirmation reaches the sender). */
+/* Once every forward is settled and every event received is published
+ * (the receiving bus may see an event before its confirmation reaches the
+ * sender, or after: the broker confirms once it has queued it). */
 static void check_out_in(const duo *p, size_t n)
 {
 	gs_amqp_bridge_stats so = stats(p->out), si = stats(p->in);
-	while (so.confirmed + so.failed < n) {
+	while (so.confirmed + so.failed < n || si.published < n) {
 		usleep(2000);
 		so = stats(p->out);
+		si = stats(p->in);
 	}
 	cr_assert_eq(so.forwarded, n);
 	cr_assert_eq(so.confirmed, n);
