@@ -311,6 +311,10 @@ struct gs_pipeline {
 	bool started;
 	int first_err;
 	int init_err; /* the first init that failed */
+	/* The stop asked of every stage (0, GS__CTL_DRAIN or GS__CTL_STOP,
+	 * which overrides a drain), with its reason: a stage created since
+	 * gets it too, or a stop would wait for it for ever. */
+	int stop_ctl, stop_reason;
 };
 
 /* error.c: a call refused before there is a stage to name: logs why at

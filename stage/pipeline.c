@@ -62,6 +62,10 @@ GS__API gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out)
 static void request_all(gs_pipeline *p, int ctl, int reason)
 {
 	pthread_mutex_lock(&p->lock);
+	if (p->stop_ctl != GS__CTL_STOP) {
+		p->stop_ctl = ctl;
+		p->stop_reason = reason;
+	}
 	for (gs_stage *s = p->stages; s; s = s->next)
 		if (s->started && !s->finished)
 			gs__request(s, ctl, reason);

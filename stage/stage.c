@@ -264,6 +264,10 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 	*p->stages_tail = s;
 	p->stages_tail = &s->next;
 	err = p->started ? gs__start_stage(s) : GS_OK;
+	/* Made while the pipeline stops: it stops as the others were asked
+	 * to (see request_all). */
+	if (!err && p->started && p->stop_ctl)
+		gs__request(s, p->stop_ctl, p->stop_reason);
 	pthread_mutex_unlock(&p->lock);
 	if (err)
 		return err; /* the pipeline frees the unstarted stage */

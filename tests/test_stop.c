@@ -345,3 +345,50 @@ Test(stop, drain_finishes_a_consumer_whose_cancel_is_still_in_flight,
 		gs_pipeline_free(p);
 	}
 }
+
+/* Makes consumers (no subscription: they never finish by themselves) on a
+ * running pipeline until told to stop, and counts them. */
+typedef struct maker {
+	gs_pipeline *p;
+	recorder rec;
+	_Atomic bool quit;
+	_Atomic int made;
+} maker;
+
+static void *make_stages(void *arg)
+{
+	maker *m = arg;
+	while (!atomic_load(&m->quit)) {
+		gs_stage *s;
+		if (gs_stage_new(m->p, GS_CONSUMER, &recorder_ops, &m->rec,
+				 NULL, &s) == GS_OK)
+			atomic_fetch_add(&m->made, 1);
+	}
+	return NULL;
+}
+
+/* A stage made while the pipeline stops is asked to stop too, or the
+ * stop would wait for it for ever; both modes. */
+Test(stop, a_stage_made_during_a_stop_is_stopped_too,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	for (int mode = GS_STOP_DRAIN; mode <= GS_STOP_NOW; mode++) {
+		for (int round = 0; round < 20; round++) {
+			maker m = { .rec = { .check_order = false } };
+			GS_OK_OR_DIE(gs_pipeline_new(NULL, &m.p));
+			GS_OK_OR_DIE(gs_pipeline_start(m.p));
+			pthread_t th;
+			cr_assert_eq(pthread_create(&th, NULL, make_stages, &m),
+				     0);
+			while (atomic_load(&m.made) < 2)
+				nap();
+			cr_assert_eq(gs_pipeline_stop(m.p, (gs_stop_mode)mode),
+				     GS_OK);
+			atomic_store(&m.quit, true);
+			pthread_join(th, NULL);
+			/* Those made after the stop returned stop as well. */
+			cr_assert_eq(gs_pipeline_wait(m.p), GS_OK);
+			GS_OK_OR_DIE(gs_pipeline_free(m.p));
+		}
+	}
+}

@@ -103,8 +103,10 @@ gs_err gs_pipeline_wait(gs_pipeline *p);
 gs_err gs_pipeline_wait_for(gs_pipeline *p, int timeout_ms);
 
 /* Stops every stage (see gs_stop_mode) and waits for them; returns what
- * gs_pipeline_wait returns. From any thread, but not from inside a
- * stage's callbacks (GS_ETHREAD). Allocates nothing. */
+ * gs_pipeline_wait returns. A stage created while it stops, or after, is
+ * stopped the same way (GS_STOP_NOW overrides an earlier drain). From any
+ * thread, but not from inside a stage's callbacks (GS_ETHREAD). Allocates
+ * nothing. */
 gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode);
 
 /* Stops (GS_STOP_NOW) if running, then frees every stage and subscription;

@@ -177,7 +177,8 @@ typedef struct gs_stats {
 /*
  * Creates a stage owned by `p`. `ops` is copied; `opts` may be NULL and is
  * read once; `state` is passed to every callback and stays the caller's.
- * On a running pipeline the stage starts at once. On error *out is
+ * On a running pipeline the stage starts at once (and on one asked to
+ * stop, it is stopped as the others were). On error *out is
  * untouched and no callback is called. Refused, with a message through
  * the pipeline's log hook (NULL stage, GS_LOG_ERROR) naming opts.name: an
  * unknown kind, a producer without handle_demand or another kind without
