@@ -88,7 +88,9 @@ typedef struct gs_bus_sub gs_bus_sub;
  * included. New fields are only ever added at the end.
  */
 typedef struct gs_bus_envelope {
-	uint64_t id; /* unique per bus, increasing in the order published */
+	/* unique per bus: 1, 2, 3 ... in the order envelopes were accepted
+	 * (a refused publish takes none) */
+	uint64_t id;
 	/* The id of the first envelope of the chain this one belongs to: its
 	 * own id, unless published from a handler (inherited) or set by the
 	 * publisher. */

@@ -50,7 +50,9 @@
  * frees the old one if it must). Every event the flow drops (filtered,
  * rejected, duplicate, late, discarded by a hash, left over when a stage
  * stops) goes to opts.event_free of the first source, called from any
- * stage thread. Accumulators are created by acc_new on the stage that owns
+ * stage thread. It receives events of every layer (a source's items, a
+ * map's or flat_map's outputs, a trigger's results), so where those are
+ * different types, let the events say which they are (a tag first). Accumulators are created by acc_new on the stage that owns
  * them and, when the flow discards them, freed by the function given to
  * gs_flow_acc_free; so are the accumulators a GS_FLOW_EMIT_STATE trigger
  * sent on, if they are dropped downstream (gs_flow_run's results, events
@@ -299,7 +301,8 @@ gs_flow_window gs_flow_window_count(size_t count);
  * dropped (event_free).
  */
 gs_flow_window gs_flow_window_lateness(gs_flow_window w, int64_t lateness_ms);
-/* A trigger after every `n` events reduced in a window. */
+/* A trigger after every `n` events reduced in a window, counted by each
+ * reducing stage for its own share of the window's events. */
 gs_flow_window gs_flow_window_trigger_every(gs_flow_window w, size_t n);
 /* A trigger every `ms` of processing time, on every open window. */
 gs_flow_window gs_flow_window_trigger_periodically(gs_flow_window w,

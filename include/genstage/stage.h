@@ -208,7 +208,8 @@ gs_err gs_stage_stop(gs_stage *stage, int reason);
 
 /*
  * Calls the stage's handle_call with `request` and waits up to timeout_ms
- * (negative: forever) for its reply. From any thread outside the
+ * (negative: forever; 0 waits for nothing, so the call is abandoned,
+ * GS_ETIMEDOUT, unless the stage took it that instant) for its reply. From any thread outside the
  * executor's workers: refused with GS_ETHREAD from inside the stage's own
  * callbacks and from inside any scheduled stage's callbacks (the wait would
  * hold a worker; blocking stages may call). Returns GS_OK with *reply set;
