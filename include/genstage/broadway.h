@@ -48,7 +48,10 @@
  *
  * Graceful drain. gs_broadway_stop stops the producers taking new
  * messages, lets every message in flight finish and be acknowledged,
- * flushes partial batches (trigger GS_BATCH_FLUSH), then stops.
+ * flushes partial batches (trigger GS_BATCH_FLUSH), then stops. Each
+ * producer is a pipeline drain's source: it is marked done as if it had
+ * called gs_done (its handle_demand is not called again, and it need not
+ * call gs_done itself), and what it emitted is still delivered.
  *
  * Where we differ from Broadway, and why:
  * - Batchers are named in the options but messages carry a batcher index
