@@ -196,7 +196,16 @@ static bool open_conn(gs_amqp_sink *k)
 
 /* Connects, waiting out the backoff between attempts; false once
  * max_reconnects is exhausted. Blocks: the stage is a blocking one. */
-static bool ensure_conn(gs_amqp_sink *k)
+static uint64_t mono_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+/* Connects if it must, retrying with backoff until it can, gives up
+ * (max_reconnects), or the monotonic time passes until_ms (0: never). */
+static bool ensure_conn(gs_amqp_sink *k, uint64_t until_ms)
 {
 	while (!k->conn && !k->gave_up) {
 		if (open_conn(k))
@@ -210,8 +219,15 @@ static bool ensure_conn(gs_amqp_sink *k)
 			k->gave_up = true;
 			break;
 		}
-		unsigned ms = gs__amqp_backoff(&k->conf, k->failures);
-		struct timespec ts = { ms / 1000,
+		uint64_t ms = gs__amqp_backoff(&k->conf, k->failures);
+		if (until_ms) {
+			uint64_t now = mono_ms();
+			if (now >= until_ms)
+				break;
+			if (ms > until_ms - now)
+				ms = until_ms - now;
+		}
+		struct timespec ts = { (time_t)(ms / 1000),
 				       (long)(ms % 1000) * 1000000L };
 		nanosleep(&ts, NULL);
 	}
@@ -289,7 +305,7 @@ static void fail_all(gs_amqp_sink *k, int status)
 static bool settle_to(gs_amqp_sink *k, size_t limit, int wait_ms)
 {
 	while (k->count > limit) {
-		if (!ensure_conn(k))
+		if (!ensure_conn(k, 0))
 			return false;
 		read_confirms(k, wait_ms);
 	}
@@ -310,7 +326,7 @@ static int on_events(void *state, gs_stage *stage, gs_sub *from, void **ev,
 	gs_amqp_sink *k = state;
 	for (size_t i = 0; i < n; i++) {
 		if (!settle_to(k, k->o.max_unconfirmed - 1, 100) ||
-		    !ensure_conn(k)) {
+		    !ensure_conn(k, 0)) {
 			for (size_t j = i; j < n; j++)
 				done(k, ev[j], GS_ECLOSED);
 			fail_all(k, GS_ECLOSED);
@@ -342,7 +358,7 @@ static int on_timer(void *state, gs_stage *stage, void *msg)
 	(void)msg;
 	gs_amqp_sink *k = state;
 	k->timer_armed = false;
-	if (k->count && ensure_conn(k))
+	if (k->count && ensure_conn(k, 0))
 		read_confirms(k, IDLE_POLL_MS);
 	if (k->gave_up) {
 		fail_all(k, GS_ECLOSED);
@@ -357,18 +373,12 @@ static void on_terminate(void *state, gs_stage *stage, int reason)
 	(void)stage;
 	(void)reason;
 	gs_amqp_sink *k = state;
-	struct timespec t0, t;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	uint64_t until = mono_ms() + k->o.drain_timeout;
 	/* As in on_events: a lost connection is opened again, and what it
-	 * had not confirmed published again, unless the sink gives up. */
-	while (k->count && ensure_conn(k)) {
+	 * had not confirmed published again, unless the sink gives up or
+	 * the drain_timeout passes. */
+	while (k->count && ensure_conn(k, until) && mono_ms() < until)
 		read_confirms(k, 50);
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((uint64_t)(t.tv_sec - t0.tv_sec) * 1000u +
-			    (uint64_t)((t.tv_nsec - t0.tv_nsec) / 1000000L) >=
-		    k->o.drain_timeout)
-			break;
-	}
 	fail_all(k, GS_ECLOSED);
 	gs__amqp_close(k->conn, k->conn != NULL);
 	k->conn = NULL;

@@ -277,7 +277,9 @@ typedef struct gs_amqp_sink_opts {
 	gs_amqp_encode_fn encode;       /* required */
 	gs_amqp_confirmed_fn confirmed; /* NULL: nothing to tell */
 	void *arg;
-	/* How long the sink waits at its end for confirmations. ms; 0:
+	/* How long the sink waits at its end for confirmations,
+	 * reconnecting (and publishing again) if it must; then what is
+	 * still unconfirmed goes to `confirmed` with GS_ECLOSED. ms; 0:
 	 * 30000. */
 	unsigned drain_timeout;
 } gs_amqp_sink_opts;
