@@ -21,17 +21,8 @@ gs_err gs__bus_routes_init(gs__bus_routes *r, size_t max)
 	while (cap < 2 * max && cap < ((size_t)1 << 30))
 		cap *= 2;
 	r->slots = calloc(cap, sizeof *r->slots);
-	r->other.name = malloc(sizeof "(other)");
-	if (!r->slots || !r->other.name) {
-		/* Left empty: the bus's teardown finishes it again. */
-		free(r->slots);
-		free(r->other.name);
-		r->slots = NULL;
-		r->other.name = NULL;
-		return GS_ENOMEM;
-	}
-	memcpy(r->other.name, "(other)", sizeof "(other)");
-	r->other.len = sizeof "(other)" - 1;
+	if (!r->slots)
+		return GS_ENOMEM; /* the bus's teardown finishes it again */
 	r->cap = cap;
 	return GS_OK;
 }

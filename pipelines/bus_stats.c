@@ -84,13 +84,13 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-static void json_topic(FILE *f, const gs__bus_topic *t, bool first)
+/* A topic's counters as JSON members (the object's closing brace
+ * included). */
+static void json_topic_counts(FILE *f, const gs__bus_topic *t)
 {
 	gs_bus_topic_stats st = topic_stats(t);
-	fprintf(f, "%s\n    {\"topic\": ", first ? "" : ",");
-	json_str(f, t->name);
 	fprintf(f,
-		", \"published\": %llu, \"deliveries\": %llu, "
+		"\"published\": %llu, \"deliveries\": %llu, "
 		"\"unrouted\": %llu, \"handled\": %llu, \"dropped\": %llu, "
 		"\"failed\": %llu, \"retried\": %llu, \"in_flight\": %llu}",
 		(unsigned long long)st.published,
@@ -99,6 +99,14 @@ static void json_topic(FILE *f, const gs__bus_topic *t, bool first)
 		(unsigned long long)st.dropped, (unsigned long long)st.failed,
 		(unsigned long long)st.retried,
 		(unsigned long long)st.in_flight);
+}
+
+static void json_topic(FILE *f, const gs__bus_topic *t, bool first)
+{
+	fprintf(f, "%s\n    {\"topic\": ", first ? "" : ",");
+	json_str(f, t->name);
+	fprintf(f, ", ");
+	json_topic_counts(f, t);
 }
 
 /* A subscription's counters, or the retired ones' sums, as JSON members
@@ -207,9 +215,10 @@ GS_BUS_API gs_err gs_bus_write_json(gs_bus *bus, FILE *f)
 			json_topic(f, r->slots[i], first);
 			first = false;
 		}
-	if (get(&r->other.published))
-		json_topic(f, &r->other, first);
-	fprintf(f, "],\n  \"subscriptions\": [");
+	/* Apart from the named topics, whose names it could share. */
+	fprintf(f, "],\n  \"other_topics\": {");
+	json_topic_counts(f, &r->other);
+	fprintf(f, ",\n  \"subscriptions\": [");
 	first = true;
 	for (const gs_bus_sub *s = bus->all; s; s = s->next_all) {
 		json_sub(f, s, first);

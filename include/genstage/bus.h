@@ -175,7 +175,8 @@ typedef void (*gs_bus_trace_fn)(void *arg, gs_bus_trace_kind kind,
 
 #define GS_BUS_OPTS_VERSION 0
 /* Topics whose routes are cached and counted one by one; beyond, topics
- * are matched on every publish and counted together as "(other)". */
+ * are matched on every publish and counted together (gs_bus_write_json's
+ * "other_topics"). */
 #define GS_BUS_DEFAULT_MAX_TOPICS 4096
 
 typedef struct gs_bus_opts {
@@ -438,7 +439,10 @@ gs_err gs_bus_topic_stats_get(gs_bus *bus, const char *topic,
 gs_err gs_bus_stats_get(gs_bus *bus, gs_bus_stats *out);
 
 /* Every topic's and subscription's counters as one JSON object, written
- * and flushed to f. GS_EINVAL on NULL arguments, GS_EIO if a write or the
+ * and flushed to f: the bus's own, "retired" (subscriptions freed),
+ * "topics" (one object per topic of the table, with its name),
+ * "other_topics" (the topics beyond max_topics, together) and
+ * "subscriptions". GS_EINVAL on NULL arguments, GS_EIO if a write or the
  * flush failed. */
 gs_err gs_bus_write_json(gs_bus *bus, FILE *f);
 
