@@ -460,8 +460,8 @@ struct gs_bus {
 	bool close_done;
 };
 
-/* Whether an entry is the shared "(other)" one (its route is not
- * cached). */
+/* Whether an entry is the one the topics beyond the table share (its
+ * route is not cached). */
 static inline bool gs__bus_topic_shared(const gs_bus *bus,
 					const gs__bus_topic *t)
 {
