@@ -23,14 +23,14 @@ typedef struct part {
 	gs__buffer q;   /* own: events waiting for the group's demand */
 	gs_sub **group; /* own: the attached subscriptions */
 	size_t n, cap;
-	size_t staged;  /* own: events in this partition's staging */
 	size_t holders; /* pipeline lock: subscriptions that claimed it */
 	bool exclusive; /* pipeline lock: one holds it alone */
 } part;
 
 typedef struct pstate {
 	part *parts;
-	void **stage; /* CHUNK slots per partition */
+	void **stage;   /* CHUNK slots per partition */
+	size_t *staged; /* events in each partition's slots */
 } pstate;
 
 static pstate *state_of(const gs_stage *s)
@@ -57,7 +57,8 @@ static gs_err init(gs_stage *s)
 	s->dstate = ps; /* the stage's free releases what exists */
 	ps->parts = calloc(n, sizeof *ps->parts);
 	ps->stage = calloc(n * CHUNK, sizeof *ps->stage);
-	if (!ps->parts || !ps->stage)
+	ps->staged = calloc(n, sizeof *ps->staged);
+	if (!ps->parts || !ps->stage || !ps->staged)
 		return GS_ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		gs__buffer_init(&ps->parts[i].q, GS_UNBOUNDED, GS_KEEP_LAST);
@@ -200,10 +201,11 @@ static uint64_t collect(gs_stage *s, bool *changed)
 
 static void flush(gs_stage *s, size_t i)
 {
-	part *pt = part_of(s, i);
-	void **ev = state_of(s)->stage + i * CHUNK;
-	size_t n = pt->staged;
-	pt->staged = 0;
+	pstate *ps = state_of(s);
+	part *pt = &ps->parts[i];
+	void **ev = ps->stage + i * CHUNK;
+	size_t n = ps->staged[i];
+	ps->staged[i] = 0;
 	size_t sent = pt->q.count ? 0 : send(s, pt, ev, n);
 	if (sent < n && gs__buffer_put(&pt->q, ev + sent, n - sent, drop_cb, s))
 		gs__log(s, GS_LOG_WARN,
@@ -212,22 +214,29 @@ static void flush(gs_stage *s, size_t i)
 
 static size_t dispatch(gs_stage *s, void *const *events, size_t n)
 {
-	size_t parts = s->dconf.partitions, invalid = 0;
-	void **stage = state_of(s)->stage;
+	/* Locals, not fields: the hash is the caller's code, so after each
+	 * call the compiler would load every field again. */
+	const gs_hash_fn hash = s->dconf.hash;
+	void *const arg = s->dconf.arg;
+	const size_t parts = s->dconf.partitions;
+	pstate *ps = state_of(s);
+	void **stage = ps->stage;
+	size_t *staged = ps->staged;
+	size_t invalid = 0;
 	for (size_t j = 0; j < n; j++) {
-		size_t i = s->dconf.hash(s->dconf.arg, events[j]);
+		size_t i = hash(arg, events[j]);
 		if (i >= parts) {
 			gs__drop(s, events + j, 1);
 			invalid += i != GS_DISCARD;
 			continue;
 		}
-		part *pt = part_of(s, i);
-		stage[i * CHUNK + pt->staged++] = events[j];
-		if (pt->staged == CHUNK)
+		size_t k = staged[i]++;
+		stage[i * CHUNK + k] = events[j];
+		if (k == CHUNK - 1)
 			flush(s, i);
 	}
 	for (size_t i = 0; i < parts; i++)
-		if (part_of(s, i)->staged)
+		if (staged[i])
 			flush(s, i);
 	if (invalid)
 		gs__log(s, GS_LOG_WARN,
@@ -296,6 +305,7 @@ static void free_state(gs_stage *s)
 	}
 	free(ps->parts);
 	free(ps->stage);
+	free(ps->staged);
 	free(ps);
 	s->dstate = NULL;
 }
