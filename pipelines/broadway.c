@@ -136,6 +136,16 @@ static gs_stage_opts stage_opts(gs_broadway *bw, char *name, size_t size,
  * normally keeps taking from its other inputs (a permanent one would
  * finish with the first, dropping what the others still send), and one
  * that failed stops what it feeds. */
+/* Whether p dispatches as `want` says: producer.make must pass the
+ * stage options on unchanged. */
+static bool same_dispatcher(const gs_stage *p, const gs_dispatcher *want)
+{
+	gs_dispatcher d;
+	return gs_stage_dispatcher(p, &d) == GS_OK && d.kind == want->kind &&
+	       d.partitions == want->partitions && d.hash == want->hash &&
+	       d.arg == want->arg;
+}
+
 static gs_err build_producers(gs_broadway *bw, gs_stage **sources,
 			      size_t *n_sources)
 {
@@ -163,6 +173,12 @@ static gs_err build_producers(gs_broadway *bw, gs_stage **sources,
 			return err;
 		bw->producer_states[i] = gs_stage_state(bw->producers[i]);
 		bw->n_producers++;
+		if (!same_dispatcher(bw->producers[i], &so.dispatcher))
+			return refuse(&bw->o, GS_EINVAL,
+				      "producer.make did not pass on the "
+				      "dispatcher it was given (a broadcast "
+				      "one would hand each message to every "
+				      "processor, to be acked as many times)");
 	}
 	if (!limited) {
 		memcpy(sources, bw->producers, np * sizeof *sources);

@@ -442,6 +442,16 @@ GS__API gs_err gs_stage_demand_mode(const gs_stage *s, gs_demand_mode *out)
 	return GS_OK;
 }
 
+GS__API gs_err gs_stage_dispatcher(const gs_stage *s, gs_dispatcher *out)
+{
+	if (!s || !out)
+		return GS_EINVAL;
+	if (s->kind == GS_CONSUMER)
+		return GS_EKIND;
+	*out = s->dconf; /* immutable after gs_stage_new */
+	return GS_OK;
+}
+
 GS__API void *gs_stage_state(const gs_stage *s)
 {
 	return s ? s->state : NULL;

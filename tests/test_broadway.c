@@ -899,3 +899,69 @@ Test(broadway, bad_options_are_refused_and_leave_nothing)
 	cr_assert_eq(atomic_load(&s.acked[0]), 1);
 	free(s.msgs);
 }
+
+static size_t residue_2(void *arg, const void *event)
+{
+	(void)arg;
+	return (uintptr_t)((const gs_message *)event)->data % 2;
+}
+
+/* A producer.make that sets a dispatcher of its own instead of the one it
+ * is given. */
+static gs_err broadcast_new(void *arg, gs_pipeline *p, size_t index,
+			    const gs_stage_opts *opts, gs_stage **out)
+{
+	gs_stage_opts mine = *opts;
+	mine.dispatcher = *(const gs_dispatcher *)arg;
+	return group_new(the_src, p, index, &mine, out);
+}
+
+Test(broadway, a_producer_that_dispatches_its_own_way_is_refused)
+{
+	/* A broadcast producer would hand every message to each processor,
+	 * and it would be acked once per processor. */
+	said w = { 0 };
+	group_src s;
+	group_init(&s, 4);
+	gs_dispatcher own[] = {
+		gs_dispatcher_broadcast(),
+		gs_dispatcher_partition(2, residue_2, NULL),
+	};
+	for (size_t k = 0; k < sizeof own / sizeof *own; k++) {
+		gs_broadway *bw = (gs_broadway *)&bw;
+		ctx c = { 0 };
+		REFUSED(&w, GS_EINVAL, "did not pass on the dispatcher",
+			gs_broadway_new(
+				&ops, &c,
+				&(gs_broadway_opts){
+					.producer = { .make = broadcast_new,
+						      .arg = &own[k] },
+					.processors = { .concurrency = 2 },
+					.pipeline = { .log = keep_said,
+						      .log_arg = &w } },
+				&bw));
+		cr_assert_eq(bw, (gs_broadway *)&bw);
+		cr_assert_eq(c.handled, 0);
+	}
+	/* Partitioned processors: the producer gets Broadway's partition
+	 * dispatcher, and passing it on is accepted. */
+	gs_broadway *bw;
+	ctx c = { 0 };
+	GS_OK_OR_DIE(gs_broadway_new(
+		&ops, &c,
+		&(gs_broadway_opts){
+			.producer = { .make = group_new, .arg = &s },
+			.processors = { .concurrency = 2,
+					.partition_by = data_key } },
+		&bw));
+	GS_OK_OR_DIE(gs_broadway_start(bw));
+	cr_assert_eq(gs_broadway_wait(bw), GS_OK);
+	gs_broadway_free(bw);
+	size_t acked = 0;
+	for (size_t r = 0; r < REFS; r++)
+		acked += atomic_load(&s.acked[r]);
+	/* Each of the three builds acked the 4 messages once: the refused
+	 * ones as cancelled, when they freed their producer. */
+	cr_assert_eq(acked, 3 * 4, "each message acked once: %zu", acked);
+	free(s.msgs);
+}

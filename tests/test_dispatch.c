@@ -339,6 +339,15 @@ Test(partition, bad_subscriptions_are_refused)
 					     2, mod2, NULL) },
 		   &src);
 	gs_stage_new(p, GS_CONSUMER, &cons, NULL, NULL, &x);
+	/* What it was made with can be read back, by a library handed the
+	 * stage; a consumer has none. */
+	gs_dispatcher d;
+	cr_assert_eq(gs_stage_dispatcher(src, &d), GS_OK);
+	cr_assert(d.kind == GS_DISPATCH_PARTITION && d.partitions == 2 &&
+		  d.hash == mod2 && d.arg == NULL);
+	cr_assert_eq(gs_stage_dispatcher(x, &d), GS_EKIND);
+	cr_assert_eq(gs_stage_dispatcher(NULL, &d), GS_EINVAL);
+	cr_assert_eq(gs_stage_dispatcher(src, NULL), GS_EINVAL);
 	gs_stage_new(p, GS_CONSUMER, &cons, NULL, NULL, &y);
 	gs_stage_new(p, GS_CONSUMER, &cons, NULL, NULL, &z);
 	gs_stage_new(p, GS_CONSUMER, &cons, NULL, NULL, &w);

@@ -185,7 +185,8 @@ typedef uint64_t (*gs_broadway_key_fn)(void *arg, const gs_message *m);
  * Where messages come from. `make` makes producer number `index` in `p`
  * with the stage options it is given (name, dispatcher, event_free: pass
  * them on unchanged, setting only `blocking` or `buffer_size` if the
- * producer needs them). Its events must be gs_message pointers. `free`
+ * producer needs them; gs_broadway_new refuses a producer made with
+ * another dispatcher, GS_EINVAL, logged). Its events must be gs_message pointers. `free`
  * (optional) releases what `make` allocated, given the stage's state
  * (gs_stage_state), once every stage has stopped and before the stages
  * are freed. Both run on the thread calling gs_broadway_new /

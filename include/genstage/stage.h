@@ -260,6 +260,11 @@ gs_err gs_stage_demand(gs_stage *stage, gs_demand_mode mode);
  * next turn. Any thread. GS_EKIND for a consumer. */
 gs_err gs_stage_demand_mode(const gs_stage *stage, gs_demand_mode *out);
 
+/* The dispatcher the producer was made with (gs_stage_opts.dispatcher),
+ * for a library that is handed a stage and must check how it dispatches
+ * (gs_broadway does). Any thread. GS_EKIND for a consumer. */
+gs_err gs_stage_dispatcher(const gs_stage *stage, gs_dispatcher *out);
+
 /* The state given to gs_stage_new; NULL for NULL. Thread-safe. */
 void *gs_stage_state(const gs_stage *stage);
 
