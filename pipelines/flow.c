@@ -30,8 +30,24 @@ void gs__flow_drop(const gs_flow *f, void *event)
 		f->event_free(event, f->event_free_arg);
 }
 
+/* The layer that made what l's stages pass on: l, unless l only routes
+ * (no operation, no reduce: a partition or a departition that follows a
+ * reduce), whose items are then what the layer of ours before it emitted,
+ * an accumulator, a group or a list to be freed as that layer frees them,
+ * not through the flow's event_free. (Only our own layers reduce: what
+ * sources and the caller's stages make are events.) */
+static const gs__flow_layer *maker_of(const gs__flow_layer *l)
+{
+	while (l->kind == GS__L_STAGES && !l->nops && !l->has_reduce &&
+	       !l->is_join && !l->is_departition && l->ninputs == 1 &&
+	       l->inputs[0]->kind == GS__L_STAGES)
+		l = l->inputs[0];
+	return l;
+}
+
 void gs__flow_drop_item(void *item, const gs__flow_layer *l)
 {
+	l = maker_of(l);
 	if (l->has_reduce && !l->on_trigger && l->emit == GS_FLOW_EMIT_STATE) {
 		/* A value accumulator (no acc_free) needs no freeing, nor
 		 * does a stage's NULL one (no acc_new, or no event). */

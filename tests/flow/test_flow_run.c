@@ -229,6 +229,49 @@ Test(flow_run, run_frees_groups_and_sorted_lists_with_their_events,
 		     atomic_load(&live_boxes));
 }
 
+/* What a reduce emitted stays an accumulator, a group or a list while
+ * layers that only route it (a departition, a partition) pass it on: when
+ * gs_flow_run drops it at the end, it is freed as the reducing layer frees
+ * it, never through the events' event_free. */
+Test(flow_run, run_frees_states_routed_on_after_their_reduce, .timeout = 30)
+{
+	for (int route = 0; route < 2; route++) {
+		atomic_store(&live_boxes, 0);
+		atomic_store(&live_accs, 0);
+		gs_flow *f = boxed_flow(700);
+		gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
+		gs_flow_reduce(f, acc_new, sum_boxes, NULL);
+		gs_flow_acc_free(f, acc_free);
+		if (route)
+			gs_flow_partition(
+				f, &(gs_flow_partition_opts){ .stages = 2 });
+		else
+			gs_flow_departition(f, NULL);
+		cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
+		gs_flow_free(f);
+		cr_assert_eq(atomic_load(&live_accs), 0, "%ld states",
+			     atomic_load(&live_accs));
+		cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
+			     atomic_load(&live_boxes));
+
+		f = boxed_flow(1000);
+		gs_flow_partition(f, &(gs_flow_partition_opts){
+					     .stages = 2, .key = boxed_mod7 });
+		gs_flow_group_by(f, boxed_mod7, NULL);
+		if (route)
+			gs_flow_partition(
+				f, &(gs_flow_partition_opts){ .stages = 2 });
+		else
+			gs_flow_departition(f, NULL);
+		cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
+		gs_flow_free(f);
+		cr_assert_eq(atomic_load(&live_boxes), 0,
+			     "%ld events (a group was freed as an event, or "
+			     "leaked)",
+			     atomic_load(&live_boxes));
+	}
+}
+
 static atomic_ulong consumed;
 static int user_consume(void *state, gs_stage *stage, gs_sub *from, void **ev,
 			size_t n)
