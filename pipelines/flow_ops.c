@@ -116,7 +116,9 @@ int gs__flow_ops_run(gs__flow_stage *st, void **in, size_t n, void ***out,
 	void **cur = in;
 	size_t cn = n;
 	gs__flow_vec *bufs[2] = { &st->a.vec, &st->b.vec };
-	for (size_t k = 0; k < st->layer->nops; k++) {
+	/* Once nothing is left the later operations have nothing to do: a
+	 * map_batch is never handed an empty batch. */
+	for (size_t k = 0; k < st->layer->nops && cn; k++) {
 		gs__flow_vec *o = bufs[k & 1];
 		o->n = 0;
 		int r = apply(st, k, cur, cn, o);

@@ -238,7 +238,8 @@ gs_err gs_flow_flat_map(gs_flow *f, gs_flow_flat_map_fn fn, void *arg);
 gs_err gs_flow_each(gs_flow *f, gs_flow_each_fn fn, void *arg);
 gs_err gs_flow_uniq_by(gs_flow *f, gs_flow_key_fn fn, void *arg);
 /* Flow's map_batch: `fn` takes each batch the stage receives (as demand
- * cut it) at its place among the operations. */
+ * cut it) at its place among the operations; never an empty one (when
+ * the operations before it let nothing of a batch through). */
 gs_err gs_flow_map_batch(gs_flow *f, gs_flow_batch_fn fn, void *arg);
 
 /*

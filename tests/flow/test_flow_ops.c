@@ -339,6 +339,49 @@ Test(flow_ops, map_batch_takes_whole_batches_and_may_resize_them, .timeout = 30)
 	}
 }
 
+static bool hundredth(void *arg, const void *e)
+{
+	(void)arg;
+	return V(e) % 100 == 0;
+}
+
+/* Counts its calls, and those that came with no event. */
+static atomic_size_t batch_calls, empty_batches;
+static int count_batches(void *arg, void **ev, size_t n, gs_flow_out *out)
+{
+	(void)arg;
+	atomic_fetch_add(&batch_calls, 1);
+	if (!n)
+		atomic_fetch_add(&empty_batches, 1);
+	for (size_t i = 0; i < n; i++)
+		if (gs_flow_out_push(out, ev[i]))
+			return GS_ENOMEM;
+	return 0;
+}
+
+Test(flow_ops, map_batch_is_never_given_an_empty_batch, .timeout = 30)
+{
+	/* The filter before it lets 1 event in 100 through, and batches
+	 * hold at most 10, so most batches reach map_batch with nothing
+	 * left. */
+	atomic_store(&batch_calls, 0);
+	atomic_store(&empty_batches, 0);
+	gs_flow *f = range(1, 10000);
+	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2,
+							.max_demand = 10 });
+	gs_flow_filter(f, hundredth, NULL);
+	gs_flow_map_batch(f, count_batches, NULL);
+	void **out;
+	size_t n;
+	collect_ok(f, &out, &n);
+	cr_assert_eq(n, 100);
+	cr_assert_gt(atomic_load(&batch_calls), 0);
+	cr_assert_eq(atomic_load(&empty_batches), 0, "%zu empty batches of %zu",
+		     atomic_load(&empty_batches), atomic_load(&batch_calls));
+	free(out);
+	gs_flow_free(f);
+}
+
 /* Frees its batch and fails on the third one. */
 static int fail_third_batch(void *arg, void **ev, size_t n, gs_flow_out *out)
 {
