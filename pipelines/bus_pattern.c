@@ -144,6 +144,11 @@ static gs_err amqp_compile(gs__bus_amqp *p, const char *pattern, char *why,
 	return GS_OK;
 }
 
+/* The expression is compiled as it is written (wrapped in "^(...)$", an
+ * unbalanced one such as "x)|(y" came out valid and anchored at one end
+ * only, and the groups a back-reference counts moved by one); a topic
+ * matches when the match POSIX finds, the leftmost and then longest,
+ * spans all of it, as one does whenever any match does. */
 static gs_err regex_compile(regex_t *re, const char *expr, char *why,
 			    size_t why_len)
 {
@@ -151,15 +156,7 @@ static gs_err regex_compile(regex_t *re, const char *expr, char *why,
 		snprintf(why, why_len, "empty regex");
 		return GS_EINVAL;
 	}
-	size_t len = strlen(expr);
-	char *anchored = malloc(len + 5);
-	if (!anchored) {
-		snprintf(why, why_len, "out of memory");
-		return GS_ENOMEM;
-	}
-	snprintf(anchored, len + 5, "^(%s)$", expr);
-	int rc = regcomp(re, anchored, REG_EXTENDED | REG_NOSUB);
-	free(anchored);
+	int rc = regcomp(re, expr, REG_EXTENDED);
 	if (rc) {
 		char msg[128];
 		regerror(rc, re, msg, sizeof msg);
@@ -167,6 +164,13 @@ static gs_err regex_compile(regex_t *re, const char *expr, char *why,
 		return GS_EINVAL;
 	}
 	return GS_OK;
+}
+
+static bool regex_match(const regex_t *re, const char *topic, size_t len)
+{
+	regmatch_t whole;
+	return regexec(re, topic, 1, &whole, 0) == 0 && whole.rm_so == 0 &&
+	       (size_t)whole.rm_eo == len;
 }
 
 static size_t count(const char *const *list)
@@ -214,7 +218,7 @@ bool gs__bus_matcher_test(const gs__bus_matcher *m, const char *topic,
 		if (amqp_match(&m->amqp[i], topic, len))
 			return true;
 	for (size_t i = 0; i < m->n_re; i++)
-		if (regexec(&m->re[i], topic, 0, NULL, 0) == 0)
+		if (regex_match(&m->re[i], topic, len))
 			return true;
 	return false;
 }

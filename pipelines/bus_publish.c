@@ -500,8 +500,13 @@ GS_BUS_API gs_err gs_bus_publish_batch(gs_bus *bus, const gs_bus_msg *msgs,
 	}
 	if (!n)
 		return GS_OK;
-	if (n > UINT32_MAX)
+	if (n > UINT32_MAX) {
+		gs__bus_log(bus,
+			    "publish: %zu messages in one batch; at most "
+			    "%u",
+			    n, (unsigned)UINT32_MAX);
 		return GS_EINVAL;
+	}
 	gs__bus_block *b;
 	gs_err err = build(bus, msgs, n, &o, &b);
 	if (err)

@@ -116,8 +116,10 @@ static gs_err list_sub(gs_bus *bus, gs_bus_sub *s)
 GS_BUS_API gs_err gs_bus_subscribe(gs_bus *bus, const gs_bus_sub_opts *opts,
 				   gs_bus_sub **out)
 {
-	if (!bus)
+	if (!bus) {
+		gs__bus_log(NULL, "gs_bus_subscribe: NULL bus");
 		return GS_EINVAL;
+	}
 	gs_err err = check_opts(bus, opts);
 	if (err)
 		return err;

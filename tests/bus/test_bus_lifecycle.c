@@ -7,6 +7,7 @@
  * every heap payload freed once.
  */
 #include <pthread.h>
+#include <unistd.h>
 
 #include "bus_test.h"
 
@@ -483,6 +484,11 @@ Test(bus_lifecycle, bad_input_is_refused_with_a_code_and_a_message,
 	o = ok;
 	o.regexes = (const char *[]){ "user_(created", NULL };
 	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
+	/* Unbalanced the other way: invalid alone, whatever it is put in. */
+	o.regexes = (const char *[]){ "x)|(y", NULL };
+	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
+	o.regexes = (const char *[]){ "a)(b", NULL };
+	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
 	o = ok;
 	o.queue_size = 0;
 	REFUSED(&log, GS_EINVAL, gs_bus_subscribe(bus, &o, &sub));
@@ -511,7 +517,28 @@ Test(bus_lifecycle, bad_input_is_refused_with_a_code_and_a_message,
 			bus, &(gs_bus_msg){ "a", NULL }, 1,
 			&(gs_bus_publish_opts){
 				.version = GS_BUS_PUBLISH_OPTS_VERSION + 1 }));
-	cr_expect_eq(gs_bus_publish(NULL, "a", NULL, NULL, 0), GS_EINVAL);
+	/* With no bus there is no log hook: the line goes to stderr. */
+	static const char *const no_bus[] = { "publish: NULL bus",
+					      "gs_bus_subscribe: NULL bus" };
+	for (int k = 0; k < 2; k++) {
+		fflush(stderr);
+		FILE *cap = tmpfile();
+		int saved = dup(STDERR_FILENO);
+		cr_assert(cap && saved >= 0);
+		dup2(fileno(cap), STDERR_FILENO);
+		gs_err e = k ? gs_bus_subscribe(NULL, &ok, &sub)
+			     : gs_bus_publish(NULL, "a", NULL, NULL, 0);
+		fflush(stderr);
+		dup2(saved, STDERR_FILENO);
+		close(saved);
+		char line[256] = "";
+		rewind(cap);
+		cr_assert(fgets(line, sizeof line, cap), "nothing on stderr");
+		fclose(cap);
+		cr_expect_eq(e, GS_EINVAL);
+		cr_expect(strstr(line, no_bus[k]), "%s", line);
+	}
+	cr_expect_eq(sub, before);
 	size_t n;
 	REFUSED(&log, GS_EINVAL, gs_bus_route_count(bus, "a.#", &n));
 

@@ -161,6 +161,41 @@ Test(bus_routing, each_topic_reaches_the_subscriptions_that_match_it,
 	cr_expect_eq(atomic_load(&bt_freed), N_TOPICS);
 }
 
+/* A regex matches the whole topic, and its groups are the ones it wrote:
+ * a back-reference counts from its own first group. */
+Test(bus_routing, a_regex_matches_whole_topics_with_its_own_groups,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub a, b;
+	gs_bus *bus = bt_begin(NULL, 0, NULL);
+	bt_subscribe(
+		bus, &a,
+		(gs_bus_sub_opts){
+			.regexes = (const char *[]){ "([a-z]+)\\.\\1", NULL },
+			.queue_size = 8 });
+	bt_subscribe(bus, &b,
+		     (gs_bus_sub_opts){
+			     .regexes = (const char *[]){ "orders|users\\.eu",
+							  NULL },
+			     .queue_size = 8 });
+	static const struct {
+		const char *topic;
+		size_t routes;
+	} cases[] = {
+		{ "ab.ab", 1 },     { "ab.abc", 0 },   { "xab.ab", 0 },
+		{ "orders", 1 },    { "users.eu", 1 }, { "orders.eu", 0 },
+		{ "my.orders", 0 }, { "users", 0 },    { "orders.orders", 1 },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		size_t n = SIZE_MAX;
+		GS_OK_OR_DIE(gs_bus_route_count(bus, cases[i].topic, &n));
+		cr_expect_eq(n, cases[i].routes, "%s: %zu routes, expected %zu",
+			     cases[i].topic, n, cases[i].routes);
+	}
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	gs_bus_free(bus);
+}
+
 Test(bus_routing, routes_follow_subscriptions_as_they_come_and_go,
      .timeout = GS_TEST_TIMEOUT)
 {
