@@ -265,14 +265,17 @@ static gs_bus_sub *held_from(gs_bus_sub *s)
 }
 
 /* Under the lock: whether every subscription (those unsubscribed too) has
- * finished what it accepted. Then no handler runs, and with outside
- * publishes refused none can start. */
+ * finished what it accepted, and every accepted envelope has completed,
+ * its hooks run (an unrouted one's, or one whose last reference was its
+ * publisher's, completes on the publisher's thread, after every
+ * subscription is done with it). Then no handler or hook runs, and with
+ * outside publishes refused none can start. */
 static bool quiet(const gs_bus *bus)
 {
 	for (const gs_bus_sub *s = bus->all; s; s = s->next_all)
 		if (atomic_load(&s->finished) != atomic_load(&s->accepted))
 			return false;
-	return true;
+	return atomic_load(&bus->completed) == atomic_load(&bus->published);
 }
 
 /* Under the lock: a drain lets the handlers finish what was accepted,

@@ -191,6 +191,94 @@ Test(bus_lifecycle, a_drain_still_takes_what_handlers_publish,
 	bt_end(bus, 1000, BT_SUBS(&first, &second));
 }
 
+/* A hook that publishes a follow-up once a drain has begun: the
+ * unrouted hook of "start" (case 0), or its on_complete (case 1), both
+ * run on the thread that published "start". */
+typedef struct hook_chain {
+	gs_bus *bus;
+	int use_complete;
+	_Atomic bool in_hook, closing;
+	_Atomic gs_err follow_err;
+} hook_chain;
+
+static void follow_up(hook_chain *h, const gs_bus_envelope *e)
+{
+	if (strcmp(e->topic, "start") != 0)
+		return;
+	atomic_store(&h->in_hook, true);
+	while (!atomic_load(&h->closing))
+		bt_yield();
+	/* Time for the close to get past refusing outside publishes. If
+	 * the machine is slower than that, the test passes without
+	 * showing anything, but it cannot fail wrongly. */
+	struct timespec ms50 = { 0, 50 * 1000 * 1000 };
+	nanosleep(&ms50, NULL);
+	atomic_store(&h->follow_err,
+		     gs_bus_publish(h->bus, "follow.up", bt_payload(2, 0),
+				    bt_free, 0));
+}
+
+static void chain_unrouted(void *arg, const gs_bus_envelope *e)
+{
+	hook_chain *h = arg;
+	if (!h->use_complete)
+		follow_up(h, e);
+}
+
+static void chain_complete(void *arg, const gs_bus_envelope *e,
+			   const gs_bus_summary *sum)
+{
+	(void)sum;
+	hook_chain *h = arg;
+	if (h->use_complete)
+		follow_up(h, e);
+}
+
+static void *publish_start(void *arg)
+{
+	hook_chain *h = arg;
+	return (void *)(uintptr_t)gs_bus_publish(h->bus, "start",
+						 bt_payload(1, 0), bt_free, 0);
+}
+
+Test(bus_lifecycle, a_drain_still_takes_what_hooks_publish,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	for (int use_complete = 0; use_complete < 2; use_complete++) {
+		static bt_sub rec;
+		static hook_chain h;
+		h = (hook_chain){ .use_complete = use_complete,
+				  .follow_err = -1 };
+		gs_bus *bus = bt_begin(
+			&(gs_bus_opts){ .unrouted = chain_unrouted,
+					.unrouted_arg = &h,
+					.on_complete = chain_complete,
+					.complete_arg = &h },
+			BT_SUBS(&rec));
+		h.bus = bus;
+		bt_subscribe(bus, &rec,
+			     (gs_bus_sub_opts){
+				     .patterns = (const char *[]){ "follow.#",
+								   NULL },
+				     .queue_size = 8 });
+		pthread_t th;
+		cr_assert_eq(pthread_create(&th, NULL, publish_start, &h), 0);
+		while (!atomic_load(&h.in_hook))
+			bt_yield();
+		atomic_store(&h.closing, true);
+		GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+		void *ret;
+		pthread_join(th, &ret);
+		cr_expect_eq((gs_err)(uintptr_t)ret, GS_OK);
+		cr_expect_eq(atomic_load(&h.follow_err), GS_OK,
+			     "%s hook: the follow-up was refused: %s",
+			     use_complete ? "on_complete" : "unrouted",
+			     gs_strerror(atomic_load(&h.follow_err)));
+		cr_expect_eq(atomic_load(&rec.n), 1);
+		bt_end(bus, 2, BT_SUBS(&rec));
+	}
+}
+
 static void *close_now(void *arg)
 {
 	return (void *)(uintptr_t)gs_bus_close(arg, GS_BUS_IMMEDIATE);
