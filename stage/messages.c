@@ -10,10 +10,13 @@
 
 /*
  * A call is PENDING in the inbox, RUNNING in handle_call, then ANSWERED.
- * A caller whose wait ends first leaves it ABANDONED: a pending call is
- * then never handled, so its request stays the caller's; a running one is
- * left to the stage's request_free when it has one, and otherwise waited
- * for, since its request is in use until handle_call returns.
+ * A caller whose wait ends first leaves it ABANDONED, and a pending call
+ * is then never handled. With a request_free, the request of an abandoned
+ * call, pending or running, is its (the stage hands it over when it
+ * reaches the call, or discards it), so the caller, who cannot tell the
+ * two apart, never frees it. Without one, a pending call's request stays
+ * the caller's, and a running call is waited for, since its request is in
+ * use until handle_call returns.
  */
 enum { CALL_PENDING, CALL_RUNNING, CALL_ANSWERED, CALL_ABANDONED };
 
@@ -240,8 +243,10 @@ void gs__handle_message(gs_stage *s, gs__msg *m)
 	}
 	switch (m->kind) {
 	case GS__MSG_CALL: {
-		if (!begin(m->call)) { /* the caller gave up: never seen */
-			call_unref(m->call);
+		if (!begin(m->call)) {
+			/* The caller gave up before it began: never handled;
+			 * the request goes to request_free, if any. */
+			answer(s, m->call, NULL, GS_ETIMEDOUT);
 			break;
 		}
 		void *reply = NULL;
@@ -277,7 +282,7 @@ void gs__handle_message(gs_stage *s, gs__msg *m)
 void gs__discard_message(gs_stage *s, gs__msg *m)
 {
 	if (m->kind == GS__MSG_CALL) {
-		answer(NULL, m->call, NULL, GS_ECLOSED);
+		answer(s, m->call, NULL, GS_ECLOSED);
 	} else if (m->kind == GS__MSG_INFO && m->call) {
 		if (!begin(m->call))
 			free_msg(s, m->payload); /* the caller gave up */

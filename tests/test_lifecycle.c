@@ -320,15 +320,62 @@ Test(lifecycle, a_call_abandoned_while_running_goes_to_request_free,
 	gs_pipeline *p;
 	slow w = { 0 };
 	gs_stage *s = slow_new(&p, &w, true);
+	/* The call sleeps 200 ms and its caller gives up after 20: it is
+	 * running then, unless this machine kept the stage's thread from
+	 * starting it for 20 ms; then it goes to request_free all the same
+	 * (never handled), and another try, with a longer wait, is made. */
+	for (int tries = 0, wait_ms = 20;; tries++, wait_ms *= 2) {
+		int before = atomic_load(&w.calls);
+		int *req = malloc(sizeof *req);
+		cr_assert_not_null(req);
+		*req = 200;
+		void *reply = NULL;
+		cr_assert_eq(gs_call(s, req, &reply, wait_ms), GS_ETIMEDOUT);
+		/* The stage holds *req or will: it is request_free's now. */
+		wait_int_at_least(&w.late, tries + 1);
+		cr_assert_eq(atomic_load(&w.late_request), (uintptr_t)req);
+		if (atomic_load(&w.calls) > before)
+			break; /* it ran, then went to request_free */
+		cr_assert_lt(tries, 8, "no call began within its wait");
+	}
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	gs_pipeline_free(p);
+}
+
+/* With a request_free, even a call that never began is its: the caller,
+ * who cannot tell, never frees the request after GS_ETIMEDOUT. */
+Test(lifecycle, a_call_abandoned_before_it_began_goes_to_request_free,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p;
+	slow w = { 0 };
+	gs_stage *s = slow_new(&p, &w, true);
+	GS_OK_OR_DIE(gs_cast(s, NULL));
+	wait_int_at_least(&w.in_cast, 1); /* the stage's thread is held */
 	int *req = malloc(sizeof *req);
 	cr_assert_not_null(req);
-	*req = 200;
-	void *reply = NULL;
-	cr_assert_eq(gs_call(s, req, &reply, 20), GS_ETIMEDOUT);
-	/* The stage still reads *req: it is its to free now. */
+	*req = 0;
+	void *reply = (void *)7;
+	cr_assert_eq(gs_call(s, req, &reply, 10), GS_ETIMEDOUT);
+	cr_assert_eq((uintptr_t)reply, 7);
+	atomic_store(&w.gate, 1);
 	wait_int_at_least(&w.late, 1);
 	cr_assert_eq(atomic_load(&w.late_request), (uintptr_t)req);
-	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	cr_assert_eq(atomic_load(&w.calls), 0, "the abandoned call ran");
+	/* One abandoned and still queued at a stop goes there too. */
+	atomic_store(&w.gate, 0);
+	GS_OK_OR_DIE(gs_cast(s, NULL));
+	wait_int_at_least(&w.in_cast, 1);
+	req = malloc(sizeof *req);
+	cr_assert_not_null(req);
+	*req = 0;
+	cr_assert_eq(gs_call(s, req, &reply, 10), GS_ETIMEDOUT);
+	GS_OK_OR_DIE(gs_stage_stop(s, GS_OK));
+	atomic_store(&w.gate, 1);
+	GS_OK_OR_DIE(gs_pipeline_wait(p));
+	cr_assert_eq(atomic_load(&w.late), 2);
+	cr_assert_eq(atomic_load(&w.late_request), (uintptr_t)req);
+	cr_assert_eq(atomic_load(&w.calls), 0);
 	gs_pipeline_free(p);
 }
 
@@ -338,13 +385,22 @@ Test(lifecycle, without_request_free_a_running_call_is_waited_for,
 	gs_pipeline *p;
 	slow w = { 0 };
 	gs_stage *s = slow_new(&p, &w, false);
-	{
+	/* Begun within 20 ms, then in use past the deadline: the call
+	 * returns only when the request is no longer in use. A call this
+	 * machine kept from beginning in time is abandoned untouched
+	 * (GS_ETIMEDOUT, never handled), and another try waits longer. */
+	for (int tries = 0, wait_ms = 20;; tries++, wait_ms *= 2) {
+		int before = atomic_load(&w.calls);
 		int ms = 100;
 		void *reply = NULL;
-		/* Begun at once, then in use past the deadline: the call
-		 * returns only when the request is no longer in use. */
-		GS_OK_OR_DIE(gs_call(s, &ms, &reply, 20));
+		gs_err err = gs_call(s, &ms, &reply, wait_ms);
+		if (err == GS_ETIMEDOUT && atomic_load(&w.calls) == before) {
+			cr_assert_lt(tries, 8, "no call began within its wait");
+			continue;
+		}
+		GS_OK_OR_DIE(err);
 		cr_assert_eq((uintptr_t)reply, 100);
+		break;
 	}
 	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
 	gs_pipeline_free(p);

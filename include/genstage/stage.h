@@ -131,11 +131,14 @@ typedef struct gs_stage_opts {
 	 * before handling (same thread rules as event_free). NULL: none. */
 	void (*msg_free)(void *msg, void *arg);
 	void *msg_free_arg;
-	/* Receives the request and the reply of a gs_call whose caller
-	 * stopped waiting (GS_ETIMEDOUT) while handle_call ran, once it has
-	 * returned, in the stage. With it, a timed-out gs_call returns at its
-	 * deadline; without it, a call already in handle_call at the
-	 * deadline is waited for. NULL: none. */
+	/* Receives the request of every gs_call whose caller stopped
+	 * waiting (GS_ETIMEDOUT), in the stage, once: with the reply after
+	 * handle_call returns if it was running, with a NULL reply and never
+	 * handled if it had not begun (when the stage reaches it, or stops).
+	 * So after a GS_ETIMEDOUT the request is request_free's, always.
+	 * With it, a timed-out gs_call returns at its deadline; without it,
+	 * a call already in handle_call at the deadline is waited for.
+	 * NULL: none. */
 	void (*request_free)(void *request, void *reply, void *arg);
 	void *request_free_arg;
 	/* The callbacks may block (sleep, disk, network, a slow webhook):
@@ -215,11 +218,13 @@ gs_err gs_stage_stop(gs_stage *stage, int reason);
  * hold a worker; blocking stages may call). Returns GS_OK with *reply set;
  * GS_ECLOSED if the stage stopped first; GS_EINVAL if it has no
  * handle_call; the non-zero code handle_call returned; or GS_ETIMEDOUT.
- * The request is lent: a call the stage had not begun by the deadline is
- * never handled (GS_ETIMEDOUT, the request untouched); one in handle_call
- * at the deadline goes to the stage's request_free if it has one
- * (GS_ETIMEDOUT at once), and is otherwise waited for, so the request is
- * never used after gs_call returns unless request_free takes it.
+ * The request is lent. A call the stage had not begun by the deadline is
+ * never handled (GS_ETIMEDOUT). With a request_free, the request of every
+ * timed-out call goes to it (GS_ETIMEDOUT at once, begun or not: the
+ * caller never frees it). Without one, a call not begun leaves the
+ * request untouched and the caller's again, and one in handle_call at the
+ * deadline is waited for; so the request is never used after gs_call
+ * returns unless request_free takes it.
  */
 gs_err gs_call(gs_stage *stage, void *request, void **reply, int timeout_ms);
 
