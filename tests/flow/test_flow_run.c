@@ -161,7 +161,8 @@ Test(flow_run, collected_states_belong_to_the_caller, .timeout = 30)
 }
 
 /* gs_flow_run drops the results: emitted states go to acc_free (value
- * states to nothing), never to the events' event_free. */
+ * states to nothing), never to the events' event_free; also when layers
+ * that only route them (a departition, a partition) passed them on. */
 static int sum_into_value(void *arg, void **acc, void *e)
 {
 	(void)arg;
@@ -171,22 +172,34 @@ static int sum_into_value(void *arg, void **acc, void *e)
 	return 0;
 }
 
+/* After a reduce: nothing more (0), a departition (1) or a partition
+ * (2), layers that pass its results on as they are. */
+static void route_on(gs_flow *f, int how)
+{
+	if (how == 1)
+		gs_flow_departition(f, NULL);
+	else if (how == 2)
+		gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
+}
+
 Test(flow_run, run_frees_emitted_states_with_acc_free, .timeout = 30)
 {
-	atomic_store(&live_boxes, 0);
-	atomic_store(&live_accs, 0);
+	for (int how = 0; how < 3; how++) {
+		atomic_store(&live_boxes, 0);
+		atomic_store(&live_accs, 0);
+		gs_flow *f = boxed_flow(700);
+		gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
+		gs_flow_reduce(f, acc_new, sum_boxes, NULL);
+		gs_flow_acc_free(f, acc_free);
+		route_on(f, how);
+		cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
+		gs_flow_free(f);
+		cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
+			     atomic_load(&live_boxes));
+		cr_assert_eq(atomic_load(&live_accs), 0, "%ld states (%d)",
+			     atomic_load(&live_accs), how);
+	}
 	gs_flow *f = boxed_flow(700);
-	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
-	gs_flow_reduce(f, acc_new, sum_boxes, NULL);
-	gs_flow_acc_free(f, acc_free);
-	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
-	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
-		     atomic_load(&live_boxes));
-	cr_assert_eq(atomic_load(&live_accs), 0, "%ld states",
-		     atomic_load(&live_accs));
-
-	f = boxed_flow(700);
 	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
 	gs_flow_reduce(f, NULL, sum_into_value, NULL);
 	cr_assert_eq(gs_flow_run(f), GS_OK, "a value state is not freed");
@@ -210,66 +223,28 @@ static int boxed_cmp(void *arg, const void *a, const void *b)
 Test(flow_run, run_frees_groups_and_sorted_lists_with_their_events,
      .timeout = 30)
 {
-	atomic_store(&live_boxes, 0);
-	gs_flow *f = boxed_flow(1000);
-	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2,
-							.key = boxed_mod7 });
-	gs_flow_group_by(f, boxed_mod7, NULL);
-	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
-	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
-		     atomic_load(&live_boxes));
-
-	f = boxed_flow(1000);
-	gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
-	gs_flow_take_sort(f, 10, boxed_cmp, NULL);
-	cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
-	gs_flow_free(f);
-	cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
-		     atomic_load(&live_boxes));
-}
-
-/* What a reduce emitted stays an accumulator, a group or a list while
- * layers that only route it (a departition, a partition) pass it on: when
- * gs_flow_run drops it at the end, it is freed as the reducing layer frees
- * it, never through the events' event_free. */
-Test(flow_run, run_frees_states_routed_on_after_their_reduce, .timeout = 30)
-{
-	for (int route = 0; route < 2; route++) {
-		atomic_store(&live_boxes, 0);
-		atomic_store(&live_accs, 0);
-		gs_flow *f = boxed_flow(700);
-		gs_flow_partition(f, &(gs_flow_partition_opts){ .stages = 2 });
-		gs_flow_reduce(f, acc_new, sum_boxes, NULL);
-		gs_flow_acc_free(f, acc_free);
-		if (route)
-			gs_flow_partition(
-				f, &(gs_flow_partition_opts){ .stages = 2 });
-		else
-			gs_flow_departition(f, NULL);
-		cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
-		gs_flow_free(f);
-		cr_assert_eq(atomic_load(&live_accs), 0, "%ld states",
-			     atomic_load(&live_accs));
-		cr_assert_eq(atomic_load(&live_boxes), 0, "%ld events",
-			     atomic_load(&live_boxes));
-
-		f = boxed_flow(1000);
-		gs_flow_partition(f, &(gs_flow_partition_opts){
-					     .stages = 2, .key = boxed_mod7 });
-		gs_flow_group_by(f, boxed_mod7, NULL);
-		if (route)
-			gs_flow_partition(
-				f, &(gs_flow_partition_opts){ .stages = 2 });
-		else
-			gs_flow_departition(f, NULL);
-		cr_assert_eq(gs_flow_run(f), GS_OK, "%s", gs_flow_errmsg(f));
-		gs_flow_free(f);
-		cr_assert_eq(atomic_load(&live_boxes), 0,
-			     "%ld events (a group was freed as an event, or "
-			     "leaked)",
-			     atomic_load(&live_boxes));
-	}
+	for (int how = 0; how < 3; how++)
+		for (int sorted = 0; sorted < 2; sorted++) {
+			atomic_store(&live_boxes, 0);
+			gs_flow *f = boxed_flow(1000);
+			gs_flow_partition(f, &(gs_flow_partition_opts){
+						     .stages = 2,
+						     .key = boxed_mod7 });
+			if (sorted)
+				gs_flow_take_sort(f, 10, boxed_cmp, NULL);
+			else
+				gs_flow_group_by(f, boxed_mod7, NULL);
+			route_on(f, how);
+			cr_assert_eq(gs_flow_run(f), GS_OK, "%s",
+				     gs_flow_errmsg(f));
+			gs_flow_free(f);
+			/* A group or list freed as an event, or leaked,
+			 * leaves its events counted. */
+			cr_assert_eq(atomic_load(&live_boxes), 0,
+				     "%ld events (%s, %d)",
+				     atomic_load(&live_boxes),
+				     sorted ? "take_sort" : "group_by", how);
+		}
 }
 
 static atomic_ulong consumed;
