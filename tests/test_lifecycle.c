@@ -342,6 +342,23 @@ Test(lifecycle, a_call_abandoned_while_running_goes_to_request_free,
 	gs_pipeline_free(p);
 }
 
+/* Holds the stage's thread in a cast, then makes a call that times out
+ * queued behind it; returns its request. */
+static int *abandon_a_queued_call(gs_stage *s, slow *w)
+{
+	atomic_store(&w->gate, 0);
+	atomic_store(&w->in_cast, 0);
+	GS_OK_OR_DIE(gs_cast(s, NULL));
+	wait_int_at_least(&w->in_cast, 1);
+	int *req = malloc(sizeof *req);
+	cr_assert_not_null(req);
+	*req = 0;
+	void *reply = (void *)7;
+	cr_assert_eq(gs_call(s, req, &reply, 10), GS_ETIMEDOUT);
+	cr_assert_eq((uintptr_t)reply, 7);
+	return req;
+}
+
 /* With a request_free, even a call that never began is its: the caller,
  * who cannot tell, never frees the request after GS_ETIMEDOUT. */
 Test(lifecycle, a_call_abandoned_before_it_began_goes_to_request_free,
@@ -350,26 +367,13 @@ Test(lifecycle, a_call_abandoned_before_it_began_goes_to_request_free,
 	gs_pipeline *p;
 	slow w = { 0 };
 	gs_stage *s = slow_new(&p, &w, true);
-	GS_OK_OR_DIE(gs_cast(s, NULL));
-	wait_int_at_least(&w.in_cast, 1); /* the stage's thread is held */
-	int *req = malloc(sizeof *req);
-	cr_assert_not_null(req);
-	*req = 0;
-	void *reply = (void *)7;
-	cr_assert_eq(gs_call(s, req, &reply, 10), GS_ETIMEDOUT);
-	cr_assert_eq((uintptr_t)reply, 7);
+	int *req = abandon_a_queued_call(s, &w);
 	atomic_store(&w.gate, 1);
 	wait_int_at_least(&w.late, 1);
 	cr_assert_eq(atomic_load(&w.late_request), (uintptr_t)req);
 	cr_assert_eq(atomic_load(&w.calls), 0, "the abandoned call ran");
 	/* One abandoned and still queued at a stop goes there too. */
-	atomic_store(&w.gate, 0);
-	GS_OK_OR_DIE(gs_cast(s, NULL));
-	wait_int_at_least(&w.in_cast, 1);
-	req = malloc(sizeof *req);
-	cr_assert_not_null(req);
-	*req = 0;
-	cr_assert_eq(gs_call(s, req, &reply, 10), GS_ETIMEDOUT);
+	req = abandon_a_queued_call(s, &w);
 	GS_OK_OR_DIE(gs_stage_stop(s, GS_OK));
 	atomic_store(&w.gate, 1);
 	GS_OK_OR_DIE(gs_pipeline_wait(p));
