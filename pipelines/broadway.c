@@ -44,7 +44,7 @@ static size_t by_processor_key(void *arg, const void *event)
  * stage) or on stderr, and returns code. */
 static gs_err refuse(const gs_broadway_opts *in, gs_err code, const char *why)
 {
-	char msg[160];
+	char msg[256];
 	snprintf(msg, sizeof msg, "gs_broadway_new: %s", why);
 	if (in && in->pipeline.log)
 		in->pipeline.log(in->pipeline.log_arg, GS_LOG_ERROR, NULL, msg);
@@ -177,8 +177,8 @@ static gs_err build_producers(gs_broadway *bw, gs_stage **sources,
 			return refuse(&bw->o, GS_EINVAL,
 				      "producer.make did not pass on the "
 				      "dispatcher it was given (a broadcast "
-				      "one would hand each message to every "
-				      "processor, to be acked as many times)");
+				      "one would have every processor handle "
+				      "and ack each message)");
 	}
 	if (!limited) {
 		memcpy(sources, bw->producers, np * sizeof *sources);
