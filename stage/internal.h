@@ -338,6 +338,10 @@ void gs__log_unfinished(gs_pipeline *p);
 
 /* stage.c */
 extern _Thread_local gs_stage *gs__current; /* the stage being run here */
+/* The pipeline whose stop joins the calling thread (a pool's handler
+ * thread, pool.c): its stop, wait and free would wait for this thread
+ * itself, and are refused (GS_ETHREAD). */
+extern _Thread_local const gs_pipeline *gs__joined_by;
 gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 			void *state, const gs_stage_opts *opts,
 			const gs__hooks *hooks, gs_stage **out);

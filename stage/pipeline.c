@@ -177,7 +177,7 @@ GS__API gs_err gs_pipeline_wait_for(gs_pipeline *p, int timeout_ms)
 {
 	if (!p)
 		return GS_EINVAL;
-	if (gs__in_any_stage())
+	if (gs__in_any_stage() || gs__joined_by == p)
 		return GS_ETHREAD; /* it would wait for itself */
 	pthread_mutex_lock(&p->lock);
 	if (!p->started) {
@@ -206,7 +206,7 @@ GS__API gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode)
 		return GS_EINVAL;
 	if (mode != GS_STOP_DRAIN && mode != GS_STOP_NOW)
 		return GS_EINVAL;
-	if (gs__in_any_stage())
+	if (gs__in_any_stage() || gs__joined_by == p)
 		return GS_ETHREAD;
 	request_all(p, mode == GS_STOP_DRAIN ? GS__CTL_DRAIN : GS__CTL_STOP,
 		    GS_OK);
@@ -217,7 +217,7 @@ GS__API gs_err gs_pipeline_free(gs_pipeline *p)
 {
 	if (!p)
 		return GS_OK;
-	if (gs__in_any_stage())
+	if (gs__in_any_stage() || gs__joined_by == p)
 		return GS_ETHREAD; /* it would free the running stage */
 	pthread_mutex_lock(&p->lock);
 	bool started = p->started;

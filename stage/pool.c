@@ -12,6 +12,11 @@
  * moment in between. One lock guards the queue and the counters; it is
  * taken once per batch on the stage's side and once per event (which a
  * handler worth a thread of its own dwarfs) on the workers' side.
+ *
+ * One thing the public API cannot say: the pool's threads are joined when
+ * its pipeline stops, so they mark themselves (gs__joined_by, internal.h)
+ * and that pipeline's stop, wait and free refuse them instead of waiting
+ * for themselves for ever.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -22,6 +27,7 @@
 
 #include "genstage/genstage.h"
 #include "genstage/pool.h"
+#include "internal.h"
 
 #define GS_POOL_API __attribute__((visibility("default")))
 
@@ -49,6 +55,7 @@ struct gs_pool {
 	size_t ask_every; /* completions per ask: min_demand, at least 1 */
 	bool ask_posted;  /* lock: a gs_cast to ask again is on its way */
 	gs_stage *stage;
+	gs_pipeline *p;
 	/* Written by init before it starts the threads, which read it. */
 	char thread_name[16];
 
@@ -132,6 +139,7 @@ static void *worker_main(void *arg)
 {
 	gs_pool *pool = arg;
 	pthread_setname_np(pthread_self(), pool->thread_name);
+	gs__joined_by = pool->p;
 	pthread_mutex_lock(&pool->lock);
 	for (;;) {
 		while (!pool->qcount && !pool->quit) {
@@ -328,26 +336,28 @@ static void pool_terminate(void *state, gs_stage *stage, int reason)
 	(void)stage;
 	gs_pool *pool = state;
 	pthread_mutex_lock(&pool->lock);
-	size_t n = 0;
+	/* The queue is taken whole, so that the workers find it empty: it
+	 * needs no memory (a copy did, and without it the workers ran what
+	 * a stop had to cancel). */
 	item *cancel = NULL;
+	size_t n = 0, head = 0, cap = 0;
 	if ((reason != GS_OK || pool->live) && pool->qcount) {
+		cancel = pool->q;
 		n = pool->qcount;
-		cancel = malloc(n * sizeof *cancel);
-		if (!cancel)
-			n = 0; /* then the workers run them instead */
-		for (size_t i = 0; i < n; i++)
-			cancel[i] = pool->q[(pool->qhead + i) % pool->qcap];
-		pool->qhead = (pool->qhead + n) % pool->qcap;
-		pool->qcount -= n;
+		head = pool->qhead;
+		cap = pool->qcap;
+		pool->q = NULL;
+		pool->qcap = pool->qhead = pool->qcount = 0;
 		pool->cancelled += n;
 	}
 	pthread_mutex_unlock(&pool->lock);
 	for (size_t i = 0; i < n; i++) {
+		item *it = &cancel[(head + i) % cap];
 		if (pool->on_done)
-			pool->on_done(pool->arg, cancel[i].event, GS_ECANCELED);
+			pool->on_done(pool->arg, it->event, GS_ECANCELED);
 		pthread_mutex_lock(&pool->lock);
-		cancel[i].from->ended = true; /* no asks while stopping */
-		(void)complete(pool, cancel[i].from);
+		it->from->ended = true; /* no asks while stopping */
+		(void)complete(pool, it->from);
 		pthread_mutex_unlock(&pool->lock);
 	}
 	free(cancel);
@@ -416,6 +426,7 @@ GS_POOL_API gs_err gs_pool_new(gs_pipeline *p, const gs_pool_opts *opts,
 	if (!pool)
 		return GS_ENOMEM;
 	pool->handler = opts->handler;
+	pool->p = p;
 	pool->on_done = opts->on_done;
 	pool->arg = opts->arg;
 	pool->max_demand = opts->max_demand ? opts->max_demand

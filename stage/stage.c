@@ -19,6 +19,7 @@
 /* The stage whose worker is the calling thread, so that calls valid only
  * inside a stage's own callbacks can say GS_ETHREAD elsewhere. */
 _Thread_local gs_stage *gs__current;
+_Thread_local const gs_pipeline *gs__joined_by;
 
 bool gs__is_current(const gs_stage *s)
 {

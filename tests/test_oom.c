@@ -137,6 +137,98 @@ Test(oom, every_single_failed_allocation_ends_cleanly, .timeout = 120)
 	cr_assert_gt(k, 10, "only %ld allocations: is the wrapper in use?", k);
 }
 
+/* A pool's on_done, which owns each event: counts its results and marks
+ * the event freed in the tally. */
+typedef struct pool_results {
+	tally *t;
+	_Atomic uint64_t ok, cancelled, nomem, other;
+} pool_results;
+
+static int pool_ok(void *arg, void *event)
+{
+	(void)arg, (void)event;
+	return GS_OK;
+}
+
+static void pool_done(void *arg, void *event, int result)
+{
+	pool_results *r = arg;
+	atomic_fetch_add(result == GS_OK          ? &r->ok
+			 : result == GS_ECANCELED ? &r->cancelled
+			 : result == GS_ENOMEM    ? &r->nomem
+						  : &r->other,
+			 1);
+	tally_free(event, r->t);
+}
+
+/* counter -> pool: whichever allocation fails, every event produced goes
+ * once to on_done, with the handler's result, GS_ECANCELED or GS_ENOMEM
+ * (pool.h), or back to the producer's event_free; the pool counts as
+ * cancelled what never ran. */
+static uint64_t run_pool_once(tally *t, pool_results *res)
+{
+	gs_pipeline *p = NULL;
+	gs_pool *pool = NULL;
+	gs_stage *src = NULL;
+	seq_producer sp = { .total = EVENTS };
+	gs_err err = gs_pipeline_new(NULL, &p);
+	cr_assert(tolerated(err), "gs_pipeline_new: %d", (int)err);
+	if (err)
+		return 0;
+	err = gs_pool_new(p,
+			  &(gs_pool_opts){ .workers = 2,
+					   .max_demand = 64,
+					   .handler = pool_ok,
+					   .on_done = pool_done,
+					   .arg = res },
+			  &pool);
+	if (!err)
+		err = gs_stage_new(p, GS_PRODUCER, &seq_producer_ops, &sp,
+				   &(gs_stage_opts){ .event_free = tally_free,
+						     .event_free_arg = t },
+				   &src);
+	if (!err)
+		err = gs_subscribe(gs_pool_stage(pool), src, NULL, NULL);
+	if (!err)
+		err = gs_pipeline_start(p);
+	if (!err)
+		err = gs_pipeline_wait(p);
+	cr_assert(tolerated(err) || err == GS_ECLOSED, "run: %s (%d)",
+		  gs_strerror(err), (int)err);
+	cr_assert_eq(gs_pipeline_free(p), GS_OK);
+	if (pool) {
+		gs_pool_stats st;
+		GS_OK_OR_DIE(gs_pool_stats_get(pool, &st));
+		cr_assert_eq(st.cancelled, atomic_load(&res->cancelled) +
+						   atomic_load(&res->nomem));
+		gs_pool_free(pool);
+	}
+	cr_assert_eq(atomic_load(&res->other), 0);
+	return atomic_load(&sp.emitted);
+}
+
+Test(oom, a_pool_accounts_for_every_event_whichever_allocation_fails,
+     .timeout = 120)
+{
+	long k;
+	for (k = 0; k < 5000; k++) {
+		tally t;
+		tally_init(&t, EVENTS);
+		pool_results res = { .t = &t };
+		arm(k);
+		uint64_t produced = run_pool_once(&t, &res);
+		bool hit = atomic_load(&failed) > 0;
+		disarm();
+		tally_check(&t, produced, true);
+		tally_fini(&t);
+		if (!hit)
+			break;
+	}
+	cr_assert_lt(k, 5000, "the sweep never ran out of allocations");
+	cr_log_info("failed each of %ld allocations in turn", k);
+	cr_assert_gt(k, 10, "only %ld allocations: is the wrapper in use?", k);
+}
+
 Test(oom, stop_and_free_need_no_memory, .timeout = 60)
 {
 	gs_pipeline *p;

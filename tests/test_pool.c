@@ -387,6 +387,60 @@ static int noop(void *arg, void *event)
 }
 
 /* The name of the thread that ran the first handler. */
+/* A handler that tries to end its own pipeline: it may only ask. */
+typedef struct ender {
+	gs_pipeline *p, *other;
+	gs_stage *stage;
+	_Atomic int tried;
+	_Atomic gs_err stop_err, wait_err, wait_for_err, free_err, other_err;
+} ender;
+
+static int end_own_pipeline(void *arg, void *event)
+{
+	(void)event;
+	ender *e = arg;
+	if (atomic_fetch_add(&e->tried, 1) == 0) {
+		atomic_store(&e->stop_err, gs_pipeline_stop(e->p, GS_STOP_NOW));
+		atomic_store(&e->wait_err, gs_pipeline_wait(e->p));
+		atomic_store(&e->wait_for_err, gs_pipeline_wait_for(e->p, 10));
+		atomic_store(&e->free_err, gs_pipeline_free(e->p));
+		/* Another pipeline is another matter. */
+		atomic_store(&e->other_err, gs_pipeline_free(e->other));
+		GS_OK_OR_DIE(gs_stage_stop(e->stage, GS_OK));
+	}
+	return GS_OK;
+}
+
+Test(pool, a_handler_cannot_wait_for_its_own_pipeline,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	/* Each of these would wait for the pool's stage, which waits for
+	 * this very handler: they are refused, and gs_stage_stop works. */
+	ender e = { 0 };
+	gs_pool *pool;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &e.p));
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &e.other));
+	GS_OK_OR_DIE(gs_pool_new(e.p,
+				 &(gs_pool_opts){ .workers = 2,
+						  .handler = end_own_pipeline,
+						  .arg = &e },
+				 &pool));
+	e.stage = gs_pool_stage(pool);
+	counter c = { .next = 1 }; /* without end */
+	gs_stage *src;
+	GS_OK_OR_DIE(gs_from_fn(e.p, counter_gen, &c, NULL, &src));
+	GS_OK_OR_DIE(gs_subscribe(e.stage, src, NULL, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(e.p));
+	GS_OK_OR_DIE(gs_pipeline_wait(e.p));
+	cr_assert_eq(atomic_load(&e.stop_err), GS_ETHREAD);
+	cr_assert_eq(atomic_load(&e.wait_err), GS_ETHREAD);
+	cr_assert_eq(atomic_load(&e.wait_for_err), GS_ETHREAD);
+	cr_assert_eq(atomic_load(&e.free_err), GS_ETHREAD);
+	cr_assert_eq(atomic_load(&e.other_err), GS_OK);
+	gs_pipeline_free(e.p);
+	gs_pool_free(pool);
+}
+
 typedef struct named {
 	char name[16];
 	_Atomic bool set, taken;

@@ -91,8 +91,9 @@ gs_err gs_pipeline_start(gs_pipeline *p);
 
 /* Blocks until every stage has finished. Returns the first error a stage
  * stopped with, or GS_OK. May be called more than once, from any thread
- * but not from inside a stage's callbacks (GS_ETHREAD). GS_ESTATE before
- * gs_pipeline_start. */
+ * but not from inside a stage's callbacks, nor from a handler of a pool
+ * (pool.h) in this pipeline, which the wait would wait for (GS_ETHREAD).
+ * GS_ESTATE before gs_pipeline_start. */
 gs_err gs_pipeline_wait(gs_pipeline *p);
 
 /* As gs_pipeline_wait, for at most timeout_ms (negative: for ever). If
@@ -105,14 +106,20 @@ gs_err gs_pipeline_wait_for(gs_pipeline *p, int timeout_ms);
 /* Stops every stage (see gs_stop_mode) and waits for them; returns what
  * gs_pipeline_wait returns. A stage created while it stops, or after, is
  * stopped the same way (GS_STOP_NOW overrides an earlier drain). From any
- * thread, but not from inside a stage's callbacks (GS_ETHREAD). Allocates
- * nothing. */
+ * thread, but not from inside a stage's callbacks nor from a handler of a
+ * pool in this pipeline (GS_ETHREAD; gs_stage_stop, which does not wait,
+ * may be called there). Threads blocked in gs_push or gs_stream_next on
+ * its stages return GS_ECLOSED. Allocates nothing. */
 gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode);
 
 /* Stops (GS_STOP_NOW) if running, then frees every stage and subscription;
  * subscription handles are invalid afterwards. NULL is a no-op (GS_OK).
  * Refused with GS_ETHREAD from inside a stage's callbacks (it would free
- * the stage running it). */
+ * the stage running it) and from a handler of a pool in this pipeline.
+ * Like any object a C program frees, no other thread may be inside a call
+ * on the pipeline or its stages (gs_push, gs_stream_next, gs_call...) as
+ * it is freed, nor call one after: to end threads blocked in such calls,
+ * gs_pipeline_stop first (they return GS_ECLOSED), join them, then free. */
 gs_err gs_pipeline_free(gs_pipeline *p);
 
 /* Writes the graph in Graphviz dot syntax, with live counts from

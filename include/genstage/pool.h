@@ -6,6 +6,9 @@
  * handlers finish: once min_demand of them have completed, it asks for that
  * many (with GS_MIN_DEMAND_ZERO, after each one). Handlers may block (sleep,
  * disk, network): they run on the pool's threads, never on the pipeline's.
+ * Since the pool's stage waits for its handlers when it stops, a handler
+ * may not stop, wait for or free the pool's own pipeline: those calls
+ * return GS_ETHREAD there (gs_stage_stop, which does not wait, works).
  *
  * Subscribe the pool's stage (gs_pool_stage) to producers with gs_subscribe
  * like any consumer, to as many as needed. The pool makes each of its
@@ -57,7 +60,10 @@ typedef int (*gs_pool_handler_fn)(void *arg, void *event);
  * handled it, right after the handler, with what the handler returned; or
  * with GS_ECANCELED, without the handler having run, for events still
  * queued when the pool's stage was stopped (gs_stage_stop, GS_STOP_NOW,
- * gs_pipeline_free, a producer's failure through a permanent subscription).
+ * gs_pipeline_free, a producer's failure through a permanent subscription);
+ * or with GS_ENOMEM, without the handler having run, for events that
+ * arrived when there was no memory to queue them (the pool's stage then
+ * stops with GS_ENOMEM). Both count as cancelled in gs_pool_stats.
  * The event is the callee's from here: free it here if it needs freeing.
  */
 typedef void (*gs_pool_done_fn)(void *arg, void *event, int result);
@@ -82,10 +88,10 @@ typedef struct gs_pool_opts {
 } gs_pool_opts;
 
 typedef struct gs_pool_stats {
-	uint64_t received;     /* events the stage took from its producers */
-	uint64_t handled;      /* handler returned GS_OK */
-	uint64_t failed;       /* handler returned an error */
-	uint64_t cancelled;    /* never run: the stage stopped first */
+	uint64_t received; /* events the stage took from its producers */
+	uint64_t handled;  /* handler returned GS_OK */
+	uint64_t failed;   /* handler returned an error */
+	uint64_t cancelled; /* never run: the stage stopped first, or no memory to queue it */
 	uint64_t running;      /* handlers running now */
 	uint64_t queued;       /* received, waiting for a worker */
 	uint64_t peak_running; /* the most handlers ever running at once */
