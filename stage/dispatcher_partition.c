@@ -276,10 +276,12 @@ static void drop(gs_stage *s)
 			dropped);
 }
 
-/* Draining and done: a partition with no subscription attached will get
- * none, so its queue would keep the producer, and the drain, waiting. */
-static void drop_unheld(gs_stage *s)
+/* Draining: a partition with no subscription attached will get none, so
+ * its queue would keep the producer, and the drain, waiting (and, full,
+ * would hold back a producer-consumer's input for the others). */
+static size_t drop_unheld(gs_stage *s)
 {
+	size_t total = 0;
 	for (size_t i = 0; i < s->dconf.partitions; i++) {
 		part *pt = part_of(s, i);
 		size_t n = pt->q.count;
@@ -290,7 +292,9 @@ static void drop_unheld(gs_stage *s)
 			"drained: dropped %zu events of partition %zu, which "
 			"has no subscriber",
 			n, i);
+		total += n;
 	}
+	return total;
 }
 
 /* At the stage's free: subscriptions may release their claims until then. */

@@ -60,9 +60,9 @@ typedef struct gs__dispatcher_ops {
 	 * demand must wait (back-pressure from its own queues). */
 	size_t (*queued)(const gs_stage *s);
 	bool (*gated)(const gs_stage *s);
-	/* Optional: a draining producer that is done drops what no attached
-	 * subscription can ever take (a partition nobody holds). */
-	void (*drop_unheld)(gs_stage *s);
+	/* Optional: a draining stage drops what no attached subscription
+	 * can ever take (a partition nobody holds); returns how many. */
+	size_t (*drop_unheld)(gs_stage *s);
 	/* Optional: drops what it holds (the stage is finishing), and frees
 	 * its state (the stage is being freed). */
 	void (*drop)(gs_stage *s);

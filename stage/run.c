@@ -203,16 +203,23 @@ static bool produce(gs_stage *s)
  * logged and passed to event_free) as the stage stops; so are events
  * queued for a partition no subscription holds, while the others are
  * delivered. */
-static void check_done(gs_stage *s)
+static bool check_done(gs_stage *s)
 {
-	if (!s->done || s->stopping)
-		return;
-	if (s->draining && s->disp->drop_unheld)
-		s->disp->drop_unheld(s);
+	if (s->stopping)
+		return false;
+	/* Draining, done or not: a producer-consumer whose full queue for
+	 * such a partition holds back its input would never get done. */
+	bool dropped = s->draining && s->disp && s->disp->drop_unheld &&
+		       s->disp->drop_unheld(s);
+	if (dropped)
+		gs__count_buffered(s);
+	if (!s->done)
+		return dropped;
 	size_t queued = s->disp->queued ? s->disp->queued(s) : 0;
 	if ((s->buf.count || queued) && (s->n_outs || !s->draining))
-		return;
+		return dropped;
 	gs__stop(s, GS_OK);
+	return true;
 }
 
 /* Ends everything the stage holds, then reports. After
@@ -246,8 +253,10 @@ static bool finish(gs_stage *s)
 		gs__buffer_clear(&s->buf, drop_cb, s);
 		atomic_store_explicit(&s->st_buffered, 0, memory_order_relaxed);
 	}
-	if (s->disp && s->disp->drop)
+	if (s->disp && s->disp->drop) {
 		s->disp->drop(s);
+		gs__count_buffered(s);
+	}
 	while (s->n_outs)
 		gs__end_out(s, s->n_outs - 1, reason, reason, false);
 	while (s->n_ins)
@@ -298,7 +307,7 @@ static bool turn(gs_stage *s)
 		progress |= gs__fire_timers(s);
 	if (!s->stopping && s->markers.n)
 		progress |= gs__fire_markers(s);
-	check_done(s);
+	progress |= check_done(s);
 	return progress;
 }
 

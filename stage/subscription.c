@@ -199,17 +199,23 @@ static void finish(gs_stage *s)
 		gs__enter_done(s);
 }
 
-/* The producer's end went away and everything it sent has been handled:
- * tell the callback, then apply the cancel mode. */
+/* Whether the consumer's own cancel, with this reason, ended sub. */
+static bool cancelled_by_us(const gs_sub *sub, int reason)
+{
+	return atomic_load_explicit(&sub->cons_cancel, memory_order_relaxed) ==
+		       GS__CONS_CANCEL &&
+	       atomic_load_explicit(&sub->cancel_why, memory_order_relaxed) ==
+		       reason;
+}
+
+/* The producer's end went away and everything it sent has been handled
+ * (or will never be: see read_inputs): tell the callback, then apply the
+ * cancel mode. */
 static void end_in(gs_stage *s, size_t idx)
 {
 	gs_sub *sub = s->ins[idx];
 	int reason = sub->prod_reason;
-	bool by_us = atomic_load_explicit(&sub->cons_cancel,
-					  memory_order_relaxed) ==
-			     GS__CONS_CANCEL &&
-		     atomic_load_explicit(&sub->cancel_why,
-					  memory_order_relaxed) == reason;
+	bool by_us = cancelled_by_us(sub, reason);
 	gs_cancel_mode mode = sub->cancel;
 	remove_at(s->ins, &s->n_ins, idx);
 	mirror(s);
@@ -239,14 +245,15 @@ static void end_in(gs_stage *s, size_t idx)
 	 * with its reason; a temporary one keeps running. A producer that
 	 * finished ends a permanent consumer. A consumer whose last input
 	 * has gone finishes if some input of it finished normally, whatever
-	 * the order; one whose every input failed (temporary) runs on. */
+	 * the order, or if the pipeline drains; one whose every input failed
+	 * (temporary) otherwise runs on. */
 	/* "Last" counts the inputs still to be attached from the backlog. */
 	bool last = !s->n_ins && !s->backlog_attaches;
 	if (reason != GS_OK) {
 		if (mode != GS_CANCEL_TEMPORARY)
 			gs__stop(s, reason);
-		else if (last && s->inputs_finished)
-			finish(s);
+		else if (last && (s->inputs_finished || s->draining))
+			finish(s); /* a drain: nothing more will come */
 		return;
 	}
 	s->inputs_finished++;
@@ -346,6 +353,26 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
  * one each time so that no producer is starved. A producer-consumer reads
  * only while its downstream has demand it has not yet met: back-pressure
  * passes through it. */
+/*
+ * A producer-consumer takes input only as far as demand downstream
+ * reaches; the rest waits in the ring. After its producer has ended, that
+ * wait is for nothing when the end stops the stage anyway (a failure, by
+ * the cancel mode: the producer's reason, as soon as it is known), or when
+ * a drain leaves nobody downstream to ask. Then the input ends at once, and
+ * what the ring still holds goes back to the producer's event_free,
+ * counted (gs__detach).
+ */
+static bool waits_for_nothing(const gs_stage *s, const gs_sub *sub)
+{
+	if (s->kind != GS_PRODUCER_CONSUMER)
+		return false;
+	int reason = sub->prod_reason;
+	if (reason != GS_OK && sub->cancel != GS_CANCEL_TEMPORARY &&
+	    !(reason == GS_ECANCELED && cancelled_by_us(sub, reason)))
+		return true;
+	return s->draining && !s->n_outs;
+}
+
 bool gs__read_inputs(gs_stage *s)
 {
 	bool progress = false;
@@ -362,7 +389,8 @@ bool gs__read_inputs(gs_stage *s)
 		}
 		if (atomic_load_explicit(&sub->prod_end,
 					 memory_order_acquire) &&
-		    gs__ring_count(&sub->ring) == 0) {
+		    (gs__ring_count(&sub->ring) == 0 ||
+		     (!may_take && waits_for_nothing(s, sub)))) {
 			GS__HA(&sub->prod_end);
 			end_in(s, idx);
 			return true; /* the array changed under the loop */

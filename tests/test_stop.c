@@ -164,6 +164,116 @@ Test(stop, drain_drops_the_queue_of_a_partition_nobody_holds,
 	gs_stats st;
 	GS_OK_OR_DIE(gs_stage_stats(src, &st));
 	cr_assert_eq(st.dropped, 5);
+	cr_assert_eq(st.buffered, 0, "what was dropped is still counted");
+	gs_pipeline_free(p);
+}
+
+/* --- a producer-consumer that nobody asks ------------------------------- */
+
+/* 100 events with a counted event_free, into a producer-consumer that
+ * passes them on (map), subscribed as `sub` says. */
+static gs_stage *array_into_mapper(gs_pipeline *p, void **ev, size_t n,
+				   _Atomic uint64_t *freed, mapper *m,
+				   const gs_stage_opts *mo,
+				   const gs_sub_opts *sub)
+{
+	for (uintptr_t i = 0; i < n; i++)
+		ev[i] = (void *)(i + 1);
+	gs_stage *src;
+	GS_OK_OR_DIE(gs_from_array(p, ev, n,
+				   &(gs_stage_opts){ .event_free = count_free,
+						     .event_free_arg = freed },
+				   &src));
+	gs_stage *pc = mapper_new(p, m, mo);
+	GS_OK_OR_DIE(gs_subscribe(pc, src, sub, NULL));
+	return pc;
+}
+
+/* It holds its producer's events until demand comes, as a producer with
+ * no subscriber holds its own: a drain, which nobody can come to, drops
+ * them (counted, to event_free) and finishes. */
+Test(stop, a_drain_finishes_a_producer_consumer_nobody_asks,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	void *ev[100];
+	_Atomic uint64_t freed = 0;
+	mapper m = { 0 };
+	gs_pipeline *p = pipeline_new(NULL);
+	array_into_mapper(p, ev, 100, &freed, &m, NULL, NULL);
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_eq(gs_pipeline_wait_for(p, 50), GS_ETIMEDOUT);
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_DRAIN));
+	cr_assert_eq(atomic_load(&freed), 100);
+	cr_assert_eq(atomic_load(&m.rec.received), 0);
+	gs_pipeline_free(p);
+}
+
+/* Its producer fails with events still in the ring and no demand for
+ * them: a permanent subscription stops it with the producer's reason at
+ * once, instead of waiting for demand that may never come. */
+Test(stop, a_producer_failure_stops_a_producer_consumer_nobody_asks,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	tally t;
+	tally_init(&t, 1000);
+	seq_producer sp = { .total = 1000,
+			    .fail_at = 1,
+			    .fail_code = GS_TEST_FAIL };
+	mapper m = { 0 };
+	gs_pipeline *p = pipeline_new(NULL);
+	gs_stage *src = seq_producer_new(
+		p, &sp,
+		&(gs_stage_opts){ .event_free = tally_free,
+				  .event_free_arg = &t });
+	gs_stage *pc = mapper_new(p, &m, NULL);
+	GS_OK_OR_DIE(gs_subscribe(pc, src, NULL, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_eq(gs_pipeline_wait(p), GS_TEST_FAIL);
+	gs_pipeline_free(p);
+	tally_check(&t, atomic_load(&sp.emitted), true);
+	tally_fini(&t);
+}
+
+/* Its queue for the partition nobody holds fills up (buffer_size 10) and
+ * holds back its input for the partition that is held: a drain drops that
+ * queue as it goes, delivers the rest, and finishes. */
+static size_t by_parity(void *arg, const void *event)
+{
+	(void)arg;
+	return (uintptr_t)event % 2;
+}
+
+Test(stop, a_drain_empties_a_producer_consumers_unheld_partition,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	void *ev[100];
+	_Atomic uint64_t freed = 0;
+	mapper m = { 0 };
+	recorder r = { 0 };
+	gs_pipeline *p = pipeline_new(NULL);
+	gs_stage *pc = array_into_mapper(
+		p, ev, 100, &freed, &m,
+		&(gs_stage_opts){ .dispatcher = gs_dispatcher_partition(
+					  2, by_parity, NULL),
+				  .buffer_size = 10 },
+		&(gs_sub_opts){ .max_demand = 1 });
+	gs_stage *cons = recorder_new(p, &r, NULL);
+	GS_OK_OR_DIE(gs_subscribe(
+		cons, pc, &(gs_sub_opts){ .partition = GS_PARTITION(1) },
+		NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_DRAIN));
+	/* The mapper passes on the events themselves, so the array's
+	 * event_free also gets those the mapper dropped. */
+	gs_stats st;
+	GS_OK_OR_DIE(gs_stage_stats(pc, &st));
+	cr_assert_eq(st.buffered, 0);
+	cr_assert_eq(atomic_load(&r.received) + atomic_load(&freed) +
+			     st.dropped,
+		     100, "received %llu, freed %llu, dropped %llu",
+		     (unsigned long long)atomic_load(&r.received),
+		     (unsigned long long)atomic_load(&freed),
+		     (unsigned long long)st.dropped);
 	gs_pipeline_free(p);
 }
 

@@ -65,7 +65,8 @@ typedef enum gs_stop_mode {
 	/* Sources stop producing; every buffered and in-flight event is
 	 * delivered downstream; stages finish from the top. What no
 	 * subscription can ever take is dropped (counted, to event_free): a
-	 * done producer's buffer when it has no subscriber, a partition's
+	 * done producer's buffer when it has no subscriber, what waits for a
+	 * producer-consumer with no subscriber in its input, a partition's
 	 * queue when no subscription holds the partition. What waits for a
 	 * subscriber's demand is still delivered, so a manual subscription
 	 * that never asks again holds the drain: stop it with

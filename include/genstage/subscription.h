@@ -30,7 +30,11 @@ extern "C" {
  * GenStage, a consumer whose last subscription has ended finishes (with
  * GS_OK) whatever the mode if any of its producers finished normally, so
  * that a finite pipeline completes by itself; "keep running" holds while
- * it has other subscriptions, or when every producer it had failed. */
+ * it has other subscriptions, or when every producer it had failed
+ * (until a drain: nothing more can come then). A failure that stops the
+ * consumer stops it as soon as it is known, even while events of that
+ * producer wait for demand in a producer-consumer's input (they go to
+ * the producer's event_free, counted). */
 typedef enum gs_cancel_mode {
 	GS_CANCEL_PERMANENT = 0, /* stop with the producer's reason */
 	GS_CANCEL_TRANSIENT,     /* stop only if the producer failed */
