@@ -116,18 +116,20 @@ static uint64_t run_once(tally *t)
 	return atomic_load(&sp.emitted);
 }
 
-Test(oom, every_single_failed_allocation_ends_cleanly, .timeout = 120)
+/* Fails each allocation of a `run` in turn (the k-th in the k-th run),
+ * until a run makes none fail; each run must account for the events it
+ * produced (tally_check, with `all` as it says). */
+static void sweep(uint64_t (*run)(tally *t), bool all)
 {
-	/* The runs allocate a few hundred times; fail each in turn. */
 	long k;
 	for (k = 0; k < 5000; k++) {
 		tally t;
 		tally_init(&t, EVENTS);
 		arm(k);
-		uint64_t produced = run_once(&t);
+		uint64_t produced = run(&t);
 		bool hit = atomic_load(&failed) > 0;
 		disarm();
-		tally_check(&t, produced, false);
+		tally_check(&t, produced, all);
 		tally_fini(&t);
 		if (!hit)
 			break;
@@ -135,6 +137,12 @@ Test(oom, every_single_failed_allocation_ends_cleanly, .timeout = 120)
 	cr_assert_lt(k, 5000, "the sweep never ran out of allocations");
 	cr_log_info("failed each of %ld allocations in turn", k);
 	cr_assert_gt(k, 10, "only %ld allocations: is the wrapper in use?", k);
+}
+
+Test(oom, every_single_failed_allocation_ends_cleanly, .timeout = 120)
+{
+	/* The runs allocate a few hundred times; fail each in turn. */
+	sweep(run_once, false);
 }
 
 /* A pool's on_done, which owns each event: counts its results and marks
@@ -165,8 +173,9 @@ static void pool_done(void *arg, void *event, int result)
  * once to on_done, with the handler's result, GS_ECANCELED or GS_ENOMEM
  * (pool.h), or back to the producer's event_free; the pool counts as
  * cancelled what never ran. */
-static uint64_t run_pool_once(tally *t, pool_results *res)
+static uint64_t run_pool_once(tally *t)
 {
+	pool_results r = { .t = t }, *res = &r;
 	gs_pipeline *p = NULL;
 	gs_pool *pool = NULL;
 	gs_stage *src = NULL;
@@ -210,23 +219,7 @@ static uint64_t run_pool_once(tally *t, pool_results *res)
 Test(oom, a_pool_accounts_for_every_event_whichever_allocation_fails,
      .timeout = 120)
 {
-	long k;
-	for (k = 0; k < 5000; k++) {
-		tally t;
-		tally_init(&t, EVENTS);
-		pool_results res = { .t = &t };
-		arm(k);
-		uint64_t produced = run_pool_once(&t, &res);
-		bool hit = atomic_load(&failed) > 0;
-		disarm();
-		tally_check(&t, produced, true);
-		tally_fini(&t);
-		if (!hit)
-			break;
-	}
-	cr_assert_lt(k, 5000, "the sweep never ran out of allocations");
-	cr_log_info("failed each of %ld allocations in turn", k);
-	cr_assert_gt(k, 10, "only %ld allocations: is the wrapper in use?", k);
+	sweep(run_pool_once, true);
 }
 
 Test(oom, stop_and_free_need_no_memory, .timeout = 60)
