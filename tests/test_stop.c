@@ -237,12 +237,6 @@ Test(stop, a_producer_failure_stops_a_producer_consumer_nobody_asks,
 /* Its queue for the partition nobody holds fills up (buffer_size 10) and
  * holds back its input for the partition that is held: a drain drops that
  * queue as it goes, delivers the rest, and finishes. */
-static size_t by_parity(void *arg, const void *event)
-{
-	(void)arg;
-	return (uintptr_t)event % 2;
-}
-
 Test(stop, a_drain_empties_a_producer_consumers_unheld_partition,
      .timeout = GS_TEST_TIMEOUT)
 {
@@ -254,7 +248,7 @@ Test(stop, a_drain_empties_a_producer_consumers_unheld_partition,
 	gs_stage *pc = array_into_mapper(
 		p, ev, 100, &freed, &m,
 		&(gs_stage_opts){ .dispatcher = gs_dispatcher_partition(
-					  2, by_parity, NULL),
+					  2, odd_even, NULL),
 				  .buffer_size = 10 },
 		&(gs_sub_opts){ .max_demand = 1 });
 	gs_stage *cons = recorder_new(p, &r, NULL);
