@@ -349,10 +349,6 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 	return true;
 }
 
-/* One pass over the inputs, a chunk from each, starting from a different
- * one each time so that no producer is starved. A producer-consumer reads
- * only while its downstream has demand it has not yet met: back-pressure
- * passes through it. */
 /*
  * A producer-consumer takes input only as far as demand downstream
  * reaches; the rest waits in the ring. After its producer has ended, that
@@ -373,6 +369,10 @@ static bool waits_for_nothing(const gs_stage *s, const gs_sub *sub)
 	return s->draining && !s->n_outs;
 }
 
+/* One pass over the inputs, a chunk from each, starting from a different
+ * one each time so that no producer is starved. A producer-consumer reads
+ * only while its downstream has demand it has not yet met: back-pressure
+ * passes through it. */
 bool gs__read_inputs(gs_stage *s)
 {
 	bool progress = false;
