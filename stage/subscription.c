@@ -352,8 +352,9 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 /*
  * A producer-consumer takes input only as far as demand downstream
  * reaches; the rest waits in the ring. After its producer has ended, that
- * wait is for nothing when the end stops the stage anyway (a failure, by
- * the cancel mode: the producer's reason, as soon as it is known), or when
+ * wait is for nothing when the end stops the stage anyway (the producer's
+ * failure, or a cancel from its end, by the cancel mode: with its reason,
+ * as soon as it is known), or when
  * a drain leaves nobody downstream to ask. Then the input ends at once, and
  * what the ring still holds goes back to the producer's event_free,
  * counted (gs__detach).
@@ -363,8 +364,10 @@ static bool waits_for_nothing(const gs_stage *s, const gs_sub *sub)
 	if (s->kind != GS_PRODUCER_CONSUMER)
 		return false;
 	int reason = sub->prod_reason;
+	/* Not the stage's own cancel: what was sent before it is still
+	 * delivered (gs_cancel_reason). */
 	if (reason != GS_OK && sub->cancel != GS_CANCEL_TEMPORARY &&
-	    !(reason == GS_ECANCELED && cancelled_by_us(sub, reason)))
+	    !cancelled_by_us(sub, reason))
 		return true;
 	return s->draining && !s->n_outs;
 }

@@ -349,6 +349,70 @@ Test(cancel, a_producer_stopped_normally_ends_its_consumers_normally,
 	gs_pipeline_free(d.p);
 }
 
+/* A producer-consumer that cancels its input with a reason on its first
+ * batch, below a manual consumer that asks 5, then the rest. */
+static gs_sub *reason_consumer_sub;
+
+static int cancel_on_first(void *state, gs_stage *stage, gs_sub *from,
+			   void **events, size_t n)
+{
+	if (!atomic_exchange((_Atomic bool *)state, true))
+		GS_OK_OR_DIE(gs_cancel_reason(from, GS_TEST_FAIL));
+	return gs_emit(stage, events, n);
+}
+
+/* gs_cancel_reason: what was sent before it is still delivered, even when
+ * it waits for demand in a producer-consumer's input. */
+Test(cancel, a_cancel_with_a_reason_still_delivers_what_was_sent,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	for (int mode = GS_CANCEL_PERMANENT; mode <= GS_CANCEL_TRANSIENT;
+	     mode++) {
+		void *ev[100];
+		for (uintptr_t i = 0; i < 100; i++)
+			ev[i] = (void *)(i + 1);
+		_Atomic uint64_t freed = 0;
+		_Atomic bool cancelled = false;
+		recorder r = { 0 };
+		gs_pipeline *p = pipeline_new(NULL);
+		gs_stage *src, *pc;
+		GS_OK_OR_DIE(gs_from_array(
+			p, ev, 100,
+			&(gs_stage_opts){ .event_free = count_free,
+					  .event_free_arg = &freed },
+			&src));
+		static const gs_stage_ops pc_ops = {
+			.handle_events = cancel_on_first
+		};
+		GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER_CONSUMER, &pc_ops,
+					  &cancelled, NULL, &pc));
+		GS_OK_OR_DIE(gs_subscribe(
+			pc, src,
+			&(gs_sub_opts){ .max_demand = 100,
+					.cancel = (gs_cancel_mode)mode },
+			NULL));
+		gs_stage *cons = recorder_new(p, &r, NULL);
+		GS_OK_OR_DIE(gs_subscribe(cons, pc,
+					  &(gs_sub_opts){ .max_demand = 100,
+							  .manual = true },
+					  &reason_consumer_sub));
+		GS_OK_OR_DIE(gs_pipeline_start(p));
+		GS_OK_OR_DIE(gs_ask(reason_consumer_sub, 5));
+		wait_at_least(&r.received, 5);
+		/* The cancel has come back by now, or will: either way the
+		 * other 95 are still the consumer's to ask for. */
+		GS_OK_OR_DIE(gs_ask(reason_consumer_sub, 95));
+		wait_at_least(&r.received, 100);
+		cr_assert_eq(atomic_load(&freed), 0);
+		/* Then the cancel stops it (and its consumer) with its
+		 * reason, by its mode; the source, left with events and no
+		 * subscriber, waits for one, and is stopped here. */
+		cr_assert_eq(gs_pipeline_stop(p, GS_STOP_NOW), GS_TEST_FAIL);
+		gs_sub_release(reason_consumer_sub);
+		gs_pipeline_free(p);
+	}
+}
+
 Test(cancel, terminate_runs_once_per_stage_whatever_the_reason,
      .timeout = GS_TEST_TIMEOUT)
 {
