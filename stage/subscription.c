@@ -380,6 +380,16 @@ bool gs__read_inputs(gs_stage *s)
 {
 	bool progress = false;
 	size_t n = s->n_ins;
+	/* Draining with nobody downstream: nothing will ever ask for what it
+	 * could take, so it lets go of its inputs, as a consumer cancelling
+	 * them (the first reason wins: this repeats nothing). Each then ends
+	 * as its producer answers, what waits in it is dropped
+	 * (waits_for_nothing), and the producer, if it is a producer-consumer
+	 * left with nobody downstream, does the same: a chain empties from
+	 * the bottom up. */
+	if (s->kind == GS_PRODUCER_CONSUMER && s->draining && !s->n_outs)
+		for (size_t k = 0; k < n; k++)
+			(void)gs_cancel_reason(s->ins[k], GS_ECANCELED);
 	for (size_t k = 0; k < n && !s->stopping && !s->done; k++) {
 		size_t idx = (s->in_cursor + k) % n;
 		gs_sub *sub = s->ins[idx];

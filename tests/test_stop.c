@@ -208,6 +208,38 @@ Test(stop, a_drain_finishes_a_producer_consumer_nobody_asks,
 	gs_pipeline_free(p);
 }
 
+/* The same below another producer-consumer: the upper one gets no demand
+ * either, so the drain must empty the chain from the bottom up. */
+Test(stop, a_drain_empties_a_chain_of_producer_consumers_nobody_asks,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	void *ev[100];
+	_Atomic uint64_t freed = 0;
+	mapper upper = { 0 }, lower = { 0 };
+	gs_pipeline *p = pipeline_new(NULL);
+	gs_stage *pc1 = array_into_mapper(p, ev, 100, &freed, &upper, NULL,
+					  NULL);
+	gs_stage *pc2 = mapper_new(p, &lower, NULL);
+	/* The lower one's demand (10) lets the upper one take only that
+	 * much: the rest stays in its input. */
+	GS_OK_OR_DIE(gs_subscribe(pc2, pc1, &(gs_sub_opts){ .max_demand = 10 },
+				  NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	cr_assert_eq(gs_pipeline_wait_for(p, 50), GS_ETIMEDOUT);
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_DRAIN));
+	/* The mappers pass the array's events on: each was dropped once,
+	 * by the array (its event_free) or by the upper mapper (counted;
+	 * it has no event_free), and the lower one took none. */
+	gs_stats st;
+	GS_OK_OR_DIE(gs_stage_stats(pc1, &st));
+	cr_assert_eq(atomic_load(&lower.rec.received), 0);
+	cr_assert_eq(atomic_load(&freed) + st.dropped, 100,
+		     "freed %llu, dropped %llu",
+		     (unsigned long long)atomic_load(&freed),
+		     (unsigned long long)st.dropped);
+	gs_pipeline_free(p);
+}
+
 /* Its producer fails with events still in the ring and no demand for
  * them: a permanent subscription stops it with the producer's reason at
  * once, instead of waiting for demand that may never come. */
