@@ -76,6 +76,20 @@ static bool tolerated(gs_err err)
 	return err == GS_OK || err == GS_ENOMEM || err == GS_ESPAWN;
 }
 
+/* The end of a run built with `err` so far: starts and waits for it if
+ * the build succeeded (any failure on the way is out of memory, no thread,
+ * or what they closed), then frees it, which must succeed. */
+static void finish_run(gs_pipeline *p, gs_err err)
+{
+	if (!err)
+		err = gs_pipeline_start(p);
+	if (!err)
+		err = gs_pipeline_wait(p);
+	cr_assert(tolerated(err) || err == GS_ECLOSED, "run: %s (%d)",
+		  gs_strerror(err), (int)err);
+	cr_assert_eq(gs_pipeline_free(p), GS_OK);
+}
+
 /* counter -> mapper -> recorder, every call checked; a failure on the way
  * (out of memory, or no thread) ends the run, which must still account
  * for every event produced. Returns the number of events produced. */
@@ -106,13 +120,7 @@ static uint64_t run_once(tally *t)
 	if (!err)
 		err = gs_subscribe(cons, map,
 				   &(gs_sub_opts){ .max_demand = 50 }, NULL);
-	if (!err)
-		err = gs_pipeline_start(p);
-	if (!err)
-		err = gs_pipeline_wait(p);
-	cr_assert(tolerated(err) || err == GS_ECLOSED, "run: %s (%d)",
-		  gs_strerror(err), (int)err);
-	cr_assert_eq(gs_pipeline_free(p), GS_OK);
+	finish_run(p, err);
 	return atomic_load(&sp.emitted);
 }
 
@@ -198,13 +206,7 @@ static uint64_t run_pool_once(tally *t)
 				   &src);
 	if (!err)
 		err = gs_subscribe(gs_pool_stage(pool), src, NULL, NULL);
-	if (!err)
-		err = gs_pipeline_start(p);
-	if (!err)
-		err = gs_pipeline_wait(p);
-	cr_assert(tolerated(err) || err == GS_ECLOSED, "run: %s (%d)",
-		  gs_strerror(err), (int)err);
-	cr_assert_eq(gs_pipeline_free(p), GS_OK);
+	finish_run(p, err);
 	if (pool) {
 		gs_pool_stats st;
 		GS_OK_OR_DIE(gs_pool_stats_get(pool, &st));
