@@ -400,11 +400,13 @@ bool gs__read_inputs(gs_stage *s)
 			progress = true;
 			continue;
 		}
-		if (atomic_load_explicit(&sub->prod_end,
-					 memory_order_acquire) &&
-		    (gs__ring_count(&sub->ring) == 0 ||
-		     (!may_take && waits_for_nothing(s, sub)))) {
-			GS__HA(&sub->prod_end);
+		if (!atomic_load_explicit(&sub->prod_end, memory_order_acquire))
+			continue;
+		/* Before prod_reason is read (waits_for_nothing, end_in):
+		 * helgrind must see the acquire first. */
+		GS__HA(&sub->prod_end);
+		if (gs__ring_count(&sub->ring) == 0 ||
+		    (!may_take && waits_for_nothing(s, sub))) {
 			end_in(s, idx);
 			return true; /* the array changed under the loop */
 		}
