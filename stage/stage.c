@@ -261,17 +261,28 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 		snprintf(s->name, sizeof s->name, "%s", o.name);
 	else
 		snprintf(s->name, sizeof s->name, "stage-%zu", p->n_stages);
+	/* Started before it is listed: a stage whose thread could not be
+	 * started is not the pipeline's, and its state is the caller's
+	 * again (it was freed twice, listed with its cleanup). Nothing
+	 * reads the list before the lock is returned. */
+	err = p->started ? gs__start_stage(s) : GS_OK;
+	if (err) {
+		pthread_mutex_unlock(&p->lock);
+		gs__refuse(&p->opts, err,
+			   "gs_stage_new %s: could not start its thread",
+			   s->name);
+		s->hooks.cleanup = NULL;
+		gs__stage_free(s);
+		return err;
+	}
 	p->n_stages++;
 	*p->stages_tail = s;
 	p->stages_tail = &s->next;
-	err = p->started ? gs__start_stage(s) : GS_OK;
 	/* Made while the pipeline stops: it stops as the others were asked
 	 * to (see request_all). */
-	if (!err && p->started && p->stop_ctl)
+	if (p->started && p->stop_ctl)
 		gs__request(s, p->stop_ctl, p->stop_reason);
 	pthread_mutex_unlock(&p->lock);
-	if (err)
-		return err; /* the pipeline frees the unstarted stage */
 	*out = s;
 	return GS_OK;
 }

@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MIT
 /*
- * Out of memory: the library must never hang and never lose an event
- * silently when an allocation fails. This suite replaces malloc and its
- * kin for the whole process (the library's allocations included) with
- * versions that fail on command, so it is built only without sanitizers,
- * whose own allocators it would displace.
+ * Out of memory (or of threads): the library must never hang and never
+ * lose an event silently when an allocation fails. This suite replaces
+ * malloc and its kin, and pthread_create, for the whole process (the
+ * library's included) with versions that fail on command, so it is built
+ * only without sanitizers, whose own allocators and thread hooks it would
+ * displace.
  */
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gs_test.h"
 
@@ -55,6 +59,21 @@ void *realloc(void *p, size_t n)
 void *aligned_alloc(size_t align, size_t n)
 {
 	return fail_now() ? NULL : __libc_memalign(align, n);
+}
+
+/* Set: pthread_create fails as it does at a thread limit. */
+static _Atomic bool no_threads;
+
+int pthread_create(pthread_t *th, const pthread_attr_t *attr,
+		   void *(*fn)(void *), void *arg)
+{
+	static int (*real)(pthread_t *, const pthread_attr_t *,
+			   void *(*)(void *), void *);
+	if (atomic_load(&no_threads))
+		return EAGAIN;
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "pthread_create");
+	return real(th, attr, fn, arg);
 }
 
 static void arm(long k)
@@ -247,6 +266,52 @@ Test(oom, stop_and_free_need_no_memory, .timeout = 60)
 	cr_assert_eq(freed, GS_OK);
 	cr_assert_eq(failures, 0, "stopping asked for memory %ld times",
 		     failures);
+}
+
+/* The Graphviz graph of p, in memory: the caller frees it. */
+static char *graph_of(gs_pipeline *p)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	cr_assert_not_null(f);
+	cr_assert_eq(gs_pipeline_write_dot(p, f), GS_OK);
+	fclose(f);
+	return text;
+}
+
+/* A blocking stage made in a running pipeline when no thread can be
+ * started: refused with GS_ESPAWN, *out untouched, and the stage is not
+ * the pipeline's (its state was freed twice when it stayed listed). Each
+ * kind of stage that keeps state of its own is tried. */
+Test(oom, a_stage_that_cannot_get_its_thread_is_not_kept, .timeout = 60)
+{
+	gs_pipeline *p;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	void *items[2] = { GS_EV(1), GS_EV(2) };
+	for (int kind = 0; kind < 4; kind++) {
+		gs_stage_opts o = { .blocking = true, .name = "threadless" };
+		gs_stage *s = (gs_stage *)&o;
+		recorder r = { 0 };
+		atomic_store(&no_threads, true);
+		gs_err err = kind == 0   ? gs_push_producer(p, &o, &s)
+			     : kind == 1 ? gs_stream(p, &o, &s)
+			     : kind == 2
+				     ? gs_from_array(p, items, 2, &o, &s)
+				     : gs_stage_new(p, GS_CONSUMER,
+						    &recorder_ops, &r, &o, &s);
+		atomic_store(&no_threads, false);
+		cr_expect_eq(err, GS_ESPAWN, "kind %d: %s", kind,
+			     gs_strerror(err));
+		cr_expect_eq(s, (gs_stage *)&o, "kind %d: *out was set", kind);
+		char *graph = graph_of(p);
+		cr_expect_null(strstr(graph, "threadless"),
+			       "kind %d: the stage is still listed:\n%s", kind,
+			       graph);
+		free(graph);
+	}
+	cr_assert_eq(gs_pipeline_free(p), GS_OK);
 }
 
 Test(oom, a_push_that_cannot_grow_the_queue_keeps_its_events, .timeout = 60)
