@@ -13,10 +13,12 @@
  * taken once per batch on the stage's side and once per event (which a
  * handler worth a thread of its own dwarfs) on the workers' side.
  *
- * One thing the public API cannot say: the pool's threads are joined when
+ * Two things the public API cannot say. The pool's threads are joined when
  * its pipeline stops, so they mark themselves (gs__joined_by, internal.h)
  * and that pipeline's stop, wait and free refuse them instead of waiting
- * for themselves for ever.
+ * for themselves for ever. And terminate's reason is GS_OK both for a drain
+ * and for a stop; the stage's stop_claimed tells them apart when no
+ * subscription is left to say it.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -333,15 +335,19 @@ static int pool_cancel(void *state, gs_stage *stage, gs_sub *sub, gs_role role,
  */
 static void pool_terminate(void *state, gs_stage *stage, int reason)
 {
-	(void)stage;
 	gs_pool *pool = state;
+	/* A stop (gs_stage_stop, GS_STOP_NOW, a free) after every
+	 * subscription had ended, cancelled or failed temporarily: no live
+	 * one is left to show it, and a drain never claims a stop. */
+	bool stopped = atomic_load_explicit(&stage->stop_claimed,
+					    memory_order_relaxed);
 	pthread_mutex_lock(&pool->lock);
 	/* The queue is taken whole, so that the workers find it empty: it
 	 * needs no memory (a copy did, and without it the workers ran what
 	 * a stop had to cancel). */
 	item *cancel = NULL;
 	size_t n = 0, head = 0, cap = 0;
-	if ((reason != GS_OK || pool->live) && pool->qcount) {
+	if ((reason != GS_OK || pool->live || stopped) && pool->qcount) {
 		cancel = pool->q;
 		n = pool->qcount;
 		head = pool->qhead;

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <string.h>
 #include <time.h>
 
 #include "gs_test.h"
@@ -377,6 +378,60 @@ Test(pool, a_stop_cancels_what_is_queued_and_waits_for_what_runs,
 	gs_pipeline_free(p);
 	gs_pool_free(pool);
 	cr_expect_eq(atomic_load(&heap_freed), atomic_load(&made));
+}
+
+/* Whether the pipeline's graph says its (only) consumer has lost its last
+ * subscription: it shows the consumer's side of a cancel is done. */
+static bool consumer_unsubscribed(gs_pipeline *p)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	cr_assert_not_null(f);
+	GS_OK_OR_DIE(gs_pipeline_write_dot(p, f));
+	fclose(f);
+	bool none = strstr(text, "has no subscription") != NULL;
+	free(text);
+	return none;
+}
+
+/* Its only subscription cancelled (the stage runs on, as a consumer does),
+ * then stopped: what is queued is cancelled too, though no live
+ * subscription is left to show a stop rather than a drain. */
+Test(pool, a_stop_cancels_what_is_queued_after_its_subscriptions_ended,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	bench b = { 0 };
+	gs_pool *pool = pool_on(p, &b, 1, 50, 0);
+	counter c = { .next = 1 };
+	gs_stage *src;
+	gs_sub *sub;
+	GS_OK_OR_DIE(gs_from_fn(p, counter_gen, &c, NULL, &src));
+	GS_OK_OR_DIE(gs_subscribe(gs_pool_stage(pool), src, NULL, &sub));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	wait_int(&b.running, 1);
+	while (stats_of(pool).queued < 49)
+		relax();
+	GS_OK_OR_DIE(gs_cancel(sub));
+	while (!consumer_unsubscribed(p))
+		relax();
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, stop_now, p), 0);
+	/* Without the fix the worker runs all 49, held at the gate: this
+	 * waits for ever. */
+	wait_u64(&b.cancelled, 49);
+	atomic_store(&b.open, true);
+	void *ret;
+	pthread_join(th, &ret);
+	cr_expect_eq((gs_err)(uintptr_t)ret, GS_OK);
+	gs_pool_stats st = stats_of(pool);
+	cr_expect_eq(st.received, 50);
+	cr_expect_eq(st.handled, 1);
+	cr_expect_eq(st.cancelled, 49);
+	gs_pipeline_free(p);
+	gs_pool_free(pool);
 }
 
 static int noop(void *arg, void *event)
