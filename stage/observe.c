@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "reap.h"
 
 /* Appends to a fixed buffer, truncating. */
 typedef struct text {
@@ -97,17 +98,36 @@ static void describe(gs_stage *s, text *t)
 
 void gs__log_unfinished(gs_pipeline *p)
 {
+	gs_stage *reap = NULL; /* claimed as they were unpinned, to free */
 	pthread_mutex_lock(&p->lock);
-	for (gs_stage *s = p->stages; s; s = s->next) {
+	for (gs_stage *s = p->stages, *next; s; s = next) {
+		next = s->next;
 		if (s->finished)
 			continue;
 		char buf[200];
 		text t = { buf, sizeof buf, 0 };
 		buf[0] = '\0';
 		describe(s, &t);
+		/* The log hook may call into the pipeline, whose lock is not
+		 * recursive (a hook that wrote the graph hung): it is called
+		 * unlocked, the stage pinned as a subscription pins it
+		 * (reap.h), so it and its place in the list stay. */
+		s->refs++;
+		pthread_mutex_unlock(&p->lock);
 		gs__log(s, GS_LOG_WARN, "unfinished: %s", buf);
+		pthread_mutex_lock(&p->lock);
+		s->refs--;
+		next = s->next;
+		if (gs__reap_claim(s)) {
+			s->next = reap; /* off the list now */
+			reap = s;
+		}
 	}
 	pthread_mutex_unlock(&p->lock);
+	for (gs_stage *s = reap, *next; s; s = next) {
+		next = s->next;
+		gs__reap(s, false);
+	}
 }
 
 /* Stage names are the user's: quote what dot would read as syntax. */

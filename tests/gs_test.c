@@ -595,6 +595,17 @@ gs_pipeline *counted_pipeline_new(log_count *lc)
 		&(gs_pipeline_opts){ .log = log_counter, .log_arg = lc });
 }
 
+char *dot_text(gs_pipeline *p)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	cr_assert_not_null(f);
+	GS_OK_OR_DIE(gs_pipeline_write_dot(p, f));
+	fclose(f);
+	return buf;
+}
+
 void nap(void)
 {
 	struct timespec ts = { .tv_nsec = 100000 };

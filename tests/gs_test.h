@@ -308,6 +308,10 @@ void wait_int_at_least(const _Atomic int *v, int at_least);
 /* A short pause for a loop that polls for what it waits for. */
 void nap(void);
 
+/* The pipeline's Graphviz graph (gs_pipeline_write_dot), in memory; the
+ * caller frees it. */
+char *dot_text(gs_pipeline *p);
+
 /* A small deterministic generator for randomized tests. */
 typedef struct gs_rng {
 	uint64_t s;

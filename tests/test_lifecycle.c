@@ -23,12 +23,7 @@
 /* The graph as dot text, and how many edges it draws. */
 static char *dot_of(gs_pipeline *p, size_t *edges)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	cr_assert_not_null(f);
-	GS_OK_OR_DIE(gs_pipeline_write_dot(p, f));
-	fclose(f);
+	char *buf = dot_text(p);
 	*edges = 0;
 	for (const char *at = buf; (at = strstr(at, " -> ")); at++)
 		(*edges)++;
@@ -512,6 +507,42 @@ Test(lifecycle, wait_for_names_each_unfinished_stage_and_its_wait,
 	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
 	cr_assert_eq(gs_pipeline_wait_for(p, 0), GS_OK);
 	gs_pipeline_free(p);
+}
+
+/* A log hook that draws the graph of the pipeline that logs: the hook may
+ * call into it (it hung: the hook was called under the pipeline's lock). */
+typedef struct drawer {
+	gs_pipeline *p;
+	_Atomic int drawn;
+} drawer;
+
+static void draw_on_log(void *arg, gs_log_level level, const gs_stage *stage,
+			const char *msg)
+{
+	drawer *d = arg;
+	(void)level, (void)msg;
+	char *dot = dot_text(d->p);
+	if (strstr(dot, gs_stage_name(stage)))
+		atomic_fetch_add(&d->drawn, 1);
+	free(dot);
+}
+
+Test(lifecycle, a_log_hook_may_call_into_the_pipeline_that_logs,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	drawer d = { 0 };
+	recorder r = { 0 };
+	gs_stage *idle;
+	GS_OK_OR_DIE(gs_pipeline_new(&(gs_pipeline_opts){ .log = draw_on_log,
+							  .log_arg = &d },
+				     &d.p));
+	GS_OK_OR_DIE(gs_stage_new(d.p, GS_CONSUMER, &recorder_ops, &r,
+				  &(gs_stage_opts){ .name = "idle" }, &idle));
+	GS_OK_OR_DIE(gs_pipeline_start(d.p));
+	cr_assert_eq(gs_pipeline_wait_for(d.p, 20), GS_ETIMEDOUT);
+	cr_assert_eq(atomic_load(&d.drawn), 1);
+	GS_OK_OR_DIE(gs_pipeline_stop(d.p, GS_STOP_NOW));
+	gs_pipeline_free(d.p);
 }
 
 /* A consumer on its own thread that takes one event per callback and

@@ -268,18 +268,6 @@ Test(oom, stop_and_free_need_no_memory, .timeout = 60)
 		     failures);
 }
 
-/* The Graphviz graph of p, in memory: the caller frees it. */
-static char *graph_of(gs_pipeline *p)
-{
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-	cr_assert_not_null(f);
-	cr_assert_eq(gs_pipeline_write_dot(p, f), GS_OK);
-	fclose(f);
-	return text;
-}
-
 /* A blocking stage made in a running pipeline when no thread can be
  * started: refused with GS_ESPAWN, *out untouched, and the stage is not
  * the pipeline's (its state was freed twice when it stayed listed). Each
@@ -305,7 +293,7 @@ Test(oom, a_stage_that_cannot_get_its_thread_is_not_kept, .timeout = 60)
 		cr_expect_eq(err, GS_ESPAWN, "kind %d: %s", kind,
 			     gs_strerror(err));
 		cr_expect_eq(s, (gs_stage *)&o, "kind %d: *out was set", kind);
-		char *graph = graph_of(p);
+		char *graph = dot_text(p);
 		cr_expect_null(strstr(graph, "threadless"),
 			       "kind %d: the stage is still listed:\n%s", kind,
 			       graph);

@@ -384,12 +384,7 @@ Test(pool, a_stop_cancels_what_is_queued_and_waits_for_what_runs,
  * subscription: it shows the consumer's side of a cancel is done. */
 static bool consumer_unsubscribed(gs_pipeline *p)
 {
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-	cr_assert_not_null(f);
-	GS_OK_OR_DIE(gs_pipeline_write_dot(p, f));
-	fclose(f);
+	char *text = dot_text(p);
 	bool none = strstr(text, "has no subscription") != NULL;
 	free(text);
 	return none;

@@ -30,7 +30,9 @@ typedef enum gs_log_level {
 /* Called on the thread where the drop or stop happened; may be called from
  * several threads at once. `stage` is valid for the call; it is NULL for a
  * call that made no stage (a struct version refused, on the caller's
- * thread). */
+ * thread). No lock of the library's is held: the hook may call into it as
+ * its thread may (gs_pipeline_write_dot while gs_pipeline_wait_for reports,
+ * say). */
 typedef void (*gs_log_fn)(void *arg, gs_log_level level, const gs_stage *stage,
 			  const char *msg);
 
