@@ -256,6 +256,7 @@ struct gs_stage {
 	size_t n_outs, cap_outs;
 	gs_sub **ins;
 	size_t n_ins, cap_ins;
+	gs_sub *subscribing;    /* the input whose handle_subscribe runs */
 	size_t in_cursor;       /* round-robin start over ins */
 	size_t inputs_finished; /* inputs whose producer finished normally */
 	gs__buffer buf;

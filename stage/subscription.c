@@ -146,7 +146,9 @@ void gs__attach_in(gs_stage *s, gs_sub *sub)
 			gs__release_in(s, s->n_ins - 1, GS_OK);
 		return;
 	}
+	s->subscribing = sub; /* gs_sub_manual is for this callback */
 	int r = subscribed(s, sub, GS_ROLE_CONSUMER);
+	s->subscribing = NULL;
 	gs__sync_report(sub, r);
 	if (r) {
 		gs__stop(s, r);
@@ -433,7 +435,10 @@ GS__API gs_err gs_sub_manual(gs_sub *sub)
 {
 	if (!sub)
 		return GS_EINVAL;
-	if (!gs__is_current(sub->consumer))
+	/* Elsewhere, even in the consumer's other callbacks, the automatic
+	 * demand may be granted already, or be granted as the subscription
+	 * attaches, and nothing would ask again. */
+	if (!gs__is_current(sub->consumer) || sub->consumer->subscribing != sub)
 		return GS_ETHREAD;
 	if (sub->received || sub->demand.outstanding ||
 	    atomic_load_explicit(&sub->asked, memory_order_relaxed))

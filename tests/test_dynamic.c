@@ -175,6 +175,50 @@ Test(manual, handle_subscribe_can_choose_manual_demand,
 	check_asked_exactly(&mp, 3 * 334);
 }
 
+/* A consumer that tries to make its subscription manual from init, before
+ * the subscription attaches: refused, and the automatic demand stays (it
+ * was made manual with nothing to ask, and the pipeline stalled). */
+typedef struct early_manual {
+	recorder rec;
+	gs_sub *sub;
+	_Atomic int err;
+} early_manual;
+
+static int early_manual_init(void *state, gs_stage *s)
+{
+	(void)s;
+	early_manual *e = state;
+	atomic_store(&e->err, gs_sub_manual(e->sub));
+	return GS_OK;
+}
+
+static int early_manual_events(void *state, gs_stage *s, gs_sub *from,
+			       void **ev, size_t n)
+{
+	(void)s;
+	early_manual *e = state;
+	return recorder_take(&e->rec, from, ev, n);
+}
+
+Test(manual, gs_sub_manual_outside_handle_subscribe_is_refused,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p = pipeline_new(NULL);
+	seq_producer sp = { .total = 1000 };
+	early_manual e = { .err = -1 };
+	gs_stage *src = seq_producer_new(p, &sp, NULL), *cons;
+	GS_OK_OR_DIE(gs_stage_new(
+		p, GS_CONSUMER,
+		&(gs_stage_ops){ .init = early_manual_init,
+				 .handle_events = early_manual_events },
+		&e, NULL, &cons));
+	GS_OK_OR_DIE(gs_subscribe(cons, src, NULL, &e.sub));
+	GS_OK_OR_DIE(start_and_wait(p));
+	cr_expect_eq(atomic_load(&e.err), GS_ETHREAD);
+	cr_expect_eq(atomic_load(&e.rec.received), 1000);
+	gs_pipeline_free(p);
+}
+
 /* A manual consumer that never asks itself: the test's thread does. */
 Test(manual, gs_ask_works_from_any_thread, .timeout = GS_TEST_TIMEOUT)
 {
