@@ -132,7 +132,10 @@ static size_t queued(const gs_stage *s, void *state)
 static void cleanup(gs_stage *s, void *state)
 {
 	pusher *ps = state;
-	gs__waitq_fini(&ps->w, s);
+	size_t dropped = gs__waitq_fini(&ps->w, s);
+	if (dropped) /* a pipeline freed without having run */
+		gs__log(s, GS_LOG_WARN, "freed: dropped %zu pushed events",
+			dropped);
 	free(ps);
 }
 

@@ -4,6 +4,7 @@
  * one generator-driven loop serving both (an array is a generator that
  * copies out its next slice).
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,8 +54,12 @@ static int on_init(void *state, gs_stage *stage)
  * counted, and passed to event_free. */
 static void drop_rest(gs_stage *stage, source *src)
 {
-	if (src->next < src->n)
-		gs__drop(stage, src->events + src->next, src->n - src->next);
+	size_t left = src->n - src->next;
+	if (left) {
+		gs__drop(stage, src->events + src->next, left);
+		gs__log(stage, GS_LOG_WARN,
+			"stopped: dropped %zu events never emitted", left);
+	}
 	src->next = src->n;
 }
 
@@ -105,6 +110,11 @@ GS__API gs_err gs_from_array(gs_pipeline *p, void *const *events, size_t n,
 {
 	if (!p || !out || (!events && n))
 		return GS_EINVAL;
+	if (n > SIZE_MAX / sizeof(void *))
+		return gs__refuse(&p->opts, GS_EINVAL,
+				  "gs_from_array: %zu events cannot be copied "
+				  "(their size overflows)",
+				  n);
 	source *src = calloc(1, sizeof *src);
 	void **copy = malloc((n ? n : 1) * sizeof *copy);
 	if (!src || !copy) {

@@ -96,7 +96,8 @@ Test(push, publishers_block_on_a_slow_consumer_and_lose_nothing,
 
 Test(push, fails_fast_when_full_and_refuses_bad_pushes)
 {
-	gs_pipeline *p = pipeline_new(NULL);
+	log_count lc = { 0 };
+	gs_pipeline *p = counted_pipeline_new(&lc);
 	gs_stage *src;
 	_Atomic uint64_t freed = 0;
 	gs_push_producer(p,
@@ -118,6 +119,7 @@ Test(push, fails_fast_when_full_and_refuses_bad_pushes)
 	cr_assert_eq(gs_push(src, ev, 1, 0), GS_ECLOSED);
 	gs_pipeline_free(p);
 	cr_assert_eq(atomic_load(&freed), 3, "queued events are freed");
+	cr_assert_eq(atomic_load(&lc.warn), 1, "and the drop logged");
 }
 
 Test(stream, delivers_everything_in_order_then_reports_the_end,

@@ -37,10 +37,11 @@ Test(sources, an_empty_array_finishes_at_once, .timeout = GS_TEST_TIMEOUT)
 	gs_pipeline_free(p);
 }
 
-Test(sources, items_never_emitted_are_freed_and_counted,
+Test(sources, items_never_emitted_are_freed_counted_and_logged,
      .timeout = GS_TEST_TIMEOUT)
 {
-	gs_pipeline *p = pipeline_new(NULL);
+	log_count lc = { 0 };
+	gs_pipeline *p = counted_pipeline_new(&lc);
 	void *items[100] = { 0 };
 	_Atomic uint64_t freed = 0;
 	gs_stage *src;
@@ -54,6 +55,24 @@ Test(sources, items_never_emitted_are_freed_and_counted,
 	gs_stage_stats(src, &st);
 	cr_assert_eq(atomic_load(&freed), 100);
 	cr_assert_eq(st.dropped, 100);
+	cr_assert_eq(atomic_load(&lc.warn), 1, "one line says so");
+	gs_pipeline_free(p);
+	cr_assert_eq(atomic_load(&lc.warn), 1, "and only one");
+}
+
+/* A length whose copy's size overflows (a negative length cast, say) is
+ * refused with a message; it was accepted, and read past the copy. */
+Test(sources, an_array_too_large_to_copy_is_refused, .timeout = GS_TEST_TIMEOUT)
+{
+	log_count lc = { 0 };
+	gs_pipeline *p = counted_pipeline_new(&lc);
+	void *items[2] = { GS_EV(1), GS_EV(2) };
+	gs_stage *src = NULL;
+	cr_assert_eq(gs_from_array(p, items, SIZE_MAX / sizeof(void *) + 2,
+				   NULL, &src),
+		     GS_EINVAL);
+	cr_assert_null(src);
+	cr_assert_eq(atomic_load(&lc.error), 1);
 	gs_pipeline_free(p);
 }
 

@@ -20,7 +20,9 @@ extern "C" {
  * A producer emitting events[0..n) in order, then finishing. The array is
  * copied, so the caller may free it at once; the events themselves pass to
  * the library as gs_emit says (those never emitted, because the pipeline
- * stopped first, go to opts->event_free). `opts` as for gs_stage_new.
+ * stopped first, go to opts->event_free, counted and logged). `opts` as for
+ * gs_stage_new. GS_EINVAL for NULL p or out, NULL events with n > 0, or an
+ * n whose copy's size would overflow (that one with a message).
  */
 gs_err gs_from_array(gs_pipeline *p, void *const *events, size_t n,
 		     const gs_stage_opts *opts, gs_stage **out);
