@@ -333,6 +333,10 @@ void gs__stage_inited(gs_stage *s, int reason);
  * free (gs__reap), once the caller is done with it. */
 bool gs__stage_finished(gs_stage *s, int reason);
 
+/* push.c: whether gs_push_close was called on push producer s (false for
+ * any other stage). */
+bool gs__push_closed(gs_stage *s);
+
 /* observe.c */
 /* Logs, for each stage that has not finished, what it waits for. */
 void gs__log_unfinished(gs_pipeline *p);

@@ -93,7 +93,10 @@ static void describe(gs_stage *s, text *t)
 		    (unsigned long long)st.pending_demand);
 	}
 	if (s->hooks.tag == GS__PUSH && !done)
-		put(t, "; a push producer: gs_push_close ends it");
+		put(t, gs__push_closed(s)
+			       ? "; a push producer, closed: it ends once its "
+				 "queue is delivered"
+			       : "; a push producer: gs_push_close ends it");
 }
 
 void gs__log_unfinished(gs_pipeline *p)

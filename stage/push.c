@@ -217,6 +217,17 @@ GS__API gs_err gs_push(gs_stage *s, void *const *events, size_t n,
 	return err;
 }
 
+bool gs__push_closed(gs_stage *s)
+{
+	pusher *ps = as_pusher(s);
+	if (!ps)
+		return false;
+	pthread_mutex_lock(&ps->w.lock);
+	bool closed = ps->closed;
+	pthread_mutex_unlock(&ps->w.lock);
+	return closed;
+}
+
 GS__API gs_err gs_push_close(gs_stage *s)
 {
 	pusher *ps = as_pusher(s);

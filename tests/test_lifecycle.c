@@ -509,6 +509,30 @@ Test(lifecycle, wait_for_names_each_unfinished_stage_and_its_wait,
 	gs_pipeline_free(p);
 }
 
+/* A closed push producer that still holds events waits for a subscriber,
+ * not for gs_push_close (which the report told the user to call). */
+Test(lifecycle, the_report_tells_a_closed_push_producer_from_an_open_one,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p = pipeline_new(NULL);
+	gs_stage *push;
+	GS_OK_OR_DIE(gs_push_producer(p, NULL, &push));
+	void *ev[3] = { GS_EV(1), GS_EV(2), GS_EV(3) };
+	GS_OK_OR_DIE(gs_push(push, ev, 3, 0));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	char *dot = dot_text(p);
+	cr_expect_not_null(strstr(dot, "gs_push_close ends it"), "%s", dot);
+	free(dot);
+	GS_OK_OR_DIE(gs_push_close(push));
+	dot = dot_text(p);
+	cr_expect_null(strstr(dot, "gs_push_close ends it"), "%s", dot);
+	cr_expect_not_null(strstr(dot, "closed: it ends once its queue"), "%s",
+			   dot);
+	free(dot);
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	gs_pipeline_free(p);
+}
+
 /* A log hook that draws the graph of the pipeline that logs: the hook may
  * call into it (it hung: the hook was called under the pipeline's lock). */
 typedef struct drawer {

@@ -102,7 +102,9 @@ typedef struct gs_sub_opts {
  * (or gs_pipeline_free); until then it stays valid for gs_cancel, gs_ask
  * and the getters, also after the subscription has ended. Inside callbacks
  * the `sub` and `from` pointers the library passes are valid until the
- * stage's handle_cancel for that subscription has returned.
+ * stage's handle_cancel for that subscription has returned; a stage that
+ * stops gets no handle_cancel: its subscriptions end as it stops, before
+ * its terminate, where a pointer kept from them is no longer valid.
  *
  * A consumer with at least one subscription finishes (GS_OK) once every one
  * of them has ended because its producer finished; a producer whose every
