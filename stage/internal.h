@@ -91,6 +91,10 @@ typedef struct gs__hooks {
 	size_t (*buffered)(const gs_stage *s, void *state);
 	/* Frees the state with the stage. */
 	void (*cleanup)(gs_stage *s, void *state);
+	/* The pipeline stopped before the stage could start: it never will,
+	 * so the threads that wait on it (gs_push, gs_stream_next) are let
+	 * go. Not under the pipeline's lock. */
+	void (*abandon)(gs_stage *s, void *state);
 } gs__hooks;
 
 /* gs_sub.cancel_why before any gs_cancel_reason. */
@@ -238,7 +242,8 @@ struct gs_stage {
 	/* pipeline lock */
 	pthread_t thread; /* blocking stages */
 	bool started;
-	bool joined; /* its thread is joined, or being joined, or detached */
+	bool abandoned; /* its pipeline stopped before it could start */
+	bool joined;    /* its thread is joined, or being joined, or detached */
 	bool finished;
 	int reason;
 	struct gs_stage *next;
@@ -329,6 +334,10 @@ void gs__log(gs_stage *s, gs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void gs__stage_failing(gs_stage *s, int reason);
 void gs__stage_inited(gs_stage *s, int reason);
+/* run.c: s never ran and never will (see gs__hooks.abandon): calls waiting
+ * on it are answered GS_ECLOSED and later ones refused; the rest waits for
+ * gs_pipeline_free. Not under the pipeline's lock. */
+void gs__stage_abandon(gs_stage *s);
 /* Marks s finished; true if it was released and is now the caller's to
  * free (gs__reap), once the caller is done with it. */
 bool gs__stage_finished(gs_stage *s, int reason);

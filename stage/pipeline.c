@@ -57,8 +57,11 @@ GS__API gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out)
 	return GS_OK;
 }
 
-/* Sets control request `ctl` on every stage still running; allocates
- * nothing, so stopping cannot fail for lack of memory. */
+/* Sets control request `ctl` on every stage still running, and abandons
+ * those that never started (a pipeline stopped before its start, or whose
+ * start failed part way): nothing will run them, so whoever waits on them
+ * is let go. Allocates nothing, so stopping cannot fail for lack of
+ * memory. */
 static void request_all(gs_pipeline *p, int ctl, int reason)
 {
 	pthread_mutex_lock(&p->lock);
@@ -69,6 +72,17 @@ static void request_all(gs_pipeline *p, int ctl, int reason)
 	for (gs_stage *s = p->stages; s; s = s->next)
 		if (s->started && !s->finished)
 			gs__request(s, ctl, reason);
+	/* Abandoning may log, and the log hook may call into the pipeline:
+	 * each is abandoned unlocked. A stage that never started is never
+	 * reaped, so it and its place in the list stay. */
+	for (gs_stage *s = p->stages; s; s = s->next) {
+		if (s->started || s->abandoned)
+			continue;
+		s->abandoned = true;
+		pthread_mutex_unlock(&p->lock);
+		gs__stage_abandon(s);
+		pthread_mutex_lock(&p->lock);
+	}
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -208,6 +222,11 @@ GS__API gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode)
 		return GS_EINVAL;
 	if (gs__in_any_stage() || gs__joined_by == p)
 		return GS_ETHREAD;
+	/* Never started: it never will (gs_pipeline_start is refused), and
+	 * its stages are abandoned; stages made later stop at once. */
+	pthread_mutex_lock(&p->lock);
+	p->started = true;
+	pthread_mutex_unlock(&p->lock);
 	request_all(p, mode == GS_STOP_DRAIN ? GS__CTL_DRAIN : GS__CTL_STOP,
 		    GS_OK);
 	return gs_pipeline_wait(p);

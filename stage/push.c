@@ -103,6 +103,12 @@ static void on_terminate(void *state, gs_stage *s, int reason)
 			dropped);
 }
 
+/* Never started, and never will: as at a stop. */
+static void on_abandon(gs_stage *s, void *state)
+{
+	on_terminate(state, s, GS_OK);
+}
+
 /* A pipeline drain closes the push producer: what was pushed before is
  * delivered, then it finishes. */
 static void close_queue(pusher *ps)
@@ -163,6 +169,7 @@ GS__API gs_err gs_push_producer(gs_pipeline *p, const gs_stage_opts *opts,
 		.drain = on_drain,
 		.buffered = queued,
 		.cleanup = cleanup,
+		.abandon = on_abandon,
 	};
 	gs_err err = gs__stage_create(p, GS_PRODUCER, &push_ops, ps, opts,
 				      &hooks, out);

@@ -40,6 +40,29 @@ static gs__msg *take_inbox(gs_stage *s, bool close)
 	return m;
 }
 
+void gs__stage_abandon(gs_stage *s)
+{
+	/* Calls, casts and infos are answered or freed now; attach
+	 * messages stay for the stage's free, which frees what is left. */
+	gs__msg *keep = NULL, **keep_tail = &keep;
+	for (gs__msg *m = take_inbox(s, true), *next; m; m = next) {
+		next = m->next;
+		if (m->kind == GS__MSG_ATTACH_OUT ||
+		    m->kind == GS__MSG_ATTACH_IN) {
+			m->next = NULL;
+			*keep_tail = m;
+			keep_tail = &m->next;
+		} else {
+			gs__discard_message(s, m);
+			free(m);
+		}
+	}
+	*keep_tail = s->backlog;
+	s->backlog = keep;
+	if (s->hooks.abandon)
+		s->hooks.abandon(s, s->state);
+}
+
 /* A producer or producer-consumer that will take no more input and emit
  * nothing new: it finishes once its buffer is delivered. */
 void gs__enter_done(gs_stage *s)

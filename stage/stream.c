@@ -71,6 +71,12 @@ static void on_terminate(void *state, gs_stage *s, int reason)
 	pthread_mutex_unlock(&st->w.lock);
 }
 
+/* Never started, and never will: it ends as at a stop. */
+static void on_abandon(gs_stage *s, void *state)
+{
+	on_terminate(state, s, GS_OK);
+}
+
 static void cleanup(gs_stage *s, void *state)
 {
 	stream *st = state;
@@ -108,6 +114,7 @@ GS__API gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts,
 		.poll = take_credit,
 		.pull = true,
 		.cleanup = cleanup,
+		.abandon = on_abandon,
 	};
 	gs_err err = gs__stage_create(p, GS_CONSUMER, &stream_ops, st, opts,
 				      &hooks, out);

@@ -302,6 +302,41 @@ Test(oom, a_stage_that_cannot_get_its_thread_is_not_kept, .timeout = 60)
 	cr_assert_eq(gs_pipeline_free(p), GS_OK);
 }
 
+static void *push_forever(void *arg)
+{
+	void *ev = GS_EV(2);
+	return (void *)(uintptr_t)gs_push(arg, &ev, 1, -1);
+}
+
+/* A start that fails part way (a blocking stage gets no thread) leaves the
+ * stages after it unstarted: a thread blocked on one of them is let go,
+ * as by any stop (it waited for ever). */
+Test(oom, a_start_that_fails_part_way_lets_waiting_threads_go, .timeout = 60)
+{
+	gs_pipeline *p;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	recorder r = { 0 };
+	gs_stage *first, *push;
+	GS_OK_OR_DIE(gs_stage_new(p, GS_CONSUMER, &recorder_ops, &r,
+				  &(gs_stage_opts){ .blocking = true },
+				  &first));
+	GS_OK_OR_DIE(gs_push_producer(p, &(gs_stage_opts){ .buffer_size = 1 },
+				      &push));
+	void *ev = GS_EV(1);
+	GS_OK_OR_DIE(gs_push(push, &ev, 1, 0)); /* full */
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, push_forever, push), 0);
+	atomic_store(&no_threads, true);
+	gs_err err = gs_pipeline_start(p);
+	atomic_store(&no_threads, false);
+	cr_expect_eq(err, GS_ESPAWN);
+	void *ret;
+	pthread_join(th, &ret);
+	cr_expect_eq((gs_err)(uintptr_t)ret, GS_ECLOSED);
+	cr_expect_eq(gs_pipeline_stop(p, GS_STOP_NOW), GS_OK);
+	cr_assert_eq(gs_pipeline_free(p), GS_OK);
+}
+
 Test(oom, a_push_that_cannot_grow_the_queue_keeps_its_events, .timeout = 60)
 {
 	tally t;

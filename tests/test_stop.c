@@ -528,3 +528,75 @@ Test(stop, a_stage_made_during_a_stop_is_stopped_too,
 		}
 	}
 }
+
+/* Threads blocked on the stages of a pipeline that never started: a push
+ * into a full queue, a pull from a stream, a call. */
+typedef struct waiter {
+	gs_stage *push, *stream, *called;
+	gs_err push_err, pull_err, call_err;
+} waiter;
+
+static void *push_into_full_queue(void *arg)
+{
+	waiter *w = arg;
+	void *ev = GS_EV(3);
+	w->push_err = gs_push(w->push, &ev, 1, -1);
+	return NULL;
+}
+
+static void *pull_from_stream(void *arg)
+{
+	waiter *w = arg;
+	void *ev;
+	size_t n;
+	w->pull_err = gs_stream_next(w->stream, &ev, 1, &n, -1);
+	return NULL;
+}
+
+static void *call_stage(void *arg)
+{
+	waiter *w = arg;
+	void *reply;
+	w->call_err = gs_call(w->called, NULL, &reply, -1);
+	return NULL;
+}
+
+/* A pipeline stopped before it started never runs, and the threads that
+ * waited on it are let go (they waited for ever, and the stop returned
+ * GS_ESTATE); what was pushed goes to event_free, counted and logged. */
+Test(stop, a_stop_before_the_start_lets_every_waiting_thread_go,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	log_count lc = { 0 };
+	gs_pipeline *p = counted_pipeline_new(&lc);
+	_Atomic uint64_t freed = 0;
+	waiter w = { 0 };
+	recorder r = { 0 };
+	GS_OK_OR_DIE(
+		gs_push_producer(p,
+				 &(gs_stage_opts){ .buffer_size = 2,
+						   .event_free = count_free,
+						   .event_free_arg = &freed },
+				 &w.push));
+	GS_OK_OR_DIE(gs_stream(p, NULL, &w.stream));
+	w.called = recorder_new(p, &r, NULL);
+	void *ev[2] = { GS_EV(1), GS_EV(2) };
+	GS_OK_OR_DIE(gs_push(w.push, ev, 2, 0));
+	pthread_t th[3];
+	void *(*fn[3])(void *) = { push_into_full_queue, pull_from_stream,
+				   call_stage };
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, fn[i], &w), 0);
+	cr_assert_eq(gs_pipeline_stop(p, GS_STOP_NOW), GS_OK);
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	cr_expect_eq(w.push_err, GS_ECLOSED);
+	cr_expect_eq(w.pull_err, GS_ECLOSED);
+	cr_expect_eq(w.call_err, GS_ECLOSED);
+	cr_expect_eq(gs_push(w.push, ev, 1, 0), GS_ECLOSED);
+	cr_expect_eq(gs_pipeline_start(p), GS_ESTATE, "it never starts");
+	cr_expect_eq(atomic_load(&freed), 2);
+	cr_expect_eq(atomic_load(&lc.warn), 1, "the drop is logged");
+	cr_expect_eq(atomic_load(&r.received), 0);
+	gs_pipeline_free(p);
+}

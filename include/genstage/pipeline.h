@@ -87,9 +87,11 @@ gs_err gs_pipeline_new(const gs_pipeline_opts *opts, gs_pipeline **out);
 /* Starts every stage: scheduled ones are queued on the executor, blocking
  * ones get their thread. Waits until every stage's init has run and
  * returns the first init's failure (the pipeline is then stopped and
- * waited for), as GenStage's start_link does; from inside a stage's
+ * waited for), as GenStage's start_link does, or GS_ESPAWN when a blocking
+ * stage gets no thread (the stages not started then never run, as after a
+ * stop before the start); from inside a stage's
  * callbacks it does not wait. Stages created later start at once.
- * GS_ESTATE if already started. */
+ * GS_ESTATE if already started, or stopped. */
 gs_err gs_pipeline_start(gs_pipeline *p);
 
 /* Blocks until every stage has finished. Returns the first error a stage
@@ -112,7 +114,11 @@ gs_err gs_pipeline_wait_for(gs_pipeline *p, int timeout_ms);
  * thread, but not from inside a stage's callbacks nor from a handler of a
  * pool in this pipeline (GS_ETHREAD; gs_stage_stop, which does not wait,
  * may be called there). Threads blocked in gs_push or gs_stream_next on
- * its stages return GS_ECLOSED. Allocates nothing. */
+ * its stages return GS_ECLOSED. Allocates nothing. A pipeline stopped
+ * before gs_pipeline_start, in either mode, never runs (its start is then
+ * GS_ESTATE): calls waiting on its stages (gs_push, gs_stream_next,
+ * gs_call) return GS_ECLOSED, later ones are refused so, and what was
+ * pushed goes to event_free, counted and logged. */
 gs_err gs_pipeline_stop(gs_pipeline *p, gs_stop_mode mode);
 
 /* Stops (GS_STOP_NOW) if running, then frees every stage and subscription;
