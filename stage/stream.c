@@ -155,8 +155,8 @@ GS__API gs_err gs_stream_next(gs_stage *s, void **events, size_t max, size_t *n,
 	else if (!taken)
 		err = GS_ETIMEDOUT;
 	pthread_mutex_unlock(&st->w.lock);
-	*n = taken;
 	if (taken) {
+		*n = taken; /* a failing call leaves it untouched (README) */
 		GS__HB(&st->given);
 		atomic_fetch_add_explicit(&st->given, taken,
 					  memory_order_release);

@@ -56,7 +56,8 @@ gs_err gs_push_close(gs_stage *stage);
 gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts, gs_stage **out);
 
 /*
- * Takes up to `max` events into events[] and sets *n. Waits up to
+ * Takes up to `max` events into events[] and sets *n (untouched when the
+ * call fails, as every out-parameter). Waits up to
  * timeout_ms (negative: for ever) for at least one: GS_ETIMEDOUT if none
  * came. Once the stream has ended and nothing is left: GS_ECLOSED if it
  * ended normally (its producers are done, or it was stopped without a

@@ -195,7 +195,7 @@ static void *pull_main(void *arg)
 	puller *pl = arg;
 	for (;;) {
 		void *events[CHUNK];
-		size_t n;
+		size_t n = 0; /* untouched when the call fails */
 		gs_err err = gs_stream_next(pl->stage, events, CHUNK, &n, -1);
 		for (size_t i = 0; i < n; i++) {
 			item *it = events[i];
