@@ -119,7 +119,9 @@ gs_err gs_subscribe(gs_stage *consumer, gs_stage *producer,
  * GS_OK (and *out set, when not NULL: a handle as gs_subscribe's), or the
  * first failure: what gs_subscribe refuses, a handle_subscribe's non-zero
  * return (that stage stops with it), GS_ECLOSED if an end was stopping or
- * done, or GS_ETIMEDOUT (the subscription is then cancelled). On failure
+ * the consumer was done (a producer-consumer that takes no more input; a
+ * done producer still delivering its buffer takes the subscriber), or
+ * GS_ETIMEDOUT (the subscription is then cancelled). On failure
  * *out is untouched. Any thread, but not inside either stage's callbacks
  * nor inside any scheduled stage's callbacks (GS_ETHREAD).
  */
