@@ -24,8 +24,10 @@
  * Run:  make demo
  *   or  build/examples/bus_audit [EVENTS]      (default 2000)
  *       build/examples/bus_audit 0             (until Ctrl-C)
+ *       AUDIT_LOG=FILE build/examples/bus_audit (the audit's lines to FILE)
  */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -175,7 +177,20 @@ static bool conserved(const gs_bus_sub *sub)
 
 int main(int argc, char **argv)
 {
-	uint64_t events = argc > 1 ? strtoull(argv[1], NULL, 10) : 2000;
+	uint64_t events = 2000;
+	if (argc > 1) {
+		/* strtoull takes "-1" as 2^64 - 1 and "abc" as 0 (for ever):
+		 * only plain digits are a count. */
+		char *end;
+		errno = 0;
+		events = strtoull(argv[1], &end, 10);
+		if (argv[1][0] < '0' || argv[1][0] > '9' || *end || errno) {
+			fprintf(stderr,
+				"usage: %s [EVENTS]  (0: until Ctrl-C)\n",
+				argv[0]);
+			return 2;
+		}
+	}
 	signal(SIGINT, on_sigint);
 
 	gs_bus *bus;
@@ -195,7 +210,9 @@ int main(int argc, char **argv)
 				    .patterns = (const char *[]){ "#", NULL },
 				    .handler = audit_event,
 				    .arg = &a,
-				    .queue_size = 256 },
+				    .queue_size = 256,
+				    /* Writing a file may block. */
+				    .blocking = a.out != NULL },
 		&audit_sub);
 	if (!err)
 		err = gs_bus_subscribe(

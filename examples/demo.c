@@ -36,7 +36,8 @@ typedef struct total {
 	uint64_t sum, count;
 } total;
 
-/* Runs on "numbers"'s thread whenever its consumers want more. */
+/* numbers's callback, run (on a worker thread) whenever its consumers
+ * want more. */
 static int numbers_demand(void *state, gs_stage *stage, size_t demand)
 {
 	numbers *s = state;
@@ -56,7 +57,7 @@ static int numbers_demand(void *state, gs_stage *stage, size_t demand)
 	return GS_OK;
 }
 
-/* Runs on "squares"'s thread: emits one square per event it receives. */
+/* squares's callback: emits one square per event it receives. */
 static int squares_events(void *state, gs_stage *stage, gs_sub *from,
 			  void **events, size_t n)
 {
@@ -77,7 +78,8 @@ static int squares_events(void *state, gs_stage *stage, gs_sub *from,
 	return GS_OK;
 }
 
-/* Runs on "sum"'s thread; only that thread touches the total. */
+/* sum's callback; a stage's callbacks never run at once, so only they
+ * touch the total. */
 static int sum_events(void *state, gs_stage *stage, gs_sub *from, void **events,
 		      size_t n)
 {
@@ -145,6 +147,9 @@ int main(int argc, char **argv)
 	total tot = { 0 };
 	gs_pipeline *p = NULL;
 	gs_stage *numbers_st, *squares_st, *sum_st;
+	/* Held so that the graph, written after the run, still draws the
+	 * subscriptions (ended by then); gs_pipeline_free frees them. */
+	gs_sub *numbers_to_squares, *squares_to_sum;
 	gs_err err;
 
 	/* Build the graph, subscribe each stage to the one above it, run it
@@ -159,9 +164,11 @@ int main(int argc, char **argv)
 	    (err = gs_stage_new(p, GS_CONSUMER, &sum_ops, &tot,
 				&(gs_stage_opts){ .name = "sum" }, &sum_st)) ||
 	    (err = gs_subscribe(squares_st, numbers_st,
-				&(gs_sub_opts){ .max_demand = 1000 }, NULL)) ||
+				&(gs_sub_opts){ .max_demand = 1000 },
+				&numbers_to_squares)) ||
 	    (err = gs_subscribe(sum_st, squares_st,
-				&(gs_sub_opts){ .max_demand = 1000 }, NULL)) ||
+				&(gs_sub_opts){ .max_demand = 1000 },
+				&squares_to_sum)) ||
 	    (err = gs_pipeline_start(p)) || (err = gs_pipeline_wait(p))) {
 		fprintf(stderr, "demo: %s\n", gs_strerror(err));
 		gs_pipeline_free(p);

@@ -117,7 +117,21 @@ static void *take_orders(void *arg)
 
 int main(int argc, char **argv)
 {
-	unsigned per_waiter = argc > 1 ? (unsigned)atoi(argv[1]) : 300;
+	unsigned per_waiter = 300;
+	if (argc > 1) {
+		/* atoi took "-1" for four billion orders: digits only, and a
+		 * bound a kitchen serves in minutes. */
+		char *end;
+		unsigned long n = strtoul(argv[1], &end, 10);
+		if (argv[1][0] < '0' || argv[1][0] > '9' || *end ||
+		    n > 1000000) {
+			fprintf(stderr,
+				"usage: %s [ORDERS-PER-WAITER]  (0..1000000)\n",
+				argv[0]);
+			return 2;
+		}
+		per_waiter = (unsigned)n;
+	}
 	kitchen k = {
 		.stations = { { "grill", "order.grill.*", 2, 400, 0 },
 			      { "fry", "order.fry.*", 1, 150, 0 },

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "wordcount.h"
@@ -27,6 +28,13 @@ static char *load(const char *path, size_t *len)
 	FILE *fp = fopen(path, "rb");
 	if (!fp)
 		return NULL;
+	/* Only a regular file has a size: ftell gives a directory's as
+	 * LONG_MAX here. */
+	struct stat st;
+	if (fstat(fileno(fp), &st) || !S_ISREG(st.st_mode)) {
+		fclose(fp);
+		return NULL;
+	}
 	fseek(fp, 0, SEEK_END);
 	long sz = ftell(fp);
 	fseek(fp, 0, SEEK_SET);

@@ -115,7 +115,7 @@ static amqp_connection_state_t connect_to(int port)
 static int publish(int port, const char *queue, size_t n)
 {
 	amqp_connection_state_t c = NULL;
-	for (int i = 0; i < 200 && !c; i++) {
+	for (int i = 0; i < 200 && !c && !interrupted; i++) {
 		c = connect_to(port);
 		if (c && !amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 1,
 					     0, 0, 0, amqp_empty_table)) {
