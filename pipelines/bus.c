@@ -208,6 +208,12 @@ GS_BUS_API gs_err gs_bus_new(const gs_bus_opts *opts, gs_bus **out)
 	if (!bus)
 		return GS_ENOMEM;
 	memset(bus, 0, sizeof *bus);
+	GS__ATOMIC(bus->waiters);
+	GS__ATOMIC(bus->closing);
+	GS__ATOMIC(bus->closed);
+	GS__ATOMIC(bus->published);
+	GS__ATOMIC(bus->unrouted);
+	GS__ATOMIC(bus->completed);
 	bus->o = o;
 	snprintf(bus->name, sizeof bus->name, "%s", o.name ? o.name : "bus");
 	bus->next_id = 1;

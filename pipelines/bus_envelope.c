@@ -107,6 +107,8 @@ gs__bus_block *gs__bus_block_new(gs_bus *bus, size_t n, size_t strings,
 		return NULL;
 	/* The envelopes are filled by the publisher, field by field. */
 	memset(b, 0, sizeof *b);
+	GS__ATOMIC(b->pending);
+	GS__ATOMIC(b->lossy);
 	b->bus = bus;
 	b->n = n;
 	b->size_class = c;
@@ -241,9 +243,11 @@ void gs__bus_release(gs__bus_block *b, size_t k, gs__bus_block **defer)
 {
 	/* acq_rel: whoever completes the block sees every other releaser's
 	 * writes to its envelopes (the rare-outcome counts). */
+	GS__HB(&b->pending);
 	if (atomic_fetch_sub_explicit(&b->pending, k, memory_order_acq_rel) !=
 	    k)
 		return;
+	GS__HA(&b->pending);
 	if (defer) {
 		b->next = *defer;
 		*defer = b;

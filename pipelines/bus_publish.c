@@ -385,6 +385,9 @@ static gs_err build(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
 		atomic_init(&e->skipped, 0);
 		atomic_init(&e->dropped, 0);
 		atomic_init(&e->failed, 0);
+		GS__ATOMIC(e->skipped);
+		GS__ATOMIC(e->dropped);
+		GS__ATOMIC(e->failed);
 	}
 	*out = b;
 	return GS_OK;

@@ -28,6 +28,7 @@ gs_err gs__bus_queue_init(gs_bus_sub *s)
 	s->slots = calloc(cap, sizeof *s->slots);
 	if (!s->slots)
 		return GS_ENOMEM;
+	GS__ATOMICS(s->slots, cap * sizeof *s->slots);
 	s->mask = cap - 1;
 	return GS_OK;
 }
@@ -41,10 +42,13 @@ void gs__bus_queue_fini(gs_bus_sub *s)
 size_t gs__bus_queue_show(gs_bus_sub *const *subs, size_t n,
 			  gs_bus_sub **hungry)
 {
-	/* Pairs with the takers' acquire of head. */
-	for (size_t i = 0; i < n; i++)
+	/* Pairs with the takers' acquire of head: the envelopes (and the
+	 * payloads) before it are theirs to read. */
+	for (size_t i = 0; i < n; i++) {
+		GS__HB(&subs[i]->head);
 		atomic_store_explicit(&subs[i]->head, subs[i]->put,
 				      memory_order_release);
+	}
 	/* Pairs with the fence in gs__bus_queue_next: either the stage's
 	 * second look sees the new head, or this sees its hungry. One fence
 	 * for every queue of the call: it waits for the stores above, and a
@@ -83,6 +87,7 @@ size_t gs__bus_queue_take(gs_bus_sub *s, gs__bus_env **out, size_t max)
 	for (;;) {
 		uint64_t h = atomic_load_explicit(&s->head,
 						  memory_order_acquire);
+		GS__HA(&s->head);
 		size_t n = h - t < max ? (size_t)(h - t) : max;
 		if (!n)
 			return 0;

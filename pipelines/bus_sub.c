@@ -82,6 +82,23 @@ static gs_bus_sub *sub_new(gs_bus *bus, const gs_bus_sub_opts *o)
 	/* Its stage starts out waiting: the first publish wakes it. */
 	atomic_init(&s->hungry, true);
 	atomic_init(&s->refs, 1); /* the routes' */
+	GS__ATOMIC(s->stages_left);
+	GS__ATOMIC(s->accepted);
+	GS__ATOMIC(s->refs);
+	GS__ATOMIC(s->head);
+	GS__ATOMIC(s->tail);
+	GS__ATOMIC(s->hungry);
+	GS__ATOMIC(s->closing);
+	GS__ATOMIC(s->cut);
+	GS__ATOMIC(s->finished);
+	GS__ATOMIC(s->wake_at);
+	GS__ATOMIC(s->delivered);
+	GS__ATOMIC(s->handled);
+	GS__ATOMIC(s->skipped);
+	GS__ATOMIC(s->failed);
+	GS__ATOMIC(s->retried);
+	GS__ATOMIC(s->dropped);
+	GS__ATOMIC(s->handler_ns);
 	size_t quarter = o->queue_size / 4 ? o->queue_size / 4 : 1;
 	s->batch = quarter < GS_BUS_MAX_BATCH ? quarter : GS_BUS_MAX_BATCH;
 	return s;

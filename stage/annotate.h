@@ -36,12 +36,15 @@
 /* `var` is an atomic (or memory only glibc's atomics touch, as a mutex's
  * own bytes): its accesses are not checked. */
 #define GS__ATOMIC(var) VALGRIND_HG_DISABLE_CHECKING(&(var), sizeof(var))
+/* The same for `bytes` bytes of atomics from p (an array of them). */
+#define GS__ATOMICS(p, bytes) VALGRIND_HG_DISABLE_CHECKING((p), (bytes))
 
 #else
 
 #define GS__HB(addr) ((void)0)
 #define GS__HA(addr) ((void)0)
 #define GS__ATOMIC(var) ((void)0)
+#define GS__ATOMICS(p, bytes) ((void)0)
 
 #endif
 

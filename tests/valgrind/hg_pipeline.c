@@ -8,11 +8,15 @@
  * scheduled one); and a push producer fed by a pusher thread -> "twice" (a
  * blocking stage) -> a stream pulled by a puller thread. Meanwhile the main thread reads every
  * stage's counters and asks "sum" for its running total with gs_call.
+ * Then an event bus: heap payloads, freed by the bus at completion, go to
+ * a subscription in order, a blocking one and one of concurrency 3 (whose
+ * handlers add under a lock of their own).
  *
- * In mode "clean" the callbacks touch only their own state and the events
+ * In mode "clean" the callbacks and handlers touch only their own state and the events
  * they were given, so the tools must report nothing. In mode "race" the
  * "sum" and "check" callbacks also count into one plain global without a
- * lock, a data race in the user's code that the tools must report (in
+ * lock, and so do the bus's handlers, a data race in the user's code that
+ * the tools must report (in
  * racy_count). The program checks its results either way and exits non-zero
  * if they are wrong.
  *
@@ -235,6 +239,86 @@ static gs_err observe(gs_stage *const *stages, size_t n, gs_stage *sum)
 	return GS_OK;
 }
 
+/* --- the bus --------------------------------------------------------- */
+
+/* A subscription's own totals; with `locked`, its handlers (which may run
+ * at once) add under `lock`. */
+typedef struct listener {
+	pthread_mutex_t lock;
+	bool locked;
+	totals t;
+} listener;
+
+static void free_payload(void *payload)
+{
+	free_item(payload, NULL);
+}
+
+static int listen_event(void *arg, const gs_bus_envelope *env)
+{
+	listener *l = arg;
+	const item *it = env->payload;
+	if (l->locked)
+		pthread_mutex_lock(&l->lock);
+	l->t.sum += it->n;
+	l->t.count++;
+	l->t.bad |= it->derived != 3 * it->n;
+	if (l->locked)
+		pthread_mutex_unlock(&l->lock);
+	racy_count(1);
+	return GS_BUS_DONE;
+}
+
+/* Publishes 1..events (odd ones on "n.odd") to l[0] (everything, in
+ * order), l[1] (the odd ones, blocking) and l[2] (everything, concurrency
+ * 3), then closes with drain. */
+static gs_err run_bus(gs_executor *ex, uint64_t events, listener *l)
+{
+	gs_bus *bus;
+	gs_err err = gs_bus_new(&(gs_bus_opts){ .name = "hg", .executor = ex },
+				&bus);
+	if (err)
+		return err;
+	static const char *const all[] = { "#", NULL };
+	static const char *const odd[] = { "n.odd", NULL };
+	const gs_bus_sub_opts subs[3] = {
+		{ .name = "in-order",
+		  .patterns = all,
+		  .handler = listen_event,
+		  .arg = &l[0],
+		  .queue_size = 64 },
+		{ .name = "blocking",
+		  .patterns = odd,
+		  .handler = listen_event,
+		  .arg = &l[1],
+		  .queue_size = 64,
+		  .blocking = true },
+		{ .name = "crowd",
+		  .patterns = all,
+		  .handler = listen_event,
+		  .arg = &l[2],
+		  .queue_size = 64,
+		  .concurrency = 3 },
+	};
+	for (int i = 0; !err && i < 3; i++)
+		err = gs_bus_subscribe(bus, &subs[i], NULL);
+	for (uint64_t n = 1; !err && n <= events; n++) {
+		item *it = malloc(sizeof *it);
+		if (!it) {
+			err = GS_ENOMEM;
+			break;
+		}
+		*it = (item){ .n = n, .derived = 3 * n };
+		err = gs_bus_publish(bus, n % 2 ? "n.odd" : "n.even", it,
+				     free_payload, GS_BUS_FOREVER);
+		if (err)
+			free_payload(it);
+	}
+	gs_err closed = gs_bus_close(bus, GS_BUS_DRAIN);
+	gs_bus_free(bus);
+	return err ? err : closed;
+}
+
 int main(int argc, char **argv)
 {
 	racy = argc > 1 && !strcmp(argv[1], "race");
@@ -324,6 +408,10 @@ int main(int argc, char **argv)
 	pthread_join(pull_thread, NULL);
 	err = gs_pipeline_wait(p);
 	gs_pipeline_free(p);
+	listener heard[3] = { [2] = { .locked = true } };
+	pthread_mutex_init(&heard[2].lock, NULL);
+	gs_err bus_err = run_bus(ex, events, heard);
+	pthread_mutex_destroy(&heard[2].lock);
 	gs_executor_free(ex);
 
 	uint64_t squares = events * (events + 1) * (2 * events + 1) / 6;
@@ -334,6 +422,19 @@ int main(int argc, char **argv)
 				  : seen   ? seen
 				  : ps.err ? ps.err
 					   : pl.end);
+	if (bus_err)
+		bad = fail("bus", bus_err);
+	uint64_t odds = (events + 1) / 2;
+	if (heard[0].t.count != events || heard[0].t.sum != naturals ||
+	    heard[1].t.count != odds || heard[1].t.sum != odds * odds ||
+	    heard[2].t.count != events || heard[2].t.sum != naturals ||
+	    heard[0].t.bad || heard[1].t.bad || heard[2].t.bad) {
+		fprintf(stderr,
+			"hg_pipeline: the bus's listeners heard wrong: %" PRIu64
+			" %" PRIu64 " %" PRIu64 " events\n",
+			heard[0].t.count, heard[1].t.count, heard[2].t.count);
+		bad = 1;
+	}
 	if (sum.count != events || sum.sum != squares ||
 	    check.count != events || check.bad || pl.got.count != events ||
 	    pl.got.sum != naturals || pl.got.bad) {
@@ -348,7 +449,7 @@ int main(int argc, char **argv)
 	}
 	if (!bad)
 		printf("hg_pipeline %s: %" PRIu64
-		       " events through each chain\n",
+		       " events through each chain and the bus\n",
 		       racy ? "race" : "clean", events);
 	return bad;
 }
