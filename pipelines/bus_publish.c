@@ -514,7 +514,13 @@ GS_BUS_API gs_err gs_bus_publish_batch(gs_bus *bus, const gs_bus_msg *msgs,
 	gs_err err = build(bus, msgs, n, &o, &b);
 	if (err)
 		return err;
-	after a = { 0 };
+	/* Field by field: clearing the whole struct (the wake list and the
+	 * refusal's text) was 3% of a single publish's instructions. */
+	after a;
+	a.n_wake = 0;
+	a.defer = NULL;
+	a.unrouted = 0;
+	a.no.why[0] = '\0';
 	err = admit(bus, b, msgs, &o, &a);
 	if (err) {
 		gs__bus_block_free(b);
