@@ -214,6 +214,7 @@ gs_err gs__bw_batcher_new(gs_broadway *bw, size_t b, const gs_stage_opts *so,
 	const gs_broadway_batcher_opts *o = &bt->conf->o;
 	gs_stage_opts opts = *so;
 	opts.event_free = drop_batch_event;
+	opts.event_free_arg = bw; /* drop_batch acknowledges through it */
 	opts.msg_free = free_timer;
 	if (o->partition_by)
 		opts.dispatcher = gs_dispatcher_partition(o->concurrency,
@@ -282,6 +283,7 @@ gs_err gs__bw_batch_processor_new(gs_broadway *bw, size_t b, size_t index,
 		return err;
 	gs_stage_opts opts = *so;
 	opts.event_free = drop_batch_event;
+	opts.event_free_arg = bw; /* drop_batch acknowledges through it */
 	return gs_stage_new(bw->p, GS_CONSUMER, &batch_processor_ops, bp, &opts,
 			    out);
 }

@@ -689,6 +689,40 @@ Test(broadway, a_stop_without_drain_acks_what_was_left_as_cancelled,
 	free(s.msgs);
 }
 
+/* Batches closed and waiting for a slow batch processor, or on their way
+ * to it, when the pipeline stops without drain: each of their messages is
+ * acknowledged failed (the drop dereferenced a NULL pipeline and
+ * crashed). */
+Test(broadway, a_stop_without_drain_acks_the_batches_on_their_way,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	group_src s;
+	group_init(&s, 2000);
+	ctx c = { .batch_sleep_us = 20000 };
+	gs_broadway *bw;
+	GS_OK_OR_DIE(gs_broadway_new(
+		&ops, &c,
+		&(gs_broadway_opts){
+			.producer = { .make = group_new, .arg = &s },
+			.processors = { .concurrency = 2 },
+			.batchers = &(
+				gs_broadway_batcher_opts){ .batch_size = 2,
+							   .max_demand = 64,
+							   .blocking = true },
+			.n_batchers = 1 },
+		&bw));
+	GS_OK_OR_DIE(gs_broadway_start(bw));
+	/* The first batch is in handle_batch, more wait behind it. */
+	wait_at_least(&c.handled, 200);
+	gs_broadway_free(bw);
+	uint64_t acked = 0;
+	for (size_t r = 0; r < REFS; r++)
+		acked += atomic_load(&s.acked[r]);
+	cr_assert_eq(acked, s.n, "acked %llu of %zu", (unsigned long long)acked,
+		     s.n);
+	free(s.msgs);
+}
+
 /* A thread pushing test batches until the pipeline refuses them. */
 typedef struct pusher {
 	gs_broadway *bw;
