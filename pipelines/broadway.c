@@ -82,6 +82,14 @@ static gs_err check(const gs_broadway_ops *ops, const gs_broadway_opts *in,
 	}
 	if (!o->processors.max_demand)
 		o->processors.max_demand = DEFAULT_PROCESSOR_MAX_DEMAND;
+	if (o->processors.max_demand > GS_MAX_DEMAND)
+		return refuse(in, GS_EINVAL,
+			      "processors.max_demand above GS_MAX_DEMAND");
+	for (size_t b = 0; b < in->n_batchers; b++)
+		if (in->batchers[b].max_demand > GS_MAX_DEMAND)
+			return refuse(in, GS_EINVAL,
+				      "a batcher's max_demand above "
+				      "GS_MAX_DEMAND");
 	if (o->processors.min_demand >= o->processors.max_demand &&
 	    o->processors.min_demand != GS_MIN_DEMAND_ZERO)
 		return refuse(in, GS_EDEMAND,

@@ -907,6 +907,16 @@ Test(broadway, bad_options_are_refused_and_leave_nothing)
 	d.processors.min_demand = 5;
 	REFUSED(&w, GS_EDEMAND, "min_demand",
 		gs_broadway_new(&ops, NULL, &d, &bw));
+	d.processors.min_demand = 0;
+	d.processors.max_demand = GS_MAX_DEMAND + 1;
+	REFUSED(&w, GS_EINVAL, "processors.max_demand",
+		gs_broadway_new(&ops, NULL, &d, &bw));
+	gs_broadway_opts huge_batch = o;
+	huge_batch.batchers = &(
+		gs_broadway_batcher_opts){ .max_demand = GS_MAX_DEMAND + 1 };
+	huge_batch.n_batchers = 1;
+	REFUSED(&w, GS_EINVAL, "batcher's max_demand",
+		gs_broadway_new(&ops, NULL, &huge_batch, &bw));
 	gs_broadway_opts nb = o;
 	nb.n_batchers = 1; /* and no batchers array */
 	REFUSED(&w, GS_EINVAL, "no batchers",

@@ -270,9 +270,10 @@ typedef struct gs_broadway_opts {
 /*
  * Builds the pipeline, not started. `ops` and `opts` are copied (names
  * too); `arg` stays the caller's. Refused: a NULL or missing
- * handle_message, producer.make or handle_batch with batchers (GS_EINVAL),
- * a version above this header's (GS_EVERSION), min_demand >= max_demand
- * (GS_EDEMAND), each with a message through opts.pipeline's log hook (NULL
+ * handle_message, producer.make or handle_batch with batchers, a
+ * max_demand above GS_MAX_DEMAND (GS_EINVAL), a version above this
+ * header's (GS_EVERSION), min_demand >= max_demand (GS_EDEMAND), each with
+ * a message through opts.pipeline's log hook (NULL
  * stage) or on stderr; or whatever producer.make returned. On error *out
  * is untouched and nothing is left behind (producers made so far are
  * freed).
