@@ -190,8 +190,8 @@ static size_t default_stages(void)
 
 /* Ends making a new flow `f` whose producers are layer `in`: the
  * operations that follow run in a layer of opts->stages stages (else
- * `stages`) fed by them by demand, as Flow's mapper stages. Sets *out, or
- * frees `f`. */
+ * `stages`) fed by them by demand, as Flow's mapper stages. Sets *out;
+ * on error `f` is the caller's to free. */
 static gs_err fed_by(gs_flow *f, gs__flow_layer *in, size_t stages,
 		     const gs_flow_opts *opts, gs_flow **out)
 {
@@ -199,10 +199,8 @@ static gs_err fed_by(gs_flow *f, gs__flow_layer *in, size_t stages,
 		stages = opts->stages;
 	if (!stages_layer(f, GS__IN_SHUFFLE, &in, 1, stages,
 			  opts ? opts->max_demand : 0,
-			  opts ? opts->min_demand : 0)) {
-		gs_flow_free(f);
+			  opts ? opts->min_demand : 0))
 		return GS_ENOMEM;
-	}
 	*out = f;
 	return GS_OK;
 }
@@ -214,6 +212,8 @@ static gs_err check_source(const gs_flow_source *s)
 		return GS_EVERSION;
 	if (s->gen ? s->events || s->n : s->n && !s->events)
 		return GS_EINVAL;
+	if (s->n > SIZE_MAX / sizeof(void *))
+		return GS_EINVAL; /* its copy's size would overflow */
 	return GS_OK;
 }
 
@@ -262,7 +262,15 @@ GS_FLOW_API gs_err gs_flow_from_sources(const gs_flow_source *sources, size_t n,
 	f->layers = nl;
 	f->layers[f->nlayers++] = l;
 	f->last = l;
-	return fed_by(f, l, default_stages(), opts, out);
+	e = fed_by(f, l, default_stages(), opts, out);
+	if (e) {
+		/* Refused: the events are the caller's again, so the free
+		 * drops none (it frees the copies). */
+		for (size_t i = 0; i < n; i++)
+			srcs[i].nevents = 0;
+		gs_flow_free(f);
+	}
+	return e;
 }
 
 GS_FLOW_API gs_err gs_flow_from_array(void *const *events, size_t n,
@@ -304,7 +312,10 @@ GS_FLOW_API gs_err gs_flow_from_stages(gs_pipeline *p,
 	}
 	memcpy(u->user, producers, n * sizeof(gs_stage *));
 	u->nstages = n;
-	return fed_by(f, u, n, opts, out);
+	e = fed_by(f, u, n, opts, out);
+	if (e)
+		gs_flow_free(f);
+	return e;
 }
 
 static void layer_free(gs__flow_layer *l, const gs_flow *f)

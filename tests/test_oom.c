@@ -337,6 +337,40 @@ Test(oom, a_start_that_fails_part_way_lets_waiting_threads_go, .timeout = 60)
 	cr_assert_eq(gs_pipeline_free(p), GS_OK);
 }
 
+/* A flow source refused for lack of memory takes no event: the caller,
+ * who frees them after the error, freed them a second time when the
+ * refused flow had handed them to event_free. */
+Test(oom, a_refused_flow_source_takes_no_event, .timeout = 60)
+{
+	void *events[5] = { GS_EV(1), GS_EV(2), GS_EV(3), GS_EV(4), GS_EV(5) };
+	long k;
+	for (k = 0; k < 100; k++) {
+		_Atomic uint64_t freed = 0;
+		gs_flow *f = NULL;
+		arm(k);
+		gs_err err = gs_flow_from_array(
+			events, 5,
+			&(gs_flow_opts){ .event_free = count_free,
+					 .event_free_arg = &freed },
+			&f);
+		bool hit = atomic_load(&failed) > 0;
+		disarm();
+		if (err) {
+			cr_assert_eq(err, GS_ENOMEM);
+			cr_assert_null(f);
+			cr_assert_eq(atomic_load(&freed), 0,
+				     "allocation %ld: %llu events taken", k,
+				     (unsigned long long)atomic_load(&freed));
+			continue;
+		}
+		gs_flow_free(f); /* never run: the flow's events go */
+		cr_assert_eq(atomic_load(&freed), 5);
+		if (!hit)
+			break;
+	}
+	cr_assert_lt(k, 100, "every allocation was tried");
+}
+
 Test(oom, a_push_that_cannot_grow_the_queue_keeps_its_events, .timeout = 60)
 {
 	tally t;

@@ -181,7 +181,8 @@ typedef struct gs_flow_opts {
  * reads `opts` (may be NULL) once; on error *out is untouched; a
  * min_demand not below max_demand (GS_DEFAULT_MAX_DEMAND when 0) is
  * GS_EDEMAND, a max_demand above GS_MAX_DEMAND GS_EINVAL. from_array
- * copies the array of pointers; the events pass to the flow (gs_flow_free
+ * copies the array of pointers (an n whose copy's size would overflow is
+ * GS_EINVAL); the events pass to the flow (gs_flow_free
  * of a flow never run hands them to event_free). from_fn calls `gen` (see
  * gs_gen_fn) on the source's thread as demand comes; `arg` stays the
  * caller's. What follows runs in opts.stages stages (see "How it runs").
@@ -201,7 +202,8 @@ gs_err gs_flow_from_stages(gs_pipeline *p, gs_stage *const *producers, size_t n,
  * the operations that follow run. A source is a generator when `gen` is
  * set (then events must be NULL and n 0), else the array events[0..n)
  * (copied, as by gs_flow_from_array; events may be NULL when n is 0).
- * n == 0, a NULL sources or a source that is both is GS_EINVAL; a version
+ * n == 0, a NULL sources, a source that is both or an array whose copy's
+ * size would overflow is GS_EINVAL; a version
  * above GS_FLOW_SOURCE_VERSION is GS_EVERSION. On error *out is untouched
  * and no event is taken.
  */

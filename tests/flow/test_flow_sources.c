@@ -230,6 +230,11 @@ Test(flow_sources, bad_sources_are_refused, .timeout = 30)
 	cr_assert_eq(gs_flow_from_sources(&both, 1, NULL, &f), GS_EINVAL);
 	gs_flow_source holes = { .events = NULL, .n = 3 };
 	cr_assert_eq(gs_flow_from_sources(&holes, 1, NULL, &f), GS_EINVAL);
+	/* A length whose copy's size overflows: it was copied short and
+	 * read past. */
+	cr_assert_eq(gs_flow_from_array(one, SIZE_MAX / sizeof(void *) + 2,
+					NULL, &f),
+		     GS_EINVAL);
 	gs_flow_source future = { .version = GS_FLOW_SOURCE_VERSION + 1,
 				  .gen = gen };
 	cr_assert_eq(gs_flow_from_sources(&future, 1, NULL, &f), GS_EVERSION);
