@@ -114,9 +114,8 @@ static gs_err demand_error(size_t max, size_t min)
 							      : GS_OK;
 }
 
-/* Fails f with demand_error's code, saying which fields of `what`. */
-static gs_err check_demand(gs_flow *f, const char *what, const char *fields,
-			   size_t max, size_t min)
+gs_err gs__flow_check_demand(gs_flow *f, const char *what, const char *fields,
+			     size_t max, size_t min)
 {
 	gs_err e = demand_error(max, min);
 	if (e == GS_EINVAL)
@@ -300,6 +299,8 @@ GS_FLOW_API gs_err gs_flow_from_stages(gs_pipeline *p,
 	for (size_t i = 0; i < n; i++)
 		if (!producers[i])
 			return GS_EINVAL;
+		else if (gs_stage_pipeline(producers[i]) != p)
+			return GS_EPIPELINE;
 	gs_flow *f;
 	gs_err e = flow_new(opts, &f);
 	if (e)
@@ -478,8 +479,8 @@ static gs_err check_popts(gs_flow *f, const char *what,
 				     "%s: lateness applies to fixed windows "
 				     "only and must be positive",
 				     what);
-	return check_demand(f, what, "max_demand, min_demand", o->max_demand,
-			    o->min_demand);
+	return gs__flow_check_demand(f, what, "max_demand, min_demand",
+				     o->max_demand, o->min_demand);
 }
 
 static void set_route(gs__flow_layer *in, const gs_flow_partition_opts *o)
@@ -826,6 +827,11 @@ GS_FLOW_API gs_err gs_flow_through_stages(gs_flow *f, gs_pipeline *p,
 		if (!stages[i])
 			return gs__flow_fail(f, GS_EINVAL,
 					     "%s: a stage is NULL", what);
+		else if (gs_stage_pipeline(stages[i]) != p)
+			return gs__flow_fail(f, GS_EPIPELINE,
+					     "%s: stage '%s' is not of the "
+					     "given pipeline",
+					     what, gs_stage_name(stages[i]));
 	if (o->version > GS_FLOW_THROUGH_OPTS_VERSION)
 		return gs__flow_fail(f, GS_EVERSION,
 				     "%s: opts version %u, this library knows "
@@ -838,8 +844,8 @@ GS_FLOW_API gs_err gs_flow_through_stages(gs_flow *f, gs_pipeline *p,
 			"%s: the stages belong to another pipeline "
 			"than the flow's sources",
 			what);
-	if ((e = check_demand(f, what, "in_max_demand, in_min_demand",
-			      o->in_max_demand, o->in_min_demand)))
+	if ((e = gs__flow_check_demand(f, what, "in_max_demand, in_min_demand",
+				       o->in_max_demand, o->in_min_demand)))
 		return e;
 	gs_flow_partition_opts after = {
 		.stages = o->stages ? o->stages : n,

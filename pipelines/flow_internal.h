@@ -196,6 +196,11 @@ struct gs_flow {
 gs_err gs__flow_fail(gs_flow *f, gs_err code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void gs__flow_drop(const gs_flow *f, void *event);
+/* The checks gs_subscribe makes of a max/min demand pair, made when the
+ * flow is built: fails f with GS_EINVAL (max above GS_MAX_DEMAND) or
+ * GS_EDEMAND, naming `what` and its `fields` (flow.c). */
+gs_err gs__flow_check_demand(gs_flow *f, const char *what, const char *fields,
+			     size_t max, size_t min);
 /* Frees an item that built layer `l` emitted and that is dropped on its
  * way: an accumulator (GS_FLOW_EMIT_STATE, or a departition's without a
  * done function) through its acc_free, take_sort's list with its events,

@@ -338,6 +338,20 @@ static gs_err attach(gs_flow *f, gs_stage *const *consumers, size_t n,
 	return GS_OK;
 }
 
+/* A sink that failed after building in the caller's pipeline (no memory,
+ * a consumer stopped): the stages built there are stopped with the error,
+ * so that the pipeline can finish. */
+static void stop_built(gs_flow *f, gs_err e)
+{
+	for (size_t i = 0; i < f->nlayers; i++) {
+		const gs__flow_layer *l = f->layers[i];
+		if (l->kind == GS__L_USER || !l->stages)
+			continue;
+		for (size_t k = 0; k < l->nbuilt; k++)
+			gs_stage_stop(l->stages[k], e);
+	}
+}
+
 /* The hooks of gs_flow_pipeline_opts apply to a pipeline the flow makes;
  * a flow run in the caller's pipeline `p` refuses them. */
 static gs_err hooks_usable(gs_flow *f, const gs_pipeline *p)
@@ -483,6 +497,23 @@ GS_FLOW_API gs_err gs_flow_into_stages(gs_flow *f, gs_pipeline *p,
 	gs_err e = sink_usable(f);
 	if (!e)
 		e = hooks_usable(f, p);
+	/* What gs_subscribe would refuse is refused before anything is
+	 * built in p: built, the flow's stages stayed there, waiting for a
+	 * sink that never came. */
+	if (!e && sub)
+		e = gs__flow_check_demand(f, "gs_flow_into_stages",
+					  "sub's max_demand, min_demand",
+					  sub->max_demand, sub->min_demand);
+	for (size_t c = 0; !e && c < n; c++)
+		if (gs_stage_pipeline(consumers[c]) != p)
+			e = gs__flow_fail(
+				f, consumers[c] ? GS_EPIPELINE : GS_EINVAL,
+				"gs_flow_into_stages: consumer %zu "
+				"is %s",
+				c,
+				consumers[c] ? "not of the given "
+					       "pipeline"
+					     : "NULL");
 	if (e)
 		return e;
 	pthread_mutex_lock(&f->lock);
@@ -490,5 +521,7 @@ GS_FLOW_API gs_err gs_flow_into_stages(gs_flow *f, gs_pipeline *p,
 	if (!e)
 		e = attach(f, consumers, n, sub);
 	pthread_mutex_unlock(&f->lock);
+	if (e)
+		stop_built(f, e);
 	return e;
 }

@@ -474,6 +474,11 @@ GS__API const char *gs_stage_name(const gs_stage *s)
 	return s ? s->name : NULL;
 }
 
+GS__API gs_pipeline *gs_stage_pipeline(const gs_stage *s)
+{
+	return s ? s->p : NULL;
+}
+
 static uint64_t load(const _Atomic uint64_t *c)
 {
 	return atomic_load_explicit(c, memory_order_relaxed);

@@ -216,6 +216,8 @@ Test(delivery, stage_state_and_subscription_ends_are_what_was_given)
 	cr_assert_eq(gs_sub_producer(sub), l.prod);
 	cr_assert_eq(gs_sub_consumer(sub), l.cons);
 	cr_assert_not_null(gs_stage_name(l.prod));
+	cr_assert_eq(gs_stage_pipeline(l.prod), l.p);
+	cr_assert_null(gs_stage_pipeline(NULL));
 	gs_stage *named = seq_producer_new(
 		l.p, &l.sp, &(gs_stage_opts){ .name = "source" });
 	cr_assert_str_eq(gs_stage_name(named), "source");

@@ -187,7 +187,8 @@ typedef struct gs_flow_opts {
  * gs_gen_fn) on the source's thread as demand comes; `arg` stays the
  * caller's. What follows runs in opts.stages stages (see "How it runs").
  * from_stages uses existing producers of pipeline `p`, which the sink
- * then runs in; n == 0 is GS_EINVAL.
+ * then runs in; n == 0 or a NULL producer is GS_EINVAL, a producer of
+ * another pipeline GS_EPIPELINE.
  */
 gs_err gs_flow_from_array(void *const *events, size_t n,
 			  const gs_flow_opts *opts, gs_flow **out);
@@ -569,9 +570,9 @@ gs_err gs_flow_window_join(gs_flow *left, gs_flow *right,
  * flow). n == 0, a NULL stage or another pipeline than the flow's sources'
  * is refused (GS_EINVAL, GS_EPIPELINE); so are demand values gs_subscribe
  * would refuse (GS_EINVAL, GS_EDEMAND); a version above
- * GS_FLOW_THROUGH_OPTS_VERSION is GS_EVERSION. Stages that are not of p
- * are found when the flow runs: its sink returns GS_EPIPELINE, with a
- * message in gs_flow_errmsg. `opts` may be NULL. The
+ * GS_FLOW_THROUGH_OPTS_VERSION is GS_EVERSION; a stage that is not of p
+ * is GS_EPIPELINE, with a message in gs_flow_errmsg. `opts` may be NULL.
+ * The
  * stages stay their pipeline's; free the flow after p, as with
  * gs_flow_from_stages.
  */
@@ -635,7 +636,12 @@ gs_err gs_flow_stream(gs_flow *f, gs_pipeline *p, const gs_stage_opts *opts,
 /* Builds the flow in p and subscribes each of `consumers` (stages of p)
  * to every stage of its last layer, with `sub` (may be NULL; the cancel
  * mode is forced to transient so a consumer waits for all of them). The
- * caller starts, waits for and frees p. */
+ * caller starts, waits for and frees p, then frees the flow. Refused
+ * before anything is built in p: a NULL consumer (GS_EINVAL), one of
+ * another pipeline (GS_EPIPELINE), `sub` demand gs_subscribe would refuse
+ * (GS_EINVAL, GS_EDEMAND). A failure after the build (no memory, a
+ * consumer that stopped) stops the stages built in p with that error, so
+ * that p finishes. */
 gs_err gs_flow_into_stages(gs_flow *f, gs_pipeline *p,
 			   gs_stage *const *consumers, size_t n,
 			   const gs_sub_opts *sub);

@@ -276,6 +276,9 @@ void *gs_stage_state(const gs_stage *stage);
 /* The stage's name; never NULL for a valid stage. Thread-safe. */
 const char *gs_stage_name(const gs_stage *stage);
 
+/* The pipeline the stage was made in; NULL for NULL. Thread-safe. */
+gs_pipeline *gs_stage_pipeline(const gs_stage *stage);
+
 /* A snapshot of the stage's counters, from any thread; each counter is
  * exact, the set is not taken atomically. */
 gs_err gs_stage_stats(const gs_stage *stage, gs_stats *out);

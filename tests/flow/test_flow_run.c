@@ -278,6 +278,44 @@ Test(flow_run, into_stages_feeds_existing_consumers, .timeout = 30)
 	gs_flow_free(f);
 }
 
+/* Refusals leave nothing in the caller's pipeline: the refused flow may
+ * be freed at once, and p runs a later flow alone (the refused flow's
+ * stages stayed in p, waiting for ever, and ran on its freed state). */
+Test(flow_run, a_refused_into_stages_builds_nothing, .timeout = 30)
+{
+	atomic_store(&consumed, 0);
+	gs_pipeline *p, *q;
+	gs_pipeline_new(NULL, &p);
+	gs_pipeline_new(NULL, &q);
+	static const gs_stage_ops ops = { .handle_events = user_consume };
+	gs_stage *c, *foreign, *none = NULL;
+	gs_stage_new(p, GS_CONSUMER, &ops, NULL, NULL, &c);
+	gs_stage_new(q, GS_CONSUMER, &ops, NULL, NULL, &foreign);
+	gs_flow *f = range(1, 100);
+	cr_assert_eq(gs_flow_into_stages(f, p, &c, 1,
+					 &(gs_sub_opts){ .max_demand = 5,
+							 .min_demand = 5 }),
+		     GS_EDEMAND);
+	cr_assert_not_null(strstr(gs_flow_errmsg(f), "min"), "%s",
+			   gs_flow_errmsg(f));
+	gs_flow_free(f);
+	f = range(1, 100);
+	cr_assert_eq(gs_flow_into_stages(f, p, &foreign, 1, NULL),
+		     GS_EPIPELINE);
+	gs_flow_free(f);
+	f = range(1, 100);
+	cr_assert_eq(gs_flow_into_stages(f, p, &none, 1, NULL), GS_EINVAL);
+	gs_flow_free(f);
+	f = range(1, 100);
+	cr_assert_eq(gs_flow_into_stages(f, p, &c, 1, NULL), GS_OK);
+	cr_assert_eq(gs_pipeline_start(p), GS_OK);
+	cr_assert_eq(gs_pipeline_wait_for(p, 20000), GS_OK);
+	cr_assert_eq(atomic_load(&consumed), 100 * 101 / 2);
+	gs_pipeline_free(p);
+	gs_pipeline_free(q);
+	gs_flow_free(f);
+}
+
 /* Pulls a stream to its end and sums what came. */
 static uintptr_t pull_sum(gs_stage *s)
 {

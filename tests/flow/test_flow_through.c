@@ -172,15 +172,19 @@ Test(flow_through, bad_through_stages_are_refused, .timeout = 30)
 	cr_assert_eq(gs_flow_from_stages(q, &src, 1, NULL, &f), GS_OK);
 	cr_assert_eq(gs_flow_through_stages(f, p, &pc, 1, NULL), GS_EPIPELINE);
 	gs_flow_free(f);
-	/* Sources in p, stages of q given as p's: found when it runs, and
-	 * the sink gives that reason, not the pipeline's state. */
+	/* Sources in p, stages of q given as p's: refused at once, and the
+	 * sink gives that reason, not the pipeline's state. */
 	gs_stage *qpc, *psrc;
 	gs_stage_new(q, GS_PRODUCER_CONSUMER, &ops, NULL, NULL, &qpc);
 	gs_push_producer(p, NULL, &psrc);
 	cr_assert_eq(gs_flow_from_stages(p, &psrc, 1, NULL, &f), GS_OK);
-	cr_assert_eq(gs_flow_through_stages(f, p, &qpc, 1, NULL), GS_OK);
+	cr_assert_eq(gs_flow_through_stages(f, p, &qpc, 1, NULL), GS_EPIPELINE);
+	cr_assert_not_null(strstr(gs_flow_errmsg(f), "not of the given"), "%s",
+			   gs_flow_errmsg(f));
 	cr_assert_eq(gs_flow_run(f), GS_EPIPELINE, "%s", gs_flow_errmsg(f));
 	gs_flow_free(f);
+	/* Producers of q given as p's. */
+	cr_assert_eq(gs_flow_from_stages(p, &src, 1, NULL, &f), GS_EPIPELINE);
 	gs_pipeline_free(p);
 	gs_pipeline_free(q);
 }
