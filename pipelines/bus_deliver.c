@@ -176,6 +176,10 @@ void gs__bus_deliver_batch(gs_bus_sub *s, gs__bus_env *const *envs, size_t n)
 			skipped += o == GS__BUS_SKIPPED;
 			failed += o == GS__BUS_FAILED;
 		}
+		/* Before the run is settled, which may complete and free e,
+		 * and before the next DELIVER report, which is not inside
+		 * its handler. */
+		ctx.env = NULL;
 		if (i + 1 == next_run && i + 1 < n) {
 			settle_run(s, envs, done, i + 1, failed);
 			done = i + 1;
@@ -183,7 +187,6 @@ void gs__bus_deliver_batch(gs_bus_sub *s, gs__bus_env *const *envs, size_t n)
 			next_run *= 2;
 		}
 	}
-	ctx.env = NULL;
 	add(&s->handler_ns, gs__bus_now_ns() - t0);
 	add(&s->skipped, skipped);
 	if (i > done)

@@ -425,7 +425,8 @@ gs_err gs_bus_pattern_matches(const char *pattern, const char *topic,
 			      bool *match);
 
 /* The envelope being handled on this thread (inside a handler or
- * dead_letter); NULL elsewhere. */
+ * dead_letter, and in the trace hook's RETRY and FAIL reports of it);
+ * NULL elsewhere. */
 const gs_bus_envelope *gs_bus_current(void);
 
 /* The subscription's name; never NULL for a valid handle. */

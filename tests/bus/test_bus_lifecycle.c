@@ -654,6 +654,9 @@ Test(bus_lifecycle, bad_input_is_refused_with_a_code_and_a_message,
 typedef struct trace_count {
 	_Atomic uint64_t kind[GS_BUS_TRACE_COMPLETE + 1];
 	_Atomic uint64_t named; /* with a subscriber name where one is due */
+	/* DELIVER reports that saw an envelope as gs_bus_current (the one
+	 * handled before, possibly freed) */
+	_Atomic uint64_t current_in_deliver;
 } trace_count;
 
 static void count_trace(void *arg, gs_bus_trace_kind kind,
@@ -667,6 +670,8 @@ static void count_trace(void *arg, gs_bus_trace_kind kind,
 		     kind == GS_BUS_TRACE_DROP;
 	if (needs == (sub != NULL))
 		atomic_fetch_add(&t->named, 1);
+	if (kind == GS_BUS_TRACE_DELIVER && gs_bus_current())
+		atomic_fetch_add(&t->current_in_deliver, 1);
 }
 
 typedef struct unrouted_count {
@@ -743,6 +748,7 @@ Test(bus_lifecycle, counters_trace_and_json_tell_the_same_story,
 	for (size_t k = 0; k <= GS_BUS_TRACE_COMPLETE; k++)
 		traced += atomic_load(&tc.kind[k]);
 	cr_expect_eq(atomic_load(&tc.named), traced);
+	cr_expect_eq(atomic_load(&tc.current_in_deliver), 0);
 	cr_expect_eq(atomic_load(&un.n), 1);
 	gs_bus_topic_stats ts;
 	GS_OK_OR_DIE(gs_bus_topic_stats_get(bus, "orders.paid", &ts));
