@@ -58,8 +58,20 @@ void gs__bus_log(gs_bus *bus, const char *fmt, ...)
 void gs__bus_trace(gs_bus *bus, gs_bus_trace_kind kind, const gs__bus_env *env,
 		   const char *sub)
 {
-	if (bus->o.trace)
-		bus->o.trace(bus->o.trace_arg, kind, &env->pub, sub);
+	if (!bus->o.trace)
+		return;
+	/* A report made outside the bus's own callbacks (the drops of an
+	 * immediate unsubscribe or close, on the caller's thread) is a hook
+	 * all the same: calls that would wait for the bus are refused
+	 * there, rather than wait for the very call that reports. */
+	const gs__bus_ctx *now = gs__bus_ctx_now();
+	gs__bus_ctx ctx;
+	bool outside = !now || now->bus != bus;
+	if (outside)
+		gs__bus_ctx_push(&ctx, bus, now ? now->may_block : true);
+	bus->o.trace(bus->o.trace_arg, kind, &env->pub, sub);
+	if (outside)
+		gs__bus_ctx_pop(&ctx);
 }
 
 uint64_t gs__bus_now_ns(void)

@@ -384,6 +384,59 @@ Test(bus_lifecycle, an_immediate_unsubscribe_cuts_a_slow_drain_short,
 	gs_bus_free(bus);
 }
 
+/* A trace hook that, at its first DROP report, tries what waits for the
+ * bus: a close, and an unsubscribe with a timeout. */
+typedef struct waiting_hook {
+	gs_bus *bus;
+	gs_bus_sub *sub;
+	_Atomic int reports;
+	_Atomic gs_err close_err, unsubscribe_err;
+} waiting_hook;
+
+static void wait_from_hook(void *arg, gs_bus_trace_kind kind,
+			   const gs_bus_envelope *env, const char *sub)
+{
+	(void)env, (void)sub;
+	waiting_hook *h = arg;
+	if (kind != GS_BUS_TRACE_DROP || atomic_fetch_add(&h->reports, 1))
+		return;
+	atomic_store(&h->close_err, gs_bus_close(h->bus, GS_BUS_DRAIN));
+	atomic_store(&h->unsubscribe_err,
+		     gs_bus_unsubscribe(h->sub, GS_BUS_DRAIN, 500));
+}
+
+/* The drops of an immediate unsubscribe are reported on the caller's
+ * thread; the hook is a hook there too, and its waiting calls are refused
+ * (the close waited for the drop that called it, for ever). */
+Test(bus_lifecycle, a_drop_reported_on_the_callers_thread_refuses_waiting_calls,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub a;
+	static waiting_hook h;
+	memset(&h, 0, sizeof h);
+	gs_bus *bus = bt_begin(&(gs_bus_opts){ .trace = wait_from_hook,
+					       .trace_arg = &h },
+			       BT_SUBS(&a));
+	h.bus = bus;
+	a.gated = true;
+	bt_subscribe(bus, &a,
+		     (gs_bus_sub_opts){ .patterns = all, .queue_size = 16 });
+	h.sub = a.sub;
+	for (uint64_t i = 1; i <= 8; i++)
+		bt_publish(bus, "t", i);
+	wait_at_least(&a.holding, 1);
+	cr_expect_eq(gs_bus_unsubscribe(a.sub, GS_BUS_IMMEDIATE, 0),
+		     GS_ETIMEDOUT);
+	cr_expect_gt(atomic_load(&h.reports), 0);
+	cr_expect_eq(atomic_load(&h.close_err), GS_ETHREAD);
+	cr_expect_eq(atomic_load(&h.unsubscribe_err), GS_ETHREAD);
+	atomic_store(&a.open, true);
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	bt_conserved(&a);
+	cr_expect_eq(atomic_load(&bt_freed), 8);
+	gs_bus_free(bus);
+}
+
 /* An immediate unsubscribe ends a failing event's retries (it fails, to
  * the dead letter) and drops the event its stage took and had not begun,
  * instead of running their whole backoff schedule; a retry it cut off in
