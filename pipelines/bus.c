@@ -202,13 +202,14 @@ static gs_err init_sync(gs_bus *bus)
 GS_BUS_API gs_err gs_bus_new(const gs_bus_opts *opts, gs_bus **out)
 {
 	gs_bus_opts o = opts ? *opts : (gs_bus_opts){ 0 };
-	if (!out) {
-		log_line(NULL, "gs_bus_new: NULL out-parameter");
-		return GS_EINVAL;
-	}
-	if (o.version > GS_BUS_OPTS_VERSION) {
+	if (!out || o.version > GS_BUS_OPTS_VERSION) {
+		/* Said through the log hook the caller gave, bus or not. */
 		gs_bus tmp = { .o = o };
 		snprintf(tmp.name, sizeof tmp.name, "-");
+		if (!out) {
+			gs__bus_log(&tmp, "gs_bus_new: NULL out-parameter");
+			return GS_EINVAL;
+		}
 		gs__bus_log(&tmp, "gs_bus_opts.version %u is newer than %u",
 			    (unsigned)o.version, (unsigned)GS_BUS_OPTS_VERSION);
 		return GS_EVERSION;

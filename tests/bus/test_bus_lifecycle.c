@@ -697,6 +697,11 @@ Test(bus_lifecycle, bad_input_is_refused_with_a_code_and_a_message,
 			   &none),
 		GS_EVERSION);
 	cr_expect_eq(none, (gs_bus *)&log);
+	/* Through the given log hook, not stderr. */
+	REFUSED(&log, GS_EINVAL,
+		gs_bus_new(&(gs_bus_opts){ .log = bt_log_line,
+					   .log_arg = &log },
+			   NULL));
 	cr_expect_eq(gs_bus_unsubscribe(NULL, GS_BUS_DRAIN, 0), GS_EINVAL);
 	cr_expect_eq(gs_bus_sub_stats_get(NULL, &(gs_bus_sub_stats){ 0 }),
 		     GS_EINVAL);
