@@ -68,18 +68,49 @@ GS_BUS_API gs_err gs_bus_topic_stats_get(gs_bus *bus, const char *topic,
 	return GS_OK;
 }
 
-/* Names are the user's: escape what JSON would read as syntax. */
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no
+ * overlong form, no surrogate, nothing above U+10FFFF), 0 if there is
+ * none. Reads no further than the first byte that breaks it, so never past
+ * the NUL. */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	size_t n = c < 0x80                 ? 1
+		   : c >= 0xC2 && c <= 0xDF ? 2
+		   : c >= 0xE0 && c <= 0xEF ? 3
+		   : c >= 0xF0 && c <= 0xF4 ? 4
+					    : 0;
+	if (n < 2)
+		return n;
+	unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+	unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+	return n;
+}
+
+/* Names are the user's: what JSON would read as syntax is escaped. Topics
+ * may hold any byte, and a name cut to its first 63 bytes may end inside
+ * a character: what is not UTF-8 is written as U+FFFD, so that the
+ * document stays JSON. */
 static void json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		unsigned char c = *p;
+		size_t n = utf8_len(p);
 		if (c == '"' || c == '\\')
 			fprintf(f, "\\%c", c);
 		else if (c < 0x20)
 			fprintf(f, "\\u%04x", c);
+		else if (n)
+			fwrite(p, 1, n, f);
 		else
-			fputc(c, f);
+			fputs("\\ufffd", f);
+		p += n ? n : 1;
 	}
 	fputc('"', f);
 }

@@ -742,6 +742,31 @@ static void on_unrouted(void *arg, const gs_bus_envelope *env)
 	atomic_fetch_add(&((unrouted_count *)arg)->n, 1);
 }
 
+/* A topic with a byte that is not UTF-8, and a name cut inside a
+ * character: the JSON stays valid (it carried the raw bytes). */
+Test(bus_lifecycle, write_json_writes_valid_utf8_whatever_the_names,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	atomic_store(&bt_freed, 0);
+	static bt_sub a;
+	gs_bus *bus = bt_begin(NULL, BT_SUBS(&a));
+	char name[80];
+	memset(name, 'a', 62);
+	strcpy(name + 62, "\xc3\xa9"); /* an e-acute across the cut */
+	bt_subscribe(
+		bus, &a,
+		(gs_bus_sub_opts){ .name = name,
+				   .patterns = (const char *[]){ "#", NULL },
+				   .queue_size = 4 });
+	bt_publish(bus, "raw\xff.caf\xc3\xa9", 1);
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	char *json = bt_json(bus);
+	cr_expect(strstr(json, "\"raw\\ufffd.caf\xc3\xa9\""), "%s", json);
+	cr_expect(strstr(json, "aaa\\ufffd\""), "%s", json);
+	free(json);
+	gs_bus_free(bus);
+}
+
 Test(bus_lifecycle, write_json_reports_a_failed_write_as_io_error,
      .timeout = GS_TEST_TIMEOUT)
 {
