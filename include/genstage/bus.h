@@ -126,8 +126,10 @@ typedef void (*gs_bus_dead_letter_fn)(void *arg, const gs_bus_envelope *env,
 
 typedef enum gs_bus_overflow {
 	GS_BUS_BLOCK = 0, /* publishers wait for room (lossless) */
-	/* The oldest event not yet being handled goes (the incoming one, if
-	 * every event counted is already being handled). */
+	/* The oldest event still in the queue goes (the incoming one, if
+	 * every event counted has left it). Events leave the queue a batch
+	 * at a time (see GS_BUS_MAX_BATCH), and with concurrency N up to 2N
+	 * wait in the pool's buffer: those are not dropped. */
 	GS_BUS_DROP_OLDEST,
 	GS_BUS_DROP_NEWEST, /* the incoming event goes */
 } gs_bus_overflow;
@@ -404,7 +406,10 @@ gs_err gs_bus_publish_batch(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
  * what is queued (counted) and refuses every publish at once. Then every
  * subscription ends, and the call waits until each has finished. Not from
  * a bus handler or hook (GS_ETHREAD). Afterwards every accepted envelope
- * has completed and been freed. A second call returns GS_OK at once.
+ * has completed and been freed. A call made while another runs waits for
+ * it, then returns GS_OK (so an immediate call does not cut a drain short:
+ * to bound a drain, unsubscribe with GS_BUS_IMMEDIATE first); a call after
+ * it returns GS_OK at once.
  */
 gs_err gs_bus_close(gs_bus *bus, gs_bus_close_mode mode);
 
