@@ -407,9 +407,8 @@ gs_err gs_bus_publish_batch(gs_bus *bus, const gs_bus_msg *msgs, size_t n,
  * subscription ends, and the call waits until each has finished. Not from
  * a bus handler or hook (GS_ETHREAD). Afterwards every accepted envelope
  * has completed and been freed. A call made while another runs waits for
- * it, then returns GS_OK (so an immediate call does not cut a drain short:
- * to bound a drain, unsubscribe with GS_BUS_IMMEDIATE first); a call after
- * it returns GS_OK at once.
+ * it, then returns GS_OK (an immediate call does not cut a drain short);
+ * a call after it returns GS_OK at once.
  */
 gs_err gs_bus_close(gs_bus *bus, gs_bus_close_mode mode);
 
