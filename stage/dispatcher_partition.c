@@ -207,9 +207,19 @@ static void flush(gs_stage *s, size_t i)
 	size_t n = ps->staged[i];
 	ps->staged[i] = 0;
 	size_t sent = pt->q.count ? 0 : send(s, pt, ev, n);
-	if (sent < n && gs__buffer_put(&pt->q, ev + sent, n - sent, drop_cb, s))
-		gs__log(s, GS_LOG_WARN,
-			"out of memory: dropped events of partition %zu", i);
+	size_t lost = sent < n ? gs__buffer_put(&pt->q, ev + sent, n - sent,
+						drop_cb, s)
+			       : 0;
+	/* The queue is unbounded: it drops only when it cannot grow. The
+	 * stage then stops, as one whose buffer cannot grow does: a flow
+	 * would otherwise finish without those events, and say GS_OK. */
+	if (lost) {
+		gs__log(s, GS_LOG_ERROR,
+			"out of memory for the queue of partition %zu: "
+			"dropped %zu events",
+			i, lost);
+		gs__stop(s, GS_ENOMEM);
+	}
 }
 
 static size_t dispatch(gs_stage *s, void *const *events, size_t n)

@@ -371,6 +371,61 @@ Test(oom, a_refused_flow_source_takes_no_event, .timeout = 60)
 	cr_assert_lt(k, 100, "every allocation was tried");
 }
 
+static size_t parity(void *arg, const void *event)
+{
+	(void)arg;
+	return GS_VAL(event) % 2;
+}
+
+/* A partition's queue that cannot grow: what it could not take is dropped
+ * (counted, to event_free) and the producer stops with GS_ENOMEM; it
+ * logged a warning and ran on, so a flow finished GS_OK without those
+ * events. Odd events wait for a subscription that never asks; the queue
+ * is grown first, then the next growth fails. */
+Test(oom, a_partition_queue_that_cannot_grow_stops_its_producer, .timeout = 60)
+{
+	tally t;
+	tally_init(&t, 6001);
+	gs_pipeline *p;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_stage *push, *held;
+	GS_OK_OR_DIE(gs_push_producer(
+		p,
+		&(gs_stage_opts){
+			.dispatcher = gs_dispatcher_partition(2, parity, NULL),
+			.event_free = tally_free,
+			.event_free_arg = &t },
+		&push));
+	recorder even = { .tally = &t };
+	recorder_subscribe(&even, recorder_new(p, &even, NULL), push,
+			   &(gs_sub_opts){ .partition = 1 });
+	recorder odd = { .tally = &t };
+	held = recorder_new(p, &odd, NULL);
+	GS_OK_OR_DIE(gs_subscribe(
+		held, push, &(gs_sub_opts){ .partition = 2, .manual = true },
+		NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	void *ev[4000];
+	fill_ids(ev, 4000, 1);
+	GS_OK_OR_DIE(gs_push(push, ev, 4000, -1));
+	wait_at_least(&even.received, 2000); /* 2000 odd ones queued */
+	fill_ids(ev, 2000, 4001);
+	arm(0);
+	gs_err pushed = gs_push(push, ev, 2000, -1);
+	gs_err err = gs_pipeline_wait_for(p, 20000);
+	long failures = atomic_load(&failed);
+	disarm();
+	cr_assert_eq(pushed, GS_OK);
+	cr_expect_eq(failures, 1);
+	cr_expect_eq(err, GS_ENOMEM, "%s", gs_strerror(err));
+	cr_assert_eq(gs_pipeline_free(p), GS_OK);
+	tally_check(&t, 6000, false);
+	tally_check_range(&t, 1, 6001);
+	recorder_fini(&even);
+	recorder_fini(&odd);
+	tally_fini(&t);
+}
+
 Test(oom, a_push_that_cannot_grow_the_queue_keeps_its_events, .timeout = 60)
 {
 	tally t;

@@ -13,7 +13,10 @@
  *   producer passes no new demand to handle_demand, so a slow partition
  *   slows the producer instead of growing memory without limit (GenStage
  *   #282). Events the producer emits anyway still wait in the queue: none is
- *   dropped for back-pressure. A partition is held by one subscription,
+ *   dropped for back-pressure. A queue that cannot grow for lack of memory
+ *   drops what it could not take (counted, logged, to event_free) and the
+ *   producer stops with GS_ENOMEM, as one whose buffer cannot grow does. A
+ *   partition is held by one subscription,
  *   or shared by a group (gs_sub_opts.share_partition, GenStage #320).
  * - Partition demand is passed on by level, not by increment: the producer
  *   is asked for the unmet demand of the partitions whose queues are empty,
