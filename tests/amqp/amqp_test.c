@@ -15,6 +15,7 @@
 void need_broker(void)
 {
 	cr_assert_gt(broker_port(), 0, "no broker: %s", broker_error());
+	cr_assert(broker_ensure(), "no broker: %s", broker_error());
 }
 
 gs_amqp_conn_opts test_conn(void)

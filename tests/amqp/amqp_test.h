@@ -21,7 +21,8 @@
 #include "../gs_test.h"
 #include "broker.h"
 
-/* Fails the test if the suite's broker is not there. */
+/* Fails the test if the suite's broker is not there; starts it again
+ * first if an earlier test left it dead (see broker_ensure). */
 void need_broker(void);
 
 /* Connection settings for the suite's broker, quick to give up. */

@@ -182,6 +182,15 @@ static void supervise(int rd, const char *dir, int epmd_port)
 		char cmd;
 		if (fds[0].revents)
 			break; /* the runner's end closed */
+		/* The broker's orphans, and the broker itself if it died on
+		 * its own (a crash, the OOM killer): reaped before the command,
+		 * so that a start does not take a dead broker for a running
+		 * one, nor a kill signal a recycled process group. */
+		for (pid_t w; (w = waitpid(-1, NULL, WNOHANG)) > 0;)
+			if (w == b)
+				b = 0;
+			else if (w == e)
+				e = 0;
 		if (!fds[1].revents || read(fds[1].fd, &cmd, 1) != 1)
 			continue;
 		if (cmd == CMD_KILL && b > 0) {
@@ -191,8 +200,6 @@ static void supervise(int rd, const char *dir, int epmd_port)
 		} else if (cmd == CMD_START && b <= 0) {
 			b = spawn_broker(dir);
 		}
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			; /* the broker's orphans, if any */
 	}
 	if (b > 0)
 		kill(-b, SIGKILL);
@@ -360,4 +367,11 @@ bool broker_restart(void)
 {
 	command(CMD_START);
 	return wait_listening();
+}
+
+bool broker_ensure(void)
+{
+	if (broker_port() <= 0)
+		return false;
+	return can_connect(broker_port()) || broker_restart();
 }

@@ -38,6 +38,15 @@ void broker_kill9(void);
  * accepts connections; false (with broker_error) if it did not. */
 bool broker_restart(void);
 
+/* Starts the broker again if it does not accept connections and waits
+ * for it; true if it is there. The broker serves the whole suite, and a
+ * test can leave it dead: one that timed out between broker_kill9 and
+ * broker_restart (Criterion kills a test at its .timeout), or a broker
+ * that crashed or that the OOM killer took under load. Without this every
+ * later test would fail for want of it. False (with broker_error) if it
+ * never started or did not come back. */
+bool broker_ensure(void);
+
 /* A queue or exchange name unique to this test process. */
 void broker_name(char *buf, size_t size, const char *what);
 

@@ -192,6 +192,7 @@ Test(amqp_faults, a_sink_reconnects_at_its_end_to_get_its_confirmations,
      .timeout = 600)
 {
 	char q[96];
+	need_broker();
 	broker_name(q, sizeof q, "last-words");
 	/* The sink declares its queue on every connect, so the queue need
 	 * not be on the broker's disk before the kill. */
