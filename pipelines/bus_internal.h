@@ -280,6 +280,9 @@ gs__bus_topic *gs__bus_route(gs_bus *bus, const char *topic, size_t len,
 			     size_t why_len);
 /* Under the lock: the entry if the topic was ever published, else NULL. */
 gs__bus_topic *gs__bus_topic_find(gs_bus *bus, const char *topic, size_t len);
+/* Under the lock: takes t out of the table and frees it. Only for an entry
+ * no publish was ever accepted on, which nothing else points at. */
+void gs__bus_topic_forget(gs_bus *bus, gs__bus_topic *t);
 
 /* --- bus_queue.c: a subscription's queue ------------------------------ */
 

@@ -401,6 +401,20 @@ static bool from_handler(const gs_bus *bus)
 	return ctx && ctx->bus == bus;
 }
 
+/* Under the lock, after a refusal: the topics this call put in the table
+ * that no publish was ever accepted on leave it, so that a refused
+ * publish neither shows them nor takes the table's room from later ones
+ * (a bad topic late in a batch refuses the batch after the good ones
+ * before it were interned). */
+static void forget_unused(gs_bus *bus, gs__bus_topic *topics)
+{
+	for (gs__bus_topic *t = topics, *next; t; t = next) {
+		next = t->next_touched;
+		if (!atomic_load_explicit(&t->published, memory_order_relaxed))
+			gs__bus_topic_forget(bus, t);
+	}
+}
+
 /* Takes the lock and accepts the block, waiting for room as the timeout
  * allows. On error the lock is returned and the block is the caller's. */
 static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_msg *msgs,
@@ -449,6 +463,8 @@ static gs_err admit(gs_bus *bus, gs__bus_block *b, const gs_bus_msg *msgs,
 	}
 	if (!err)
 		accept(bus, b, topics, o->correlation_id, a);
+	else
+		forget_unused(bus, topics);
 	pthread_mutex_unlock(&bus->lock);
 	return err;
 }

@@ -143,6 +143,32 @@ gs__bus_topic *gs__bus_route(gs_bus *bus, const char *topic, size_t len,
 	return t;
 }
 
+void gs__bus_topic_forget(gs_bus *bus, gs__bus_topic *t)
+{
+	gs__bus_routes *r = &bus->routes;
+	size_t mask = r->cap - 1;
+	size_t i = (size_t)t->hash & mask;
+	while (r->slots[i] != t)
+		i = (i + 1) & mask;
+	r->slots[i] = NULL;
+	/* Linear probing: an entry after the hole whose home slot is not
+	 * between the hole and itself moves into the hole, so that every
+	 * lookup still finds it. */
+	for (size_t j = (i + 1) & mask; r->slots[j]; j = (j + 1) & mask) {
+		size_t home = (size_t)r->slots[j]->hash & mask;
+		bool between = i <= j ? home > i && home <= j
+				      : home > i || home <= j;
+		if (!between) {
+			r->slots[i] = r->slots[j];
+			r->slots[j] = NULL;
+			i = j;
+		}
+	}
+	r->n--;
+	topic_fini(t);
+	free(t);
+}
+
 gs__bus_topic *gs__bus_topic_find(gs_bus *bus, const char *topic, size_t len)
 {
 	return *probe(&bus->routes, topic, len, gs__bus_topic_hash(topic, len));

@@ -273,6 +273,78 @@ Test(bus_routing, topics_beyond_the_table_are_routed_all_the_same,
 	bt_end(bus, 40, BT_SUBS(&a));
 }
 
+/* A batch refused for a bad topic after new good ones leaves nothing in
+ * the table: a later topic still gets its place (the refused batch's
+ * topics took it, never published, and showed in the JSON). */
+Test(bus_routing, a_refused_batch_leaves_no_topic_in_the_table,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub a;
+	gs_bus *bus = bt_begin(&(gs_bus_opts){ .max_topics = 2 }, BT_SUBS(&a));
+	bt_subscribe(
+		bus, &a,
+		(gs_bus_sub_opts){ .patterns = (const char *[]){ "#", NULL },
+				   .queue_size = 64 });
+	gs_bus_msg bad[3] = { { .topic = "t1" },
+			      { .topic = "t2" },
+			      { .topic = "bad..topic" } };
+	cr_expect_eq(gs_bus_publish_batch(bus, bad, 3, NULL), GS_EINVAL);
+	bt_publish(bus, "t3", 1);
+	bt_publish(bus, "t4", 2);
+	gs_bus_topic_stats ts;
+	GS_OK_OR_DIE(gs_bus_topic_stats_get(bus, "t3", &ts));
+	cr_expect_eq(ts.published, 1, "t3 is in the table");
+	GS_OK_OR_DIE(gs_bus_topic_stats_get(bus, "t4", &ts));
+	cr_expect_eq(ts.published, 1, "so is t4");
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	char *json = bt_json(bus);
+	cr_expect_null(strstr(json, "\"t1\""), "%s", json);
+	cr_expect_null(strstr(json, "\"t2\""), "%s", json);
+	free(json);
+	bt_end(bus, 2, BT_SUBS(&a));
+}
+
+/* Taking refused topics out of the table keeps every other one found:
+ * many topics in a small table (so that probes collide and wrap), then
+ * refused batches of new topics mixed with published ones (which stay),
+ * then each old topic published again. */
+Test(bus_routing, topics_refused_out_of_a_crowded_table_leave_the_rest,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static bt_sub a;
+	gs_bus *bus = bt_begin(&(gs_bus_opts){ .max_topics = 40 }, BT_SUBS(&a));
+	bt_subscribe(
+		bus, &a,
+		(gs_bus_sub_opts){ .patterns = (const char *[]){ "#", NULL },
+				   .queue_size = 256 });
+	char names[64][16];
+	for (int i = 0; i < 64; i++)
+		snprintf(names[i], sizeof names[i], "k.%d", i);
+	uint64_t id = 0;
+	for (int i = 0; i < 20; i++)
+		bt_publish(bus, names[i], ++id);
+	for (int round = 0; round < 4; round++) {
+		gs_bus_msg batch[12];
+		for (int k = 0; k < 11; k++)
+			batch[k] = (gs_bus_msg){
+				.topic = k % 2 ? names[(round * 5 + k) % 20]
+					       : names[20 + (round * 6 + k) % 44]
+			};
+		batch[11] = (gs_bus_msg){ .topic = "bad..topic" };
+		cr_expect_eq(gs_bus_publish_batch(bus, batch, 12, NULL),
+			     GS_EINVAL);
+	}
+	for (int i = 0; i < 20; i++)
+		bt_publish(bus, names[i], ++id);
+	for (int i = 0; i < 64; i++) {
+		gs_bus_topic_stats ts;
+		GS_OK_OR_DIE(gs_bus_topic_stats_get(bus, names[i], &ts));
+		cr_expect_eq(ts.published, i < 20 ? 2 : 0, "%s", names[i]);
+	}
+	GS_OK_OR_DIE(gs_bus_close(bus, GS_BUS_DRAIN));
+	bt_end(bus, id, BT_SUBS(&a));
+}
+
 /* Envelopes on interned topics point at the table's names; those beyond
  * the table carry copies: the caller's buffers are scribbled over as soon
  * as each publish returns, and every handler still reads its own topic. */
