@@ -32,6 +32,25 @@ gs_err gs__bw_keep(gs_broadway *bw, void *state, void (*fn)(void *state))
 	return GS_OK;
 }
 
+/* Lists `s` in bw->stages (see gs__bw_failed). */
+static gs_err listed(gs_broadway *bw, gs_stage *s)
+{
+	gs_stage **v = realloc(bw->stages, (bw->n_stages + 1) * sizeof *v);
+	if (!v)
+		return GS_ENOMEM;
+	bw->stages = v;
+	v[bw->n_stages++] = s;
+	return GS_OK;
+}
+
+void gs__bw_failed(gs_broadway *bw, int reason)
+{
+	if (reason == GS_OK)
+		return;
+	for (size_t i = 0; i < bw->n_stages; i++)
+		gs_stage_stop(bw->stages[i], reason);
+}
+
 static size_t by_processor_key(void *arg, const void *event)
 {
 	const gs_broadway *bw = arg;
@@ -181,6 +200,8 @@ static gs_err build_producers(gs_broadway *bw, gs_stage **sources,
 			return err;
 		bw->producer_states[i] = gs_stage_state(bw->producers[i]);
 		bw->n_producers++;
+		if ((err = listed(bw, bw->producers[i])))
+			return err;
 		if (!same_dispatcher(bw->producers[i], &so.dispatcher))
 			return refuse(&bw->o, GS_EINVAL,
 				      "producer.make did not pass on the "
@@ -198,6 +219,8 @@ static gs_err build_producers(gs_broadway *bw, gs_stage **sources,
 				      false);
 	so.dispatcher = to_processors;
 	gs_err err = gs__bw_rate_limiter_new(bw, &so, &limiter);
+	if (!err)
+		err = listed(bw, limiter);
 	uint64_t room = (uint64_t)bw->o.processors.concurrency *
 			bw->o.processors.max_demand;
 	if (room < bw->o.rate_limiting.allowed_messages)
@@ -223,6 +246,8 @@ static gs_err build_batcher(gs_broadway *bw, size_t b, gs_stage **processors)
 		 bw->batchers[b].name);
 	gs_stage_opts so = { .name = name };
 	gs_err err = gs__bw_batcher_new(bw, b, &so, &batcher);
+	if (!err)
+		err = listed(bw, batcher);
 	for (size_t i = 0; !err && i < bw->o.processors.concurrency; i++)
 		err = gs_subscribe(
 			batcher, processors[i],
@@ -238,6 +263,8 @@ static gs_err build_batcher(gs_broadway *bw, size_t b, gs_stage **processors)
 		so = (gs_stage_opts){ .name = bp_name,
 				      .blocking = o->blocking };
 		err = gs__bw_batch_processor_new(bw, b, j, &so, &bp);
+		if (!err)
+			err = listed(bw, bp);
 		if (!err)
 			err = gs_subscribe(
 				bp, batcher,
@@ -268,6 +295,8 @@ static gs_err build(gs_broadway *bw)
 					      "processor", i,
 					      bw->o.processors.blocking);
 		err = gs__bw_processor_new(bw, i, &so, &processors[i]);
+		if (!err)
+			err = listed(bw, processors[i]);
 		for (size_t k = 0; !err && k < n_sources; k++)
 			err = gs_subscribe(
 				processors[i], sources[k],
@@ -358,6 +387,7 @@ GS_BROADWAY_API void gs_broadway_free(gs_broadway *bw)
 	free(bw->kept);
 	gs__bw_test_free(bw->test);
 	free(bw->producers);
+	free(bw->stages);
 	free(bw->batchers);
 	free(bw);
 }

@@ -166,10 +166,10 @@ static int on_cancel(void *state, gs_stage *stage, gs_sub *sub, gs_role role,
 static void on_terminate(void *state, gs_stage *stage, int reason)
 {
 	(void)stage;
-	(void)reason;
 	batcher *bt = state;
 	while (bt->n_open)
 		drop_batch(bt->bw, bt->open[--bt->n_open]);
+	gs__bw_failed(bt->bw, reason);
 }
 
 static const gs_stage_ops batcher_ops = {
@@ -256,8 +256,16 @@ static int on_batches(void *state, gs_stage *stage, gs_sub *from, void **ev,
 	return GS_OK;
 }
 
+static void batch_processor_terminate(void *state, gs_stage *stage, int reason)
+{
+	(void)stage;
+	batch_processor *bp = state;
+	gs__bw_failed(bp->bw, reason);
+}
+
 static const gs_stage_ops batch_processor_ops = {
 	.handle_events = on_batches,
+	.terminate = batch_processor_terminate,
 };
 
 static void batch_processor_free(void *state)

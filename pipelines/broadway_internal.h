@@ -48,6 +48,10 @@ struct gs_broadway {
 	gs__bw_batcher *batchers;
 	gs_pipeline *p;
 	gs_stage **producers; /* producer.concurrency */
+	/* Every stage of the pipeline, listed as it is made (then read
+	 * only): one that fails stops them all (gs__bw_failed). */
+	gs_stage **stages;
+	size_t n_stages;
 	void **producer_states;
 	size_t n_producers;
 	gs__bw_counts counts;
@@ -59,6 +63,13 @@ struct gs_broadway {
 	} * kept;
 	size_t n_kept;
 };
+
+/* A stage of ours stopped for `reason`: if that is a failure, every stage
+ * is stopped with it, as Broadway's supervisor takes the pipeline down,
+ * and what they hold is acknowledged failed. Otherwise a done stage could
+ * hold, for ever, messages for the failed one (a partition of a batcher
+ * that no other stage takes). From any stage's callbacks. */
+void gs__bw_failed(gs_broadway *bw, int reason);
 
 /* Settles msgs[0..n) on `stage`: handle_failed on the failed ones, then
  * one acknowledger call per group. Counts in bw and traces. Grows `a` if

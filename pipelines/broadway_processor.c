@@ -47,8 +47,16 @@ static int on_events(void *state, gs_stage *stage, gs_sub *from, void **ev,
 	return GS_OK;
 }
 
+static void on_terminate(void *state, gs_stage *stage, int reason)
+{
+	(void)stage;
+	processor *pr = state;
+	gs__bw_failed(pr->bw, reason);
+}
+
 static const gs_stage_ops processor_ops = {
 	.handle_events = on_events,
+	.terminate = on_terminate,
 };
 
 static size_t by_batcher(void *arg, const void *event)

@@ -141,12 +141,20 @@ static int on_cancel(void *state, gs_stage *stage, gs_sub *sub, gs_role role,
 	return GS_OK;
 }
 
+static void on_terminate(void *state, gs_stage *stage, int reason)
+{
+	(void)stage;
+	limiter *l = state;
+	gs__bw_failed(l->bw, reason);
+}
+
 static const gs_stage_ops limiter_ops = {
 	.init = on_init,
 	.handle_events = on_events,
 	.handle_info = on_tick,
 	.handle_subscribe = on_subscribe,
 	.handle_cancel = on_cancel,
+	.terminate = on_terminate,
 };
 
 static void limiter_free(void *state)

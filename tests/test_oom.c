@@ -243,6 +243,101 @@ Test(oom, a_pool_accounts_for_every_event_whichever_allocation_fails,
 	sweep(run_pool_once, true);
 }
 
+/* A Broadway run with two batchers (the second with two batch
+ * processors): its messages, made by a generator, are acknowledged into
+ * the tally (ok or failed, each once). */
+#define BW_MESSAGES 400
+
+typedef struct bw_run {
+	tally *t;
+	gs_message msgs[BW_MESSAGES];
+	size_t next;
+} bw_run;
+
+static void bw_ack(void *ref, gs_message **ok, size_t n_ok, gs_message **failed,
+		   size_t n_failed)
+{
+	for (size_t i = 0; i < n_ok + n_failed; i++)
+		tally_free(i < n_ok ? ok[i]->data : failed[i - n_ok]->data,
+			   ref);
+}
+
+static const gs_acknowledger bw_acker = { .ack = bw_ack };
+
+static long bw_gen(void *arg, void **out, size_t max)
+{
+	bw_run *r = arg;
+	size_t k = 0;
+	for (; k < max && r->next < BW_MESSAGES; k++, r->next++) {
+		r->msgs[r->next] = (gs_message){ .data = GS_EV(r->next),
+						 .acknowledger = &bw_acker,
+						 .ack_ref = r->t };
+		out[k] = &r->msgs[r->next];
+	}
+	return (long)k;
+}
+
+static gs_err bw_make(void *arg, gs_pipeline *p, size_t index,
+		      const gs_stage_opts *opts, gs_stage **out)
+{
+	(void)index;
+	return gs_from_fn(p, bw_gen, arg, opts, out);
+}
+
+static int bw_route(void *arg, size_t processor, gs_message *m)
+{
+	(void)arg, (void)processor;
+	gs_message_put_batcher(m, GS_VAL(m->data) % 2);
+	gs_message_put_batch_key(m, GS_VAL(m->data) % 3);
+	return GS_OK;
+}
+
+static int bw_batch(void *arg, gs_message **msgs, size_t n,
+		    const gs_batch_info *info)
+{
+	(void)arg, (void)msgs, (void)n, (void)info;
+	return GS_OK;
+}
+
+static uint64_t run_broadway_once(tally *t)
+{
+	static bw_run r;
+	r = (bw_run){ .t = t };
+	gs_broadway_batcher_opts batchers[2] = {
+		{ .batch_size = 10, .batch_timeout = 20 },
+		{ .batch_size = 7, .concurrency = 2, .batch_timeout = 20 },
+	};
+	gs_broadway *bw = NULL;
+	gs_err err = gs_broadway_new(
+		&(gs_broadway_ops){ .handle_message = bw_route,
+				    .handle_batch = bw_batch },
+		NULL,
+		&(gs_broadway_opts){
+			.producer = { .make = bw_make, .arg = &r },
+			.processors = { .concurrency = 2, .max_demand = 8 },
+			.batchers = batchers,
+			.n_batchers = 2 },
+		&bw);
+	cr_assert(tolerated(err), "gs_broadway_new: %d", (int)err);
+	if (err)
+		return r.next;
+	err = gs_broadway_start(bw);
+	cr_assert(tolerated(err), "gs_broadway_start: %d", (int)err);
+	/* It ends: a batcher that failed left messages for it in done
+	 * processors, and the wait never returned. */
+	err = gs_pipeline_wait_for(gs_broadway_pipeline(bw), 20000);
+	cr_assert(tolerated(err), "the run: %s (%d)", gs_strerror(err),
+		  (int)err);
+	gs_broadway_free(bw);
+	return r.next;
+}
+
+Test(oom, a_broadway_run_ends_and_acks_everything_whichever_allocation_fails,
+     .timeout = 180)
+{
+	sweep(run_broadway_once, true);
+}
+
 Test(oom, stop_and_free_need_no_memory, .timeout = 60)
 {
 	gs_pipeline *p;

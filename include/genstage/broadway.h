@@ -40,8 +40,11 @@
  * each acknowledger once per distinct (acknowledger, ack_ref) with the
  * successful and failed messages of that group.
  *
- * Messages the pipeline could not process because it was stopped with
- * GS_STOP_NOW (or a stage failed) are acknowledged as failed with the
+ * A stage of the pipeline that fails (its producer's error, no memory)
+ * stops every stage with its reason, as Broadway's supervisor takes the
+ * pipeline down; gs_broadway_wait returns that reason. Messages the
+ * pipeline could not process because it was stopped with GS_STOP_NOW (or
+ * a stage failed) are acknowledged as failed with the
  * reason GS_ECANCELED, which an acknowledger should take as "not
  * processed: give it back to the source" (the RabbitMQ connector requeues
  * them). Nothing is dropped without its acknowledger hearing of it.
