@@ -216,14 +216,14 @@ static void queue_info(gs_stage *s, gs__msg *m)
 {
 	/* A sync caller that gave up leaves the message to the stage all the
 	 * same (begin fails, and the answer below finds nobody). */
-	if (m->call)
-		(void)begin(m->call);
+	bool waiting = m->call && begin(m->call);
 	int err = GS_OK;
 	if (s->buf.count &&
 	    gs__timers_add(&s->markers, s->buf.taken + s->buf.count,
 			   m->payload)) {
 		gs__log(s, GS_LOG_ERROR, "out of memory for an info message");
-		free_msg(s, m->payload);
+		if (!waiting) /* a waiting sync caller keeps it (GS_ENOMEM) */
+			free_msg(s, m->payload);
 		err = GS_ENOMEM;
 	}
 	if (m->call)

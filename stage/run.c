@@ -284,8 +284,11 @@ static bool finish(gs_stage *s)
 		gs__end_out(s, s->n_outs - 1, reason, reason, false);
 	while (s->n_ins)
 		gs__release_in(s, s->n_ins - 1, reason);
-	if (s->ops.terminate)
+	if (s->ops.terminate) {
+		uint64_t t0 = gs__now_ns();
 		s->ops.terminate(s->state, s, reason);
+		gs__busy_add(s, t0);
+	}
 	if (reason != GS_OK)
 		gs__log(s, GS_LOG_ERROR, "stopped: %s (%d)",
 			gs_strerror(reason), reason);
@@ -337,8 +340,11 @@ static bool turn(gs_stage *s)
 /* Leaves RUNNING for idle unless a wake-up came in the meantime. */
 static bool go_idle(gs_stage *s)
 {
-	if (s->timers.n)
+	if (s->timers.n) {
 		gs__executor_timer(s, gs__timers_next(&s->timers));
+		if (s->stopping)
+			return false; /* out of memory: finish now */
+	}
 	uint32_t expect = GS__SCHED_RUNNING;
 	GS__HB(&s->sched);
 	return atomic_compare_exchange_strong_explicit(&s->sched, &expect, 0,

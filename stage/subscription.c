@@ -169,8 +169,10 @@ void gs__end_out(gs_stage *s, size_t idx, int reason, int notify_reason,
 	atomic_store_explicit(&sub->prod_end, 1, memory_order_release);
 	gs__wake(sub->consumer);
 	if (notify && s->ops.handle_cancel) {
+		uint64_t t0 = gs__now_ns();
 		int r = s->ops.handle_cancel(s->state, s, sub, GS_ROLE_PRODUCER,
 					     notify_reason);
+		gs__busy_add(s, t0);
 		if (r)
 			gs__stop(s, r);
 	}

@@ -420,6 +420,66 @@ Test(executor, a_callback_that_holds_its_worker_is_logged_once,
 	cr_assert_eq(run_dawdler(true), 0, "a blocking stage may take long");
 }
 
+static void sleep_30ms(void)
+{
+	struct timespec ts = { .tv_nsec = 30 * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static void dawdle_terminate(void *state, gs_stage *stage, int reason)
+{
+	(void)state, (void)stage, (void)reason;
+	sleep_30ms();
+}
+
+static int dawdle_cancel(void *state, gs_stage *stage, gs_sub *sub,
+			 gs_role role, int reason)
+{
+	(void)state, (void)stage, (void)sub, (void)reason;
+	if (role == GS_ROLE_PRODUCER)
+		sleep_30ms();
+	return GS_OK;
+}
+
+/* terminate and a producer's handle_cancel are callbacks like the others:
+ * a slow one is warned about and counted in busy_ns (they were neither). */
+Test(executor, terminate_and_a_producers_cancel_count_as_callback_time,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	warned w = { 0 };
+	gs_pipeline *p;
+	GS_OK_OR_DIE(
+		gs_pipeline_new(&(gs_pipeline_opts){ .log = catch_warning,
+						     .log_arg = &w,
+						     .warn_callback_ms = 10 },
+				&p));
+	gs_stage *prod, *cons;
+	GS_OK_OR_DIE(gs_stage_new(
+		p, GS_PRODUCER,
+		&(gs_stage_ops){ .handle_demand = nop_demand,
+				 .handle_cancel = dawdle_cancel,
+				 .terminate = dawdle_terminate },
+		NULL, &(gs_stage_opts){ .name = "dawdler" }, &prod));
+	GS_OK_OR_DIE(gs_stage_new(
+		p, GS_CONSUMER, &(gs_stage_ops){ .handle_events = nop_events },
+		NULL, NULL, &cons));
+	gs_sub *sub;
+	GS_OK_OR_DIE(gs_subscribe(cons, prod, NULL, &sub));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	GS_OK_OR_DIE(gs_cancel(sub)); /* the producer's handle_cancel */
+	/* Counted, then warned of: both, or this waits for ever. */
+	gs_stats st;
+	do {
+		nap();
+		GS_OK_OR_DIE(gs_stage_stats(prod, &st));
+	} while (st.busy_ns < 30 * 1000000ull || !atomic_load(&w.count));
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW)); /* and terminate */
+	cr_expect_eq(atomic_load(&w.count), 1, "warned of once");
+	GS_OK_OR_DIE(gs_stage_stats(prod, &st));
+	cr_expect_geq(st.busy_ns, 60 * 1000000ull, "terminate counts");
+	gs_pipeline_free(p);
+}
+
 /* --- thread names --------------------------------------------------------- */
 
 static int note_thread_name(void *state, gs_stage *stage)

@@ -338,6 +338,121 @@ Test(oom, a_broadway_run_ends_and_acks_everything_whichever_allocation_fails,
 	sweep(run_broadway_once, true);
 }
 
+/* A producer holding ten events nobody asked for, so that an info waits
+ * behind them; counts what its callbacks and msg_free see. */
+typedef struct holding {
+	_Atomic int infos, freed, terminated;
+} holding;
+
+static int hold_ten(void *state, gs_stage *stage)
+{
+	(void)state;
+	void *ev[10];
+	fill_ids(ev, 10, 1);
+	return gs_emit(stage, ev, 10);
+}
+
+static int count_info(void *state, gs_stage *stage, void *msg)
+{
+	(void)stage, (void)msg;
+	atomic_fetch_add(&((holding *)state)->infos, 1);
+	return GS_OK;
+}
+
+static void count_msg_free(void *msg, void *arg)
+{
+	(void)msg;
+	atomic_fetch_add(&((holding *)arg)->freed, 1);
+}
+
+static void count_terminate(void *state, gs_stage *stage, int reason)
+{
+	(void)stage, (void)reason;
+	atomic_fetch_add(&((holding *)state)->terminated, 1);
+}
+
+static const gs_stage_ops holding_ops = { .init = hold_ten,
+					  .handle_demand = nop_demand,
+					  .handle_info = count_info,
+					  .terminate = count_terminate };
+
+/* gs_sync_info with each allocation on its way failing in turn: the
+ * message is the stage's (GS_OK, handled or passed to msg_free once) or
+ * the caller's (an error, never passed to msg_free); it was both when the
+ * marker could not be queued. */
+Test(oom, a_sync_info_that_cannot_be_queued_stays_the_callers, .timeout = 60)
+{
+	for (long k = 0; k < 6; k++) {
+		holding h = { 0 };
+		gs_pipeline *p;
+		gs_stage *s;
+		GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+		GS_OK_OR_DIE(gs_stage_new(
+			p, GS_PRODUCER, &holding_ops, &h,
+			&(gs_stage_opts){ .msg_free = count_msg_free,
+					  .msg_free_arg = &h,
+					  .blocking = true },
+			&s));
+		GS_OK_OR_DIE(gs_pipeline_start(p));
+		arm(k);
+		gs_err err = gs_sync_info(s, GS_EV(7), -1);
+		disarm();
+		cr_assert_eq(gs_pipeline_free(p), GS_OK);
+		int owned = atomic_load(&h.infos) + atomic_load(&h.freed);
+		if (err == GS_OK)
+			cr_expect_eq(owned, 1,
+				     "allocation %ld: GS_OK, yet "
+				     "handled or freed %d times",
+				     k, owned);
+		else
+			cr_expect_eq(owned, 0,
+				     "allocation %ld: %s, yet the "
+				     "stage handled or freed it",
+				     k, gs_strerror(err));
+	}
+}
+
+/* A timer whose entry in the executor's heap cannot be made: the stage
+ * stops (terminate runs, the message goes to msg_free). It was marked
+ * stopping and parked, and nothing ran it again. Each allocation on the
+ * way fails in turn; each time the timer fires or the stage stops. */
+Test(oom, a_timer_that_cannot_be_kept_stops_its_stage, .timeout = 60)
+{
+	for (long k = 0; k < 6; k++) {
+		holding h = { 0 };
+		gs_executor *ex;
+		GS_OK_OR_DIE(gs_executor_new(
+			&(gs_executor_opts){ .workers = 1 }, &ex));
+		gs_pipeline *p;
+		GS_OK_OR_DIE(gs_pipeline_new(
+			&(gs_pipeline_opts){ .executor = ex }, &p));
+		gs_executor_free(ex); /* the pipeline holds it */
+		gs_stage *s;
+		GS_OK_OR_DIE(gs_stage_new(
+			p, GS_PRODUCER,
+			&(gs_stage_ops){ .handle_demand = nop_demand,
+					 .handle_info = count_info,
+					 .terminate = count_terminate },
+			&h,
+			&(gs_stage_opts){ .msg_free = count_msg_free,
+					  .msg_free_arg = &h },
+			&s));
+		GS_OK_OR_DIE(gs_pipeline_start(p));
+		arm(k);
+		gs_err err = gs_send_after(s, 20, GS_EV(9));
+		/* The stage's turn makes the heap's entry: wait for it. */
+		while (err == GS_OK && !atomic_load(&h.infos) &&
+		       !atomic_load(&h.terminated))
+			nap();
+		disarm();
+		if (err == GS_OK)
+			cr_expect_eq(atomic_load(&h.infos) +
+					     atomic_load(&h.freed),
+				     1, "allocation %ld", k);
+		cr_assert_eq(gs_pipeline_free(p), GS_OK);
+	}
+}
+
 Test(oom, stop_and_free_need_no_memory, .timeout = 60)
 {
 	gs_pipeline *p;

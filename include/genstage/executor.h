@@ -41,7 +41,8 @@ typedef struct gs_executor_opts {
 	 * one per CPU in the process's affinity mask. */
 	size_t workers;
 	/* Thread name prefix (up to 10 characters are kept); NULL: "gs". The
-	 * workers are named "<prefix>-w<i>". */
+	 * workers are named "<prefix>-w<i>", cut to Linux's 15 characters:
+	 * with a 10-character prefix, workers 1000 and up share names. */
 	const char *name;
 } gs_executor_opts;
 

@@ -249,7 +249,8 @@ gs_err gs_async_info(gs_stage *stage, void *msg);
 
 /* GenStage.sync_info: as gs_async_info, and waits up to timeout_ms
  * (negative: for ever) until the stage has queued it: GS_OK (the stage owns
- * msg), GS_ECLOSED (it stopped first; msg stays the caller's) or
+ * msg), GS_ECLOSED (it stopped first; msg stays the caller's), GS_ENOMEM
+ * (no memory to queue it; msg stays the caller's, and the stage stops) or
  * GS_ETIMEDOUT (the stage owns msg, and queues it or passes it to
  * msg_free). Not inside the stage's own or any scheduled stage's callbacks
  * (GS_ETHREAD). */
