@@ -59,10 +59,12 @@ bool gs__amqp_give_up(const gs__amqp_conf *c, unsigned failures);
 amqp_bytes_t gs__amqp_bytes(const char *s);
 
 /* Fills *p with the properties `out` asks for, its headers in
- * entries[GS_AMQP_MAX_HEADERS] (pointing into out's strings); false if
- * out has too many headers or one without a key. */
-bool gs__amqp_props(const gs_amqp_out *out, amqp_basic_properties_t *p,
-		    amqp_table_entry_t *entries);
+ * entries[GS_AMQP_MAX_HEADERS] (pointing into out's strings); NULL, or
+ * why they cannot be sent: too many headers, one without a key, or a
+ * string AMQP caps at 255 bytes that is longer (the client library would
+ * not encode the frame). */
+const char *gs__amqp_props(const gs_amqp_out *out, amqp_basic_properties_t *p,
+			   amqp_table_entry_t *entries);
 
 /* The length of a property, 0 if p does not have it. */
 size_t gs__amqp_prop_len(const amqp_basic_properties_t *p, amqp_flags_t flag,

@@ -9,36 +9,48 @@
 
 #include "amqp_internal.h"
 
-static void set_str(amqp_basic_properties_t *p, amqp_flags_t flag,
+/* AMQP's short strings: property values and table keys. */
+#define SHORT_STR_MAX 255
+
+static bool set_str(amqp_basic_properties_t *p, amqp_flags_t flag,
 		    amqp_bytes_t *field, const char *value)
 {
 	if (!value)
-		return;
+		return true;
 	p->_flags |= flag;
 	*field = amqp_cstring_bytes(value);
+	return field->len <= SHORT_STR_MAX;
 }
 
-bool gs__amqp_props(const gs_amqp_out *out, amqp_basic_properties_t *p,
-		    amqp_table_entry_t *entries)
+const char *gs__amqp_props(const gs_amqp_out *out, amqp_basic_properties_t *p,
+			   amqp_table_entry_t *entries)
 {
 	if (out->n_headers > GS_AMQP_MAX_HEADERS ||
 	    (out->n_headers && !out->headers))
-		return false;
+		return "too many headers";
+	if ((out->exchange && strlen(out->exchange) > SHORT_STR_MAX) ||
+	    (out->routing_key && strlen(out->routing_key) > SHORT_STR_MAX))
+		return "an exchange or routing key longer than 255 bytes";
 	*p = (amqp_basic_properties_t){
 		._flags = AMQP_BASIC_DELIVERY_MODE_FLAG,
 		.delivery_mode = out->transient ? AMQP_DELIVERY_NONPERSISTENT
 						: AMQP_DELIVERY_PERSISTENT,
 	};
-	set_str(p, AMQP_BASIC_MESSAGE_ID_FLAG, &p->message_id, out->message_id);
-	set_str(p, AMQP_BASIC_CONTENT_TYPE_FLAG, &p->content_type,
-		out->content_type);
-	set_str(p, AMQP_BASIC_CORRELATION_ID_FLAG, &p->correlation_id,
-		out->correlation_id);
-	set_str(p, AMQP_BASIC_APP_ID_FLAG, &p->app_id, out->app_id);
+	bool fit = set_str(p, AMQP_BASIC_MESSAGE_ID_FLAG, &p->message_id,
+			   out->message_id);
+	fit &= set_str(p, AMQP_BASIC_CONTENT_TYPE_FLAG, &p->content_type,
+		       out->content_type);
+	fit &= set_str(p, AMQP_BASIC_CORRELATION_ID_FLAG, &p->correlation_id,
+		       out->correlation_id);
+	fit &= set_str(p, AMQP_BASIC_APP_ID_FLAG, &p->app_id, out->app_id);
+	if (!fit)
+		return "a property longer than 255 bytes";
 	for (size_t i = 0; i < out->n_headers; i++) {
 		const gs_amqp_header *h = &out->headers[i];
 		if (!h->key)
-			return false;
+			return "a header without a key";
+		if (strlen(h->key) > SHORT_STR_MAX)
+			return "a header key longer than 255 bytes";
 		entries[i] = (amqp_table_entry_t){
 			.key = amqp_cstring_bytes(h->key),
 			.value = { .kind = AMQP_FIELD_KIND_UTF8,
@@ -50,7 +62,7 @@ bool gs__amqp_props(const gs_amqp_out *out, amqp_basic_properties_t *p,
 		p->headers = (amqp_table_t){ .num_entries = (int)out->n_headers,
 					     .entries = entries };
 	}
-	return true;
+	return NULL;
 }
 
 size_t gs__amqp_prop_len(const amqp_basic_properties_t *p, amqp_flags_t flag,

@@ -33,7 +33,8 @@ struct gs_amqp_sink {
 	gs_stage *stage;
 	amqp_connection_state_t conn;
 	unsigned failures;
-	bool gave_up, timer_armed;
+	bool gave_up;
+	unsigned armed_ms; /* the shortest timer pending, 0: none */
 	/* Unconfirmed events in publish order: ring[(first + i) % cap] has
 	 * sequence number first_seq + i on the current channel. */
 	pending *ring;
@@ -83,12 +84,17 @@ static void trim(gs_amqp_sink *k)
 	note_unconfirmed(k);
 }
 
+/* A lost connection counts as a failure until a confirmation shows the
+ * next one works: a broker that takes the connection and closes it on
+ * the first publish (a missing exchange) is not reconnected to at once,
+ * for ever, publishing the same events again each time. */
 static void lost(gs_amqp_sink *k, const char *why)
 {
 	gs__amqp_log(&k->conf, "sink '%s': connection lost: %s",
 		     k->exchange ? k->exchange : "", why);
 	gs__amqp_close(k->conn, false);
 	k->conn = NULL;
+	k->failures++;
 }
 
 static bool rpc_ok(gs_amqp_sink *k, const char *what)
@@ -100,38 +106,51 @@ static bool rpc_ok(gs_amqp_sink *k, const char *what)
 	return false;
 }
 
-static int publish(gs_amqp_sink *k, void *event)
+/* What publish did with an event. REFUSED is the event's own fault (its
+ * encode, its size, its properties): nothing was sent, the connection is
+ * fine, and only that event fails. LOST is the connection's. */
+typedef enum sent { SENT, REFUSED, LOST } sent;
+
+static sent publish(gs_amqp_sink *k, void *event, int *why)
 {
 	gs_amqp_out out = { 0 };
-	int err = k->o.encode(k->o.arg, event, &out);
-	if (err)
-		return err;
+	/* Any non-zero code refuses the event, negative ones too: taken
+	 * for a lost connection, they were retried on every reconnect. */
+	*why = k->o.encode(k->o.arg, event, &out);
+	if (*why)
+		return REFUSED;
+	*why = GS_EINVAL;
 	if (out.size > k->o.max_message_size) {
 		gs__amqp_log(&k->conf,
 			     "sink: a message of %zu bytes is larger than "
 			     "max_message_size (%zu): refused",
 			     out.size, k->o.max_message_size);
-		return GS_EINVAL;
+		return REFUSED;
 	}
 	amqp_basic_properties_t p;
 	amqp_table_entry_t headers[GS_AMQP_MAX_HEADERS];
-	if (!gs__amqp_props(&out, &p, headers)) {
-		gs__amqp_log(&k->conf,
-			     "sink: %zu headers (at most %d, each "
-			     "with a key): refused",
-			     out.n_headers, GS_AMQP_MAX_HEADERS);
-		return GS_EINVAL;
+	const char *bad = gs__amqp_props(&out, &p, headers);
+	if (bad) {
+		gs__amqp_log(&k->conf, "sink: %s: refused", bad);
+		return REFUSED;
 	}
 	amqp_bytes_t body = { .len = out.size, .bytes = (void *)out.body };
 	int r = amqp_basic_publish(
 		k->conn, GS__AMQP_CHANNEL,
 		gs__amqp_bytes(out.exchange ? out.exchange : k->exchange),
 		gs__amqp_bytes(out.routing_key), 0, 0, &p, body);
+	if (r == AMQP_STATUS_BAD_AMQP_DATA || r == AMQP_STATUS_TABLE_TOO_BIG) {
+		/* The client library could not encode it: nothing sent. */
+		gs__amqp_log(&k->conf, "sink: %s: refused",
+			     amqp_error_string2(r));
+		return REFUSED;
+	}
 	bump(&k->c.published, 1);
-	return r == AMQP_STATUS_OK ? GS_OK : -1;
+	return r == AMQP_STATUS_OK ? SENT : LOST;
 }
 
-/* Publishes every unconfirmed event again on a new channel. */
+/* Publishes every unconfirmed event again on a new channel. One its
+ * encode now refuses fails there, and leaves the numbering. */
 static bool republish(gs_amqp_sink *k)
 {
 	/* Settled holes are dropped first: sequence numbers restart. */
@@ -139,13 +158,26 @@ static bool republish(gs_amqp_sink *k)
 	for (size_t i = 0; i < k->count; i++)
 		if (at(k, i)->live)
 			*at(k, n++) = *at(k, i);
-	k->count = n;
 	k->first_seq = 1;
+	size_t kept = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (publish(k, at(k, i)->event) < 0)
+		int why;
+		sent s = publish(k, at(k, i)->event, &why);
+		if (s == LOST) {
+			while (i < n)
+				*at(k, kept++) = *at(k, i++);
+			k->count = kept;
 			return false;
+		}
+		if (s == REFUSED) {
+			done(k, at(k, i)->event, why);
+			continue;
+		}
+		*at(k, kept++) = *at(k, i);
 		bump(&k->c.republished, 1);
 	}
+	k->count = kept;
+	note_unconfirmed(k);
 	return true;
 }
 
@@ -189,7 +221,9 @@ static bool open_conn(gs_amqp_sink *k)
 		k->conn = NULL;
 		return false;
 	}
-	k->failures = 0;
+	/* With nothing to confirm, nothing can fail on it yet. */
+	if (!k->count)
+		k->failures = 0;
 	bump(&k->c.connects, 1);
 	return true;
 }
@@ -208,28 +242,32 @@ static uint64_t mono_ms(void)
 static bool ensure_conn(gs_amqp_sink *k, uint64_t until_ms)
 {
 	while (!k->conn && !k->gave_up) {
+		/* After a failure (an open that failed, or a connection lost
+		 * before anything was confirmed on it), the backoff first. */
+		if (k->failures) {
+			if (gs__amqp_give_up(&k->conf, k->failures)) {
+				gs__amqp_log(&k->conf,
+					     "sink: giving up after %u "
+					     "attempts",
+					     k->failures);
+				k->gave_up = true;
+				break;
+			}
+			uint64_t ms = gs__amqp_backoff(&k->conf, k->failures);
+			if (until_ms) {
+				uint64_t now = mono_ms();
+				if (now >= until_ms)
+					break;
+				if (ms > until_ms - now)
+					ms = until_ms - now;
+			}
+			struct timespec ts = { (time_t)(ms / 1000),
+					       (long)(ms % 1000) * 1000000L };
+			nanosleep(&ts, NULL);
+		}
 		if (open_conn(k))
 			return true;
 		k->failures++;
-		if (gs__amqp_give_up(&k->conf, k->failures)) {
-			gs__amqp_log(&k->conf,
-				     "sink: giving up after %u "
-				     "attempts",
-				     k->failures);
-			k->gave_up = true;
-			break;
-		}
-		uint64_t ms = gs__amqp_backoff(&k->conf, k->failures);
-		if (until_ms) {
-			uint64_t now = mono_ms();
-			if (now >= until_ms)
-				break;
-			if (ms > until_ms - now)
-				ms = until_ms - now;
-		}
-		struct timespec ts = { (time_t)(ms / 1000),
-				       (long)(ms % 1000) * 1000000L };
-		nanosleep(&ts, NULL);
 	}
 	return k->conn != NULL;
 }
@@ -266,6 +304,9 @@ static bool read_confirms(gs_amqp_sink *k, int wait_ms)
 		wait_ms = 0;
 		if (f.frame_type != AMQP_FRAME_METHOD)
 			continue;
+		if (f.payload.method.id == AMQP_BASIC_ACK_METHOD ||
+		    f.payload.method.id == AMQP_BASIC_NACK_METHOD)
+			k->failures = 0; /* this connection works */
 		if (f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
 			const amqp_basic_ack_t *a = f.payload.method.decoded;
 			on_confirm(k, a->delivery_tag, a->multiple, GS_OK);
@@ -312,11 +353,19 @@ static bool settle_to(gs_amqp_sink *k, size_t limit, int wait_ms)
 	return true;
 }
 
+/* Unconfirmed events: confirmations are looked for every IDLE_POLL_MS.
+ * An idle connection with heartbeats is read at half their period: the
+ * client library sends its heartbeats only inside its calls, and the
+ * broker closed a connection idle for longer. */
 static void arm_timer(gs_amqp_sink *k, gs_stage *stage)
 {
-	if (k->count && !k->timer_armed &&
-	    gs_send_after(stage, IDLE_POLL_MS, NULL) == GS_OK)
-		k->timer_armed = true;
+	unsigned heartbeat = k->conf.o.heartbeat;
+	unsigned ms = k->count               ? IDLE_POLL_MS
+		      : k->conn && heartbeat ? heartbeat * 500
+					     : 0;
+	if (ms && (!k->armed_ms || ms < k->armed_ms) &&
+	    gs_send_after(stage, ms, NULL) == GS_OK)
+		k->armed_ms = ms;
 }
 
 static int on_events(void *state, gs_stage *stage, gs_sub *from, void **ev,
@@ -336,13 +385,14 @@ static int on_events(void *state, gs_stage *stage, gs_sub *from, void **ev,
 			.event = ev[i], .live = true
 		};
 		k->count++;
-		int r = publish(k, ev[i]);
-		if (r > 0) {
-			/* encode refused it: never published, and the
-			 * channel's numbering must not count it. */
+		int why;
+		sent s = publish(k, ev[i], &why);
+		if (s == REFUSED) {
+			/* Never published: the channel's numbering must
+			 * not count it. */
 			k->count--;
-			done(k, ev[i], r);
-		} else if (r < 0) {
+			done(k, ev[i], why);
+		} else if (s == LOST) {
 			lost(k, "publishing failed");
 		}
 	}
@@ -357,9 +407,11 @@ static int on_timer(void *state, gs_stage *stage, void *msg)
 {
 	(void)msg;
 	gs_amqp_sink *k = state;
-	k->timer_armed = false;
+	k->armed_ms = 0;
 	if (k->count && ensure_conn(k, 0))
 		read_confirms(k, IDLE_POLL_MS);
+	else if (k->conn)
+		read_confirms(k, 0); /* heartbeats both ways */
 	if (k->gave_up) {
 		fail_all(k, GS_ECLOSED);
 		return GS_ECLOSED;

@@ -76,18 +76,23 @@ typedef void (*gs_amqp_log_fn)(void *arg, const char *msg);
 
 /* Where and how to connect. Zero fields mean the defaults. */
 typedef struct gs_amqp_conn_opts {
-	const char *host;         /* NULL: "127.0.0.1" */
-	int port;                 /* 0: 5672 */
-	const char *vhost;        /* NULL: "/" */
-	const char *user;         /* NULL: "guest" */
-	const char *password;     /* NULL: "guest" */
-	unsigned heartbeat;       /* seconds; 0: none (a closed socket is
-				  still noticed at once) */
+	const char *host;     /* NULL: "127.0.0.1" */
+	int port;             /* 0: 5672 */
+	const char *vhost;    /* NULL: "/" */
+	const char *user;     /* NULL: "guest" */
+	const char *password; /* NULL: "guest" */
+	/* Seconds; 0: none (a closed socket is still noticed at once). An
+	 * idle sink reads its connection at half the period, so that
+	 * heartbeats go out and the broker keeps it. */
+	unsigned heartbeat;
 	unsigned connect_timeout; /* ms; 0: 5000 */
 	unsigned backoff_min;     /* ms; 0: 100 */
 	unsigned backoff_max;     /* ms; 0: 5000 */
 	/* Attempts after a failure before giving up (the stage then stops
-	 * with GS_ECLOSED); 0: for ever. */
+	 * with GS_ECLOSED); 0: for ever. A sink's connection lost before
+	 * anything was confirmed on it counts as a failure: a publish the
+	 * broker answers by closing the channel (an exchange that does not
+	 * exist) makes the sink back off, and give up here. */
 	unsigned max_reconnects;
 	gs_amqp_log_fn log; /* NULL: one line on stderr */
 	void *log_arg;
@@ -247,8 +252,10 @@ typedef struct gs_amqp_out {
 	size_t n_headers;
 } gs_amqp_out;
 
-/* Fills *out for `event`, on the sink's thread. Non-zero fails the
- * event: it goes to `confirmed` with that code, unpublished. */
+/* Fills *out for `event`, on the sink's thread. Non-zero (negative too)
+ * fails the event: it goes to `confirmed` with that code, unpublished. It
+ * is called again when the event is published again after a reconnect;
+ * a refusal then fails the event there. */
 typedef int (*gs_amqp_encode_fn)(void *arg, void *event, gs_amqp_out *out);
 
 /* The end of an event: status GS_OK once the broker confirmed it; else
@@ -272,7 +279,10 @@ typedef struct gs_amqp_sink_opts {
 	size_t max_unconfirmed; /* 0: 1000 */
 	/* Larger bodies are refused (GS_EINVAL to confirmed, and a log
 	 * line) instead of published: the broker would close the channel.
-	 * 0: 128 MiB, RabbitMQ's default max_message_size. */
+	 * So are an exchange, routing key, property or header key longer
+	 * than AMQP's 255 bytes, which could not be sent at all. Only that
+	 * event fails; the connection is kept. 0: 128 MiB, RabbitMQ's
+	 * default max_message_size. */
 	size_t max_message_size;
 	gs_amqp_encode_fn encode;       /* required */
 	gs_amqp_confirmed_fn confirmed; /* NULL: nothing to tell */

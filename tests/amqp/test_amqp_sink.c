@@ -18,7 +18,12 @@ typedef struct out_ctx {
 	_Atomic uint64_t ok, failed, einval;
 	char *big; /* events >= BIG_ID publish this many bytes */
 	size_t big_size;
-	size_t fail_id; /* encode refuses it (0: none) */
+	size_t fail_id;     /* encode refuses it (0: none)... */
+	int fail_code;      /* ...with this code (0: GS_TEST_FAIL) */
+	size_t long_key_id; /* its routing key has 300 bytes (0: none) */
+	size_t lost_id;     /* it goes to an exchange that does not exist */
+	unsigned max_reconnects;
+	bool may_fail; /* the run may end with the sink's failure */
 	const char *queue;
 	char queue_name[96];
 	/* Ids and headers every message gets (NULL: none). */
@@ -33,9 +38,16 @@ static int encode(void *arg, void *event, gs_amqp_out *out)
 	out_ctx *c = arg;
 	static _Thread_local char body[32];
 	uintptr_t id = (uintptr_t)event;
+	static char long_key[301];
 	if (c->fail_id && id == c->fail_id)
-		return GS_TEST_FAIL;
+		return c->fail_code ? c->fail_code : GS_TEST_FAIL;
 	*out = (gs_amqp_out){ .routing_key = c->queue };
+	if (c->long_key_id && id == c->long_key_id) {
+		memset(long_key, 'k', 300);
+		out->routing_key = long_key;
+	}
+	if (c->lost_id && id == c->lost_id)
+		out->exchange = "gs-test-no-such-exchange";
 	if (id >= BIG_ID) {
 		out->body = c->big;
 		out->size = c->big_size;
@@ -85,6 +97,7 @@ static gs_amqp_sink_stats run_sink(out_ctx *c, void **events, size_t n,
 	GS_OK_OR_DIE(gs_from_array(p, events, n, NULL, &src));
 	gs_amqp_sink *sink;
 	gs_amqp_conn_opts conn = test_conn();
+	conn.max_reconnects = c->max_reconnects;
 	if (c->log) {
 		conn.log = log_keep_fn;
 		conn.log_arg = c->log;
@@ -102,7 +115,9 @@ static gs_amqp_sink_stats run_sink(out_ctx *c, void **events, size_t n,
 	GS_OK_OR_DIE(gs_subscribe(gs_amqp_sink_stage(sink), src,
 				  &(gs_sub_opts){ .max_demand = 64 }, NULL));
 	GS_OK_OR_DIE(gs_pipeline_start(p));
-	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	gs_err end = gs_pipeline_wait(p);
+	cr_assert(end == GS_OK || (c->may_fail && end == GS_ECLOSED), "%s",
+		  gs_strerror(end));
 	gs_amqp_sink_stats st;
 	gs_amqp_sink_stats_get(sink, &st);
 	gs_pipeline_free(p);
@@ -176,6 +191,96 @@ Test(amqp_sink, encode_errors_and_oversize_messages_come_back_unpublished,
 	cr_assert_eq(atomic_load(&c->confirmed[7]), 1);
 	cr_assert_eq(queue_ready(c->queue), 18);
 	free(c->big);
+	free(c);
+}
+
+/* Refusals are the event's own: an encode error of any sign, and a
+ * routing key longer than AMQP's 255 bytes (which the client library
+ * cannot encode), fail that event only, on the same connection. Both were
+ * taken for a lost connection: the sink reconnected and republished until
+ * it gave up, failing every event. */
+Test(amqp_sink, a_refused_event_fails_alone_and_keeps_the_connection,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	out_ctx *c = new_ctx("sink");
+	c->fail_id = 7;
+	c->fail_code = -1;
+	c->long_key_id = 9;
+	c->max_reconnects = 3;
+	void **ev = ids(1, 20);
+	gs_amqp_sink_stats st = run_sink(c, ev, 20, 0);
+	cr_expect_eq(atomic_load(&c->ok), 18);
+	cr_expect_eq(atomic_load(&c->failed), 2);
+	cr_expect_eq(atomic_load(&c->einval), 1, "the long key");
+	for (size_t i = 1; i <= 20; i++)
+		cr_expect_eq(atomic_load(&c->confirmed[i]), 1, "event %zu", i);
+	cr_expect_eq(st.connects, 1);
+	cr_expect_eq(queue_ready(c->queue), 18);
+	free(ev);
+	free(c);
+}
+
+/* A publish the broker answers by closing the channel (an exchange that
+ * does not exist) costs a reconnect each time it is published again:
+ * those count as failures until a confirmation comes, with backoff and
+ * max_reconnects. It reconnected at once, for ever (876 connections in 2
+ * seconds), publishing the others again each time. */
+Test(amqp_sink, a_publish_the_broker_keeps_refusing_backs_off_and_gives_up,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	out_ctx *c = new_ctx("sink");
+	c->lost_id = 3;
+	c->max_reconnects = 2;
+	c->may_fail = true;
+	void **ev = ids(1, 10);
+	gs_amqp_sink_stats st = run_sink(c, ev, 10, 0);
+	cr_expect_leq(st.connects, 3, "%llu connections",
+		      (unsigned long long)st.connects);
+	for (size_t i = 1; i <= 10; i++)
+		cr_expect_eq(atomic_load(&c->confirmed[i]), 1, "event %zu", i);
+	free(ev);
+	free(c);
+}
+
+/* An idle sink with heartbeats keeps its connection: it reads it at half
+ * their period, so that heartbeats are sent. It made no call while idle,
+ * and the broker closed it: the next publish failed and reconnected. */
+Test(amqp_sink, an_idle_connection_with_heartbeats_stays_open,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	out_ctx *c = new_ctx("sink");
+	gs_pipeline *p;
+	gs_pipeline_new(NULL, &p);
+	gs_stage *push;
+	GS_OK_OR_DIE(gs_push_producer(p, NULL, &push));
+	gs_amqp_conn_opts conn = test_conn();
+	conn.heartbeat = 1;
+	gs_amqp_sink *sink;
+	GS_OK_OR_DIE(gs_amqp_sink_new(
+		p,
+		&(gs_amqp_sink_opts){ .conn = conn,
+				      .declare_queue = c->queue,
+				      .encode = encode,
+				      .confirmed = confirmed,
+				      .arg = c },
+		NULL, &sink));
+	GS_OK_OR_DIE(gs_subscribe(gs_amqp_sink_stage(sink), push, NULL, NULL));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	void *first = (void *)(uintptr_t)1, *second = (void *)(uintptr_t)2;
+	GS_OK_OR_DIE(gs_push(push, &first, 1, -1));
+	while (!atomic_load(&c->ok))
+		usleep(1000);
+	sleep(4); /* the broker gives up after two missed heartbeats */
+	GS_OK_OR_DIE(gs_push(push, &second, 1, -1));
+	GS_OK_OR_DIE(gs_push_close(push));
+	cr_assert_eq(gs_pipeline_wait(p), GS_OK);
+	gs_amqp_sink_stats st;
+	gs_amqp_sink_stats_get(sink, &st);
+	cr_expect_eq(atomic_load(&c->ok), 2);
+	cr_expect_eq(st.connects, 1, "%llu connections",
+		     (unsigned long long)st.connects);
+	gs_pipeline_free(p);
+	gs_amqp_sink_free(sink);
 	free(c);
 }
 
