@@ -234,17 +234,24 @@ void gs__executor_start(gs_stage *s)
 
 /* --- timers --------------------------------------------------------- */
 
-static void heap_swap(timer_entry *a, timer_entry *b)
+/* Entries know their stage, and the stage its entry's place (ex_slot). */
+static void heap_put(gs_executor *ex, size_t i, timer_entry e)
 {
-	timer_entry t = *a;
-	*a = *b;
-	*b = t;
+	ex->heap[i] = e;
+	e.s->ex_slot = i + 1;
+}
+
+static void heap_swap(gs_executor *ex, size_t i, size_t j)
+{
+	timer_entry t = ex->heap[i];
+	heap_put(ex, i, ex->heap[j]);
+	heap_put(ex, j, t);
 }
 
 static void heap_up(gs_executor *ex, size_t i)
 {
 	while (i && ex->heap[i].deadline < ex->heap[(i - 1) / 2].deadline) {
-		heap_swap(&ex->heap[i], &ex->heap[(i - 1) / 2]);
+		heap_swap(ex, i, (i - 1) / 2);
 		i = (i - 1) / 2;
 	}
 }
@@ -259,9 +266,20 @@ static void heap_down(gs_executor *ex, size_t i)
 			m = r;
 		if (m == i)
 			return;
-		heap_swap(&ex->heap[i], &ex->heap[m]);
+		heap_swap(ex, i, m);
 		i = m;
 	}
+}
+
+/* Takes entry i out; its stage has none after. */
+static void heap_remove(gs_executor *ex, size_t i)
+{
+	ex->heap[i].s->ex_slot = 0;
+	if (i == --ex->hn)
+		return;
+	heap_put(ex, i, ex->heap[ex->hn]);
+	heap_down(ex, i);
+	heap_up(ex, i);
 }
 
 static void set_earliest(gs_executor *ex)
@@ -270,16 +288,23 @@ static void set_earliest(gs_executor *ex)
 }
 
 /*
- * A stage has at most one live entry: the one whose deadline equals its
- * ex_deadline. An entry left behind by an earlier registration is skipped
- * when it comes up; gs__executor_forget removes them all.
+ * A stage has at most one entry, whose deadline is its ex_deadline: an
+ * earlier deadline moves it up in place. (An entry per registration, left
+ * until its deadline passed, grew the heap for as long as a far timer was
+ * pending: by one for every nearer timer of the stage that fired.)
  */
 void gs__executor_timer(gs_stage *s, uint64_t deadline)
 {
 	gs_executor *ex = s->ex;
 	bool kick = false;
 	pthread_mutex_lock(&ex->tlock);
-	if (deadline < s->ex_deadline) {
+	if (deadline < s->ex_deadline && s->ex_slot) {
+		ex->heap[s->ex_slot - 1].deadline = deadline;
+		heap_up(ex, s->ex_slot - 1);
+		s->ex_deadline = deadline;
+		kick = ex->heap[0].deadline == deadline;
+		set_earliest(ex);
+	} else if (deadline < s->ex_deadline) {
 		if (ex->hn == ex->hcap) {
 			size_t cap = ex->hcap ? ex->hcap * 2 : 16;
 			timer_entry *h = realloc(ex->heap, cap * sizeof *h);
@@ -293,7 +318,7 @@ void gs__executor_timer(gs_stage *s, uint64_t deadline)
 			ex->heap = h;
 			ex->hcap = cap;
 		}
-		ex->heap[ex->hn] = (timer_entry){ deadline, s };
+		heap_put(ex, ex->hn, (timer_entry){ deadline, s });
 		heap_up(ex, ex->hn++);
 		s->ex_deadline = deadline;
 		kick = ex->heap[0].deadline == deadline;
@@ -309,18 +334,20 @@ void gs__executor_forget(gs_stage *s)
 {
 	gs_executor *ex = s->ex;
 	pthread_mutex_lock(&ex->tlock);
-	size_t kept = 0;
-	for (size_t i = 0; i < ex->hn; i++)
-		if (ex->heap[i].s != s)
-			ex->heap[kept++] = ex->heap[i];
-	if (kept != ex->hn) {
-		ex->hn = kept;
-		for (size_t i = kept / 2 + 1; i-- > 0;)
-			heap_down(ex, i);
+	if (s->ex_slot) {
+		heap_remove(ex, s->ex_slot - 1);
 		set_earliest(ex);
 	}
 	s->ex_deadline = UINT64_MAX;
 	pthread_mutex_unlock(&ex->tlock);
+}
+
+size_t gs__executor_timers(gs_executor *ex)
+{
+	pthread_mutex_lock(&ex->tlock);
+	size_t n = ex->hn;
+	pthread_mutex_unlock(&ex->tlock);
+	return n;
 }
 
 /* Wakes the stages whose timers are due. Under tlock, so that a stage
@@ -339,13 +366,10 @@ static void fire_timers(gs_executor *ex)
 		return;
 	pthread_mutex_lock(&ex->tlock);
 	while (ex->hn && ex->heap[0].deadline <= now) {
-		timer_entry e = ex->heap[0];
-		ex->heap[0] = ex->heap[--ex->hn];
-		heap_down(ex, 0);
-		if (e.s->ex_deadline != e.deadline)
-			continue;
-		e.s->ex_deadline = UINT64_MAX;
-		gs__executor_wake(e.s);
+		gs_stage *s = ex->heap[0].s;
+		heap_remove(ex, 0);
+		s->ex_deadline = UINT64_MAX;
+		gs__executor_wake(s);
 	}
 	set_earliest(ex);
 	pthread_mutex_unlock(&ex->tlock);

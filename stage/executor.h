@@ -48,6 +48,9 @@ void gs__executor_start(gs_stage *s);
  * what the executor holds for a stage that is finishing. */
 void gs__executor_timer(gs_stage *s, uint64_t deadline_ns);
 void gs__executor_forget(gs_stage *s);
+/* The entries of ex's timer heap: one per stage waiting for a timer (the
+ * executor suite checks it). */
+size_t gs__executor_timers(gs_executor *ex);
 
 /* gs__stage_run (stage loop, run.c): runs scheduled stage `s` for one
  * quantum on the calling worker; true if it must be queued again. */

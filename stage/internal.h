@@ -230,6 +230,7 @@ struct gs_stage {
 	struct gs_stage *rq_next;  /* run queue link, under the queue's lock */
 	uint64_t rq_since;    /* when it was queued (executor.c), same lock */
 	uint64_t ex_deadline; /* the executor's timer lock */
+	size_t ex_slot; /* same lock: 1 + its entry's index in the heap, 0: none */
 	_Atomic bool warned_slow; /* the long-callback warning was given */
 
 	/* control inbox, under inbox_lock; inbox_pending lets the worker skip

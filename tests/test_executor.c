@@ -3,8 +3,9 @@
  * The executor: stages as tasks on a few worker threads. Fairness on one
  * worker, blocking stages beside scheduled ones, blocking calls refused
  * inside scheduled callbacks, many pipelines on one executor, and the
- * warning for a callback that holds its worker (the very long chain is in
- * test_scale.c).
+ * warning for a callback that holds its worker, timers (the very long
+ * chain is in test_scale.c). It reads the executor's timer heap
+ * (executor.h, private).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "executor.h"
 #include "gs_test.h"
 
 static gs_executor *one_worker(void)
@@ -478,6 +480,49 @@ Test(executor, terminate_and_a_producers_cancel_count_as_callback_time,
 	GS_OK_OR_DIE(gs_stage_stats(prod, &st));
 	cr_expect_geq(st.busy_ns, 60 * 1000000ull, "terminate counts");
 	gs_pipeline_free(p);
+}
+
+/* --- timers ---------------------------------------------------------------- */
+
+static int count_infos(void *state, gs_stage *stage, void *msg)
+{
+	(void)stage, (void)msg;
+	atomic_fetch_add((_Atomic uint64_t *)state, 1);
+	return GS_OK;
+}
+
+/* A stage with an hour's timer pending and many short ones that fire: its
+ * entry in the executor's heap moves, one per stage. Each short one that
+ * fired left the far one registered again, so the heap grew by one entry
+ * per short timer for the hour. */
+Test(executor, a_stage_holds_one_timer_entry_however_many_fire,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_executor *ex = one_worker();
+	gs_pipeline *p;
+	GS_OK_OR_DIE(
+		gs_pipeline_new(&(gs_pipeline_opts){ .executor = ex }, &p));
+	_Atomic uint64_t infos = 0;
+	gs_stage *s;
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER,
+				  &(gs_stage_ops){ .handle_demand = nop_demand,
+						   .handle_info = count_infos },
+				  &infos, NULL, &s));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	GS_OK_OR_DIE(gs_send_after(s, 3600 * 1000, NULL));
+	for (uint64_t k = 1; k <= 200; k++) {
+		GS_OK_OR_DIE(gs_send_after(s, 1, NULL));
+		wait_at_least(&infos, k);
+	}
+	/* The far timer only, once the stage has gone idle again. */
+	size_t entries;
+	while ((entries = gs__executor_timers(ex)) != 1 && entries < 3)
+		nap();
+	cr_expect_eq(entries, 1);
+	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
+	cr_expect_eq(gs__executor_timers(ex), 0, "its entry goes with it");
+	gs_pipeline_free(p);
+	gs_executor_free(ex);
 }
 
 /* --- thread names --------------------------------------------------------- */
