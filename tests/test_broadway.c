@@ -616,6 +616,15 @@ static void group_init(group_src *s, size_t n)
 	the_src = s;
 }
 
+/* The messages of `s` acknowledged so far, over every acknowledger. */
+static uint64_t acked_in(group_src *s)
+{
+	uint64_t acked = 0;
+	for (size_t r = 0; r < REFS; r++)
+		acked += atomic_load(&s->acked[r]);
+	return acked;
+}
+
 Test(broadway, one_ack_call_per_acknowledger_group_of_a_batch,
      .timeout = GS_TEST_TIMEOUT)
 {
@@ -677,9 +686,7 @@ Test(broadway, a_stop_without_drain_acks_what_was_left_as_cancelled,
 	gs_broadway_stats_get(bw, &st);
 	gs_pipeline_stop(gs_broadway_pipeline(bw), GS_STOP_NOW);
 	GS_OK_OR_DIE(gs_broadway_stats_get(bw, &st));
-	uint64_t acked = 0;
-	for (size_t r = 0; r < REFS; r++)
-		acked += atomic_load(&s.acked[r]);
+	uint64_t acked = acked_in(&s);
 	cr_assert_eq(acked, s.n, "acked %llu of %zu", (unsigned long long)acked,
 		     s.n);
 	cr_assert_eq(st.successful + st.failed, s.n);
@@ -715,9 +722,7 @@ Test(broadway, a_stop_without_drain_acks_the_batches_on_their_way,
 	/* The first batch is in handle_batch, more wait behind it. */
 	wait_at_least(&c.handled, 200);
 	gs_broadway_free(bw);
-	uint64_t acked = 0;
-	for (size_t r = 0; r < REFS; r++)
-		acked += atomic_load(&s.acked[r]);
+	uint64_t acked = acked_in(&s);
 	cr_assert_eq(acked, s.n, "acked %llu of %zu", (unsigned long long)acked,
 		     s.n);
 	free(s.msgs);
@@ -1001,9 +1006,7 @@ Test(broadway, a_producer_that_dispatches_its_own_way_is_refused)
 	GS_OK_OR_DIE(gs_broadway_start(bw));
 	cr_assert_eq(gs_broadway_wait(bw), GS_OK);
 	gs_broadway_free(bw);
-	size_t acked = 0;
-	for (size_t r = 0; r < REFS; r++)
-		acked += atomic_load(&s.acked[r]);
+	size_t acked = acked_in(&s);
 	/* Each of the three builds acked the 4 messages once: the refused
 	 * ones as cancelled, when they freed their producer. */
 	cr_assert_eq(acked, 3 * 4, "each message acked once: %zu", acked);

@@ -335,6 +335,24 @@ static void *stop_now(void *arg)
 	return (void *)(uintptr_t)err;
 }
 
+/* Stops p on a thread of its own while the handlers are held at b's gate:
+ * waits until the stop has cancelled `queued` events, opens the gate, and
+ * checks that the stop returns GS_OK once the running ones are done. */
+static void stop_while_held(gs_pipeline *p, bench *b, uint64_t queued,
+			    int running)
+{
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, stop_now, p), 0);
+	/* The stop cancels the queue at once, then waits for those that
+	 * run. */
+	wait_u64(&b->cancelled, queued);
+	cr_expect_eq(atomic_load(&b->running), running);
+	atomic_store(&b->open, true);
+	void *ret;
+	pthread_join(th, &ret);
+	cr_expect_eq((gs_err)(uintptr_t)ret, GS_OK);
+}
+
 Test(pool, a_stop_cancels_what_is_queued_and_waits_for_what_runs,
      .timeout = GS_TEST_TIMEOUT)
 {
@@ -360,16 +378,7 @@ Test(pool, a_stop_cancels_what_is_queued_and_waits_for_what_runs,
 	wait_int(&b.running, 2);
 	while (stats_of(pool).queued < 48)
 		relax();
-	pthread_t th;
-	cr_assert_eq(pthread_create(&th, NULL, stop_now, p), 0);
-	/* The stop cancels the queue at once, then waits for the two that
-	 * run. */
-	wait_u64(&b.cancelled, 48);
-	cr_expect_eq(atomic_load(&b.running), 2);
-	atomic_store(&b.open, true);
-	void *ret;
-	pthread_join(th, &ret);
-	cr_expect_eq((gs_err)(uintptr_t)ret, GS_OK);
+	stop_while_held(p, &b, 48, 2);
 	gs_pool_stats st = stats_of(pool);
 	cr_expect_eq(st.received, 50);
 	cr_expect_eq(st.handled, 2);
@@ -412,15 +421,9 @@ Test(pool, a_stop_cancels_what_is_queued_after_its_subscriptions_ended,
 	GS_OK_OR_DIE(gs_cancel(sub));
 	while (!consumer_unsubscribed(p))
 		relax();
-	pthread_t th;
-	cr_assert_eq(pthread_create(&th, NULL, stop_now, p), 0);
 	/* Without the fix the worker runs all 49, held at the gate: this
 	 * waits for ever. */
-	wait_u64(&b.cancelled, 49);
-	atomic_store(&b.open, true);
-	void *ret;
-	pthread_join(th, &ret);
-	cr_expect_eq((gs_err)(uintptr_t)ret, GS_OK);
+	stop_while_held(p, &b, 49, 1);
 	gs_pool_stats st = stats_of(pool);
 	cr_expect_eq(st.received, 50);
 	cr_expect_eq(st.handled, 1);
