@@ -295,6 +295,14 @@ static gs_err build(gs_broadway *bw)
 					      "processor", i,
 					      bw->o.processors.blocking);
 		err = gs__bw_processor_new(bw, i, &so, &processors[i]);
+		if (err == GS_ENOMEM) {
+			char why[160];
+			snprintf(why, sizeof why,
+				 "no memory for processor %zu's buffers "
+				 "(about 5 x max_demand %zu pointers)",
+				 i, bw->o.processors.max_demand);
+			refuse(&bw->o, err, why);
+		}
 		if (!err)
 			err = listed(bw, processors[i]);
 		for (size_t k = 0; !err && k < n_sources; k++)

@@ -27,10 +27,16 @@ static _Atomic long countdown = -1;
 static _Atomic bool all;
 static _Atomic long failed;
 
+/* Nonzero: every allocation of at least this many bytes fails. */
+static _Atomic size_t big;
+
 /* A failure sets errno, as the real ones do (glibc's own callers check). */
-static bool fail_now(void)
+static bool fail_now(size_t bytes)
 {
-	if (!atomic_load_explicit(&all, memory_order_relaxed)) {
+	size_t limit = atomic_load_explicit(&big, memory_order_relaxed);
+	if (limit && bytes >= limit)
+		;
+	else if (!atomic_load_explicit(&all, memory_order_relaxed)) {
 		if (atomic_load_explicit(&countdown, memory_order_relaxed) < 0)
 			return false;
 		if (atomic_fetch_sub(&countdown, 1) != 0)
@@ -43,22 +49,24 @@ static bool fail_now(void)
 
 void *malloc(size_t n)
 {
-	return fail_now() ? NULL : __libc_malloc(n);
+	return fail_now(n) ? NULL : __libc_malloc(n);
 }
 
 void *calloc(size_t n, size_t size)
 {
-	return fail_now() ? NULL : __libc_calloc(n, size);
+	return fail_now(size && n > SIZE_MAX / size ? SIZE_MAX : n * size)
+		       ? NULL
+		       : __libc_calloc(n, size);
 }
 
 void *realloc(void *p, size_t n)
 {
-	return fail_now() ? NULL : __libc_realloc(p, n);
+	return fail_now(n) ? NULL : __libc_realloc(p, n);
 }
 
 void *aligned_alloc(size_t align, size_t n)
 {
-	return fail_now() ? NULL : __libc_memalign(align, n);
+	return fail_now(n) ? NULL : __libc_memalign(align, n);
 }
 
 /* Set: pthread_create fails as it does at a thread limit. */
@@ -84,6 +92,7 @@ static void arm(long k)
 
 static void disarm(void)
 {
+	atomic_store(&big, 0);
 	atomic_store(&all, false);
 	atomic_store(&countdown, -1);
 }
@@ -336,6 +345,31 @@ Test(oom, a_broadway_run_ends_and_acks_everything_whichever_allocation_fails,
      .timeout = 180)
 {
 	sweep(run_broadway_once, true);
+}
+
+static void keep_line(void *arg, gs_log_level level, const gs_stage *stage,
+		      const char *msg)
+{
+	(void)level, (void)stage;
+	snprintf(arg, 256, "%s", msg);
+}
+
+Test(oom, a_broadway_whose_processor_buffers_do_not_fit_says_so, .timeout = 60)
+{
+	char line[256] = "";
+	gs_broadway *bw = NULL;
+	atomic_store(&big, (size_t)64 << 20);
+	gs_err err = gs_broadway_new(
+		&(gs_broadway_ops){ .handle_message = bw_route }, NULL,
+		&(gs_broadway_opts){
+			.producer = { .make = bw_make, .arg = &(bw_run){ 0 } },
+			.processors = { .max_demand = (size_t)16 << 20 },
+			.pipeline = { .log = keep_line, .log_arg = line } },
+		&bw);
+	disarm();
+	cr_assert_eq(err, GS_ENOMEM, "%s", gs_strerror(err));
+	cr_assert_null(bw);
+	cr_assert(strstr(line, "max_demand 16777216"), "logged: '%s'", line);
 }
 
 /* A producer holding ten events nobody asked for, so that an info waits
