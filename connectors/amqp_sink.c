@@ -6,7 +6,9 @@
  * in a ring in publish order; while it holds max_unconfirmed the stage
  * waits for confirmations instead of taking events, so the pipeline feels
  * the broker's pace. After a lost connection it reconnects with backoff
- * and publishes the unconfirmed events again.
+ * and publishes the unconfirmed events again. A publish the broker refuses
+ * by closing the channel (an exchange that does not exist) is found by
+ * publishing the unconfirmed events again one at a time: it fails alone.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@
 typedef struct pending {
 	void *event; /* events may be NULL (the integer 0) */
 	bool live;   /* not settled yet */
+	bool again;  /* published on a channel that is gone */
 } pending;
 
 struct gs_amqp_sink {
@@ -36,10 +39,15 @@ struct gs_amqp_sink {
 	bool gave_up;
 	unsigned armed_ms; /* the shortest timer pending, 0: none */
 	/* Unconfirmed events in publish order: ring[(first + i) % cap] has
-	 * sequence number first_seq + i on the current channel. */
+	 * sequence number first_seq + i on the current channel, but for the
+	 * last `unsent`, not published on it yet. */
 	pending *ring;
-	size_t cap, first, count;
+	size_t cap, first, count, unsent;
 	uint64_t first_seq;
+	/* After the broker closed the channel over a publish: the first
+	 * `probing` events are suspects, published one at a time, each
+	 * confirmed before the next goes, so that the refused one shows. */
+	size_t probing;
 	struct {
 		_Atomic uint64_t published, confirmed, failed, republished,
 			connects, unconfirmed, max_unconfirmed;
@@ -73,21 +81,47 @@ static pending *at(gs_amqp_sink *k, size_t i)
 	return &k->ring[(k->first + i) % k->cap];
 }
 
+static size_t in_flight(const gs_amqp_sink *k)
+{
+	return k->count - k->unsent;
+}
+
+/* Takes the first entry off the ring. */
+static void drop_first(gs_amqp_sink *k)
+{
+	if (in_flight(k))
+		k->first_seq++;
+	else
+		k->unsent--;
+	k->first = (k->first + 1) % k->cap;
+	k->count--;
+	if (k->probing)
+		k->probing--;
+}
+
 /* Drops settled entries from the front. */
 static void trim(gs_amqp_sink *k)
 {
-	while (k->count && !at(k, 0)->live) {
-		k->first = (k->first + 1) % k->cap;
-		k->count--;
-		k->first_seq++;
-	}
+	while (k->count && !at(k, 0)->live)
+		drop_first(k);
 	note_unconfirmed(k);
 }
 
+/* Takes entry i, not published on this channel, off the ring. */
+static void drop_unsent(gs_amqp_sink *k, size_t i)
+{
+	if (i < k->probing)
+		k->probing--;
+	for (; i + 1 < k->count; i++)
+		*at(k, i) = *at(k, i + 1);
+	k->count--;
+	k->unsent--;
+}
+
 /* A lost connection counts as a failure until a confirmation shows the
- * next one works: a broker that takes the connection and closes it on
- * the first publish (a missing exchange) is not reconnected to at once,
- * for ever, publishing the same events again each time. */
+ * next one works: a broker that takes the connection and drops it on the
+ * first publish is not reconnected to at once, for ever, publishing the
+ * same events again each time. */
 static void lost(gs_amqp_sink *k, const char *why)
 {
 	gs__amqp_log(&k->conf, "sink '%s': connection lost: %s",
@@ -149,36 +183,51 @@ static sent publish(gs_amqp_sink *k, void *event, int *why)
 	return r == AMQP_STATUS_OK ? SENT : LOST;
 }
 
-/* Publishes every unconfirmed event again on a new channel. One its
- * encode now refuses fails there, and leaves the numbering. */
+/* Publishes what this channel has not had yet, in order: all of it, or
+ * while probing, the first suspect alone once nothing is in flight. One
+ * whose encode refuses it fails there and takes no sequence number. False
+ * if the connection was lost. */
+static bool pump(gs_amqp_sink *k)
+{
+	while (k->unsent) {
+		size_t i = in_flight(k);
+		if (k->probing && i)
+			break;
+		pending *e = at(k, i);
+		int why;
+		sent s = publish(k, e->event, &why);
+		if (s == LOST)
+			return false;
+		if (s == REFUSED) {
+			void *event = e->event;
+			drop_unsent(k, i);
+			done(k, event, why);
+			continue;
+		}
+		if (e->again)
+			bump(&k->c.republished, 1);
+		k->unsent--;
+	}
+	note_unconfirmed(k);
+	return true;
+}
+
+/* Publishes every unconfirmed event again on a new channel. */
 static bool republish(gs_amqp_sink *k)
 {
 	/* Settled holes are dropped first: sequence numbers restart. */
-	size_t n = 0;
-	for (size_t i = 0; i < k->count; i++)
-		if (at(k, i)->live)
-			*at(k, n++) = *at(k, i);
-	k->first_seq = 1;
-	size_t kept = 0;
-	for (size_t i = 0; i < n; i++) {
-		int why;
-		sent s = publish(k, at(k, i)->event, &why);
-		if (s == LOST) {
-			while (i < n)
-				*at(k, kept++) = *at(k, i++);
-			k->count = kept;
-			return false;
-		}
-		if (s == REFUSED) {
-			done(k, at(k, i)->event, why);
+	size_t n = 0, suspects = 0;
+	for (size_t i = 0; i < k->count; i++) {
+		if (!at(k, i)->live)
 			continue;
-		}
-		*at(k, kept++) = *at(k, i);
-		bump(&k->c.republished, 1);
+		suspects += i < k->probing;
+		at(k, i)->again |= i < in_flight(k);
+		*at(k, n++) = *at(k, i);
 	}
-	k->count = kept;
-	note_unconfirmed(k);
-	return true;
+	k->count = k->unsent = n;
+	k->probing = suspects;
+	k->first_seq = 1;
+	return pump(k);
 }
 
 static bool open_conn(gs_amqp_sink *k)
@@ -277,7 +326,8 @@ static void on_confirm(gs_amqp_sink *k, uint64_t tag, bool multiple, int st)
 	if (tag < k->first_seq)
 		return;
 	uint64_t from = multiple ? k->first_seq : tag;
-	for (uint64_t s = from; s <= tag && s - k->first_seq < k->count; s++) {
+	for (uint64_t s = from; s <= tag && s - k->first_seq < in_flight(k);
+	     s++) {
 		pending *e = at(k, (size_t)(s - k->first_seq));
 		if (e->live) {
 			e->live = false;
@@ -287,8 +337,56 @@ static void on_confirm(gs_amqp_sink *k, uint64_t tag, bool multiple, int st)
 	trim(k);
 }
 
+/* Replies to the broker's closing of the channel and opens it again,
+ * with confirms; false if that fails. */
+static bool reopen_channel(gs_amqp_sink *k)
+{
+	amqp_channel_close_ok_t close_ok = { 0 };
+	if (amqp_send_method(k->conn, GS__AMQP_CHANNEL,
+			     AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok))
+		return false;
+	amqp_channel_open(k->conn, GS__AMQP_CHANNEL);
+	if (!rpc_ok(k, "opening the channel again"))
+		return false;
+	amqp_confirm_select(k->conn, GS__AMQP_CHANNEL);
+	return rpc_ok(k, "turning on publisher confirms");
+}
+
+/* Reply codes with which the broker closes a channel over a publish. */
+static bool blames_a_publish(uint16_t code)
+{
+	return code == AMQP_ACCESS_REFUSED || code == AMQP_NOT_FOUND ||
+	       code == AMQP_PRECONDITION_FAILED;
+}
+
+/* The broker closed the channel over a publish: one of the events in
+ * flight is to blame. Alone in flight, it fails (GS_EINVAL); otherwise
+ * they all become suspects, published again one at a time. The channel is
+ * opened again; false if the connection was lost. */
+static bool refused(gs_amqp_sink *k, const char *why)
+{
+	if (in_flight(k) == 1) {
+		void *event = at(k, 0)->event;
+		gs__amqp_log(&k->conf,
+			     "sink: the broker refused an event: %s; it fails "
+			     "with GS_EINVAL, the others go on",
+			     why);
+		drop_first(k);
+		done(k, event, GS_EINVAL);
+	} else {
+		gs__amqp_log(&k->conf,
+			     "sink: the broker closed the channel: %s; the "
+			     "%zu events in flight go again one at a time, "
+			     "to find the one it refuses",
+			     why, in_flight(k));
+		k->probing = in_flight(k);
+	}
+	return reopen_channel(k) && republish(k);
+}
+
 /* Reads confirmations, waiting up to wait_ms for the first (0: only what
- * has arrived). False if the connection was lost. */
+ * has arrived), and publishes what a probe held back. False if the
+ * connection was lost. */
 static bool read_confirms(gs_amqp_sink *k, int wait_ms)
 {
 	for (;;) {
@@ -322,7 +420,17 @@ static bool read_confirms(gs_amqp_sink *k, int wait_ms)
 				.reply = f.payload.method
 			};
 			gs__amqp_ok(rr, why, sizeof why);
+			const amqp_channel_close_t *cc =
+				f.payload.method.decoded;
+			if (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD &&
+			    blames_a_publish(cc->reply_code) && in_flight(k) &&
+			    refused(k, why))
+				continue;
 			lost(k, why);
+			return false;
+		}
+		if (!pump(k)) {
+			lost(k, "publishing failed");
 			return false;
 		}
 		if (!amqp_data_in_buffer(k->conn) &&
@@ -337,7 +445,7 @@ static void fail_all(gs_amqp_sink *k, int status)
 	for (size_t i = 0; i < k->count; i++)
 		if (at(k, i)->live)
 			done(k, at(k, i)->event, status);
-	k->count = 0;
+	k->count = k->unsent = k->probing = 0;
 	note_unconfirmed(k);
 }
 
@@ -385,16 +493,9 @@ static int on_events(void *state, gs_stage *stage, gs_sub *from, void **ev,
 			.event = ev[i], .live = true
 		};
 		k->count++;
-		int why;
-		sent s = publish(k, ev[i], &why);
-		if (s == REFUSED) {
-			/* Never published: the channel's numbering must
-			 * not count it. */
-			k->count--;
-			done(k, ev[i], why);
-		} else if (s == LOST) {
+		k->unsent++;
+		if (!pump(k))
 			lost(k, "publishing failed");
-		}
 	}
 	note_unconfirmed(k);
 	if (k->conn)

@@ -40,7 +40,13 @@
  * `confirmed`. At most max_unconfirmed publishes wait for confirmation; the
  * sink takes no more events until some are confirmed, so back-pressure
  * reaches the pipeline. After a reconnect, unconfirmed events are
- * published again (at least once, again).
+ * published again (at least once, again). A publish the broker refuses by
+ * closing the channel (403, 404 or 406: an exchange that does not exist,
+ * say) fails alone: the sink opens the channel again and publishes what
+ * was in flight one at a time, each confirmed before the next, so the
+ * refused event shows; it goes to `confirmed` with GS_EINVAL and a log
+ * line, and the others go on (those published before it may arrive
+ * twice).
  *
  * Both reconnect after a lost connection with exponential backoff
  * (backoff_min to backoff_max, doubling), for ever unless
@@ -90,9 +96,9 @@ typedef struct gs_amqp_conn_opts {
 	unsigned backoff_max;     /* ms; 0: 5000 */
 	/* Attempts after a failure before giving up (the stage then stops
 	 * with GS_ECLOSED); 0: for ever. A sink's connection lost before
-	 * anything was confirmed on it counts as a failure: a publish the
-	 * broker answers by closing the channel (an exchange that does not
-	 * exist) makes the sink back off, and give up here. */
+	 * anything was confirmed on it counts as a failure, so a broker
+	 * that takes connections and drops them makes the sink back off,
+	 * and give up here. */
 	unsigned max_reconnects;
 	gs_amqp_log_fn log; /* NULL: one line on stderr */
 	void *log_arg;
@@ -260,7 +266,9 @@ typedef int (*gs_amqp_encode_fn)(void *arg, void *event, gs_amqp_out *out);
 
 /* The end of an event: status GS_OK once the broker confirmed it; else
  * why it was not: GS_ECLOSED (the broker nacked it, or the sink stopped
- * before its confirmation came) or the code encode returned. The event
+ * before its confirmation came), GS_EINVAL (too large, bad properties, or
+ * the broker refused it by closing the channel) or the code encode
+ * returned. The event
  * is the callee's from then on. Called on the sink's thread. */
 typedef void (*gs_amqp_confirmed_fn)(void *arg, void *event, int status);
 
@@ -343,7 +351,7 @@ void gs_amqp_sink_free(gs_amqp_sink *sink);
  * holds up the publishers of matching topics (GS_BUS_BLOCK), and nothing
  * is lost unseen: the sink reconnects and publishes again what was not
  * confirmed (so a receiver may see an event twice), and a forward that
- * fails for good (the broker nacked it, encode failed, the sink gave up
+ * fails for good (the broker nacked or refused it, encode failed, the sink gave up
  * reconnecting) is not retried but fails the event for the bus (counted
  * in its stats, handed to dead_letter) and counts in `failed`. As for any
  * publish, the broker confirms and drops a message that no queue is bound
