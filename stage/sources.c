@@ -36,7 +36,9 @@ static int on_demand(void *state, gs_stage *stage, size_t demand)
 		gs_err err = gs_emit(stage, chunk, (size_t)got);
 		if (err)
 			return err;
-		if ((size_t)got < want)
+		/* An array's end is known once its last item is out: a
+		 * consumer that asked for exactly that many asks no more. */
+		if ((size_t)got < want || (src->events && src->next == src->n))
 			return gs_done(stage);
 		demand -= want;
 	}

@@ -368,8 +368,10 @@ Test(cancel, a_cancel_with_a_reason_still_delivers_what_was_sent,
 {
 	for (int mode = GS_CANCEL_PERMANENT; mode <= GS_CANCEL_TRANSIENT;
 	     mode++) {
-		void *ev[100];
-		for (uintptr_t i = 0; i < 100; i++)
+		/* 200: the source still holds 100 when the cancel comes,
+		 * so it has not finished (its end would come first). */
+		void *ev[200];
+		for (uintptr_t i = 0; i < 200; i++)
 			ev[i] = (void *)(i + 1);
 		_Atomic uint64_t freed = 0;
 		_Atomic bool cancelled = false;
@@ -377,7 +379,7 @@ Test(cancel, a_cancel_with_a_reason_still_delivers_what_was_sent,
 		gs_pipeline *p = pipeline_new(NULL);
 		gs_stage *src, *pc;
 		GS_OK_OR_DIE(gs_from_array(
-			p, ev, 100,
+			p, ev, 200,
 			&(gs_stage_opts){ .event_free = count_free,
 					  .event_free_arg = &freed },
 			&src));

@@ -27,6 +27,28 @@ Test(sources, from_array_emits_every_item_in_order_and_finishes,
 	gs_pipeline_free(p);
 }
 
+/* A consumer that asks for exactly the array's length gets the end: the
+ * source finished only when asked once more and finding nothing. */
+Test(sources, an_array_finishes_with_its_last_item, .timeout = GS_TEST_TIMEOUT)
+{
+	void *ev[50];
+	fill_ids(ev, 50, 1);
+	gs_pipeline *p = pipeline_new(NULL);
+	gs_stage *src;
+	GS_OK_OR_DIE(gs_from_array(p, ev, 50, NULL, &src));
+	recorder r = { 0 };
+	gs_stage *cons = recorder_new(p, &r, NULL);
+	gs_sub *sub;
+	GS_OK_OR_DIE(gs_subscribe(cons, src, &(gs_sub_opts){ .manual = true },
+				  &sub));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	GS_OK_OR_DIE(gs_ask(sub, 50));
+	cr_assert_eq(gs_pipeline_wait_for(p, 10000), GS_OK);
+	cr_assert_eq(atomic_load(&r.received), 50);
+	gs_sub_release(sub);
+	gs_pipeline_free(p);
+}
+
 Test(sources, an_empty_array_finishes_at_once, .timeout = GS_TEST_TIMEOUT)
 {
 	gs_pipeline *p = pipeline_new(NULL);

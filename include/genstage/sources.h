@@ -17,7 +17,9 @@ extern "C" {
 #endif
 
 /*
- * A producer emitting events[0..n) in order, then finishing. The array is
+ * A producer emitting events[0..n) in order, then finishing (as soon as the
+ * last one is emitted: a consumer that asked for exactly n sees the end
+ * without asking more). The array is
  * copied, so the caller may free it at once; the events themselves pass to
  * the library as gs_emit says (those never emitted, because the pipeline
  * stopped first, go to opts->event_free, counted and logged). `opts` as for
