@@ -42,21 +42,30 @@ static void remove_at(gs_sub **arr, size_t *n, size_t idx)
 
 void gs__grant(gs_sub *sub, uint64_t n)
 {
-	/* One writer (the consumer) for automatic demand; release pairs with
-	 * the producer's acquire, which must also see the slots released
-	 * before this. Manual demand may come from any thread (gs_ask), so
-	 * it adds atomically. */
+	/* One writer, the consumer (manual asks too: see release_asked);
+	 * release pairs with the producer's acquire, which must also see the
+	 * slots released before this. */
 	GS__HB(&sub->granted);
-	if (atomic_load_explicit(&sub->manual, memory_order_relaxed)) {
-		atomic_fetch_add_explicit(&sub->granted, n,
-					  memory_order_acq_rel);
-	} else {
-		uint64_t g = atomic_load_explicit(&sub->granted,
-						  memory_order_relaxed);
-		atomic_store_explicit(&sub->granted, g + n,
-				      memory_order_release);
-	}
+	uint64_t g = atomic_load_explicit(&sub->granted, memory_order_relaxed);
+	atomic_store_explicit(&sub->granted, g + n, memory_order_release);
 	gs__wake(sub->producer);
+}
+
+/* On the consumer's run: what gs_ask asked of a manual subscription
+ * becomes the producer's demand as far as max_demand beyond what the
+ * consumer has received; the rest waits until earlier events are taken.
+ * Granted whole, it reached handle_demand at once, and what the ring
+ * could not hold overflowed the producer's buffer and was dropped. */
+static void release_asked(gs_sub *sub)
+{
+	uint64_t asked = atomic_load_explicit(&sub->asked,
+					      memory_order_relaxed);
+	uint64_t cap = sub->received + sub->max_demand;
+	uint64_t upto = asked < cap ? asked : cap;
+	uint64_t granted = atomic_load_explicit(&sub->granted,
+						memory_order_relaxed);
+	if (upto > granted)
+		gs__grant(sub, upto - granted);
 }
 
 void gs__detach(gs_sub *sub)
@@ -154,7 +163,9 @@ void gs__attach_in(gs_stage *s, gs_sub *sub)
 		gs__stop(s, r);
 		return;
 	}
-	if (!atomic_load_explicit(&sub->manual, memory_order_relaxed))
+	if (atomic_load_explicit(&sub->manual, memory_order_relaxed))
+		release_asked(sub); /* asked before it was attached */
+	else
 		gs__grant(sub, gs__demand_start(&sub->demand));
 }
 
@@ -327,14 +338,6 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 	int r = s->ops.handle_events(s->state, s, sub, ev, n);
 	gs__busy_add(s, t0);
 	gs__ring_release(&sub->ring, n);
-	/* Demand beyond the ring's capacity (manual asks) leaves the
-	 * producer waiting for room: tell it there is some now. */
-	uint64_t expected = manual ? atomic_load_explicit(
-					     &sub->asked,
-					     memory_order_relaxed) -
-					     sub->received
-				   : sub->demand.outstanding;
-	bool blocked = expected > capacity;
 	sub->received += n;
 	/* A pull stream pays for what it receives; a producer-consumer pays
 	 * for what it sends on (gs_emit), as GenStage does, so one that
@@ -345,11 +348,13 @@ static bool take_chunk(gs_stage *s, gs_sub *sub)
 		gs__stop(s, r);
 		return true;
 	}
-	size_t ask = manual ? 0 : gs__demand_taken(&sub->demand, n);
+	if (manual) {
+		release_asked(sub);
+		return true;
+	}
+	size_t ask = gs__demand_taken(&sub->demand, n);
 	if (ask)
 		gs__grant(sub, ask); /* wakes the producer */
-	else if (blocked)
-		gs__wake(sub->producer);
 	return true;
 }
 
@@ -397,6 +402,8 @@ bool gs__read_inputs(gs_stage *s)
 	for (size_t k = 0; k < n && !s->stopping && !s->done; k++) {
 		size_t idx = (s->in_cursor + k) % n;
 		gs_sub *sub = s->ins[idx];
+		if (atomic_load_explicit(&sub->manual, memory_order_relaxed))
+			release_asked(sub); /* gs_ask from another thread */
 		bool may_take = s->kind == GS_PRODUCER_CONSUMER ? s->owed > 0
 				: s->hooks.pull                 ? s->credit > 0
 								: true;
@@ -426,10 +433,17 @@ GS__API gs_err gs_ask(gs_sub *sub, size_t n)
 	if (!atomic_load_explicit(&sub->manual, memory_order_acquire))
 		return GS_ESTATE;
 	GS__HA(&sub->manual);
-	if (n) {
-		atomic_fetch_add_explicit(&sub->asked, n, memory_order_relaxed);
-		gs__grant(sub, n);
-	}
+	if (n > GS_MAX_DEMAND)
+		return GS_EINVAL;
+	if (!n)
+		return GS_OK;
+	atomic_fetch_add_explicit(&sub->asked, n, memory_order_relaxed);
+	/* The consumer turns it into demand (release_asked): at once from
+	 * its own callbacks, else on its next run. */
+	if (gs__is_current(sub->consumer))
+		release_asked(sub);
+	else
+		gs__wake(sub->consumer);
 	return GS_OK;
 }
 

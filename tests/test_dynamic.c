@@ -250,6 +250,105 @@ Test(manual, gs_ask_works_from_any_thread, .timeout = GS_TEST_TIMEOUT)
 	gs_pipeline_free(p);
 }
 
+/* An ask far above max_demand, from the test's thread: the producer is
+ * asked for it as the consumer takes what came before, never more than
+ * max_demand ahead of it. It was asked for it all at once: what the ring
+ * could not hold overflowed the producer's buffer, was dropped, and was
+ * asked for again, for ever. */
+Test(manual, an_ask_above_max_demand_waits_for_room_and_loses_nothing,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p = pipeline_new(NULL);
+	recorder r = { .keep = true };
+	seq_producer sp = { .total = SIZE_MAX,
+			    .consumed = &r.received,
+			    .slack = 100 };
+	gs_stage *src = seq_producer_new(p, &sp,
+					 &(gs_stage_opts){ .buffer_size = 20 });
+	gs_stage *cons = recorder_new(p, &r, NULL);
+	gs_sub *sub;
+	GS_OK_OR_DIE(gs_subscribe(
+		cons, src, &(gs_sub_opts){ .manual = true, .max_demand = 100 },
+		&sub));
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	GS_OK_OR_DIE(gs_ask(sub, 5000));
+	wait_at_least(&r.received, 5000);
+	gs_stats st;
+	GS_OK_OR_DIE(gs_stage_stats(src, &st));
+	cr_expect_eq(st.dropped, 0);
+	cr_expect_eq(atomic_load(&sp.over_demand), 0,
+		     "asked more than max_demand beyond what was taken");
+	gs_pipeline_stop(p, GS_STOP_NOW);
+	cr_expect_eq(atomic_load(&sp.demanded), 5000);
+	cr_assert_eq(r.n, 5000);
+	for (size_t k = 0; k < r.n; k++)
+		cr_assert_eq(r.vals[k], k);
+	recorder_fini(&r);
+	gs_pipeline_free(p);
+}
+
+/* The same through a broadcast, each subscriber asking for all of a
+ * finite source at once: both get every event, none dropped. */
+Test(manual, broadcast_asks_above_max_demand_lose_nothing,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	enum { N = 3000 };
+	gs_pipeline *p = pipeline_new(NULL);
+	static void *ev[N];
+	fill_ids(ev, N, 0);
+	gs_stage *src, *cons[2];
+	recorder r[2] = { { .keep = true }, { .keep = true } };
+	gs_sub *sub[2];
+	GS_OK_OR_DIE(gs_from_array(
+		p, ev, N,
+		&(gs_stage_opts){ .buffer_size = 20,
+				  .dispatcher = gs_dispatcher_broadcast() },
+		&src));
+	for (int i = 0; i < 2; i++) {
+		cons[i] = recorder_new(p, &r[i], NULL);
+		GS_OK_OR_DIE(gs_subscribe(cons[i], src,
+					  &(gs_sub_opts){ .manual = true,
+							  .max_demand = 100 },
+					  &sub[i]));
+	}
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	for (int i = 0; i < 2; i++)
+		GS_OK_OR_DIE(gs_ask(sub[i], N));
+	cr_assert_eq(gs_pipeline_wait_for(p, 20000), GS_OK);
+	gs_stats st;
+	GS_OK_OR_DIE(gs_stage_stats(src, &st));
+	cr_expect_eq(st.dropped, 0);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(r[i].n, N, "subscriber %d got %zu", i, r[i].n);
+		for (size_t k = 0; k < N; k++)
+			cr_assert_eq(r[i].vals[k], k);
+		recorder_fini(&r[i]);
+	}
+	gs_pipeline_free(p);
+}
+
+/* Asks whose sum could wrap the subscription's count (a negative size,
+ * say) are refused. */
+Test(manual, an_ask_above_GS_MAX_DEMAND_is_refused, .timeout = GS_TEST_TIMEOUT)
+{
+	gs_pipeline *p = pipeline_new(NULL);
+	seq_producer sp = { .total = SIZE_MAX };
+	recorder r = { 0 };
+	gs_stage *src = seq_producer_new(p, &sp, NULL);
+	gs_stage *cons = recorder_new(p, &r, NULL);
+	gs_sub *sub;
+	GS_OK_OR_DIE(gs_subscribe(cons, src, &(gs_sub_opts){ .manual = true },
+				  &sub));
+	cr_expect_eq(gs_ask(sub, GS_MAX_DEMAND + 1), GS_EINVAL);
+	cr_expect_eq(gs_ask(sub, SIZE_MAX), GS_EINVAL);
+	cr_expect_eq(gs_ask(sub, GS_MAX_DEMAND), GS_OK);
+	GS_OK_OR_DIE(gs_pipeline_start(p));
+	wait_at_least(&r.received, 1000);
+	gs_pipeline_stop(p, GS_STOP_NOW);
+	recorder_fini(&r);
+	gs_pipeline_free(p);
+}
+
 typedef struct held {
 	_Atomic uint64_t demanded;
 	uintptr_t next;

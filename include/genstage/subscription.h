@@ -146,8 +146,10 @@ gs_err gs_cancel_reason(gs_sub *sub, int reason);
 /* Manual subscriptions only (GS_ESTATE on an automatic one), from any
  * thread, as GenStage.ask/3 works from any process: asks the producer for
  * `n` more events. Demand above max_demand outstanding waits until the
- * earlier events are taken. Asks on a subscription that has ended are
- * ignored. */
+ * earlier events are taken: the producer is never asked for more than the
+ * subscription holds, so an ask of any size loses nothing. Asks on a
+ * subscription that has ended are ignored. GS_EINVAL for an n above
+ * GS_MAX_DEMAND (a negative size, say). */
 gs_err gs_ask(gs_sub *sub, size_t n);
 
 /* From the consumer's handle_subscribe only (GS_ETHREAD elsewhere, GS_ESTATE
