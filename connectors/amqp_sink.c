@@ -583,8 +583,7 @@ GS_AMQP_API gs_err gs_amqp_sink_new(gs_pipeline *p,
 		     !gs__amqp_strdup(&k->declare_queue, opts->declare_queue) ||
 		     !gs__amqp_strdup(&k->bind_key, opts->bind_key)))
 		err = GS_ENOMEM;
-	gs_stage_opts so = stage_opts ? *stage_opts : (gs_stage_opts){ 0 };
-	so.version = GS_STAGE_OPTS_VERSION;
+	gs_stage_opts so = gs_stage_opts_copy(stage_opts);
 	so.blocking = true;     /* it waits on its socket */
 	so.keeps_events = true; /* until the broker confirms them */
 	if (!err)

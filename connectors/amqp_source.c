@@ -975,7 +975,7 @@ GS_AMQP_API gs_err gs_amqp_source_new(gs_pipeline *p,
 		source_free(s);
 		return err;
 	}
-	gs_stage_opts so = stage_opts ? *stage_opts : (gs_stage_opts){ 0 };
+	gs_stage_opts so = gs_stage_opts_copy(stage_opts);
 	/* The prefetch bounds what waits here; nothing may be dropped. */
 	so.buffer_size = GS_UNBOUNDED;
 	so.msg_free = drop_batch;

@@ -459,7 +459,7 @@ GS_FLOW_API gs_err gs_flow_stream(gs_flow *f, gs_pipeline *p,
 		return gs__flow_fail(f, e, "no pipeline: %s", gs_strerror(e));
 	if (own)
 		f->own = p;
-	gs_stage_opts so = opts ? *opts : (gs_stage_opts){ 0 };
+	gs_stage_opts so = gs_stage_opts_copy(opts);
 	if (!so.name)
 		so.name = "flow-stream";
 	gs_stage *s = NULL;

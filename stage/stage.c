@@ -138,6 +138,21 @@ void gs__stop(gs_stage *s, int reason)
 	s->stop_reason = reason;
 }
 
+GS__API gs_stage_opts gs_stage_opts_copy(const gs_stage_opts *opts)
+{
+	gs_stage_opts o = { 0 };
+	if (!opts)
+		return o;
+	/* Fields are only added at the end: each version's struct ends
+	 * where the next one's fields begin. */
+	memcpy(&o, opts,
+	       opts->version >= 1 ? sizeof o
+				  : offsetof(gs_stage_opts, keeps_events));
+	if (o.version < GS_STAGE_OPTS_VERSION)
+		o.version = GS_STAGE_OPTS_VERSION;
+	return o;
+}
+
 GS__API gs_err gs_stage_new(gs_pipeline *p, gs_kind kind,
 			    const gs_stage_ops *ops, void *state,
 			    const gs_stage_opts *opts, gs_stage **out)
@@ -167,14 +182,7 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 							"producer-consumer",
 				  kind == GS_PRODUCER ? "handle_demand"
 						      : "handle_events");
-	/* Only the fields of the version the caller's header had: its
-	 * struct may end before the newer ones. */
-	gs_stage_opts o = { 0 };
-	if (opts)
-		memcpy(&o, opts,
-		       opts->version >= 1
-			       ? sizeof o
-			       : offsetof(gs_stage_opts, keeps_events));
+	gs_stage_opts o = gs_stage_opts_copy(opts);
 	if (o.buffer_keep != GS_KEEP_LAST && o.buffer_keep != GS_KEEP_FIRST)
 		return gs__refuse(&p->opts, GS_EINVAL,
 				  "gs_stage_new %s: unknown buffer_keep %d",

@@ -5,8 +5,11 @@
  * are accepted by every call that reads a versioned struct, and a version
  * above it is refused with GS_EVERSION, a message, and nothing made.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "gs_test.h"
 
@@ -185,6 +188,58 @@ Test(version, zero_and_current_versions_are_accepted,
 		gs_pipeline_free(p);
 		cr_assert_eq(atomic_load(&r.received), 1000);
 	}
+}
+
+/* A version-0 gs_stage_opts as an older header laid it out: it ends where
+ * keeps_events begins, right before a page nobody may read. Copying it by
+ * the current size crashed a wrapper that passed it on (gs_flow_stream). */
+static gs_stage_opts *old_opts_at_page_end(void **map, size_t *len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	*len = 2 * page;
+	char *m = mmap(NULL, *len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(m, MAP_FAILED);
+	cr_assert_eq(mprotect(m + page, page, PROT_NONE), 0);
+	*map = m;
+	size_t v0 = offsetof(gs_stage_opts, keeps_events);
+	gs_stage_opts *o = (gs_stage_opts *)(m + page - v0);
+	memset(o, 0, v0);
+	o->name = "old";
+	o->buffer_size = 7;
+	return o;
+}
+
+Test(version, an_older_stage_opts_is_read_only_as_far_as_it_goes,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	void *map;
+	size_t len;
+	const gs_stage_opts *old = old_opts_at_page_end(&map, &len);
+	gs_stage_opts c = gs_stage_opts_copy(old);
+	cr_expect_str_eq(c.name, "old");
+	cr_expect_eq(c.buffer_size, 7);
+	cr_expect_eq(c.keeps_events, false);
+	cr_expect_eq(c.version, GS_STAGE_OPTS_VERSION);
+	gs_stage_opts none = gs_stage_opts_copy(NULL);
+	cr_expect_eq(none.buffer_size, 0);
+	cr_expect_null(none.name);
+	gs_stage_opts newer = gs_stage_opts_copy(
+		&(gs_stage_opts){ .version = GS_STAGE_OPTS_VERSION + 1 });
+	cr_expect_eq(newer.version, GS_STAGE_OPTS_VERSION + 1,
+		     "kept, so that gs_stage_new refuses it");
+	/* Through the library's own wrappers too. */
+	gs_pipeline *p;
+	GS_OK_OR_DIE(gs_pipeline_new(NULL, &p));
+	gs_stage *s;
+	GS_OK_OR_DIE(gs_stage_new(p, GS_PRODUCER, &seq_producer_ops,
+				  &(seq_producer){ .total = 1 }, old, &s));
+	gs_flow *f;
+	GS_OK_OR_DIE(gs_flow_from_array((void *[]){ GS_EV(1) }, 1, NULL, &f));
+	GS_OK_OR_DIE(gs_flow_stream(f, p, old, &s));
+	gs_pipeline_free(p);
+	gs_flow_free(f);
+	munmap(map, len);
 }
 
 /* --- flow.h ------------------------------------------------------------ */

@@ -192,6 +192,14 @@ typedef struct gs_stats {
 gs_err gs_stage_new(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 		    void *state, const gs_stage_opts *opts, gs_stage **out);
 
+/* A copy of *opts with the fields its version has and the newer ones zero
+ * (their defaults), for code that takes a caller's gs_stage_opts, changes
+ * some fields and passes it on: a struct from an older header may end
+ * before the newer fields, so `*opts` would read past it. The version is
+ * kept when newer than this library's (gs_stage_new then refuses it), else
+ * it becomes GS_STAGE_OPTS_VERSION. NULL gives the defaults. */
+gs_stage_opts gs_stage_opts_copy(const gs_stage_opts *opts);
+
 /* Sends `n` events downstream, or into the buffer where no subscription has
  * demand. Only from inside a producer's or producer-consumer's callbacks. On
  * GS_OK the library owns the events (a full buffer drops some, see
