@@ -166,14 +166,10 @@ GS_AMQP_API gs_err gs_amqp_bridge_new(gs_bus *bus,
 		return GS_EINVAL;
 	}
 	const char *why = !bus ? "NULL bus" : !out ? "NULL out" : check(opts);
-	if (opts->version > GS_AMQP_BRIDGE_OPTS_VERSION) {
-		gs__amqp_log(&log_only,
-			     "gs_amqp_bridge_new: opts version %u is newer "
-			     "than %u",
-			     (unsigned)opts->version,
-			     (unsigned)GS_AMQP_BRIDGE_OPTS_VERSION);
-		return GS_EVERSION;
-	}
+	if (opts->version > GS_AMQP_BRIDGE_OPTS_VERSION)
+		return gs__amqp_refuse_newer(&opts->conn, "gs_amqp_bridge_new",
+					     opts->version,
+					     GS_AMQP_BRIDGE_OPTS_VERSION);
 	if (why) {
 		gs__amqp_log(&log_only, "gs_amqp_bridge_new: %s", why);
 		return GS_EINVAL;

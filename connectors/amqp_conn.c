@@ -79,6 +79,17 @@ void gs__amqp_log(const gs__amqp_conf *c, const char *fmt, ...)
 		fprintf(stderr, "genstage-amqp: %s\n", msg);
 }
 
+gs_err gs__amqp_refuse_newer(const gs_amqp_conn_opts *conn, const char *call,
+			     uint32_t version, uint32_t known)
+{
+	gs__amqp_conf log_only = { .o = *conn };
+	gs__amqp_log(&log_only,
+		     "%s: options of version %u, newer than this library's "
+		     "%u: refused",
+		     call, (unsigned)version, (unsigned)known);
+	return GS_EVERSION;
+}
+
 amqp_bytes_t gs__amqp_bytes(const char *s)
 {
 	return s ? amqp_cstring_bytes(s) : amqp_empty_bytes;

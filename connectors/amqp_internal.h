@@ -38,6 +38,11 @@ bool gs__amqp_strdup(char **dst, const char *src);
 void gs__amqp_log(const gs__amqp_conf *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* GS_EVERSION, said through conn's log hook: `call`'s options have a
+ * version above `known`, what this library was built with. */
+gs_err gs__amqp_refuse_newer(const gs_amqp_conn_opts *conn, const char *call,
+			     uint32_t version, uint32_t known);
+
 /* Opens a connection and channel 1 (logged in); NULL on failure, with
  * the reason logged. `what` names the caller in the messages. */
 amqp_connection_state_t gs__amqp_open(const gs__amqp_conf *c, const char *what);

@@ -562,7 +562,9 @@ GS_AMQP_API gs_err gs_amqp_sink_new(gs_pipeline *p,
 	if (!p || !opts || !out || !opts->encode)
 		return GS_EINVAL;
 	if (opts->version > GS_AMQP_SINK_OPTS_VERSION)
-		return GS_EVERSION;
+		return gs__amqp_refuse_newer(&opts->conn, "gs_amqp_sink_new",
+					     opts->version,
+					     GS_AMQP_SINK_OPTS_VERSION);
 	gs_amqp_sink *k = calloc(1, sizeof *k);
 	if (!k)
 		return GS_ENOMEM;

@@ -959,7 +959,9 @@ GS_AMQP_API gs_err gs_amqp_source_new(gs_pipeline *p,
 	    (unsigned)opts->on_failure > GS_AMQP_REJECT)
 		return GS_EINVAL;
 	if (opts->version > GS_AMQP_SOURCE_OPTS_VERSION)
-		return GS_EVERSION;
+		return gs__amqp_refuse_newer(&opts->conn, "gs_amqp_source_new",
+					     opts->version,
+					     GS_AMQP_SOURCE_OPTS_VERSION);
 	gs_amqp_source *s = calloc(1, sizeof *s);
 	if (!s)
 		return GS_ENOMEM;

@@ -254,11 +254,14 @@ struct gs__sync {
 static gs_err subscribe(gs_stage *c, gs_stage *pr, const gs_sub_opts *opts,
 			bool hold, struct gs__sync *sync, gs_sub **made)
 {
+	if (!c || !pr)
+		return GS_EINVAL;
+	/* First: a newer struct's other fields may mean something else. */
+	GS__REFUSE_NEWER(&c->p->opts, opts, GS_SUB_OPTS_VERSION);
 	gs_sub_opts o = opts ? *opts : (gs_sub_opts){ 0 };
 	gs_err err = check(c, pr, &o);
 	if (err)
 		return err;
-	GS__REFUSE_NEWER(&c->p->opts, opts, GS_SUB_OPTS_VERSION);
 	size_t max = o.max_demand ? o.max_demand : GS_DEFAULT_MAX_DEMAND;
 	size_t min = o.min_demand == GS_MIN_DEMAND_ZERO ? 0
 		     : o.min_demand                     ? o.min_demand

@@ -155,6 +155,12 @@ Test(version, too_new_sub_opts_are_refused_and_nothing_is_subscribed,
 		     GS_EVERSION);
 	cr_assert_eq(sub, (gs_sub *)&sub, "out-param touched on error");
 	assert_refusal_logged(&log, "GS_SUB_OPTS_VERSION");
+	/* Before anything else is judged by the struct: not GS_ESELF. */
+	cr_assert_eq(gs_subscribe(a, a,
+				  &(gs_sub_opts){
+					  .version = GS_SUB_OPTS_VERSION + 1 },
+				  NULL),
+		     GS_EVERSION);
 	cr_assert_eq(atomic_load(&r.subscribes), 0);
 	gs_pipeline_free(p);
 }

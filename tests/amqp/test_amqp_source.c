@@ -361,13 +361,17 @@ Test(amqp_source, bad_options_are_refused)
 					&(gs_amqp_source_opts){ .queue = "q" },
 					NULL, &src),
 		     GS_EINVAL);
-	cr_assert_eq(gs_amqp_source_new(
-			     p,
-			     &(gs_amqp_source_opts){
-				     .version = GS_AMQP_SOURCE_OPTS_VERSION + 1,
-				     .queue = "q" },
-			     NULL, &src),
-		     GS_EVERSION);
+	log_keep l = { 0 };
+	cr_assert_eq(
+		gs_amqp_source_new(
+			p,
+			&(gs_amqp_source_opts){
+				.version = GS_AMQP_SOURCE_OPTS_VERSION + 1,
+				.conn = { .log = log_keep_fn, .log_arg = &l },
+				.queue = "q" },
+			NULL, &src),
+		GS_EVERSION);
+	cr_assert(log_has(&l, "newer than this library"), "%s", l.all);
 	cr_assert_eq(gs_amqp_source_new(p,
 					&(gs_amqp_source_opts){
 						.queue = "q", .n_bindings = 1 },
