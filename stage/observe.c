@@ -84,6 +84,9 @@ static void describe(gs_stage *s, text *t)
 	} else if (done) {
 		put(t, "is done, delivering %llu buffered events",
 		    (unsigned long long)st.buffered);
+		if (s->dconf.kind == GS_DISPATCH_PARTITION)
+			put(t, " (those of a partition nobody subscribed to "
+			       "wait for its subscriber; a drain drops them)");
 	} else if (!has_consumers(s)) {
 		put(t, "has no subscriber, and produces only on demand");
 	} else {

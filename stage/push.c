@@ -155,6 +155,10 @@ GS__API gs_err gs_push_producer(gs_pipeline *p, const gs_stage_opts *opts,
 {
 	if (!p || !out)
 		return GS_EINVAL;
+	if (opts && opts->buffer_size == GS_BUFFER_NONE)
+		return gs__refuse(&p->opts, GS_EINVAL,
+				  "gs_push_producer: GS_BUFFER_NONE is no "
+				  "queue size");
 	pusher *ps = calloc(1, sizeof *ps);
 	if (!ps)
 		return GS_ENOMEM;

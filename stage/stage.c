@@ -191,6 +191,13 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 		return gs__refuse(&p->opts, GS_EINVAL,
 				  "gs_stage_new %s: unknown demand mode %d",
 				  name, (int)o.demand);
+	if (o.buffer_size == GS_BUFFER_NONE &&
+	    o.dispatcher.kind == GS_DISPATCH_PARTITION)
+		return gs__refuse(&p->opts, GS_EINVAL,
+				  "gs_stage_new %s: GS_BUFFER_NONE with a "
+				  "partition dispatcher, whose queues never "
+				  "drop",
+				  name);
 
 	size_t size = (sizeof(gs_stage) + GS__CACHELINE - 1) &
 		      ~(size_t)(GS__CACHELINE - 1);
@@ -241,9 +248,10 @@ gs_err gs__stage_create(gs_pipeline *p, gs_kind kind, const gs_stage_ops *ops,
 	GS__ATOMIC(s->st_ins);
 	GS__ATOMIC(s->st_outs);
 	GS__ATOMIC(s->st_done);
-	size_t limit = o.buffer_size         ? o.buffer_size
-		       : kind == GS_PRODUCER ? 10000
-					     : GS_UNBOUNDED;
+	size_t limit = o.buffer_size == GS_BUFFER_NONE ? 0
+		       : o.buffer_size                 ? o.buffer_size
+		       : kind == GS_PRODUCER           ? 10000
+						       : GS_UNBOUNDED;
 	gs__buffer_init(&s->buf, limit, o.buffer_keep);
 	gs_err err = kind == GS_CONSUMER
 			     ? (o.dispatcher.kind ? GS_EKIND : GS_OK)

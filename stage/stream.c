@@ -97,6 +97,9 @@ GS__API gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts,
 {
 	if (!p || !out)
 		return GS_EINVAL;
+	if (opts && opts->buffer_size == GS_BUFFER_NONE)
+		return gs__refuse(&p->opts, GS_EINVAL,
+				  "gs_stream: GS_BUFFER_NONE is no queue size");
 	stream *st = calloc(1, sizeof *st);
 	if (!st)
 		return GS_ENOMEM;

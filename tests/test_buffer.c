@@ -163,6 +163,42 @@ Test(buffer, keep_first_drops_only_what_does_not_fit,
 	check_kept(bursts, N_BURSTS(bursts), 10, GS_KEEP_FIRST, 5, 15);
 }
 
+/* GenStage's buffer_size: 0: what finds no demand is dropped at once,
+ * under either policy; a zero field still means the default. */
+Test(buffer, gs_buffer_none_keeps_nothing_beyond_the_demand,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	static const size_t bursts[] = { 5, 8, 7 };
+	check_kept(bursts, N_BURSTS(bursts), GS_BUFFER_NONE, GS_KEEP_FIRST, 0,
+		   0);
+	check_kept(bursts, N_BURSTS(bursts), GS_BUFFER_NONE, GS_KEEP_LAST, 0,
+		   0);
+}
+
+static size_t first_partition(void *arg, const void *event)
+{
+	(void)arg, (void)event;
+	return 0;
+}
+
+Test(buffer, gs_buffer_none_is_refused_where_nothing_drops,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	log_count lc = { 0 };
+	gs_pipeline *p = counted_pipeline_new(&lc);
+	gs_stage *s = (gs_stage *)&s;
+	gs_stage_opts none = { .buffer_size = GS_BUFFER_NONE };
+	cr_expect_eq(gs_push_producer(p, &none, &s), GS_EINVAL);
+	cr_expect_eq(gs_stream(p, &none, &s), GS_EINVAL);
+	none.dispatcher = gs_dispatcher_partition(2, first_partition, NULL);
+	cr_expect_eq(gs_stage_new(p, GS_PRODUCER, &burster_ops, &(burster){ 0 },
+				  &none, &s),
+		     GS_EINVAL);
+	cr_expect_eq(s, (gs_stage *)&s, "nothing made");
+	cr_expect_eq(atomic_load(&lc.error), 3, "each refusal says why");
+	gs_pipeline_free(p);
+}
+
 Test(buffer, a_buffer_exactly_full_drops_nothing, .timeout = GS_TEST_TIMEOUT)
 {
 	static const size_t bursts[] = { 15 };

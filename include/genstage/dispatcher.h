@@ -8,12 +8,15 @@
  * - Demand: GenStage's `shuffle_demands_on_first_dispatch` and
  *   `max_demand` options are not offered: batches already go to the
  *   subscription with the most pending demand, which is what both tune.
- * - Partition: each partition's queue is bounded (gs_stage_opts.buffer_size
- *   per partition, default 10000). While a partition's queue is full the
- *   producer passes no new demand to handle_demand, so a slow partition
- *   slows the producer instead of growing memory without limit (GenStage
- *   #282). Events the producer emits anyway still wait in the queue: none is
- *   dropped for back-pressure. A queue that cannot grow for lack of memory
+ * - Partition: gs_stage_opts.buffer_size (per partition, default 10000) is
+ *   where a partition's queue stops the demand: while a queue holds that
+ *   many, the producer passes no new demand to handle_demand, so a slow
+ *   partition slows the producer instead of growing memory without limit
+ *   (GenStage #282). It is not a cap: events the producer emits anyway
+ *   (beyond its demand, or from handle_info or handle_cast with no demand)
+ *   still wait in the queue, and buffer_keep does not apply; none is
+ *   dropped for back-pressure, so a producer that emits without demand
+ *   bounds its own memory. A queue that cannot grow for lack of memory
  *   drops what it could not take (counted, logged, to event_free) and the
  *   producer stops with GS_ENOMEM, as one whose buffer cannot grow does. A
  *   partition is held by one subscription,

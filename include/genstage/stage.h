@@ -108,11 +108,21 @@ typedef enum gs_demand_mode {
 /* buffer_size for a buffer that never drops. */
 #define GS_UNBOUNDED SIZE_MAX
 
+/* buffer_size for no buffer (GenStage's buffer_size: 0, since a zero field
+ * means the default): events emitted where no subscription has demand are
+ * dropped at once (counted, logged, to event_free). With the demand and
+ * broadcast dispatchers only: gs_stage_new refuses it with a partition
+ * dispatcher (its queues never drop), and gs_push_producer and gs_stream
+ * refuse it as a queue size (GS_EINVAL). */
+#define GS_BUFFER_NONE (SIZE_MAX - 1)
+
 typedef struct gs_stage_opts {
 	uint32_t version;   /* GS_STAGE_OPTS_VERSION, or 0 */
 	const char *name;   /* copied (its first 63 bytes); NULL: "stage-N" */
 	size_t buffer_size; /* 0: 10000 for producers, GS_UNBOUNDED for
-			       producer-consumers */
+			       producer-consumers; GS_BUFFER_NONE */
+	/* What a full buffer drops. The partition dispatcher's queues drop
+	 * nothing (see dispatcher.h). */
 	gs_keep buffer_keep;
 	/* Producers: GS_DEMAND_ACCUMULATE starts with demand held (events
 	 * already emitted are still delivered). */

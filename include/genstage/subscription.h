@@ -109,6 +109,10 @@ typedef struct gs_sub_opts {
  * A consumer with at least one subscription finishes (GS_OK) once every one
  * of them has ended because its producer finished; a producer whose every
  * consumer has stopped finishes too, so a finite pipeline always completes.
+ * One exception: a partition producer keeps the events of a partition
+ * nobody has subscribed to for its first subscriber (GenStage #311), so it
+ * finishes only once every partition with events has had one, or when a
+ * drain (GS_STOP_DRAIN) drops them, counted and logged.
  */
 gs_err gs_subscribe(gs_stage *consumer, gs_stage *producer,
 		    const gs_sub_opts *opts, gs_sub **out);
