@@ -35,6 +35,11 @@
  *   GS_DISCARD) is a bug in the hash: the event is dropped as a discarded
  *   one is (counted, passed to event_free) and a warning is logged for
  *   each batch where it happens, where GenStage would crash the producer.
+ *   Events the hash discards (GS_DISCARD) are its choice, not a loss:
+ *   counted and passed to event_free, but not logged.
+ * - Partitions are numbered 0..n-1 (GenStage also takes a list of names),
+ *   and the hash picks a partition without rewriting the event (GenStage's
+ *   returns {event, partition}): change events in a stage before it.
  */
 #ifndef GENSTAGE_DISPATCHER_H
 #define GENSTAGE_DISPATCHER_H

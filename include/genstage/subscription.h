@@ -10,7 +10,9 @@
  * asks for max_demand - outstanding, so outstanding is max_demand again.
  * With max 1000 and min 500: ask 1000, chunks of up to 500, ask 500 after
  * each full chunk. With min 0 (GS_MIN_DEMAND_ZERO): chunks of up to
- * max_demand and a new ask only when all of it has arrived.
+ * max_demand and a new ask only when all of it has arrived. A manual
+ * subscription (gs_ask) gets chunks of at most max_demand, where GenStage
+ * hands each batch over whole.
  */
 #ifndef GENSTAGE_SUBSCRIPTION_H
 #define GENSTAGE_SUBSCRIPTION_H
