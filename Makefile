@@ -6,6 +6,9 @@
 BUILD ?= build
 MESON ?= meson
 NINJA ?= ninja
+# meson reads $NINJA as the path of a ninja binary: `make NINJA='ninja -j1'`
+# (make exports command-line variables) made its setup fail.
+unexport NINJA
 
 .PHONY: all build setup bootstrap demo test bench format c-dirs clean
 

@@ -550,6 +550,13 @@ static size_t default_workers(void)
 		unsigned long n = strtoul(env, &end, 10);
 		if (!*end && n >= 1 && n <= MAX_WORKERS)
 			return n;
+		/* No log hook reaches here (the default executor is made
+		 * for whichever pipeline comes first): stderr, once per
+		 * executor. */
+		fprintf(stderr,
+			"genstage: warning: GS_WORKERS='%s' is not a number "
+			"from 1 to %d: one worker per CPU instead\n",
+			env, MAX_WORKERS);
 	}
 	cpu_set_t set;
 	if (!sched_getaffinity(0, sizeof set, &set) && CPU_COUNT(&set) > 0)

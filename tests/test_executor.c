@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "executor.h"
 #include "gs_test.h"
@@ -560,4 +561,43 @@ Test(executor, threads_carry_the_worker_or_the_blocking_stage_name,
 	GS_OK_OR_DIE(gs_pipeline_stop(p, GS_STOP_NOW));
 	gs_pipeline_free(p);
 	gs_executor_free(ex);
+}
+
+/* What gs_executor_new(NULL) says on stderr, and its worker count, with
+ * GS_WORKERS set to `value`. */
+static size_t workers_with(const char *value, char *said, size_t size)
+{
+	setenv("GS_WORKERS", value, 1);
+	FILE *tmp = tmpfile();
+	cr_assert_not_null(tmp);
+	fflush(stderr);
+	int saved = dup(2);
+	dup2(fileno(tmp), 2);
+	gs_executor *ex;
+	gs_err err = gs_executor_new(NULL, &ex);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	GS_OK_OR_DIE(err);
+	size_t n = gs_executor_workers(ex);
+	gs_executor_free(ex);
+	rewind(tmp);
+	size_t k = fread(said, 1, size - 1, tmp);
+	said[k] = '\0';
+	fclose(tmp);
+	return n;
+}
+
+Test(executor, a_bad_gs_workers_is_ignored_with_a_warning,
+     .timeout = GS_TEST_TIMEOUT)
+{
+	char said[256];
+	cr_expect_eq(workers_with("2", said, sizeof said), 2);
+	cr_expect_str_empty(said);
+	size_t dflt = workers_with("abc", said, sizeof said);
+	cr_expect(strstr(said, "GS_WORKERS='abc'"), "said: '%s'", said);
+	cr_expect_eq(workers_with("0", said, sizeof said), dflt);
+	cr_expect(strstr(said, "GS_WORKERS='0'"), "said: '%s'", said);
+	cr_expect_eq(workers_with("5000", said, sizeof said), dflt);
+	cr_expect(strstr(said, "GS_WORKERS='5000'"), "said: '%s'", said);
 }

@@ -11,7 +11,8 @@
  * By default every pipeline shares one executor per process, with one
  * worker per CPU the process may use (its affinity mask, so taskset and
  * cpusets are honoured; the GS_WORKERS environment variable overrides the
- * count). Give pipelines an executor of their own with gs_executor_new and
+ * count: a number from 1 to 1024, anything else is ignored with a warning on
+ * stderr). Give pipelines an executor of their own with gs_executor_new and
  * gs_pipeline_opts.executor.
  *
  * Callbacks of scheduled stages must not block: a worker blocked in one
