@@ -130,16 +130,41 @@ gs_err gs__flow_check_demand(gs_flow *f, const char *what, const char *fields,
 	return GS_OK;
 }
 
+/* A source refused before there is a flow to hold the message
+ * (gs_flow_errmsg): it goes to stderr, as the engine's do without a log
+ * hook. Returns code. */
+static gs_err refuse_source(gs_err code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static gs_err refuse_source(gs_err code, const char *fmt, ...)
+{
+	char msg[200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "genstage: error: flow source refused: %s\n", msg);
+	return code;
+}
+
 static gs_err flow_new(const gs_flow_opts *opts, gs_flow **out)
 {
 	if (!out)
 		return GS_EINVAL;
 	if (opts && opts->version > GS_FLOW_OPTS_VERSION)
-		return GS_EVERSION; /* no flow yet to hold a message */
+		return refuse_source(GS_EVERSION,
+				     "gs_flow_opts version %u, newer than "
+				     "this library's %u",
+				     (unsigned)opts->version,
+				     (unsigned)GS_FLOW_OPTS_VERSION);
 	gs_err de = opts ? demand_error(opts->max_demand, opts->min_demand)
 			 : GS_OK;
 	if (de)
-		return de; /* no flow yet to hold a message */
+		return refuse_source(de,
+				     "max_demand %zu, min_demand %zu: the min "
+				     "must be below the max (%zu when 0), "
+				     "the max at most GS_MAX_DEMAND",
+				     opts->max_demand, opts->min_demand,
+				     (size_t)GS_DEFAULT_MAX_DEMAND);
 	gs_flow *f = calloc(1, sizeof(*f));
 	if (!f)
 		return GS_ENOMEM;
@@ -208,7 +233,11 @@ static gs_err fed_by(gs_flow *f, gs__flow_layer *in, size_t stages,
 static gs_err check_source(const gs_flow_source *s)
 {
 	if (s->version > GS_FLOW_SOURCE_VERSION)
-		return GS_EVERSION;
+		return refuse_source(GS_EVERSION,
+				     "gs_flow_source version %u, newer than "
+				     "this library's %u",
+				     (unsigned)s->version,
+				     (unsigned)GS_FLOW_SOURCE_VERSION);
 	if (s->gen ? s->events || s->n : s->n && !s->events)
 		return GS_EINVAL;
 	if (s->n > SIZE_MAX / sizeof(void *))

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Events per gs_emit from the test stages. */
 #define EMIT_CHUNK 256
@@ -636,4 +637,24 @@ uint64_t gs_rng_next(gs_rng *r)
 size_t gs_rng_range(gs_rng *r, size_t lo, size_t hi)
 {
 	return lo + (size_t)(gs_rng_next(r) % (uint64_t)(hi - lo + 1));
+}
+
+void stderr_capture_begin(stderr_capture *c)
+{
+	c->tmp = tmpfile();
+	cr_assert_not_null(c->tmp);
+	fflush(stderr);
+	c->saved = dup(2);
+	dup2(fileno(c->tmp), 2);
+}
+
+void stderr_capture_end(stderr_capture *c, char *buf, size_t size)
+{
+	fflush(stderr);
+	dup2(c->saved, 2);
+	close(c->saved);
+	rewind(c->tmp);
+	size_t k = fread(buf, 1, size - 1, c->tmp);
+	buf[k] = '\0';
+	fclose(c->tmp);
 }

@@ -308,6 +308,16 @@ void wait_int_at_least(const _Atomic int *v, int at_least);
 /* A short pause for a loop that polls for what it waits for. */
 void nap(void);
 
+/* What this process writes on stderr between the two calls, kept in a
+ * temporary file instead of shown. */
+typedef struct stderr_capture {
+	FILE *tmp;
+	int saved;
+} stderr_capture;
+void stderr_capture_begin(stderr_capture *c);
+/* Ends the capture and puts what was written into buf (cut to size - 1). */
+void stderr_capture_end(stderr_capture *c, char *buf, size_t size);
+
 /* The pipeline's Graphviz graph (gs_pipeline_write_dot), in memory; the
  * caller frees it. */
 char *dot_text(gs_pipeline *p);

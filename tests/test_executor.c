@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "executor.h"
 #include "gs_test.h"
@@ -568,23 +567,14 @@ Test(executor, threads_carry_the_worker_or_the_blocking_stage_name,
 static size_t workers_with(const char *value, char *said, size_t size)
 {
 	setenv("GS_WORKERS", value, 1);
-	FILE *tmp = tmpfile();
-	cr_assert_not_null(tmp);
-	fflush(stderr);
-	int saved = dup(2);
-	dup2(fileno(tmp), 2);
+	stderr_capture c;
+	stderr_capture_begin(&c);
 	gs_executor *ex;
 	gs_err err = gs_executor_new(NULL, &ex);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
+	stderr_capture_end(&c, said, size);
 	GS_OK_OR_DIE(err);
 	size_t n = gs_executor_workers(ex);
 	gs_executor_free(ex);
-	rewind(tmp);
-	size_t k = fread(said, 1, size - 1, tmp);
-	said[k] = '\0';
-	fclose(tmp);
 	return n;
 }
 

@@ -301,7 +301,19 @@ Test(version, a_too_new_flow_opts_is_refused_and_no_flow_is_made)
 	void *ev = GS_EV(1);
 	gs_flow_opts o = { .version = GS_FLOW_OPTS_VERSION + 1 };
 	gs_flow *f = (gs_flow *)&f;
-	cr_assert_eq(gs_flow_from_array(&ev, 1, &o, &f), GS_EVERSION);
+	/* No flow holds the message: it goes to stderr. */
+	char said[512];
+	stderr_capture c;
+	stderr_capture_begin(&c);
+	gs_err e = gs_flow_from_array(&ev, 1, &o, &f);
+	gs_err es = gs_flow_from_sources(
+		&(gs_flow_source){ .version = GS_FLOW_SOURCE_VERSION + 1 }, 1,
+		NULL, &f);
+	stderr_capture_end(&c, said, sizeof said);
+	cr_assert_eq(e, GS_EVERSION);
+	cr_assert_eq(es, GS_EVERSION);
+	cr_assert(strstr(said, "gs_flow_opts version"), "said: %s", said);
+	cr_assert(strstr(said, "gs_flow_source version"), "said: %s", said);
 	cr_assert_eq(gs_flow_from_fn(none, NULL, &o, &f), GS_EVERSION);
 	gs_pipeline *p;
 	gs_stage *s;

@@ -180,7 +180,8 @@ typedef struct gs_flow_opts {
  * Sources. Each makes a new flow in *out (free it with gs_flow_free) and
  * reads `opts` (may be NULL) once; on error *out is untouched; a
  * min_demand not below max_demand (GS_DEFAULT_MAX_DEMAND when 0) is
- * GS_EDEMAND, a max_demand above GS_MAX_DEMAND GS_EINVAL. from_array
+ * GS_EDEMAND, a max_demand above GS_MAX_DEMAND GS_EINVAL, a too-new
+ * version GS_EVERSION, each said on stderr (no flow holds a message yet). from_array
  * copies the array of pointers (an n whose copy's size would overflow is
  * GS_EINVAL); the events pass to the flow (gs_flow_free
  * of a flow never run hands them to event_free). from_fn calls `gen` (see
