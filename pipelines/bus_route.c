@@ -39,6 +39,11 @@ gs_err gs__bus_routes_init(gs__bus_routes *r, size_t max)
 	if (!r->slots)
 		return GS_ENOMEM; /* the bus's teardown finishes it again */
 	r->cap = cap;
+	/* At most half full: a larger max (the table stops growing at 2^30
+	 * slots) would fill it, and a probe for a new topic would never
+	 * end. The topics beyond share `other`. */
+	if (r->max > cap / 2)
+		r->max = cap / 2;
 	return GS_OK;
 }
 

@@ -184,7 +184,7 @@ typedef void (*gs_bus_trace_fn)(void *arg, gs_bus_trace_kind kind,
 typedef struct gs_bus_opts {
 	uint32_t version;  /* GS_BUS_OPTS_VERSION */
 	const char *name;  /* copied (its first 63 bytes); NULL: "bus" */
-	size_t max_topics; /* 0: GS_BUS_DEFAULT_MAX_TOPICS */
+	size_t max_topics; /* 0: GS_BUS_DEFAULT_MAX_TOPICS; at most 2^29 */
 	/* Once per accepted envelope, when every matched subscription is done
 	 * with it (for one that matched none: right after `unrouted`), on the
 	 * thread that finished it last: a handler's, a publisher's, or the
