@@ -64,6 +64,15 @@ Test(dynamic, cancel_under_load_loses_and_repeats_nothing,
 	gs_pipeline_free(p);
 }
 
+/* r kept exactly 0, 1, ..., n - 1, in order; then frees what it kept. */
+static void expect_sequence(recorder *r, size_t n)
+{
+	cr_assert_eq(r->n, n, "%zu received", r->n);
+	for (size_t k = 0; k < r->n; k++)
+		cr_assert_eq(r->vals[k], k);
+	recorder_fini(r);
+}
+
 typedef struct manual {
 	recorder rec;
 	size_t step; /* asks this many after each batch, up to 1000 */
@@ -152,10 +161,7 @@ static void check_asked_exactly(manual_pair *mp, uint64_t asked)
 	cr_assert_eq(gs_pipeline_stop(mp->p, GS_STOP_NOW), GS_OK);
 	cr_assert_eq(atomic_load(&mp->sp.demanded), asked + 1);
 	cr_assert_eq(atomic_load(&m->over), 0, "more came than was asked");
-	cr_assert_eq(m->rec.n, asked + 1);
-	for (size_t k = 0; k < m->rec.n; k++)
-		cr_assert_eq(m->rec.vals[k], k);
-	recorder_fini(&m->rec);
+	expect_sequence(&m->rec, asked + 1);
 	gs_pipeline_free(mp->p);
 }
 
@@ -243,10 +249,7 @@ Test(manual, gs_ask_works_from_any_thread, .timeout = GS_TEST_TIMEOUT)
 	cr_assert_eq(gs_ask(sub, 1), GS_OK);
 	wait_at_least(&pr.received, 7 * 50 + 1);
 	gs_pipeline_stop(p, GS_STOP_NOW);
-	cr_assert_eq(pr.n, 7 * 50 + 1);
-	for (size_t k = 0; k < pr.n; k++)
-		cr_assert_eq(pr.vals[k], k);
-	recorder_fini(&pr);
+	expect_sequence(&pr, 7 * 50 + 1);
 	gs_pipeline_free(p);
 }
 
@@ -280,10 +283,7 @@ Test(manual, an_ask_above_max_demand_waits_for_room_and_loses_nothing,
 		     "asked more than max_demand beyond what was taken");
 	gs_pipeline_stop(p, GS_STOP_NOW);
 	cr_expect_eq(atomic_load(&sp.demanded), 5000);
-	cr_assert_eq(r.n, 5000);
-	for (size_t k = 0; k < r.n; k++)
-		cr_assert_eq(r.vals[k], k);
-	recorder_fini(&r);
+	expect_sequence(&r, 5000);
 	gs_pipeline_free(p);
 }
 
@@ -318,12 +318,8 @@ Test(manual, broadcast_asks_above_max_demand_lose_nothing,
 	gs_stats st;
 	GS_OK_OR_DIE(gs_stage_stats(src, &st));
 	cr_expect_eq(st.dropped, 0);
-	for (int i = 0; i < 2; i++) {
-		cr_assert_eq(r[i].n, N, "subscriber %d got %zu", i, r[i].n);
-		for (size_t k = 0; k < N; k++)
-			cr_assert_eq(r[i].vals[k], k);
-		recorder_fini(&r[i]);
-	}
+	for (int i = 0; i < 2; i++)
+		expect_sequence(&r[i], N);
 	gs_pipeline_free(p);
 }
 
