@@ -65,11 +65,12 @@ amqp_bytes_t gs__amqp_bytes(const char *s);
 
 /* Fills *p with the properties `out` asks for, its headers in
  * entries[GS_AMQP_MAX_HEADERS] (pointing into out's strings); NULL, or
- * why they cannot be sent: too many headers, one without a key, or a
- * string AMQP caps at 255 bytes that is longer (the client library would
- * not encode the frame). */
+ * why they cannot be sent: too many headers, one without a key, a
+ * string AMQP caps at 255 bytes that is longer, or all of them larger
+ * than the connection's frame_max (the client library would not encode
+ * the frame). */
 const char *gs__amqp_props(const gs_amqp_out *out, amqp_basic_properties_t *p,
-			   amqp_table_entry_t *entries);
+			   amqp_table_entry_t *entries, size_t frame_max);
 
 /* The length of a property, 0 if p does not have it. */
 size_t gs__amqp_prop_len(const amqp_basic_properties_t *p, amqp_flags_t flag,

@@ -22,8 +22,35 @@ static bool set_str(amqp_basic_properties_t *p, amqp_flags_t flag,
 	return field->len <= SHORT_STR_MAX;
 }
 
+/* The content header frame these properties make, in bytes: rabbitmq-c
+ * encodes it in a buffer of frame_max, after it has sent the publish's
+ * method frame, so one that does not fit costs the connection (the broker
+ * closes it: 505 UNEXPECTED_FRAME), not just the message. */
+static size_t header_frame_size(const amqp_basic_properties_t *p)
+{
+	/* Frame header and end, class, weight, body size, flags, delivery
+	 * mode. */
+	size_t n = 7 + 1 + 2 + 2 + 8 + 2 + 1;
+	const amqp_bytes_t *strs[] = { &p->message_id, &p->content_type,
+				       &p->correlation_id, &p->app_id };
+	const amqp_flags_t flags[] = { AMQP_BASIC_MESSAGE_ID_FLAG,
+				       AMQP_BASIC_CONTENT_TYPE_FLAG,
+				       AMQP_BASIC_CORRELATION_ID_FLAG,
+				       AMQP_BASIC_APP_ID_FLAG };
+	for (size_t i = 0; i < 4; i++)
+		n += 1 + gs__amqp_prop_len(p, flags[i], strs[i]);
+	if (p->_flags & AMQP_BASIC_HEADERS_FLAG) {
+		n += 4;
+		for (int i = 0; i < p->headers.num_entries; i++) {
+			const amqp_table_entry_t *e = &p->headers.entries[i];
+			n += 1 + e->key.len + 1 + 4 + e->value.value.bytes.len;
+		}
+	}
+	return n;
+}
+
 const char *gs__amqp_props(const gs_amqp_out *out, amqp_basic_properties_t *p,
-			   amqp_table_entry_t *entries)
+			   amqp_table_entry_t *entries, size_t frame_max)
 {
 	if (out->n_headers > GS_AMQP_MAX_HEADERS ||
 	    (out->n_headers && !out->headers))
@@ -62,6 +89,8 @@ const char *gs__amqp_props(const gs_amqp_out *out, amqp_basic_properties_t *p,
 		p->headers = (amqp_table_t){ .num_entries = (int)out->n_headers,
 					     .entries = entries };
 	}
+	if (header_frame_size(p) > frame_max)
+		return "properties and headers larger than a frame";
 	return NULL;
 }
 

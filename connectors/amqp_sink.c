@@ -163,7 +163,8 @@ static sent publish(gs_amqp_sink *k, void *event, int *why)
 	}
 	amqp_basic_properties_t p;
 	amqp_table_entry_t headers[GS_AMQP_MAX_HEADERS];
-	const char *bad = gs__amqp_props(&out, &p, headers);
+	const char *bad = gs__amqp_props(&out, &p, headers,
+					 (size_t)amqp_get_frame_max(k->conn));
 	if (bad) {
 		gs__amqp_log(&k->conf, "sink: %s: refused", bad);
 		return REFUSED;
@@ -375,9 +376,8 @@ static bool refused(gs_amqp_sink *k, const char *why)
 		done(k, event, GS_EINVAL);
 	} else {
 		gs__amqp_log(&k->conf,
-			     "sink: the broker closed the channel: %s; the "
-			     "%zu events in flight go again one at a time, "
-			     "to find the one it refuses",
+			     "sink: %s; the %zu events in flight go again "
+			     "one at a time, to find the one it refused",
 			     why, in_flight(k));
 		k->probing = in_flight(k);
 	}
@@ -559,12 +559,13 @@ GS_AMQP_API gs_err gs_amqp_sink_new(gs_pipeline *p,
 				    const gs_stage_opts *stage_opts,
 				    gs_amqp_sink **out)
 {
-	if (!p || !opts || !out || !opts->encode)
-		return GS_EINVAL;
-	if (opts->version > GS_AMQP_SINK_OPTS_VERSION)
+	/* The version first: a newer struct's fields may mean more. */
+	if (opts && opts->version > GS_AMQP_SINK_OPTS_VERSION)
 		return gs__amqp_refuse_newer(&opts->conn, "gs_amqp_sink_new",
 					     opts->version,
 					     GS_AMQP_SINK_OPTS_VERSION);
+	if (!p || !opts || !out || !opts->encode)
+		return GS_EINVAL;
 	gs_amqp_sink *k = calloc(1, sizeof *k);
 	if (!k)
 		return GS_ENOMEM;

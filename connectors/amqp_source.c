@@ -954,14 +954,15 @@ GS_AMQP_API gs_err gs_amqp_source_new(gs_pipeline *p,
 				      const gs_stage_opts *stage_opts,
 				      gs_amqp_source **out)
 {
+	/* The version first: a newer struct's fields may mean more. */
+	if (opts && opts->version > GS_AMQP_SOURCE_OPTS_VERSION)
+		return gs__amqp_refuse_newer(&opts->conn, "gs_amqp_source_new",
+					     opts->version,
+					     GS_AMQP_SOURCE_OPTS_VERSION);
 	if (!p || !opts || !out || !opts->queue ||
 	    (opts->n_bindings && !opts->bindings) ||
 	    (unsigned)opts->on_failure > GS_AMQP_REJECT)
 		return GS_EINVAL;
-	if (opts->version > GS_AMQP_SOURCE_OPTS_VERSION)
-		return gs__amqp_refuse_newer(&opts->conn, "gs_amqp_source_new",
-					     opts->version,
-					     GS_AMQP_SOURCE_OPTS_VERSION);
 	gs_amqp_source *s = calloc(1, sizeof *s);
 	if (!s)
 		return GS_ENOMEM;

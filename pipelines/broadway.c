@@ -298,8 +298,8 @@ static gs_err build(gs_broadway *bw)
 		if (err == GS_ENOMEM) {
 			char why[160];
 			snprintf(why, sizeof why,
-				 "no memory for processor %zu's buffers "
-				 "(about 5 x max_demand %zu pointers)",
+				 "no memory for processor %zu (its buffers "
+				 "take about 5 x max_demand %zu pointers)",
 				 i, bw->o.processors.max_demand);
 			refuse(&bw->o, err, why);
 		}

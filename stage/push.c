@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "struct_version.h"
 #include "waitq.h"
 
 /* Events moved from the queue per gs_emit. */
@@ -155,6 +156,7 @@ GS__API gs_err gs_push_producer(gs_pipeline *p, const gs_stage_opts *opts,
 {
 	if (!p || !out)
 		return GS_EINVAL;
+	GS__REFUSE_NEWER(&p->opts, opts, GS_STAGE_OPTS_VERSION);
 	if (opts && opts->buffer_size == GS_BUFFER_NONE)
 		return gs__refuse(&p->opts, GS_EINVAL,
 				  "gs_push_producer: GS_BUFFER_NONE is no "

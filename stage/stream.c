@@ -10,6 +10,7 @@
 
 #include "annotate.h"
 #include "internal.h"
+#include "struct_version.h"
 #include "waitq.h"
 
 typedef struct stream {
@@ -97,6 +98,7 @@ GS__API gs_err gs_stream(gs_pipeline *p, const gs_stage_opts *opts,
 {
 	if (!p || !out)
 		return GS_EINVAL;
+	GS__REFUSE_NEWER(&p->opts, opts, GS_STAGE_OPTS_VERSION);
 	if (opts && opts->buffer_size == GS_BUFFER_NONE)
 		return gs__refuse(&p->opts, GS_EINVAL,
 				  "gs_stream: GS_BUFFER_NONE is no queue size");

@@ -125,8 +125,13 @@ Test(version, too_new_stage_ops_or_opts_are_refused_and_nothing_is_made)
 	cr_assert_eq(gs_from_array(p, &ev, 1, &o, &s), GS_EVERSION);
 	cr_assert_eq(gs_push_producer(p, &o, &s), GS_EVERSION);
 	cr_assert_eq(gs_stream(p, &o, &s), GS_EVERSION);
+	/* The version before any other field: GS_BUFFER_NONE may be fine
+	 * in a newer struct. */
+	o.buffer_size = GS_BUFFER_NONE;
+	cr_assert_eq(gs_push_producer(p, &o, &s), GS_EVERSION);
+	cr_assert_eq(gs_stream(p, &o, &s), GS_EVERSION);
 	cr_assert_eq(s, (gs_stage *)&s, "out-param touched on error");
-	cr_assert_eq(log.calls, 4);
+	cr_assert_eq(log.calls, 6);
 
 	/* Nothing was made: the pipeline runs empty and no callback ran. */
 	GS_OK_OR_DIE(gs_pipeline_start(p));

@@ -252,7 +252,8 @@ typedef struct gs_amqp_out {
 	bool transient;             /* not persistent (delivery_mode 1) */
 	const char *correlation_id; /* NULL: none */
 	const char *app_id;         /* NULL: none */
-	/* String headers; more than GS_AMQP_MAX_HEADERS is refused as an
+	/* String headers; more than GS_AMQP_MAX_HEADERS, or properties and
+	 * headers together larger than a frame (128 KiB), are refused as an
 	 * oversize body is (GS_EINVAL to confirmed). */
 	const gs_amqp_header *headers;
 	size_t n_headers;
@@ -260,8 +261,9 @@ typedef struct gs_amqp_out {
 
 /* Fills *out for `event`, on the sink's thread. Non-zero (negative too)
  * fails the event: it goes to `confirmed` with that code, unpublished. It
- * is called again when the event is published again after a reconnect;
- * a refusal then fails the event there. */
+ * is called again when the event is published again (after a reconnect,
+ * or one at a time after the broker refused a publish: see above); a
+ * refusal then fails the event there. */
 typedef int (*gs_amqp_encode_fn)(void *arg, void *event, gs_amqp_out *out);
 
 /* The end of an event: status GS_OK once the broker confirmed it; else
@@ -315,7 +317,8 @@ typedef struct gs_amqp_sink_stats {
 	uint64_t published;   /* basic.publish calls (republishes too) */
 	uint64_t confirmed;   /* events confirmed */
 	uint64_t failed;      /* events handed back with an error */
-	uint64_t republished; /* published again after a reconnect */
+	uint64_t republished; /* published again: after a reconnect, or while
+				 finding a publish the broker refused */
 	uint64_t connects;
 	uint64_t unconfirmed; /* now */
 	uint64_t max_unconfirmed_seen;

@@ -146,7 +146,10 @@ gs_err gs_cancel(gs_sub *sub);
  * GS_ECANCELED or GS_OK the consumer keeps running; with any other reason
  * the consumer's cancel mode applies as if its producer had failed with it
  * (permanent and transient stop with it, temporary runs on). The first
- * cancel's reason wins; later ones do nothing. */
+ * cancel's reason wins; later ones do nothing. A producer that has already
+ * ended the subscription (it finished, as gs_from_array does with its last
+ * item, or failed) has the first word: the consumer sees its reason, as a
+ * GenStage consumer that cancels a producer already gone sees the exit. */
 gs_err gs_cancel_reason(gs_sub *sub, int reason);
 
 /* Manual subscriptions only (GS_ESTATE on an automatic one), from any
