@@ -201,9 +201,12 @@ Test(version, zero_and_current_versions_are_accepted,
 	}
 }
 
-/* A version-0 gs_stage_opts as an older header laid it out: it ends where
- * keeps_events begins, right before a page nobody may read. Copying it by
- * the current size crashed a wrapper that passed it on (gs_flow_stream). */
+/* A version-0 gs_stage_opts as an older header laid it out: its fields end
+ * where keeps_events begins, and keeps_events now lies in what was its tail
+ * padding, which holds whatever the older program left there (here 1s).
+ * It sits at the end of a page followed by one nobody may read. Copying it
+ * by the current size read that padding as keeps_events; a later version
+ * that outgrows the padding would read past the page. */
 static gs_stage_opts *old_opts_at_page_end(void **map, size_t *len)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -214,8 +217,9 @@ static gs_stage_opts *old_opts_at_page_end(void **map, size_t *len)
 	cr_assert_eq(mprotect(m + page, page, PROT_NONE), 0);
 	*map = m;
 	size_t v0 = offsetof(gs_stage_opts, keeps_events);
-	gs_stage_opts *o = (gs_stage_opts *)(m + page - v0);
+	gs_stage_opts *o = (gs_stage_opts *)(m + page - sizeof *o);
 	memset(o, 0, v0);
+	memset((char *)o + v0, 1, sizeof *o - v0);
 	o->name = "old";
 	o->buffer_size = 7;
 	return o;
